@@ -1,0 +1,46 @@
+# brokergate: `make demo` runs the whole stack on the paper broker; `make test` passes every test.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo bench chaos lint install redis-binary clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+# Reinstall only when the project's dependencies change.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+install: $(STAMP) redis-binary
+
+# Tests start a private redis-server of their own; install Debian's when it is missing.
+redis-binary:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "redis-server missing: installing Debian's redis-server"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is required and could not be installed"; exit 1; }
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+demo: install
+	$(BIN)/python -m examples.demo
+
+bench: install
+	$(BIN)/python -m bench
+
+chaos: install
+	$(BIN)/python -m pytest -q -m chaos tests/chaos
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,103 @@
+"""The one error tree of brokergate.
+
+Callers act on the type, never on message text. Every broker adapter maps its
+broker's errors into this tree at exactly one point (``common/brokers/<b>/errors.py``)::
+
+    BrokerGateError
+    ├── ConfigError            bad settings or accounts file, missing secret variable
+    ├── InvalidOrder           an order field is wrong; nothing was enqueued or sent (.field, .reason)
+    ├── DeadlineExceeded       the order could not reach the broker before its deadline; never sent
+    └── BrokerError            the broker (or the road to it) said no
+        ├── RateLimited        the broker's own rate-limit answer: not placed; back off (.retry_after_s)
+        ├── TokenExpired       the session is invalid or expired: not placed; log in again
+        ├── LoginFailed        wrong password, TOTP secret or API secret: retrying cannot help
+        ├── OrderRejected      the broker refused the order (margin, validation, OMS): final
+        ├── Ambiguous          the request may or may not have taken effect (timeout, reset after send):
+        │                      reconcile by tag before anything is resent
+        └── BrokerUnavailable  the request certainly did not take effect (connect refused, 5xx before
+                               acceptance): safe to retry within the deadline
+
+``retryable`` tells a caller whether sending the same request again is safe and useful.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Ambiguous",
+    "BrokerError",
+    "BrokerGateError",
+    "BrokerUnavailable",
+    "ConfigError",
+    "DeadlineExceeded",
+    "InvalidOrder",
+    "LoginFailed",
+    "OrderRejected",
+    "RateLimited",
+    "TokenExpired",
+]
+
+
+class BrokerGateError(Exception):
+    """Root of every error brokergate raises on purpose."""
+
+    retryable: bool = False
+
+
+class ConfigError(BrokerGateError):
+    """The settings or the accounts file are wrong; the message names the field or variable."""
+
+
+class InvalidOrder(BrokerGateError, ValueError):
+    """An order field is invalid. Raised before anything is enqueued or sent."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"invalid order: {field}: {reason}")
+
+
+class DeadlineExceeded(BrokerGateError):
+    """The order could not be sent before its deadline, so it was not sent at all."""
+
+
+class BrokerError(BrokerGateError):
+    """The broker, or the network path to it, refused or failed a request."""
+
+    def __init__(self, message: str, *, code: str | None = None, http_status: int | None = None) -> None:
+        self.code = code
+        self.http_status = http_status
+        super().__init__(message)
+
+
+class RateLimited(BrokerError):
+    """The broker answered with its rate-limit response. The request was not processed."""
+
+    retryable = True
+
+    def __init__(self, message: str = "rate limited", *, retry_after_s: float = 1.0, **kw: object) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class TokenExpired(BrokerError):
+    """The access token is missing, invalid or expired. The request was not processed."""
+
+    retryable = True
+
+
+class LoginFailed(BrokerError):
+    """Credentials were refused (password, TOTP secret, API secret). Retrying cannot help."""
+
+
+class OrderRejected(BrokerError):
+    """The broker refused the order for a reason that retrying will not fix."""
+
+
+class Ambiguous(BrokerError):
+    """The request left and no answer came back: the outcome is unknown until reconciled."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The request did not take effect (connection refused, gateway error before acceptance)."""
+
+    retryable = True

@@ -1,0 +1,126 @@
+"""Every Redis key, pub/sub channel and Celery queue name brokergate uses, from one place.
+
+Keys carry the ``bg:`` prefix; pub/sub channels for strategies (``ticks:``, ``orders:``)
+do not, so that a strategy in any language can subscribe by the documented name.
+"""
+
+from __future__ import annotations
+
+PREFIX = "bg:"
+
+# --- tokens (common/tokens.py) --------------------------------------------------------
+def token(account: str) -> str:
+    """Hash: access token, feed token, issued_at, expires_at, version. Expires with the token."""
+    return f"{PREFIX}token:{account}"
+
+
+TOKEN_CHANGED = f"{PREFIX}token-changed"  # pub/sub: "<account> <version>" on every new token
+
+
+def login_lock(account: str) -> str:
+    """Single-flight lock: one login per account at a time across every worker and host."""
+    return f"{PREFIX}login:lock:{account}"
+
+
+def login_done(account: str, trading_day: str) -> str:
+    """Idempotency mark of the daily login, derived from account + trading day."""
+    return f"{PREFIX}login:done:{account}:{trading_day}"
+
+
+def login_error(account: str) -> str:
+    """The last login failure (a hash: at, type, message), shown by ``brokergate status``."""
+    return f"{PREFIX}login:error:{account}"
+
+
+# --- limiter (common/ratelimit.py) ----------------------------------------------------
+def limit(account: str, endpoint_class: str) -> str:
+    """Limiter state of one endpoint class (orders, quote, ...) of an account, all its windows."""
+    return f"{PREFIX}limit:{account}:{endpoint_class}"
+
+
+def backoff(account: str, endpoint_class: str) -> str:
+    """Set after a broker rate-limit answer; the limiter waits it out. Counted in stats."""
+    return f"{PREFIX}backoff:{account}:{endpoint_class}"
+
+
+def stats(account: str) -> str:
+    """Hash of counters for an account (rate_limited, reconciled, duplicates_avoided, ...)."""
+    return f"{PREFIX}stats:{account}"
+
+
+# --- orders (workers/orders.py, common/orderstore.py) ----------------------------------
+def order(client_order_id: str) -> str:
+    """Hash: state, account, broker_order_id, request, history, last error, deadline."""
+    return f"{PREFIX}order:{client_order_id}"
+
+
+ORDERS_ACTIVE = f"{PREFIX}orders:active"  # sorted set: non-terminal order ids by deadline (ms), for the sweeper
+
+
+def order_done(client_order_id: str) -> str:
+    """List that receives one element when the order reaches a state a handle waits for."""
+    return f"{PREFIX}order-done:{client_order_id}"
+
+
+# --- instruments (common/instruments.py) ----------------------------------------------
+def instruments(account: str) -> str:
+    """Hash EXCHANGE:SYMBOL -> instrument JSON (token, lot size, tick size)."""
+    return f"{PREFIX}instruments:{account}"
+
+
+def instrument_tokens(account: str) -> str:
+    """Hash broker token -> EXCHANGE:SYMBOL, the reverse map the feed decodes with."""
+    return f"{PREFIX}instruments:{account}:by-token"
+
+
+# --- feed (feed/) -----------------------------------------------------------------------
+def feed_subs(account: str) -> str:
+    """Hash EXCHANGE:SYMBOL -> mode (ltp, quote, full): what the feed must keep subscribed."""
+    return f"{PREFIX}feed:subs:{account}"
+
+
+FEED_CONTROL = f"{PREFIX}feed:control"  # pub/sub: "<account>" when its subscriptions changed
+
+
+def feed_heartbeat(account: str, socket_no: int) -> str:
+    """Hash with a TTL: connected, last_frame_ms, ticks, reconnects, malformed, instruments."""
+    return f"{PREFIX}hb:feed:{account}:{socket_no}"
+
+
+def ticks_channel(exchange: str, symbol: str) -> str:
+    return f"ticks:{exchange}:{symbol}"
+
+
+LTP = f"{PREFIX}ltp"  # hash EXCHANGE:SYMBOL -> last price (rupees, exact decimal string)
+
+
+# --- order updates (feed/postback.py, common/orderupdates.py) --------------------------
+def orders_channel(account: str) -> str:
+    return f"orders:{account}"
+
+
+RECEIVER_HEARTBEAT = f"{PREFIX}hb:receiver"  # hash with a TTL: started, last_postback_ms, accepted, refused
+
+
+def postback_seen(account: str, digest: str) -> str:
+    """Replay guard for one exact postback body."""
+    return f"{PREFIX}postback:seen:{account}:{digest}"
+
+
+# --- processes ----------------------------------------------------------------------------
+BEAT_HEARTBEAT = f"{PREFIX}hb:beat"
+REDBEAT_PREFIX = f"{PREFIX}redbeat:"
+
+
+# --- Celery queues --------------------------------------------------------------------------
+AUTH_QUEUE = "auth"
+DEFAULT_QUEUE = "default"
+
+
+def orders_queue(account: str) -> str:
+    return f"orders.{account}"
+
+
+def urgent_queue(account: str) -> str:
+    """Cancels, modifies and urgent orders: an exit is never stuck behind a burst of entries."""
+    return f"orders.{account}.urgent"

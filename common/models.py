@@ -1,0 +1,337 @@
+"""The generic models every process speaks: Order, OrderUpdate, Tick, Instrument, OrderState.
+
+Money is exact. Order and Instrument prices are ``Decimal`` rupees: they are validated
+against tick sizes and sent to brokers as decimal strings, and a float would turn
+``0.05 * 3`` into ``0.15000000000000002``. Ticks are the hot path (hundreds of
+thousands a second), so a Tick carries integer prices in the exchange's minor unit with
+``price_divisor`` (100 for paise; 10**7 for currency derivatives, where a paisa is too
+coarse) and converts to Decimal only when asked (:meth:`Tick.rupees`).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import asdict, dataclass, field, fields, replace
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from common.errors import InvalidOrder
+
+__all__ = [
+    "TERMINAL_STATES",
+    "Instrument",
+    "Order",
+    "OrderState",
+    "OrderType",
+    "OrderUpdate",
+    "Product",
+    "Side",
+    "Tick",
+    "Validity",
+    "new_client_order_id",
+]
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderType(StrEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    SL = "SL"  # stop-loss limit: trigger_price and price
+    SL_M = "SL-M"  # stop-loss market: trigger_price only
+
+
+class Product(StrEnum):
+    DELIVERY = "DELIVERY"
+    INTRADAY = "INTRADAY"
+    NORMAL = "NORMAL"  # carry-forward derivatives
+
+
+class Validity(StrEnum):
+    DAY = "DAY"
+    IOC = "IOC"
+
+
+class OrderState(StrEnum):
+    """Where an order is. The allowed moves are one table in ``common/orderstate.py``."""
+
+    NEW = "NEW"  # validated and enqueued, not yet sent
+    SENDING = "SENDING"  # a worker claimed it and may have sent it
+    OPEN = "OPEN"  # the broker holds it (open, trigger pending, partially filled)
+    COMPLETE = "COMPLETE"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"  # certainly never reached the broker
+    EXPIRED = "EXPIRED"  # could not be sent before its deadline, so was not sent
+    UNKNOWN = "UNKNOWN"  # outcome unknown until reconciled against the order book
+
+
+TERMINAL_STATES = frozenset(
+    {OrderState.COMPLETE, OrderState.REJECTED, OrderState.CANCELLED, OrderState.FAILED, OrderState.EXPIRED}
+)
+
+_TAG = re.compile(r"^[A-Za-z0-9]{1,20}$")  # Kite tags: alphanumeric, at most 20; Angel ordertag fits too
+_SYMBOL = re.compile(r"^[A-Za-z0-9&\-_. ]{1,40}$")
+_EXCHANGES = frozenset({"NSE", "BSE", "NFO", "BFO", "CDS", "BCD", "MCX"})
+DEFAULT_DEADLINE_S = 30.0
+
+
+def new_client_order_id() -> str:
+    """A fresh id that every broker accepts as an order tag (20 alphanumerics, 80 random bits)."""
+    return uuid.uuid4().hex[:20]
+
+
+def _decimal(name: str, value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, float):
+        # repr() is the shortest string that round-trips, so 101.1 stays 101.1 exactly.
+        value = repr(value)
+    try:
+        d = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise InvalidOrder(name, f"not a number: {value!r}") from None
+    if not d.is_finite():
+        raise InvalidOrder(name, f"not a finite number: {value!r}")
+    return d
+
+
+def _enum(kind: type[StrEnum], name: str, value: Any) -> Any:
+    try:
+        return kind(str(value).upper())
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
+        raise InvalidOrder(name, f"{value!r} is not one of {allowed}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """One tradable (or index) instrument as the instrument master knows it for an account."""
+
+    exchange: str
+    symbol: str
+    token: str  # the broker's instrument token, as a string for every broker
+    lot_size: int = 1
+    tick_size: Decimal = Decimal("0.05")
+    name: str = ""
+    instrument_type: str = "EQ"
+    broker_symbol: str = ""  # the broker's own trading symbol when it differs (Angel: "INFY-EQ")
+
+    @property
+    def key(self) -> str:
+        return f"{self.exchange}:{self.symbol}"
+
+    def to_dict(self) -> dict[str, str | int]:
+        d = asdict(self)
+        d["tick_size"] = str(self.tick_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Instrument:
+        return cls(
+            exchange=str(d["exchange"]),
+            symbol=str(d["symbol"]),
+            token=str(d["token"]),
+            lot_size=int(d.get("lot_size", 1)),
+            tick_size=Decimal(str(d.get("tick_size", "0.05"))),
+            name=str(d.get("name", "")),
+            instrument_type=str(d.get("instrument_type", "EQ")),
+            broker_symbol=str(d.get("broker_symbol", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A broker-neutral order. Construction validates every field it can judge alone;
+    :meth:`check_instrument` adds lot size and tick size from the instrument master.
+    Each failure is an :class:`InvalidOrder` naming the field."""
+
+    account: str
+    exchange: str
+    symbol: str
+    side: Side
+    quantity: int
+    order_type: OrderType = OrderType.MARKET
+    product: Product = Product.INTRADAY
+    price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    validity: Validity = Validity.DAY
+    client_order_id: str = field(default_factory=new_client_order_id)
+    deadline_s: float = DEFAULT_DEADLINE_S
+    urgent: bool = False
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        if not isinstance(self.account, str) or not self.account:
+            raise InvalidOrder("account", "required")
+        exchange = str(self.exchange).upper()
+        if exchange not in _EXCHANGES:
+            raise InvalidOrder("exchange", f"{self.exchange!r} is not one of {', '.join(sorted(_EXCHANGES))}")
+        s(self, "exchange", exchange)
+        if not isinstance(self.symbol, str) or not _SYMBOL.match(self.symbol):
+            raise InvalidOrder("symbol", f"{self.symbol!r} is not a trading symbol")
+        s(self, "side", _enum(Side, "side", self.side))
+        s(self, "order_type", _enum(OrderType, "order_type", self.order_type))
+        s(self, "product", _enum(Product, "product", self.product))
+        s(self, "validity", _enum(Validity, "validity", self.validity))
+        if isinstance(self.quantity, bool) or not isinstance(self.quantity, int):
+            try:
+                q = int(str(self.quantity))
+            except ValueError:
+                raise InvalidOrder("quantity", f"not a whole number: {self.quantity!r}") from None
+            s(self, "quantity", q)
+        if self.quantity <= 0:
+            raise InvalidOrder("quantity", f"must be > 0, got {self.quantity}")
+        price = _decimal("price", self.price)
+        trigger = _decimal("trigger_price", self.trigger_price)
+        s(self, "price", price)
+        s(self, "trigger_price", trigger)
+        ot = self.order_type
+        if ot in (OrderType.LIMIT, OrderType.SL):
+            if price is None or price <= 0:
+                raise InvalidOrder("price", f"a {ot} order needs a price > 0")
+        elif price is not None and price != 0:
+            raise InvalidOrder("price", f"a {ot} order takes no price")
+        else:
+            s(self, "price", None)
+        if ot in (OrderType.SL, OrderType.SL_M):
+            if trigger is None or trigger <= 0:
+                raise InvalidOrder("trigger_price", f"a {ot} order needs a trigger_price > 0")
+        elif trigger is not None and trigger != 0:
+            raise InvalidOrder("trigger_price", f"a {ot} order takes no trigger_price")
+        else:
+            s(self, "trigger_price", None)
+        if not isinstance(self.client_order_id, str) or not _TAG.match(self.client_order_id):
+            raise InvalidOrder("client_order_id", "1 to 20 letters or digits (it travels as the broker's tag)")
+        try:
+            deadline = float(self.deadline_s)
+        except (TypeError, ValueError):
+            raise InvalidOrder("deadline_s", f"not a number: {self.deadline_s!r}") from None
+        if not 0 < deadline <= 3600:
+            raise InvalidOrder("deadline_s", f"must be in (0, 3600] seconds, got {self.deadline_s}")
+        s(self, "deadline_s", deadline)
+        s(self, "urgent", bool(self.urgent))
+
+    def check_instrument(self, instrument: Instrument) -> None:
+        """Lot size and tick size, which only the instrument master knows."""
+        if self.quantity % instrument.lot_size:
+            raise InvalidOrder("quantity", f"{self.quantity} is not a multiple of the lot size {instrument.lot_size}")
+        for name in ("price", "trigger_price"):
+            value: Decimal | None = getattr(self, name)
+            if value is not None and value % instrument.tick_size:
+                raise InvalidOrder(name, f"{value} is not a multiple of the tick size {instrument.tick_size}")
+
+    @property
+    def instrument_key(self) -> str:
+        return f"{self.exchange}:{self.symbol}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form (JSON-safe: prices as decimal strings, enums as their values)."""
+        d: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            d[f.name] = str(v) if isinstance(v, Decimal) else (v.value if isinstance(v, StrEnum) else v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Order:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InvalidOrder(unknown[0], "unknown field")
+        for required in ("account", "exchange", "symbol", "side", "quantity"):
+            if required not in d:
+                raise InvalidOrder(required, "required")
+        return cls(**d)
+
+    def with_(self, **changes: Any) -> Order:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """One normalized update of an order, from a postback, an order-update socket or reconciliation."""
+
+    account: str
+    client_order_id: str  # our id; the broker's tag
+    broker_order_id: str
+    state: OrderState
+    filled_quantity: int = 0
+    pending_quantity: int = 0
+    average_price: Decimal | None = None
+    broker_status: str = ""  # the broker's own status text, for people
+    message: str = ""
+    exchange_ts: str = ""
+    source: str = ""  # postback, socket, reconcile, worker
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["state"] = self.state.value
+        d["average_price"] = None if self.average_price is None else str(self.average_price)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OrderUpdate:
+        avg = d.get("average_price")
+        return cls(
+            account=str(d["account"]),
+            client_order_id=str(d.get("client_order_id") or ""),
+            broker_order_id=str(d.get("broker_order_id") or ""),
+            state=OrderState(d["state"]),
+            filled_quantity=int(d.get("filled_quantity") or 0),
+            pending_quantity=int(d.get("pending_quantity") or 0),
+            average_price=None if avg in (None, "") else Decimal(str(avg)),
+            broker_status=str(d.get("broker_status") or ""),
+            message=str(d.get("message") or ""),
+            exchange_ts=str(d.get("exchange_ts") or ""),
+            source=str(d.get("source") or ""),
+        )
+
+
+class Tick(NamedTuple):
+    """One normalized market tick, the same shape for every broker.
+
+    Prices are integers in 1/price_divisor rupee (paise when price_divisor == 100), so
+    decoding never rounds; :meth:`rupees` gives the exact Decimal. Fields a mode does
+    not carry are 0. A NamedTuple because the feed builds hundreds of thousands a second.
+    """
+
+    exchange: str
+    symbol: str
+    token: str
+    mode: str  # ltp, quote, full
+    price_divisor: int
+    last_price: int
+    last_quantity: int = 0
+    average_price: int = 0
+    volume: int = 0
+    oi: int = 0
+    bid_price: int = 0
+    bid_quantity: int = 0
+    ask_price: int = 0
+    ask_quantity: int = 0
+    open: int = 0
+    high: int = 0
+    low: int = 0
+    close: int = 0
+    exchange_ts_ms: int = 0
+    received_ns: int = 0
+    # best five levels, flattened (price, quantity, orders) * 5; empty unless the mode carries depth
+    bids: tuple[int, ...] = ()
+    asks: tuple[int, ...] = ()
+
+    def rupees(self, value: int) -> Decimal:
+        return Decimal(value) / self.price_divisor
+
+    @property
+    def ltp(self) -> Decimal:
+        return self.rupees(self.last_price)
+
+    @property
+    def instrument_key(self) -> str:
+        return f"{self.exchange}:{self.symbol}"

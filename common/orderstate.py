@@ -1,0 +1,44 @@
+"""The order state machine: one transition table, and the rank that keeps updates from going backwards.
+
+    NEW ──► SENDING ──► OPEN ──► COMPLETE | CANCELLED | REJECTED
+     │         │  └───────────► COMPLETE | CANCELLED | REJECTED
+     │         ├──► FAILED      (certainly never reached the broker)
+     │         └──► UNKNOWN ──► (reconciled) OPEN | COMPLETE | ... | FAILED
+     └──► EXPIRED               (no slot before the deadline: never sent)
+
+A worker that finds SENDING (a redelivery) or UNKNOWN reconciles by tag before it sends.
+"""
+
+from __future__ import annotations
+
+from common.models import TERMINAL_STATES, OrderState
+
+S = OrderState
+
+TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
+    S.NEW: frozenset({S.SENDING, S.EXPIRED, S.FAILED, S.OPEN, S.COMPLETE, S.REJECTED, S.CANCELLED}),
+    S.SENDING: frozenset({S.OPEN, S.COMPLETE, S.REJECTED, S.CANCELLED, S.FAILED, S.UNKNOWN, S.EXPIRED}),
+    S.UNKNOWN: frozenset({S.SENDING, S.OPEN, S.COMPLETE, S.REJECTED, S.CANCELLED, S.FAILED, S.EXPIRED}),
+    S.OPEN: frozenset({S.OPEN, S.COMPLETE, S.REJECTED, S.CANCELLED}),
+    S.COMPLETE: frozenset(),
+    S.REJECTED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.FAILED: frozenset(),
+    S.EXPIRED: frozenset(),
+}
+
+# Push updates may arrive late and out of order; an update is applied only when it moves
+# the order forward in this rank (OPEN -> OPEN is allowed: partial fills, modifications).
+RANK: dict[OrderState, int] = {
+    S.NEW: 0, S.SENDING: 1, S.UNKNOWN: 1, S.OPEN: 2,
+    S.COMPLETE: 3, S.REJECTED: 3, S.CANCELLED: 3, S.FAILED: 3, S.EXPIRED: 3,
+}  # fmt: skip
+
+
+def can_move(current: OrderState, new: OrderState) -> bool:
+    """True when the table allows ``current -> new``."""
+    return new in TRANSITIONS[current]
+
+
+def is_terminal(state: OrderState) -> bool:
+    return state in TERMINAL_STATES

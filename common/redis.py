@@ -1,0 +1,48 @@
+"""Redis connections from settings: one pool per URL per process (fork-safe via redis-py)."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from common.settings import settings
+
+_lock = threading.Lock()
+_clients: dict[tuple[str, bool], redis.Redis] = {}
+
+
+def get_redis(url: str | None = None, *, decode: bool = True) -> redis.Redis:
+    """A shared client for ``url`` (the settings' URL by default).
+
+    Health checks and retries make a restarted Redis transparent to callers that retry.
+    """
+    url = url or settings().redis_url
+    key = (url, decode)
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            client = redis.Redis.from_url(
+                url,
+                decode_responses=decode,
+                health_check_interval=10,
+                socket_connect_timeout=5,
+                socket_keepalive=True,
+                retry_on_timeout=True,
+            )
+            _clients[key] = client
+        return client
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests, and after the settings change)."""
+    with _lock:
+        for c in _clients.values():
+            c.close()
+        _clients.clear()
+
+
+def server_time_ms(r: redis.Redis) -> int:
+    """Redis server time in ms: the one clock every host agrees on."""
+    sec, usec = r.time()
+    return int(sec) * 1000 + int(usec) // 1000

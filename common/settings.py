@@ -1,0 +1,311 @@
+"""Process settings (environment and ``.env``) and the accounts file (TOML).
+
+Secrets are references in the accounts file (``api_secret = "env:KITE1_API_SECRET"``),
+resolved from the environment at load time; a missing variable or a bad field is one
+:class:`ConfigError` whose message names it. A :class:`Secret` never shows its value in
+a repr or str, and every resolved secret is registered with the log redactor.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from common.brokers import BROKER_NAMES, spec_for
+from common.errors import ConfigError
+
+__all__ = ["Account", "Cap", "Secret", "Settings", "load_accounts", "load_settings", "parse_cap"]
+
+_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+_CAP = re.compile(r"^\s*(\d+)\s*/\s*([a-z]+)\s*$")
+_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+class Secret:
+    """A secret value that never prints itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    """At most ``count`` requests in any sliding window of ``period_s`` seconds."""
+
+    count: int
+    period_s: int
+
+    def __str__(self) -> str:
+        unit = {1: "s", 60: "min", 3600: "hour", 86400: "day"}.get(self.period_s)
+        return f"{self.count}/{unit}" if unit else f"{self.count}/{self.period_s}s"
+
+
+def parse_cap(text: str, where: str = "cap") -> Cap:
+    m = _CAP.match(str(text).lower())
+    if not m or m.group(2) not in _PERIODS or int(m.group(1)) <= 0:
+        raise ConfigError(f"{where}: {text!r} is not a cap like '10/s', '400/min', '1000/hour' or '5000/day'")
+    return Cap(int(m.group(1)), _PERIODS[m.group(2)])
+
+
+@dataclass(frozen=True)
+class Account:
+    """One broker account from the accounts file. Secrets are :class:`Secret`."""
+
+    name: str
+    broker: str
+    user_id: str
+    api_key: str
+    password: Secret
+    totp_secret: Secret
+    api_secret: Secret
+    rest_url: str
+    login_url: str
+    ws_url: str
+    order_ws_url: str
+    caps: dict[str, tuple[Cap, ...]]
+    login_time: time = time(8, 45)
+    timezone: str = "Asia/Kolkata"
+    concurrency: int = 2
+    rate_limit: str = ""  # Celery's per-worker rate_limit; derived from the order caps unless set
+    deadline_s: float = 30.0
+    feed_sockets: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def secrets(self) -> list[str]:
+        return [s.get() for s in (self.password, self.totp_secret, self.api_secret) if s]
+
+    def caps_for(self, endpoint_class: str) -> tuple[Cap, ...]:
+        return self.caps.get(endpoint_class) or self.caps.get("other", ())
+
+    def celery_rate_limit(self) -> str:
+        """Celery's ``rate_limit`` for this account's order task: the tightest order cap
+        per second, as a first line of defence. The Redis limiter is the guarantee."""
+        if self.rate_limit:
+            return self.rate_limit
+        per_s = min((c.count / c.period_s for c in self.caps_for("orders")), default=10.0)
+        return f"{max(per_s, 1 / 60):.4g}/s"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process-wide settings, from the environment (``BROKERGATE_*``) and ``.env``."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    accounts_path: str = "accounts.toml"
+    log_level: str = "INFO"
+    log_json: bool = False
+    flower_user: str = ""
+    flower_password: Secret = field(default_factory=lambda: Secret(""))
+    postback_host: str = "127.0.0.1"
+    postback_port: int = 8701
+
+
+def _env(name: str, environ: dict[str, str], default: str) -> str:
+    return environ.get(name, default)
+
+
+def load_dotenv_once(path: str | os.PathLike[str] = ".env") -> None:
+    """Read ``.env`` into the environment; variables already set win."""
+    try:
+        from dotenv import load_dotenv
+    except ImportError:  # pragma: no cover - python-dotenv is a dependency
+        return
+    load_dotenv(path, override=False)
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    if environ is None:
+        load_dotenv_once()
+        environ = dict(os.environ)
+    port = _env("BROKERGATE_POSTBACK_PORT", environ, "8701")
+    if not port.isdigit():
+        raise ConfigError(f"BROKERGATE_POSTBACK_PORT: {port!r} is not a port number")
+    level = _env("BROKERGATE_LOG_LEVEL", environ, "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"BROKERGATE_LOG_LEVEL: {level!r} is not a log level")
+    return Settings(
+        redis_url=_env("BROKERGATE_REDIS_URL", environ, Settings.redis_url),
+        accounts_path=_env("BROKERGATE_ACCOUNTS", environ, Settings.accounts_path),
+        log_level=level,
+        log_json=_env("BROKERGATE_LOG_JSON", environ, "").lower() in ("1", "true", "yes"),
+        flower_user=_env("BROKERGATE_FLOWER_USER", environ, ""),
+        flower_password=Secret(_env("BROKERGATE_FLOWER_PASSWORD", environ, "")),
+        postback_host=_env("BROKERGATE_POSTBACK_HOST", environ, "127.0.0.1"),
+        postback_port=int(port),
+    )
+
+
+def _resolve_secret(value: Any, where: str, environ: dict[str, str], required: bool) -> Secret:
+    if value is None or value == "":
+        if required:
+            raise ConfigError(f"{where}: required (write it as \"env:VARIABLE\")")
+        return Secret("")
+    if not isinstance(value, str) or not value.startswith("env:"):
+        # A literal secret in a file that gets committed and copied around is how keys leak.
+        raise ConfigError(f"{where}: secrets are references like \"env:VARIABLE\", not values")
+    var = value[4:]
+    if not var:
+        raise ConfigError(f"{where}: empty variable name in {value!r}")
+    if var not in environ or environ[var] == "":
+        raise ConfigError(f"{where}: environment variable {var} is not set")
+    return Secret(environ[var])
+
+
+def _str(table: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+    v = table.get(key, default)
+    if v is None:
+        raise ConfigError(f"{where}.{key}: required")
+    if not isinstance(v, str):
+        raise ConfigError(f"{where}.{key}: must be a string, got {type(v).__name__}")
+    return v
+
+
+def _parse_account(name: str, t: Any, environ: dict[str, str]) -> Account:
+    where = f"accounts.{name}"
+    if not _ACCOUNT_NAME.match(name):
+        raise ConfigError(f"{where}: account names are 1-40 letters, digits, '_' or '-'")
+    if not isinstance(t, dict):
+        raise ConfigError(f"{where}: must be a table")
+    broker = _str(t, "broker", where)
+    if broker not in BROKER_NAMES:
+        raise ConfigError(f"{where}.broker: {broker!r} is not one of {', '.join(BROKER_NAMES)}")
+    spec = spec_for(broker)
+    known = {
+        "broker", "user_id", "password", "totp_secret", "api_key", "api_secret", "rest_url", "login_url",
+        "ws_url", "order_ws_url", "caps", "login_time", "timezone", "concurrency", "rate_limit",
+        "deadline_s", "feed_sockets", "extra",
+    }  # fmt: skip
+    for key in t:
+        if key not in known:
+            raise ConfigError(f"{where}.{key}: unknown field")
+    secrets = {
+        k: _resolve_secret(t.get(k), f"{where}.{k}", environ, required=k in spec.secrets)
+        for k in ("password", "totp_secret", "api_secret")
+    }
+    caps_in = t.get("caps", {})
+    if not isinstance(caps_in, dict):
+        raise ConfigError(f"{where}.caps: must be a table like {{ orders = [\"10/s\", \"400/min\"] }}")
+    caps: dict[str, tuple[Cap, ...]] = {k: tuple(parse_cap(c, f"{where}.caps.{k}") for c in v) for k, v in spec.caps.items()}
+    for cls, values in caps_in.items():
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}.caps.{cls}: must be a list of caps like [\"10/s\"]")
+        caps[cls] = tuple(parse_cap(c, f"{where}.caps.{cls}") for c in values)
+    lt = t.get("login_time", "08:45")
+    try:
+        hh, mm = str(lt).split(":")
+        login_time = time(int(hh), int(mm))
+    except ValueError:
+        raise ConfigError(f"{where}.login_time: {lt!r} is not HH:MM") from None
+    tz = _str(t, "timezone", where, "Asia/Kolkata")
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(tz)
+    except Exception:
+        raise ConfigError(f"{where}.timezone: {tz!r} is not a known time zone") from None
+    ints: dict[str, int] = {}
+    for key, default in (("concurrency", 2), ("feed_sockets", 1)):
+        v = t.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{where}.{key}: must be a whole number >= 1")
+        ints[key] = v
+    deadline = t.get("deadline_s", 30.0)
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not 0 < deadline <= 3600:
+        raise ConfigError(f"{where}.deadline_s: must be a number of seconds in (0, 3600]")
+    rate_limit = _str(t, "rate_limit", where, "")
+    if rate_limit and not re.match(r"^\d+(\.\d+)?/[smh]$", rate_limit):
+        raise ConfigError(f"{where}.rate_limit: {rate_limit!r} is not a Celery rate like '3/s'")
+    return Account(
+        name=name,
+        broker=broker,
+        user_id=_str(t, "user_id", where),
+        api_key=_str(t, "api_key", where),
+        rest_url=_str(t, "rest_url", where, spec.rest_url).rstrip("/"),
+        login_url=_str(t, "login_url", where, spec.login_url).rstrip("/"),
+        ws_url=_str(t, "ws_url", where, spec.ws_url),
+        order_ws_url=_str(t, "order_ws_url", where, spec.order_ws_url),
+        caps=caps,
+        login_time=login_time,
+        timezone=tz,
+        concurrency=ints["concurrency"],
+        feed_sockets=ints["feed_sockets"],
+        rate_limit=rate_limit,
+        deadline_s=float(deadline),
+        extra=dict(t.get("extra", {})),
+        **secrets,
+    )
+
+
+def parse_accounts(text: str, environ: dict[str, str] | None = None, source: str = "accounts") -> dict[str, Account]:
+    """Parse an accounts TOML document into accounts by name."""
+    env = dict(os.environ) if environ is None else environ
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    table = doc.get("accounts")
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"{source}: no [accounts.<name>] table")
+    accounts = {name: _parse_account(name, t, env) for name, t in table.items()}
+    from common.logs import register_secrets
+
+    for a in accounts.values():
+        register_secrets(a.secrets())
+    return accounts
+
+
+def load_accounts(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> dict[str, Account]:
+    if environ is None:
+        load_dotenv_once()
+    p = Path(path or load_settings(environ).accounts_path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"BROKERGATE_ACCOUNTS: accounts file {str(p)!r} does not exist") from None
+    return parse_accounts(text, environ, source=str(p))
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()
+
+
+@lru_cache(maxsize=1)
+def accounts() -> dict[str, Account]:
+    """The process's accounts, read once (restart, or ``accounts.cache_clear()``, to re-read)."""
+    return load_accounts(settings().accounts_path)
+
+
+def account(name: str) -> Account:
+    try:
+        return accounts()[name]
+    except KeyError:
+        raise ConfigError(f"account {name!r} is not in the accounts file") from None
