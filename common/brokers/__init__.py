@@ -31,3 +31,12 @@ def spec_for(broker: str) -> BrokerSpec:
     if broker not in BROKER_NAMES:
         raise KeyError(broker)
     return importlib.import_module(f"common.brokers.{broker}.spec").SPEC  # type: ignore[no-any-return]
+
+
+def broker_module(broker: str, module: str):  # type: ignore[no-untyped-def]
+    """The module ``common.brokers.<broker>.<module>``: how generic code reaches a broker's
+    implementation without naming the broker (module is one of rest, login, codec,
+    errors, translate, updates, instruments, feed)."""
+    if broker not in BROKER_NAMES:
+        raise KeyError(broker)
+    return importlib.import_module(f"common.brokers.{broker}.{module}")
