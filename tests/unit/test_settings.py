@@ -1,0 +1,95 @@
+"""Settings and the accounts file: every mistake is one clear error naming the field or variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.errors import ConfigError
+from common.settings import Cap, load_settings, parse_accounts, parse_cap
+
+GOOD = """
+[accounts.kite1]
+broker = "kite"
+user_id = "AB1234"
+password = "env:K_PASSWORD"
+totp_secret = "env:K_TOTP"
+api_key = "kitekey1"
+api_secret = "env:K_SECRET"
+rest_url = "http://127.0.0.1:8700"
+caps = { orders = ["3/s", "200/min"] }
+
+[accounts.angel1]
+broker = "angel"
+user_id = "A123"
+password = "env:A_MPIN"
+totp_secret = "env:A_TOTP"
+api_key = "angelkey"
+"""
+ENV = {"K_PASSWORD": "pw-kite-123", "K_TOTP": "JBSWY3DPEHPK3PXP", "K_SECRET": "s3cr3t-api", "A_MPIN": "7391", "A_TOTP": "JBSWY3DPEHPK3PXQ"}
+
+
+def test_good_file_resolves_secrets_and_defaults() -> None:
+    accounts = parse_accounts(GOOD, ENV)
+    kite = accounts["kite1"]
+    assert kite.api_secret.get() == "s3cr3t-api"
+    assert kite.rest_url == "http://127.0.0.1:8700"
+    assert kite.login_url == "https://kite.zerodha.com"  # real host by default
+    assert kite.caps["orders"] == (Cap(3, 1), Cap(200, 60))
+    assert kite.caps["quote"] == (Cap(1, 1),)  # broker default kept for other classes
+    assert accounts["angel1"].caps["orders"] == (Cap(20, 1), Cap(500, 60), Cap(1000, 3600))
+    assert kite.login_time.hour == 8 and kite.login_time.minute == 45
+    assert kite.celery_rate_limit() == "3/s"
+
+
+def test_no_repr_shows_a_secret() -> None:
+    accounts = parse_accounts(GOOD, ENV)
+    text = repr(accounts) + str(accounts)
+    for value in ENV.values():
+        assert value not in text
+
+
+@pytest.mark.parametrize(
+    ("mutation", "named"),
+    [
+        (lambda t: t.replace('broker = "kite"', 'broker = "kyte"'), "accounts.kite1.broker"),
+        (lambda t: t.replace('user_id = "AB1234"\n', ""), "accounts.kite1.user_id"),
+        (lambda t: t.replace('"3/s"', '"3 per second"'), "accounts.kite1.caps.orders"),
+        (lambda t: t.replace('api_secret = "env:K_SECRET"', 'api_secret = "plaintextsecret"'), "accounts.kite1.api_secret"),
+        (lambda t: t.replace('api_key = "kitekey1"', 'api_key = "kitekey1"\ncolour = "red"'), "accounts.kite1.colour"),
+        (lambda t: t.replace("[accounts.kite1]", '[accounts.kite1]\nlogin_time = "8.45"'), "accounts.kite1.login_time"),
+        (lambda t: t + "\n[[[", "not valid TOML"),
+    ],
+)
+def test_bad_field_is_one_error_naming_it(mutation, named: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_accounts(mutation(GOOD), ENV)
+    assert named in str(e.value)
+    assert "\n" not in str(e.value).strip() or named == "not valid TOML"
+
+
+def test_missing_secret_variable_is_named() -> None:
+    env = dict(ENV)
+    del env["K_TOTP"]
+    with pytest.raises(ConfigError, match=r"accounts\.kite1\.totp_secret: environment variable K_TOTP is not set"):
+        parse_accounts(GOOD, env)
+
+
+def test_missing_accounts_file_is_named(tmp_path) -> None:
+    from common.settings import load_accounts
+
+    with pytest.raises(ConfigError, match="BROKERGATE_ACCOUNTS"):
+        load_accounts(tmp_path / "nope.toml", environ={})
+
+
+def test_settings_from_environment() -> None:
+    s = load_settings({"BROKERGATE_REDIS_URL": "redis://h:1/2", "BROKERGATE_LOG_LEVEL": "debug", "BROKERGATE_FLOWER_PASSWORD": "pw-xyz"})
+    assert s.redis_url == "redis://h:1/2" and s.log_level == "DEBUG"
+    assert "pw-xyz" not in repr(s)
+    with pytest.raises(ConfigError, match="BROKERGATE_LOG_LEVEL"):
+        load_settings({"BROKERGATE_LOG_LEVEL": "loud"})
+
+
+@pytest.mark.parametrize(("text", "cap"), [("10/s", Cap(10, 1)), ("400/min", Cap(400, 60)), ("1000/hour", Cap(1000, 3600)), ("5000/day", Cap(5000, 86400))])
+def test_parse_cap(text: str, cap: Cap) -> None:
+    assert parse_cap(text) == cap
+    assert parse_cap(str(cap)) == cap
