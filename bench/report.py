@@ -1,0 +1,106 @@
+"""Benchmark records, the printed table and ``bench/results/latest.json``.
+
+Every record carries its anchor measured in the same run, so a ratio never compares
+numbers from two different moments of a noisy machine.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).parent / "results"
+
+
+@dataclass
+class Record:
+    """One row of DESIGN.md § Targets."""
+
+    name: str
+    value: float
+    unit: str
+    target: str  # human text, e.g. ">= 10x official parser"
+    passed: bool
+    anchor: str = ""  # what the anchor is
+    anchor_value: float | None = None
+    ratio: float | None = None  # value / anchor_value where that means something
+    spread: str = ""  # e.g. "min 1.1 / max 1.4 over 5"
+    repeats: int = 1
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def median_spread(samples: Sequence[float]) -> tuple[float, str]:
+    """The median and a short text of the spread, for the table."""
+    med = statistics.median(samples)
+    if len(samples) == 1:
+        return med, "1 run"
+    return med, f"min {min(samples):.4g} / max {max(samples):.4g} over {len(samples)}"
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    s = sorted(samples)
+    if not s:
+        return float("nan")
+    k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def write_json(records: Iterable[Record], path: Path | None = None) -> Path:
+    path = path or RESULTS_DIR / "latest.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "records": [asdict(r) for r in records],
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    tmp.replace(path)
+    return path
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v != v:  # nan
+        return "n/a"
+    return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def print_table(records: Sequence[Record]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="brokergate benchmarks (medians; anchors measured in the same run)")
+    for col in ("target", "ours", "unit", "goal", "anchor", "ratio", "pass", "spread"):
+        table.add_column(col)
+    for r in records:
+        table.add_row(
+            r.name,
+            _fmt(r.value),
+            r.unit,
+            r.target,
+            f"{r.anchor}: {_fmt(r.anchor_value)}" if r.anchor else "-",
+            f"{r.ratio:.2f}x" if r.ratio is not None else "-",
+            "[green]pass[/]" if r.passed else "[red]FAIL[/]",
+            r.spread,
+        )
+    Console(width=200).print(table)
