@@ -75,7 +75,7 @@ TERMINAL_STATES = frozenset(
     {OrderState.COMPLETE, OrderState.REJECTED, OrderState.CANCELLED, OrderState.FAILED, OrderState.EXPIRED}
 )
 
-_TAG = re.compile(r"^[A-Za-z0-9]{1,20}$")  # Kite tags: alphanumeric, at most 20; Angel ordertag fits too
+_TAG = re.compile(r"^[A-Za-z0-9]{1,20}$")  # the strictest broker tag rule: alphanumeric, at most 20
 _SYMBOL = re.compile(r"^[A-Za-z0-9&\-_. ]{1,40}$")
 _EXCHANGES = frozenset({"NSE", "BSE", "NFO", "BFO", "CDS", "BCD", "MCX"})
 DEFAULT_DEADLINE_S = 30.0
@@ -120,7 +120,7 @@ class Instrument:
     tick_size: Decimal = Decimal("0.05")
     name: str = ""
     instrument_type: str = "EQ"
-    broker_symbol: str = ""  # the broker's own trading symbol when it differs (Angel: "INFY-EQ")
+    broker_symbol: str = ""  # the broker's own trading symbol when it differs (e.g. "INFY-EQ" with its series)
 
     @property
     def key(self) -> str:

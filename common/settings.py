@@ -1,6 +1,6 @@
 """Process settings (environment and ``.env``) and the accounts file (TOML).
 
-Secrets are references in the accounts file (``api_secret = "env:KITE1_API_SECRET"``),
+Secrets are references in the accounts file (``api_secret = "env:ACCOUNT1_API_SECRET"``),
 resolved from the environment at load time; a missing variable or a bad field is one
 :class:`ConfigError` whose message names it. A :class:`Secret` never shows its value in
 a repr or str, and every resolved secret is registered with the log redactor.
