@@ -1,10 +1,14 @@
-"""Test harness: a private redis-server per session (tests/fixtures/redis.py) and the paper broker."""
+"""Test harness: every module in tests/fixtures/ is a pytest plugin (private Redis, paper broker,
+accounts, Celery workers), so any test can ask for those fixtures by name."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # Tests never read the developer's .env or accounts file by accident.
-os.environ.setdefault("BROKERGATE_ACCOUNTS", os.path.join(os.path.dirname(__file__), "data", "accounts.toml"))
+os.environ.setdefault("BROKERGATE_ACCOUNTS", str(Path(__file__).parent / "data" / "accounts.toml"))
 
-pytest_plugins = ["tests.fixtures.redis"]
+pytest_plugins = sorted(
+    f"tests.fixtures.{p.stem}" for p in (Path(__file__).parent / "fixtures").glob("*.py") if p.stem != "__init__"
+)
