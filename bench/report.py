@@ -104,3 +104,14 @@ def print_table(records: Sequence[Record]) -> None:
             r.spread,
         )
     Console(width=200).print(table)
+
+
+def max_in_window(arrivals_ns: Sequence[int], window_ns: int) -> int:
+    """The most arrivals inside any sliding window of ``window_ns`` (how a broker counts caps)."""
+    times = sorted(arrivals_ns)
+    best = lo = 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= window_ns:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
