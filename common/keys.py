@@ -14,6 +14,12 @@ def token(account: str) -> str:
     return f"{PREFIX}token:{account}"
 
 
+def token_version(account: str) -> str:
+    """Counter of the account's token versions; never expires, so versions only grow
+    (a reader holding version 7 must never be handed a "new" version 1 after expiry)."""
+    return f"{PREFIX}token:{account}:version"
+
+
 TOKEN_CHANGED = f"{PREFIX}token-changed"  # pub/sub: "<account> <version>" on every new token
 
 
@@ -73,6 +79,11 @@ def instrument_tokens(account: str) -> str:
     return f"{PREFIX}instruments:{account}:by-token"
 
 
+def instruments_meta(account: str) -> str:
+    """Hash: refreshed_at_ms, count of the last instrument master refresh."""
+    return f"{PREFIX}instruments:{account}:meta"
+
+
 # --- feed (feed/) -----------------------------------------------------------------------
 def feed_subs(account: str) -> str:
     """Hash EXCHANGE:SYMBOL -> mode (ltp, quote, full): what the feed must keep subscribed."""
@@ -124,3 +135,14 @@ def orders_queue(account: str) -> str:
 def urgent_queue(account: str) -> str:
     """Cancels, modifies and urgent orders: an exit is never stuck behind a burst of entries."""
     return f"orders.{account}.urgent"
+
+
+# --- order-update push path (feed/orderupdates.py, feed/order_socket.py) -------------------------
+def order_socket_heartbeat(account: str) -> str:
+    """Hash with a TTL: connected, last_frame_ms, messages, reconnects, of an account's order-update socket."""
+    return f"{PREFIX}hb:order-socket:{account}"
+
+
+def reconcile_requested(account: str) -> str:
+    """Short-lived mark: a reconcile of this account was just requested (debounces reconnect storms)."""
+    return f"{PREFIX}reconcile:requested:{account}"

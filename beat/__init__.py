@@ -1,0 +1,1 @@
+"""The RedBeat schedule: daily login per account, instrument refresh, the order sweeper."""

@@ -1,0 +1,194 @@
+"""The Beat schedule, on RedBeat, built from the accounts file.
+
+``configure(app)`` makes ``celery -A workers.app beat`` run RedBeat with:
+
+- per account, ``brokergate.login`` at its ``login_time`` in its ``timezone`` (a crontab),
+  on the ``auth`` queue; a fresh daily login then enqueues ``brokergate.refresh_instruments``;
+- per account, an instrument refresh ``REFRESH_AFTER_MIN`` minutes after the login, a safety
+  net should the chained one be lost (it downloads nothing when the master is under an
+  hour old);
+- ``brokergate.sweep_orders`` every ``SWEEP_EVERY_S`` seconds (expiring if not picked up,
+  so a stopped worker never finds a pile of sweeps).
+
+Lock: RedBeat holds ``<prefix>lock`` while it runs and a second Beat blocks on it at start.
+The lock timeout is ``LOCK_TIMEOUT_S`` (15 s: three ticks of ``MAX_LOOP_INTERVAL_S`` = 5 s)
+instead of RedBeat's 25 minutes, so when a Beat dies its successor takes over within
+about 20 s (the lock lapses after 15 s; a waiting Beat retries it every max interval).
+Shorter would risk a healthy but slow Beat (a long Redis pause) losing its lock between
+ticks, and two Beats firing. Entries' ``last_run_at`` live in Redis too, so the successor
+does not run a slot again.
+
+Catch-up: RedBeat stores a new entry with ``last_run_at = now``, so a Beat started at 09:00
+would wait for tomorrow's 08:45. A ``beat_init`` handler, run after RedBeat has taken its
+lock, enqueues ``brokergate.login`` for every account whose slot today is past and whose
+``bg:login:done:<account>:<day>`` is missing. The task is idempotent per account and day,
+so the catch-up and the regular entry can never log in twice.
+
+Heartbeat: each tick of the Beat holding the lock writes ``bg:hb:beat`` (``last_tick_ms``,
+``pid``, ``host``; expiring after two lock timeouts) for ``brokergate status``.
+
+Time zones: RedBeat stores a crontab without its ``nowfun``, so entries are expressed in
+the app's time zone (Asia/Kolkata): an account in another zone has its login time
+converted with today's offset (a zone with daylight saving time shifts by an hour until
+Beat restarts; Indian markets have none).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from celery.schedules import crontab
+from celery.signals import beat_init
+
+from common import keys
+from common.errors import ConfigError
+from common.settings import Account, accounts, settings
+
+__all__ = ["LOCK_TIMEOUT_S", "MAX_LOOP_INTERVAL_S", "build_schedule", "catch_up", "configure", "due_logins"]
+
+log = logging.getLogger(__name__)
+
+APP_TIMEZONE = "Asia/Kolkata"
+MAX_LOOP_INTERVAL_S = 5
+LOCK_TIMEOUT_S = 3 * MAX_LOOP_INTERVAL_S
+SWEEP_EVERY_S = 5.0
+REFRESH_AFTER_MIN = 2
+REFRESH_SKIP_IF_YOUNGER_S = 3600.0
+
+
+def _in_app_tz(acct: Account, minutes_after: int = 0) -> tuple[int, int]:
+    """The account's login time (+ minutes) as (hour, minute) in the app's time zone."""
+    tz = ZoneInfo(acct.timezone)
+    today = datetime.now(tz).date()
+    local = datetime.combine(today, acct.login_time, tz) + timedelta(minutes=minutes_after)
+    t = local.astimezone(ZoneInfo(APP_TIMEZONE))
+    return t.hour, t.minute
+
+
+def build_schedule(accts: dict[str, Account]) -> dict[str, dict[str, Any]]:
+    """The beat_schedule for these accounts (pure: no Redis, no app)."""
+    sched: dict[str, dict[str, Any]] = {}
+    for name, acct in accts.items():
+        h, m = _in_app_tz(acct)
+        sched[f"login:{name}"] = {
+            "task": "brokergate.login",
+            "schedule": crontab(minute=m, hour=h),
+            "args": [name],
+            "options": {"queue": keys.AUTH_QUEUE},
+        }
+        h, m = _in_app_tz(acct, REFRESH_AFTER_MIN)
+        sched[f"instruments:{name}"] = {
+            "task": "brokergate.refresh_instruments",
+            "schedule": crontab(minute=m, hour=h),
+            "args": [name],
+            # Skipped when the refresh chained after the login already ran.
+            "kwargs": {"max_age_s": REFRESH_SKIP_IF_YOUNGER_S},
+            "options": {"queue": keys.AUTH_QUEUE},
+        }
+    sched["sweep_orders"] = {
+        "task": "brokergate.sweep_orders",
+        "schedule": timedelta(seconds=SWEEP_EVERY_S),
+        "options": {"expires": SWEEP_EVERY_S * 2},
+    }
+    return sched
+
+
+def due_logins(accts: dict[str, Account], now: datetime, r: Any) -> list[str]:
+    """Accounts whose login slot today (their time zone) is past at ``now`` and whose
+    daily login mark is missing: the logins a starting Beat must run at once."""
+    due = []
+    for name, acct in accts.items():
+        local = now.astimezone(ZoneInfo(acct.timezone))
+        slot = datetime.combine(local.date(), acct.login_time, local.tzinfo)
+        if local >= slot and not r.exists(keys.login_done(name, local.date().isoformat())):
+            due.append(name)
+    return due
+
+
+def catch_up(app: Any, now: datetime | None = None, r: Any = None) -> list[str]:
+    """Enqueue the logins a Beat started after the slot has missed; returns the accounts."""
+    from common.redis import get_redis, server_time_ms
+
+    r = r or get_redis()
+    if now is None:
+        now = datetime.fromtimestamp(server_time_ms(r) / 1000, ZoneInfo(APP_TIMEZONE))
+    names = due_logins(accounts(), now, r)
+    for name in names:
+        log.info("beat: the %s login slot has passed without a login today: logging in now", name)
+        app.send_task("brokergate.login", args=[name], queue=keys.AUTH_QUEUE)
+    return names
+
+
+def _beat_heartbeat(r: Any, lock_timeout_s: float) -> None:
+    """``bg:hb:beat``: when this Beat last ticked (``brokergate status`` reads it)."""
+    from common.redis import server_time_ms
+
+    with r.pipeline(transaction=True) as p:
+        p.hset(keys.BEAT_HEARTBEAT, mapping={
+            "last_tick_ms": server_time_ms(r), "pid": os.getpid(), "host": socket.gethostname(),
+        })  # fmt: skip
+        p.pexpire(keys.BEAT_HEARTBEAT, int(lock_timeout_s * 2 * 1000))
+        p.execute()
+
+
+def _wrap_tick_with_heartbeat(scheduler: Any) -> None:
+    from common.redis import get_redis
+
+    tick = scheduler.tick
+    lock_timeout_s = float(getattr(scheduler, "lock_timeout", LOCK_TIMEOUT_S) or LOCK_TIMEOUT_S)
+
+    def tick_and_beat(*args: Any, **kwargs: Any) -> Any:
+        result = tick(*args, **kwargs)
+        try:
+            _beat_heartbeat(get_redis(), lock_timeout_s)
+        except Exception:  # status is informational; scheduling must go on
+            log.debug("beat: heartbeat failed", exc_info=True)
+        return result
+
+    scheduler.tick = tick_and_beat
+
+
+def _on_beat_init(sender: Any = None, **_: Any) -> None:
+    scheduler = getattr(sender, "scheduler", None)
+    # RedBeat's own beat_init handler (connected first) has taken the lock by now; a
+    # second Beat never gets here until it holds the lock itself.
+    if (
+        scheduler is not None
+        and getattr(scheduler, "lock_key", None)
+        and getattr(scheduler, "lock", None) is None
+    ):
+        log.warning("beat: no RedBeat lock; skipping the login catch-up")
+        return
+    if scheduler is not None:
+        _wrap_tick_with_heartbeat(scheduler)
+    try:
+        catch_up(sender.app if sender is not None else scheduler.app)
+    except Exception:
+        log.exception("beat: login catch-up failed")
+
+
+def configure(app: Any) -> None:
+    """Make ``app``'s Beat a RedBeat with the brokergate schedule (called by workers.app)."""
+    import redbeat.schedulers  # noqa: F401  # connects RedBeat's lock handler before ours
+
+    app.conf.timezone = APP_TIMEZONE
+    app.conf.enable_utc = True
+    app.conf.beat_scheduler = "redbeat.RedBeatScheduler"
+    app.conf.redbeat_redis_url = settings().redis_url
+    app.conf.redbeat_key_prefix = keys.REDBEAT_PREFIX
+    app.conf.redbeat_lock_timeout = LOCK_TIMEOUT_S
+    app.conf.beat_max_loop_interval = MAX_LOOP_INTERVAL_S
+    try:
+        accts = accounts()
+    except ConfigError as e:
+        # Workers import the app too, and may run without an accounts file (tests, tools);
+        # a Beat started like this says so loudly and still runs the sweeper.
+        log.error("beat: no daily logins scheduled: %s", e)
+        accts = {}
+    app.conf.beat_schedule = build_schedule(accts)
+    beat_init.connect(_on_beat_init, weak=False, dispatch_uid="brokergate.beat.catch_up")

@@ -1,0 +1,108 @@
+"""Angel's scrip master (``OpenAPIScripMaster.json``) parsed into generic Instruments.
+
+Rows: ``token, symbol, name, expiry, strike, lotsize, instrumenttype, exch_seg, tick_size``,
+every value a string. ``tick_size`` is in paise ("5.000000" is 0.05 rupee). Equity
+symbols carry the series (``INFY-EQ``): the generic symbol drops the ``-EQ`` so that
+``NSE:INFY`` names the same instrument on every broker, and ``broker_symbol`` keeps the
+original for order requests. Other series (``-BE``, ``-BL``) stay, as at Kite. Index
+names are upper-cased (``Nifty 50`` -> ``NIFTY 50``, Kite's spelling).
+
+The real file is a public URL that needs no login; a paper broker (any non-default
+``rest_url``) serves it at the same path under its own root.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import requests
+
+from common.brokers.angel.spec import SPEC
+from common.errors import BrokerUnavailable
+from common.models import Instrument
+from common.settings import Account
+
+__all__ = ["PUBLIC_URL", "SCRIP_MASTER_PATH", "generic_symbol", "parse_json", "parse_rows", "url"]
+
+SCRIP_MASTER_PATH = "/OpenAPI_File/files/OpenAPIScripMaster.json"
+PUBLIC_URL = f"https://margincalculator.angelbroking.com{SCRIP_MASTER_PATH}"
+TIMEOUT_S = (3.05, 120.0)  # the real file is tens of MB
+_DEFAULT_TICK = Decimal("0.05")
+_INDEX_TYPES = frozenset({"AMXIDX", "INDEX"})
+
+
+def generic_symbol(symbol: str, instrument_type: str) -> str:
+    if instrument_type in _INDEX_TYPES:
+        return symbol.upper()
+    return symbol[:-3] if symbol.endswith("-EQ") else symbol
+
+
+def _tick_rupees(text: Any) -> Decimal:
+    try:
+        paise = Decimal(str(text).strip() or "0")
+    except InvalidOperation:
+        return _DEFAULT_TICK
+    return (paise / 100).normalize() if paise > 0 else _DEFAULT_TICK
+
+
+def parse_rows(rows: Iterable[dict[str, Any]]) -> Iterator[Instrument]:
+    for row in rows:
+        token = str(row.get("token") or "").strip()
+        symbol = str(row.get("symbol") or "").strip()
+        exchange = str(row.get("exch_seg") or "").strip()
+        if not token or not symbol or not exchange:
+            continue
+        itype = str(row.get("instrumenttype") or "").strip()
+        try:
+            lot = int(float(row.get("lotsize") or 1)) or 1
+        except ValueError:
+            lot = 1
+        yield Instrument(
+            exchange=exchange,
+            symbol=generic_symbol(symbol, itype),
+            token=token,
+            lot_size=lot,
+            tick_size=_tick_rupees(row.get("tick_size")),
+            name=str(row.get("name") or "").strip(),
+            instrument_type="INDEX" if itype in _INDEX_TYPES else (itype or "EQ"),
+            broker_symbol=symbol,
+        )
+
+
+def parse_json(data: bytes | str) -> Iterator[Instrument]:
+    rows = json.loads(data)
+    if not isinstance(rows, list):
+        raise ValueError("the scrip master is not a JSON list")
+    return parse_rows(rows)
+
+
+def url(account: Account) -> str:
+    """The public URL for the real broker; ``<rest_url>`` + the same path for any other root."""
+    base = account.rest_url.rstrip("/")
+    if base == SPEC.rest_url.rstrip("/"):
+        return str(account.extra.get("scrip_master_url", PUBLIC_URL))
+    return f"{base}{SCRIP_MASTER_PATH}"
+
+
+def download(account: Account, session: requests.Session | None = None) -> bytes:
+    s = session or requests.Session()
+    try:
+        resp = s.get(url(account), timeout=TIMEOUT_S)
+    except requests.RequestException as e:
+        raise BrokerUnavailable(f"angel scrip master: {type(e).__name__}") from None
+    finally:
+        if session is None:
+            s.close()
+    if resp.status_code != 200:
+        raise BrokerUnavailable(f"angel scrip master: HTTP {resp.status_code}", http_status=resp.status_code)
+    return resp.content
+
+
+def fetch(
+    account: Account, access_token: str | None = None, session: requests.Session | None = None
+) -> list[Instrument]:
+    """The instrument list (the scrip master is public: the token is not needed)."""
+    return list(parse_json(download(account, session)))

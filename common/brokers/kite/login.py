@@ -1,0 +1,154 @@
+"""Kite headless login (BROKERS.md § Zerodha, Login): password, TOTP, request_token, session.
+
+1. ``POST {login_url}/api/login`` (user_id, password) -> ``data.request_id``
+2. ``POST {login_url}/api/twofa`` (user_id, request_id, twofa_value, twofa_type=totp) -> cookies
+3. ``GET {login_url}/connect/login?api_key=..&v=3``, following redirects by hand until a
+   ``Location`` carries ``request_token`` (the last hop goes to the app's redirect URL,
+   which may be a host we cannot reach, so it is read, never followed)
+4. ``POST {rest_url}/session/token`` (api_key, request_token, checksum) -> access_token
+
+Errors: a refused credential is :class:`LoginFailed` (retrying cannot help); a network
+failure or a 5xx is :class:`BrokerUnavailable` and a 429 :class:`RateLimited` (the caller
+retries the whole flow within its deadline). No secret or token is ever logged or put into an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+from zoneinfo import ZoneInfo
+
+import requests
+
+from common import totp
+from common.errors import BrokerUnavailable, LoginFailed, RateLimited
+from common.settings import Account
+
+__all__ = ["checksum", "login", "request_token_from", "token_expiry_ms"]
+
+log = logging.getLogger(__name__)
+IST = ZoneInfo("Asia/Kolkata")
+TIMEOUT_S = (3.05, 10.0)  # connect, read
+MAX_REDIRECTS = 10
+_HEADERS = {"X-Kite-Version": "3", "User-Agent": "brokergate"}
+
+
+def checksum(api_key: str, request_token: str, api_secret: str) -> str:
+    """``sha256(api_key + request_token + api_secret)`` hex, as /session/token wants it."""
+    return hashlib.sha256(f"{api_key}{request_token}{api_secret}".encode()).hexdigest()
+
+
+def token_expiry_ms(issued_at_ms: int) -> int:
+    """Kite tokens die at the next 06:00 IST (the daily regulatory flush)."""
+    issued = datetime.fromtimestamp(issued_at_ms / 1000, IST)
+    flush = issued.replace(hour=6, minute=0, second=0, microsecond=0)
+    if flush <= issued:
+        flush += timedelta(days=1)
+    return int(flush.timestamp() * 1000)
+
+
+def request_token_from(location: str) -> str | None:
+    """The ``request_token`` in a redirect target, if it carries one."""
+    values = parse_qs(urlsplit(location).query).get("request_token")
+    return values[0] if values and values[0] else None
+
+
+def _call(session: requests.Session, method: str, url: str, step: str, **kw: Any) -> requests.Response:
+    try:
+        return session.request(method, url, timeout=TIMEOUT_S, allow_redirects=False, **kw)
+    except requests.RequestException as e:
+        raise BrokerUnavailable(f"kite login: {step}: {type(e).__name__}") from None
+
+
+def _json(resp: requests.Response, step: str) -> dict[str, Any]:
+    """The ``data`` of a success answer; the error mapped by status otherwise."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if resp.status_code == 429:
+        raise RateLimited(f"kite login: {step}: rate limited", retry_after_s=1.0, http_status=429)
+    if resp.status_code >= 500:
+        raise BrokerUnavailable(f"kite login: {step}: HTTP {resp.status_code}", http_status=resp.status_code)
+    if not isinstance(body, dict):
+        raise BrokerUnavailable(f"kite login: {step}: HTTP {resp.status_code} without a JSON body",
+                                http_status=resp.status_code)  # fmt: skip
+    if resp.status_code >= 400 or body.get("status") != "success":
+        message = str(body.get("message") or "refused")
+        raise LoginFailed(f"kite login: {step}: {message}", code=str(body.get("error_type") or ""),
+                          http_status=resp.status_code)  # fmt: skip
+    data = body.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def login(
+    account: Account,
+    session: requests.Session | None = None,
+    *,
+    totp_code: Any = totp.code,
+) -> dict[str, Any]:
+    """Log ``account`` in and return the token fields: ``access_token``, ``feed_token``
+    (Kite's ticker takes the access token), ``user_id``, ``public_token``, ``login_time``."""
+    s = session or requests.Session()
+    s.headers.update(_HEADERS)
+    base = account.login_url.rstrip("/")
+    try:
+        # 1. password
+        data = _json(_call(s, "POST", f"{base}/api/login", "password",
+                           data={"user_id": account.user_id, "password": account.password.get()}), "password")  # fmt: skip
+        request_id = str(data.get("request_id") or "")
+        if not request_id:
+            raise LoginFailed("kite login: password: no request_id in the answer")
+        # 2. TOTP
+        try:
+            code = totp_code(account.totp_secret.get())
+        except ValueError as e:
+            raise LoginFailed(f"kite login: totp: {e}") from None
+        _json(_call(s, "POST", f"{base}/api/twofa", "totp", data={
+            "user_id": account.user_id, "request_id": request_id, "twofa_value": code, "twofa_type": "totp",
+        }), "totp")  # fmt: skip
+        # 3. the connect redirect chain, up to the Location that carries the request_token
+        url = f"{base}/connect/login?api_key={account.api_key}&v=3"
+        request_token = None
+        for _ in range(MAX_REDIRECTS):
+            resp = _call(s, "GET", url, "connect")
+            location = resp.headers.get("Location")
+            if resp.status_code not in (301, 302, 303, 307, 308) or not location:
+                if resp.status_code >= 500:
+                    raise BrokerUnavailable(
+                        f"kite login: connect: HTTP {resp.status_code}", http_status=resp.status_code
+                    )
+                # A page instead of a redirect: the session was not accepted (or a bad api_key).
+                if resp.headers.get("Content-Type", "").startswith("application/json"):
+                    _json(resp, "connect")
+                raise LoginFailed(
+                    f"kite login: connect: HTTP {resp.status_code} without a redirect to the app"
+                )
+            request_token = request_token_from(location)
+            if request_token:
+                break
+            url = urljoin(url, location)
+        if not request_token:
+            raise LoginFailed("kite login: connect: no request_token after the redirects")
+        # 4. the session
+        api_secret = account.api_secret.get()
+        data = _json(_call(s, "POST", f"{account.rest_url.rstrip('/')}/session/token", "session", data={
+            "api_key": account.api_key, "request_token": request_token,
+            "checksum": checksum(account.api_key, request_token, api_secret),
+        }), "session")  # fmt: skip
+    finally:
+        if session is None:
+            s.close()
+    access_token = str(data.get("access_token") or "")
+    if not access_token:
+        raise LoginFailed("kite login: session: no access_token in the answer")
+    return {
+        "access_token": access_token,
+        "feed_token": access_token,  # KiteTicker authenticates with the access token itself
+        "user_id": str(data.get("user_id") or account.user_id),
+        "public_token": str(data.get("public_token") or ""),
+        "login_time": str(data.get("login_time") or ""),
+    }

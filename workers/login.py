@@ -1,0 +1,130 @@
+"""Login tasks: the daily login (idempotent per account and trading day) and the
+instrument master refresh, by stable names on the ``auth`` queue.
+
+- ``brokergate.login(account, force=False)``: logs in unless ``bg:login:done:<account>:<day>``
+  says today's login already happened (``force`` skips that check). Goes through
+  :func:`common.tokens.relogin`, so it is single-flight with every re-login in flight.
+  After a fresh daily login it enqueues the instrument refresh.
+- ``brokergate.refresh_instruments(account)``.
+
+A refused credential is logged once (by common.tokens), recorded in
+``bg:login:error:<account>`` and not retried: the task declares LoginFailed as an
+expected error, so Celery logs it without a traceback. A broker that cannot be reached
+is retried inside the login's deadline, then a few times more with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from celery import current_app, shared_task
+
+from common import instruments, keys, tokens
+from common.errors import BrokerUnavailable, LoginFailed, RateLimited, TokenExpired
+from common.redis import get_redis, server_time_ms
+from common.settings import Account, account
+
+__all__ = ["login", "login_concurrently", "login_now", "refresh_instruments", "trading_day"]
+
+log = logging.getLogger(__name__)
+DONE_TTL_S = 3 * 86400
+
+
+def trading_day(acct: Account, now_ms: int) -> str:
+    """The account's local date (its timezone) at ``now_ms``: the day a login belongs to."""
+    return datetime.fromtimestamp(now_ms / 1000, ZoneInfo(acct.timezone)).date().isoformat()
+
+
+def login_now(account_name: str, force: bool = True, *, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Log the account in now (``brokergate login ACCOUNT``). ``force=False`` makes it the
+    daily login: skipped when today's mark exists. Returns a summary without any token."""
+    r = get_redis()
+    acct = account(account_name)
+    day = trading_day(acct, server_time_ms(r))
+    done = keys.login_done(account_name, day)
+    if not force and r.exists(done):
+        cur = tokens.read_token(account_name, r)
+        log.info("login: account=%s already logged in for %s; skipped", account_name, day)
+        return {"account": account_name, "day": day, "skipped": True, "version": cur.version if cur else 0}
+    cur = tokens.read_token(account_name, r)
+    # The CLI (force) also skips the cooldown after a refused login; the daily run respects it,
+    # so a duplicate daily task right after a refusal does not try the broker again.
+    tok = tokens.relogin(account_name, cur.version if cur else 0, timeout_s, force=force)
+    r.set(done, str(tok.version), ex=DONE_TTL_S)
+    return {
+        "account": account_name,
+        "day": day,
+        "skipped": False,
+        "version": tok.version,
+        "expires_at_ms": tok.expires_at_ms,
+    }
+
+
+@shared_task(
+    name="brokergate.login",
+    throws=(LoginFailed,),
+    autoretry_for=(BrokerUnavailable, RateLimited),
+    retry_backoff=5,
+    retry_backoff_max=120,
+    max_retries=5,
+    ignore_result=False,
+)
+def login(account: str, force: bool = False) -> dict[str, Any]:
+    """The daily login of one account (Beat at its login_time; catch-up at Beat start)."""
+    result = login_now(account, force=force)
+    if not result["skipped"]:
+        refresh_instruments.apply_async(args=[account], queue=keys.AUTH_QUEUE)
+    return result
+
+
+@shared_task(
+    name="brokergate.refresh_instruments",
+    autoretry_for=(BrokerUnavailable, RateLimited, TokenExpired),
+    retry_backoff=5,
+    retry_backoff_max=120,
+    max_retries=5,
+)
+def refresh_instruments(account: str, max_age_s: float | None = None) -> int:
+    """Download and store the account's instrument master; returns the count (0 when
+    skipped: refreshed less than ``max_age_s`` ago)."""
+    return instruments.refresh(account, max_age_s=max_age_s)
+
+
+def login_concurrently(
+    account_names: list[str],
+    *,
+    force: bool = True,
+    timeout_s: float = 30.0,
+    app: Any = None,
+) -> dict[str, float]:
+    """Enqueue ``brokergate.login`` for every account at once and wait until each has a
+    new token version. Returns seconds from enqueue to the new version, per account
+    (for the benchmark "every account logged in within 5 s of the Beat tick").
+    Raises TimeoutError naming the accounts still waiting after ``timeout_s``."""
+    app = app or current_app
+    r = get_redis()
+    before = {n: int(r.get(keys.token_version(n)) or 0) for n in account_names}
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.TOKEN_CHANGED)
+    t0 = time.monotonic()
+    try:
+        for n in account_names:
+            app.send_task("brokergate.login", args=[n], kwargs={"force": force}, queue=keys.AUTH_QUEUE)
+        elapsed: dict[str, float] = {}
+        while len(elapsed) < len(account_names):
+            for n in account_names:
+                if n not in elapsed and int(r.get(keys.token_version(n)) or 0) > before[n]:
+                    elapsed[n] = time.monotonic() - t0
+            left_s = timeout_s - (time.monotonic() - t0)
+            if left_s <= 0:
+                missing = sorted(set(account_names) - set(elapsed))
+                raise TimeoutError(f"no new token within {timeout_s:.0f} s for: {', '.join(missing)}")
+            if len(elapsed) < len(account_names):
+                pubsub.get_message(timeout=min(0.1, left_s))
+        return elapsed
+    finally:
+        pubsub.close()
