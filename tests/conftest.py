@@ -6,6 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+# Fixture modules import each other; rewrite their asserts whichever loads first.
+pytest.register_assert_rewrite("tests.fixtures")
+
 # Tests never read the developer's .env or accounts file by accident.
 os.environ.setdefault("BROKERGATE_ACCOUNTS", str(Path(__file__).parent / "data" / "accounts.toml"))
 

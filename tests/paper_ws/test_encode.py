@@ -115,7 +115,7 @@ TOKEN = st.text(alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-", min_size=1, ma
 FINITE = st.floats(allow_nan=False, allow_infinity=False)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     ex=st.sampled_from([1, 2, 3, 4, 5, 7, 13]),
     token=TOKEN,
@@ -162,3 +162,18 @@ def test_angel_random_packets_survive_official_parser(
     assert [(d["quantity"], d["price"], d["no of orders"]) for d in s["best_5_sell_data"]] == asks
     assert (s["upper_circuit_limit"], s["lower_circuit_limit"], s["52_week_high_price"],
             s["52_week_low_price"]) == tuple(limits)
+
+
+@settings(max_examples=100, deadline=None)
+@given(seg=st.sampled_from([1, 2, 3, 4, 5, 6, 7, 12]), hi=st.integers(min_value=0, max_value=2**24 - 1),
+       q=st.lists(U32, min_size=10, max_size=10))
+def test_kite_random_ltp_and_quote_survive_official_parser(seg: int, hi: int, q: list[int]) -> None:
+    token = hi << 8 | seg
+    div = encode.kite_price_divisor(token)
+    ltp, quote = kite_parser()._parse_binary(encode.kite_frame([encode.kite_ltp(token, q[0]), encode.kite_quote(token, *q)]))
+    assert ltp == {"tradable": True, "mode": "ltp", "instrument_token": token, "last_price": q[0] / div}
+    assert quote["mode"] == "quote" and quote["last_price"] == q[0] / div
+    assert (quote["last_traded_quantity"], quote["volume_traded"], quote["total_buy_quantity"],
+            quote["total_sell_quantity"]) == (q[1], q[3], q[4], q[5])
+    assert quote["average_traded_price"] == q[2] / div
+    assert quote["ohlc"] == {"open": q[6] / div, "high": q[7] / div, "low": q[8] / div, "close": q[9] / div}

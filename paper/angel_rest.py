@@ -1,0 +1,403 @@
+"""Angel One SmartAPI at its own paths: login, token renewal, logout, profile, orders, order and
+trade books, order details, LTP, and the scrip master JSON.
+
+Answers follow the SmartAPI conventions: business errors are HTTP 200 with
+`{"status": false, "message", "errorcode": "AB....", "data": null}`; the gateway's token errors are
+`{"success": false, "message", "errorCode": "AG800x", "data": ""}` (HTTP 401); the rate limit is an
+HTTP 403 with a plain-text body. An empty order or trade book is `"data": null`, as at Angel.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import secrets
+from typing import Any
+
+import pyotp
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
+from paper.matching import OrderError, OrderRequest, rupees_to_units
+from paper.state import ANGEL_ORDERTYPE, PaperOrder, User, angel_order_payload, now_ist
+from paper.universe import angel_scrip_master
+
+BASE = "/rest/secure/angelbroking"
+VARIETIES = ("NORMAL", "STOPLOSS", "AMO", "ROBO")
+PRODUCTS = ("DELIVERY", "CARRYFORWARD", "MARGIN", "INTRADAY", "BO")
+DURATIONS = ("DAY", "IOC")
+EXCHANGE_TYPES = {"NSE": 1, "NFO": 2, "BSE": 3, "BFO": 4, "MCX": 5, "NCDEX": 7, "CDS": 13}
+ORDERTYPE_TO_KITE = {v: k for k, v in ANGEL_ORDERTYPE.items()}
+RATE_LIMIT_TEXT = "Access denied because of exceeding access rate"
+
+
+def angel_ok(data: Any) -> JSONResponse:
+    return JSONResponse({"status": True, "message": "SUCCESS", "errorcode": "", "data": data})
+
+
+def angel_error(errorcode: str, message: str, status: int = 200) -> JSONResponse:
+    return JSONResponse({"status": False, "message": message, "errorcode": errorcode, "data": None}, status)
+
+
+def gateway_error(code: str, message: str) -> JSONResponse:
+    return JSONResponse({"success": False, "message": message, "errorCode": code, "data": ""}, 401)
+
+
+DIALECT = Dialect(
+    broker="angel",
+    unavailable=lambda: angel_error("AB1004", "Something Went Wrong, Please Try After Sometime", 503),
+    rate_limited=lambda: PlainTextResponse(RATE_LIMIT_TEXT, 403),
+)
+
+
+def session_expiry_epoch() -> float:
+    """Angel sessions end at midnight IST."""
+    now = now_ist()
+    midnight = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight.timestamp()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _fake_jwt(user: User, kind: str) -> str:
+    """JWT-shaped (header.payload.signature) like Angel's; only the paper broker reads it."""
+    header = _b64(json.dumps({"alg": "HS512"}).encode())
+    payload = _b64(json.dumps({"username": user.user_id, "token": kind, "nonce": secrets.token_hex(8)}).encode())
+    return f"{header}.{payload}.{_b64(secrets.token_bytes(32))}"
+
+
+async def _json_body(call: Call) -> dict[str, Any]:
+    raw = await call.request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise Reply(angel_error("AB1004", "Invalid request body")) from None
+    return body if isinstance(body, dict) else {}
+
+
+# ----- authentication -----
+async def auth_jwt(call: Call) -> User | None:
+    header = call.request.headers.get("authorization", "").strip()
+    token = header[7:].strip() if header[:7].lower() == "bearer " else header
+    if not token:
+        raise Reply(gateway_error("AG8003", "Invalid Token"))
+    user = call.state.user_for_angel_jwt(token)
+    if user is None:
+        expired = any(token in u.expired_tokens for u in call.state.users.values() if u.broker == "angel")
+        if expired:
+            raise Reply(gateway_error("AG8002", "Token Expired"))
+        raise Reply(gateway_error("AG8001", "Invalid Token"))
+    return user
+
+
+async def _login_user(call: Call) -> User | None:
+    body = await _json_body(call)
+    call.user_id = str(body.get("clientcode") or "") or None
+    return None
+
+
+async def _refresh_user(call: Call) -> User | None:
+    body = await _json_body(call)
+    refresh = str(body.get("refreshToken") or "")
+    for user in call.state.users.values():
+        if user.broker == "angel" and refresh and user.refresh_token == refresh:
+            call.user_id = user.user_id
+            break
+    return None
+
+
+def _issue_tokens(user: User) -> dict[str, Any]:
+    user.jwt_token = _fake_jwt(user, "access")
+    user.feed_token = _fake_jwt(user, "feed")
+    if not user.refresh_token:
+        user.refresh_token = _fake_jwt(user, "refresh")
+    user.token_expires_at = session_expiry_epoch()
+    user.login_time = now_ist()
+    return {
+        "jwtToken": user.jwt_token,
+        "refreshToken": user.refresh_token,
+        "feedToken": user.feed_token,
+        "state": None,
+    }
+
+
+async def _login(call: Call) -> Response:
+    body = await _json_body(call)
+    user = call.state.find_user("angel", str(body.get("clientcode") or ""))
+    if user is None or not secrets.compare_digest(user.password, str(body.get("password") or "")):
+        return angel_error("AB1007", "Invalid clientcode or password")
+    api_key = call.request.headers.get("x-privatekey", "")
+    if api_key != user.api_key:
+        return angel_error("AG8004", "Invalid API Key")
+    # valid_window=0: the code must be from the current 30 s step.
+    if not pyotp.TOTP(user.totp_secret).verify(str(body.get("totp") or ""), valid_window=0):
+        return angel_error("AB1050", "Invalid totp")
+    user.refresh_token = None  # a new login starts a new session chain
+    return angel_ok(_issue_tokens(user))
+
+
+async def _generate_tokens(call: Call) -> Response:
+    body = await _json_body(call)
+    refresh = str(body.get("refreshToken") or "")
+    user = next(
+        (u for u in call.state.users.values() if u.broker == "angel" and refresh and u.refresh_token == refresh),
+        None,
+    )
+    if user is None:
+        return angel_error("AB8050", "Invalid Refresh Token")
+    return angel_ok(_issue_tokens(user))
+
+
+async def _logout(call: Call) -> Response:
+    assert call.user is not None
+    call.state.expire_tokens("angel", call.user.user_id)
+    return angel_ok("")
+
+
+async def _profile(call: Call) -> Response:
+    user = call.user
+    assert user is not None
+    return angel_ok(
+        {
+            "clientcode": user.user_id,
+            "name": f"PAPER {user.user_id}",
+            "email": "",
+            "mobileno": "",
+            "exchanges": ["NSE", "BSE", "NFO", "BFO", "CDS", "MCX"],
+            "products": ["MARGIN", "MIS", "NRML", "CNC", "CO", "BO"],
+            "lastlogintime": "",
+            "broker": "",
+        }
+    )
+
+
+# ----- orders -----
+def _map_order_error(exc: OrderError) -> Response:
+    if exc.kind == "not_found":
+        return angel_error("AB1013", "Order not found")
+    return angel_error("AB1004" if exc.kind == "input" else "AB4008", exc.message)
+
+
+def _quantity(raw: Any) -> int:
+    try:
+        return int(str(raw))
+    except (TypeError, ValueError):
+        raise OrderError("input", "Invalid quantity") from None
+
+
+def _instrument(call: Call, body: dict[str, Any]) -> Any:
+    exchange = str(body.get("exchange") or "")
+    token = str(body.get("symboltoken") or "")
+    symbol = str(body.get("tradingsymbol") or "")
+    inst = None
+    if token and exchange in EXCHANGE_TYPES:
+        inst = call.state.by_angel_token(EXCHANGE_TYPES[exchange], token)
+    if inst is None and symbol:
+        inst = call.state.by_symbol(exchange, symbol)
+    if inst is None or inst.exchange != exchange:
+        raise OrderError("symbol", "Symbol Not Found")
+    return inst
+
+
+async def _place(call: Call) -> Response:
+    assert call.user is not None
+    body = await _json_body(call)
+    call.tag = str(body.get("ordertag")) if body.get("ordertag") else None
+    try:
+        variety = str(body.get("variety") or "")
+        if variety not in VARIETIES:
+            return angel_error("AB1008", "Invalid Order Variety")
+        product = str(body.get("producttype") or "")
+        if product not in PRODUCTS:
+            return angel_error("AB1012", "Invalid Product Type")
+        if call.tag is not None and len(call.tag) > 20:
+            raise OrderError("input", "Invalid ordertag: at most 20 characters")
+        duration = str(body.get("duration") or "DAY")
+        if duration not in DURATIONS:
+            raise OrderError("input", "Invalid duration")
+        inst = _instrument(call, body)
+        ordertype = str(body.get("ordertype") or "")
+        if ordertype not in ORDERTYPE_TO_KITE:
+            raise OrderError("input", "Invalid Order Type")
+        req = OrderRequest(
+            instrument=inst,
+            variety=variety,
+            transaction_type=str(body.get("transactiontype") or ""),
+            order_type=ORDERTYPE_TO_KITE[ordertype],
+            product=product,
+            quantity=_quantity(body.get("quantity")),
+            price=rupees_to_units(body.get("price"), inst.price_divisor, "price"),
+            trigger_price=rupees_to_units(body.get("triggerprice"), inst.price_divisor, "triggerprice"),
+            validity=duration,
+            disclosed_quantity=0,
+            tag=call.tag,
+            angel={"variety": variety, "ordertype": ordertype, "producttype": product, "duration": duration},
+        )
+        order = call.paper.engine.place(call.user, req)
+    except OrderError as exc:
+        if exc.kind == "symbol":
+            return angel_error("AB1009", "Symbol Not Found")
+        return _map_order_error(exc)
+    call.accepted = True
+    return angel_ok(
+        {"script": inst.angel_symbol, "orderid": order.order_id, "uniqueorderid": order.unique_order_id}
+    )
+
+
+def _own_order(call: Call, order_id: str, by_unique: bool = False) -> PaperOrder:
+    assert call.user is not None
+    if by_unique:
+        order = next((o for o in call.state.orders.values() if o.unique_order_id == order_id), None)
+    else:
+        order = call.state.orders.get(order_id)
+    if order is None or order.broker != "angel" or order.user_id != call.user.user_id:
+        raise OrderError("not_found", "Order not found")
+    return order
+
+
+async def _modify(call: Call) -> Response:
+    body = await _json_body(call)
+    try:
+        order = _own_order(call, str(body.get("orderid") or ""))
+        call.tag = order.tag
+        div = order.instrument.price_divisor
+        ordertype = str(body.get("ordertype") or order.angel.get("ordertype", ""))
+        if ordertype not in ORDERTYPE_TO_KITE:
+            raise OrderError("input", "Invalid Order Type")
+        price = body.get("price")
+        trigger = body.get("triggerprice")
+        call.paper.engine.modify(
+            order,
+            quantity=_quantity(body["quantity"]) if body.get("quantity") not in (None, "") else None,
+            price=rupees_to_units(price, div, "price") if price not in (None, "") else None,
+            order_type=ORDERTYPE_TO_KITE[ordertype],
+            trigger_price=rupees_to_units(trigger, div, "triggerprice") if trigger not in (None, "") else None,
+            validity=str(body.get("duration")) if body.get("duration") else None,
+        )
+    except OrderError as exc:
+        return _map_order_error(exc)
+    call.accepted = True
+    return angel_ok({"orderid": order.order_id, "uniqueorderid": order.unique_order_id})
+
+
+async def _cancel(call: Call) -> Response:
+    body = await _json_body(call)
+    try:
+        order = _own_order(call, str(body.get("orderid") or ""))
+        call.tag = order.tag
+        call.paper.engine.cancel(order)
+    except OrderError as exc:
+        return _map_order_error(exc)
+    call.accepted = True
+    return angel_ok({"orderid": order.order_id, "uniqueorderid": order.unique_order_id})
+
+
+def _user_orders(call: Call) -> list[PaperOrder]:
+    assert call.user is not None
+    uid = call.user.user_id
+    return [o for o in call.state.orders.values() if o.broker == "angel" and o.user_id == uid]
+
+
+async def _order_book(call: Call) -> Response:
+    rows = [angel_order_payload(o) for o in _user_orders(call)]
+    return angel_ok(rows or None)
+
+
+async def _trade_book(call: Call) -> Response:
+    rows = []
+    for order in _user_orders(call):
+        div = order.instrument.price_divisor
+        for trade in order.trades:
+            rows.append(
+                {
+                    "exchange": order.instrument.exchange,
+                    "producttype": order.product,
+                    "tradingsymbol": order.instrument.angel_symbol,
+                    "instrumenttype": "",
+                    "symbolgroup": "EQ",
+                    "strikeprice": "-1",
+                    "optiontype": "",
+                    "expirydate": "",
+                    "marketlot": str(order.instrument.lot_size),
+                    "precision": "2",
+                    "multiplier": "-1",
+                    "tradevalue": trade.quantity * trade.price / div,
+                    "transactiontype": order.transaction_type,
+                    "fillprice": trade.price / div,
+                    "fillsize": trade.quantity,
+                    "orderid": order.order_id,
+                    "fillid": trade.trade_id,
+                    "filltime": trade.fill_time.strftime("%H:%M:%S"),
+                }
+            )
+    return angel_ok(rows or None)
+
+
+async def _details(call: Call) -> Response:
+    try:
+        order = _own_order(call, call.request.path_params["unique_id"], by_unique=True)
+    except OrderError as exc:
+        return _map_order_error(exc)
+    call.tag = order.tag
+    return angel_ok(angel_order_payload(order))
+
+
+async def _ltp(call: Call) -> Response:
+    body = await _json_body(call)
+    try:
+        inst = _instrument(call, body)
+    except OrderError:
+        return angel_error("AB1009", "Symbol Not Found")
+    q = call.state.prices.quote(inst)
+    div = inst.price_divisor
+    return angel_ok(
+        {
+            "exchange": inst.exchange,
+            "tradingsymbol": inst.angel_symbol,
+            "symboltoken": inst.angel_token,
+            "open": q["open"] / div,
+            "high": q["high"] / div,
+            "low": q["low"] / div,
+            "close": q["close"] / div,
+            "ltp": q["last_price"] / div,
+        }
+    )
+
+
+async def _scrip_master(call: Call) -> Response:
+    body = call.paper.cache.get("angel_scrip_master")
+    if body is None:
+        body = json.dumps(angel_scrip_master(call.state.universe)).encode()
+        call.paper.cache["angel_scrip_master"] = body
+    return Response(body, 200, media_type="application/json")
+
+
+def _endpoint(endpoint_class: str, handler: Handler, authenticate: Authenticator = auth_jwt) -> Any:
+    return make_endpoint(DIALECT, endpoint_class, handler, authenticate)
+
+
+def routes() -> list[Route]:
+    order = f"{BASE}/order/v1"
+    return [
+        Route("/rest/auth/angelbroking/user/v1/loginByPassword", _endpoint("login", _login, _login_user),
+              methods=["POST"]),
+        Route("/rest/auth/angelbroking/jwt/v1/generateTokens", _endpoint("login", _generate_tokens, _refresh_user),
+              methods=["POST"]),
+        Route(f"{BASE}/user/v1/logout", _endpoint("other", _logout), methods=["POST"]),
+        Route(f"{BASE}/user/v1/getProfile", _endpoint("other", _profile), methods=["GET"]),
+        Route(f"{order}/placeOrder", _endpoint("orders", _place), methods=["POST"]),
+        Route(f"{order}/modifyOrder", _endpoint("orders", _modify), methods=["POST"]),
+        Route(f"{order}/cancelOrder", _endpoint("orders", _cancel), methods=["POST"]),
+        Route(f"{order}/getOrderBook", _endpoint("orderbook", _order_book), methods=["GET"]),
+        Route(f"{order}/getTradeBook", _endpoint("orderbook", _trade_book), methods=["GET"]),
+        Route(f"{order}/details/{{unique_id}}", _endpoint("orderbook", _details), methods=["GET"]),
+        Route(f"{order}/getLtpData", _endpoint("quote", _ltp), methods=["POST"]),
+        Route("/OpenAPI_File/files/OpenAPIScripMaster.json", _endpoint("other", _scrip_master, anonymous),
+              methods=["GET"]),
+    ]

@@ -1,0 +1,183 @@
+"""The `/_paper` control API: users, the request log, orders, faults, reset, and the landing
+page of the Kite login redirect. Not part of any broker's API, so never logged or capped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from paper.gateway import Paper
+from paper.state import FAULT_KINDS, PaperOrder, User, angel_order_payload, kite_order_payload
+
+USER_KEYS = ("broker", "user_id", "password", "totp_secret", "api_key", "api_secret", "caps", "postback_url")
+
+
+def user_from_mapping(data: dict[str, Any]) -> User:
+    """Build a User from a `POST /_paper/users` body or a config `[[users]]` table."""
+    missing = [k for k in ("broker", "user_id", "password", "totp_secret", "api_key") if not data.get(k)]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    if data["broker"] not in ("kite", "angel"):
+        raise ValueError("broker must be kite or angel")
+    caps = data.get("caps") or {}
+    if not isinstance(caps, dict) or not all(isinstance(v, list) for v in caps.values()):
+        raise ValueError('caps must look like {"orders": ["10/s", "400/min"]}')
+    from paper.caps import parse_cap
+
+    for values in caps.values():
+        for cap in values:
+            parse_cap(cap)
+    return User(
+        broker=str(data["broker"]),
+        user_id=str(data["user_id"]),
+        password=str(data["password"]),
+        totp_secret=str(data["totp_secret"]),
+        api_key=str(data["api_key"]),
+        api_secret=str(data.get("api_secret") or ""),
+        caps={str(k): [str(c) for c in v] for k, v in caps.items()},
+        postback_url=data.get("postback_url") or None,
+    )
+
+
+def _paper(request: Request) -> Paper:
+    return request.app.state.paper  # type: ignore[no-any-return]
+
+
+async def _json(request: Request) -> dict[str, Any] | None:
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+async def add_user(request: Request) -> Response:
+    body = await _json(request)
+    if body is None:
+        return JSONResponse({"error": "body must be a JSON object"}, 400)
+    try:
+        user = user_from_mapping(body)
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, 400)
+    _paper(request).state.add_user(user)
+    return JSONResponse(user.public_dict(), 201)
+
+
+async def list_users(request: Request) -> Response:
+    return JSONResponse([u.public_dict() for u in _paper(request).state.users.values()])
+
+
+async def requests_log(request: Request) -> Response:
+    """All entries; optional filters `since_ns` (arrival_ns > since_ns), `broker`, `user_id`,
+    `endpoint_class`, so long benchmark runs can fetch only what is new."""
+    entries = _paper(request).state.log.entries()
+    params = request.query_params
+    try:
+        since = int(params["since_ns"]) if "since_ns" in params else None
+    except ValueError:
+        return JSONResponse({"error": "since_ns must be an integer"}, 400)
+    if since is not None:
+        entries = [e for e in entries if e["arrival_ns"] > since]
+    for key in ("broker", "user_id", "endpoint_class"):
+        if key in params:
+            entries = [e for e in entries if e[key] == params[key]]
+    return JSONResponse(entries)
+
+
+def order_summary(order: PaperOrder) -> dict[str, Any]:
+    body = kite_order_payload(order) if order.broker == "kite" else angel_order_payload(order)
+    return {
+        "broker": order.broker,
+        "user_id": order.user_id,
+        "order_id": order.order_id,
+        "unique_order_id": order.unique_order_id,
+        "tag": order.tag,
+        "status": order.status,
+        "exchange": order.instrument.exchange,
+        "symbol": order.instrument.symbol,
+        "transaction_type": order.transaction_type,
+        "order_type": order.order_type,
+        "quantity": order.quantity,
+        "filled_quantity": order.filled_quantity,
+        "price": order.price / order.instrument.price_divisor,
+        "trigger_price": order.trigger_price / order.instrument.price_divisor,
+        "average_price": order.average_price(),
+        "modify_count": order.modify_count,
+        "created_ns": order.created_ns,
+        "broker_payload": body,
+    }
+
+
+async def orders(request: Request) -> Response:
+    """All orders of every user, in placement order; optional filters `broker`, `user_id`, `tag`."""
+    selected = list(_paper(request).state.orders.values())
+    params = request.query_params
+    for key in ("broker", "user_id", "tag"):
+        if key in params:
+            selected = [o for o in selected if getattr(o, key) == params[key]]
+    return JSONResponse([order_summary(o) for o in selected])
+
+
+async def add_fault(request: Request) -> Response:
+    body = await _json(request)
+    if body is None:
+        return JSONResponse({"error": "body must be a JSON object"}, 400)
+    kind = body.get("kind")
+    broker = body.get("broker")
+    if kind not in FAULT_KINDS:
+        return JSONResponse({"error": f"unknown kind {kind!r}", "kinds": sorted(FAULT_KINDS)}, 400)
+    if broker not in ("kite", "angel"):
+        return JSONResponse({"error": "broker must be kite or angel"}, 400)
+    try:
+        count = None if body.get("count") is None else int(body["count"])
+        duration_s = None if body.get("duration_s") is None else float(body["duration_s"])
+        delay_s = None if body.get("delay_s") is None else float(body["delay_s"])
+    except (TypeError, ValueError):
+        return JSONResponse({"error": "count, duration_s and delay_s must be numbers"}, 400)
+    user_id = body.get("user_id")
+    fault = _paper(request).state.add_fault(kind, broker, user_id, count, duration_s, delay_s)
+    return JSONResponse(fault.to_dict(), 201)
+
+
+async def list_faults(request: Request) -> Response:
+    return JSONResponse(_paper(request).state.faults.active())
+
+
+async def reset(request: Request) -> Response:
+    _paper(request).reset()
+    return JSONResponse({"status": "ok"})
+
+
+async def redirect_landing(request: Request) -> Response:
+    """Where the Kite login redirects: shows the request_token like an app's redirect URL would."""
+    return JSONResponse(dict(request.query_params))
+
+
+async def health(request: Request) -> Response:
+    paper = _paper(request)
+    return JSONResponse(
+        {
+            "status": "ok",
+            "seed": paper.state.seed,
+            "instruments": len(paper.state.universe),
+            "postbacks_sent": paper.postbacks.sent,
+            "postbacks_failed": paper.postbacks.failed,
+        }
+    )
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/_paper/users", add_user, methods=["POST"]),
+        Route("/_paper/users", list_users, methods=["GET"]),
+        Route("/_paper/requests", requests_log, methods=["GET"]),
+        Route("/_paper/orders", orders, methods=["GET"]),
+        Route("/_paper/faults", add_fault, methods=["POST"]),
+        Route("/_paper/faults", list_faults, methods=["GET"]),
+        Route("/_paper/reset", reset, methods=["POST"]),
+        Route("/_paper/redirect", redirect_landing, methods=["GET"]),
+        Route("/_paper/health", health, methods=["GET"]),
+    ]

@@ -1,0 +1,1 @@
+"""Static data of the paper broker (the Kite mock repository instrument rows)."""

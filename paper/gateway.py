@@ -1,0 +1,174 @@
+"""The request pipeline every broker endpoint goes through, in the order the brokers apply it:
+authenticate, faults (delay, error_5xx, rate_limit), caps, the handler, then the request log;
+plus the ASGI wrapper that can drop a connection after the handler ran (accept_then_drop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from paper.caps import CapLimiter
+from paper.matching import MatchingEngine
+from paper.postbacks import PostbackSender
+from paper.state import PaperState, User
+
+# Key in the ASGI scope for the server transport (set by paper.server's protocol) and for the
+# per-request control flags; a dict so it survives shallow scope copies.
+TRANSPORT_KEY = "paper.transport"
+CONTROL_KEY = "paper.control"
+
+
+class Reply(Exception):
+    """Raised anywhere in a handler to answer at once with `response`."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
+
+
+@dataclass
+class Paper:
+    """The app's singletons, reachable from handlers as `request.app.state.paper`."""
+
+    state: PaperState
+    limiter: CapLimiter
+    engine: MatchingEngine
+    postbacks: PostbackSender
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def reset(self) -> None:
+        self.state.reset()
+        self.limiter.clear()
+        self.postbacks.clear()
+
+
+@dataclass
+class Call:
+    request: Request
+    paper: Paper
+    broker: str
+    endpoint_class: str
+    arrival_ns: int
+    user: User | None = None
+    user_id: str | None = None  # for the log when the user is named but not authenticated
+    tag: str | None = None
+    accepted: bool = False  # set by order handlers once the broker has acted (accept_then_drop)
+
+    @property
+    def state(self) -> PaperState:
+        return self.paper.state
+
+
+@dataclass
+class Dialect:
+    """How one broker phrases the pipeline's own answers."""
+
+    broker: str
+    unavailable: Callable[[], Response]
+    rate_limited: Callable[[], Response]
+
+
+Handler = Callable[[Call], Awaitable[Response]]
+Authenticator = Callable[[Call], Awaitable[User | None]]
+
+
+async def run_endpoint(
+    request: Request,
+    dialect: Dialect,
+    endpoint_class: str,
+    handler: Handler,
+    authenticate: Authenticator,
+) -> Response:
+    arrival_ns = time.monotonic_ns()
+    paper: Paper = request.app.state.paper
+    call = Call(request, paper, dialect.broker, endpoint_class, arrival_ns)
+    state = paper.state
+    try:
+        call.user = await authenticate(call)
+        if call.user is not None:
+            call.user_id = call.user.user_id
+        uid = call.user_id
+        delay = state.faults.take_fault("delay", dialect.broker, uid)
+        if delay is not None:
+            await asyncio.sleep(delay.delay_s or 0)
+        if state.faults.take("error_5xx", dialect.broker, uid):
+            raise Reply(dialect.unavailable())
+        if state.faults.take("rate_limit", dialect.broker, uid):
+            raise Reply(dialect.rate_limited())
+        if call.user_id is not None:
+            user = call.user or state.find_user(dialect.broker, call.user_id)
+            caps = (user.effective_caps() if user else {}).get(endpoint_class, [])
+            if caps and not paper.limiter.admit(dialect.broker, call.user_id, endpoint_class, caps):
+                raise Reply(dialect.rate_limited())
+        response = await handler(call)
+        if call.accepted and state.faults.take("accept_then_drop", dialect.broker, uid):
+            control = request.scope.get(CONTROL_KEY)
+            if control is not None:
+                control["drop"] = True
+    except Reply as reply:
+        response = reply.response
+    state.log.record(
+        dialect.broker,
+        call.user_id,
+        endpoint_class,
+        request.method,
+        request.url.path,
+        response.status_code,
+        tag=call.tag,
+        arrival_ns=arrival_ns,
+    )
+    return response
+
+
+async def anonymous(call: Call) -> User | None:
+    """For public endpoints (instruments, scrip master): no user, no caps."""
+    return None
+
+
+def make_endpoint(
+    dialect: Dialect, endpoint_class: str, handler: Handler, authenticate: Authenticator
+) -> Callable[[Request], Awaitable[Response]]:
+    """A Starlette endpoint that runs `handler` through the pipeline."""
+
+    async def endpoint(request: Request) -> Response:
+        return await run_endpoint(request, dialect, endpoint_class, handler, authenticate)
+
+    return endpoint
+
+
+class DropConnectionMiddleware:
+    """Outermost ASGI layer: when a handler asked to drop (accept_then_drop), swallow the response
+    and abort the TCP connection, so the client sees a reset and no answer at all."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        control: dict[str, Any] = {"drop": False}
+        scope[CONTROL_KEY] = control
+
+        async def guarded_send(message: Message) -> None:
+            if control["drop"]:
+                return
+            await send(message)
+
+        await self.app(scope, receive, guarded_send)
+        if control["drop"]:
+            transport = scope.get(TRANSPORT_KEY)
+            if transport is None:
+                raise ConnectionAbortedError("accept_then_drop without a transport to abort")
+            transport.abort()
+            # Let the loop run connection_lost, so the server knows not to send a 500 instead.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)

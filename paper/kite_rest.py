@@ -1,0 +1,504 @@
+"""Kite Connect v3 at its own paths: the headless web login (/api/login, /api/twofa,
+/connect/login), /session/token, orders, trades, instruments, quotes and the profile."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import pyotp
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
+from paper.matching import OrderError, OrderRequest, rupees_to_units
+from paper.state import IST, PaperOrder, User, checksum_hex, fmt_ts, kite_order_payload, now_ist
+from paper.universe import kite_instruments_csv
+
+VARIETIES = ("regular", "amo", "co", "iceberg", "auction")
+PRODUCTS = ("CNC", "NRML", "MIS", "MTF")
+VALIDITIES = ("DAY", "IOC", "TTL")
+TAG_RE = re.compile(r"^[A-Za-z0-9]{1,20}$")
+REQUEST_TOKEN_TTL_S = 300
+SESSION_COOKIE = "kf_session"
+
+
+def kite_error(status: int, error_type: str, message: str) -> JSONResponse:
+    return JSONResponse({"status": "error", "message": message, "data": None, "error_type": error_type}, status)
+
+
+def kite_ok(data: Any) -> JSONResponse:
+    return JSONResponse({"status": "success", "data": data})
+
+
+DIALECT = Dialect(
+    broker="kite",
+    unavailable=lambda: kite_error(503, "NetworkException", "Service unavailable. Please try again later."),
+    # The exact 429 body of BROKERS.md (no "data" key).
+    rate_limited=lambda: JSONResponse(
+        {"status": "error", "message": "Too many requests", "error_type": "NetworkException"}, 429
+    ),
+)
+
+
+def token_expiry_epoch(now: dt.datetime | None = None) -> float:
+    """Kite access tokens die at 06:00 IST the next day (before 06:00: at 06:00 today)."""
+    now = now or now_ist()
+    six = now.replace(hour=6, minute=0, second=0, microsecond=0)
+    if now >= six:
+        six += dt.timedelta(days=1)
+    return six.timestamp()
+
+
+def _random_token(n: int = 32) -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+# ----- authentication -----
+async def auth_token(call: Call) -> User | None:
+    """`Authorization: token api_key:access_token`; anything else is a TokenException 403."""
+    header = call.request.headers.get("authorization", "")
+    scheme, _, creds = header.partition(" ")
+    api_key, _, access_token = creds.strip().partition(":")
+    user = None
+    if scheme.lower() == "token" and api_key and access_token:
+        user = call.state.user_for_kite_token(api_key, access_token)
+    if user is None:
+        raise Reply(kite_error(403, "TokenException", "Incorrect `api_key` or `access_token`."))
+    return user
+
+
+async def auth_optional(call: Call) -> User | None:
+    try:
+        return await auth_token(call)
+    except Reply:
+        return None
+
+
+def _named_user(field_name: str) -> Any:
+    """Login endpoints are not authenticated, but count against the named user's caps."""
+
+    async def named(call: Call) -> User | None:
+        form = await call.request.form()
+        user_id = str(form.get(field_name) or "")
+        call.user_id = user_id or None
+        return None
+
+    return named
+
+
+async def _session_user(call: Call) -> User | None:
+    user = call.state.kite_web_sessions.get(call.request.cookies.get(SESSION_COOKIE, ""))
+    call.user_id = user.user_id if user else None
+    return None
+
+
+async def _api_key_user(call: Call) -> User | None:
+    form = await call.request.form()
+    api_key = str(form.get("api_key") or "")
+    for user in call.state.users.values():
+        if user.broker == "kite" and user.api_key == api_key:
+            call.user_id = user.user_id
+            break
+    return None
+
+
+# ----- web login -----
+async def _api_login(call: Call) -> Response:
+    form = await call.request.form()
+    user = call.state.find_user("kite", str(form.get("user_id") or ""))
+    if user is None or not secrets.compare_digest(user.password, str(form.get("password") or "")):
+        return kite_error(400, "InputException", "Invalid `user_id` or `password`.")
+    request_id = _random_token(40)
+    call.state.kite_login_requests[request_id] = user
+    return kite_ok(
+        {
+            "user_id": user.user_id,
+            "request_id": request_id,
+            "twofa_type": "totp",
+            "twofa_types": ["totp", "app_code"],
+            "twofa_status": "active",
+            "profile": {"user_name": user.user_id, "user_shortname": user.user_id, "avatar_url": None},
+        }
+    )
+
+
+async def _api_twofa(call: Call) -> Response:
+    form = await call.request.form()
+    request_id = str(form.get("request_id") or "")
+    user = call.state.kite_login_requests.get(request_id)
+    if user is None or user.user_id != str(form.get("user_id") or ""):
+        return kite_error(403, "TokenException", "Invalid `request_id`. Please login again.")
+    code = str(form.get("twofa_value") or "")
+    # valid_window=0: a code is good in its own 30 s step only, as at Zerodha.
+    if not pyotp.TOTP(user.totp_secret).verify(code, valid_window=0):
+        return kite_error(400, "InputException", "Invalid TOTP. Please try again.")
+    del call.state.kite_login_requests[request_id]
+    session = _random_token(40)
+    call.state.kite_web_sessions[session] = user
+    response = kite_ok({"profile": {}})
+    response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="lax")
+    response.set_cookie("enctoken", _random_token(40), httponly=True, samesite="lax")
+    response.set_cookie("public_token", _random_token(32), samesite="lax")
+    response.set_cookie("user_id", user.user_id, samesite="lax")
+    return response
+
+
+async def _connect_login(call: Call) -> Response:
+    params = call.request.query_params
+    user = call.state.kite_web_sessions.get(call.request.cookies.get(SESSION_COOKIE, ""))
+    if user is None:
+        # The real page would show the login form; a headless client must log in first.
+        return Response("<html><body>Kite login required</body></html>", 200, media_type="text/html")
+    if params.get("api_key") != user.api_key:
+        return kite_error(400, "InputException", "Invalid `api_key`.")
+    query = urlencode({"api_key": user.api_key, "sess_id": _random_token(32)})
+    return RedirectResponse(f"/connect/finish?{query}", 302)
+
+
+async def _connect_finish(call: Call) -> Response:
+    user = call.state.kite_web_sessions.get(call.request.cookies.get(SESSION_COOKIE, ""))
+    if user is None:
+        return kite_error(403, "TokenException", "Session expired. Please login again.")
+    request_token = _random_token(32)
+    user.request_tokens[request_token] = time.time()
+    query = urlencode({"request_token": request_token, "action": "login", "type": "login", "status": "success"})
+    # The app's redirect URL: this server's landing page, at the address the client used.
+    base = str(call.request.base_url).rstrip("/")
+    return RedirectResponse(f"{base}/_paper/redirect?{query}", 302)
+
+
+async def _session_token(call: Call) -> Response:
+    form = await call.request.form()
+    api_key = str(form.get("api_key") or "")
+    request_token = str(form.get("request_token") or "")
+    checksum = str(form.get("checksum") or "")
+    if not api_key or not request_token or not checksum:
+        return kite_error(400, "InputException", "Missing `api_key`, `request_token` or `checksum`.")
+    user = next(
+        (u for u in call.state.users.values() if u.broker == "kite" and request_token in u.request_tokens),
+        None,
+    )
+    if user is None or time.time() - user.request_tokens[request_token] > REQUEST_TOKEN_TTL_S:
+        return kite_error(403, "TokenException", "Token is invalid or has expired.")
+    if user.api_key != api_key:
+        return kite_error(403, "TokenException", "Invalid `api_key`.")
+    expected = checksum_hex(api_key, request_token, user.api_secret)
+    if not secrets.compare_digest(expected, checksum):
+        return kite_error(403, "TokenException", "Invalid `checksum`.")
+    del user.request_tokens[request_token]  # single use
+    call.user_id = user.user_id
+    user.access_token = _random_token(32)
+    user.public_token = _random_token(32)
+    user.enctoken = _random_token(40)
+    user.login_time = now_ist()
+    user.token_expires_at = token_expiry_epoch(user.login_time)
+    data = _profile(user)
+    data.update(
+        {
+            "api_key": user.api_key,
+            "access_token": user.access_token,
+            "public_token": user.public_token,
+            "enctoken": user.enctoken,
+            "refresh_token": "",
+            "silo": "",
+            "login_time": fmt_ts(user.login_time),
+        }
+    )
+    return kite_ok(data)
+
+
+async def _session_delete(call: Call) -> Response:
+    params = call.request.query_params
+    api_key = params.get("api_key", "")
+    access_token = params.get("access_token", "")
+    user = call.state.user_for_kite_token(api_key, access_token)
+    if user is None:
+        return kite_error(403, "TokenException", "Incorrect `api_key` or `access_token`.")
+    call.user_id = user.user_id
+    call.state.expire_tokens("kite", user.user_id)
+    return kite_ok(True)
+
+
+def _profile(user: User) -> dict[str, Any]:
+    return {
+        "user_id": user.user_id,
+        "user_type": "individual",
+        "email": f"{user.user_id.lower()}@paper.invalid",
+        "user_name": f"Paper {user.user_id}",
+        "user_shortname": user.user_id,
+        "broker": "ZERODHA",
+        "exchanges": ["NSE", "NFO", "BFO", "CDS", "BSE", "MCX", "BCD", "MF"],
+        "products": ["CNC", "NRML", "MIS", "BO", "CO"],
+        "order_types": ["MARKET", "LIMIT", "SL", "SL-M"],
+        "avatar_url": None,
+        "meta": {"demat_consent": "physical"},
+    }
+
+
+async def _user_profile(call: Call) -> Response:
+    assert call.user is not None
+    return kite_ok(_profile(call.user))
+
+
+# ----- orders -----
+def _map_order_error(exc: OrderError) -> Response:
+    if exc.kind == "input":
+        return kite_error(400, "InputException", exc.message)
+    if exc.kind == "not_found":
+        return kite_error(400, "InputException", exc.message)
+    return kite_error(400, "OrderException", exc.message)
+
+
+def _text(form: Any, name: str) -> str | None:
+    """A form field as text; None when absent or empty (form values can also be uploads)."""
+    raw = form.get(name)
+    return None if raw is None or raw == "" else str(raw)
+
+
+def _int_field(form: Any, name: str, default: int | None = None) -> int | None:
+    raw = form.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(str(raw))
+    except ValueError:
+        raise OrderError("input", f"Invalid `{name}`.") from None
+
+
+def _own_order(call: Call, order_id: str) -> PaperOrder:
+    order = call.state.orders.get(order_id)
+    assert call.user is not None
+    if order is None or order.broker != "kite" or order.user_id != call.user.user_id:
+        raise OrderError("not_found", "Couldn't find that `order_id`.")
+    return order
+
+
+async def _place(call: Call) -> Response:
+    assert call.user is not None
+    form = await call.request.form()
+    tag = form.get("tag")
+    call.tag = str(tag) if tag else None
+    try:
+        variety = call.request.path_params["variety"]
+        if variety not in VARIETIES:
+            raise OrderError("input", "Invalid `variety`.")
+        if call.tag is not None and not TAG_RE.match(call.tag):
+            raise OrderError("input", "Invalid `tag`. Tag should be alphanumeric and at most 20 characters.")
+        exchange = str(form.get("exchange") or "")
+        symbol = str(form.get("tradingsymbol") or "")
+        if not exchange:
+            raise OrderError("input", "Missing `exchange`.")
+        if not symbol:
+            raise OrderError("input", "Missing `tradingsymbol`.")
+        inst = call.state.by_symbol(exchange, symbol)
+        if inst is None:
+            raise OrderError("input", "Invalid `tradingsymbol`.")
+        product = str(form.get("product") or "")
+        if product not in PRODUCTS:
+            raise OrderError("input", "Invalid `product`.")
+        validity = str(form.get("validity") or "DAY")
+        if validity not in VALIDITIES:
+            raise OrderError("input", "Invalid `validity`.")
+        quantity = _int_field(form, "quantity")
+        if quantity is None:
+            raise OrderError("input", "Missing `quantity`.")
+        req = OrderRequest(
+            instrument=inst,
+            variety=variety,
+            transaction_type=str(form.get("transaction_type") or ""),
+            order_type=str(form.get("order_type") or ""),
+            product=product,
+            quantity=quantity,
+            price=rupees_to_units(_text(form, "price"), inst.price_divisor, "price"),
+            trigger_price=rupees_to_units(_text(form, "trigger_price"), inst.price_divisor, "trigger_price"),
+            validity=validity,
+            disclosed_quantity=_int_field(form, "disclosed_quantity", 0) or 0,
+            tag=call.tag,
+        )
+        order = call.paper.engine.place(call.user, req)
+    except OrderError as exc:
+        return _map_order_error(exc)
+    call.accepted = True
+    return kite_ok({"order_id": order.order_id})
+
+
+async def _modify(call: Call) -> Response:
+    form = await call.request.form()
+    try:
+        order = _own_order(call, call.request.path_params["order_id"])
+        call.tag = order.tag
+        div = order.instrument.price_divisor
+        price = _text(form, "price")
+        trigger = _text(form, "trigger_price")
+        call.paper.engine.modify(
+            order,
+            quantity=_int_field(form, "quantity"),
+            price=rupees_to_units(price, div, "price") if price else None,
+            order_type=str(form.get("order_type")) if form.get("order_type") else None,
+            trigger_price=rupees_to_units(trigger, div, "trigger_price") if trigger else None,
+            validity=str(form.get("validity")) if form.get("validity") else None,
+        )
+    except OrderError as exc:
+        return _map_order_error(exc)
+    call.accepted = True
+    return kite_ok({"order_id": order.order_id})
+
+
+async def _cancel(call: Call) -> Response:
+    try:
+        order = _own_order(call, call.request.path_params["order_id"])
+        call.tag = order.tag
+        call.paper.engine.cancel(order)
+    except OrderError as exc:
+        return _map_order_error(exc)
+    call.accepted = True
+    return kite_ok({"order_id": order.order_id})
+
+
+def _user_orders(call: Call) -> list[PaperOrder]:
+    assert call.user is not None
+    uid = call.user.user_id
+    return [o for o in call.state.orders.values() if o.broker == "kite" and o.user_id == uid]
+
+
+async def _orders(call: Call) -> Response:
+    return kite_ok([kite_order_payload(o) for o in _user_orders(call)])
+
+
+async def _order_history(call: Call) -> Response:
+    try:
+        order = _own_order(call, call.request.path_params["order_id"])
+    except OrderError as exc:
+        return _map_order_error(exc)
+    return kite_ok(order.history)
+
+
+def trade_payload(order: PaperOrder) -> list[dict[str, Any]]:
+    div = order.instrument.price_divisor
+    rows = []
+    for trade in order.trades:
+        price = trade.price / div
+        rows.append(
+            {
+                "trade_id": trade.trade_id,
+                "order_id": order.order_id,
+                "exchange": order.instrument.exchange,
+                "tradingsymbol": order.instrument.symbol,
+                "instrument_token": order.instrument.kite_token,
+                "product": order.product,
+                "average_price": int(price) if price == int(price) else price,
+                "quantity": trade.quantity,
+                "exchange_order_id": order.exchange_order_id,
+                "transaction_type": order.transaction_type,
+                "fill_timestamp": fmt_ts(trade.fill_time),
+                "order_timestamp": trade.fill_time.astimezone(IST).strftime("%H:%M:%S"),
+                "exchange_timestamp": fmt_ts(trade.fill_time),
+            }
+        )
+    return rows
+
+
+async def _trades(call: Call) -> Response:
+    return kite_ok([row for o in _user_orders(call) for row in trade_payload(o)])
+
+
+async def _order_trades(call: Call) -> Response:
+    try:
+        order = _own_order(call, call.request.path_params["order_id"])
+    except OrderError as exc:
+        return _map_order_error(exc)
+    return kite_ok(trade_payload(order))
+
+
+# ----- market data -----
+async def _instruments(call: Call) -> Response:
+    exchange = call.request.path_params.get("exchange")
+    key = f"kite_csv:{exchange or '*'}"
+    body = call.paper.cache.get(key)
+    if body is None:
+        body = kite_instruments_csv(call.state.universe, exchange)
+        call.paper.cache[key] = body
+    return Response(body, 200, media_type="text/csv")
+
+
+def _quote_body(call: Call, mode: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in call.request.query_params.getlist("i"):
+        exchange, _, symbol = key.partition(":")
+        inst = call.state.by_symbol(exchange, symbol)
+        if inst is None:
+            continue
+        q = call.state.prices.quote(inst)
+        div = inst.price_divisor
+        ohlc = {k: q[k] / div for k in ("open", "high", "low", "close")}
+        if mode == "ltp":
+            out[key] = {"instrument_token": inst.kite_token, "last_price": q["last_price"] / div}
+        elif mode == "ohlc":
+            out[key] = {"instrument_token": inst.kite_token, "last_price": q["last_price"] / div, "ohlc": ohlc}
+        else:
+            ts = dt.datetime.fromtimestamp(q["exchange_timestamp"], IST)
+            out[key] = {
+                "instrument_token": inst.kite_token,
+                "timestamp": fmt_ts(ts),
+                "last_trade_time": fmt_ts(ts),
+                "last_price": q["last_price"] / div,
+                "last_quantity": q["last_quantity"],
+                "buy_quantity": q["buy_quantity"],
+                "sell_quantity": q["sell_quantity"],
+                "volume": q["volume"],
+                "average_price": q["average_price"] / div,
+                "oi": 0,
+                "oi_day_high": 0,
+                "oi_day_low": 0,
+                "net_change": (q["last_price"] - q["close"]) / div,
+                "lower_circuit_limit": q["lower_circuit"] / div,
+                "upper_circuit_limit": q["upper_circuit"] / div,
+                "ohlc": ohlc,
+                "depth": {
+                    side: [{"price": d["price"] / div, "quantity": d["quantity"], "orders": d["orders"]} for d in rows]
+                    for side, rows in q["depth"].items()
+                },
+            }
+    return out
+
+
+def _quote_handler(mode: str) -> Any:
+    async def handler(call: Call) -> Response:
+        return kite_ok(_quote_body(call, mode))
+
+    return handler
+
+
+# ----- routing -----
+def _endpoint(endpoint_class: str, handler: Handler, authenticate: Authenticator = auth_token) -> Any:
+    return make_endpoint(DIALECT, endpoint_class, handler, authenticate)
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/api/login", _endpoint("login", _api_login, _named_user("user_id")), methods=["POST"]),
+        Route("/api/twofa", _endpoint("login", _api_twofa, _named_user("user_id")), methods=["POST"]),
+        Route("/connect/login", _endpoint("login", _connect_login, _session_user), methods=["GET"]),
+        Route("/connect/finish", _endpoint("login", _connect_finish, _session_user), methods=["GET"]),
+        Route("/session/token", _endpoint("login", _session_token, _api_key_user), methods=["POST"]),
+        Route("/session/token", _endpoint("other", _session_delete, anonymous), methods=["DELETE"]),
+        Route("/user/profile", _endpoint("other", _user_profile), methods=["GET"]),
+        Route("/orders", _endpoint("orderbook", _orders), methods=["GET"]),
+        Route("/orders/{order_id}/trades", _endpoint("orderbook", _order_trades), methods=["GET"]),
+        Route("/orders/{order_id}", _endpoint("orderbook", _order_history), methods=["GET"]),
+        Route("/orders/{variety}", _endpoint("orders", _place), methods=["POST"]),
+        Route("/orders/{variety}/{order_id}", _endpoint("orders", _modify), methods=["PUT"]),
+        Route("/orders/{variety}/{order_id}", _endpoint("orders", _cancel), methods=["DELETE"]),
+        Route("/trades", _endpoint("orderbook", _trades), methods=["GET"]),
+        Route("/instruments", _endpoint("other", _instruments, auth_optional), methods=["GET"]),
+        Route("/instruments/{exchange}", _endpoint("other", _instruments, auth_optional), methods=["GET"]),
+        Route("/quote", _endpoint("quote", _quote_handler("full")), methods=["GET"]),
+        Route("/quote/ltp", _endpoint("quote", _quote_handler("ltp")), methods=["GET"]),
+        Route("/quote/ohlc", _endpoint("quote", _quote_handler("ohlc")), methods=["GET"]),
+    ]

@@ -1,0 +1,267 @@
+"""The tick clock shared by every ticker socket of one paper broker, and its control routes.
+
+One clock per :class:`~paper.state.PaperState`: on each step it moves every instrument that
+any socket subscribes to exactly once, so two sockets on the same instrument see the same
+price path, and the path stays a pure function of (seed, instrument, step number). Sockets
+wait for the next step and encode their share; a slow socket skips steps instead of
+queueing them (as a real broker drops a slow consumer's backlog).
+
+Knobs (HTTP, mounted by :func:`paper.ws_kite.routes`):
+
+- ``GET /_paper/ticks`` → ``{"interval_ms", "paused", "step", "sockets"}``.
+- ``POST /_paper/ticks`` JSON ``{"interval_ms": int, "paused": bool, "steps": int}`` (all
+  optional): change the rate, pause/resume, or run ``steps`` steps right now (handy while paused:
+  a test then knows exactly which ticks were sent).
+- ``GET /_paper/ticks/last?broker=kite|angel&token=...[&user_id=...]`` → a JSON list, one item per
+  open socket that has sent this token: ``{"socket", "broker", "user_id", "mode", "step", "values"}``
+  where ``values`` are the integers handed to the encoder (prices in 1/price_divisor rupees).
+
+The default interval is ``PAPER_TICK_INTERVAL_MS`` from the environment, else 250 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from paper.state import PaperInstrument, PaperState
+
+__all__ = ["Batch", "TickClock", "TickSubscriber", "control_routes", "tick_clock"]
+
+DEFAULT_INTERVAL_MS = 250
+
+
+class TickSubscriber(Protocol):
+    """A socket as the clock sees it."""
+
+    socket_id: int
+    broker: str
+    user_id: str
+
+    def wanted(self) -> Iterable[tuple[PaperInstrument, bool]]:
+        """(instrument, needs depth) for every instrument this socket streams."""
+        ...
+
+    def last_sent_for(self, token: str) -> dict[str, Any] | None:
+        """What this socket last sent for ``token`` (Kite token or Angel "exchangeType:token")."""
+        ...
+
+
+@dataclass
+class Batch:
+    """The values of one clock step: ``values[kite_token]`` as from ``PriceSimulator.quote``
+    (``depth`` present only when some socket asked for it). ``items`` caches encoded packets
+    per (token, mode) so sockets sharing instruments encode each once."""
+
+    step: int
+    values: dict[int, dict[str, Any]]
+    items: dict[tuple[int, str], bytes] = field(default_factory=dict)
+
+
+class TickClock:
+    def __init__(self, state: PaperState) -> None:
+        self.state = state
+        env_ms = os.environ.get("PAPER_TICK_INTERVAL_MS")
+        self.interval_s = (int(env_ms) if env_ms else DEFAULT_INTERVAL_MS) / 1000
+        self.paused = False
+        self.step_no = 0
+        self.latest = Batch(0, {})
+        self.subscribers: dict[int, TickSubscriber] = {}
+        self._ids = itertools.count(1)
+        # Set (and replaced) at every step; waiters hold the event of the step they wait for.
+        # A plain Event with asyncio.timeout, not Condition + wait_for: on 3.11, wait_for can
+        # swallow a cancellation that races a wake-up, which left sender tasks unkillable.
+        self._stepped = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def next_socket_id(self) -> int:
+        return next(self._ids)
+
+    def register(self, sub: TickSubscriber) -> None:
+        self.subscribers[sub.socket_id] = sub
+        self._ensure_running()
+
+    def unregister(self, sub: TickSubscriber) -> None:
+        self.subscribers.pop(sub.socket_id, None)
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            # Started lazily from the first socket, so the app's lifespan needs no hook.
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="paper-tick-clock")
+
+    async def _run(self) -> None:
+        next_at = time.monotonic()
+        while True:
+            if self.paused or not self.subscribers:
+                self._wake.clear()
+                await _wait_event(self._wake, 0.5)
+                next_at = time.monotonic()
+                continue
+            await self.step()
+            # Fixed-rate schedule; if a step overran, start the next one now rather than drift.
+            next_at = max(next_at + self.interval_s, time.monotonic())
+            self._wake.clear()
+            await _wait_event(self._wake, next_at - time.monotonic())
+
+    def configure(self, interval_ms: int | None = None, paused: bool | None = None) -> None:
+        if interval_ms is not None:
+            if interval_ms <= 0:
+                raise ValueError("interval_ms must be positive")
+            self.interval_s = interval_ms / 1000
+        if paused is not None:
+            self.paused = paused
+        self._wake.set()
+
+    async def step(self) -> Batch:
+        """Move every subscribed instrument one step and wake the sockets."""
+        needs: dict[int, tuple[PaperInstrument, bool]] = {}
+        for sub in list(self.subscribers.values()):
+            for inst, depth in sub.wanted():
+                seen = needs.get(inst.kite_token)
+                if seen is None or (depth and not seen[1]):
+                    needs[inst.kite_token] = (inst, depth)
+        values: dict[int, dict[str, Any]] = {}
+        prices = self.state.prices
+        for token, (inst, depth) in needs.items():
+            values[token] = prices.quote(inst, advance=True) if depth else _light_quote(self.state, inst)
+        self.step_no += 1
+        batch = Batch(self.step_no, values)
+        self.latest = batch
+        stepped, self._stepped = self._stepped, asyncio.Event()
+        stepped.set()
+        return batch
+
+    async def wait_after(self, step_no: int, timeout_s: float) -> Batch | None:
+        """The first batch newer than ``step_no``, or None after ``timeout_s``."""
+        if self.latest.step > step_no:
+            return self.latest
+        await _wait_event(self._stepped, timeout_s)
+        return self.latest if self.latest.step > step_no else None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "interval_ms": round(self.interval_s * 1000, 3),
+            "paused": self.paused,
+            "step": self.step_no,
+            "sockets": [
+                {"socket": s.socket_id, "broker": s.broker, "user_id": s.user_id}
+                for s in self.subscribers.values()
+            ],
+        }
+
+
+async def _wait_event(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait for ``event`` at most ``timeout_s``; True if it was set. Always yields to the loop:
+    the clock calls this after each step, and an overrunning clock must not starve the sockets."""
+    if timeout_s <= 0:
+        await asyncio.sleep(0)
+        return event.is_set()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    return event.is_set()
+
+
+def _light_quote(state: PaperState, inst: PaperInstrument) -> dict[str, Any]:
+    """Quote values without market depth.
+
+    ``PriceSimulator.quote`` builds depth from a freshly seeded RNG, which costs ~45 µs and
+    would cap the clock near 20k instruments/s; ltp and quote packets need no depth. Reads the
+    simulator's per-instrument series (same price path as ``quote``); the buy/sell totals are
+    derived from the series instead of from depth, so only they differ from a REST quote.
+    """
+    series_of = getattr(state.prices, "_get", None)
+    if series_of is None:  # simulator without the series accessor: take the slow exact path
+        return state.prices.quote(inst, advance=True)
+    state.prices.advance(inst)
+    s = series_of(inst)
+    volume = s.volume
+    seq = s.sequence
+    now_s = time.time()
+    return {
+        "instrument_token": inst.kite_token,
+        "last_price": s.last,
+        "last_quantity": s.last_quantity,
+        "average_price": int(s.turnover // volume) if volume else s.last,
+        "volume": volume,
+        "buy_quantity": 0 if inst.is_index else 25_000 + (seq * 7_919 + inst.kite_token) % 250_000,
+        "sell_quantity": 0 if inst.is_index else 25_000 + (seq * 6_037 + inst.kite_token) % 250_000,
+        "open": s.open,
+        "high": s.high,
+        "low": s.low,
+        "close": s.close,
+        "change_paise": s.last - s.close,
+        "oi": 0,
+        "oi_day_high": 0,
+        "oi_day_low": 0,
+        "last_trade_time": s.last_trade_time,
+        "exchange_timestamp": int(now_s),
+        "exchange_timestamp_ms": int(now_s * 1000),
+        "sequence": seq,
+    }
+
+
+def tick_clock(state: PaperState) -> TickClock:
+    """The clock of ``state``, created on first use (kept as ``state.tick_clock``)."""
+    clock = getattr(state, "tick_clock", None)
+    if clock is None:
+        clock = TickClock(state)
+        state.tick_clock = clock  # type: ignore[attr-defined]
+    return clock
+
+
+def control_routes(state: PaperState) -> list[Route]:
+    """``/_paper/ticks`` (GET/POST) and ``/_paper/ticks/last`` (GET)."""
+
+    async def get_ticks(request: Request) -> JSONResponse:
+        return JSONResponse(tick_clock(state).snapshot())
+
+    async def post_ticks(request: Request) -> JSONResponse:
+        clock = tick_clock(state)
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("body must be a JSON object")
+            interval_ms = body.get("interval_ms")
+            paused = body.get("paused")
+            steps = int(body.get("steps") or 0)
+            clock.configure(
+                int(interval_ms) if interval_ms is not None else None,
+                bool(paused) if paused is not None else None,
+            )
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"status": "error", "message": str(exc)}, status_code=400)
+        for _ in range(steps):
+            await clock.step()
+        return JSONResponse(clock.snapshot())
+
+    async def get_last(request: Request) -> JSONResponse:
+        clock = tick_clock(state)
+        broker = request.query_params.get("broker", "kite")
+        token = request.query_params.get("token", "")
+        user_id = request.query_params.get("user_id")
+        out: list[dict[str, Any]] = []
+        for sub in list(clock.subscribers.values()):
+            if sub.broker != broker or (user_id and sub.user_id != user_id):
+                continue
+            sent = sub.last_sent_for(token)
+            if sent is not None:
+                out.append({"socket": sub.socket_id, "broker": sub.broker, "user_id": sub.user_id, **sent})
+        return JSONResponse(out)
+
+    return [
+        Route("/_paper/ticks", get_ticks, methods=["GET"]),
+        Route("/_paper/ticks", post_ticks, methods=["POST"]),
+        Route("/_paper/ticks/last", get_last, methods=["GET"]),
+    ]

@@ -1,0 +1,206 @@
+"""The paper broker's instrument universe: real tokens for the well-known names, the Kite
+mock repository's NSE rows, and generated NSE equities up to a realistic size.
+
+Kite instrument tokens are `exchange_token << 8 | segment` (NSE = 1, indices = 9); for NSE
+cash the exchange token is also Angel's symbol token (INFY: 408065 = 1594 << 8 | 1), so the
+two brokers' tokens for one instrument are derived from each other, as at the real brokers.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+# Kite segment ids (low byte of instrument_token) and Angel exchange types, per BROKERS.md.
+KITE_SEGMENT_NSE = 1
+KITE_SEGMENT_INDICES = 9
+ANGEL_NSE_CM = 1
+
+# Generated names start far above real NSE exchange tokens (< 100,000) so they never collide.
+GENERATED_TOKEN_BASE = 200_000
+GENERATED_COUNT = 9_000
+
+_FIXTURE_CSV = Path(__file__).resolve().parent / "data" / "instruments_nse.csv"
+
+
+@dataclass
+class PaperInstrument:
+    """One instrument as both brokers name it. Prices are integers in 1/price_divisor rupees."""
+
+    exchange: str
+    symbol: str
+    angel_symbol: str
+    kite_token: int
+    angel_token: str
+    angel_exchange_type: int
+    tick_size_paise: int
+    lot_size: int
+    name: str
+    instrument_type: str
+    segment: str
+    is_index: bool = False
+    price_divisor: int = 100
+    base_price_paise: int = 0
+
+    @property
+    def exchange_token(self) -> int:
+        return self.kite_token >> 8
+
+    @property
+    def tradable(self) -> bool:
+        return not self.is_index
+
+
+# (symbol, kite token, angel token, name, base price in rupees) from BROKERS.md § Instruments.
+_KNOWN: list[tuple[str, int, str, str, int]] = [
+    ("INFY", 408065, "1594", "INFOSYS", 1570),
+    ("SBIN", 779521, "3045", "STATE BANK OF INDIA", 800),
+    ("RELIANCE", 738561, "2885", "RELIANCE INDUSTRIES", 1300),
+    ("TCS", 2953217, "11536", "TATA CONSULTANCY SERV LT", 3500),
+    ("HDFCBANK", 341249, "1333", "HDFC BANK", 1700),
+]
+
+
+def _base_price_paise(symbol: str, tick_paise: int) -> int:
+    """A stable, seed-independent reference price between ₹50 and ₹5,000, on the tick grid."""
+    digest = int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:4], "big")
+    paise = 5_000 + digest % 495_000
+    return max(tick_paise, paise - paise % tick_paise)
+
+
+def _equity(symbol: str, kite_token: int, name: str, tick_paise: int, base_paise: int) -> PaperInstrument:
+    angel_symbol = symbol if "-" in symbol else f"{symbol}-EQ"
+    return PaperInstrument(
+        exchange="NSE",
+        symbol=symbol,
+        angel_symbol=angel_symbol,
+        kite_token=kite_token,
+        angel_token=str(kite_token >> 8),
+        angel_exchange_type=ANGEL_NSE_CM,
+        tick_size_paise=tick_paise,
+        lot_size=1,
+        name=name,
+        instrument_type="EQ",
+        segment="NSE",
+        base_price_paise=base_paise,
+    )
+
+
+def _fixture_rows() -> list[dict[str, str]]:
+    try:
+        text = _FIXTURE_CSV.read_text()
+    except FileNotFoundError:
+        return []
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def build_universe() -> list[PaperInstrument]:
+    """Every instrument, in a stable order: the index, the known names, fixtures, generated."""
+    out: list[PaperInstrument] = [
+        PaperInstrument(
+            exchange="NSE",
+            symbol="NIFTY 50",
+            angel_symbol="Nifty 50",
+            kite_token=256265,
+            angel_token="99926000",
+            angel_exchange_type=ANGEL_NSE_CM,
+            tick_size_paise=5,
+            lot_size=1,
+            name="NIFTY 50",
+            instrument_type="EQ",
+            segment="INDICES",
+            is_index=True,
+            base_price_paise=2_400_000,
+        )
+    ]
+    seen_tokens = {256265}
+    seen_symbols = {"NIFTY 50"}
+    for symbol, kite_token, _angel, name, rupees in _KNOWN:
+        out.append(_equity(symbol, kite_token, name, 5, rupees * 100))
+        seen_tokens.add(kite_token)
+        seen_symbols.add(symbol)
+    for row in _fixture_rows():
+        token = int(row["instrument_token"])
+        symbol = row["tradingsymbol"]
+        if row["exchange"] != "NSE" or token in seen_tokens or symbol in seen_symbols:
+            continue
+        tick_paise = round(float(row["tick_size"]) * 100)
+        out.append(_equity(symbol, token, row["name"], tick_paise, _base_price_paise(symbol, tick_paise)))
+        seen_tokens.add(token)
+        seen_symbols.add(symbol)
+    for i in range(1, GENERATED_COUNT + 1):
+        symbol = f"PAPER{i:04d}"
+        token = (GENERATED_TOKEN_BASE + i) << 8 | KITE_SEGMENT_NSE
+        out.append(_equity(symbol, token, f"PAPER EQUITY {i:04d}", 5, _base_price_paise(symbol, 5)))
+    return out
+
+
+KITE_CSV_COLUMNS = [
+    "instrument_token",
+    "exchange_token",
+    "tradingsymbol",
+    "name",
+    "last_price",
+    "expiry",
+    "strike",
+    "tick_size",
+    "lot_size",
+    "instrument_type",
+    "segment",
+    "exchange",
+]
+
+
+def _rupees(paise: int, divisor: int) -> str:
+    value = paise / divisor
+    return repr(float(value))
+
+
+def kite_instruments_csv(instruments: list[PaperInstrument], exchange: str | None = None) -> str:
+    """The Kite `/instruments` CSV, with the exact columns of the real dump."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(KITE_CSV_COLUMNS)
+    for inst in instruments:
+        if exchange is not None and inst.exchange != exchange:
+            continue
+        writer.writerow(
+            [
+                inst.kite_token,
+                inst.exchange_token,
+                inst.symbol,
+                inst.name,
+                "0.0",
+                "",
+                "0.0",
+                _rupees(inst.tick_size_paise, inst.price_divisor) if not inst.is_index else "0.0",
+                inst.lot_size,
+                inst.instrument_type,
+                inst.segment,
+                inst.exchange,
+            ]
+        )
+    return buf.getvalue()
+
+
+def angel_scrip_master(instruments: list[PaperInstrument]) -> list[dict[str, str]]:
+    """Angel's OpenAPIScripMaster.json rows; tick_size is in paise, as a string ("5.000000")."""
+    rows: list[dict[str, str]] = []
+    for inst in instruments:
+        rows.append(
+            {
+                "token": inst.angel_token,
+                "symbol": inst.angel_symbol,
+                "name": "NIFTY" if inst.is_index else inst.symbol,
+                "expiry": "",
+                "strike": "-1.000000" if not inst.is_index else "0.000000",
+                "lotsize": str(inst.lot_size),
+                "instrumenttype": "AMXIDX" if inst.is_index else "",
+                "exch_seg": inst.exchange,
+                "tick_size": f"{inst.tick_size_paise:.6f}" if not inst.is_index else "0.000000",
+            }
+        )
+    return rows

@@ -1,0 +1,438 @@
+"""Angel One sockets on the paper broker.
+
+``ws://HOST:PORT/smart-stream`` behaves like SmartWebSocketV2's server: handshake headers
+``Authorization`` (the JWT, with or without "Bearer "), ``x-api-key``, ``x-client-code``,
+``x-feed-token`` (or the query parameters ``clientCode``, ``feedToken``, ``apiKey`` that
+Angel accepts from browsers); JSON subscribe/unsubscribe by mode (1 LTP, 2 Quote, 3 Snap
+Quote) and exchange type; text ``ping`` answered by ``pong``; one little-endian packet per
+binary message, for each subscribed (token, mode) on every tick-clock step. Faults for
+broker "angel": drop_socket, stall_socket, malformed_frame (a Snap Quote header on an LTP
+sized packet), expire_tokens (sockets close; the JWT then gets 403).
+
+``ws://HOST:PORT/smart-order-update`` (``Authorization: Bearer <jwt>``): an AB00 message on
+connect, then one JSON message per order event with Angel's ``order-status`` codes; ``ping``
+is answered by ``pong``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from paper import encode
+from paper.sockets import SocketFaults, abort, log_handshake, refuse, serve_socket
+from paper.state import PaperInstrument, PaperOrder, PaperState, User, angel_order_payload
+from paper.tickrate import Batch, tick_clock
+
+__all__ = [
+    "ANGEL_ORDER_UPDATE_PATH",
+    "ANGEL_STREAM_PATH",
+    "MAX_CONNECTIONS_PER_CLIENT",
+    "MAX_TOKENS",
+    "AngelOrderSocket",
+    "AngelStreamSocket",
+    "order_status_code",
+    "routes",
+]
+
+ANGEL_STREAM_PATH = "/smart-stream"
+ANGEL_ORDER_UPDATE_PATH = "/smart-order-update"
+# Angel's documented limits: 1,000 token subscriptions per session, 3 sockets per client code.
+MAX_TOKENS = 1000
+MAX_CONNECTIONS_PER_CLIENT = 3
+MODES = (encode.ANGEL_MODE_LTP, encode.ANGEL_MODE_QUOTE, encode.ANGEL_MODE_SNAP_QUOTE)
+_POLL_S = 0.1
+_EMPTY_LEVEL = (0, 0, 0)
+
+# Angel's error replies on the stream (correlationID echoes the request's).
+E_INVALID_PAYLOAD = ("E1001", "Invalid Request Payload.")
+E_LIMIT = ("E1002", "Invalid Request. Subscription Limit Exceeded.")
+
+
+def _encode_packet(inst: PaperInstrument, mode: int, v: dict[str, Any]) -> bytes | None:
+    """One binary message for ``mode``; None when the values lack what it needs (depth)."""
+    head = (inst.angel_exchange_type, inst.angel_token, v["sequence"], v["exchange_timestamp_ms"], v["last_price"])
+    if mode == encode.ANGEL_MODE_LTP:
+        return encode.angel_ltp(*head)
+    quote = (
+        *head, v["last_quantity"], v["average_price"], v["volume"],
+        float(v["buy_quantity"]), float(v["sell_quantity"]), v["open"], v["high"], v["low"], v["close"],
+    )
+    if mode == encode.ANGEL_MODE_QUOTE:
+        return encode.angel_quote(*quote)
+    depth = v.get("depth")
+    if depth is None or "upper_circuit" not in v:
+        return None
+    bids = [(d["quantity"], d["price"], d["orders"]) for d in depth["buy"][:5]]
+    asks = [(d["quantity"], d["price"], d["orders"]) for d in depth["sell"][:5]]
+    bids += [_EMPTY_LEVEL] * (5 - len(bids))
+    asks += [_EMPTY_LEVEL] * (5 - len(asks))
+    return encode.angel_snap_quote(
+        *quote, v["last_trade_time"] * 1000, v["oi"], 0.0, bids, asks,
+        v["upper_circuit"], v["lower_circuit"], v["week52_high"], v["week52_low"],
+    )
+
+
+def _malformed_packet(inst: PaperInstrument | None) -> bytes:
+    """A packet whose mode byte says Snap Quote (379 bytes) but which is only 51 long."""
+    ltp = encode.angel_ltp(
+        inst.angel_exchange_type if inst else 1, inst.angel_token if inst else "0", 0, 0, 0
+    )
+    return bytes([encode.ANGEL_MODE_SNAP_QUOTE]) + ltp[1:]
+
+
+def _bearer(value: str) -> str:
+    value = value.strip()
+    return value[7:].strip() if value[:7].lower() == "bearer " else value
+
+
+def _registry(state: PaperState, name: str) -> dict[str, set[Any]]:
+    reg = getattr(state, name, None)
+    if reg is None:
+        reg = {}
+        setattr(state, name, reg)
+    return reg
+
+
+class AngelStreamSocket:
+    """One accepted SmartWebSocketV2 connection."""
+
+    broker = "angel"
+
+    def __init__(self, state: PaperState, websocket: WebSocket, user: User, jwt: str, feed_token: str) -> None:
+        self.state = state
+        self.websocket = websocket
+        self.user = user
+        self.user_id = user.user_id
+        self.jwt = jwt
+        self.feed_token = feed_token
+        self.clock = tick_clock(state)
+        self.socket_id = self.clock.next_socket_id()
+        # (exchange type, token) -> modes subscribed; Angel streams each mode separately.
+        self.subs: dict[tuple[int, str], set[int]] = {}
+        self.instruments: dict[tuple[int, str], PaperInstrument] = {}
+        # (exchange type, token) -> mode -> (step, values handed to the encoder)
+        self.last_sent: dict[tuple[int, str], dict[int, tuple[int, dict[str, Any]]]] = {}
+        self.text_out: asyncio.Queue[str] = asyncio.Queue()
+        self.faults = SocketFaults(state, "angel", user.user_id)
+        self.closing = asyncio.Event()
+        self.dropped = False
+
+    # ----- what the clock asks -----
+    def wanted(self) -> Iterable[tuple[PaperInstrument, bool]]:
+        for key, modes in self.subs.items():
+            if modes:
+                yield self.instruments[key], encode.ANGEL_MODE_SNAP_QUOTE in modes
+
+    def last_sent_for(self, token: str) -> dict[str, Any] | None:
+        """Latest packet sent for ``token`` ("3045" or "1:3045"), with every mode's in ``by_mode``."""
+        if ":" in token:
+            ex, _, tok = token.partition(":")
+            keys = [(int(ex), tok)]
+        else:
+            keys = [k for k in self.last_sent if k[1] == token]
+        best: dict[str, Any] | None = None
+        for key in keys:
+            by_mode = self.last_sent.get(key)
+            if not by_mode:
+                continue
+            mode, (step, values) = max(by_mode.items(), key=lambda kv: (kv[1][0], kv[0]))
+            best = {
+                "mode": mode,
+                "step": step,
+                "exchange_type": key[0],
+                "token": key[1],
+                "values": values,
+                "by_mode": {str(m): {"step": s, "values": v} for m, (s, v) in by_mode.items()},
+            }
+        return best
+
+    # ----- commands -----
+    def handle_text(self, text: str) -> None:
+        if text == "ping":
+            self.text_out.put_nowait("pong")
+            return
+        try:
+            msg = json.loads(text)
+            action = int(msg["action"])
+            params = msg["params"]
+            mode = int(params["mode"])
+            token_list = params["tokenList"]
+            correlation_id = str(msg.get("correlationID", ""))
+            if action not in (0, 1) or not isinstance(token_list, list):
+                raise ValueError("bad action or tokenList")
+        except (ValueError, KeyError, TypeError):
+            self.send_error("", E_INVALID_PAYLOAD)
+            return
+        if mode not in MODES:
+            # Depth-20 (mode 4) was withdrawn by Angel in 2025; other modes do not exist.
+            self.send_error(correlation_id, E_INVALID_PAYLOAD)
+            return
+        refused = False
+        for group in token_list:
+            try:
+                exchange_type = int(group["exchangeType"])
+                tokens = [str(t) for t in group["tokens"]]
+            except (KeyError, TypeError, ValueError):
+                self.send_error(correlation_id, E_INVALID_PAYLOAD)
+                continue
+            for token in tokens:
+                key = (exchange_type, token)
+                if action == 0:
+                    modes = self.subs.get(key)
+                    if modes is not None:
+                        modes.discard(mode)
+                        self.last_sent.get(key, {}).pop(mode, None)
+                        if not modes:
+                            del self.subs[key]
+                            self.instruments.pop(key, None)
+                            self.last_sent.pop(key, None)
+                    continue
+                inst = self.state.by_angel_token(exchange_type, token)
+                if inst is None:
+                    continue
+                if key not in self.subs and len(self.subs) >= MAX_TOKENS:
+                    refused = True
+                    continue
+                self.subs.setdefault(key, set()).add(mode)
+                self.instruments[key] = inst
+        if refused:
+            self.send_error(correlation_id, E_LIMIT)
+
+    def send_error(self, correlation_id: str, error: tuple[str, str]) -> None:
+        code, message = error
+        self.text_out.put_nowait(
+            json.dumps({"correlationID": correlation_id, "errorCode": code, "errorMessage": message})
+        )
+
+    def on_session(self, user: User) -> None:
+        if user.broker == "angel" and user.user_id == self.user_id:
+            asyncio.get_running_loop().call_soon(self._recheck_session)
+
+    def _recheck_session(self) -> None:
+        if self.state.user_for_angel_jwt(self.jwt) is None:
+            self.closing.set()
+
+    # ----- sending -----
+    def packets(self, batch: Batch) -> list[tuple[tuple[int, str], int, bytes]]:
+        """((exchange type, token), mode, packet) for every subscription in ``batch``."""
+        out: list[tuple[tuple[int, str], int, bytes]] = []
+        cache = batch.items
+        for key, modes in self.subs.items():
+            inst = self.instruments[key]
+            v = batch.values.get(inst.kite_token)
+            if v is None:
+                continue
+            sent = self.last_sent.setdefault(key, {})
+            for mode in sorted(modes):
+                cache_key = (inst.kite_token, f"angel{mode}:{key[0]}")
+                packet = cache.get(cache_key)
+                if packet is None:
+                    packet = _encode_packet(inst, mode, v)
+                    if packet is None:
+                        continue
+                    cache[cache_key] = packet
+                out.append((key, mode, packet))
+                sent[mode] = (batch.step, v)
+        return out
+
+    async def send_ticks(self) -> None:
+        ws = self.websocket
+        last_step = self.clock.latest.step
+        while not self.closing.is_set():
+            if self.faults.take_drop():
+                self.dropped = True
+                await abort(ws)
+                self.closing.set()
+                return
+            if self.faults.stalled() or self.faults.take_stall():
+                await asyncio.sleep(min(self.faults.stall_left_s(), _POLL_S))
+                last_step = self.clock.latest.step
+                continue
+            batch = await self.clock.wait_after(last_step, _POLL_S)
+            malformed = self.faults.take_malformed()
+            if malformed:
+                first = next(iter(self.instruments.values()), None)
+                await ws.send_bytes(_malformed_packet(first))
+            if batch is None:
+                continue
+            last_step = batch.step
+            # One packet per binary message, as Angel sends them. Each send may yield, so a
+            # subscription dropped meanwhile is checked again before its packet goes out.
+            for key, mode, packet in self.packets(batch):
+                if mode in self.subs.get(key, ()):
+                    await ws.send_bytes(packet)
+
+    async def send_texts(self) -> None:
+        while True:
+            text = await self.text_out.get()
+            while self.faults.stalled():
+                await asyncio.sleep(min(self.faults.stall_left_s(), _POLL_S))
+            await self.websocket.send_text(text)
+
+
+ORDER_STATUS_CODES = {
+    "OPEN": "AB01",
+    "CANCELLED": "AB02",
+    "REJECTED": "AB03",
+    "COMPLETE": "AB05",
+    "OPEN PENDING": "AB09",
+    "TRIGGER PENDING": "AB10",
+    "MODIFY PENDING": "AB11",
+}
+
+
+def order_status_code(order: PaperOrder, was_modified: bool) -> str:
+    """Angel's ``order-status`` for an event: AB04 for a modification, else by status."""
+    if was_modified and order.status in ("OPEN", "TRIGGER PENDING"):
+        return "AB04"
+    return ORDER_STATUS_CODES.get(order.status, "AB01")
+
+
+def _blank_order_data() -> dict[str, Any]:
+    """The empty ``orderData`` of the AB00 greeting, shaped as Angel's."""
+    return {
+        "variety": "", "ordertype": "", "ordertag": "", "producttype": "", "price": 0,
+        "triggerprice": 0, "quantity": "0", "disclosedquantity": "0", "duration": "",
+        "squareoff": 0, "stoploss": 0, "trailingstoploss": 0, "tradingsymbol": "",
+        "transactiontype": "", "exchange": "", "symboltoken": "", "instrumenttype": "",
+        "strikeprice": 0, "optiontype": "", "expirydate": "", "lotsize": "0", "cancelsize": "0",
+        "averageprice": 0, "filledshares": "", "unfilledshares": "", "orderid": "", "text": "",
+        "status": "", "orderstatus": "", "updatetime": "", "exchtime": "",
+        "exchorderupdatetime": "", "fillid": "", "filltime": "", "parentorderid": "",
+    }
+
+
+class AngelOrderSocket:
+    """One accepted smart-order-update connection."""
+
+    def __init__(self, state: PaperState, websocket: WebSocket, user: User, jwt: str) -> None:
+        self.state = state
+        self.websocket = websocket
+        self.user = user
+        self.user_id = user.user_id
+        self.jwt = jwt
+        self.text_out: asyncio.Queue[str] = asyncio.Queue()
+        self.closing = asyncio.Event()
+        self.modify_counts: dict[str, int] = {}
+
+    def message(self, code: str, order: PaperOrder | None) -> str:
+        error = (order.status_message or "") if order is not None and order.status == "REJECTED" else ""
+        return json.dumps(
+            {
+                "user-id": self.user_id,
+                "status-code": "200",
+                "order-status": code,
+                "error-message": error,
+                "orderData": angel_order_payload(order) if order is not None else _blank_order_data(),
+            },
+            default=str,
+        )
+
+    def on_order(self, order: PaperOrder) -> None:
+        seen = self.modify_counts.get(order.order_id, 0)
+        self.modify_counts[order.order_id] = order.modify_count
+        self.text_out.put_nowait(self.message(order_status_code(order, order.modify_count > seen), order))
+
+    def on_text(self, text: str) -> None:
+        if text == "ping":
+            self.text_out.put_nowait("pong")
+
+    def on_session(self, user: User) -> None:
+        if user.broker == "angel" and user.user_id == self.user_id:
+            asyncio.get_running_loop().call_soon(self._recheck_session)
+
+    def _recheck_session(self) -> None:
+        if self.state.user_for_angel_jwt(self.jwt) is None:
+            self.closing.set()
+
+    async def send_texts(self) -> None:
+        while True:
+            await self.websocket.send_text(await self.text_out.get())
+
+
+def routes(state: PaperState) -> list[BaseRoute]:
+    """``/smart-stream`` and ``/smart-order-update``."""
+
+    async def smart_stream(websocket: WebSocket) -> None:
+        arrival_ns = time.monotonic_ns()
+        h = websocket.headers
+        q = websocket.query_params
+        jwt = _bearer(h.get("authorization", ""))
+        client_code = h.get("x-client-code") or q.get("clientCode", "")
+        feed_token = h.get("x-feed-token") or q.get("feedToken", "")
+        api_key = h.get("x-api-key") or q.get("apiKey", "")
+        user = state.user_for_angel_feed(client_code, feed_token) if client_code and feed_token else None
+        # The browser form carries no JWT; with headers the JWT must belong to the same user.
+        if user is not None and jwt and state.user_for_angel_jwt(jwt) is not user:
+            user = None
+        if user is not None and api_key and api_key != user.api_key:
+            user = None
+        if user is None:
+            log_handshake(state, "angel", client_code or None, ANGEL_STREAM_PATH, 403, arrival_ns)
+            await refuse(websocket, 403)
+            return
+        open_for_client = _registry(state, "angel_stream_sockets").setdefault(user.user_id, set())
+        if len(open_for_client) >= MAX_CONNECTIONS_PER_CLIENT:
+            log_handshake(state, "angel", user.user_id, ANGEL_STREAM_PATH, 429, arrival_ns)
+            await refuse(websocket, 429, "Connection limit exceeded")
+            return
+        await websocket.accept()
+        log_handshake(state, "angel", user.user_id, ANGEL_STREAM_PATH, 101, arrival_ns)
+        sock = AngelStreamSocket(state, websocket, user, jwt or (user.jwt_token or ""), feed_token)
+        open_for_client.add(sock)
+        sock.clock.register(sock)
+        state.add_session_listener(sock.on_session)
+        senders = [
+            asyncio.create_task(sock.send_ticks(), name=f"angel-ticks-{sock.socket_id}"),
+            asyncio.create_task(sock.send_texts(), name=f"angel-texts-{sock.socket_id}"),
+        ]
+        try:
+            await serve_socket(websocket, senders, sock.closing, sock.handle_text, lambda: sock.dropped)
+        finally:
+            sock.clock.unregister(sock)
+            open_for_client.discard(sock)
+            state.remove_session_listener(sock.on_session)
+
+    async def smart_order_update(websocket: WebSocket) -> None:
+        arrival_ns = time.monotonic_ns()
+        auth = websocket.headers.get("authorization", "")
+        jwt = _bearer(auth)
+        user = state.user_for_angel_jwt(jwt) if jwt else None
+        if user is None:
+            # Angel: 401 for a missing/invalid token, 403 for an expired one; a forgotten
+            # session cannot be told from an invalid one here, so a present token gets 403.
+            status = 403 if jwt else 401
+            log_handshake(state, "angel", None, ANGEL_ORDER_UPDATE_PATH, status, arrival_ns)
+            await refuse(websocket, status)
+            return
+        open_for_client = _registry(state, "angel_order_sockets").setdefault(user.user_id, set())
+        if len(open_for_client) >= MAX_CONNECTIONS_PER_CLIENT:
+            log_handshake(state, "angel", user.user_id, ANGEL_ORDER_UPDATE_PATH, 429, arrival_ns)
+            await refuse(websocket, 429, "Connection limit exceeded")
+            return
+        await websocket.accept()
+        log_handshake(state, "angel", user.user_id, ANGEL_ORDER_UPDATE_PATH, 101, arrival_ns)
+        sock = AngelOrderSocket(state, websocket, user, jwt)
+        open_for_client.add(sock)
+        sock.text_out.put_nowait(sock.message("AB00", None))
+        state.add_order_listener("angel", user.user_id, sock.on_order)
+        state.add_session_listener(sock.on_session)
+        senders = [asyncio.create_task(sock.send_texts(), name=f"angel-orders-{user.user_id}")]
+        try:
+            await serve_socket(websocket, senders, sock.closing, sock.on_text, lambda: False)
+        finally:
+            open_for_client.discard(sock)
+            state.remove_order_listener("angel", user.user_id, sock.on_order)
+            state.remove_session_listener(sock.on_session)
+
+    return [
+        WebSocketRoute(ANGEL_STREAM_PATH, smart_stream),
+        WebSocketRoute(ANGEL_ORDER_UPDATE_PATH, smart_order_update),
+    ]

@@ -1,0 +1,295 @@
+"""Kite ticker on the paper broker: ``ws://HOST:PORT/kite-ticker?api_key=..&access_token=..``.
+
+Behaves like ``wss://ws.kite.trade`` (BROKERS.md): JSON text commands ``subscribe``,
+``unsubscribe`` and ``mode``; binary frames of many big-endian packets on the tick clock
+(:mod:`paper.tickrate`); a 1-byte heartbeat when idle for a second; ``{"type": "order"}``
+text messages on order events; ``{"type": "error"}`` text messages for refused commands.
+Invalid or expired tokens are refused at the handshake with 403; a fourth socket on one
+API key with 429. Faults for broker "kite": drop_socket, stall_socket, malformed_frame,
+and expire_tokens (sockets of the user close; their token then gets 403).
+
+``routes(state)`` also returns the tick control routes of :mod:`paper.tickrate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from paper import encode
+from paper.sockets import SocketFaults, abort, log_handshake, refuse, serve_socket
+from paper.state import PaperInstrument, PaperOrder, PaperState, User, kite_order_payload
+from paper.tickrate import Batch, control_routes, tick_clock
+
+__all__ = ["KITE_TICKER_PATH", "MAX_CONNECTIONS_PER_API_KEY", "MAX_INSTRUMENTS", "KiteSocket", "routes"]
+
+KITE_TICKER_PATH = "/kite-ticker"
+MAX_INSTRUMENTS = 3000
+MAX_CONNECTIONS_PER_API_KEY = 3
+HEARTBEAT_S = 1.0
+MODES = ("ltp", "quote", "full")
+# How often the sender loop wakes without a tick, to check faults and heartbeats.
+_POLL_S = 0.1
+
+
+def _encode_item(inst: PaperInstrument, mode: str, v: dict[str, Any]) -> bytes | None:
+    """One length-prefixed packet for ``mode``; None when the values lack what it needs."""
+    token = inst.kite_token
+    if mode == "ltp":
+        return encode.kite_ltp_item(token, v["last_price"])
+    if inst.is_index:
+        ohlc = (v["last_price"], v["high"], v["low"], v["open"], v["close"], v["change_paise"])
+        if mode == "full":
+            return encode.kite_item(encode.kite_index_full(token, *ohlc, v["exchange_timestamp"]))
+        return encode.kite_item(encode.kite_index_quote(token, *ohlc))
+    quote = (
+        token, v["last_price"], v["last_quantity"], v["average_price"], v["volume"],
+        v["buy_quantity"], v["sell_quantity"], v["open"], v["high"], v["low"], v["close"],
+    )
+    if mode == "quote":
+        return encode.kite_quote_item(*quote)
+    depth = v.get("depth")
+    if depth is None:
+        return None
+    levels = [(d["quantity"], d["price"], d["orders"]) for d in depth["buy"][:5] + depth["sell"][:5]]
+    return encode.kite_item(
+        encode.kite_full(
+            *quote, v["last_trade_time"], v["oi"], v["oi_day_high"], v["oi_day_low"],
+            v["exchange_timestamp"], levels,
+        )
+    )
+
+
+class KiteSocket:
+    """One accepted ticker connection."""
+
+    broker = "kite"
+
+    def __init__(self, state: PaperState, websocket: WebSocket, user: User, access_token: str) -> None:
+        self.state = state
+        self.websocket = websocket
+        self.user = user
+        self.user_id = user.user_id
+        self.api_key = user.api_key
+        self.access_token = access_token
+        self.clock = tick_clock(state)
+        self.socket_id = self.clock.next_socket_id()
+        self.modes: dict[int, str] = {}
+        self.instruments: dict[int, PaperInstrument] = {}
+        # token -> (mode, step, values handed to the encoder)
+        self.last_sent: dict[int, tuple[str, int, dict[str, Any]]] = {}
+        self.text_out: asyncio.Queue[str] = asyncio.Queue()
+        self.faults = SocketFaults(state, "kite", user.user_id)
+        self.closing = asyncio.Event()
+        self.dropped = False
+
+    # ----- what the clock asks -----
+    def wanted(self) -> Iterable[tuple[PaperInstrument, bool]]:
+        instruments = self.instruments
+        for token, mode in self.modes.items():
+            inst = instruments[token]
+            yield inst, mode == "full" and not inst.is_index
+
+    def last_sent_for(self, token: str) -> dict[str, Any] | None:
+        try:
+            entry = self.last_sent.get(int(token))
+        except ValueError:
+            return None
+        if entry is None:
+            return None
+        mode, step, values = entry
+        return {"mode": mode, "step": step, "values": values}
+
+    # ----- commands -----
+    def handle_text(self, text: str) -> None:
+        try:
+            msg = json.loads(text)
+            action = msg["a"]
+            value = msg["v"]
+        except (ValueError, KeyError, TypeError):
+            return  # Kite ignores what it cannot read
+        if action == "subscribe":
+            self._subscribe(value, "quote")
+        elif action == "unsubscribe":
+            for token in self._tokens(value):
+                self.modes.pop(token, None)
+                self.instruments.pop(token, None)
+                self.last_sent.pop(token, None)
+        elif action == "mode":
+            if not (isinstance(value, list) and len(value) == 2 and value[0] in MODES):
+                self.send_error(f"Invalid mode: {value!r}")
+                return
+            # Only subscribed tokens change mode: a client that forgot to subscribe must see
+            # nothing here, as on the real ticker.
+            for token in self._tokens(value[1]):
+                if token in self.modes:
+                    self.modes[token] = value[0]
+
+    @staticmethod
+    def _tokens(value: Any) -> list[int]:
+        tokens: list[int] = []
+        for item in value if isinstance(value, list) else []:
+            with contextlib.suppress(TypeError, ValueError):
+                tokens.append(int(item))
+        return tokens
+
+    def _subscribe(self, value: Any, mode: str) -> None:
+        refused = 0
+        for token in self._tokens(value):
+            inst = self.state.by_kite_token(token)
+            if inst is None:
+                continue  # unknown tokens are silently ignored, as Kite does
+            if token not in self.modes and len(self.modes) >= MAX_INSTRUMENTS:
+                refused += 1
+                continue
+            self.modes[token] = mode
+            self.instruments[token] = inst
+        if refused:
+            self.send_error(
+                f"Subscription limit exceeded: at most {MAX_INSTRUMENTS} instruments per connection "
+                f"({refused} not subscribed)"
+            )
+
+    def send_error(self, message: str) -> None:
+        self.text_out.put_nowait(json.dumps({"type": "error", "data": message}))
+
+    # ----- events from the state -----
+    def on_order(self, order: PaperOrder) -> None:
+        self.text_out.put_nowait(json.dumps({"type": "order", "data": kite_order_payload(order)}, default=str))
+
+    def on_session(self, user: User) -> None:
+        if user.broker == "kite" and user.user_id == self.user_id:
+            # Listeners run before the change completes (add_user notifies, then replaces):
+            # check our token once the event loop is back.
+            asyncio.get_running_loop().call_soon(self._recheck_session)
+
+    def _recheck_session(self) -> None:
+        if self.state.user_for_kite_token(self.api_key, self.access_token) is None:
+            self.closing.set()
+
+    # ----- sending -----
+    def frame_items(self, batch: Batch) -> list[bytes]:
+        """Encoded packets of this socket for ``batch``; remembers what was sent."""
+        items: list[bytes] = []
+        cache = batch.items
+        values = batch.values
+        instruments = self.instruments
+        for token, mode in self.modes.items():
+            v = values.get(token)
+            if v is None:
+                continue  # subscribed after this step was computed
+            key = (token, mode)
+            item = cache.get(key)
+            if item is None:
+                item = _encode_item(instruments[token], mode, v)
+                if item is None:
+                    continue  # switched to full after the step: depth comes next step
+                cache[key] = item
+            items.append(item)
+            self.last_sent[token] = (mode, batch.step, v)
+        return items
+
+    async def send_ticks(self) -> None:
+        """The binary side: frames on each clock step, heartbeats when idle, faults."""
+        ws = self.websocket
+        last_step = self.clock.latest.step
+        last_send = time.monotonic()
+        while not self.closing.is_set():
+            if self.faults.take_drop():
+                self.dropped = True
+                await abort(ws)
+                self.closing.set()
+                return
+            if self.faults.stalled() or self.faults.take_stall():
+                await asyncio.sleep(min(self.faults.stall_left_s(), _POLL_S))
+                # Skip the steps that passed during the stall, as a frozen server would.
+                last_step = self.clock.latest.step
+                continue
+            batch = await self.clock.wait_after(last_step, _POLL_S)
+            if batch is not None:
+                last_step = batch.step
+                items = self.frame_items(batch)
+                if items:
+                    if self.faults.take_malformed():
+                        frame = encode.kite_malformed_frame([item[2:] for item in items])
+                    else:
+                        frame = encode.kite_frame_items(items)
+                    await ws.send_bytes(frame)
+                    last_send = time.monotonic()
+                    continue
+            if self.faults.take_malformed():
+                await ws.send_bytes(encode.kite_malformed_frame([encode.kite_ltp(0, 0)]))
+                last_send = time.monotonic()
+            elif time.monotonic() - last_send >= HEARTBEAT_S:
+                await ws.send_bytes(encode.KITE_HEARTBEAT)
+                last_send = time.monotonic()
+
+    async def send_texts(self) -> None:
+        """The text side: order updates and errors, held back during a stall."""
+        while True:
+            text = await self.text_out.get()
+            while self.faults.stalled():
+                await asyncio.sleep(min(self.faults.stall_left_s(), _POLL_S))
+            await self.websocket.send_text(text)
+
+
+def _connections(state: PaperState) -> dict[str, set[KiteSocket]]:
+    conns = getattr(state, "kite_sockets", None)
+    if conns is None:
+        conns = {}
+        state.kite_sockets = conns  # type: ignore[attr-defined]
+    return conns
+
+
+def routes(state: PaperState) -> list[BaseRoute]:
+    """The ticker route plus the tick control routes (``/_paper/ticks*``)."""
+
+    async def kite_ticker(websocket: WebSocket) -> None:
+        arrival_ns = time.monotonic_ns()
+        api_key = websocket.query_params.get("api_key", "")
+        access_token = websocket.query_params.get("access_token", "")
+        user = state.user_for_kite_token(api_key, access_token) if api_key and access_token else None
+        if user is None:
+            # Attribute the refusal to the api_key's owner when known, so a test (or the lead
+            # reading the log) sees whose stale token was refused.
+            owner = next((u.user_id for u in state.users.values() if u.broker == "kite" and u.api_key == api_key), None)
+            log_handshake(state, "kite", owner, KITE_TICKER_PATH, 403, arrival_ns)
+            await refuse(websocket, 403)
+            return
+        conns = _connections(state)
+        open_for_key = conns.setdefault(api_key, set())
+        if len(open_for_key) >= MAX_CONNECTIONS_PER_API_KEY:
+            log_handshake(state, "kite", user.user_id, KITE_TICKER_PATH, 429, arrival_ns)
+            await refuse(websocket, 429, "Too many connections for this api_key")
+            return
+        await websocket.accept()
+        log_handshake(state, "kite", user.user_id, KITE_TICKER_PATH, 101, arrival_ns)
+        sock = KiteSocket(state, websocket, user, access_token)
+        open_for_key.add(sock)
+        clock = sock.clock
+        clock.register(sock)
+        state.add_order_listener("kite", user.user_id, sock.on_order)
+        state.add_session_listener(sock.on_session)
+        senders = [
+            asyncio.create_task(sock.send_ticks(), name=f"kite-ticks-{sock.socket_id}"),
+            asyncio.create_task(sock.send_texts(), name=f"kite-texts-{sock.socket_id}"),
+        ]
+        try:
+            await serve_socket(websocket, senders, sock.closing, sock.handle_text, lambda: sock.dropped)
+        finally:
+            clock.unregister(sock)
+            open_for_key.discard(sock)
+            state.remove_order_listener("kite", user.user_id, sock.on_order)
+            state.remove_session_listener(sock.on_session)
+
+    out: list[BaseRoute] = [WebSocketRoute(KITE_TICKER_PATH, kite_ticker)]
+    out.extend(control_routes(state))
+    return out
+
