@@ -1,0 +1,87 @@
+"""Angel SmartAPI answers -> the error tree of ``common/errors.py``, at exactly one point.
+
+Three shapes reach us: business errors ``{"status": false, "errorcode": "AB....", "message"}``
+(usually HTTP 200), the gateway's ``{"success": false, "errorCode": "AG800x"}`` (HTTP 401),
+and the rate limit: HTTP 403 with the plain text "Access denied because of exceeding access
+rate" (not 429, not JSON). The code table is data (``ERROR_CODES``); an unknown code on a
+well-formed error answer is a refusal (OrderRejected); an unreadable answer is Ambiguous.
+AB1004 / AB2000 / AB2001 ("Something went wrong", "internal error") are BrokerUnavailable with
+a 5xx status (the gateway refused before the OMS) and Ambiguous otherwise (the OMS may have
+acted: reconcile).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.errors import (
+    Ambiguous,
+    BrokerError,
+    BrokerUnavailable,
+    LoginFailed,
+    OrderRejected,
+    RateLimited,
+    TokenExpired,
+)
+
+__all__ = ["ERROR_CODES", "RATE_LIMIT_TEXT", "map_error"]
+
+RATE_LIMIT_TEXT = "access denied because of exceeding access rate"
+
+ERROR_CODES: dict[str, type[BrokerError]] = {
+    # session
+    "AG8001": TokenExpired,  # invalid token
+    "AG8002": TokenExpired,  # token expired
+    "AG8003": TokenExpired,  # token missing
+    "AB8050": TokenExpired,  # invalid refresh token
+    "AB8051": TokenExpired,  # refresh token expired
+    "AB1010": TokenExpired,  # AMX session expired
+    "AB1011": TokenExpired,  # client not logged in
+    # login
+    "AB1000": LoginFailed,  # invalid email or password
+    "AB1001": LoginFailed,  # invalid email
+    "AB1002": LoginFailed,  # invalid password length
+    "AB1007": LoginFailed,  # invalid client code or password (AMX error)
+    "AB1050": LoginFailed,  # invalid TOTP
+    "AG8004": LoginFailed,  # invalid API key
+    "AB1031": LoginFailed,  # old password mismatch
+    "AB1032": LoginFailed,  # user not found
+    # the OMS may or may not have acted
+    "AB1004": Ambiguous,  # something went wrong, please try after sometime
+    "AB2000": Ambiguous,  # error not specified
+    "AB2001": Ambiguous,  # internal error, please try after sometime
+    # refusals: the same request fails again
+    "AB1003": OrderRejected,  # client already exists
+    "AB1005": OrderRejected,  # user type must be USER
+    "AB1006": OrderRejected,  # client is blocked for trading
+    "AB1008": OrderRejected,  # invalid order variety
+    "AB1009": OrderRejected,  # symbol not found
+    "AB1012": OrderRejected,  # invalid product type
+    "AB1013": OrderRejected,  # order not found
+    "AB1014": OrderRejected,  # trade not found
+    "AB1015": OrderRejected,  # holding not found
+    "AB1016": OrderRejected,  # position not found
+    "AB1017": OrderRejected,  # position conversion failed
+    "AB1018": OrderRejected,  # failed to get symbol details
+    "AB2002": OrderRejected,  # ROBO order is blocked
+    "AB4008": OrderRejected,  # order refused by the OMS (e.g. ordertag too long)
+}
+_RETRYABLE_ON_5XX = frozenset({"AB1004", "AB2000", "AB2001"})
+
+
+def map_error(http_status: int, body: Any, text: str = "") -> BrokerError:
+    """The error for an Angel answer that is not a success."""
+    if http_status == 403 and RATE_LIMIT_TEXT in (text or "").lower():
+        return RateLimited("Angel: access rate exceeded", retry_after_s=1.0, code="403", http_status=403)
+    if isinstance(body, dict):
+        code = str(body.get("errorcode") or body.get("errorCode") or "")
+        message = f"Angel {code}: {body.get('message') or ''}".strip()
+        if code in _RETRYABLE_ON_5XX and http_status >= 500:
+            return BrokerUnavailable(message, code=code, http_status=http_status)
+        if code:
+            return ERROR_CODES.get(code, OrderRejected)(message, code=code, http_status=http_status)
+        if http_status == 401:
+            return TokenExpired(message, http_status=http_status)
+    if http_status in (502, 503):
+        return BrokerUnavailable(f"Angel: HTTP {http_status}", http_status=http_status)
+    return Ambiguous(f"Angel: HTTP {http_status}, not an Angel answer: {(text or '')[:120]!r}", http_status=http_status)

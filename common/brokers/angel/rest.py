@@ -1,0 +1,80 @@
+"""Angel SmartAPI REST adapter (BROKERS.md § Angel One): orders and the order book on a
+keep-alive session, JSON bodies, the SmartAPI headers and ``Authorization: Bearer <jwt>``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.brokers.angel import translate
+from common.brokers.angel.errors import map_error
+from common.brokers.base import TokenGetter, new_session, send
+from common.errors import Ambiguous, TokenExpired
+from common.models import Instrument, Order, OrderUpdate
+from common.settings import Account
+
+__all__ = ["ORDER_PATH", "Adapter"]
+
+ORDER_PATH = "/rest/secure/angelbroking/order/v1"
+
+
+class Adapter:
+    """:class:`common.brokers.base.BrokerAdapter` for Angel One."""
+
+    def __init__(self, account: Account, token_getter: TokenGetter) -> None:
+        self.account = account
+        self._token = token_getter
+        self._http = new_session()
+        self._base = account.rest_url.rstrip("/")
+        self._read_timeout_s = float(account.extra.get("read_timeout_s", 7.0))
+        self._static = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "X-UserType": "USER",
+            "X-SourceID": "WEB",
+            "X-ClientLocalIP": str(account.extra.get("client_local_ip", "127.0.0.1")),
+            "X-ClientPublicIP": str(account.extra.get("client_public_ip", "127.0.0.1")),
+            "X-MACAddress": str(account.extra.get("mac_address", "00:00:00:00:00:00")),
+            "X-PrivateKey": account.api_key,
+        }
+
+    def _headers(self) -> dict[str, str]:
+        token = self._token()
+        if not token:
+            raise TokenExpired(f"{self.account.name}: no access token (not logged in)")
+        jwt = token if token.startswith("Bearer ") else f"Bearer {token}"
+        return {**self._static, "Authorization": jwt}
+
+    def _call(self, method: str, name: str, body: dict[str, str] | None = None) -> dict[str, Any]:
+        resp = send(self._http, method, f"{self._base}{ORDER_PATH}/{name}", json=body,
+                    headers=self._headers(), read_timeout_s=self._read_timeout_s)
+        try:
+            parsed = resp.json()
+        except ValueError:
+            parsed = None
+        if resp.status_code == 200 and isinstance(parsed, dict) and parsed.get("status") is True:
+            return parsed
+        raise map_error(resp.status_code, parsed, resp.text)
+
+    def place(self, order: Order, instrument: Instrument | None) -> str:
+        body = self._call("POST", "placeOrder", translate.order_body(order, instrument))
+        order_id = translate.order_id_of(body)
+        if not order_id:
+            raise Ambiguous("Angel: success without an orderid")
+        return order_id
+
+    def modify(self, order: Order, broker_order_id: str, changes: dict[str, Any],
+               instrument: Instrument | None) -> str:
+        new = order.with_(**changes)
+        body = self._call("POST", "modifyOrder", translate.modify_body(new, broker_order_id, instrument))
+        return translate.order_id_of(body) or broker_order_id
+
+    def cancel(self, order: Order, broker_order_id: str) -> str:
+        body = self._call("POST", "cancelOrder", translate.cancel_body(order, broker_order_id))
+        return translate.order_id_of(body) or broker_order_id
+
+    def orders(self) -> list[OrderUpdate]:
+        return translate.book_to_updates(self.account.name, self._call("GET", "getOrderBook"))
+
+    def order_by_tag(self, tag: str) -> OrderUpdate | None:
+        found = [u for u in self.orders() if u.client_order_id == tag]
+        return found[-1] if found else None

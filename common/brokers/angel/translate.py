@@ -1,0 +1,94 @@
+"""Angel SmartAPI translation, pure: a generic Order + Instrument -> the JSON of ``placeOrder``
+(every value a string); an answer or ``getOrderBook`` row -> OrderUpdate (the status table
+lives in ``updates.py``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from common.brokers.angel.updates import order_to_update
+from common.errors import InvalidOrder
+from common.models import Instrument, Order, OrderType, OrderUpdate, Product
+
+__all__ = ["ORDERTYPE", "PRODUCT", "book_to_updates", "cancel_body", "modify_body", "order_body",
+           "order_id_of", "trading_symbol", "variety"]
+
+ORDERTYPE = {OrderType.MARKET: "MARKET", OrderType.LIMIT: "LIMIT", OrderType.SL: "STOPLOSS_LIMIT",
+             OrderType.SL_M: "STOPLOSS_MARKET"}
+PRODUCT = {Product.DELIVERY: "DELIVERY", Product.INTRADAY: "INTRADAY", Product.NORMAL: "CARRYFORWARD"}
+
+
+def _money(v: Decimal | None) -> str:
+    return "0" if v is None else format(v, "f")
+
+
+def variety(order: Order) -> str:
+    """Stop-loss orders are their own variety at Angel."""
+    return "STOPLOSS" if order.order_type in (OrderType.SL, OrderType.SL_M) else "NORMAL"
+
+
+def trading_symbol(instrument: Instrument) -> str:
+    """Angel's own symbol ("INFY-EQ"); the instrument master stores it as broker_symbol."""
+    if instrument.broker_symbol:
+        return instrument.broker_symbol
+    return f"{instrument.symbol}-EQ" if instrument.instrument_type == "EQ" else instrument.symbol
+
+
+def _require(instrument: Instrument | None, order: Order) -> Instrument:
+    if instrument is None or not instrument.token:
+        # Angel needs the symbol token: an order for an instrument the master does not know
+        # cannot be sent (refresh the instrument master).
+        raise InvalidOrder("symbol", f"{order.instrument_key} is not in the instrument master of {order.account}")
+    return instrument
+
+
+def order_body(order: Order, instrument: Instrument | None) -> dict[str, str]:
+    """The JSON body of ``placeOrder``; the client_order_id travels as ``ordertag``."""
+    inst = _require(instrument, order)
+    return {
+        "variety": variety(order),
+        "tradingsymbol": trading_symbol(inst),
+        "symboltoken": str(inst.token),
+        "transactiontype": order.side.value,
+        "exchange": order.exchange,
+        "ordertype": ORDERTYPE[order.order_type],
+        "producttype": PRODUCT[order.product],
+        "duration": order.validity.value,
+        "price": _money(order.price),
+        "triggerprice": _money(order.trigger_price),
+        "squareoff": "0",
+        "stoploss": "0",
+        "quantity": str(order.quantity),
+        "ordertag": order.client_order_id,
+    }
+
+
+def modify_body(order: Order, broker_order_id: str, instrument: Instrument | None) -> dict[str, str]:
+    """``modifyOrder`` wants the whole order as it should now be, plus its id."""
+    body = order_body(order, instrument)
+    body.pop("ordertag")
+    body.pop("squareoff")
+    body.pop("stoploss")
+    body["orderid"] = broker_order_id
+    return body
+
+
+def cancel_body(order: Order, broker_order_id: str) -> dict[str, str]:
+    return {"variety": variety(order), "orderid": broker_order_id}
+
+
+def order_id_of(body: dict[str, Any]) -> str:
+    data = body.get("data")
+    return str(data.get("orderid") or "") if isinstance(data, dict) else ""
+
+
+def book_to_updates(account: str, body: dict[str, Any], source: str = "reconcile") -> list[OrderUpdate]:
+    """``getOrderBook`` -> OrderUpdates (``data`` is null for an empty book, as at Angel)."""
+    rows = body.get("data") or []
+    out = []
+    for row in rows if isinstance(rows, list) else []:
+        u = order_to_update(account, row, source) if isinstance(row, dict) else None
+        if u is not None:
+            out.append(u)
+    return out

@@ -1,0 +1,161 @@
+"""The broker adapter contract, and how generic code gets an adapter without naming a broker.
+
+A broker package provides ``rest.Adapter(account, token_getter)`` implementing
+:class:`BrokerAdapter`. Every method raises only the types of ``common/errors.py`` (each
+broker maps its errors in its ``errors.py``, at one point), speaks the generic models, and
+never retries on its own: retry, re-login and reconciliation are the caller's decisions,
+because only the caller knows the order's state and deadline.
+
+The HTTP road every REST adapter shares is here too (:func:`new_session`, :func:`send`): one
+keep-alive session, explicit (connect, read) timeouts, and the one point where transport
+failures become error types. A failure before the request could reach the broker (DNS,
+connect refused, connect timeout) is BrokerUnavailable: certainly not processed, safe to
+retry. A failure after the request left (read timeout, reset, the connection dropped
+mid-answer) is Ambiguous: the broker may have acted on it, so reconcile before any resend.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NameResolutionError, NewConnectionError
+from urllib3.util.retry import Retry
+
+from common.brokers import broker_module
+from common.errors import Ambiguous, BrokerUnavailable
+from common.models import Instrument, Order, OrderUpdate
+from common.settings import Account
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "READ_TIMEOUT_S",
+    "BrokerAdapter",
+    "TokenGetter",
+    "adapter_for",
+    "default_token_getter",
+    "new_session",
+    "send",
+]
+
+# Returns the access token to send, or None when the account has none (-> TokenExpired).
+TokenGetter = Callable[[], "str | None"]
+
+
+@runtime_checkable
+class BrokerAdapter(Protocol):
+    """What the order worker needs from a broker's REST API."""
+
+    account: Account
+
+    def place(self, order: Order, instrument: Instrument | None) -> str:
+        """Send a new order (its client_order_id as the broker's tag); the broker's order id."""
+        ...
+
+    def modify(self, order: Order, broker_order_id: str, changes: dict[str, Any],
+               instrument: Instrument | None) -> str:
+        """Change quantity, price, trigger_price, order_type or validity of an open order."""
+        ...
+
+    def cancel(self, order: Order, broker_order_id: str) -> str:
+        """Cancel an open order; the broker's order id."""
+        ...
+
+    def order_by_tag(self, tag: str) -> OrderUpdate | None:
+        """The order carrying ``tag`` in the day's order book, or None (reconciliation)."""
+        ...
+
+    def orders(self) -> list[OrderUpdate]:
+        """The day's order book, normalized (rows without a known status are skipped)."""
+        ...
+
+
+def default_token_getter(account: Account) -> TokenGetter:
+    """The account's current access token from the token store (cached; new versions seen fast)."""
+
+    def get() -> str | None:
+        from common.tokens import get_token
+
+        tok = get_token(account.name)
+        return tok.access_token if tok else None
+
+    return get
+
+
+_lock = threading.Lock()
+_adapters: dict[tuple[int, str], BrokerAdapter] = {}
+
+
+def adapter_for(account: Account, token_getter: TokenGetter | None = None) -> BrokerAdapter:
+    """The adapter of ``account``'s broker. Without a token getter it is cached per process
+    (one keep-alive HTTP session per account; per pid, since a forked child must not share
+    its parent's sockets)."""
+    mod = broker_module(account.broker, "rest")
+    if token_getter is not None:
+        return mod.Adapter(account, token_getter)  # type: ignore[no-any-return]
+    key = (os.getpid(), account.name)
+    with _lock:
+        adapter = _adapters.get(key)
+        if adapter is None or adapter.account != account:
+            adapter = mod.Adapter(account, default_token_getter(account))
+            _adapters[key] = adapter
+        return adapter
+
+
+# --- the HTTP road ------------------------------------------------------------------------------
+
+CONNECT_TIMEOUT_S = 3.05  # just over a TCP retransmit (3 s), so one lost SYN is survived
+READ_TIMEOUT_S = 7.0  # an order answer normally takes < 1 s; longer means "reconcile", not "wait"
+
+
+def new_session(pool_size: int = 4) -> requests.Session:
+    """A keep-alive session. urllib3 must never retry on its own: a silent resend of an order
+    POST is exactly the duplicate this project exists to prevent."""
+    s = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size,
+                          max_retries=Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0,
+                                            raise_on_redirect=False, raise_on_status=False))
+    s.mount("http://", adapter)
+    s.mount("https://", adapter)
+    return s
+
+
+def _before_send(exc: BaseException) -> bool:
+    """True when the failure happened before the request could have reached the server."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, requests.exceptions.ConnectTimeout | NewConnectionError | NameResolutionError):
+            return True
+        if isinstance(cur, ConnectionRefusedError):
+            return True
+        reason = getattr(cur, "reason", None)
+        if isinstance(reason, BaseException) and id(reason) not in seen:
+            cur = reason
+            continue
+        args = getattr(cur, "args", ())
+        nested = next((a for a in args if isinstance(a, BaseException)), None)
+        cur = nested if nested is not None else (cur.__cause__ or cur.__context__)
+    return False
+
+
+def send(session: requests.Session, method: str, url: str, *, read_timeout_s: float = READ_TIMEOUT_S,
+         **kw: Any) -> requests.Response:
+    """One request; transport failures mapped to BrokerUnavailable / Ambiguous."""
+    try:
+        return session.request(method, url, timeout=(CONNECT_TIMEOUT_S, read_timeout_s), **kw)
+    except requests.exceptions.ConnectTimeout as e:
+        raise BrokerUnavailable(f"connect timeout: {url}") from e
+    except requests.exceptions.ReadTimeout as e:
+        raise Ambiguous(f"no answer within {read_timeout_s} s: {url}") from e
+    except requests.exceptions.ConnectionError as e:
+        if _before_send(e):
+            raise BrokerUnavailable(f"cannot connect: {url}") from e
+        raise Ambiguous(f"connection lost after the request was sent: {url}") from e
+    except requests.exceptions.RequestException as e:
+        raise Ambiguous(f"request failed: {url}: {type(e).__name__}") from e

@@ -1,0 +1,57 @@
+"""Kite's answers -> the error tree of ``common/errors.py``, at exactly one point.
+
+Kite errors are ``{"status": "error", "message", "error_type"}`` with an HTTP status. The
+table is data (``ERROR_TYPES``); ``map_error`` adds what the status says:
+
+* 429 (a NetworkException "Too many requests") -> RateLimited: not processed.
+* 504 / "timed out" NetworkException -> Ambiguous: "order request timed out" may still have
+  placed the order; look it up by tag before any retry (BROKERS.md).
+* 502 / 503 -> BrokerUnavailable: the gateway could not reach the OMS, nothing was placed.
+* an answer that is not Kite JSON -> Ambiguous for 2xx/500/504 (something answered, we cannot
+  tell what happened), BrokerUnavailable for 502/503.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.errors import (
+    Ambiguous,
+    BrokerError,
+    BrokerUnavailable,
+    OrderRejected,
+    RateLimited,
+    TokenExpired,
+)
+
+__all__ = ["ERROR_TYPES", "map_error"]
+
+ERROR_TYPES: dict[str, type[BrokerError]] = {
+    "TokenException": TokenExpired,  # session expired or invalidated: log in again
+    "UserException": OrderRejected,  # account problem (blocked, not enabled): retrying cannot help
+    "OrderException": OrderRejected,  # the OMS refused the order
+    "InputException": OrderRejected,  # a bad field: the same request fails again
+    "MarginException": OrderRejected,  # not enough funds
+    "HoldingException": OrderRejected,  # not enough holdings to sell
+    "NetworkException": Ambiguous,  # the OMS could not be reached, or did not answer in time
+    "DataException": Ambiguous,  # the OMS answer could not be read: it may have acted
+    "GeneralException": Ambiguous,  # unclassified: assume it may have acted, reconcile
+}
+
+
+def map_error(http_status: int, body: Any, text: str = "") -> BrokerError:
+    """The error for a Kite answer that is not a success."""
+    if http_status == 429:
+        return RateLimited("Kite: too many requests", retry_after_s=1.0, code="429", http_status=429)
+    if not isinstance(body, dict) or body.get("status") != "error":
+        if http_status in (502, 503):
+            return BrokerUnavailable(f"Kite: HTTP {http_status}", http_status=http_status)
+        return Ambiguous(f"Kite: HTTP {http_status}, not a Kite answer: {text[:120]!r}", http_status=http_status)
+    error_type = str(body.get("error_type") or "GeneralException")
+    message = f"Kite {error_type}: {body.get('message') or ''}".strip()
+    if error_type == "NetworkException" and http_status in (502, 503):
+        return BrokerUnavailable(message, code=error_type, http_status=http_status)
+    if http_status == 403 and error_type not in ERROR_TYPES:
+        return TokenExpired(message, code=error_type, http_status=http_status)
+    kind = ERROR_TYPES.get(error_type, Ambiguous)
+    return kind(message, code=error_type, http_status=http_status)

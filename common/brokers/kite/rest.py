@@ -1,0 +1,70 @@
+"""Kite Connect REST adapter (BROKERS.md § Zerodha): orders and the order book on a keep-alive
+session. Form-encoded bodies, ``X-Kite-Version: 3``, ``Authorization: token api_key:access_token``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from common.brokers.base import TokenGetter, new_session, send
+from common.brokers.kite import translate
+from common.brokers.kite.errors import map_error
+from common.errors import Ambiguous, TokenExpired
+from common.models import Instrument, Order, OrderUpdate
+from common.settings import Account
+
+__all__ = ["Adapter"]
+
+
+class Adapter:
+    """:class:`common.brokers.base.BrokerAdapter` for Kite."""
+
+    def __init__(self, account: Account, token_getter: TokenGetter) -> None:
+        self.account = account
+        self._token = token_getter
+        self._http = new_session()
+        self._base = account.rest_url.rstrip("/")
+        self._read_timeout_s = float(account.extra.get("read_timeout_s", 7.0))
+
+    def _headers(self) -> dict[str, str]:
+        token = self._token()
+        if not token:
+            raise TokenExpired(f"{self.account.name}: no access token (not logged in)")
+        return {"X-Kite-Version": "3", "Authorization": f"token {self.account.api_key}:{token}"}
+
+    def _call(self, method: str, path: str, data: dict[str, str] | None = None) -> dict[str, Any]:
+        resp: requests.Response = send(self._http, method, f"{self._base}{path}", data=data,
+                                       headers=self._headers(), read_timeout_s=self._read_timeout_s)
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if resp.status_code == 200 and isinstance(body, dict) and body.get("status") == "success":
+            return body
+        raise map_error(resp.status_code, body, resp.text)
+
+    def place(self, order: Order, instrument: Instrument | None) -> str:
+        body = self._call("POST", f"/orders/{translate.VARIETY}", translate.order_form(order))
+        order_id = translate.order_id_of(body)
+        if not order_id:
+            raise Ambiguous("Kite: success without an order_id")
+        return order_id
+
+    def modify(self, order: Order, broker_order_id: str, changes: dict[str, Any],
+               instrument: Instrument | None) -> str:
+        new = order.with_(**changes)
+        body = self._call("PUT", f"/orders/{translate.VARIETY}/{broker_order_id}", translate.modify_form(new))
+        return translate.order_id_of(body) or broker_order_id
+
+    def cancel(self, order: Order, broker_order_id: str) -> str:
+        body = self._call("DELETE", f"/orders/{translate.VARIETY}/{broker_order_id}")
+        return translate.order_id_of(body) or broker_order_id
+
+    def orders(self) -> list[OrderUpdate]:
+        return translate.book_to_updates(self.account.name, self._call("GET", "/orders"))
+
+    def order_by_tag(self, tag: str) -> OrderUpdate | None:
+        # The latest row wins if a tag appears twice (it must not, but never pick a stale one).
+        found = [u for u in self.orders() if u.client_order_id == tag]
+        return found[-1] if found else None

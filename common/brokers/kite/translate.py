@@ -1,0 +1,72 @@
+"""Kite translation, pure: a generic Order -> the form fields of ``POST /orders/regular``; a
+Kite answer or order-book row -> OrderUpdate (the status table lives in ``updates.py``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from common.brokers.kite.updates import order_to_update
+from common.models import Order, OrderType, OrderUpdate, Product
+
+__all__ = ["MARKET_PROTECTION", "PRODUCT", "VARIETY", "book_to_updates", "modify_form", "order_form",
+           "order_id_of"]
+
+VARIETY = "regular"
+PRODUCT = {Product.DELIVERY: "CNC", Product.INTRADAY: "MIS", Product.NORMAL: "NRML"}
+# Since the 2025 SEBI rules market and SL-M orders need market protection; -1 asks Kite for its
+# automatic protection band (a percentage would be 0 < p <= 100).
+MARKET_PROTECTION = "-1"
+
+
+def _money(v: Decimal | None) -> str:
+    return "0" if v is None else format(v, "f")
+
+
+def order_form(order: Order) -> dict[str, str]:
+    """The form fields of a new regular order; the client_order_id travels as ``tag``."""
+    form = {
+        "exchange": order.exchange,
+        "tradingsymbol": order.symbol,
+        "transaction_type": order.side.value,
+        "quantity": str(order.quantity),
+        "product": PRODUCT[order.product],
+        "order_type": order.order_type.value,
+        "validity": order.validity.value,
+        "tag": order.client_order_id,
+    }
+    if order.price is not None:
+        form["price"] = _money(order.price)
+    if order.trigger_price is not None:
+        form["trigger_price"] = _money(order.trigger_price)
+    if order.order_type in (OrderType.MARKET, OrderType.SL_M):
+        form["market_protection"] = MARKET_PROTECTION
+    return form
+
+
+def modify_form(order: Order) -> dict[str, str]:
+    """The fields of ``PUT /orders/regular/{id}`` for the order as it should now be."""
+    form = {"quantity": str(order.quantity), "order_type": order.order_type.value,
+            "validity": order.validity.value}
+    if order.price is not None:
+        form["price"] = _money(order.price)
+    if order.trigger_price is not None:
+        form["trigger_price"] = _money(order.trigger_price)
+    return form
+
+
+def order_id_of(body: dict[str, Any]) -> str:
+    """``data.order_id`` of a successful place/modify/cancel answer ('' when missing)."""
+    data = body.get("data")
+    return str(data.get("order_id") or "") if isinstance(data, dict) else ""
+
+
+def book_to_updates(account: str, body: dict[str, Any], source: str = "reconcile") -> list[OrderUpdate]:
+    """``GET /orders`` -> OrderUpdates (rows with an unknown status are skipped, never guessed)."""
+    rows = body.get("data") or []
+    out = []
+    for row in rows if isinstance(rows, list) else []:
+        u = order_to_update(account, row, source) if isinstance(row, dict) else None
+        if u is not None:
+            out.append(u)
+    return out

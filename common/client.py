@@ -1,0 +1,182 @@
+"""What a strategy imports: ``from common.client import place_order, cancel_order, modify_order,
+get_order, subscribe_ticks``.
+
+``place_order`` validates the order (fields, then lot and tick size from the instrument
+master when it is loaded) before anything is enqueued: an invalid order raises
+:class:`InvalidOrder` naming the field and nothing is stored or sent. A valid order is
+stored as NEW with its deadline on Redis time and enqueued by task name on its account's
+queue (or the urgent lane); the returned :class:`OrderHandle` waits on the order store,
+which postbacks, order-update sockets and the worker feed (no order-book polling).
+
+Example::
+
+    from common.client import place_order
+
+    h = place_order(account="kite1", exchange="NSE", symbol="INFY", side="BUY", quantity=1)
+    result = h.wait(10)          # {"state": "OPEN" | "COMPLETE" | ..., "average_price": ...}
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import redis
+from celery import Celery
+
+from common import keys, orderstore
+from common.errors import ConfigError, InvalidOrder
+from common.models import TERMINAL_STATES, Order, OrderState
+from common.redis import get_redis
+from common.settings import account, settings
+
+__all__ = ["OrderHandle", "cancel_order", "get_order", "modify_order", "place_order", "subscribe_ticks"]
+
+PLACE_TASK = "brokergate.place_order"
+CANCEL_TASK = "brokergate.cancel_order"
+MODIFY_TASK = "brokergate.modify_order"
+MODIFIABLE = frozenset({"quantity", "price", "trigger_price", "order_type", "validity"})
+
+try:  # the tick subscription lives with the feed's client side
+    from common.ticks import subscribe_ticks  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - until common/ticks.py ships
+
+    def subscribe_ticks(*args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("common.ticks is not installed")
+
+
+_lock = threading.Lock()
+_apps: dict[tuple[int, str], Celery] = {}
+
+
+def _celery() -> Celery:
+    """A producer-only Celery app (no worker code imported), one per process and broker URL."""
+    url = settings().redis_url
+    key = (os.getpid(), url)
+    with _lock:
+        app = _apps.get(key)
+        if app is None:
+            app = Celery("brokergate-client", broker=url, set_as_current=False)
+            app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True,
+                            broker_connection_retry_on_startup=True)
+            _apps[key] = app
+        return app
+
+
+class OrderHandle:
+    """A placed order: ``.id`` now, ``.wait()`` for the broker's acknowledgement or the end."""
+
+    def __init__(self, client_order_id: str, account_name: str, r: redis.Redis | None = None) -> None:
+        self.id = client_order_id
+        self.account = account_name
+        self._r = r
+
+    @property
+    def r(self) -> redis.Redis:
+        return self._r or get_redis()
+
+    def get(self) -> dict[str, Any] | None:
+        return orderstore.get(self.r, self.id)
+
+    def wait(self, timeout_s: float | None = 30.0, *, final: bool = False) -> dict[str, Any]:
+        """The order once the broker has it (OPEN) or it is settled (COMPLETE, REJECTED, CANCELLED,
+        FAILED, EXPIRED); with ``final=True`` only once settled. Returns the stored order (state,
+        broker_order_id, filled_quantity, average_price, error, history, ...). Raises TimeoutError."""
+        until = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            got = self.get()
+            if got is not None:
+                state = OrderState(got["state"])
+                if state in TERMINAL_STATES or (state == OrderState.OPEN and not final):
+                    return got
+            remaining = 1.0 if until is None else until - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"order {self.id} is {got['state'] if got else 'missing'} after {timeout_s} s")
+            # Woken by every state change a handle cares about; the 1 s cap only bounds a lost wake-up.
+            self.r.blpop([keys.order_done(self.id)], timeout=min(remaining, 1.0))
+
+    def cancel(self, deadline_s: float | None = None) -> None:
+        cancel_order(self.id, deadline_s=deadline_s)
+
+    def modify(self, **changes: Any) -> None:
+        modify_order(self.id, **changes)
+
+    def __repr__(self) -> str:
+        return f"OrderHandle({self.id!r}, account={self.account!r})"
+
+
+def _validate(order: Order) -> Order:
+    try:
+        acct = account(order.account)
+    except ConfigError as e:
+        raise InvalidOrder("account", str(e)) from None
+    if order.deadline_s == Order.__dataclass_fields__["deadline_s"].default and acct.deadline_s != order.deadline_s:
+        order = order.with_(deadline_s=acct.deadline_s)  # the account's default deadline
+    from common import instruments
+
+    r = get_redis()
+    inst = instruments.lookup(order.account, order.instrument_key, r)
+    if inst is not None:
+        order.check_instrument(inst)
+    elif r.exists(keys.instruments(order.account)):
+        # The master is loaded and does not know it: the broker would refuse it (and count it).
+        raise InvalidOrder("symbol", f"{order.instrument_key} is not in the instrument master of {order.account}")
+    return order
+
+
+def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -> OrderHandle:
+    """Validate, store as NEW and enqueue an order; returns its handle.
+
+    Pass an :class:`Order`, a dict of its fields, or the fields as keywords. Raises
+    :class:`InvalidOrder` (naming the field) before anything is stored or enqueued."""
+    if isinstance(order, Order):
+        o = order.with_(**fields) if fields else order
+    else:
+        o = Order.from_dict({**(order or {}), **fields})
+    o = _validate(o)
+    r = get_redis()
+    orderstore.create(r, o, source="client")
+    queue = keys.urgent_queue(o.account) if o.urgent else keys.orders_queue(o.account)
+    try:
+        _celery().send_task(PLACE_TASK, args=[o.to_dict()], queue=queue)
+    except Exception as e:
+        # Not enqueued: it can never be sent, so say so now instead of at its deadline.
+        orderstore.transition(r, o.client_order_id, OrderState.FAILED, allowed_from={OrderState.NEW},
+                              source="client", message=f"not enqueued: {e}")
+        raise
+    return OrderHandle(o.client_order_id, o.account, r)
+
+
+def get_order(client_order_id: str) -> dict[str, Any] | None:
+    """The stored order (see :func:`common.orderstore.get`), or None."""
+    return orderstore.get(get_redis(), client_order_id)
+
+
+def _stored(client_order_id: str) -> dict[str, Any]:
+    got = get_order(client_order_id)
+    if got is None:
+        raise InvalidOrder("client_order_id", f"no order {client_order_id}")
+    return got
+
+
+def cancel_order(client_order_id: str | OrderHandle, *, deadline_s: float | None = None) -> None:
+    """Enqueue a cancel on the account's urgent lane."""
+    coid = client_order_id.id if isinstance(client_order_id, OrderHandle) else client_order_id
+    got = _stored(coid)
+    _celery().send_task(CANCEL_TASK, args=[got["account"], coid, deadline_s], queue=keys.urgent_queue(got["account"]))
+
+
+def modify_order(client_order_id: str | OrderHandle, *, deadline_s: float | None = None, **changes: Any) -> None:
+    """Enqueue a modification (quantity, price, trigger_price, order_type, validity) on the urgent
+    lane; the changed order is validated first (InvalidOrder names the field)."""
+    coid = client_order_id.id if isinstance(client_order_id, OrderHandle) else client_order_id
+    unknown = sorted(set(changes) - MODIFIABLE)
+    if unknown:
+        raise InvalidOrder(unknown[0], "cannot be modified")
+    got = _stored(coid)
+    new = Order.from_dict(got["request"]).with_(**changes)  # validates the changed order
+    _validate(new)
+    wire = {k: v for k, v in new.to_dict().items() if k in changes}
+    _celery().send_task(MODIFY_TASK, args=[got["account"], coid, wire, deadline_s], queue=keys.urgent_queue(got["account"]))

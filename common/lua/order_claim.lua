@@ -1,0 +1,33 @@
+-- Claim an order for sending: NEW -> SENDING atomically, so only one worker may send it.
+-- KEYS[1] order hash   KEYS[2] order-done list   KEYS[3] active-orders sorted set
+-- ARGV[1] attempt (a fresh random id of this delivery: the fencing token for mark_sent)
+-- ARGV[2] source (worker name, for the history)
+-- Returns {verdict, state, sent_at_ms, deadline_ms, now_ms}; verdict is
+--   claimed    this delivery owns the order (NEW, or SENDING that was never sent: a redelivery
+--              of a message whose first worker died or was overtaken; the old attempt is fenced off)
+--   expired    past its deadline before anything was sent: now EXPIRED
+--   reconcile  SENDING after the request may have left, or UNKNOWN: look it up by tag first
+--   done       already OPEN or terminal: nothing to do
+--   missing    no such order
+local now = now_ms()
+local f = redis.call('HMGET', KEYS[1], 'state', 'sent_at_ms', 'deadline_ms')
+local state, sent_at, deadline = f[1], f[2] or '', tonumber(f[3] or '0') or 0
+if not state then return {'missing', '', 0, 0, now} end
+local id = order_id()
+if state == 'NEW' or (state == 'SENDING' and sent_at == '') then
+  if now > deadline then
+    settle(id, 'EXPIRED', ARGV[2], 'no slot before the deadline', now)
+    return {'expired', 'EXPIRED', 0, deadline, now}
+  end
+  if state == 'NEW' then
+    redis.call('HSET', KEYS[1], 'state', 'SENDING', 'attempt', ARGV[1], 'updated_ms', now, 'claimed_ms', now)
+    push_history('SENDING', now, ARGV[2])
+  else
+    redis.call('HSET', KEYS[1], 'attempt', ARGV[1], 'updated_ms', now, 'claimed_ms', now)
+  end
+  return {'claimed', 'SENDING', 0, deadline, now}
+end
+if state == 'SENDING' or state == 'UNKNOWN' then
+  return {'reconcile', state, tonumber(sent_at) or 0, deadline, now}
+end
+return {'done', state, tonumber(sent_at) or 0, deadline, now}

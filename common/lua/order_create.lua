@@ -1,0 +1,17 @@
+-- Create an order in state NEW, once. Its deadline comes from Redis server time.
+-- KEYS[1] order hash bg:order:<id>
+-- KEYS[2] order-done list (unused here; kept so every order script shares the key layout)
+-- KEYS[3] active-orders sorted set (score = deadline ms), the sweeper's index
+-- ARGV[1] account   ARGV[2] request (Order JSON)   ARGV[3] deadline in ms from now   ARGV[4] source
+-- Returns {created (1|0), deadline_ms, now_ms}
+local now = now_ms()
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {0, tonumber(redis.call('HGET', KEYS[1], 'deadline_ms') or '0'), now}
+end
+local deadline = now + tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'state', 'NEW', 'account', ARGV[1], 'request', ARGV[2],
+  'deadline_ms', deadline, 'created_ms', now, 'updated_ms', now, 'filled_quantity', 0,
+  'broker_order_id', '', 'error', '', 'broker_status', '')
+push_history('NEW', now, ARGV[4])
+redis.call('ZADD', KEYS[3], deadline, order_id())
+return {1, deadline, now}

@@ -1,0 +1,58 @@
+-- Helpers shared by the order scripts (prepended to each by common/orderstore.py, after the
+-- generated constants TRANSITIONS, RANK, TERMINAL, WAKE, CHANNEL_PREFIX, DONE_TTL_S, OPEN_RECHECK_MS that come
+-- from common/orderstate.py and common/models.py, so the state table has one source).
+-- Convention: KEYS[1] order hash, KEYS[2] order-done list, KEYS[3] active-orders sorted set.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function push_history(state, at_ms, source)
+  local h = redis.call('HGET', KEYS[1], 'history')
+  local list = {}
+  if h and h ~= '' then list = cjson.decode(h) end
+  list[#list + 1] = {state = state, at_ms = at_ms, source = source}
+  redis.call('HSET', KEYS[1], 'history', cjson.encode(list))
+end
+
+-- The order as a normalized OrderUpdate dict (what strategies receive on orders:<account>).
+local function snapshot(id, source, message)
+  local f = redis.call('HMGET', KEYS[1], 'account', 'broker_order_id', 'state', 'filled_quantity',
+    'pending_quantity', 'average_price', 'broker_status', 'error', 'exchange_ts')
+  local avg = cjson.null
+  if f[6] and f[6] ~= '' then avg = f[6] end
+  return {
+    account = f[1] or '', client_order_id = id, broker_order_id = f[2] or '', state = f[3] or '',
+    filled_quantity = tonumber(f[4] or '0') or 0, pending_quantity = tonumber(f[5] or '0') or 0,
+    average_price = avg, broker_status = f[7] or '', message = message or f[8] or '',
+    exchange_ts = f[9] or '', source = source,
+  }
+end
+
+-- After a state change: wake handles, publish, leave the sweeper's index when terminal. An OPEN
+-- order stays indexed but is due again only after OPEN_RECHECK_MS (a resting order is normal;
+-- one that hears nothing for that long is reconciled), so the sweeper does not re-read it.
+local function after_change(id, state, publish_json, at_ms)
+  if WAKE[state] then
+    redis.call('RPUSH', KEYS[2], state)
+    redis.call('EXPIRE', KEYS[2], DONE_TTL_S)
+  end
+  if TERMINAL[state] then redis.call('ZREM', KEYS[3], id)
+  elseif state == 'OPEN' then redis.call('ZADD', KEYS[3], 'XX', at_ms + OPEN_RECHECK_MS, id) end
+  local account = redis.call('HGET', KEYS[1], 'account')
+  if account and publish_json then redis.call('PUBLISH', CHANNEL_PREFIX .. account, publish_json) end
+end
+
+-- Move the order to `state` (the caller checked the table), record it, tell everyone.
+local function settle(id, state, source, message, at_ms)
+  redis.call('HSET', KEYS[1], 'state', state, 'updated_ms', at_ms)
+  if message and message ~= '' then redis.call('HSET', KEYS[1], 'error', message) end
+  push_history(state, at_ms, source)
+  after_change(id, state, cjson.encode(snapshot(id, source, message)), at_ms)
+end
+
+local function order_id()
+  -- KEYS[1] is <prefix>order:<id>; the id is everything after the last ':'
+  return string.match(KEYS[1], '([^:]+)$')
+end

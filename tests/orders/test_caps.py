@@ -1,0 +1,66 @@
+"""Caps are held where the broker counts them: the paper broker's own request log."""
+
+from __future__ import annotations
+
+import pytest
+
+from common import keys, orderstore
+from common.client import place_order
+from common.ratelimit import max_in_window
+from common.redis import get_redis
+from tests.fixtures.accounts import logged_in, paper_user_of
+from tests.orders.helpers import order_requests, wait_for
+
+pytestmark = pytest.mark.slow
+NS = 1_000_000_000
+
+
+def _queues(name: str) -> list[str]:
+    return [keys.urgent_queue(name), keys.orders_queue(name)]
+
+
+def _settled(ids: list[str], states: tuple[str, ...]) -> bool:
+    r = get_redis()
+    return all((orderstore.get(r, i) or {}).get("state") in states for i in ids)
+
+
+def test_three_workers_hold_3_per_second(make_accounts, celery_workers, paper) -> None:
+    """Given three worker processes on one account capped at 3/s, When 60 orders are enqueued at
+    once, Then the broker never sees more than 3 order requests in any sliding second, and never
+    answers with its rate limit."""
+    accts = make_accounts(kite=1, angel=0, caps={"orders": ["3/s"]})
+    logged_in(accts)
+    celery_workers.start_many([(_queues("kite1"), {}) for _ in range(3)])
+    handles = [place_order(account="kite1", exchange="NSE", symbol="INFY", side="BUY", quantity=1, deadline_s=60)
+               for _ in range(60)]
+    ids = [h.id for h in handles]
+    wait_for(lambda: _settled(ids, ("OPEN", "COMPLETE")), 40, 0.2, "all 60 orders at the broker")
+    log = order_requests(paper.requests(), paper_user_of(accts["kite1"]).user_id)
+    assert {e["status"] for e in log} == {200}, "the broker answered with its rate limit"
+    assert len(log) == 60 and len({e["tag"] for e in log}) == 60
+    arrivals = [e["arrival_ns"] for e in log]
+    assert max_in_window(arrivals, NS) <= 3
+    span_s = (max(arrivals) - min(arrivals)) / NS
+    assert span_s < 24, f"cap under-used: 60 orders at 3/s took {span_s:.1f} s"
+
+
+def test_two_windows_and_never_late(make_accounts, celery_workers, paper) -> None:
+    """Given caps 5/s and 20/min, When 25 orders with an 8 s deadline are enqueued, Then 20 reach
+    the broker within both windows and the 5 that cannot get a slot before their deadline end
+    EXPIRED without ever reaching it."""
+    accts = make_accounts(kite=1, angel=0, caps={"orders": ["5/s", "20/min"]})
+    logged_in(accts)
+    celery_workers.start_many([(_queues("kite1"), {}) for _ in range(2)])
+    handles = [place_order(account="kite1", exchange="NSE", symbol="INFY", side="BUY", quantity=1, deadline_s=8)
+               for _ in range(25)]
+    ids = [h.id for h in handles]
+    wait_for(lambda: _settled(ids, ("OPEN", "COMPLETE", "EXPIRED")), 20, 0.2, "all 25 orders settled")
+    r = get_redis()
+    states = {i: orderstore.get(r, i)["state"] for i in ids}  # type: ignore[index]
+    expired = {i for i, s in states.items() if s == "EXPIRED"}
+    log = order_requests(paper.requests(), paper_user_of(accts["kite1"]).user_id)
+    assert len(log) == 20 and len(expired) == 5 and {e["status"] for e in log} == {200}
+    assert not expired & {e["tag"] for e in log}
+    arrivals = [e["arrival_ns"] for e in log]
+    assert max_in_window(arrivals, NS) <= 5
+    assert max_in_window(arrivals, 60 * NS) <= 20

@@ -1,0 +1,149 @@
+"""The limiter: policy arithmetic, the Lua script on real Redis, deadlines, back-off, usage."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common import keys, ratelimit
+from common.errors import DeadlineExceeded
+from common.settings import Cap
+
+US = 1_000_000
+
+
+def test_earliest_slot_respects_every_window() -> None:
+    caps = [Cap(3, 1), Cap(5, 60)]
+    slots: list[int] = []
+    for _ in range(5):
+        slots.append(ratelimit.earliest_slot(slots, 0, caps, margin_us=0))
+    # three at once, then the fourth a second later; the fifth too; the sixth waits for the minute
+    assert slots == [0, 1, 2, US, US + 1]
+    assert ratelimit.earliest_slot(slots, 0, caps, margin_us=0) == 60 * US
+    assert ratelimit.earliest_slot(slots, 0, caps, margin_us=7) == 60 * US + 7
+
+
+def test_max_in_window_is_half_open() -> None:
+    assert ratelimit.max_in_window([0, 999, 1000, 1999], 1000) == 2
+    assert ratelimit.max_in_window([0, 1, 2, 999], 1000) == 4
+    assert ratelimit.max_in_window([], 1000) == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(caps=st.lists(st.tuples(st.integers(1, 6), st.sampled_from([1, 2, 60])), min_size=1, max_size=3),
+       n=st.integers(1, 25))
+def test_lua_matches_policy_and_never_exceeds_any_window(redis_server, caps, n) -> None:
+    """Given any windows, When n slots are reserved on Redis, Then each slot is the policy's
+    earliest slot, and no window of any cap holds more than its count."""
+    import redis as redis_lib
+
+    r = redis_lib.Redis.from_url(redis_server.url)
+    key = keys.limit("prop", "orders")
+    r.delete(key, keys.backoff("prop", "orders"))
+    cs = [Cap(c, p) for c, p in caps]
+    slots: list[int] = []
+    for _ in range(n):
+        res = ratelimit.reserve(r, "prop", "orders", cs, margin_ms=0)
+        assert res.verdict == "ok"
+        assert res.slot_us == ratelimit.earliest_slot(slots, res.now_us, cs, margin_us=0)
+        slots.append(res.slot_us)
+    for c in cs:
+        assert ratelimit.max_in_window(slots, c.period_s * US) <= c.count
+    r.close()
+
+
+def test_slot_after_deadline_is_refused_and_not_recorded(r) -> None:
+    caps = [Cap(1, 60)]
+    first = ratelimit.reserve(r, "a", "orders", caps)
+    assert first.verdict == "ok"
+    late = ratelimit.reserve(r, "a", "orders", caps, deadline_us=first.now_us + 5 * US)
+    assert late.verdict == "deadline"
+    assert r.zcard(keys.limit("a", "orders")) == 1
+    lim = ratelimit.Limiter(r, "a", "orders", caps)
+    t0 = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        lim.acquire(deadline_ms=first.now_us // 1000 + 5000)
+    assert time.monotonic() - t0 < 0.5  # refused at once, not after waiting
+
+
+def test_ordinary_requests_leave_the_near_slots_to_urgent_ones(r) -> None:
+    caps = [Cap(10, 1)]
+    h = ratelimit.horizon_us(caps)
+    assert h == 100_000
+    for _ in range(10):
+        assert ratelimit.reserve(r, "a", "orders", caps, horizon_us_=h).verdict == "ok"
+    # the window is full: the next slot is a second away, beyond the horizon
+    assert ratelimit.reserve(r, "a", "orders", caps, horizon_us_=h).verdict == "later"
+    assert ratelimit.reserve(r, "a", "orders", caps).verdict == "ok"  # urgent takes it
+
+
+def test_one_pending_ordinary_reservation_at_most(r) -> None:
+    caps = [Cap(1, 1)]
+    h = ratelimit.horizon_us(caps)
+    assert ratelimit.reserve(r, "b", "orders", caps, horizon_us_=h).verdict == "ok"  # now
+    assert ratelimit.reserve(r, "b", "orders", caps, horizon_us_=h).verdict == "later"  # a second away
+    urgent = ratelimit.reserve(r, "b", "orders", caps)
+    assert urgent.verdict == "ok" and 900_000 < urgent.wait_us <= 1_100_000
+
+
+def test_backoff_delays_every_worker_and_is_counted(r) -> None:
+    caps = [Cap(100, 1)]
+    end = ratelimit.note_rate_limited(r, "a", "orders", caps, retry_after_s=0.3)
+    res = ratelimit.reserve(r, "a", "orders", caps)
+    assert res.slot_us == end and 250_000 < res.wait_us <= 300_000
+    assert r.hget(keys.stats("a"), "rate_limited") == "1"
+
+
+def test_confirm_counts_a_slot_from_its_answer(r) -> None:
+    caps = [Cap(1, 1)]
+    first = ratelimit.reserve(r, "c", "orders", caps)
+    moved = ratelimit.confirm(r, "c", "orders", first.slot_us)
+    assert moved >= first.slot_us
+    nxt = ratelimit.reserve(r, "c", "orders", caps)
+    assert nxt.slot_us == moved + US + ratelimit.SAFETY_MARGIN_MS * 1000
+    assert ratelimit.confirm(r, "c", "orders", 12345) == 0  # not a recorded slot
+
+
+def test_usage_reports_each_window(r) -> None:
+    caps = [Cap(5, 1), Cap(50, 60)]
+    for _ in range(3):
+        ratelimit.reserve(r, "a", "orders", caps)
+    used = ratelimit.usage("a", "orders", r=r, caps=caps)
+    assert [(c.count, n) for c, n in used] == [(5, 3), (50, 3)]
+
+
+def test_threads_sharing_the_limiter_stay_within_the_cap(redis_url) -> None:
+    """Given 4 threads and a 5/s cap, When 12 requests go through acquire, Then the local send
+    times never put more than 5 in a second and the cap is used (it takes ~2 s, not more)."""
+    caps = [Cap(5, 1)]
+    sent_ns: list[int] = []
+    lock = threading.Lock()
+    todo = list(range(12))
+
+    def work() -> None:
+        import redis as redis_lib
+
+        rr = redis_lib.Redis.from_url(redis_url)
+        lim = ratelimit.Limiter(rr, "t", "orders", caps)
+        while True:
+            with lock:
+                if not todo:
+                    return
+                todo.pop()
+            lim.acquire()
+            with lock:
+                sent_ns.append(time.monotonic_ns())
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(sent_ns) == 12
+    assert ratelimit.max_in_window(sent_ns, 1_000_000_000) <= 5
+    assert time.monotonic() - t0 < 2.6

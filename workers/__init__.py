@@ -1,0 +1,1 @@
+"""Celery workers: the app (workers.app), order tasks (workers.orders), login tasks (workers.login)."""
