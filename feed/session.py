@@ -1,0 +1,362 @@
+"""One broker WebSocket: connect, subscribe, receive → decode → publish, reconnect for ever.
+
+One thread per socket, on websocket-client's low-level ``create_connection`` (the product's
+WebSocket library). Why not ``WebSocketApp``: its callbacks and its own ping/reconnect logic
+would sit between us and the socket, while the blocking ``recv_data`` with a socket timeout
+gives the watchdog for free (the wait is bounded by the watchdog's remaining time) and keeps
+receive → decode → publish on one thread with no queue hop. Why not the asyncio
+``websockets`` library: a feed has at most three sockets an account, each busy on one core's
+worth of decode and publish, so threads cost nothing here, and the publish path (redis-py)
+is blocking anyway. Decode and publish release no GIL, but they are microseconds a tick.
+
+Reconnects: exponential backoff with full jitter (``uniform(0, min(cap, base * 2**n))``),
+the first retry immediate, never giving up; the attempt counter resets once a connection
+delivers a frame. Every (re)connect resubscribes every instrument in its mode. A handshake
+refused with 401/403 marks that token version as refused: the session waits for a newer
+version (announced on TOKEN_CHANGED) instead of hammering the broker with a dead token.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import websocket
+
+from common.settings import Account
+from feed.publisher import Publisher
+from feed.watchdog import Watchdog
+
+try:  # the order-update path is another module's; the feed works without it
+    from feed import orderupdates as _orderupdates
+except ImportError:  # pragma: no cover
+    _orderupdates = None  # type: ignore[assignment]
+
+__all__ = ["FeedSession", "SessionStats", "backoff_s"]
+
+log = logging.getLogger(__name__)
+
+TokenSource = Callable[[str], Any]  # account name -> Token | None (.access_token, .feed_token, .version)
+
+
+def backoff_s(attempt: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
+    """Delay before reconnect attempt ``attempt`` (0 = the first retry, which is immediate)."""
+    if attempt <= 0:
+        return 0.0
+    return (rng or random).uniform(0.0, min(cap_s, base_s * 2 ** min(attempt, 30)))
+
+
+@dataclass
+class SessionStats:
+    connected: bool = False
+    connects: int = 0
+    reconnects: int = 0
+    frames: int = 0
+    ticks: int = 0
+    malformed: int = 0
+    unknown: int = 0
+    refused: int = 0  # handshakes refused (401/403)
+    stalls: int = 0  # watchdog reconnects
+    last_frame_ms: int = 0
+    connected_at_ms: int = 0
+    token_version: int = 0
+    last_error: str = ""
+    # receive → published, µs, for the last frames
+    latency_us: collections.deque[int] = field(default_factory=lambda: collections.deque(maxlen=4096))
+
+
+class _Reconnect(Exception):
+    pass
+
+
+class FeedSession:
+    """One socket of one account. ``start()``, ``set_subscriptions(...)``, ``stop()``."""
+
+    def __init__(
+        self,
+        account: Account,
+        socket_no: int,
+        dialect: ModuleType,
+        publisher: Publisher,
+        token_source: TokenSource,
+        *,
+        watchdog_s: float | None = None,
+        ping_interval_s: float | None = None,
+        connect_timeout_s: float = 5.0,
+        backoff_base_s: float = 0.25,
+        backoff_cap_s: float = 15.0,
+        token_poll_s: float = 2.0,
+        on_reconnect: Callable[[FeedSession], None] | None = None,
+    ) -> None:
+        self.account = account
+        self.socket_no = socket_no
+        self.dialect = dialect
+        self.publisher = publisher
+        self.token_source = token_source
+        self.watchdog_s = watchdog_s or dialect.WATCHDOG_S
+        self.ping_interval_s = ping_interval_s if ping_interval_s is not None else dialect.PING_INTERVAL_S
+        self.connect_timeout_s = connect_timeout_s
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.token_poll_s = token_poll_s
+        self.on_reconnect = on_reconnect
+        self.name = f"feed-{account.name}-{socket_no}"
+        self.stats = SessionStats()
+        self._lock = threading.RLock()
+        self._want: dict[Any, str] = {}
+        self._table: Any = dialect.symbol_table({})
+        self._sent: dict[Any, str] | None = None  # what the live connection has; None when down
+        self._ws: websocket.WebSocket | None = None
+        self._stop = threading.Event()
+        self._token_event = threading.Event()
+        self._refused_version: int | None = None
+        self._reconnect_reason = ""
+        self._thread: threading.Thread | None = None
+
+    # ----- control (any thread) ------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._token_event.set()
+        self._abort("stopping")
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    @property
+    def instruments(self) -> int:
+        return len(self._want)
+
+    def subscriptions(self) -> dict[Any, str]:
+        with self._lock:
+            return dict(self._want)
+
+    def set_subscriptions(self, wanted: Mapping[Any, tuple[str, str, str]]) -> None:
+        """The whole wanted set of this socket: broker key → (mode, exchange, symbol).
+        Sends only the difference to a live connection; a reconnect sends all of it."""
+        table = self.dialect.symbol_table({k: (ex, sym) for k, (_m, ex, sym) in wanted.items()})
+        with self._lock:
+            self._want = {k: v[0] for k, v in wanted.items()}
+            self._table = table
+            if self._sent is not None:
+                try:
+                    self._sync_locked()
+                except Exception as e:  # the receive loop sees the dead socket and reconnects
+                    log.warning("%s: subscribe failed: %s", self.name, e)
+                    self._abort("subscribe failed")
+
+    def token_changed(self, version: int | None = None) -> None:
+        """A new token was stored: reconnect with it (now, if connected with an older one)."""
+        self._token_event.set()
+        if self._ws is not None and (version is None or version > self.stats.token_version):
+            self._abort(f"new token version {version}")
+
+    def reconnect(self, reason: str = "requested") -> None:
+        self._abort(reason)
+
+    def _abort(self, reason: str) -> None:
+        """Wake the receive loop by shutting the socket (no close handshake: it may be dead)."""
+        with self._lock:
+            ws = self._ws
+            self._reconnect_reason = reason
+        if ws is not None and ws.sock is not None:
+            with contextlib.suppress(OSError):
+                ws.sock.shutdown(socket.SHUT_RDWR)
+
+    # ----- subscription sync (holding the lock) ---------------------------------------------
+    def _sync_locked(self) -> None:
+        assert self._sent is not None and self._ws is not None
+        sent, want = self._sent, self._want
+        removed: dict[str, list[Any]] = {}
+        added: dict[str, list[Any]] = {}
+        moved_old: dict[str, list[Any]] = {}
+        moved_new: dict[str, list[Any]] = {}
+        for k, m in sent.items():
+            w = want.get(k)
+            if w is None:
+                removed.setdefault(m, []).append(k)
+            elif w != m:
+                moved_old.setdefault(m, []).append(k)
+                moved_new.setdefault(w, []).append(k)
+        for k, m in want.items():
+            if k not in sent:
+                added.setdefault(m, []).append(k)
+        d = self.dialect
+        messages: list[str] = []
+        if removed:
+            messages += d.unsubscribe_messages(removed)
+        if moved_new:
+            messages += d.change_mode_messages(moved_old, moved_new)
+        if added:
+            messages += d.subscribe_messages(added)
+        for m in messages:
+            self._ws.send(m)
+        self._sent = dict(want)
+
+    # ----- the socket's thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        attempt = 0
+        waiting_logged = False
+        while not self._stop.is_set():
+            try:
+                tok = self.token_source(self.account.name)
+            except Exception as e:  # Redis down: try again shortly
+                tok = None
+                self.stats.last_error = f"token read failed: {e}"
+            if tok is None or (self._refused_version is not None and tok.version <= self._refused_version):
+                if not waiting_logged:
+                    why = "no token" if tok is None else f"token version {tok.version} was refused"
+                    log.warning("%s: %s; waiting for a new token", self.name, why)
+                    waiting_logged = True
+                self._token_event.wait(self.token_poll_s)
+                self._token_event.clear()
+                continue
+            waiting_logged = False
+            try:
+                ws = self._connect(tok)
+            except websocket.WebSocketBadStatusException as e:
+                if e.status_code in (401, 403):
+                    self._refused_version = tok.version
+                    self.stats.refused += 1
+                    self.stats.last_error = f"handshake refused {e.status_code} (token version {tok.version})"
+                    log.warning("%s: %s", self.name, self.stats.last_error)
+                    continue
+                self._failed(f"handshake status {e.status_code}", attempt)
+                attempt += 1
+                continue
+            except Exception as e:
+                self._failed(f"connect failed: {e!r}", attempt)
+                attempt += 1
+                continue
+            self.stats.token_version = tok.version
+            if self._serve(ws):
+                attempt = 0  # the connection worked: the next retry is immediate again
+            if not self._stop.is_set():
+                self.stats.reconnects += 1
+
+    def _failed(self, why: str, attempt: int) -> None:
+        self.stats.last_error = why
+        delay = backoff_s(attempt + 1, self.backoff_base_s, self.backoff_cap_s)
+        log.warning("%s: %s; retrying in %.2f s", self.name, why, delay)
+        self._stop.wait(delay)
+
+    def _connect(self, tok: Any) -> websocket.WebSocket:
+        a = self.account
+        url, headers = self.dialect.handshake(a.ws_url, a.api_key, a.user_id, tok.access_token, tok.feed_token)
+        return websocket.create_connection(
+            url,
+            header=headers,
+            timeout=self.connect_timeout_s,
+            skip_utf8_validation=True,
+            enable_multithread=True,
+            sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+        )
+
+    def _serve(self, ws: websocket.WebSocket) -> bool:
+        """Run one connection until it drops, stalls or is told to go. True if any frame came."""
+        st = self.stats
+        got_frame = False
+        reason = "closed"
+        with self._lock:
+            self._ws = ws
+            self._sent = {}
+            self._reconnect_reason = ""
+            try:
+                self._sync_locked()
+            except Exception as e:
+                reason = f"resubscribe failed: {e}"
+        st.connected = True
+        st.connects += 1
+        st.connected_at_ms = int(time.time() * 1000)
+        n_subs = len(self._want)
+        log.info("%s: connected (token version %d), subscribed %d", self.name, st.token_version, n_subs)
+        if st.connects > 1 and self.on_reconnect is not None:
+            with contextlib.suppress(Exception):
+                self.on_reconnect(self)
+        wd = Watchdog(self.watchdog_s)
+        ping_s = self.ping_interval_s
+        next_ping = time.monotonic() + ping_s if ping_s else float("inf")
+        decode = self.dialect.decode
+        publish = self.publisher.publish
+        binary = websocket.ABNF.OPCODE_BINARY
+        text = websocket.ABNF.OPCODE_TEXT
+        try:
+            while not reason.startswith("resubscribe") and not self._stop.is_set():
+                if self._reconnect_reason:
+                    reason = self._reconnect_reason
+                    break
+                now = time.monotonic()
+                if now >= next_ping:
+                    ws.send(self.dialect.PING_MESSAGE)
+                    next_ping = now + ping_s  # type: ignore[operator]
+                left = min(wd.remaining_s(now), next_ping - now)
+                if left <= 0:
+                    if wd.expired(now):
+                        st.stalls += 1
+                        reason = f"no frame for {self.watchdog_s:g} s (watchdog)"
+                        break
+                    continue
+                ws.settimeout(left)
+                try:
+                    opcode, data = ws.recv_data()
+                except websocket.WebSocketTimeoutException:
+                    continue
+                received_ns = time.time_ns()
+                wd.kick()
+                got_frame = True
+                st.frames += 1
+                st.last_frame_ms = received_ns // 1_000_000
+                if opcode == binary:
+                    ticks, bad = decode(data, self._table, received_ns)
+                    if bad:
+                        st.malformed += bad
+                        log.warning("%s: %d malformed packet(s) skipped (%d so far)", self.name, bad, st.malformed)
+                    if ticks:
+                        published = publish(ticks)
+                        st.ticks += published
+                        if published < len(ticks):
+                            st.unknown += len(ticks) - published
+                        st.latency_us.append((time.time_ns() - received_ns) // 1000)
+                elif opcode == text:
+                    self._on_text(data.decode("utf-8", "replace") if isinstance(data, bytes) else data)
+                elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                    reason = "closed by the server"
+                    break
+        except (websocket.WebSocketException, OSError) as e:
+            reason = self._reconnect_reason or f"connection lost: {e!r}"
+        finally:
+            with self._lock:
+                self._ws = None
+                self._sent = None
+            st.connected = False
+            with contextlib.suppress(Exception):
+                ws.shutdown()
+        if not self._stop.is_set():
+            st.last_error = reason
+            log.warning("%s: disconnected: %s; reconnecting", self.name, reason)
+        return got_frame
+
+    def _on_text(self, message: str) -> None:
+        kind, data = self.dialect.classify_text(message)
+        if kind == "order" and isinstance(data, dict):
+            if _orderupdates is None:
+                log.info("%s: order update dropped (no order-update path installed)", self.name)
+                return
+            try:
+                _orderupdates.on_broker_message(self.account, data, "socket")
+            except Exception:
+                log.exception("%s: order update handling failed", self.name)
+        elif kind == "error":
+            log.warning("%s: broker error: %s", self.name, data)
+
