@@ -1,4 +1,5 @@
-"""``python -m feed``: one process streams ticks for every account of the accounts file.
+"""``python -m feed``: one process streams ticks for every account of the accounts file, and runs
+the order-update sockets of the brokers that push order updates on a socket of their own.
 
 SIGTERM and SIGINT stop it cleanly (sockets closed, heartbeat keys removed).
 """
@@ -13,6 +14,7 @@ import threading
 from common.logs import setup_logging
 from common.redis import get_redis
 from common.settings import accounts, settings
+from feed.order_socket import start_order_sockets
 from feed.supervisor import Feed
 
 log = logging.getLogger("feed")
@@ -41,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    order_sockets = start_order_sockets(accts.values(), stop)
     feed.run(stop)
+    for t in order_sockets:
+        t.join(5)
     return 0
 
 
