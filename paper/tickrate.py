@@ -9,9 +9,12 @@ queueing them (as a real broker drops a slow consumer's backlog).
 Knobs (HTTP, mounted by :func:`paper.ws_kite.routes`):
 
 - ``GET /_paper/ticks`` → ``{"interval_ms", "paused", "step", "sockets"}``.
-- ``POST /_paper/ticks`` JSON ``{"interval_ms": int, "paused": bool, "steps": int}`` (all
-  optional): change the rate, pause/resume, or run ``steps`` steps right now (handy while paused:
-  a test then knows exactly which ticks were sent).
+- ``POST /_paper/ticks`` JSON ``{"interval_ms": int, "paused": bool, "steps": int, "slices": int}``
+  (all optional): change the rate, pause/resume, or run ``steps`` steps right now (handy while
+  paused: a test then knows exactly which ticks were sent). ``slices`` N > 1 spreads the
+  instruments over N consecutive steps (by a hash of the token), as a real exchange's ticks
+  arrive spread over the second rather than all at once: 9,000 instruments at 1 tick/s each is
+  ``interval_ms=50, slices=20``.
 - ``GET /_paper/ticks/last?broker=kite|angel&token=...[&user_id=...]`` → a JSON list, one item per
   open socket that has sent this token: ``{"socket", "broker", "user_id", "mode", "step", "values"}``
   where ``values`` are the integers handed to the encoder (prices in 1/price_divisor rupees).
@@ -23,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import os
 import time
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -74,6 +79,7 @@ class TickClock:
         env_ms = os.environ.get("PAPER_TICK_INTERVAL_MS")
         self.interval_s = (int(env_ms) if env_ms else DEFAULT_INTERVAL_MS) / 1000
         self.paused = False
+        self.slices = 1
         self.step_no = 0
         self.latest = Batch(0, {})
         self.subscribers: dict[int, TickSubscriber] = {}
@@ -114,7 +120,11 @@ class TickClock:
             self._wake.clear()
             await _wait_event(self._wake, next_at - time.monotonic())
 
-    def configure(self, interval_ms: int | None = None, paused: bool | None = None) -> None:
+    def configure(self, interval_ms: int | None = None, paused: bool | None = None, slices: int | None = None) -> None:
+        if slices is not None:
+            if slices < 1:
+                raise ValueError("slices must be >= 1")
+            self.slices = slices
         if interval_ms is not None:
             if interval_ms <= 0:
                 raise ValueError("interval_ms must be positive")
@@ -133,7 +143,10 @@ class TickClock:
                     needs[inst.kite_token] = (inst, depth)
         values: dict[int, dict[str, Any]] = {}
         prices = self.state.prices
+        slices, this_slice = self.slices, self.step_no % self.slices
         for token, (inst, depth) in needs.items():
+            if slices > 1 and _slice_of(token, slices) != this_slice:
+                continue
             values[token] = prices.quote(inst, advance=True) if depth else _light_quote(self.state, inst)
         self.step_no += 1
         batch = Batch(self.step_no, values)
@@ -153,12 +166,19 @@ class TickClock:
         return {
             "interval_ms": round(self.interval_s * 1000, 3),
             "paused": self.paused,
+            "slices": self.slices,
             "step": self.step_no,
             "sockets": [
                 {"socket": s.socket_id, "broker": s.broker, "user_id": s.user_id}
                 for s in self.subscribers.values()
             ],
         }
+
+
+@functools.lru_cache(maxsize=65536)
+def _slice_of(token: int, slices: int) -> int:
+    # A hash, not token % slices: tokens share low bits (exchange token * 256 + segment).
+    return zlib.crc32(token.to_bytes(8, "big")) % slices
 
 
 async def _wait_event(event: asyncio.Event, timeout_s: float) -> bool:
@@ -236,9 +256,11 @@ def control_routes(state: PaperState) -> list[Route]:
             interval_ms = body.get("interval_ms")
             paused = body.get("paused")
             steps = int(body.get("steps") or 0)
+            slices = body.get("slices")
             clock.configure(
                 int(interval_ms) if interval_ms is not None else None,
                 bool(paused) if paused is not None else None,
+                int(slices) if slices is not None else None,
             )
         except (ValueError, TypeError) as exc:
             return JSONResponse({"status": "error", "message": str(exc)}, status_code=400)
