@@ -142,10 +142,12 @@ def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -
     try:
         _celery().send_task(PLACE_TASK, args=[o.to_dict()], queue=queue)
     except Exception as e:
-        # Not enqueued: it can never be sent, so say so now instead of at its deadline.
-        orderstore.transition(r, o.client_order_id, OrderState.FAILED, allowed_from={OrderState.NEW},
-                              source="client", message=f"not enqueued: {e}")
-        raise
+        # Not enqueued: it can never be sent, so say so now instead of at its deadline. The
+        # publish may have got through before it failed: if a worker already claimed the order,
+        # it is on its way and the handle is the truth, not the exception.
+        if orderstore.transition(r, o.client_order_id, OrderState.FAILED, allowed_from={OrderState.NEW},
+                                 source="client", message=f"not enqueued: {e}"):
+            raise
     return OrderHandle(o.client_order_id, o.account, r)
 
 

@@ -33,7 +33,7 @@ import redis
 from celery import shared_task
 
 from common import keys, orderstore, ratelimit
-from common.brokers.base import adapter_for
+from common.brokers.base import adapter_for, sending_by
 from common.errors import (
     Ambiguous,
     BrokerError,
@@ -169,14 +169,18 @@ def _send(r: redis.Redis, acct: Account, order: Order, attempt: str, deadline_ms
         orderstore.transition(r, coid, S.SENDING, allowed_from={S.SENDING}, cas=mine, fields={"sent_at_ms": ""})
 
     while True:
+        # The token this request will carry, read before the slot so as not to delay the send: a
+        # refusal names it stale (read after the refusal, it may name a newer token: a second login).
+        version = _token_version(acct)
         try:
             slot_us = limiter.acquire(deadline_ms, urgent=order.urgent)
         except DeadlineExceeded as e:
             orderstore.transition(r, coid, S.EXPIRED, allowed_from={S.SENDING}, cas=mine, message=str(e))
             _stat(r, acct.name, "expired")
             return S.EXPIRED.value
-        verdict, _sent_us = orderstore.mark_sent(r, coid, attempt, slot_us=slot_us,
-                                                late_tolerance_us=ratelimit.LATE_TOLERANCE_MS * 1000)
+        asked = time.monotonic()
+        verdict, sent_us = orderstore.mark_sent(r, coid, attempt, slot_us=slot_us,
+                                               late_tolerance_us=ratelimit.LATE_TOLERANCE_MS * 1000)
         if verdict == "late":
             _stat(r, acct.name, "late_slots")
             continue  # woke too long after the slot: take a new one rather than crowd a window
@@ -186,7 +190,9 @@ def _send(r: redis.Redis, acct: Account, order: Order, attempt: str, deadline_ms
             return S.EXPIRED.value if verdict == "expired" else "LOST"
         try:
             try:
-                broker_order_id = adapter.place(order, instrument)
+                # A new connection made after the deadline does not carry the order (BrokerUnavailable).
+                with sending_by(asked + (deadline_ms * 1000 - sent_us) / 1e6):
+                    broker_order_id = adapter.place(order, instrument)
             finally:
                 limiter.confirm(slot_us)
         except InvalidOrder as e:  # raised before any request left (e.g. no symbol token)
@@ -205,7 +211,7 @@ def _send(r: redis.Redis, acct: Account, order: Order, attempt: str, deadline_ms
             relogged = True
             _stat(r, acct.name, "relogins")
             try:
-                _relogin(acct, _token_version(acct), _remaining_s(r, deadline_ms))
+                _relogin(acct, version, _remaining_s(r, deadline_ms))
             except (LoginFailed, BrokerUnavailable, ConfigError) as le:
                 orderstore.transition(r, coid, S.FAILED, allowed_from={S.SENDING}, cas=mine,
                                       message=f"re-login failed: {le}")
@@ -250,13 +256,17 @@ def _reconcile_one(r: redis.Redis, acct: Account, order: Order, deadline_ms: int
     relogged = False
     while True:
         try:
+            # When the book was asked for, not answered: an answer that arrives after settle_ms
+            # may have been made before it, while the request was still in flight.
+            asked_ms = server_time_ms(r)
+            version = _token_version(acct)
             found = _book_lookup(r, acct, coid)
         except TokenExpired:
             if relogged:
                 return S.UNKNOWN.value  # the sweeper tries again
             relogged = True
             try:
-                _relogin(acct, _token_version(acct), 20)
+                _relogin(acct, version, 20)
             except (LoginFailed, BrokerUnavailable, ConfigError) as e:
                 log.error("reconcile %s: re-login failed: %s", coid, e)
                 return S.UNKNOWN.value
@@ -275,9 +285,9 @@ def _reconcile_one(r: redis.Redis, acct: Account, order: Order, deadline_ms: int
             got = orderstore.get(r, coid)
             return str(got["state"]) if got else found.state.value
         now_ms = server_time_ms(r)
-        if now_ms < settle_ms:
+        if asked_ms < settle_ms:
             # The request may still be in flight (or the book lagging): look again shortly.
-            time.sleep(min(0.25, (settle_ms - now_ms) / 1000))
+            time.sleep(max(0.0, min(0.25, (settle_ms - now_ms) / 1000)))
             continue
         # Certainly absent: the request's read window has passed and the book does not show it.
         cas = ("sent_at_ms", str(sent_at_ms) if sent_at_ms else "")
@@ -319,8 +329,11 @@ def _action(kind: str, account_name: str, coid: str, changes: dict[str, Any] | N
     if got is None:
         log.warning("%s %s: no such order", kind, coid)
         return "MISSING"
-    if kind == "cancel" and got["state"] == S.NEW.value and orderstore.transition(
-            r, coid, S.CANCELLED, allowed_from={S.NEW}, source="cancel", message="cancelled before it was sent"):
+    # Not sent yet (NEW, or claimed and waiting for its slot): cancelled here, atomically against
+    # mark_sent (which then finds it no longer SENDING), instead of racing the send.
+    if kind == "cancel" and got["state"] in (S.NEW.value, S.SENDING.value) and orderstore.transition(
+            r, coid, S.CANCELLED, allowed_from={S.NEW, S.SENDING}, cas=("sent_at_ms", ""), source="cancel",
+            message="cancelled before it was sent"):
         return S.CANCELLED.value
     got = _wait_for_broker_id(r, coid, until)
     if got is None or S(got["state"]) in TERMINAL_STATES or not got.get("broker_order_id"):
@@ -334,12 +347,16 @@ def _action(kind: str, account_name: str, coid: str, changes: dict[str, Any] | N
     limiter = ratelimit.Limiter(r, acct.name, ORDERS, acct.caps_for(ORDERS))
     relogged = False
     while True:
+        version = _token_version(acct)  # before the slot: the token this request will carry
         try:
-            limiter.acquire(deadline_ms, urgent=True)
-            if kind == "cancel":
-                adapter.cancel(order, broker_order_id)
-            else:
-                adapter.modify(order, broker_order_id, changes or {}, instrument)
+            slot_us = limiter.acquire(deadline_ms, urgent=True)
+            try:
+                if kind == "cancel":
+                    adapter.cancel(order, broker_order_id)
+                else:
+                    adapter.modify(order, broker_order_id, changes or {}, instrument)
+            finally:
+                limiter.confirm(slot_us)  # counts from its answer, as every used slot does
         except DeadlineExceeded as e:
             orderstore.annotate(r, coid, {f"{kind}_status": f"expired: {e}"})
             return "EXPIRED"
@@ -348,7 +365,7 @@ def _action(kind: str, account_name: str, coid: str, changes: dict[str, Any] | N
                 orderstore.annotate(r, coid, {f"{kind}_status": "failed: token refused after re-login"})
                 return "FAILED"
             relogged = True
-            _relogin(acct, _token_version(acct), max(1.0, until - time.monotonic()))
+            _relogin(acct, version, max(1.0, until - time.monotonic()))
             continue
         except RateLimited as e:
             ratelimit.note_rate_limited(r, acct.name, ORDERS, acct.caps_for(ORDERS), e.retry_after_s)
@@ -400,6 +417,7 @@ def reconcile(account_name: str, ids: list[str] | None = None) -> dict[str, int]
     r = get_redis()
     acct = account(account_name)
     ratelimit.Limiter(r, acct.name, ORDERBOOK, acct.caps_for(ORDERBOOK)).acquire(urgent=True)
+    asked_ms = server_time_ms(r)  # the book shows what reached the broker before this, no more
     book = adapter_for(acct).orders()
     counts = {"applied": 0, "failed": 0}
     tags = [u for u in book if u.client_order_id]
@@ -412,7 +430,6 @@ def reconcile(account_name: str, ids: list[str] | None = None) -> dict[str, int]
         if k:
             seen.add(u.client_order_id)
             counts["applied"] += int(orderstore.apply_update(r, replace(u, source="reconcile")))
-    now_ms = server_time_ms(r)
     window_ms = int((_read_timeout_s(acct) + BOOK_LAG_S) * 1000)
     for coid in ids or []:
         if coid in seen:
@@ -421,7 +438,7 @@ def reconcile(account_name: str, ids: list[str] | None = None) -> dict[str, int]
         if not got or got["account"] != account_name or got["state"] not in (S.SENDING.value, S.UNKNOWN.value):
             continue
         sent_at = int(got.get("sent_at_ms") or 0)
-        if sent_at and now_ms > sent_at + window_ms and now_ms > int(got["deadline_ms"]) and orderstore.transition(
+        if sent_at and asked_ms > sent_at + window_ms and asked_ms > int(got["deadline_ms"]) and orderstore.transition(
                 r, coid, S.FAILED, allowed_from={S.SENDING, S.UNKNOWN}, cas=("sent_at_ms", str(sent_at)),
                 source="sweeper", message="not at the broker, and the deadline has passed"):
             counts["failed"] += 1

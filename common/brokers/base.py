@@ -12,17 +12,26 @@ failures become error types. A failure before the request could reach the broker
 connect refused, connect timeout) is BrokerUnavailable: certainly not processed, safe to
 retry. A failure after the request left (read timeout, reset, the connection dropped
 mid-answer) is Ambiguous: the broker may have acted on it, so reconcile before any resend.
+
+A request sent inside :func:`sending_by` does not leave when its connection is only made after
+the given moment (a new connection can take seconds: DNS, a lost SYN); that is a failure before
+the send (BrokerUnavailable), so an order's deadline holds up to the moment its bytes leave.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
@@ -40,6 +49,7 @@ __all__ = [
     "default_token_getter",
     "new_session",
     "send",
+    "sending_by",
 ]
 
 # Returns the access token to send, or None when the account has none (-> TokenExpired).
@@ -112,13 +122,64 @@ CONNECT_TIMEOUT_S = 3.05  # just over a TCP retransmit (3 s), so one lost SYN is
 READ_TIMEOUT_S = 7.0  # an order answer normally takes < 1 s; longer means "reconcile", not "wait"
 
 
+_send_by: contextvars.ContextVar[float | None] = contextvars.ContextVar("bg_send_by", default=None)
+
+
+@contextlib.contextmanager
+def sending_by(monotonic_deadline: float) -> Iterator[None]:
+    """Requests made in this block (this thread) are not sent on a connection made after
+    ``monotonic_deadline`` (time.monotonic()): they fail with BrokerUnavailable instead."""
+    token = _send_by.set(monotonic_deadline)
+    try:
+        yield
+    finally:
+        _send_by.reset(token)
+
+
+class _PastDeadline(NewConnectionError):
+    """Connected only after the request's deadline: the request was not sent."""
+
+
+def _check_send_by(conn: HTTPConnection) -> None:
+    by = _send_by.get()
+    if by is not None and time.monotonic() > by:
+        conn.close()
+        raise _PastDeadline(conn, "connected after the request's deadline: not sent")
+
+
+class _DeadlineHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _check_send_by(self)
+
+
+class _DeadlineHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _check_send_by(self)
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 def new_session(pool_size: int = 4) -> requests.Session:
     """A keep-alive session. urllib3 must never retry on its own: a silent resend of an order
     POST is exactly the duplicate this project exists to prevent."""
     s = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size,
-                          max_retries=Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0,
-                                            raise_on_redirect=False, raise_on_status=False))
+    adapter = _DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size,
+                               max_retries=Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0,
+                                                 raise_on_redirect=False, raise_on_status=False))
     s.mount("http://", adapter)
     s.mount("https://", adapter)
     return s

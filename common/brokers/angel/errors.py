@@ -6,8 +6,8 @@ and the rate limit: HTTP 403 with the plain text "Access denied because of excee
 rate" (not 429, not JSON). The code table is data (``ERROR_CODES``); an unknown code on a
 well-formed error answer is a refusal (OrderRejected); an unreadable answer is Ambiguous.
 AB1004 / AB2000 / AB2001 ("Something went wrong", "internal error") are BrokerUnavailable with
-a 5xx status (the gateway refused before the OMS) and Ambiguous otherwise (the OMS may have
-acted: reconcile).
+a 502 / 503 status (the gateway refused before the OMS) and Ambiguous otherwise, 500 and 504
+included (the OMS may have acted before it failed or timed out: reconcile).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def map_error(http_status: int, body: Any, text: str = "") -> BrokerError:
     if isinstance(body, dict):
         code = str(body.get("errorcode") or body.get("errorCode") or "")
         message = f"Angel {code}: {body.get('message') or ''}".strip()
-        if code in _RETRYABLE_ON_5XX and http_status >= 500:
+        if code in _RETRYABLE_ON_5XX and http_status in (502, 503):
             return BrokerUnavailable(message, code=code, http_status=http_status)
         if code:
             return ERROR_CODES.get(code, OrderRejected)(message, code=code, http_status=http_status)

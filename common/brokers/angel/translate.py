@@ -9,7 +9,7 @@ from typing import Any
 
 from common.brokers.angel.updates import order_to_update
 from common.errors import InvalidOrder
-from common.models import Instrument, Order, OrderType, OrderUpdate, Product
+from common.models import Instrument, Order, OrderState, OrderType, OrderUpdate, Product
 
 __all__ = ["ORDERTYPE", "PRODUCT", "book_to_updates", "cancel_body", "modify_body", "order_body",
            "order_id_of", "trading_symbol", "variety"]
@@ -84,11 +84,18 @@ def order_id_of(body: dict[str, Any]) -> str:
 
 
 def book_to_updates(account: str, body: dict[str, Any], source: str = "reconcile") -> list[OrderUpdate]:
-    """``getOrderBook`` -> OrderUpdates (``data`` is null for an empty book, as at Angel)."""
+    """``getOrderBook`` -> OrderUpdates (``data`` is null for an empty book, as at Angel). A row
+    with a status we do not know is skipped, unless it carries a tag, which becomes an UNKNOWN
+    update (the order IS at the broker: reconciliation must not resend it, or fail it)."""
     rows = body.get("data") or []
     out = []
     for row in rows if isinstance(rows, list) else []:
         u = order_to_update(account, row, source) if isinstance(row, dict) else None
         if u is not None:
             out.append(u)
+        elif isinstance(row, dict) and row.get("ordertag"):
+            out.append(OrderUpdate(account=account, client_order_id=str(row["ordertag"]),
+                                   broker_order_id=str(row.get("orderid") or ""), state=OrderState.UNKNOWN,
+                                   broker_status=str(row.get("orderstatus") or row.get("status") or ""),
+                                   source=source))
     return out

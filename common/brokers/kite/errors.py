@@ -28,6 +28,7 @@ __all__ = ["ERROR_TYPES", "map_error"]
 
 ERROR_TYPES: dict[str, type[BrokerError]] = {
     "TokenException": TokenExpired,  # session expired or invalidated: log in again
+    "PermissionException": OrderRejected,  # 403: the app may not make this call; a new session cannot help
     "UserException": OrderRejected,  # account problem (blocked, not enabled): retrying cannot help
     "OrderException": OrderRejected,  # the OMS refused the order
     "InputException": OrderRejected,  # a bad field: the same request fails again

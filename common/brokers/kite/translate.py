@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from common.brokers.kite.updates import order_to_update
-from common.models import Order, OrderType, OrderUpdate, Product
+from common.models import Order, OrderState, OrderType, OrderUpdate, Product
 
 __all__ = ["MARKET_PROTECTION", "PRODUCT", "VARIETY", "book_to_updates", "modify_form", "order_form",
            "order_id_of"]
@@ -62,11 +62,25 @@ def order_id_of(body: dict[str, Any]) -> str:
 
 
 def book_to_updates(account: str, body: dict[str, Any], source: str = "reconcile") -> list[OrderUpdate]:
-    """``GET /orders`` -> OrderUpdates (rows with an unknown status are skipped, never guessed)."""
+    """``GET /orders`` -> OrderUpdates. A row with a status we do not know is never guessed: it
+    is skipped, unless it carries a tag, which becomes an UNKNOWN update (the order IS at the
+    broker: reconciliation must not take it for absent and resend it, or fail it)."""
     rows = body.get("data") or []
     out = []
     for row in rows if isinstance(rows, list) else []:
         u = order_to_update(account, row, source) if isinstance(row, dict) else None
         if u is not None:
             out.append(u)
+        elif isinstance(row, dict) and _tag_of(row):
+            out.append(OrderUpdate(account=account, client_order_id=_tag_of(row),
+                                   broker_order_id=str(row.get("order_id") or ""), state=OrderState.UNKNOWN,
+                                   broker_status=str(row.get("status") or ""), source=source))
     return out
+
+
+def _tag_of(row: dict[str, Any]) -> str:
+    tag = row.get("tag")
+    if not tag:
+        tags = row.get("tags")
+        tag = tags[0] if isinstance(tags, list) and tags and isinstance(tags[0], str) else ""
+    return str(tag or "")

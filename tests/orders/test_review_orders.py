@@ -1,0 +1,336 @@
+"""Review findings: each test reproduces one correctness bug (fast, real Redis, fake adapters)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import pytest
+
+from common import keys, orderstore
+from common.errors import Ambiguous, TokenExpired
+from common.models import Order, OrderState
+from common.redis import server_time_ms
+from common.settings import Account, Cap, Secret
+
+S = OrderState
+
+
+def _acct(caps: dict[str, tuple[Cap, ...]] | None = None) -> Account:
+    return Account(name="acct1", broker="kite", user_id="U1", api_key="k", password=Secret(""),
+                   totp_secret=Secret(""), api_secret=Secret(""), rest_url="http://127.0.0.1:9", login_url="",
+                   ws_url="", order_ws_url="", caps=caps or {}, extra={"read_timeout_s": 0})
+
+
+def _order(**kw: Any) -> Order:
+    base: dict[str, Any] = dict(account="acct1", exchange="NSE", symbol="INFY", side="BUY", quantity=1)
+    base.update(kw)
+    return Order(**base)
+
+
+def _sent(r: Any, o: Order) -> int:
+    """Create, claim and mark the order sent; returns sent_at_ms."""
+    orderstore.create(r, o)
+    assert orderstore.claim(r, o.client_order_id, "a1").verdict == "claimed"
+    assert orderstore.mark_sent(r, o.client_order_id, "a1")[0] == "ok"
+    return int(orderstore.get(r, o.client_order_id)["sent_at_ms"])  # type: ignore[index]
+
+
+def test_reconcile_one_never_resends_on_a_book_read_issued_before_the_send_window_closed(r, monkeypatch) -> None:
+    """A book read that was ASKED before settle_ms but ANSWERED after it says nothing about a
+    request still in flight at that moment: resending on it is a duplicate."""
+    from workers import orders as w
+
+    monkeypatch.setattr(w, "BOOK_LAG_S", 0.3)
+    o = _order()
+    sent_at = _sent(r, o)
+    orderstore.transition(r, o.client_order_id, S.UNKNOWN, allowed_from={S.SENDING}, cas=("attempt", "a1"))
+    settle_ms = sent_at + 300
+    asked: list[int] = []
+    resent_after: list[list[int]] = []
+
+    def slow_lookup(_r: Any, _acct: Any, _tag: str) -> None:
+        asked.append(server_time_ms(r))
+        time.sleep(0.5)  # a slow order-book answer (the broker under load)
+        return None
+
+    def fake_send(*_a: Any, **_k: Any) -> str:
+        resent_after.append(list(asked))
+        return "RESENT"
+
+    monkeypatch.setattr(w, "_book_lookup", slow_lookup)
+    monkeypatch.setattr(w, "_send", fake_send)
+    deadline_ms = int(orderstore.get(r, o.client_order_id)["deadline_ms"])  # type: ignore[index]
+    assert w._reconcile_one(r, _acct(), o, deadline_ms, sent_at) == "RESENT"
+    assert resent_after and max(resent_after[0]) >= settle_ms, (
+        f"resent on book reads asked at {[a - settle_ms for a in resent_after[0]]} ms from settle")
+
+
+def test_reconcile_never_fails_an_order_on_a_book_read_issued_before_its_send_window_closed(r, monkeypatch) -> None:
+    """Same race in the sweeper's reconcile: FAILED is terminal, so the broker's later OPEN /
+    COMPLETE for that order would be ignored (a position brokergate does not know about)."""
+    from workers import orders as w
+
+    monkeypatch.setattr(w, "BOOK_LAG_S", 0.3)
+    acct = _acct()
+
+    class SlowBook:
+        def orders(self) -> list[Any]:
+            time.sleep(0.5)
+            return []
+
+    monkeypatch.setattr(w, "account", lambda _name: acct)
+    monkeypatch.setattr(w, "adapter_for", lambda _a: SlowBook())
+    o = _order()
+    _sent(r, o)
+    now = server_time_ms(r)
+    # sent 100 ms ago (the window of 300 ms closes in 200 ms), the deadline long past
+    r.hset(keys.order(o.client_order_id), mapping={"sent_at_ms": now - 100, "deadline_ms": 1})
+    counts = w.reconcile("acct1", [o.client_order_id])
+    assert counts["failed"] == 0
+    assert orderstore.get(r, o.client_order_id)["state"] == "SENDING"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("status", "code"), [(500, "AB1004"), (504, "AB1004"), (500, "AB2001"), (504, "AB2000")])
+def test_angel_internal_error_or_gateway_timeout_is_ambiguous_not_safe_to_resend(status: int, code: str) -> None:
+    """Only 502/503 say the gateway refused before the OMS; a 500 or a 504 may come after the
+    OMS acted (Kite's map does the same), so it must be reconciled, never resent blindly."""
+    from common.brokers.angel.errors import map_error
+
+    err = map_error(status, {"status": False, "errorcode": code, "message": "Something went wrong"})
+    assert isinstance(err, Ambiguous), type(err)
+
+
+def test_place_order_does_not_raise_not_enqueued_when_a_worker_already_has_the_order(r, monkeypatch) -> None:
+    """send_task can fail after the message was published (a lost reply, then retries run out).
+    If a worker claimed the order meanwhile, the order WILL be sent: raising 'not enqueued'
+    tells the strategy it was not placed (and it places it again: a duplicate position)."""
+    from common import client
+
+    o = _order()
+
+    class FlakyProducer:
+        def send_task(self, *_a: Any, **_k: Any) -> None:
+            # the message got through and a worker claimed it; then the publish call failed
+            orderstore.claim(r, o.client_order_id, "w1")
+            raise ConnectionError("connection reset while publishing")
+
+    monkeypatch.setattr(client, "_validate", lambda order: order)
+    monkeypatch.setattr(client, "_celery", lambda: FlakyProducer())
+    h = client.place_order(o)
+    assert h.id == o.client_order_id
+    assert orderstore.get(r, o.client_order_id)["state"] == "SENDING"  # type: ignore[index]
+
+
+def test_a_cancel_slot_is_confirmed_when_its_answer_is_back(r, monkeypatch) -> None:
+    """Every used slot is moved to its answer time (ratelimit.confirm), so the next slots count
+    from when the broker may have counted it; cancels and modifies skipped it."""
+    from workers import orders as w
+
+    acct = _acct({"orders": (Cap(10, 1),)})
+
+    class SlowCancel:
+        def cancel(self, _order: Any, _bid: str) -> str:
+            time.sleep(0.1)
+            return "B1"
+
+        def order_by_tag(self, _tag: str) -> None:
+            return None
+
+    monkeypatch.setattr(w, "account", lambda _name: acct)
+    monkeypatch.setattr(w, "adapter_for", lambda _a: SlowCancel())
+    o = _order()
+    orderstore.create(r, o)
+    orderstore.apply_update(r, __import__("common.models", fromlist=["OrderUpdate"]).OrderUpdate(
+        account="acct1", client_order_id=o.client_order_id, broker_order_id="B1", state=S.OPEN, source="test"))
+    assert w.run_cancel("acct1", o.client_order_id) == "OPEN"
+    ((member, score),) = r.zrange(keys.limit("acct1", "orders"), 0, -1, withscores=True)
+    assert score - int(member) >= 90_000, "the cancel's slot still counts from before its request left"
+
+
+def test_relogin_after_token_expired_names_the_version_that_was_refused(r, monkeypatch) -> None:
+    """If another worker re-logged in while our request was in flight, reading the version
+    AFTER the refusal names the NEW token as stale: relogin() then logs in again, which (at
+    the paper broker, and at brokers with one session per key) revokes the token every other
+    worker just got: a re-login cascade, and orders FAILED after their one re-login."""
+    from common import tokens
+    from workers import orders as w
+
+    acct = _acct()
+    far = server_time_ms(r) + 3_600_000
+    v1 = tokens.store_token("acct1", access_token="t1", expires_at_ms=far, r=r).version
+    stale_seen: list[int] = []
+
+    class Adapter:
+        calls = 0
+
+        def place(self, _order: Any, _inst: Any) -> str:
+            Adapter.calls += 1
+            if Adapter.calls == 1:
+                tokens.get_token("acct1")  # the request goes out with v1 ...
+                tokens.store_token("acct1", access_token="t2", expires_at_ms=far, r=r)  # ... another worker re-logs in
+                raise TokenExpired("token t1 refused")
+            return "B1"
+
+    monkeypatch.setattr(w, "adapter_for", lambda _a: Adapter())
+    monkeypatch.setattr(w, "_instrument", lambda _a, _o: None)
+    monkeypatch.setattr(w, "_relogin", lambda _a, stale, _rem: stale_seen.append(stale))
+    o = _order()
+    orderstore.create(r, o)
+    c = orderstore.claim(r, o.client_order_id, "a1")
+    assert w._send(r, acct, o, "a1", c.deadline_ms) == "OPEN"
+    assert stale_seen == [v1]
+
+
+def test_an_order_whose_connection_is_made_after_its_deadline_is_not_sent(r, monkeypatch) -> None:
+    """mark_sent checks the deadline, then the request may still need a new TCP connection (DNS,
+    a lost SYN: seconds). The request must not leave once the deadline has passed meanwhile."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import urllib3.connection
+
+    from common.brokers.kite.rest import Adapter
+    from workers import orders as w
+
+    arrived: list[int] = []
+
+    class Kite(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            arrived.append(server_time_ms(r))
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps({"status": "success", "data": {"order_id": "B1"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_a: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Kite)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        acct = dataclasses.replace(_acct(), rest_url=f"http://127.0.0.1:{srv.server_address[1]}",
+                                   extra={"read_timeout_s": 5})
+        adapter = Adapter(acct, lambda: "tok")
+        real_new_conn = urllib3.connection.HTTPConnection._new_conn
+
+        def slow_new_conn(self: Any) -> Any:
+            time.sleep(0.6)  # a slow DNS answer or a retransmitted SYN
+            return real_new_conn(self)
+
+        monkeypatch.setattr(urllib3.connection.HTTPConnection, "_new_conn", slow_new_conn)
+        monkeypatch.setattr(w, "adapter_for", lambda _a: adapter)
+        monkeypatch.setattr(w, "_instrument", lambda _a, _o: None)
+        monkeypatch.setattr(w, "UNAVAILABLE_BACKOFF_S", (0.01,))
+        o = _order(deadline_s=0.3)
+        orderstore.create(r, o)
+        c = orderstore.claim(r, o.client_order_id, "a1")
+        state = w._send(r, acct, o, "a1", c.deadline_ms)
+        late = [t - c.deadline_ms for t in arrived if t > c.deadline_ms]
+        assert not late, f"the order reached the broker {late} ms after its deadline"
+        assert state == "EXPIRED"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.mark.xfail(strict=True, reason="open: concurrent modifies of one order are not serialized (see the review note)")
+def test_two_concurrent_modifies_of_one_order_both_take_effect(r, monkeypatch) -> None:
+    """Two workers on the urgent lane run two modifies of one order at once: each merges its
+    change onto the request read before the other's was sent, and sends the whole order (Angel
+    wants the whole order; Kite's form carries every field), so the later one undoes the other."""
+    import threading
+
+    from common.models import OrderUpdate
+    from workers import orders as w
+
+    acct = _acct()
+    sent: list[Order] = []
+
+    class Broker:
+        def modify(self, order: Order, _bid: str, changes: dict[str, Any], _inst: Any) -> str:
+            time.sleep(0.2)
+            sent.append(order.with_(**changes))
+            return "B1"
+
+        def order_by_tag(self, _tag: str) -> None:
+            return None
+
+    monkeypatch.setattr(w, "account", lambda _name: acct)
+    monkeypatch.setattr(w, "adapter_for", lambda _a: Broker())
+    monkeypatch.setattr(w, "_instrument", lambda _a, _o: None)
+    o = _order(order_type="LIMIT", price="1.00")
+    orderstore.create(r, o)
+    orderstore.apply_update(r, OrderUpdate(account="acct1", client_order_id=o.client_order_id,
+                                           broker_order_id="B1", state=S.OPEN, source="test"))
+    a = threading.Thread(target=w.run_modify, args=("acct1", o.client_order_id, {"price": "1.05"}))
+    a.start()
+    time.sleep(0.05)
+    w.run_modify("acct1", o.client_order_id, {"quantity": 2})
+    a.join()
+    final = sent[-1]
+    assert (str(final.price), final.quantity) == ("1.05", 2), [(str(x.price), x.quantity) for x in sent]
+
+
+@pytest.mark.parametrize("broker", ["kite", "angel"])
+def test_a_book_row_with_our_tag_and_a_status_we_do_not_know_is_not_absent(broker: str, r, monkeypatch) -> None:
+    """The book shows the order (our tag) in a status missing from the table (a new or rare
+    broker status, Angel's blank early status): reconciliation must not conclude 'absent' and
+    resend it (a duplicate), nor the sweeper mark it FAILED (then its fills are ignored)."""
+    import importlib
+
+    from workers import orders as w
+
+    rest = importlib.import_module(f"common.brokers.{broker}.rest")
+    acct = dataclasses.replace(_acct(), broker=broker)
+    o = _order()
+    if broker == "kite":
+        book = {"status": "success", "data": [{"order_id": "B1", "tag": o.client_order_id, "status": "LAPSED"}]}
+    else:
+        book = {"status": True, "data": [{"orderid": "B1", "ordertag": o.client_order_id, "orderstatus": ""}]}
+    adapter = rest.Adapter(acct, lambda: "tok")
+    monkeypatch.setattr(adapter, "_call", lambda *_a, **_k: book)
+    monkeypatch.setattr(w, "adapter_for", lambda _a: adapter)
+    monkeypatch.setattr(w, "account", lambda _name: acct)
+    monkeypatch.setattr(w, "BOOK_LAG_S", 0.0)
+    resent: list[str] = []
+    monkeypatch.setattr(w, "_send", lambda *_a, **_k: resent.append("x") or "RESENT")
+    sent_at = _sent(r, o)
+    time.sleep(0.01)  # past the send window (read timeout 0 + book lag 0)
+    deadline_ms = int(orderstore.get(r, o.client_order_id)["deadline_ms"])  # type: ignore[index]
+    w._reconcile_one(r, acct, o, deadline_ms, sent_at)
+    assert not resent, "resent an order the book shows"
+    r.hset(keys.order(o.client_order_id), "deadline_ms", 1)
+    assert w.reconcile("acct1", [o.client_order_id])["failed"] == 0
+    assert orderstore.get(r, o.client_order_id)["state"] in ("SENDING", "UNKNOWN")  # type: ignore[index]
+
+
+def test_kite_permission_refusal_is_a_refusal_not_an_expired_session() -> None:
+    """Kite answers 403 PermissionException for a call the app may not make (pykiteconnect has the
+    type). As TokenExpired it costs a real re-login per order (at brokers with one session per
+    key that revokes the token every worker uses) and ends FAILED after the second refusal."""
+    from common.brokers.kite.errors import map_error
+    from common.errors import OrderRejected
+
+    err = map_error(403, {"status": "error", "error_type": "PermissionException", "message": "Insufficient permission"})
+    assert isinstance(err, OrderRejected), type(err)
+
+
+def test_a_cancel_of_a_claimed_but_unsent_order_stops_it_from_being_sent(r, monkeypatch) -> None:
+    """The order is claimed (SENDING) but still waits for its slot, longer than the cancel's
+    deadline (a burst of entries ahead). The cancel was dropped ('not sent: order is SENDING')
+    and the order went out afterwards: an order the strategy cancelled reached the market."""
+    from workers import orders as w
+
+    monkeypatch.setattr(w, "account", lambda _name: _acct())
+    o = _order()
+    orderstore.create(r, o)
+    assert orderstore.claim(r, o.client_order_id, "a1").verdict == "claimed"
+    w.run_cancel("acct1", o.client_order_id, deadline_s=0.2)
+    assert orderstore.mark_sent(r, o.client_order_id, "a1")[0] == "lost"  # the worker may not send it now
+    assert orderstore.get(r, o.client_order_id)["state"] == "CANCELLED"  # type: ignore[index]
