@@ -12,7 +12,7 @@ Example::
 
     from common.client import place_order
 
-    h = place_order(account="kite1", exchange="NSE", symbol="INFY", side="BUY", quantity=1)
+    h = place_order(account="acct1", exchange="NSE", symbol="INFY", side="BUY", quantity=1)
     result = h.wait(10)          # {"state": "OPEN" | "COMPLETE" | ..., "average_price": ...}
 """
 

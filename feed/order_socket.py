@@ -1,4 +1,4 @@
-"""Order-update sockets (Angel's ``smart-order-update``): one thread per account, in the feed process.
+"""Order-update sockets (for brokers that push order updates on a socket of their own): one thread per account, in the feed process.
 
 Each thread: read the account's jwt from the token store, connect with the broker's headers
 (``Authorization: Bearer <jwt>``), send the text heartbeat (``ping`` every 10 s; the server
@@ -233,9 +233,9 @@ class OrderSocket(threading.Thread):
 def start_order_sockets(
     accounts: Iterable[Account], stop_event: threading.Event, **kw: Any
 ) -> list[threading.Thread]:
-    """Start one order-update socket thread per account whose broker has one (Angel) and a URL.
+    """Start one order-update socket thread per account whose broker has one and a URL.
 
-    Kite accounts get none: their updates come as postbacks and on the ticker socket.
+    Other accounts get none: their updates come as postbacks and on the ticker socket.
     """
     threads: list[threading.Thread] = []
     for acct in accounts:

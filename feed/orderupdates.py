@@ -1,5 +1,5 @@
-"""The ONE path for pushed order updates: postbacks, the Kite ticker's ``{"type": "order"}``
-messages and Angel's order-update socket all end in :func:`on_broker_message`.
+"""The ONE path for pushed order updates: postbacks, order messages on a ticker socket and
+dedicated order-update sockets all end in :func:`on_broker_message`.
 
     broker payload ──► common/brokers/<broker>/updates.parse_message (pure) ──► OrderUpdate
                    ──► common.orderstore.apply_update(r, update)
@@ -118,7 +118,7 @@ def handle_broker_message(
 def on_broker_message(account: Account | str, payload: dict[str, Any], source: str) -> OrderUpdate | None:
     """The hook every push source calls: parse, then apply through the order store.
 
-    ``source`` is ``postback``, ``socket`` (Kite ticker / Angel order socket) or ``reconcile``.
+    ``source`` is ``postback``, ``socket`` (a ticker or an order-update socket) or ``reconcile``.
     Returns the normalized update, or None when the payload is not an order update. Whether it
     changed the order is :func:`handle_broker_message`'s second value.
     """

@@ -104,7 +104,7 @@ class AccountFeed:
     def _session(self, n: int) -> FeedSession:
         while len(self.sessions) <= n:
             kw = dict(self.session_kw)
-            if self.account.broker == "kite":  # its ticker carries order updates: reconcile after a gap
+            if getattr(self.dialect, "TICKER_CARRIES_ORDER_UPDATES", False):  # reconcile after a gap
                 kw.setdefault("on_reconnect", _request_reconcile)
             s = FeedSession(self.account, len(self.sessions), self.dialect, self.publisher, self.token_source, **kw)
             self.sessions.append(s)
@@ -218,7 +218,7 @@ class AccountFeed:
 
 
 def _request_reconcile(session: FeedSession) -> None:
-    """After a Kite ticker reconnect an order update may have been missed: ask (debounced,
+    """After a reconnect of a ticker that carries order updates, one may have been missed: ask (debounced,
     off the receive thread) for the account's order book to be reconciled."""
 
     def ask() -> None:

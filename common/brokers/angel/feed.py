@@ -25,6 +25,7 @@ MAX_SOCKETS = 3
 PING_INTERVAL_S: float | None = 5.0
 WATCHDOG_S = 7.0  # a ping's pong (or a tick) must arrive within this
 PING_MESSAGE = "ping"
+TICKER_CARRIES_ORDER_UPDATES = False  # order updates come on a socket of their own
 _CHUNK = 500
 
 # Exchange (as in EXCHANGE:SYMBOL) → Angel exchange type

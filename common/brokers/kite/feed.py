@@ -24,6 +24,8 @@ MAX_SOCKETS = 3
 WATCHDOG_S = 3.0  # three missed heartbeats
 PING_INTERVAL_S: float | None = None  # the server heartbeats; the client sends nothing
 PING_MESSAGE = ""
+# The ticker also carries order updates, so a reconnect may have missed one: reconcile after it.
+TICKER_CARRIES_ORDER_UPDATES = True
 _CHUNK = 1000  # tokens per command message, to keep each message small
 
 Key = int
