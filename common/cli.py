@@ -1,0 +1,391 @@
+"""``brokergate``: the operator's command line.
+
+    brokergate status [--json]            tokens, queues, limiter, feed, receiver, workers, Beat;
+                                          exit 1 when unhealthy
+    brokergate login ACCOUNT              log an account in now (forced), in this process
+    brokergate orders [--account A]       recent orders from the order store
+    brokergate feed subscribe NSE:INFY... ask the feed for instruments
+
+Secrets are never printed: a token hash is read for its times and version only, and
+every message passes through the log redactor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from common import keys
+
+log = logging.getLogger("brokergate.cli")
+
+EXIT_OK = 0
+EXIT_UNHEALTHY = 1
+EXIT_ERROR = 2
+
+
+class _LenientEnv(dict):  # type: ignore[type-arg]
+    """An environment in which every secret reference resolves: ``status`` and ``orders``
+    need account names and caps, not secrets, and a monitoring host need not hold them."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> str:
+        return dict.get(self, key) or "<unset>"
+
+
+def load_accounts_for_reading() -> dict[str, Any]:
+    from common.settings import load_accounts, load_dotenv_once, settings
+
+    load_dotenv_once()
+    return load_accounts(settings().accounts_path, environ=_LenientEnv(os.environ))
+
+
+def celery_app() -> Any:
+    """The project's Celery app, or ``None`` while workers.app is not importable.
+
+    Importing it also builds Beat's schedule, which needs every secret; on a host that
+    reads status without them, that complaint is noise, so it is muted here."""
+    quiet = logging.getLogger("beat")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        from workers.app import app
+    except ImportError as e:
+        log.debug("workers.app not importable: %s", e)
+        return None
+    finally:
+        quiet.setLevel(level)
+    return app
+
+
+# ---------------------------------------------------------------------------------- status
+
+
+def _fmt_age(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 120:
+        return f"{s:.1f}s"
+    if s < 7200:
+        return f"{s / 60:.0f}m"
+    return f"{s / 3600:.1f}h"
+
+
+def _fmt_ms(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def _fmt_usage(u: Any) -> str:
+    if u is None:
+        return "-"
+    if isinstance(u, dict):
+        return ", ".join(f"{k}: {_fmt_usage(v)}" for k, v in u.items())
+    if isinstance(u, list):
+        return ", ".join(_fmt_usage(v) for v in u)
+    return str(u)
+
+
+def render_status(snapshot: dict[str, Any], health: Any, console: Any = None) -> None:
+    """The snapshot as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    c = console or Console()
+    now = snapshot["now_ms"]
+    t = Table(title="Accounts", title_justify="left")
+    for col in ("account", "broker", "token age", "expires", "last login error", "limiter", "backoff"):
+        t.add_column(col)
+    for name, a in snapshot["accounts"].items():
+        tok = a["token"]
+        if tok["present"]:
+            exp = tok.get("expires_at_ms")
+            expires = f"{_fmt_ms(exp)} (in {_fmt_age((exp - now) / 1000)})" if exp and exp > now else ("EXPIRED" if exp else "-")
+            age = _fmt_age(tok.get("age_s"))
+        else:
+            expires, age = "[red]no token[/red]", "-"
+        le = a.get("login_error")
+        le_text = f"{_fmt_ms(le.get('at_ms'))} {le.get('type', '')}: {le.get('message', '')}" if le else "-"
+        backoff = ", ".join(f"{k} {v:.1f}s" for k, v in a["backoff_s"].items()) or "-"
+        limiter = "; ".join(f"{k}: {_fmt_usage(v)}" for k, v in a["limiter"].items()) or "-"
+        t.add_row(name, a["broker"], age, expires, le_text, limiter, backoff)
+    c.print(t)
+
+    consumers: dict[str, list[str]] = {}
+    for host, info in (snapshot.get("workers") or {}).items():
+        for q in info.get("queues", []):
+            consumers.setdefault(q, []).append(host)
+    t = Table(title=f"Queues (unacked: {snapshot.get('unacked', 0)})", title_justify="left")
+    for col in ("queue", "depth", "consumers"):
+        t.add_column(col)
+    for q, info in snapshot["queues"].items():
+        who = ", ".join(sorted(consumers.get(q, []))) or "[red]none[/red]"
+        t.add_row(q, str(info["depth"]), who)
+    c.print(t)
+
+    t = Table(title="Feed sockets", title_justify="left")
+    for col in ("account", "socket", "connected", "last frame", "ticks/s", "ticks", "reconnects"):
+        t.add_column(col)
+    for f in snapshot["feed"]:
+        t.add_row(
+            str(f.get("account")), str(f.get("socket")), str(f.get("connected", "-")),
+            _fmt_age(f.get("last_frame_age_s")), str(f.get("tick_rate_per_s", "-")),
+            str(f.get("ticks", "-")), str(f.get("reconnects", "-")),
+        )  # fmt: skip
+    if not snapshot["feed"]:
+        t.add_row("-", "-", "-", "-", "-", "-", "-")
+    c.print(t)
+
+    rc, beat = snapshot["receiver"], snapshot["beat"]
+    rc_text = (
+        f"last postback {_fmt_age(rc.get('last_postback_age_s'))} ago, accepted {rc.get('accepted', 0)}, refused {rc.get('refused', 0)}"
+        if rc.get("present")
+        else "[yellow]not reporting[/yellow]"
+    )
+    beat_text = (
+        f"heartbeat {_fmt_age(beat.get('heartbeat_age_s'))} ago, RedBeat lock {'held' if beat.get('lock_held') else 'free'}"
+    )
+    workers = snapshot.get("workers")
+    for o in snapshot.get("order_sockets") or []:
+        state = "connected" if o.get("connected") else "[red]disconnected[/red]"
+        c.print(f"Order-update socket {o['account']}: {state}, last frame {_fmt_age(o.get('last_frame_age_s'))} ago, "
+                f"{o.get('messages', 0)} messages, {o.get('reconnects', 0)} reconnects")  # fmt: skip
+    c.print(f"Receiver: {rc_text}")
+    c.print(f"Beat: {beat_text}")
+    c.print(f"Workers: {', '.join(sorted(workers)) if workers else '[red]none answered[/red]'}")
+    if health.problems:
+        for p in health.problems:
+            colour = "red" if p.level == "error" else "yellow"
+            c.print(f"[{colour}]{p.level.upper()}[/{colour}] {p.component}: {p.message}", markup=True, highlight=False)
+    c.print("[green]HEALTHY[/green]" if health.healthy else "[red]UNHEALTHY[/red]")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import redis as redis_lib
+
+    from common.health import Thresholds, evaluate, gather
+    from common.redis import get_redis
+
+    accounts = load_accounts_for_reading()
+    app = celery_app()
+    try:
+        snap = gather(get_redis(), accounts, app=app, inspect_timeout_s=args.timeout_s)
+    except redis_lib.RedisError as e:
+        doc = {"healthy": False, "problems": [{"level": "error", "component": "redis", "message": str(e)}]}
+        if args.json:
+            print(json.dumps(doc, indent=2))
+        else:
+            print(f"UNHEALTHY: Redis unreachable: {e}", file=sys.stderr)
+        return EXIT_UNHEALTHY
+    health = evaluate(snap, Thresholds(feed_stall_s=args.feed_stall_s))
+    if args.json:
+        print(json.dumps({**health.to_dict(), "snapshot": snap}, indent=2, default=str))
+    else:
+        render_status(snap, health)
+    return EXIT_OK if health.healthy else EXIT_UNHEALTHY
+
+
+# ----------------------------------------------------------------------------------- login
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from common.settings import accounts
+
+    if args.account not in accounts():
+        print(f"unknown account {args.account!r}; known: {', '.join(sorted(accounts()))}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        from workers.login import login_now  # type: ignore[import-not-found]
+    except ImportError as e:
+        print(f"login is not available: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        result = login_now(args.account, force=True)
+    except Exception as e:
+        from common.logs import redact
+
+        print(f"login {args.account} failed: {type(e).__name__}: {redact(str(e))}", file=sys.stderr)
+        return EXIT_UNHEALTHY
+    from common.redis import get_redis
+
+    r = get_redis()
+    exp_ms, version = r.hmget(keys.token(args.account), "expires_at_ms", "version")
+    expires = _fmt_ms(int(exp_ms)) if exp_ms else "?"
+    print(f"{args.account}: logged in (token version {version or getattr(result, 'version', '?')}, expires {expires})")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------- orders
+
+
+def _order_row(oid: str, h: dict[str, str]) -> dict[str, Any]:
+    req: dict[str, Any] = {}
+    for field in ("request", "order"):
+        if h.get(field):
+            with contextlib.suppress(ValueError, TypeError):
+                req = json.loads(h[field])
+                break
+
+    def pick(*names: str) -> Any:
+        for n in names:
+            if h.get(n) not in (None, ""):
+                return h[n]
+            if req.get(n) not in (None, ""):
+                return req[n]
+        return None
+
+    return {
+        "id": oid,
+        "account": pick("account"),
+        "state": pick("state"),
+        "exchange": pick("exchange"),
+        "symbol": pick("symbol"),
+        "side": pick("side"),
+        "quantity": pick("quantity", "qty"),
+        "filled_quantity": pick("filled_quantity", "filled_qty"),
+        "fill_price": pick("average_price", "fill_price", "avg_price"),
+        "broker_order_id": pick("broker_order_id"),
+        "updated_ms": _int_or_none(pick("updated_ms", "updated_at_ms", "created_ms", "created_at_ms")),
+        "error": pick("last_error", "error"),
+    }
+
+
+def _int_or_none(v: Any) -> int | None:
+    try:
+        return int(float(v))
+    except (TypeError, ValueError):
+        return None
+
+
+def recent_orders(r: Any, account: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The most recent orders in the store (SCAN of ``bg:order:*``), newest first."""
+    prefix = keys.order("")
+    rows = []
+    for key in r.scan_iter(match=f"{prefix}*", count=1000):
+        oid = key[len(prefix) :]
+        if ":" in oid or r.type(key) != "hash":
+            continue
+        row = _order_row(oid, r.hgetall(key))
+        if account and row["account"] != account:
+            continue
+        rows.append(row)
+    rows.sort(key=lambda x: x["updated_ms"] or 0, reverse=True)
+    return rows[:limit]
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    from common.redis import get_redis
+
+    rows = recent_orders(get_redis(), args.account, args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"Orders ({len(rows)} most recent)", title_justify="left")
+    cols = ("id", "account", "state", "symbol", "side", "qty", "filled", "fill price", "broker id")
+    for col in cols:
+        t.add_column(col)
+    for o in rows:
+        sym = f"{o['exchange']}:{o['symbol']}" if o["exchange"] else str(o["symbol"] or "-")
+        t.add_row(
+            o["id"], str(o["account"] or "-"), str(o["state"] or "-"), sym, str(o["side"] or "-"),
+            str(o["quantity"] or "-"), str(o["filled_quantity"] or "-"), str(o["fill_price"] or "-"),
+            str(o["broker_order_id"] or "-"),
+        )  # fmt: skip
+    Console().print(t)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------ feed
+
+
+def cmd_feed_subscribe(args: argparse.Namespace) -> int:
+    try:
+        from common.ticks import subscribe  # type: ignore[import-not-found]
+    except ImportError as e:
+        print(f"feed subscription is not available: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    for inst in args.instruments:
+        exch, sep, sym = inst.partition(":")
+        if not sep or not exch or not sym:
+            print(f"{inst!r} is not EXCHANGE:SYMBOL", file=sys.stderr)
+            return EXIT_ERROR
+    kwargs: dict[str, Any] = {"mode": args.mode}
+    if args.account:
+        kwargs["account"] = args.account
+    try:
+        result = subscribe(list(args.instruments), **kwargs)
+    except Exception as e:
+        print(f"subscribe failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"subscribed {', '.join(args.instruments)} ({args.mode}){'' if result is None else f': {result}'}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="brokergate", description="Operate a brokergate deployment.")
+    p.add_argument("--log-json", action="store_true", help="log as JSON lines (also BROKERGATE_LOG_JSON=1)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("status", help="health of tokens, queues, limiter, feed, receiver, workers and Beat")
+    s.add_argument("--json", action="store_true", help="one JSON document: healthy, problems, snapshot")
+    s.add_argument("--timeout-s", type=float, default=1.0, help="how long to wait for workers to answer")
+    s.add_argument("--feed-stall-s", type=float, default=10.0, help="a feed socket silent this long is stalled")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("login", help="log an account in now (forced)")
+    s.add_argument("account")
+    s.set_defaults(func=cmd_login)
+
+    s = sub.add_parser("orders", help="recent orders")
+    s.add_argument("--account")
+    s.add_argument("--limit", type=int, default=20)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_orders)
+
+    f = sub.add_parser("feed", help="feed control")
+    fsub = f.add_subparsers(dest="feed_command", required=True)
+    s = fsub.add_parser("subscribe", help="subscribe instruments (EXCHANGE:SYMBOL)")
+    s.add_argument("instruments", nargs="+", metavar="EXCHANGE:SYMBOL")
+    s.add_argument("--account", help="the account whose feed carries them (default: the feed's choice)")
+    s.add_argument("--mode", choices=("ltp", "quote", "full"), default="quote")
+    s.set_defaults(func=cmd_feed_subscribe)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from common.errors import ConfigError
+    from common.logs import setup_logging
+    from common.settings import load_settings
+
+    args = build_parser().parse_args(argv)
+    try:
+        st = load_settings()
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    setup_logging("WARNING" if st.log_level == "INFO" else st.log_level, st.log_json or args.log_json)
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,757 @@
+"""``make demo``: the whole stack on the paper broker, one command, nothing left running after.
+
+    python -m examples.demo [--headless] [--duration-s N] [--workdir .demo] [--private-redis]
+
+What it does, in order:
+
+1. Redis: uses ``BROKERGATE_REDIS_URL`` when a Redis answers there, else starts a private
+   ``redis-server`` (append-only, ``noeviction``) on a free port under the work dir.
+2. Secrets: writes ``<workdir>/.env`` (mode 600) with a generated password, TOTP secret and
+   API secret for every ``env:`` reference in the accounts file (``accounts.example.toml``)
+   and the Flower credentials; values already in that file are kept across runs.
+3. The paper broker (``python -m paper``) with one user per account (``<workdir>/paper.toml``)
+   and the postback URL of the receiver; then ``<workdir>/accounts.toml``, the accounts
+   file pointed at it.
+4. Workers for every queue (per account one on its urgent + orders queues and one on the
+   urgent lane alone; one on ``auth`` + ``default``), Beat (RedBeat), the feed, the postback receiver and Flower on
+   127.0.0.1 behind the generated credentials.
+5. Logs every account in at once (the daily 08:45 login, run now), then the example
+   strategy (``python -m examples.strategy``), whose output is shown prefixed.
+
+Ctrl-C or SIGTERM stops every process it started: each runs in its own process group,
+gets SIGTERM, and SIGKILL after a grace period. ``--headless`` (for tests and CI) prints no
+prompt, stops when the strategy finishes or after ``--duration-s``, runs
+``brokergate status --json`` first (saved as ``<workdir>/status.json``), and exits non-zero
+unless the strategy succeeded and the stack was healthy.
+
+Helper modes for docker-compose: ``--write-env PATH`` (generate the secrets file and
+exit) and ``--write-paper-config PATH`` (the paper broker's users for the accounts file,
+secrets from the environment; the compose paper service runs it before the broker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ACCOUNTS = REPO / "accounts.example.toml"
+PAPER_PLACEHOLDER = "127.0.0.1:8700"  # the address the example accounts file names
+RUN_MARK = "BROKERGATE_DEMO_RUN"  # set in every child's environment: finds strays in /proc
+GRACE_S = 10.0
+PY = sys.executable
+
+log = logging.getLogger("brokergate.demo")
+
+# --------------------------------------------------------------------------------------------
+# Plan: what runs, as data (tests read it without starting anything)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProcSpec:
+    """One process of the demo."""
+
+    name: str
+    argv: list[str]
+    queues: list[str] = field(default_factory=list)  # the Celery queues it consumes, if a worker
+    echo: bool = False  # show its output on the terminal (prefixed), not only in its log
+
+
+def worker_groups(accounts: dict[str, Any], app: Any = None) -> list[tuple[str, list[str], int]]:
+    """Worker groups as (node name, queues, concurrency), the layout workers/app.py asks for:
+    per account one worker on ``orders.<a>.urgent,orders.<a>`` (urgent first: the transport
+    reads queues in -Q order) with the account's concurrency, and one small worker on the
+    urgent lane alone, so an exit never waits behind a busy worker; then one on ``auth``
+    and ``default``, and one more for any other queue the app declares."""
+    from common import keys
+    from common.health import expected_queues
+
+    groups: list[tuple[str, list[str], int]] = []
+    for a, acct in accounts.items():
+        conc = int(getattr(acct, "concurrency", None) or (acct.get("concurrency", 2) if isinstance(acct, dict) else 2))
+        groups.append((f"orders-{a}", [keys.urgent_queue(a), keys.orders_queue(a)], conc))
+        groups.append((f"urgent-{a}", [keys.urgent_queue(a)], 1))
+    groups.append(("auth", [keys.AUTH_QUEUE, keys.DEFAULT_QUEUE], 2))
+    covered = {q for _, qs, _ in groups for q in qs}
+    extra = [q for q in expected_queues(accounts, app) if q not in covered]
+    if extra:
+        groups.append(("extra", extra, 1))
+    return groups
+
+
+def worker_argv(node: str, queues: list[str], concurrency: int) -> list[str]:
+    """The worker command line; the same one docker-compose runs.
+
+    Prefetch 1 (a prefetched order waits hostage in one worker), no mingle or gossip
+    (faster start; state lives in Redis, not in peers), task events on for Flower."""
+    return [
+        PY, "-m", "celery", "-A", "workers.app", "worker",
+        "-Q", ",".join(queues), "-n", f"{node}@%h",
+        "-c", str(concurrency), "-P", "threads",
+        "--prefetch-multiplier", "1", "--without-mingle", "--without-gossip", "-E", "--loglevel", "INFO",
+    ]  # fmt: skip
+
+
+def beat_argv() -> list[str]:
+    return [PY, "-m", "celery", "-A", "workers.app", "beat", "-S", "redbeat.RedBeatScheduler", "--loglevel", "INFO"]
+
+
+def plan(accounts: dict[str, Any], *, paper_port: int, postback_port: int, flower_port: int, app: Any = None,
+         strategy: bool = True, strategy_args: list[str] | None = None) -> list[ProcSpec]:  # fmt: skip
+    """Every process the demo starts after Redis, in start order."""
+    specs = [
+        ProcSpec("paper", [PY, "-m", "paper", "--host", "127.0.0.1", "--port", str(paper_port), "--config", "{workdir}/paper.toml", "--seed", "1"]),
+    ]
+    for node, queues, conc in worker_groups(accounts, app):
+        specs.append(ProcSpec(f"worker-{node}", worker_argv(node, queues, conc), queues=queues))
+    specs += [
+        ProcSpec("beat", beat_argv()),
+        ProcSpec("postback", [PY, "-m", "feed.postback", "--host", "127.0.0.1", "--port", str(postback_port)]),
+        ProcSpec("feed", [PY, "-m", "feed"]),
+        ProcSpec("flower", [PY, "-m", "common.flower", "--address", "127.0.0.1", "--port", str(flower_port)]),
+    ]
+    if strategy:
+        specs.append(ProcSpec("strategy", [PY, "-m", "examples.strategy", *(strategy_args or [])], echo=True))
+    return specs
+
+
+# --------------------------------------------------------------------------------------------
+# Secrets and files
+# --------------------------------------------------------------------------------------------
+
+
+def secret_refs(accounts_doc: dict[str, Any]) -> dict[str, str]:
+    """Every ``env:VARIABLE`` in an accounts document -> the field it fills."""
+    refs: dict[str, str] = {}
+    for table in (accounts_doc.get("accounts") or {}).values():
+        for key, value in table.items():
+            if isinstance(value, str) and value.startswith("env:"):
+                refs[value[4:]] = key
+    return refs
+
+
+def generate_secret(kind: str) -> str:
+    if kind == "totp_secret":
+        import pyotp
+
+        return pyotp.random_base32()
+    if kind == "password":
+        return secrets.token_urlsafe(12)
+    return secrets.token_urlsafe(24)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                k, _, v = line.partition("=")
+                out[k.strip()] = v.strip().strip('"')
+    return out
+
+
+def demo_env(accounts_doc: dict[str, Any], existing: dict[str, str]) -> dict[str, str]:
+    """Generated secrets for every reference, plus Flower's credentials; existing values win."""
+    env = dict(existing)
+    for var, kind in sorted(secret_refs(accounts_doc).items()):
+        env.setdefault(var, generate_secret(kind))
+    env.setdefault("BROKERGATE_FLOWER_USER", "admin")
+    env.setdefault("BROKERGATE_FLOWER_PASSWORD", secrets.token_urlsafe(18))
+    return env
+
+
+def write_env_file(path: Path, env: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = "# Generated by `python -m examples.demo`: paper-broker secrets. Never commit.\n"
+    body += "".join(f"{k}={v}\n" for k, v in sorted(env.items()))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(body)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(type(v))
+
+
+def paper_users(accounts_doc: dict[str, Any], env: dict[str, str], postback_base: str) -> list[dict[str, Any]]:
+    """The paper broker's users: one per account, with the account's secrets and caps and
+    the receiver's postback URL. The same bodies ``POST /_paper/users`` takes."""
+    users = []
+    for name, t in (accounts_doc.get("accounts") or {}).items():
+
+        def val(key: str, t: dict[str, Any] = t) -> str:
+            v = t.get(key, "")
+            return env.get(v[4:], "") if isinstance(v, str) and v.startswith("env:") else str(v)
+
+        u: dict[str, Any] = {
+            "broker": t["broker"], "user_id": t["user_id"], "api_key": t["api_key"],
+            "password": val("password"), "totp_secret": val("totp_secret"), "api_secret": val("api_secret"),
+            "postback_url": f"{postback_base.rstrip('/')}/postback/{name}",
+        }  # fmt: skip
+        if t.get("caps"):
+            u["caps"] = {k: ([v] if isinstance(v, str) else list(v)) for k, v in t["caps"].items()}
+        users.append(u)
+    return users
+
+
+def paper_config(users: list[dict[str, Any]]) -> str:
+    out = ["# Generated by `python -m examples.demo`: the demo's paper-broker users. Holds secrets.\n"]
+    for u in users:
+        out.append("[[users]]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in u.items() if v not in ("", None)) + "\n")
+    return "".join(out)
+
+
+def accounts_for(text: str, paper_address: str) -> str:
+    """The accounts file pointed at the paper broker actually started."""
+    return text.replace(PAPER_PLACEHOLDER, paper_address)
+
+
+def port_or_free(preferred: int) -> int:
+    """``preferred`` when nothing listens there, else a free port."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            pass
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+# --------------------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the demo dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Running:
+    """A started process in its own process group, its output going to a log file."""
+
+    def __init__(self, spec: ProcSpec, env: dict[str, str], workdir: Path, on_line: Callable[[str, str], None]) -> None:
+        self.spec = spec
+        self.log_path = workdir / "logs" / f"{spec.name}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        argv = [a.replace("{workdir}", str(workdir)) for a in spec.argv]
+        self._log = self.log_path.open("a", buffering=1)
+        self.proc = subprocess.Popen(
+            argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, bufsize=1, start_new_session=True, preexec_fn=_die_with_parent,
+        )  # fmt: skip
+        self.pgid = self.proc.pid  # start_new_session: the child leads its own group
+        self.lines: list[str] = []
+        self._on_line = on_line
+        self._pump = threading.Thread(target=self._read, name=f"pump-{spec.name}", daemon=True)
+        self._pump.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._log.write(line)
+            if len(self.lines) < 5000:
+                self.lines.append(line)
+            self._on_line(self.spec.name, line.rstrip("\n"))
+        self._log.close()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pgid, sig)
+
+    def group_alive(self) -> bool:
+        try:
+            os.killpg(self.pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+
+
+def stray_pids(run_id: str) -> list[int]:
+    """Processes still carrying this run's mark in their environment (a /proc scan)."""
+    needle = f"{RUN_MARK}={run_id}".encode()
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            if needle in (d / "environ").read_bytes().split(b"\0"):
+                stat = (d / "stat").read_text()
+                if stat[stat.rfind(")") + 2] != "Z":  # a zombie is already dead
+                    found.append(int(d.name))
+        except OSError:
+            continue
+    return found
+
+
+def stop_all(running: list[Running], grace_s: float = GRACE_S, run_id: str | None = None) -> list[str]:
+    """SIGTERM every group (last started first), wait up to ``grace_s``, SIGKILL what is left.
+    Returns the names of parts that had to be killed."""
+    for p in reversed(running):
+        p.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for p in reversed(running):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.proc.wait(max(0.0, deadline - time.monotonic()))
+    while time.monotonic() < deadline and any(p.group_alive() for p in running):
+        time.sleep(0.05)
+    killed = []
+    for p in running:
+        if p.group_alive():
+            killed.append(p.spec.name)
+            p.signal_group(signal.SIGKILL)
+    for p in running:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.proc.wait(5)
+    if run_id:
+        for pid in stray_pids(run_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            killed.append(f"pid {pid}")
+    return killed
+
+
+# --------------------------------------------------------------------------------------------
+# Waiting for readiness: each a predicate polled until true (events we cannot subscribe to)
+# --------------------------------------------------------------------------------------------
+
+
+class Stopped(Exception):
+    """Ctrl-C or SIGTERM arrived while starting."""
+
+
+class PartDied(RuntimeError):
+    """A process of the stack exited on its own."""
+
+
+def wait_until(what: str, predicate: Callable[[], Any], timeout_s: float, stop: threading.Event,
+               interval_s: float = 0.1) -> Any:  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if stop.is_set():
+            raise Stopped(what)
+        try:
+            v = predicate()
+            if v:
+                return v
+        except PartDied:
+            raise
+        except Exception:
+            pass  # not ready yet: refused connections and the like
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not ready after {timeout_s:g} s")
+        stop.wait(interval_s)
+
+
+def http_answers(url: str) -> bool:
+    import requests
+
+    requests.get(url, timeout=0.5)
+    return True
+
+
+def http_ok(url: str) -> bool:
+    import requests
+
+    return requests.get(url, timeout=0.5).status_code == 200
+
+
+# --------------------------------------------------------------------------------------------
+# The demo
+# --------------------------------------------------------------------------------------------
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.workdir = Path(args.workdir).resolve()
+        self.run_id = uuid.uuid4().hex[:12]
+        self.stop = threading.Event()
+        self.running: list[Running] = []
+        self.redis_server: Any = None
+        self.strategy_done = threading.Event()
+        self.echo_lock = threading.RLock()
+
+    # --- output
+    def say(self, text: str) -> None:
+        with self.echo_lock:
+            print(text, flush=True)
+
+    def on_line(self, name: str, line: str) -> None:
+        spec = next((p.spec for p in self.running if p.spec.name == name), None)
+        if spec is not None and spec.echo:
+            self.say(f"[{name}] {line}")
+
+    # --- steps
+    def start_redis(self, url: str) -> str:
+        from common.redisserver import RedisServer, free_port, reachable
+
+        if not self.args.private_redis and reachable(url):
+            self.say(f"redis      {url} (already running; using it)")
+            self.warn_about_redis(url)
+            return url
+        self.redis_server = RedisServer(port=free_port(), workdir=self.workdir / "redis")
+        self.redis_server.start()
+        self.say(f"redis      {self.redis_server.url} (private: appendonly, noeviction; files in {self.workdir / 'redis'})")
+        return str(self.redis_server.url)
+
+    def warn_about_redis(self, url: str) -> None:
+        import redis
+
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2)
+        try:
+            policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
+            aof = client.config_get("appendonly").get("appendonly")
+        except redis.RedisError:
+            return  # CONFIG refused: nothing to check
+        finally:
+            client.close()
+        if policy != "noeviction":
+            self.say(f"           warning: maxmemory-policy is {policy}; brokergate wants noeviction")
+        if aof != "yes":
+            self.say("           warning: appendonly is off; a Redis restart would lose queued orders and tokens")
+
+    def launch(self, spec: ProcSpec, env: dict[str, str]) -> Running:
+        r = Running(spec, env, self.workdir, self.on_line)
+        self.running.append(r)
+        return r
+
+    def write_process_list(self) -> None:
+        doc = {
+            "run_id": self.run_id,
+            "demo_pid": os.getpid(),
+            "redis_pid": self.redis_server.proc.pid if self.redis_server and self.redis_server.proc else None,
+            "processes": [
+                {"name": p.spec.name, "pid": p.proc.pid, "pgid": p.pgid, "argv": p.spec.argv, "queues": p.spec.queues,
+                 "log": str(p.log_path)}
+                for p in self.running
+            ],
+        }  # fmt: skip
+        (self.workdir / "processes.json").write_text(json.dumps(doc, indent=2))
+
+    def check_alive(self) -> None:
+        for p in self.running:
+            if p.spec.name != "strategy" and not p.alive():
+                tail = "".join(p.lines[-15:])
+                raise PartDied(f"{p.spec.name} exited with code {p.proc.returncode}; log {p.log_path}:\n{tail}")
+
+    def run(self) -> int:
+        a = self.args
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "logs").mkdir(exist_ok=True)
+        accounts_text = Path(a.accounts).read_text()
+        accounts_doc = tomllib.loads(accounts_text)
+        env_path = self.workdir / ".env"
+        secrets_env = demo_env(accounts_doc, read_env_file(env_path))
+        write_env_file(env_path, secrets_env)
+
+        from common.settings import load_settings
+
+        base_url = load_settings().redis_url
+        redis_url = self.start_redis(base_url)
+
+        paper_port = port_or_free(a.paper_port)
+        postback_port = port_or_free(a.postback_port)
+        flower_port = port_or_free(a.flower_port)
+        paper_addr = f"127.0.0.1:{paper_port}"
+        postback_base = f"http://127.0.0.1:{postback_port}"
+        users = paper_users(accounts_doc, secrets_env, postback_base)
+        (self.workdir / "paper.toml").write_text(paper_config(users))
+        os.chmod(self.workdir / "paper.toml", 0o600)
+        accounts_path = self.workdir / "accounts.toml"
+        accounts_path.write_text(accounts_for(accounts_text, paper_addr))
+
+        # Our own process reads the same settings as the children (Celery app, status).
+        env = {
+            **os.environ, **secrets_env,
+            "BROKERGATE_REDIS_URL": redis_url, "BROKERGATE_ACCOUNTS": str(accounts_path),
+            "BROKERGATE_POSTBACK_HOST": "127.0.0.1", "BROKERGATE_POSTBACK_PORT": str(postback_port),
+            "PYTHONUNBUFFERED": "1", RUN_MARK: self.run_id,
+        }  # fmt: skip
+        os.environ.update(env)
+        from common import redis as bg_redis
+        from common import settings as bg_settings
+
+        bg_settings.settings.cache_clear()
+        bg_settings.accounts.cache_clear()
+        bg_redis.reset_clients()
+        accounts = bg_settings.accounts()
+
+        app = _celery_app()
+        strategy_args = ["--timeout-s", str(max(10.0, a.duration_s - 5))] if a.duration_s else []
+        specs = plan(accounts, paper_port=paper_port, postback_port=postback_port, flower_port=flower_port, app=app,
+                     strategy=not a.no_strategy, strategy_args=strategy_args)  # fmt: skip
+        by_name = {s.name: s for s in specs}
+        t0 = time.monotonic()
+
+        # 1. the paper broker
+        self.launch(by_name["paper"], env)
+        wait_until("paper broker", lambda: http_answers(f"http://{paper_addr}/_paper/orders"), 20, self.stop)
+        self.say(f"paper      http://{paper_addr} (control: http://{paper_addr}/_paper)")
+
+        # 2. every service at once but Beat and the strategy; then wait for each
+        for s in specs:
+            if s.name not in ("paper", "strategy", "beat"):
+                self.launch(s, env)
+        self.write_process_list()
+        wait_until("postback receiver", lambda: http_ok(f"{postback_base}/healthz"), 30, self.stop)
+        self.say(f"postback   {postback_base}/postback/<account> (OpenAPI: {postback_base}/openapi.json)")
+        nodes = [s.argv[s.argv.index("-n") + 1].split("@")[0] for s in specs if s.queues]
+        if app is not None:
+            wait_until("workers", lambda: self._workers_up(app, nodes), 60, self.stop, interval_s=0.2)
+        for s in specs:
+            if s.queues:
+                self.say(f"worker     {s.name}: {', '.join(s.queues)}")
+        self.check_alive()
+
+        # 3. log every account in now (the 08:45 login, whatever the time of day). Beat starts
+        # after: its catch-up then finds today's login done instead of logging in again.
+        self.login_all(list(accounts), app)
+        self.say(f"logins     {', '.join(accounts)} logged in")
+        # The login chains the instrument-master refresh; the feed maps EXCHANGE:SYMBOL with it.
+        r = bg_redis.get_redis()
+        wait_until("instrument master", lambda: all(r.hlen(bg_keys().instruments(n)) for n in accounts), 60, self.stop,
+                   interval_s=0.1)  # fmt: skip
+        self.check_alive()
+        self.launch(by_name["beat"], env)
+        self.write_process_list()
+        self.check_alive()
+        wait_until("flower", lambda: http_answers(f"http://127.0.0.1:{flower_port}/healthcheck"), 30, self.stop)
+        user, pw = secrets_env["BROKERGATE_FLOWER_USER"], secrets_env["BROKERGATE_FLOWER_PASSWORD"]
+        self.say(f"flower     http://127.0.0.1:{flower_port}/  user {user}  password {pw}")
+        self.say(f"beat       RedBeat (lock {bg_keys().REDBEAT_PREFIX}:lock)")
+        self.say(f"feed       publishing ticks:<EXCHANGE>:<SYMBOL>; logs in {self.workdir / 'logs'}")
+        self.say(f"status     BROKERGATE_REDIS_URL={redis_url} BROKERGATE_ACCOUNTS={accounts_path} brokergate status")
+        self.say(f"ready in {time.monotonic() - t0:.1f} s")
+
+        # 4. the strategy
+        if not a.no_strategy:
+            self.launch(by_name["strategy"], env)
+            self.write_process_list()
+        if not a.headless:
+            self.say("Ctrl-C stops everything.")
+        return self.wait_and_finish(redis_url, accounts_path)
+
+    def _workers_up(self, app: Any, nodes: list[str]) -> bool:
+        self.check_alive()
+        replies = app.control.ping(timeout=0.5) or []
+        names = {n.split("@")[0] for r in replies for n in r}
+        return all(n in names for n in nodes)
+
+    def login_all(self, names: list[str], app: Any) -> None:
+        """Send the login task for every account and wait for each token (announced on
+        TOKEN_CHANGED; the hash is checked after subscribing, so no announcement is missed)."""
+        from common import keys
+        from common.redis import get_redis
+
+        r = get_redis()
+        ps = r.pubsub(ignore_subscribe_messages=True)
+        ps.subscribe(keys.TOKEN_CHANGED)
+        try:
+            for n in names:
+                if app is not None:
+                    app.send_task("brokergate.login", args=[n], kwargs={"force": True}, queue=keys.AUTH_QUEUE)
+            deadline = time.monotonic() + 45
+            pending = set(names)
+            while pending:
+                pending = {n for n in pending if not r.exists(keys.token(n))}
+                if not pending:
+                    break
+                if self.stop.is_set():
+                    raise Stopped("logins")
+                if time.monotonic() > deadline:
+                    errors = {n: r.hgetall(keys.login_error(n)) for n in pending}
+                    raise RuntimeError(f"not logged in after 45 s: {sorted(pending)}; last errors: {errors}")
+                self.check_alive()
+                ps.get_message(timeout=0.5)
+        finally:
+            ps.close()
+
+    def wait_and_finish(self, redis_url: str, accounts_path: Path) -> int:
+        a = self.args
+        deadline = time.monotonic() + a.duration_s if a.duration_s else None
+        strategy = next((p for p in self.running if p.spec.name == "strategy"), None)
+        announced = False
+        while not self.stop.is_set():
+            if deadline and time.monotonic() >= deadline:
+                self.say(f"--duration-s {a.duration_s:g} elapsed")
+                break
+            if strategy is not None and not strategy.alive() and not announced:
+                announced = True
+                self.say(f"strategy finished (exit code {strategy.proc.returncode})")
+                if a.headless:
+                    break
+                self.say("the stack keeps running: open Flower, try `brokergate status`; Ctrl-C stops everything")
+            self.check_alive()
+            self.stop.wait(0.2)
+        rc = 0
+        if strategy is not None:
+            if strategy.alive():
+                strategy.signal_group(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    strategy.proc.wait(5)
+            if strategy.proc.returncode != 0:
+                rc = 1
+        if a.headless:
+            healthy, doc = self.final_status()
+            (self.workdir / "status.json").write_text(json.dumps(doc, indent=2))
+            self.say(f"status     {'healthy' if healthy else 'UNHEALTHY'} ({self.workdir / 'status.json'})")
+            if not healthy:
+                for p in doc.get("problems", []):
+                    self.say(f"  {p['level']} {p['component']}: {p['message']}")
+                rc = 1
+        return rc
+
+    def final_status(self, timeout_s: float = 15.0) -> tuple[bool, dict[str, Any]]:
+        """``brokergate status --json`` as a user would run it, retried until healthy or the timeout."""
+        deadline = time.monotonic() + timeout_s
+        doc: dict[str, Any] = {}
+        while True:
+            exe = Path(PY).with_name("brokergate")
+            argv = [str(exe)] if exe.exists() else [PY, "-m", "common.cli"]
+            out = subprocess.run(
+                [*argv, "status", "--json"], cwd=REPO, env=dict(os.environ),
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            with contextlib.suppress(ValueError):
+                doc = json.loads(out.stdout)
+            if out.returncode == 0 or time.monotonic() > deadline or self.stop.is_set():
+                return out.returncode == 0, doc or {"healthy": False, "problems": [], "stderr": out.stderr[-2000:]}
+
+    def shutdown(self) -> list[str]:
+        killed = stop_all(self.running, run_id=self.run_id)
+        if self.redis_server is not None:
+            self.redis_server.stop()
+        return killed
+
+
+def bg_keys() -> Any:
+    from common import keys
+
+    return keys
+
+
+def _celery_app() -> Any:
+    try:
+        from workers.app import app  # type: ignore[import-not-found]
+    except ImportError as e:
+        log.warning("workers.app is not importable yet (%s): not waiting for workers, not sending logins", e)
+        return None
+    return app
+
+
+def write_paper_config(path: Path, accounts_path: Path, postback_base: str) -> int:
+    """Write the paper broker's users for the accounts file, secrets from the environment
+    (docker-compose's paper service runs this before the broker, on every start)."""
+    doc = tomllib.loads(accounts_path.read_text())
+    missing = sorted(v for v in secret_refs(doc) if not os.environ.get(v))
+    if missing:
+        print(f"missing secrets in the environment: {', '.join(missing)} (python -m examples.demo --write-env .env)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    path.write_text(paper_config(paper_users(doc, dict(os.environ), postback_base)))
+    os.chmod(path, 0o600)
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m examples.demo", description="Run the whole stack on the paper broker.")
+    p.add_argument("--accounts", default=str(DEFAULT_ACCOUNTS), help="accounts file template (default accounts.example.toml)")
+    p.add_argument("--workdir", default=str(REPO / ".demo"), help="where logs, .env and generated files go")
+    p.add_argument("--headless", action="store_true", help="no prompt; stop when the strategy finishes or after --duration-s")
+    p.add_argument("--duration-s", type=float, default=0.0, help="stop after this long (0: until Ctrl-C)")
+    p.add_argument("--private-redis", action="store_true", help="always start a private redis-server")
+    p.add_argument("--no-strategy", action="store_true", help="start the stack only")
+    p.add_argument("--paper-port", type=int, default=8700)
+    p.add_argument("--postback-port", type=int, default=8701)
+    p.add_argument("--flower-port", type=int, default=5555)
+    p.add_argument("--write-env", metavar="PATH", help="write generated secrets for the accounts file to PATH and exit")
+    p.add_argument("--write-paper-config", metavar="PATH", help="write the paper broker's users (secrets from the environment) and exit")
+    p.add_argument("--postback-base", default="http://127.0.0.1:8701", help="with --write-paper-config: the receiver's base URL")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from common.logs import setup_logging
+    from common.settings import load_settings
+
+    args = build_parser().parse_args(argv)
+    st = load_settings()
+    setup_logging(st.log_level, st.log_json)
+    if args.write_env:
+        path = Path(args.write_env)
+        env = demo_env(tomllib.loads(Path(args.accounts).read_text()), read_env_file(path))
+        write_env_file(path, env)
+        print(f"wrote {path} ({len(env)} variables)")
+        return 0
+    if args.write_paper_config:
+        return write_paper_config(Path(args.write_paper_config), Path(st.accounts_path), args.postback_base)
+
+    demo = Demo(args)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        # Runs in the main thread, perhaps while it holds the print lock: write directly, take no lock.
+        if not demo.stop.is_set():
+            os.write(sys.stdout.fileno(), f"\n{signal.Signals(signum).name}: stopping everything\n".encode())
+        demo.stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    rc = 1
+    try:
+        rc = demo.run()
+    except Stopped:
+        rc = 130
+    except (RuntimeError, TimeoutError) as e:
+        from common.logs import redact
+
+        demo.say(f"demo failed: {redact(str(e))}")
+        rc = 1
+    finally:
+        t = time.monotonic()
+        killed = demo.shutdown()
+        note = f" (killed after the {GRACE_S:g} s grace: {', '.join(killed)})" if killed else ""
+        demo.say(f"stopped {len(demo.running)} processes in {time.monotonic() - t:.1f} s{note}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
