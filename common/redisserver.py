@@ -7,7 +7,10 @@ evicting a queue or a token.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -15,6 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+
+
+def die_with_parent() -> None:
+    """For ``preexec_fn``: the child gets SIGTERM when its parent dies, even by SIGKILL (Linux),
+    so a killed demo or test run leaves no server behind."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -61,6 +71,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C meant for a parent is handled by the parent, which stops us
+            preexec_fn=die_with_parent,
         )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while not reachable(self.url, 0.2):

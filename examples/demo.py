@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -50,6 +49,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from common.redisserver import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ACCOUNTS = REPO / "accounts.example.toml"
@@ -253,12 +254,6 @@ def port_or_free(preferred: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the demo dies, even by SIGKILL (Linux)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class Running:
     """A started process in its own process group, its output going to a log file."""
 
@@ -270,7 +265,7 @@ class Running:
         self._log = self.log_path.open("a", buffering=1)
         self.proc = subprocess.Popen(
             argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1, start_new_session=True, preexec_fn=_die_with_parent,
+            text=True, bufsize=1, start_new_session=True, preexec_fn=die_with_parent,
         )  # fmt: skip
         self.pgid = self.proc.pid  # start_new_session: the child leads its own group
         self.lines: list[str] = []
