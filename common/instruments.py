@@ -65,6 +65,9 @@ def store(account_name: str, instruments: Iterable[Instrument], r: redis.Redis |
                 keys.instruments_meta(account_name),
                 mapping={"refreshed_at_ms": server_time_ms(r), "count": count},
             )
+            # The feed re-maps its subscriptions: one subscribed before the master existed
+            # (or before today's new contracts) resolves now, not at its next periodic reload.
+            tx.publish(keys.FEED_CONTROL, account_name)
             tx.execute()
     finally:
         r.delete(tmp_fwd, tmp_rev)
