@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -17,8 +16,9 @@ from SmartApi.smartWebSocketV2 import SmartWebSocketV2
 from common.brokers.angel import codec as angel
 from common.brokers.kite import codec as kite
 from common.models import Tick
+from tests.paths import KITE_FIXTURES
 
-FIXTURES = Path("/work/shared/fixtures/kite")
+FIXTURES = KITE_FIXTURES
 U32 = st.integers(min_value=0, max_value=2**32 - 1)
 U16 = st.integers(min_value=0, max_value=2**16 - 1)
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pyotp
@@ -17,10 +16,11 @@ from common.brokers.angel import instruments as angel_instruments
 from common.brokers.angel import login as angel_login
 from common.brokers.kite import instruments as kite_instruments
 from common.brokers.kite import login as kite_login
+from tests.paths import KITE_FIXTURES
 
 IST = ZoneInfo("Asia/Kolkata")
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "kite"
+FIXTURES = KITE_FIXTURES
 
 
 def ms(dt: datetime) -> int:

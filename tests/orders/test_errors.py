@@ -6,7 +6,6 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -22,8 +21,9 @@ from common.errors import (
     RateLimited,
     TokenExpired,
 )
+from tests.paths import BROKERS_MD
 
-BROKERS_MD = Path("/work/shared/BROKERS.md").read_text()
+BROKERS_MD = BROKERS_MD.read_text()
 
 
 def _kite(status: int, error_type: str, message: str = "m") -> object:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,9 @@ from common.brokers.angel import translate as angel
 from common.brokers.kite import translate as kite
 from common.errors import InvalidOrder
 from common.models import Instrument, Order, OrderState
+from tests.paths import KITE_FIXTURES
 
-FIXTURES = Path("/work/shared/fixtures/kite")
+FIXTURES = KITE_FIXTURES
 INFY = Instrument(exchange="NSE", symbol="INFY", token="1594", broker_symbol="INFY-EQ")
 
 

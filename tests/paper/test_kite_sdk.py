@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +13,9 @@ from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kex
 
 from tests.fixtures.paper import PaperBroker, fresh_totp, kite_session, kite_web_login
+from tests.paths import KITE_FIXTURES
 
-FIXTURES = Path("/work/shared/fixtures/kite")
+FIXTURES = KITE_FIXTURES
 ROOMY = {"orders": ["1000/s"], "orderbook": ["1000/s"], "other": ["1000/s"], "login": ["1000/s"],
          "quote": ["1000/s"]}
 

@@ -8,14 +8,14 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures.paper import PaperBroker, kite_session
+from tests.paths import KITE_FIXTURES
 
-FIXTURES = Path("/work/shared/fixtures/kite")
+FIXTURES = KITE_FIXTURES
 ROOMY = {"orders": ["1000/s"], "orderbook": ["1000/s"], "other": ["1000/s"], "login": ["1000/s"]}
 
 

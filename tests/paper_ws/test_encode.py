@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -14,8 +13,9 @@ from kiteconnect import KiteTicker
 from SmartApi.smartWebSocketV2 import SmartWebSocketV2
 
 from paper import encode
+from tests.paths import KITE_FIXTURES
 
-FIXTURES = Path("/work/shared/fixtures/kite")
+FIXTURES = KITE_FIXTURES
 U32 = st.integers(min_value=0, max_value=2**32 - 1)
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 U16 = st.integers(min_value=0, max_value=2**16 - 1)

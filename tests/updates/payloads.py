@@ -4,13 +4,13 @@ order-update socket messages (the shape Angel's forum shows a client logging).""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from common.brokers.kite.updates import postback_checksum
+from tests.paths import KITE_FIXTURES
 from tests.updates.conftest import KITE_SECRET
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "kite" / "postback.json"
+FIXTURE = KITE_FIXTURES / "postback.json"
 
 
 def postback(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +14,9 @@ from hypothesis import strategies as st
 from common.brokers import broker_module
 from common.brokers.kite import updates as kite
 from common.models import OrderState
+from tests.paths import KITE_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "kite"
+FIXTURES = KITE_FIXTURES
 SECRET = "s3cret-api-secret"
 
 
