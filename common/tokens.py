@@ -273,19 +273,19 @@ def _record_error(r: redis.Redis, acct: Account, exc: BaseException) -> None:
         })  # fmt: skip
 
 
-def _login_slot(r: redis.Redis, acct: Account, deadline: float) -> None:
+def _login_slot(r: redis.Redis, acct: Account, deadline: float) -> int:
     """Wait for a slot of the account's ``login`` caps (some brokers allow one login a
     second) in the shared limiter, so a re-login right after a login is spaced out instead
-    of refused."""
+    of refused. Returns the slot, to be confirmed when the login's answer is back."""
     from common.errors import DeadlineExceeded
     from common.ratelimit import Limiter
 
     caps = acct.caps_for("login")
     if not caps:
-        return
+        return 0
     deadline_ms = server_time_ms(r) + int(max(0.0, deadline - time.monotonic()) * 1000)
     try:
-        Limiter(r, acct.name, "login", caps).acquire(deadline_ms)
+        return Limiter(r, acct.name, "login", caps).acquire(deadline_ms)
     except DeadlineExceeded as e:
         raise BrokerUnavailable(f"login: no login slot before the deadline: {e}") from None
 
@@ -317,8 +317,17 @@ def login_and_store(
     while True:
         attempt += 1
         try:
-            _login_slot(r, acct, deadline)
-            fields = flow.login(acct, session)
+            slot_us = _login_slot(r, acct, deadline)
+            try:
+                fields = flow.login(acct, session)
+            finally:
+                # The login may leave long after its slot (a TOTP about to roll over waits for
+                # the next step): count it from its answer, so the next login is spaced from
+                # when the broker really saw this one.
+                from common.ratelimit import confirm
+
+                with contextlib.suppress(Exception):
+                    confirm(r, acct.name, "login", slot_us)
             break
         except LoginFailed as e:
             _record_error(r, acct, e)
