@@ -172,7 +172,8 @@ def cancel_order(client_order_id: str | OrderHandle, *, deadline_s: float | None
 
 def modify_order(client_order_id: str | OrderHandle, *, deadline_s: float | None = None, **changes: Any) -> None:
     """Enqueue a modification (quantity, price, trigger_price, order_type, validity) on the urgent
-    lane; the changed order is validated first (InvalidOrder names the field)."""
+    lane; the changed order is validated first (InvalidOrder names the field). Modifies of one
+    order are applied one at a time in the order they were enqueued, each onto the last."""
     coid = client_order_id.id if isinstance(client_order_id, OrderHandle) else client_order_id
     unknown = sorted(set(changes) - MODIFIABLE)
     if unknown:
@@ -181,4 +182,7 @@ def modify_order(client_order_id: str | OrderHandle, *, deadline_s: float | None
     new = Order.from_dict(got["request"]).with_(**changes)  # validates the changed order
     _validate(new)
     wire = {k: v for k, v in new.to_dict().items() if k in changes}
-    _celery().send_task(MODIFY_TASK, args=[got["account"], coid, wire, deadline_s], queue=keys.urgent_queue(got["account"]))
+    # Stamped now (atomic in Redis): the workers apply this order's modifies in this order.
+    seq = orderstore.next_modify_seq(get_redis(), coid)
+    _celery().send_task(MODIFY_TASK, args=[got["account"], coid, wire, deadline_s, seq],
+                        queue=keys.urgent_queue(got["account"]))

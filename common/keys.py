@@ -60,6 +60,11 @@ def order(client_order_id: str) -> str:
     return f"{PREFIX}order:{client_order_id}"
 
 
+def modify_lock(client_order_id: str) -> str:
+    """Short fenced lock: one modify of an order at a time, across every worker (value: its token)."""
+    return f"{PREFIX}modify-lock:{client_order_id}"
+
+
 ORDERS_ACTIVE = f"{PREFIX}orders:active"  # sorted set: non-terminal order ids by deadline (ms), for the sweeper
 
 

@@ -9,7 +9,8 @@ Hash fields: state, account, broker_order_id, request (Order JSON), deadline_ms,
 updated_ms, filled_quantity, pending_quantity, average_price, broker_status, error, history
 (JSON list of {state, at_ms, source}); and the sender's bookkeeping: attempt (fencing token
 of the delivery that owns the send), claimed_ms, sent_at_ms (set just before the request
-leaves), sends.
+leaves), sends; modify_seq (the last modify sequence stamped at enqueue time) and
+modify_applied_seq (that of the last modify sent).
 
 The sweeper's index ``bg:orders:active`` holds every non-terminal order, scored by its
 deadline (ms); an OPEN order (resting at the broker, which is normal) is re-scored to
@@ -18,7 +19,9 @@ re-reading it every few seconds.
 
 Who calls what:
 - client: :func:`create`
-- order worker: :func:`claim`, :func:`mark_sent`, :func:`transition`, :func:`apply_update`
+- order worker: :func:`claim`, :func:`mark_sent`, :func:`transition`, :func:`apply_update`,
+  :func:`modify_lock` / :func:`modify_done` (modifies of one order one at a time, fenced)
+- client: :func:`next_modify_seq` when it enqueues a modify
 - postback receiver, order-update sockets, reconciliation: :func:`apply_update`
 - everyone: :func:`get`
 """
@@ -49,6 +52,9 @@ __all__ = [
     "forget_index",
     "get",
     "mark_sent",
+    "modify_done",
+    "modify_lock",
+    "next_modify_seq",
     "recheck_later",
     "transition",
 ]
@@ -109,7 +115,7 @@ def create(r: redis.Redis, order: Order, source: str = "client") -> int:
 
 
 _INT_FIELDS = ("deadline_ms", "created_ms", "updated_ms", "filled_quantity", "pending_quantity",
-               "claimed_ms", "sent_at_ms", "sends")  # fmt: skip
+               "claimed_ms", "sent_at_ms", "sends", "modify_seq", "modify_applied_seq")  # fmt: skip
 
 
 def get(r: redis.Redis, client_order_id: str) -> dict[str, Any] | None:
@@ -208,6 +214,37 @@ def annotate(r: redis.Redis, client_order_id: str, fields: dict[str, str | int])
     if "state" in fields:
         raise ValueError("the state moves only through transition() or apply_update()")
     done = _script("order_annotate")(r, _keys(client_order_id), [json.dumps({k: str(v) for k, v in fields.items()})])
+    return bool(int(done))
+
+
+# --- modifies: one at a time per order, in the order they were enqueued --------------------------
+
+
+def _modify_keys(client_order_id: str) -> list[str]:
+    return [*_keys(client_order_id), keys.modify_lock(client_order_id)]
+
+
+def next_modify_seq(r: redis.Redis, client_order_id: str) -> int:
+    """Stamp a modify being enqueued: the order's next modify sequence (atomic INCR); 0 when
+    the order does not exist."""
+    return int(_script("order_modify_seq")(r, _keys(client_order_id), []))
+
+
+def modify_lock(r: redis.Redis, client_order_id: str, token: str, seq: int, ttl_ms: int) -> tuple[str, int]:
+    """Try to take the order's modify lock for modify ``seq`` (see ``order_modify_lock.lua``).
+    Returns (verdict, last applied seq): ``locked`` (also when ``token`` already holds it),
+    ``busy``, ``stale`` (``seq`` is not newer than the last applied modify: drop it) or ``missing``."""
+    v, applied = _script("order_modify_lock")(r, _modify_keys(client_order_id), [token, max(1, ttl_ms), seq])
+    return _s(v), int(applied)
+
+
+def modify_done(r: redis.Redis, client_order_id: str, token: str, seq: int,
+                fields: dict[str, str | int] | None = None, *, applied: bool = False) -> bool:
+    """Record a modify's outcome (``fields``; with ``applied`` its seq becomes the last applied
+    one) and release the lock, only while ``token`` holds it. False: fenced off, nothing written."""
+    done = _script("order_modify_done")(
+        r, _modify_keys(client_order_id),
+        [token, seq, json.dumps({k: str(v) for k, v in (fields or {}).items()}), "1" if applied else "0"])
     return bool(int(done))
 
 

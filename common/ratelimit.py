@@ -32,7 +32,8 @@ slots of asking, at any number of workers.
 
 A slot after the order's deadline is refused: :class:`DeadlineExceeded`, never sent late.
 After the broker's own rate-limit answer, :func:`note_rate_limited` makes the class wait out
-the window and counts the event in ``bg:stats:<account>``.
+the window that was exceeded (the one our slot log shows full, else 1 s) and counts the event
+in ``bg:stats:<account>``.
 """
 
 from __future__ import annotations
@@ -191,14 +192,16 @@ def confirm(r: redis.Redis, account: str, endpoint_class: str, slot_us: int) -> 
 
 
 def note_rate_limited(r: redis.Redis, account: str, endpoint_class: str, caps: Sequence[Cap],
-                      retry_after_s: float | None = None) -> int:
+                      retry_after_s: float | None = None, margin_ms: int = SAFETY_MARGIN_MS) -> int:
     """The broker answered with its rate-limit response: make every worker of this class wait
-    out the window (the broker's hint, or the shortest window) and count it. Returns the end
-    of the back-off (Redis time, us)."""
+    out the window that was exceeded, and count it. That window is the one our own slot log
+    shows full (e.g. the minute: back off until the minute window frees, plus the margin);
+    when none is, the broker's hint, or the shortest window. Returns the end of the back-off
+    (Redis time, us)."""
     wait_s = retry_after_s if retry_after_s else min((c.period_s for c in caps), default=1)
     return int(_script("ratelimit_backoff")(
-        r, [keys.backoff(account, endpoint_class), keys.stats(account)],
-        [int(wait_s * 1_000_000), "rate_limited"],
+        r, [keys.backoff(account, endpoint_class), keys.stats(account), keys.limit(account, endpoint_class)],
+        [int(wait_s * 1_000_000), "rate_limited", margin_ms * 1000, *_cap_args(caps)],
     ))
 
 

@@ -16,6 +16,14 @@ Exactly once, never late (DESIGN.md § Orders):
   deadline, through the limiter again.
 * The limiter slot is taken inside the task (the worker sleeps until it); a slot after the
   deadline is refused: EXPIRED, never sent late.
+* Redis unreachable (a restart, a failover) mid-task: the task runs the same work again once it
+  is back (:func:`_riding_out_redis`), within the order's deadline plus a grace. That is safe
+  because every step decides from the state in Redis, not from how far the last run got: claim
+  retakes an order never sent, and one whose ``sent_at_ms`` was recorded (the request may have
+  left) is reconciled by tag before anything is sent. Past the budget the message is rejected
+  back to its queue (or, Redis still down, restored after the visibility timeout) and decided
+  the same way. Messages the worker had reserved but not started are put back by the worker
+  when its broker connection is restored (``workers/app.py``).
 """
 
 from __future__ import annotations
@@ -26,14 +34,16 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import redis
 from celery import shared_task
+from celery.exceptions import Reject
 
 from common import keys, orderstore, ratelimit
-from common.brokers.base import adapter_for, sending_by
+from common.brokers.base import CONNECT_TIMEOUT_S, adapter_for, sending_by
 from common.errors import (
     Ambiguous,
     BrokerError,
@@ -72,6 +82,11 @@ BOOK_LAG_S = 1.0  # how long after a request's read timeout the order book may s
 RECONCILE_BUDGET_S = 15.0  # past the send window, how long one task keeps trying to read the book
 UNAVAILABLE_BACKOFF_S = (0.05, 0.1, 0.2, 0.4, 0.8)  # full-jitter caps, then 0.8 s
 DEFAULT_ACTION_DEADLINE_S = 10.0  # a cancel or modify that cannot be sent within this is dropped
+REDIS_RETRY_S = (0.05, 0.1, 0.2, 0.5)  # full-jitter caps between runs while Redis is unreachable, then 0.5 s
+REDIS_GRACE_S = 10.0  # past its deadline, how long a task keeps waiting for Redis to settle its order
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)  # BusyLoadingError (loading the AOF) included
+MODIFY_LOCK_POLL_S = 0.02  # how often a modify waiting for the order's modify lock asks again
+MODIFY_LOCK_SLACK_S = 1.0  # the lock outlives its holder's deadline + connect + read timeouts by this
 
 
 def _stat(r: redis.Redis, acct: str, name: str, n: int = 1) -> None:
@@ -319,7 +334,22 @@ def _wait_for_broker_id(r: redis.Redis, coid: str, until_monotonic: float) -> di
         time.sleep(0.05)
 
 
-def _action(kind: str, account_name: str, coid: str, changes: dict[str, Any] | None, deadline_s: float | None) -> str:
+def _modify_lock(r: redis.Redis, acct: Account, coid: str, seq: int, token: str, until: float) -> str:
+    """Wait for the order's modify lock (``locked``), or learn the modify is ``stale`` / the order
+    ``missing``; ``expired`` when an earlier modify still holds it at ``until``. The lock lives as
+    long as its holder may still wait for a slot (until its deadline) and for the answer."""
+    while True:
+        ttl_s = max(0.0, until - time.monotonic()) + CONNECT_TIMEOUT_S + _read_timeout_s(acct) + MODIFY_LOCK_SLACK_S
+        verdict, _applied = orderstore.modify_lock(r, coid, token, seq, int(ttl_s * 1000))
+        if verdict != "busy":
+            return verdict
+        if time.monotonic() >= until:
+            return "expired"
+        time.sleep(MODIFY_LOCK_POLL_S)
+
+
+def _action(kind: str, account_name: str, coid: str, changes: dict[str, Any] | None, deadline_s: float | None,
+            seq: int | None = None, token: str | None = None) -> str:
     r = get_redis()
     acct = account(account_name)
     deadline_s = float(deadline_s or DEFAULT_ACTION_DEADLINE_S)
@@ -335,6 +365,31 @@ def _action(kind: str, account_name: str, coid: str, changes: dict[str, Any] | N
             r, coid, S.CANCELLED, allowed_from={S.NEW, S.SENDING}, cas=("sent_at_ms", ""), source="cancel",
             message="cancelled before it was sent"):
         return S.CANCELLED.value
+    if kind != "modify":
+        return _act(r, acct, kind, coid, changes, until, deadline_ms, None)
+    # Modifies of one order one at a time (a fenced lock in Redis), each merged onto the request
+    # the previous one stored, in the order the client enqueued them (seq, stamped at enqueue
+    # time; a modify enqueued by name without one is stamped here): an older one is dropped.
+    seq = seq or orderstore.next_modify_seq(r, coid)
+    token = token or uuid.uuid4().hex
+    verdict = _modify_lock(r, acct, coid, seq, token, until)
+    if verdict == "missing":
+        return "MISSING"
+    if verdict == "stale":
+        orderstore.annotate(r, coid, {f"{kind}_dropped": f"seq {seq}: superseded by a later modify"})
+        return "DROPPED"
+    if verdict == "expired":
+        orderstore.annotate(r, coid, {f"{kind}_status": "expired: an earlier modify of this order was still running"})
+        return "EXPIRED"
+    try:
+        return _act(r, acct, kind, coid, changes, until, deadline_ms, (token, seq))
+    finally:
+        orderstore.modify_done(r, coid, token, seq)  # releases the lock if still held (not once recorded)
+
+
+def _act(r: redis.Redis, acct: Account, kind: str, coid: str, changes: dict[str, Any] | None, until: float,
+         deadline_ms: int, lock: tuple[str, int] | None) -> str:
+    """Send a cancel or (holding the order's modify lock) a modify of an order the broker has."""
     got = _wait_for_broker_id(r, coid, until)
     if got is None or S(got["state"]) in TERMINAL_STATES or not got.get("broker_order_id"):
         state = got["state"] if got else "MISSING"
@@ -383,9 +438,14 @@ def _action(kind: str, account_name: str, coid: str, changes: dict[str, Any] | N
             orderstore.annotate(r, coid, {f"{kind}_status": f"unknown: {e}"})
             break
         status: dict[str, str | int] = {f"{kind}_status": "sent", f"{kind}_sent_ms": server_time_ms(r)}
-        if kind == "modify":
+        if lock is None:
+            orderstore.annotate(r, coid, status)
+        else:
+            # The modified request is stored (and the seq applied) only while the lock is still ours.
             status["request"] = json.dumps(order.with_(**(changes or {})).to_dict())
-        orderstore.annotate(r, coid, status)
+            if not orderstore.modify_done(r, coid, *lock, status, applied=True):
+                log.warning("modify %s seq %s sent after its lock expired: the request is not recorded", coid, lock[1])
+                orderstore.annotate(r, coid, {f"{kind}_status": "sent; not recorded: its lock had expired"})
         break
     # Without a live order-update feed the store would not learn the outcome: read it once.
     try:
@@ -403,8 +463,10 @@ def run_cancel(account_name: str, client_order_id: str, deadline_s: float | None
 
 
 def run_modify(account_name: str, client_order_id: str, changes: dict[str, Any],
-               deadline_s: float | None = None) -> str:
-    return _action("modify", account_name, client_order_id, changes, deadline_s)
+               deadline_s: float | None = None, seq: int | None = None, token: str | None = None) -> str:
+    """``seq``: the modify's sequence stamped at enqueue time (``orderstore.next_modify_seq``);
+    ``token``: the fencing token of this delivery's modify lock (one is made when not given)."""
+    return _action("modify", account_name, client_order_id, changes, deadline_s, seq, token)
 
 
 # --- sweeper and reconciliation ------------------------------------------------------------------------
@@ -480,6 +542,24 @@ def sweep() -> dict[str, int]:
 # --- the tasks ----------------------------------------------------------------------------------------
 
 
+def _riding_out_redis(what: str, work: Callable[[], str], budget_s: float) -> str:
+    """``work()``, run again while Redis is unreachable, for up to ``budget_s``; then the message
+    goes back to its queue (see the module docstring: each run decides from the state in Redis)."""
+    give_up = time.monotonic() + budget_s
+    failures = 0
+    while True:
+        try:
+            return work()
+        except REDIS_ERRORS as e:
+            if time.monotonic() >= give_up:
+                log.error("%s: Redis unreachable for %.0f s (%s); message back to the queue", what, budget_s, e)
+                raise Reject(e, requeue=True) from e
+            cap_s = REDIS_RETRY_S[min(failures, len(REDIS_RETRY_S) - 1)]
+            failures += 1
+            log.warning("%s: Redis unreachable (%s: %s); running it again when it is back", what, type(e).__name__, e)
+            time.sleep(min(random.uniform(0, cap_s), max(0.0, give_up - time.monotonic())))
+
+
 def _warn_eta(task: Any) -> None:
     if getattr(task.request, "eta", None):
         log.warning("%s carried an ETA: order tasks must not be delayed by Celery (see workers/app.py)", task.name)
@@ -493,22 +573,45 @@ def place_order(self: Any, order: dict[str, Any]) -> str:
         # Enqueued by name without an id: derive it from the message, so that a redelivery of
         # this message is the same order (a random id per delivery would send it twice).
         order = {**order, "client_order_id": str(self.request.id).replace("-", "")[:20]}
-    return run_place(order, source=f"worker:{self.request.hostname or ''}")
+    source = f"worker:{self.request.hostname or ''}"
+    deadline_s = order.get("deadline_s") if isinstance(order, dict) else None
+    if not isinstance(deadline_s, int | float):
+        deadline_s = Order.__dataclass_fields__["deadline_s"].default
+    budget_s = float(deadline_s) + REDIS_GRACE_S
+    return _riding_out_redis(f"place_order {order.get('client_order_id') if isinstance(order, dict) else ''}",
+                             lambda: run_place(order, source=source), budget_s)
 
 
 @shared_task(name="brokergate.cancel_order", bind=True, acks_late=True, reject_on_worker_lost=True)
 def cancel_order(self: Any, account: str, client_order_id: str, deadline_s: float | None = None) -> str:
     """Cancel an order by its client order id (a NEW order is cancelled before it is sent)."""
     _warn_eta(self)
-    return run_cancel(account, client_order_id, deadline_s)
+    deadline = float(deadline_s or DEFAULT_ACTION_DEADLINE_S)
+    started = time.monotonic()
+    return _riding_out_redis(
+        f"cancel_order {client_order_id}",
+        lambda: run_cancel(account, client_order_id, max(0.001, deadline - (time.monotonic() - started))),
+        deadline + REDIS_GRACE_S)
 
 
 @shared_task(name="brokergate.modify_order", bind=True, acks_late=True, reject_on_worker_lost=True)
 def modify_order(self: Any, account: str, client_order_id: str, changes: dict[str, Any],
-                 deadline_s: float | None = None) -> str:
-    """Change quantity, price, trigger_price, order_type or validity of an open order."""
+                 deadline_s: float | None = None, seq: int | None = None) -> str:
+    """Change quantity, price, trigger_price, order_type or validity of an open order. ``seq``:
+    the modify sequence the client stamped (a modify older than the last applied one is dropped)."""
     _warn_eta(self)
-    return run_modify(account, client_order_id, changes, deadline_s)
+    deadline = float(deadline_s or DEFAULT_ACTION_DEADLINE_S)
+    started = time.monotonic()
+    token = uuid.uuid4().hex  # one lock token for every run of this delivery: a run again retakes its own lock
+    stamped: list[int] = [seq] if seq else []
+
+    def work() -> str:
+        if not stamped:  # enqueued by name without a seq: stamp it once, not once per run
+            stamped.append(orderstore.next_modify_seq(get_redis(), client_order_id))
+        return run_modify(account, client_order_id, changes, max(0.001, deadline - (time.monotonic() - started)),
+                          stamped[0], token)
+
+    return _riding_out_redis(f"modify_order {client_order_id}", work, deadline + REDIS_GRACE_S)
 
 
 @shared_task(name="brokergate.sweep_orders", acks_late=True)

@@ -147,3 +147,30 @@ def test_threads_sharing_the_limiter_stay_within_the_cap(redis_url) -> None:
     assert len(sent_ns) == 12
     assert ratelimit.max_in_window(sent_ns, 1_000_000_000) <= 5
     assert time.monotonic() - t0 < 2.6
+
+
+def test_backoff_lasts_until_the_window_our_log_shows_full(r) -> None:
+    """Given the per-minute window full by our own slot log (3 of 3/min), When the broker answers
+    with its rate limit, Then the class backs off until that minute window frees, not for 1 s."""
+    caps = [Cap(10, 1), Cap(3, 60)]
+    slots = [ratelimit.reserve(r, "m", "orders", caps).slot_us for _ in range(3)]
+    time.sleep(0.01)  # all three sent
+    end = ratelimit.note_rate_limited(r, "m", "orders", caps, retry_after_s=1.0)
+    assert end == slots[0] + 60 * US + ratelimit.SAFETY_MARGIN_MS * 1000
+    assert int(r.get(keys.backoff("m", "orders"))) == end
+
+
+def test_backoff_to_the_end_of_a_full_second_window(r) -> None:
+    caps = [Cap(2, 1), Cap(100, 60)]
+    slots = [ratelimit.reserve(r, "s", "orders", caps).slot_us for _ in range(2)]
+    time.sleep(0.01)
+    end = ratelimit.note_rate_limited(r, "s", "orders", caps, retry_after_s=1.0)
+    assert end == slots[0] + US + ratelimit.SAFETY_MARGIN_MS * 1000
+
+
+def test_backoff_is_one_second_when_no_window_is_full_by_our_log(r) -> None:
+    caps = [Cap(5, 1), Cap(100, 60)]
+    ratelimit.reserve(r, "n", "orders", caps)
+    before = ratelimit.reserve(r, "other", "orders", caps).now_us
+    end = ratelimit.note_rate_limited(r, "n", "orders", caps, retry_after_s=1.0)
+    assert US <= end - before < US + 50_000

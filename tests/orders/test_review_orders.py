@@ -239,7 +239,6 @@ def test_an_order_whose_connection_is_made_after_its_deadline_is_not_sent(r, mon
         srv.server_close()
 
 
-@pytest.mark.xfail(strict=True, reason="open: concurrent modifies of one order are not serialized (see the review note)")
 def test_two_concurrent_modifies_of_one_order_both_take_effect(r, monkeypatch) -> None:
     """Two workers on the urgent lane run two modifies of one order at once: each merges its
     change onto the request read before the other's was sent, and sends the whole order (Angel
@@ -334,3 +333,186 @@ def test_a_cancel_of_a_claimed_but_unsent_order_stops_it_from_being_sent(r, monk
     w.run_cancel("acct1", o.client_order_id, deadline_s=0.2)
     assert orderstore.mark_sent(r, o.client_order_id, "a1")[0] == "lost"  # the worker may not send it now
     assert orderstore.get(r, o.client_order_id)["state"] == "CANCELLED"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("broker", ["kite", "angel"])
+def test_an_unknown_error_code_with_a_5xx_status_is_ambiguous(broker: str, status: int) -> None:
+    """A code missing from the table says nothing about what the OMS did; with a 5xx the OMS may
+    have acted before it failed: reconcile before anything else, never a final refusal."""
+    import importlib
+
+    map_error = importlib.import_module(f"common.brokers.{broker}.errors").map_error
+    if broker == "kite":
+        body: dict[str, Any] = {"status": "error", "error_type": "BrandNewException", "message": "oops"}
+    else:
+        body = {"status": False, "errorcode": "AB9999", "message": "oops"}
+    err = map_error(status, body)
+    assert isinstance(err, Ambiguous), type(err)
+    assert err.code == body.get("error_type", body.get("errorcode"))
+
+
+def test_an_unknown_angel_error_code_below_500_is_still_a_refusal() -> None:
+    from common.brokers.angel.errors import map_error
+    from common.errors import OrderRejected
+
+    assert isinstance(map_error(200, {"status": False, "errorcode": "AB9999", "message": "x"}), OrderRejected)
+
+
+def _open(r: Any, o: Order) -> None:
+    from common.models import OrderUpdate
+
+    orderstore.create(r, o)
+    orderstore.apply_update(r, OrderUpdate(account="acct1", client_order_id=o.client_order_id,
+                                           broker_order_id="B1", state=S.OPEN, source="test"))
+
+
+def test_a_modify_older_than_the_last_applied_one_is_dropped(r, monkeypatch) -> None:
+    """The client stamps each modify with the order's next sequence; a worker that gets seq 1
+    after seq 2 was applied (two workers, or a redelivery) must not undo seq 2 with it."""
+    from workers import orders as w
+
+    acct = _acct()
+    sent: list[dict[str, Any]] = []
+
+    class Broker:
+        def modify(self, _order: Order, _bid: str, changes: dict[str, Any], _inst: Any) -> str:
+            sent.append(changes)
+            return "B1"
+
+        def order_by_tag(self, _tag: str) -> None:
+            return None
+
+    monkeypatch.setattr(w, "account", lambda _name: acct)
+    monkeypatch.setattr(w, "adapter_for", lambda _a: Broker())
+    monkeypatch.setattr(w, "_instrument", lambda _a, _o: None)
+    o = _order(order_type="LIMIT", price="1.00")
+    _open(r, o)
+    s1, s2 = orderstore.next_modify_seq(r, o.client_order_id), orderstore.next_modify_seq(r, o.client_order_id)
+    assert (s1, s2) == (1, 2)
+    assert w.run_modify("acct1", o.client_order_id, {"price": "1.10"}, seq=s2) == "OPEN"
+    assert w.run_modify("acct1", o.client_order_id, {"price": "1.05"}, seq=s1) == "DROPPED"
+    assert w.run_modify("acct1", o.client_order_id, {"price": "1.10"}, seq=s2) == "DROPPED"  # delivered again
+    got = orderstore.get(r, o.client_order_id)
+    assert sent == [{"price": "1.10"}]
+    assert got["request"]["price"] == "1.10" and got["modify_applied_seq"] == 2  # type: ignore[index]
+    assert not r.exists(keys.modify_lock(o.client_order_id))
+
+
+def test_a_modify_whose_lock_expired_records_nothing(r) -> None:
+    """The lock is fenced: a holder that outlived it (and was taken over) cannot write its request."""
+    o = _order(order_type="LIMIT", price="1.00")
+    _open(r, o)
+    coid = o.client_order_id
+    assert orderstore.modify_lock(r, coid, "a", 1, 50)[0] == "locked"
+    assert orderstore.modify_lock(r, coid, "b", 2, 5000)[0] == "busy"
+    assert orderstore.modify_lock(r, coid, "a", 1, 50)[0] == "locked"  # the holder again (a retry)
+    time.sleep(0.1)
+    assert orderstore.modify_lock(r, coid, "b", 2, 5000)[0] == "locked"
+    assert not orderstore.modify_done(r, coid, "a", 1, {"request": "{}"}, applied=True)
+    assert orderstore.get(r, coid)["request"]["price"] == "1.00"  # type: ignore[index]
+    assert orderstore.modify_done(r, coid, "b", 2, {"modify_status": "sent"}, applied=True)
+    assert orderstore.modify_lock(r, coid, "c", 1, 5000)[0] == "stale"
+    assert orderstore.get(r, coid)["modify_applied_seq"] == 2  # type: ignore[index]
+
+
+def test_the_client_stamps_each_modify_with_the_next_sequence(r, monkeypatch) -> None:
+    from common import client
+
+    o = _order(order_type="LIMIT", price="1.00")
+    _open(r, o)
+    sent: list[list[Any]] = []
+
+    class Producer:
+        def send_task(self, _name: str, args: list[Any], **_k: Any) -> None:
+            sent.append(args)
+
+    monkeypatch.setattr(client, "_validate", lambda order: order)
+    monkeypatch.setattr(client, "_celery", lambda: Producer())
+    client.modify_order(o.client_order_id, price="1.05")
+    client.modify_order(o.client_order_id, quantity=2)
+    assert [a[-1] for a in sent] == [1, 2]
+    assert [a[2] for a in sent] == [{"price": "1.05"}, {"quantity": 2}]
+
+
+class _Book:
+    """A fake broker: counts places; its book shows what was placed."""
+
+    def __init__(self) -> None:
+        self.placed: list[str] = []
+
+    def place(self, order: Order, _inst: Any) -> str:
+        self.placed.append(order.client_order_id)
+        return "B1"
+
+    def order_by_tag(self, tag: str) -> Any:
+        from common.models import OrderUpdate
+
+        if tag not in self.placed:
+            return None
+        return OrderUpdate(account="acct1", client_order_id=tag, broker_order_id="B1", state=S.OPEN)
+
+
+def _flaky(real: Any, fail_at: int, before: bool) -> Any:
+    """``real``, except that call number ``fail_at`` raises redis ConnectionError (Redis went
+    away): before running (nothing done) or after it (done on the server, the reply lost)."""
+    import redis as redis_lib
+
+    calls = {"n": 0}
+
+    def wrapper(*a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == fail_at and before:
+            raise redis_lib.ConnectionError("Connection refused")
+        out = real(*a, **k)
+        if calls["n"] == fail_at:
+            raise redis_lib.ConnectionError("Connection closed by server")
+        return out
+
+    return wrapper
+
+
+@pytest.mark.parametrize(("where", "fail_at", "before"), [
+    ("claim", 1, True),  # nothing claimed yet
+    ("mark_sent", 1, False),  # sent_at recorded, the reply lost: the request never left
+    ("apply_update", 1, True),  # the order is at the broker; recording OPEN failed
+])
+def test_a_redis_outage_mid_place_is_ridden_out_and_the_order_sent_once(where: str, fail_at: int, before: bool,
+                                                                        r, monkeypatch) -> None:
+    """Redis goes away at any step of run_place: the task runs the work again once it is back,
+    and the state in Redis decides (claim, mark_sent): the order reaches the broker exactly
+    once and ends OPEN, instead of the task failing and the order expiring."""
+    from workers import orders as w
+
+    acct = _acct()
+    book = _Book()
+    monkeypatch.setattr(w, "account", lambda _name: acct)
+    monkeypatch.setattr(w, "adapter_for", lambda _a: book)
+    monkeypatch.setattr(w, "_instrument", lambda _a, _o: None)
+    monkeypatch.setattr(w, "BOOK_LAG_S", 0.05)
+    monkeypatch.setattr(w, "REDIS_RETRY_S", (0.01,))
+    monkeypatch.setattr(w.orderstore, where, _flaky(getattr(orderstore, where), fail_at, before))
+    o = _order(deadline_s=5)
+    orderstore.create(r, o)
+    state = w._riding_out_redis("place", lambda: w.run_place(o.to_dict()), 5)
+    assert state == "OPEN"
+    assert book.placed == [o.client_order_id]
+    assert orderstore.get(r, o.client_order_id)["state"] == "OPEN"  # type: ignore[index]
+
+
+def test_redis_down_past_the_budget_puts_the_message_back(monkeypatch) -> None:
+    import redis as redis_lib
+    from celery.exceptions import Reject
+
+    from workers import orders as w
+
+    monkeypatch.setattr(w, "REDIS_RETRY_S", (0.01,))
+    runs: list[int] = []
+
+    def work() -> str:
+        runs.append(1)
+        raise redis_lib.ConnectionError("Connection refused")
+
+    with pytest.raises(Reject) as e:
+        w._riding_out_redis("place", work, 0.1)
+    assert e.value.requeue and len(runs) > 2

@@ -4,7 +4,9 @@ Three shapes reach us: business errors ``{"status": false, "errorcode": "AB...."
 (usually HTTP 200), the gateway's ``{"success": false, "errorCode": "AG800x"}`` (HTTP 401),
 and the rate limit: HTTP 403 with the plain text "Access denied because of exceeding access
 rate" (not 429, not JSON). The code table is data (``ERROR_CODES``); an unknown code on a
-well-formed error answer is a refusal (OrderRejected); an unreadable answer is Ambiguous.
+well-formed error answer is a refusal (OrderRejected), except with a 5xx status: then the OMS may
+have acted before it failed, so it is Ambiguous (reconcile first), as Kite's unknown types are; an
+unreadable answer is Ambiguous.
 AB1004 / AB2000 / AB2001 ("Something went wrong", "internal error") are BrokerUnavailable with
 a 502 / 503 status (the gateway refused before the OMS) and Ambiguous otherwise, 500 and 504
 included (the OMS may have acted before it failed or timed out: reconcile).
@@ -79,7 +81,8 @@ def map_error(http_status: int, body: Any, text: str = "") -> BrokerError:
         if code in _RETRYABLE_ON_5XX and http_status in (502, 503):
             return BrokerUnavailable(message, code=code, http_status=http_status)
         if code:
-            return ERROR_CODES.get(code, OrderRejected)(message, code=code, http_status=http_status)
+            unknown: type[BrokerError] = Ambiguous if 500 <= http_status <= 599 else OrderRejected
+            return ERROR_CODES.get(code, unknown)(message, code=code, http_status=http_status)
         if http_status == 401:
             return TokenExpired(message, http_status=http_status)
     if http_status in (502, 503):

@@ -7,6 +7,8 @@ table is data (``ERROR_TYPES``); ``map_error`` adds what the status says:
 * 504 / "timed out" NetworkException -> Ambiguous: "order request timed out" may still have
   placed the order; look it up by tag before any retry (BROKERS.md).
 * 502 / 503 -> BrokerUnavailable: the gateway could not reach the OMS, nothing was placed.
+* an error_type missing from the table -> Ambiguous (a 403 -> TokenExpired): with a 5xx above all,
+  the OMS may have acted (Angel's unknown codes with a 5xx are Ambiguous too).
 * an answer that is not Kite JSON -> Ambiguous for 2xx/500/504 (something answered, we cannot
   tell what happened), BrokerUnavailable for 502/503.
 """
