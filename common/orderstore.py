@@ -29,6 +29,7 @@ Who calls what:
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -107,7 +108,7 @@ def create(r: redis.Redis, order: Order, source: str = "client") -> int:
     created, deadline_ms, _now = _script("order_create")(
         r,
         _keys(order.client_order_id),
-        [order.account, json.dumps(order.to_dict()), int(order.deadline_s * 1000), source],
+        [order.account, json.dumps(order.to_dict()), int(order.deadline_s * 1000), source, uuid.uuid4().hex],
     )
     if not int(created):
         raise InvalidOrder("client_order_id", f"{order.client_order_id} is already in use")
