@@ -1,7 +1,10 @@
 """``make bench``: run every benchmark suite, print one table, write bench/results/latest.json.
 
     python -m bench                 # everything
-    python -m bench --only feed     # one suite (feed, postback, orders, login)
+    python -m bench --only feed     # one suite (orders, login, feed, postback)
+
+Each suite module ``bench.<name>`` exposes ``run(progress) -> Iterable[Record]``. Pictures go to
+bench/results/*.png (bench/pictures.py).
 """
 
 from __future__ import annotations
@@ -14,7 +17,23 @@ import traceback
 
 from bench.report import Record, print_table, write_json
 
-SUITES = ("feed", "postback", "orders", "login")
+SUITES = ("orders", "login", "feed", "postback")
+
+
+def _pictures(records: list[Record]) -> None:
+    """Pictures drawn from a suite's records (the orders suite draws its own while it runs):
+    the feed's reconnect gaps, when its record carries them (``extra["gaps_ms"]``)."""
+    for r in records:
+        gaps = r.extra.get("gaps_ms") if isinstance(r.extra, dict) else None
+        if r.name.startswith("reconnect") and gaps:
+            try:
+                from bench.pictures import RESULTS_DIR, plot_reconnect_gaps
+
+                anchor_ms = r.anchor_value * 1000 if r.anchor_value else None
+                path = plot_reconnect_gaps(gaps, RESULTS_DIR / "reconnect_gaps.png", anchor_ms=anchor_ms)
+                print(f"[bench] picture {path}", flush=True)
+            except Exception:
+                traceback.print_exc()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,14 +45,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or SUITES:
         started = time.monotonic()
         print(f"[bench] {name} ...", flush=True)
+        got: list[Record] = []
         try:
             module = importlib.import_module(f"bench.{name}")
-            got = list(module.run(progress=lambda msg, n=name: print(f"[bench] {n}: {msg}", flush=True)))
+            # Collect as they come: a suite that crashes half-way keeps the records it made.
+            for rec in module.run(progress=lambda msg, n=name: print(f"[bench] {n}: {msg}", flush=True)):
+                got.append(rec)
         except Exception:
             traceback.print_exc()
             failed_suites.append(name)
-            continue
         records.extend(got)
+        _pictures(got)
+        if name in failed_suites:
+            continue
         print(f"[bench] {name} done in {time.monotonic() - started:.0f} s", flush=True)
     print_table(records)
     path = write_json(records)

@@ -1,0 +1,98 @@
+"""Pictures for ``make bench`` (PNG under bench/results/, matplotlib's Agg backend, no display).
+
+- :func:`plot_requests_per_second`: requests in the sliding second ending at each moment of a
+  burst, one line per series (brokergate and plain Celery ``rate_limit``), against the cap.
+- :func:`plot_reconnect_gaps`: the tick gap around each feed drop (the reconnect benchmark).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bench.report import RESULTS_DIR, max_in_window
+
+__all__ = ["RESULTS_DIR", "plot_reconnect_gaps", "plot_requests_per_second", "sliding_counts"]
+
+NS = 1_000_000_000
+
+
+def _plt():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def sliding_counts(arrivals_ns: Sequence[int], window_ns: int = NS, step_ns: int = 10_000_000) -> tuple[list[float], list[int]]:
+    """(seconds since the first arrival, requests in the window [t - window, t)) on a grid of
+    ``step_ns``, from the first arrival to one window after the last: what the broker counts."""
+    ts = sorted(arrivals_ns)
+    if not ts:
+        return [], []
+    t0 = ts[0]
+    xs: list[float] = []
+    ys: list[int] = []
+    lo = hi = 0
+    t = t0
+    end = ts[-1] + window_ns
+    while t <= end:
+        while hi < len(ts) and ts[hi] <= t:
+            hi += 1
+        while lo < hi and ts[lo] <= t - window_ns:
+            lo += 1
+        xs.append((t - t0) / NS)
+        ys.append(hi - lo)
+        t += step_ns
+    return xs, ys
+
+
+def plot_requests_per_second(series: Mapping[str, Sequence[int]], cap: float, path: Path, title: str = "") -> Path:
+    """One figure: for each series (label -> arrival times in ns at the broker), the requests
+    in the sliding second ending at each moment, with the cap as a dashed line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
+    for label, arrivals in series.items():
+        xs, ys = sliding_counts(arrivals)
+        if xs:
+            top = max_in_window(arrivals, window_ns=NS)  # exact, not the grid's
+            ax.step(xs, ys, where="post", label=f"{label} (max {top})", linewidth=1.4)
+    ax.axhline(cap, color="black", linestyle="--", linewidth=1, label=f"cap {cap:g}/s")
+    ax.set_xlabel("seconds since the first request of the burst")
+    ax.set_ylabel("order requests in the sliding 1 s window")
+    ax.set_title(title or "Requests per sliding second at the paper broker")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_reconnect_gaps(gaps_ms: Sequence[float], path: Path | str, target_ms: float = 1500.0,
+                        anchor_ms: float | None = None) -> Path:
+    """A bar per feed drop: the tick gap around it (ms), with the target (and the anchor's fixed
+    retry delay, when given) as lines. For bench/feed.py's reconnect benchmark."""
+    plt = _plt()
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(9, 4), dpi=110)
+    xs = list(range(1, len(gaps_ms) + 1))
+    ax.bar(xs, list(gaps_ms), color="tab:blue", label="tick gap after the drop")
+    ax.axhline(target_ms, color="tab:red", linestyle="--", linewidth=1, label=f"target {target_ms:g} ms")
+    if anchor_ms is not None and anchor_ms <= 3 * max([target_ms, *gaps_ms]):
+        ax.axhline(anchor_ms, color="gray", linestyle=":", linewidth=1, label=f"anchor {anchor_ms:g} ms")
+    ax.set_xlabel("drop #")
+    ax.set_ylabel("ms until ticks flow again")
+    ax.set_title("Feed reconnect: tick gap around each drop")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,198 @@
+"""A whole private brokergate stack for one benchmark: Redis, the paper broker, paper accounts
+and Celery worker subprocesses, all in a temp dir, all stopped at the end.
+
+Reuses the test harness rather than copying it: :class:`common.redisserver.RedisServer`,
+``tests.fixtures.paper.start_paper_process`` / ``PaperBroker``, ``tests.fixtures.accounts.
+AccountsWriter`` (the accounts TOML and its secret variables) and ``tests.fixtures.workers.
+Workers`` (real ``celery -A workers.app worker`` processes, SIGKILL, restart)::
+
+    with Stack() as s:
+        accts = s.accounts(kite=1, angel=0, caps={"orders": ["3/s"]})
+        s.login(accts)
+        s.workers.start_many([(s.queues("kite1"), {}) for _ in range(3)])
+        s.plain_worker(rate="3/s")          # the anchor: bench.plain_app, same Redis, same broker
+        ...
+
+The stack sets ``BROKERGATE_REDIS_URL`` / ``BROKERGATE_ACCOUNTS`` and the accounts' secret
+variables in ``os.environ`` (workers inherit them) and puts the old values back on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import keys
+from common.redisserver import RedisServer, free_port
+from tests.fixtures.accounts import AccountsWriter, logged_in, paper_user_of
+from tests.fixtures.paper import PaperBroker, start_paper_process
+from tests.fixtures.workers import WorkerProc, Workers
+
+__all__ = ["Stack", "order_requests"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def order_requests(log: list[dict[str, Any]], user_id: str, method: str | None = "POST") -> list[dict[str, Any]]:
+    """The order-class requests of one user at the paper broker (place = POST), in arrival order."""
+    return [e for e in log if e["endpoint_class"] == "orders" and e["user_id"] == user_id
+            and (method is None or e["method"] == method)]
+
+
+class Stack:
+    """Redis + paper broker + accounts + workers in a temp dir (a context manager)."""
+
+    def __init__(self, *, appendonly: bool = False, seed: int = 7) -> None:
+        # Production runs Redis with appendfsync everysec (docker-compose): no fsync per write.
+        # RedisServer's append-only mode fsyncs every write (what tests of a restart need), which
+        # would measure the disk, so benchmarks run without it unless asked.
+        self.appendonly = appendonly
+        self.seed = seed
+        self.workdir = Path(tempfile.mkdtemp(prefix="bg-bench-"))
+        self.redis = RedisServer(port=free_port(), workdir=self.workdir / "redis", appendonly=appendonly)
+        self.paper_proc: subprocess.Popen[str] | None = None
+        self.paper: PaperBroker | None = None
+        self.workers = Workers(self.workdir)
+        self._writer: AccountsWriter | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self._plain: list[WorkerProc] = []
+
+    # --- environment ----------------------------------------------------------------------------
+
+    def setenv(self, name: str, value: str) -> None:
+        self._saved_env.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
+
+    def _restore_env(self) -> None:
+        for name, old in self._saved_env.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+        self._saved_env.clear()
+
+    @staticmethod
+    def _reset_process_caches() -> None:
+        from common import redis as bg_redis
+        from common import settings as bg_settings
+
+        bg_settings.settings.cache_clear()
+        bg_settings.accounts.cache_clear()
+        bg_redis.reset_clients()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> Stack:
+        try:
+            self.redis.start()
+            self.setenv("BROKERGATE_REDIS_URL", self.redis.url)
+            # No accounts yet: point at a file that will exist once accounts() is called.
+            self.setenv("BROKERGATE_ACCOUNTS", str(self.workdir / "accounts.toml"))
+            self._reset_process_caches()
+            self.paper_proc, url = start_paper_process(seed=self.seed)
+            self.paper = PaperBroker(url)
+            self._writer = AccountsWriter(self.paper, self.workdir / "accounts.toml", self.setenv)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.workers.stop_all()
+        if self.paper_proc is not None:
+            self.paper_proc.terminate()
+            try:
+                self.paper_proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.paper_proc.kill()
+                self.paper_proc.wait(5)
+            self.paper_proc = None
+        if self.paper is not None:
+            self.paper.http.close()
+        with contextlib.suppress(Exception):
+            self.redis.stop()
+        self._restore_env()
+        self._reset_process_caches()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- accounts, logins, queues ---------------------------------------------------------------
+
+    def accounts(self, **kw: Any) -> dict[str, Any]:
+        """``make_accounts`` of the tests: paper users + accounts TOML (every call adds accounts)."""
+        assert self._writer is not None
+        got = self._writer.make(**kw)
+        self._reset_process_caches()
+        return got
+
+    @staticmethod
+    def login(accts: dict[str, Any]) -> dict[str, Any]:
+        """Log every account in with the real login flow; tokens in Redis."""
+        return logged_in(accts)
+
+    @staticmethod
+    def user_id(account_name: str) -> str:
+        return paper_user_of(account_name).user_id
+
+    @staticmethod
+    def queues(account_name: str) -> list[str]:
+        """What an order worker of the account consumes: urgent lane first."""
+        return [keys.urgent_queue(account_name), keys.orders_queue(account_name)]
+
+    def requests(self, user_id: str | None = None, since_ns: int | None = None) -> list[dict[str, Any]]:
+        """The paper broker's request log (filtered on the server)."""
+        assert self.paper is not None
+        params: dict[str, Any] = {}
+        if user_id:
+            params["user_id"] = user_id
+        if since_ns is not None:
+            params["since_ns"] = since_ns
+        r = self.paper.http.get(f"{self.paper.url}/_paper/requests", params=params, timeout=10)
+        r.raise_for_status()
+        return list(r.json())
+
+    # --- the anchor: plain Celery workers (bench/plain_app.py) -----------------------------------
+
+    def plain_worker(self, *, rate: str | None, concurrency: int = 1, pool: str = "prefork",
+                     queue: str = "plain", start: bool = True) -> WorkerProc:
+        """A ``celery -A bench.plain_app worker`` with ``rate_limit=rate`` (None: no limit)."""
+        name = f"plain{len(self._plain) + 1}"
+        args = [
+            sys.executable, "-m", "celery", "-A", "bench.plain_app", "worker", "-Q", queue,
+            "-n", f"{name}@%h", "-P", pool, "-c", str(concurrency), "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "-l", "INFO",
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "BENCH_PLAIN_RATE": rate or ""}
+        w = WorkerProc(name, [queue], args, env, self.workdir / f"{name}.log")
+        self.workers.procs.append(w)  # stopped with the others
+        self._plain.append(w)
+        if start:
+            w.spawn()
+            w.wait_ready()
+        return w
+
+    @staticmethod
+    def purge(queue: str) -> None:
+        from common.redis import get_redis
+
+        get_redis().delete(queue)
+
+    def wait(self, predicate: Any, timeout_s: float, interval_s: float = 0.1, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            got = predicate()
+            if got:
+                return got
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
+            time.sleep(interval_s)
