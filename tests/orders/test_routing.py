@@ -64,4 +64,5 @@ def test_urgent_lane_is_declared_before_the_normal_one_and_rate_limit_per_accoun
     assert app.conf.worker_prefetch_multiplier == 1 and app.conf.task_acks_late
     # the shortest window's rate, not 200/min's average (one task per 0.3 s would forbid bursts)
     assert worker_rate_limit(["orders.k1.urgent", "orders.k1"], _accounts()) == "3/s"
+    assert worker_rate_limit(["orders.k1"], _accounts(), concurrency=4) == "12/s"
     assert worker_rate_limit(["default"], _accounts()) is None
