@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 
-from bench.report import Record, print_table, write_json
+from bench.report import RESULTS_DIR, Record, markdown_table, print_table, write_json
 
 SUITES = ("orders", "login", "feed", "postback")
 
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {name} done in {time.monotonic() - started:.0f} s", flush=True)
     print_table(records)
     path = write_json(records)
-    print(f"wrote {path}")
+    (RESULTS_DIR / "latest.md").write_text(markdown_table(records))
+    print(f"wrote {path} and {RESULTS_DIR / 'latest.md'}")
     if failed_suites:
         print(f"suites that crashed: {', '.join(failed_suites)}", file=sys.stderr)
     return 1 if failed_suites else 0

@@ -115,3 +115,15 @@ def max_in_window(arrivals_ns: Sequence[int], window_ns: int) -> int:
             lo += 1
         best = max(best, hi - lo + 1)
     return best
+
+
+def markdown_table(records: Sequence[Record]) -> str:
+    """The table as Markdown, for the README."""
+    lines = ["| target | ours | goal | anchor (same run) | ratio | pass |", "|---|---|---|---|---|---|"]
+    for r in records:
+        anchor = f"{r.anchor}: {_fmt(r.anchor_value)}" if r.anchor else "-"
+        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
+        lines.append(
+            f"| {r.name} | {_fmt(r.value)} {r.unit} | {r.target} | {anchor} | {ratio} | {'pass' if r.passed else 'FAIL'} |"
+        )
+    return "\n".join(lines) + "\n"
