@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +28,7 @@ from common import keys
 from common.brokers import broker_module
 from common.settings import Account
 from feed import orderupdates
+from feed.session import backoff_s
 
 __all__ = ["OrderSocket", "start_order_sockets"]
 
@@ -114,12 +114,7 @@ class OrderSocket(threading.Thread):
                 break
             attempt = 0 if healthy else attempt + 1
             # Full jitter; the first retry after a healthy session is immediate.
-            delay = (
-                0.0
-                if attempt == 0
-                else random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
-            )
-            self.stop_event.wait(delay)
+            self.stop_event.wait(backoff_s(attempt, self.backoff_base_s, self.backoff_max_s))
 
     def kick(self) -> None:
         """Drop the current socket (it reconnects): used on token change and by tests."""
