@@ -9,7 +9,8 @@ from common.client import place_order
 from common.ratelimit import max_in_window
 from common.redis import get_redis
 from tests.fixtures.accounts import logged_in, paper_user_of
-from tests.orders.helpers import order_requests, wait_for
+from tests.orders.helpers import order_requests
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 NS = 1_000_000_000

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -14,21 +13,15 @@ from typing import Any, TypeVar
 import requests
 
 from tests.fixtures.paper import PaperBroker, fresh_totp, kite_web_login
+from tests.waiting import wait_for as _wait_for
 
 T = TypeVar("T")
 _ids = itertools.count(1)
 
 
 def wait_for(predicate: Callable[[], T], timeout_s: float = 5.0, what: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.005)
+    """:func:`tests.waiting.wait_for`, polling fast (socket events come within milliseconds)."""
+    return _wait_for(predicate, timeout_s, interval_s=0.005, what=what)
 
 
 @dataclass
