@@ -148,6 +148,8 @@ def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -
         if orderstore.transition(r, o.client_order_id, OrderState.FAILED, allowed_from={OrderState.NEW},
                                  source="client", message=f"not enqueued: {e}"):
             raise
+    else:
+        orderstore.mark_enqueued(r, o.client_order_id)
     return OrderHandle(o.client_order_id, o.account, r)
 
 

@@ -142,6 +142,18 @@ def urgent_queue(account: str) -> str:
     return f"orders.{account}.urgent"
 
 
+# --- kombu's Redis transport (kombu writes these; the sweeper only reads them) -------------------
+# Checked against kombu.transport.redis.Channel by tests/orders/test_redrive.py.
+KOMBU_UNACKED = "unacked"  # hash delivery tag -> JSON [message, exchange, routing key] of messages workers hold
+KOMBU_PRIORITY_SEP = "\x06\x16"  # a priority-N message of queue Q sits in the list "Q" + SEP + "N" (N > 0)
+KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
+
+
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists kombu keeps a queue's waiting messages in, one per priority step."""
+    return [f"{queue}{KOMBU_PRIORITY_SEP}{p}" if p else queue for p in KOMBU_PRIORITY_STEPS]
+
+
 # --- order-update push path (feed/orderupdates.py, feed/order_socket.py) -------------------------
 def order_socket_heartbeat(account: str) -> str:
     """Hash with a TTL: connected, last_frame_ms, messages, reconnects, of an account's order-update socket."""

@@ -7,9 +7,10 @@ carry the transition table, ranks and terminal states generated from
 
 Hash fields: state, account, broker_order_id, request (Order JSON), deadline_ms, created_ms,
 updated_ms, filled_quantity, pending_quantity, average_price, broker_status, error, history
-(JSON list of {state, at_ms, source}); and the sender's bookkeeping: attempt (fencing token
-of the delivery that owns the send), claimed_ms, sent_at_ms (set just before the request
-leaves), sends; modify_seq (the last modify sequence stamped at enqueue time) and
+(JSON list of {state, at_ms, source}, plus message on a sweeper redrive); and the sender's
+bookkeeping: attempt (fencing token of the delivery that owns the send), claimed_ms, sent_at_ms
+(set just before the request leaves), sends; redrives / redriven_ms (the sweeper sent a NEW
+order's lost message again); modify_seq (the last modify sequence stamped at enqueue time) and
 modify_applied_seq (that of the last modify sent).
 
 The sweeper's index ``bg:orders:active`` holds every non-terminal order, scored by its
@@ -52,12 +53,14 @@ __all__ = [
     "create",
     "forget_index",
     "get",
+    "mark_redriven",
     "mark_sent",
     "modify_done",
     "modify_lock",
     "next_modify_seq",
     "recheck_later",
     "transition",
+    "unsent_new",
 ]
 
 # States a waiting handle is woken for: the broker has the order, or the order is settled.
@@ -116,7 +119,8 @@ def create(r: redis.Redis, order: Order, source: str = "client") -> int:
 
 
 _INT_FIELDS = ("deadline_ms", "created_ms", "updated_ms", "filled_quantity", "pending_quantity",
-               "claimed_ms", "sent_at_ms", "sends", "modify_seq", "modify_applied_seq")  # fmt: skip
+               "claimed_ms", "sent_at_ms", "sends", "modify_seq", "modify_applied_seq", "redrives",
+               "redriven_ms")  # fmt: skip
 
 
 def get(r: redis.Redis, client_order_id: str) -> dict[str, Any] | None:
@@ -148,6 +152,33 @@ def active_ids(r: redis.Redis, deadline_before_ms: int | None = None) -> list[tu
     """Non-terminal orders as (id, deadline_ms), earliest deadline first."""
     hi: float | int = float("inf") if deadline_before_ms is None else deadline_before_ms
     return [(_s(m), int(s)) for m, s in r.zrangebyscore(keys.ORDERS_ACTIVE, "-inf", hi, withscores=True)]
+
+
+def mark_enqueued(r: redis.Redis, client_order_id: str) -> None:
+    """The client's publish of this order succeeded: from now on only a lost message can leave
+    it NEW, and the sweeper may redrive it. An order whose publish failed is never redriven: its
+    client was told it was not enqueued, and a strategy may place it again under a new id."""
+    r.hset(keys.order(client_order_id), "enqueued", "1")
+
+
+def unsent_new(r: redis.Redis, now_ms: int, created_before_ms: int) -> list[tuple[str, str, str]]:
+    """NEW orders that were enqueued, are not past their deadline and were created before
+    ``created_before_ms``, as (id, account, redrives): what the sweeper checks for a lost
+    message. One round trip for the index and one (pipelined) for the orders."""
+    ids = [_s(m) for m in r.zrangebyscore(keys.ORDERS_ACTIVE, f"({now_ms}", "+inf")]
+    if not ids:
+        return []
+    with r.pipeline(transaction=False) as p:
+        for coid in ids:
+            p.hmget(keys.order(coid), "state", "created_ms", "account", "deadline_ms", "redrives", "enqueued")
+        rows = p.execute()
+    out: list[tuple[str, str, str]] = []
+    for coid, (state, created, acct, deadline, redrives, enqueued) in zip(ids, rows, strict=True):
+        if state is None or _s(state) != OrderState.NEW.value or not created or not deadline or not enqueued:
+            continue
+        if int(_s(created)) < created_before_ms and int(_s(deadline)) > now_ms:
+            out.append((coid, _s(acct or ""), _s(redrives or "")))
+    return out
 
 
 # --- the worker's moves -------------------------------------------------------------------------
@@ -216,6 +247,39 @@ def annotate(r: redis.Redis, client_order_id: str, fields: dict[str, str | int])
         raise ValueError("the state moves only through transition() or apply_update()")
     done = _script("order_annotate")(r, _keys(client_order_id), [json.dumps({k: str(v) for k, v in fields.items()})])
     return bool(int(done))
+
+
+_REDRIVE_LUA = """
+-- Record a redrive of a NEW order whose message was lost, once per observed redrive count.
+-- ARGV[1] the redrives field as the caller saw it ('' = never)   ARGV[2] source   ARGV[3] message
+-- Returns 1 when recorded (the caller sends the message again), else 0.
+local now = now_ms()
+if redis.call('HGET', KEYS[1], 'state') ~= 'NEW' then return 0 end
+if (redis.call('HGET', KEYS[1], 'redrives') or '') ~= ARGV[1] then return 0 end
+local dl = tonumber(redis.call('HGET', KEYS[1], 'deadline_ms') or '0') or 0
+if now >= dl then return 0 end
+redis.call('HINCRBY', KEYS[1], 'redrives', 1)
+redis.call('HSET', KEYS[1], 'redriven_ms', now, 'updated_ms', now)
+local h = redis.call('HGET', KEYS[1], 'history')
+local list = {}
+if h and h ~= '' then list = cjson.decode(h) end
+list[#list + 1] = {state = 'NEW', at_ms = now, source = ARGV[2], message = ARGV[3]}
+redis.call('HSET', KEYS[1], 'history', cjson.encode(list))
+return 1
+"""
+
+
+@cache
+def _redrive_script() -> LuaScript:
+    return LuaScript(_prelude() + script_text("order_lib") + "\n" + _REDRIVE_LUA)
+
+
+def mark_redriven(r: redis.Redis, client_order_id: str, redrives_seen: str, source: str = "sweeper",
+                  message: str = "redriven: message lost") -> bool:
+    """Before the sweeper sends a NEW order's lost message again: only while the order is still
+    NEW, before its deadline and not redriven by someone else since ``redrives_seen`` was read
+    (so concurrent sweepers send one copy); counts ``redrives`` and adds a history entry."""
+    return bool(int(_redrive_script()(r, _keys(client_order_id), [redrives_seen, source, message])))
 
 
 # --- modifies: one at a time per order, in the order they were enqueued --------------------------

@@ -24,17 +24,21 @@ Exactly once, never late (DESIGN.md § Orders):
   back to its queue (or, Redis still down, restored after the visibility timeout) and decided
   the same way. Messages the worker had reserved but not started are put back by the worker
   when its broker connection is restored (``workers/app.py``).
+* A message lost outright (kombu pops it, then records it as unacked: Redis gone between the
+  two) leaves its order NEW: the sweeper sends it again once it is in no queue and held by no
+  worker (:func:`redrive_lost`); a copy too many is a no-op by the claim.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -66,6 +70,7 @@ __all__ = [
     "place_order",
     "reconcile",
     "reconcile_account",
+    "redrive_lost",
     "run_cancel",
     "run_modify",
     "run_place",
@@ -87,6 +92,10 @@ REDIS_GRACE_S = 10.0  # past its deadline, how long a task keeps waiting for Red
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)  # BusyLoadingError (loading the AOF) included
 MODIFY_LOCK_POLL_S = 0.02  # how often a modify waiting for the order's modify lock asks again
 MODIFY_LOCK_SLACK_S = 1.0  # the lock outlives its holder's deadline + connect + read timeouts by this
+REDRIVE_AFTER_S = 3.0  # a NEW order this old whose message is nowhere in Redis is sent again by the sweeper
+REDRIVE_CONFIRM_S = 0.5  # ... when its message is still nowhere this long after the first look
+REDRIVE_MAX = 3  # at most this many redrives per order (bounds the copies if messages were misread)
+PLACE_TASK = "brokergate.place_order"
 
 
 def _stat(r: redis.Redis, acct: str, name: str, n: int = 1) -> None:
@@ -507,12 +516,114 @@ def reconcile(account_name: str, ids: list[str] | None = None) -> dict[str, int]
     return counts
 
 
+def _place_order_id(envelope: Any) -> str | None:
+    """The client_order_id a kombu message of ``brokergate.place_order`` carries (None: another
+    task, or not decodable). Celery protocol 2: the task name and id are headers, the body is
+    ``[args, kwargs, embed]`` (JSON, base64 on the Redis transport); protocol 1: all in the body."""
+    try:
+        headers = envelope.get("headers") or {}
+        body = envelope["body"]
+        if (envelope.get("properties") or {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        payload = json.loads(body)
+        if isinstance(payload, dict):  # protocol 1
+            task, task_id = payload.get("task"), payload.get("id")
+            args, kwargs = payload.get("args") or [], payload.get("kwargs") or {}
+        else:
+            task, task_id = headers.get("task"), headers.get("id")
+            args, kwargs = payload[0] or [], payload[1] or {}
+        if task != PLACE_TASK:
+            return None
+        order = args[0] if args else kwargs.get("order")
+        coid = order.get("client_order_id") if isinstance(order, dict) else None
+        if not coid and task_id:  # enqueued by name without an id: place_order derives it so
+            coid = str(task_id).replace("-", "")[:20]
+        return str(coid) if coid else None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):  # binascii.Error is a ValueError
+        return None
+
+
+def _enqueued_ids(r: redis.Redis, account_names: Iterable[str]) -> set[str]:
+    """client_order_ids of every place_order message waiting in these accounts' queues (each
+    priority list kombu keeps) or held by any worker (kombu's unacked hash: reserved, in a
+    rate-limit bucket, or running), read in one MULTI so a message moving from a queue to a
+    worker (or restored back) is seen in one place or the other. O(messages): call it only
+    when there is a candidate."""
+    names = [lst for a in sorted(set(account_names))
+             for q in (keys.urgent_queue(a), keys.orders_queue(a)) for lst in keys.queue_lists(q)]
+    with r.pipeline(transaction=True) as p:
+        for name in names:
+            p.lrange(name, 0, -1)
+        p.hvals(keys.KOMBU_UNACKED)
+        *waiting, held = p.execute()
+    found: set[str] = set()
+    for raw in (m for lst in waiting for m in lst):
+        with contextlib.suppress(ValueError, TypeError):
+            coid = _place_order_id(json.loads(raw))
+            if coid:
+                found.add(coid)
+    for raw in held:
+        with contextlib.suppress(ValueError, TypeError, IndexError, KeyError):
+            coid = _place_order_id(json.loads(raw)[0])  # [message, exchange, routing key]
+            if coid:
+                found.add(coid)
+    return found
+
+
+def _send_place(order: dict[str, Any]) -> None:
+    """Enqueue ``brokergate.place_order`` exactly as the client does (common.client.place_order)."""
+    from common.client import _celery
+
+    queue = keys.urgent_queue(order["account"]) if order.get("urgent") else keys.orders_queue(order["account"])
+    _celery().send_task(PLACE_TASK, args=[order], queue=queue)
+
+
+def redrive_lost(r: redis.Redis, now_ms: int | None = None, confirm_s: float = REDRIVE_CONFIRM_S) -> int:
+    """Send again the message of NEW orders (older than :data:`REDRIVE_AFTER_S`, before their
+    deadline) that is provably nowhere: in no queue of the account, held by no worker, at two
+    looks ``confirm_s`` apart. kombu's Redis transport pops a message (BRPOP) and only then
+    records it as unacked (a second command): a Redis crash, or a lost reply, between the two
+    loses the message while the order is NEW. A message merely queued behind a burst is found
+    and left alone; a copy sent in a race anyway is a no-op by the order's claim. Returns how
+    many were sent again."""
+    now_ms = server_time_ms(r) if now_ms is None else now_ms
+    candidates = {coid: (acct, seen) for coid, acct, seen in
+                  orderstore.unsent_new(r, now_ms, now_ms - int(REDRIVE_AFTER_S * 1000))
+                  if int(seen or 0) < REDRIVE_MAX}
+    if not candidates:
+        return 0
+    accts = {acct for acct, _ in candidates.values()}
+    lost = set(candidates) - _enqueued_ids(r, accts)
+    if lost and confirm_s > 0:
+        # A message between its pop and its unacked record is in neither place for a moment.
+        time.sleep(confirm_s)
+        lost -= _enqueued_ids(r, accts)
+    redriven = 0
+    for coid in sorted(lost):
+        acct, seen = candidates[coid]
+        got = orderstore.get(r, coid)
+        if got is None or got["state"] != S.NEW.value:
+            continue
+        if not orderstore.mark_redriven(r, coid, seen, source="sweeper", message="redriven: message lost"):
+            continue
+        try:
+            _send_place(got["request"])
+        except Exception as e:  # the next sweep looks again (the message is still nowhere)
+            log.error("sweeper: could not send %s again: %s", coid, e)
+            continue
+        log.warning("sweeper: order %s was NEW with its message lost: sent again", coid)
+        _stat(r, acct, "redriven")
+        redriven += 1
+    return redriven
+
+
 def sweep() -> dict[str, int]:
     """Settle what dead workers left behind: NEW (or claimed, never sent) past the deadline ->
-    EXPIRED; sent but unsettled past the deadline -> reconciled against the order book."""
+    EXPIRED; sent but unsettled past the deadline -> reconciled against the order book; NEW
+    before its deadline whose message was lost -> sent again (:func:`redrive_lost`)."""
     r = get_redis()
     now_ms = server_time_ms(r)
-    counts = {"expired": 0, "reconciled": 0}
+    counts = {"expired": 0, "reconciled": 0, "redriven": 0}
     stuck: dict[str, list[str]] = {}
     for coid, _deadline in orderstore.active_ids(r, now_ms):
         got = orderstore.get(r, coid)
@@ -531,6 +642,7 @@ def sweep() -> dict[str, int]:
             # Resting and silent for OPEN_RECHECK_S: read the book once, look again later.
             stuck.setdefault(got["account"], []).append(coid)
             orderstore.recheck_later(r, coid, now_ms + orderstore.OPEN_RECHECK_S * 1000)
+    counts["redriven"] = redrive_lost(r, now_ms)
     for acct_name, ids in stuck.items():
         try:
             counts["reconciled"] += reconcile(acct_name, ids)["applied"]
