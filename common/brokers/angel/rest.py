@@ -7,6 +7,7 @@ from typing import Any
 
 from common.brokers.angel import translate
 from common.brokers.angel.errors import map_error
+from common.brokers.angel.login import headers
 from common.brokers.base import TokenGetter, new_session, send
 from common.errors import Ambiguous, TokenExpired
 from common.models import Instrument, Order, OrderUpdate
@@ -26,23 +27,12 @@ class Adapter:
         self._http = new_session()
         self._base = account.rest_url.rstrip("/")
         self._read_timeout_s = float(account.extra.get("read_timeout_s", 7.0))
-        self._static = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "X-UserType": "USER",
-            "X-SourceID": "WEB",
-            "X-ClientLocalIP": str(account.extra.get("client_local_ip", "127.0.0.1")),
-            "X-ClientPublicIP": str(account.extra.get("client_public_ip", "127.0.0.1")),
-            "X-MACAddress": str(account.extra.get("mac_address", "00:00:00:00:00:00")),
-            "X-PrivateKey": account.api_key,
-        }
 
     def _headers(self) -> dict[str, str]:
         token = self._token()
         if not token:
             raise TokenExpired(f"{self.account.name}: no access token (not logged in)")
-        jwt = token if token.startswith("Bearer ") else f"Bearer {token}"
-        return {**self._static, "Authorization": jwt}
+        return headers(self.account, token.removeprefix("Bearer "))
 
     def _call(self, method: str, name: str, body: dict[str, str] | None = None) -> dict[str, Any]:
         resp = send(self._http, method, f"{self._base}{ORDER_PATH}/{name}", json=body,
