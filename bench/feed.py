@@ -20,14 +20,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import inspect
-import os
-import re
 import statistics
 import struct
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 import timeit
 from collections.abc import Callable, Iterator
@@ -40,7 +35,6 @@ from bench.report import Record, median_spread, percentile
 from common.brokers.kite import codec as kite_codec
 
 Progress = Callable[[str], None]
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _noop(_msg: str) -> None:
@@ -86,40 +80,14 @@ def private_redis() -> Iterator[str]:
 @contextlib.contextmanager
 def paper_broker(seed: int = 7) -> Iterator[str]:
     """``python -m paper`` on a free port; yields its base URL."""
-    from common.redisserver import free_port
+    from common.processes import stop_process
+    from paper.launch import start_paper_process
 
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "paper", "--host", "127.0.0.1", "--port", str(port), "--seed", str(seed)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            m = re.search(r"(http://[\w.\-\[\]:]+:\d+)", line)
-            if m and not url:
-                url.append(m.group(1))
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
+    proc, url = start_paper_process(seed=seed)
     try:
-        if not ready.wait(20) or not url:
-            raise RuntimeError("paper broker did not start")
-        yield url[0]
+        yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def paper_accounts(paper_url: str, r: redis.Redis, brokers: tuple[str, ...] = ("kite",)) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from pathlib import Path
 import redis
 
 from bench.report import Record, percentile
+from common.processes import stop_process
 
 Progress = Callable[[str], None]
 REPO = Path(__file__).resolve().parents[1]
@@ -103,12 +104,7 @@ def _process(args: list[str], env: dict[str, str], port: int) -> Iterator[None]:
         _wait_listening(port, proc)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, grace_s=10)
 
 
 @contextlib.contextmanager

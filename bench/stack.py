@@ -2,7 +2,7 @@
 and Celery worker subprocesses, all in a temp dir, all stopped at the end.
 
 Reuses the test harness rather than copying it: :class:`common.redisserver.RedisServer`,
-``tests.fixtures.paper.start_paper_process`` / ``PaperBroker``, ``tests.fixtures.accounts.
+``paper.launch.start_paper_process``, ``tests.fixtures.paper.PaperBroker``, ``tests.fixtures.accounts.
 AccountsWriter`` (the accounts TOML and its secret variables) and ``tests.fixtures.workers.
 Workers`` (real ``celery -A workers.app worker`` processes, SIGKILL, restart)::
 
@@ -30,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from common import keys
+from common.processes import stop_process
 from common.redisserver import RedisServer, free_port
+from paper.launch import start_paper_process
 from tests.fixtures.accounts import AccountsWriter, logged_in, paper_user_of
-from tests.fixtures.paper import PaperBroker, start_paper_process
+from tests.fixtures.paper import PaperBroker
 from tests.fixtures.workers import WorkerProc, Workers
 
 __all__ = ["Stack", "order_requests"]
@@ -111,12 +113,7 @@ class Stack:
         with contextlib.suppress(Exception):
             self.workers.stop_all()
         if self.paper_proc is not None:
-            self.paper_proc.terminate()
-            try:
-                self.paper_proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.paper_proc.kill()
-                self.paper_proc.wait(5)
+            stop_process(self.paper_proc, grace_s=5)
             self.paper_proc = None
         if self.paper is not None:
             self.paper.http.close()

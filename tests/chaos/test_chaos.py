@@ -28,6 +28,7 @@ import pytest
 from common import keys, orderstore
 from common.client import place_order
 from common.models import TERMINAL_STATES, new_client_order_id
+from common.processes import stop_process
 from common.redis import get_redis
 from tests.fixtures.accounts import logged_in, paper_user_of
 
@@ -218,11 +219,7 @@ def _feed_process(account: Any, paper: Any, workdir: Path) -> Iterator[Callable[
     try:
         yield ticking if ticking(10) and proc.poll() is None else None
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, grace_s=5)
         paper.http.post(f"{paper.url}/_paper/ticks", json={"interval_ms": 250, "paused": False}, timeout=10)
 
 
