@@ -21,11 +21,10 @@ state, so a late one cannot undo a fill.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any
 
+from common.brokers.payload import money, whole
 from common.models import OrderState, OrderUpdate
 
 __all__ = [
@@ -93,29 +92,6 @@ def socket_error(payload: dict[str, Any]) -> str | None:
     return None
 
 
-def _money(v: Any) -> Decimal | None:
-    if v is None or v == "" or isinstance(v, bool):
-        return None
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return None
-        v = repr(v)  # shortest repr: 265.62 stays 265.62
-    try:
-        d = Decimal(str(v))
-    except ArithmeticError:
-        return None
-    return d if d.is_finite() else None
-
-
-def _int(v: Any) -> int:
-    if v is None or v == "" or isinstance(v, bool):
-        return 0
-    try:
-        return int(Decimal(str(v)))
-    except (ArithmeticError, ValueError):
-        return 0
-
-
 def _text(v: Any) -> str:
     return "" if v is None else str(v)
 
@@ -127,8 +103,8 @@ def order_to_update(account: str, order: dict[str, Any], source: str, code: str 
     state = status_to_state(status, code)
     if state is None or not order_id:
         return None
-    filled = _int(order.get("filledshares"))
-    avg = _money(order.get("averageprice"))
+    filled = whole(order.get("filledshares"))
+    avg = money(order.get("averageprice"))
     if avg is not None and avg == 0 and filled == 0:
         avg = None  # no fill yet: no price, not a price of zero
     return OrderUpdate(
@@ -137,7 +113,7 @@ def order_to_update(account: str, order: dict[str, Any], source: str, code: str 
         broker_order_id=order_id,
         state=state,
         filled_quantity=filled,
-        pending_quantity=_int(order.get("unfilledshares")),
+        pending_quantity=whole(order.get("unfilledshares")),
         average_price=avg,
         broker_status=status,
         message=_text(order.get("text")),

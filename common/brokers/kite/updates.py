@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-from decimal import Decimal
 from typing import Any
 
+from common.brokers.payload import money, whole
 from common.models import OrderState, OrderUpdate
 
 __all__ = [
@@ -276,30 +276,6 @@ def verify_postback(body: dict[str, Any], api_secret: str) -> bool:
 
 
 # --- normalization ---------------------------------------------------------------------------------
-def _money(v: Any) -> Decimal | None:
-    """Exact rupees: a float goes through its shortest repr, so 109.4 stays 109.4."""
-    if v is None or v == "" or isinstance(v, bool):
-        return None
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return None
-        v = repr(v)
-    try:
-        d = Decimal(str(v))
-    except ArithmeticError:
-        return None
-    return d if d.is_finite() else None
-
-
-def _int(v: Any) -> int:
-    if v is None or v == "" or isinstance(v, bool):
-        return 0
-    try:
-        return int(float(v)) if isinstance(v, float) or "." in str(v) else int(v)
-    except (TypeError, ValueError, OverflowError):
-        return 0
-
-
 def _text(v: Any) -> str:
     return "" if v is None else str(v)
 
@@ -317,8 +293,8 @@ def order_to_update(account: str, order: dict[str, Any], source: str) -> OrderUp
     if not tag:
         tags = order.get("tags")
         tag = tags[0] if isinstance(tags, list) and tags and isinstance(tags[0], str) else ""
-    filled = _int(order.get("filled_quantity"))
-    avg = _money(order.get("average_price"))
+    filled = whole(order.get("filled_quantity"))
+    avg = money(order.get("average_price"))
     if avg is not None and avg == 0 and filled == 0:
         avg = None  # Kite reports 0 before any fill: no price, not a price of zero
     pending = order.get("pending_quantity")
@@ -330,7 +306,7 @@ def order_to_update(account: str, order: dict[str, Any], source: str) -> OrderUp
         broker_order_id=order_id,
         state=state,
         filled_quantity=filled,
-        pending_quantity=_int(pending),
+        pending_quantity=whole(pending),
         average_price=avg,
         broker_status=_text(order.get("status")),
         message=_text(order.get("status_message") or order.get("status_message_raw")),
