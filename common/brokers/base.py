@@ -44,6 +44,7 @@ __all__ = [
     "CONNECT_TIMEOUT_S",
     "READ_TIMEOUT_S",
     "BrokerAdapter",
+    "RestAdapterBase",
     "TokenGetter",
     "adapter_for",
     "default_token_getter",
@@ -82,6 +83,35 @@ class BrokerAdapter(Protocol):
     def orders(self) -> list[OrderUpdate]:
         """The day's order book, normalized (rows without a known status are skipped)."""
         ...
+
+
+class RestAdapterBase:
+    """What every REST adapter shares: its account, token getter, HTTP session and timeouts, the
+    token check before a request, and the order-book lookup by tag. A broker's ``Adapter``
+    adds its headers, its call and error mapping, and the order endpoints."""
+
+    def __init__(self, account: Account, token_getter: TokenGetter) -> None:
+        self.account = account
+        self._token = token_getter
+        self._http = new_session()
+        self._base = account.rest_url.rstrip("/")
+        self._read_timeout_s = float(account.extra.get("read_timeout_s", READ_TIMEOUT_S))
+
+    def _access_token(self) -> str:
+        token = self._token()
+        if not token:
+            from common.errors import TokenExpired
+
+            raise TokenExpired(f"{self.account.name}: no access token (not logged in)")
+        return token
+
+    def orders(self) -> list[OrderUpdate]:
+        raise NotImplementedError
+
+    def order_by_tag(self, tag: str) -> OrderUpdate | None:
+        # The latest row wins if a tag appears twice (it must not, but never pick a stale one).
+        found = [u for u in self.orders() if u.client_order_id == tag]
+        return found[-1] if found else None
 
 
 def default_token_getter(account: Account) -> TokenGetter:

@@ -8,31 +8,20 @@ from typing import Any
 from common.brokers.angel import translate
 from common.brokers.angel.errors import map_error
 from common.brokers.angel.login import headers
-from common.brokers.base import TokenGetter, new_session, send
-from common.errors import Ambiguous, TokenExpired
+from common.brokers.base import RestAdapterBase, send
+from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
-from common.settings import Account
 
 __all__ = ["ORDER_PATH", "Adapter"]
 
 ORDER_PATH = "/rest/secure/angelbroking/order/v1"
 
 
-class Adapter:
+class Adapter(RestAdapterBase):
     """:class:`common.brokers.base.BrokerAdapter` for Angel One."""
 
-    def __init__(self, account: Account, token_getter: TokenGetter) -> None:
-        self.account = account
-        self._token = token_getter
-        self._http = new_session()
-        self._base = account.rest_url.rstrip("/")
-        self._read_timeout_s = float(account.extra.get("read_timeout_s", 7.0))
-
     def _headers(self) -> dict[str, str]:
-        token = self._token()
-        if not token:
-            raise TokenExpired(f"{self.account.name}: no access token (not logged in)")
-        return headers(self.account, token.removeprefix("Bearer "))
+        return headers(self.account, self._access_token().removeprefix("Bearer "))
 
     def _call(self, method: str, name: str, body: dict[str, str] | None = None) -> dict[str, Any]:
         resp = send(self._http, method, f"{self._base}{ORDER_PATH}/{name}", json=body,
@@ -64,7 +53,3 @@ class Adapter:
 
     def orders(self) -> list[OrderUpdate]:
         return translate.book_to_updates(self.account.name, self._call("GET", "getOrderBook"))
-
-    def order_by_tag(self, tag: str) -> OrderUpdate | None:
-        found = [u for u in self.orders() if u.client_order_id == tag]
-        return found[-1] if found else None

@@ -7,31 +7,20 @@ from typing import Any
 
 import requests
 
-from common.brokers.base import TokenGetter, new_session, send
+from common.brokers.base import RestAdapterBase, send
 from common.brokers.kite import translate
 from common.brokers.kite.errors import map_error
-from common.errors import Ambiguous, TokenExpired
+from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
-from common.settings import Account
 
 __all__ = ["Adapter"]
 
 
-class Adapter:
+class Adapter(RestAdapterBase):
     """:class:`common.brokers.base.BrokerAdapter` for Kite."""
 
-    def __init__(self, account: Account, token_getter: TokenGetter) -> None:
-        self.account = account
-        self._token = token_getter
-        self._http = new_session()
-        self._base = account.rest_url.rstrip("/")
-        self._read_timeout_s = float(account.extra.get("read_timeout_s", 7.0))
-
     def _headers(self) -> dict[str, str]:
-        token = self._token()
-        if not token:
-            raise TokenExpired(f"{self.account.name}: no access token (not logged in)")
-        return {"X-Kite-Version": "3", "Authorization": f"token {self.account.api_key}:{token}"}
+        return {"X-Kite-Version": "3", "Authorization": f"token {self.account.api_key}:{self._access_token()}"}
 
     def _call(self, method: str, path: str, data: dict[str, str] | None = None) -> dict[str, Any]:
         resp: requests.Response = send(self._http, method, f"{self._base}{path}", data=data,
@@ -63,8 +52,3 @@ class Adapter:
 
     def orders(self) -> list[OrderUpdate]:
         return translate.book_to_updates(self.account.name, self._call("GET", "/orders"))
-
-    def order_by_tag(self, tag: str) -> OrderUpdate | None:
-        # The latest row wins if a tag appears twice (it must not, but never pick a stale one).
-        found = [u for u in self.orders() if u.client_order_id == tag]
-        return found[-1] if found else None
