@@ -116,6 +116,19 @@ class SocketFaults:
         return self.state.faults.take("malformed_frame", self.broker, self.user_id)
 
 
+async def drop_or_stall(websocket: WebSocket, faults: SocketFaults, poll_s: float) -> str:
+    """Apply the socket faults due now: ``"dropped"`` when the connection was just cut (the
+    caller stops sending), ``"stalled"`` after a silent pause of at most ``poll_s`` (the caller
+    skips the steps that passed, as a frozen server would), ``""`` when neither is due."""
+    if faults.take_drop():
+        await abort(websocket)
+        return "dropped"
+    if faults.stalled() or faults.take_stall():
+        await asyncio.sleep(min(faults.stall_left_s(), poll_s))
+        return "stalled"
+    return ""
+
+
 async def serve_socket(
     websocket: WebSocket,
     senders: list[asyncio.Task[None]],

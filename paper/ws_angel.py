@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from paper import encode
-from paper.sockets import SocketFaults, abort, log_handshake, refuse, serve_socket
+from paper.sockets import SocketFaults, drop_or_stall, log_handshake, refuse, serve_socket
 from paper.state import PaperInstrument, PaperOrder, PaperState, User, angel_order_payload
 from paper.tickrate import Batch, tick_clock
 
@@ -246,13 +246,12 @@ class AngelStreamSocket:
         ws = self.websocket
         last_step = self.clock.latest.step
         while not self.closing.is_set():
-            if self.faults.take_drop():
+            fault = await drop_or_stall(ws, self.faults, _POLL_S)
+            if fault == "dropped":
                 self.dropped = True
-                await abort(ws)
                 self.closing.set()
                 return
-            if self.faults.stalled() or self.faults.take_stall():
-                await asyncio.sleep(min(self.faults.stall_left_s(), _POLL_S))
+            if fault == "stalled":
                 last_step = self.clock.latest.step
                 continue
             batch = await self.clock.wait_after(last_step, _POLL_S)
