@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 
-from bench.report import RESULTS_DIR, Record, markdown_table, print_table, write_json
+from bench.report import RESULTS_DIR, Record, markdown_table, merged, print_table, write_json
 
 SUITES = ("orders", "login", "feed", "postback")
 
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             module = importlib.import_module(f"bench.{name}")
             # Collect as they come: a suite that crashes half-way keeps the records it made.
             for rec in module.run(progress=lambda msg, n=name: print(f"[bench] {n}: {msg}", flush=True)):
+                rec.suite = name
                 got.append(rec)
         except Exception:
             traceback.print_exc()
@@ -60,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"[bench] {name} done in {time.monotonic() - started:.0f} s", flush=True)
     print_table(records)
-    path = write_json(records)
-    (RESULTS_DIR / "latest.md").write_text(markdown_table(records))
+    # A partial run (--only) refreshes its own rows of latest.json and keeps the others.
+    everything = merged(records, args.only or SUITES)
+    path = write_json(everything)
+    (RESULTS_DIR / "latest.md").write_text(markdown_table(everything))
     print(f"wrote {path} and {RESULTS_DIR / 'latest.md'}")
     if failed_suites:
         print(f"suites that crashed: {', '.join(failed_suites)}", file=sys.stderr)

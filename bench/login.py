@@ -7,21 +7,46 @@ time from the enqueue to the last new token version is measured. Repeated; media
 
 Anchor, same run: the same 20 logins one after another in one process
 (``common.tokens.login_and_store``), as a naive daily script would do them.
+
+Second record: a new token seen by every worker within 1 s. Three reader processes call
+``common.tokens.get_token`` in a loop (as workers do before each request); the bench stores
+new token versions and times, on the one monotonic clock of the machine, when the last reader
+sees each.
 """
 
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 
-from bench.report import Record, median_spread
+from bench.report import Record, median_spread, percentile
 from bench.stack import Stack
 
 Progress = Callable[[str], None]
 KITE, ANGEL = 10, 10
 REPEATS = 3
 TARGET_S = 5.0
+READERS = 3
+TOKEN_CHANGES = 20
+SEEN_TARGET_S = 1.0
+
+# A worker's view of the token: prints "<version> <monotonic_ns>" whenever get_token shows a new one.
+_READER = """
+import sys, time
+from common.tokens import get_token
+name, last = sys.argv[1], None
+print("ready", flush=True)
+while True:
+    tok = get_token(name)
+    v = tok.version if tok else None
+    if v != last:
+        last = v
+        print(v, time.monotonic_ns(), flush=True)
+    time.sleep(0.001)
+"""
 
 
 def _noop(_msg: str) -> None:
@@ -70,6 +95,7 @@ def run(progress: Progress = _noop) -> Iterator[Record]:
             seq.append(time.monotonic() - t0)
             progress(f"anchor {i + 1}/{REPEATS}: {len(names)} logins one after another in {seq[-1]:.2f} s")
         worker.stop(2)
+        seen_s = _token_propagation(names[0], progress)
     value, spread = median_spread(lasts)
     anchor, _ = median_spread(seq)
     yield Record(
@@ -91,6 +117,46 @@ def run(progress: Progress = _noop) -> Iterator[Record]:
                "instrument_refreshes_done_s": [round(x, 3) for x in drains], "sequential_s": [round(x, 3) for x in seq],
                "per_account_s": per_account},
     )
+    yield Record(
+        name=f"login: a new token seen by every worker ({READERS} processes)",
+        value=round(percentile(seen_s, 50) * 1000, 2),
+        unit="ms (median, last reader)",
+        target=f"<= {SEEN_TARGET_S * 1000:g} ms",
+        passed=max(seen_s) <= SEEN_TARGET_S,
+        spread=f"p99 {percentile(seen_s, 99) * 1000:.2f} ms / max {max(seen_s) * 1000:.2f} ms over {len(seen_s)}",
+        repeats=len(seen_s),
+        notes="pub/sub notice plus a 0.5 s re-read in each process's token cache",
+    )
+
+
+def _token_propagation(name: str, progress: Progress) -> list[float]:
+    """Seconds from storing each new token version to the last reader process seeing it."""
+    from common.tokens import store_token
+
+    readers = [subprocess.Popen([sys.executable, "-c", _READER, name], stdout=subprocess.PIPE, text=True)
+               for _ in range(READERS)]
+    try:
+        for p in readers:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        seen: list[float] = []
+        for _ in range(TOKEN_CHANGES):
+            t0 = time.monotonic_ns()
+            tok = store_token(name, access_token=f"bench-{t0}", expires_at_ms=int(time.time() * 1000) + 3_600_000)
+            last_ns = 0
+            for p in readers:
+                while True:
+                    version, at_ns = p.stdout.readline().split()  # type: ignore[union-attr]
+                    if version == str(tok.version):  # older versions may still be in the pipe
+                        last_ns = max(last_ns, int(at_ns))
+                        break
+            seen.append((last_ns - t0) / 1e9)
+        progress(f"new token seen by all {READERS} readers: median {statistics.median(seen) * 1000:.2f} ms, "
+                 f"max {max(seen) * 1000:.2f} ms over {len(seen)}")
+        return seen
+    finally:
+        for p in readers:
+            p.kill()
+            p.wait(5)
 
 
 if __name__ == "__main__":

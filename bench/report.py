@@ -34,6 +34,7 @@ class Record:
     repeats: int = 1
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    suite: str = ""  # the bench module that measured it (orders, login, feed, postback)
 
 
 def median_spread(samples: Sequence[float]) -> tuple[float, str]:
@@ -61,6 +62,26 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
     }
+
+
+def merged(records: Sequence[Record], suites_run: Iterable[str], path: Path | None = None) -> list[Record]:
+    """The records of this run, plus the previous run's records of the suites not run now, so
+    ``--only login`` refreshes the login rows instead of erasing every other row."""
+    path = path or RESULTS_DIR / "latest.json"
+    run = set(suites_run)
+    names = {r.name for r in records}
+    kept: list[Record] = []
+    if path.exists():
+        try:
+            old = json.loads(path.read_text()).get("records", [])
+        except ValueError:
+            old = []
+        known = set(Record.__dataclass_fields__)
+        for d in old:
+            rec = Record(**{k: v for k, v in d.items() if k in known})
+            if rec.suite not in run and rec.name not in names:
+                kept.append(rec)
+    return [*kept, *records]
 
 
 def write_json(records: Iterable[Record], path: Path | None = None) -> Path:
