@@ -8,7 +8,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -23,6 +23,21 @@ def log_handshake(
 ) -> None:
     """One request-log entry per handshake: 101 accepted, 4xx refused."""
     state.log.record(broker, user_id, "ws", "GET", path, status, arrival_ns=arrival_ns)
+
+
+async def admit(
+    state: PaperState, websocket: WebSocket, broker: str, user_id: str, path: str, arrival_ns: int,
+    open_now: set[Any], limit: int, refusal: str,
+) -> bool:
+    """Accept an authenticated handshake unless ``open_now`` already holds ``limit`` sockets
+    (then 429 with ``refusal``, as the brokers cap connections); either way it is logged."""
+    if len(open_now) >= limit:
+        log_handshake(state, broker, user_id, path, 429, arrival_ns)
+        await refuse(websocket, 429, refusal)
+        return False
+    await websocket.accept()
+    log_handshake(state, broker, user_id, path, 101, arrival_ns)
+    return True
 
 
 async def refuse(websocket: WebSocket, status: int, body: str = "") -> None:
@@ -116,12 +131,25 @@ class SocketFaults:
         return self.state.faults.take("malformed_frame", self.broker, self.user_id)
 
 
-async def drop_or_stall(websocket: WebSocket, faults: SocketFaults, poll_s: float) -> str:
+class TickSocket(Protocol):
+    """A ticking socket as the fault helper sees it."""
+
+    websocket: WebSocket
+    faults: SocketFaults
+    closing: asyncio.Event
+    dropped: bool
+
+
+async def drop_or_stall(sock: TickSocket, poll_s: float) -> str:
     """Apply the socket faults due now: ``"dropped"`` when the connection was just cut (the
-    caller stops sending), ``"stalled"`` after a silent pause of at most ``poll_s`` (the caller
-    skips the steps that passed, as a frozen server would), ``""`` when neither is due."""
+    socket is marked dropped and closing; the caller stops sending), ``"stalled"`` after a silent
+    pause of at most ``poll_s`` (the caller skips the steps that passed, as a frozen server
+    would), ``""`` when neither is due."""
+    faults = sock.faults
     if faults.take_drop():
-        await abort(websocket)
+        sock.dropped = True
+        await abort(sock.websocket)
+        sock.closing.set()
         return "dropped"
     if faults.stalled() or faults.take_stall():
         await asyncio.sleep(min(faults.stall_left_s(), poll_s))

@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from paper import encode
-from paper.sockets import SocketFaults, drop_or_stall, log_handshake, refuse, serve_socket
+from paper.sockets import SocketFaults, admit, drop_or_stall, log_handshake, refuse, serve_socket
 from paper.state import PaperInstrument, PaperOrder, PaperState, User, angel_order_payload
 from paper.tickrate import Batch, tick_clock
 
@@ -246,10 +246,8 @@ class AngelStreamSocket:
         ws = self.websocket
         last_step = self.clock.latest.step
         while not self.closing.is_set():
-            fault = await drop_or_stall(ws, self.faults, _POLL_S)
+            fault = await drop_or_stall(self, _POLL_S)
             if fault == "dropped":
-                self.dropped = True
-                self.closing.set()
                 return
             if fault == "stalled":
                 last_step = self.clock.latest.step
@@ -378,12 +376,9 @@ def routes(state: PaperState) -> list[BaseRoute]:
             await refuse(websocket, 403)
             return
         open_for_client = _registry(state, "angel_stream_sockets").setdefault(user.user_id, set())
-        if len(open_for_client) >= MAX_CONNECTIONS_PER_CLIENT:
-            log_handshake(state, "angel", user.user_id, ANGEL_STREAM_PATH, 429, arrival_ns)
-            await refuse(websocket, 429, "Connection limit exceeded")
+        if not await admit(state, websocket, "angel", user.user_id, ANGEL_STREAM_PATH, arrival_ns,
+                           open_for_client, MAX_CONNECTIONS_PER_CLIENT, "Connection limit exceeded"):
             return
-        await websocket.accept()
-        log_handshake(state, "angel", user.user_id, ANGEL_STREAM_PATH, 101, arrival_ns)
         sock = AngelStreamSocket(state, websocket, user, jwt or (user.jwt_token or ""), feed_token)
         open_for_client.add(sock)
         sock.clock.register(sock)
@@ -412,12 +407,9 @@ def routes(state: PaperState) -> list[BaseRoute]:
             await refuse(websocket, status)
             return
         open_for_client = _registry(state, "angel_order_sockets").setdefault(user.user_id, set())
-        if len(open_for_client) >= MAX_CONNECTIONS_PER_CLIENT:
-            log_handshake(state, "angel", user.user_id, ANGEL_ORDER_UPDATE_PATH, 429, arrival_ns)
-            await refuse(websocket, 429, "Connection limit exceeded")
+        if not await admit(state, websocket, "angel", user.user_id, ANGEL_ORDER_UPDATE_PATH, arrival_ns,
+                           open_for_client, MAX_CONNECTIONS_PER_CLIENT, "Connection limit exceeded"):
             return
-        await websocket.accept()
-        log_handshake(state, "angel", user.user_id, ANGEL_ORDER_UPDATE_PATH, 101, arrival_ns)
         sock = AngelOrderSocket(state, websocket, user, jwt)
         open_for_client.add(sock)
         sock.text_out.put_nowait(sock.message("AB00", None))

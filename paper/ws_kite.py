@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from paper import encode
-from paper.sockets import SocketFaults, drop_or_stall, log_handshake, refuse, serve_socket
+from paper.sockets import SocketFaults, admit, drop_or_stall, log_handshake, refuse, serve_socket
 from paper.state import PaperInstrument, PaperOrder, PaperState, User, kite_order_payload
 from paper.tickrate import Batch, control_routes, tick_clock
 
@@ -202,10 +202,8 @@ class KiteSocket:
         last_step = self.clock.latest.step
         last_send = time.monotonic()
         while not self.closing.is_set():
-            fault = await drop_or_stall(ws, self.faults, _POLL_S)
+            fault = await drop_or_stall(self, _POLL_S)
             if fault == "dropped":
-                self.dropped = True
-                self.closing.set()
                 return
             if fault == "stalled":
                 last_step = self.clock.latest.step
@@ -263,12 +261,9 @@ def routes(state: PaperState) -> list[BaseRoute]:
             return
         conns = _connections(state)
         open_for_key = conns.setdefault(api_key, set())
-        if len(open_for_key) >= MAX_CONNECTIONS_PER_API_KEY:
-            log_handshake(state, "kite", user.user_id, KITE_TICKER_PATH, 429, arrival_ns)
-            await refuse(websocket, 429, "Too many connections for this api_key")
+        if not await admit(state, websocket, "kite", user.user_id, KITE_TICKER_PATH, arrival_ns,
+                           open_for_key, MAX_CONNECTIONS_PER_API_KEY, "Too many connections for this api_key"):
             return
-        await websocket.accept()
-        log_handshake(state, "kite", user.user_id, KITE_TICKER_PATH, 101, arrival_ns)
         sock = KiteSocket(state, websocket, user, access_token)
         open_for_key.add(sock)
         clock = sock.clock
