@@ -14,6 +14,8 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	# Test-only oracles whose exact pins would downgrade the product's own libraries.
+	$(BIN)/python -m pip install -q --no-deps fyers-apiv3==3.2.0 NorenRestApiPy==0.0.22
 	touch $(STAMP)
 
 install: $(STAMP) redis-binary

@@ -382,7 +382,8 @@ def _endpoint(endpoint_class: str, handler: Handler, authenticate: Authenticator
     return make_endpoint(DIALECT, endpoint_class, handler, authenticate)
 
 
-def routes() -> list[Route]:
+def routes(state: object = None) -> list[Route]:
+    # Every dialect module has routes(state); REST reads its state from the request instead.
     order = f"{BASE}/order/v1"
     return [
         Route("/rest/auth/angelbroking/user/v1/loginByPassword", _endpoint("login", _login, _login_user),

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from paper import angel_rest, control, kite_rest
+from paper import control
 from paper.caps import CapLimiter
 from paper.gateway import DropConnectionMiddleware, Paper
 from paper.matching import MatchingEngine
@@ -28,16 +28,14 @@ log = logging.getLogger("paper")
 MATCH_INTERVAL_S = 0.2
 
 
-def _ws_routes(state: PaperState) -> list[BaseRoute]:
-    """The WebSocket side lives in its own modules; tolerate their absence."""
+# Each dialect's REST and WebSocket modules, each with ``routes(state)``.
+DIALECT_MODULES = ("paper.kite_rest", "paper.angel_rest", "paper.ws_kite", "paper.ws_angel")
+
+
+def _dialect_routes(state: PaperState) -> list[BaseRoute]:
     out: list[BaseRoute] = []
-    for name in ("paper.ws_kite", "paper.ws_angel"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            log.warning("%s not available: %s", name, exc)
-            continue
-        out.extend(module.routes(state))
+    for name in DIALECT_MODULES:
+        out.extend(importlib.import_module(name).routes(state))
     return out
 
 
@@ -92,9 +90,7 @@ def create_app(state: PaperState) -> Any:
 
     routes: list[BaseRoute] = [
         *control.routes(),
-        *kite_rest.routes(),
-        *angel_rest.routes(),
-        *_ws_routes(state),
+        *_dialect_routes(state),
         # Last: HTTP only, so WebSocket routes are unaffected.
         Route("/{path:path}", _not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
     ]

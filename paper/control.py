@@ -10,7 +10,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from paper.gateway import Paper
-from paper.state import FAULT_KINDS, PaperOrder, User, angel_order_payload, kite_order_payload
+from paper.state import BROKERS, FAULT_KINDS, PaperOrder, User, angel_order_payload, kite_order_payload
+
+# Each dialect's order body (its order-book row), shown by /_paper/orders as broker_payload.
+ORDER_PAYLOADS = {"kite": kite_order_payload, "angel": angel_order_payload}
 
 USER_KEYS = ("broker", "user_id", "password", "totp_secret", "api_key", "api_secret", "caps", "postback_url")
 
@@ -20,8 +23,8 @@ def user_from_mapping(data: dict[str, Any]) -> User:
     missing = [k for k in ("broker", "user_id", "password", "totp_secret", "api_key") if not data.get(k)]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
-    if data["broker"] not in ("kite", "angel"):
-        raise ValueError("broker must be kite or angel")
+    if data["broker"] not in BROKERS:
+        raise ValueError(f"broker must be one of {', '.join(BROKERS)}")
     caps = data.get("caps") or {}
     if not isinstance(caps, dict) or not all(isinstance(v, list) for v in caps.values()):
         raise ValueError('caps must look like {"orders": ["10/s", "400/min"]}')
@@ -88,7 +91,7 @@ async def requests_log(request: Request) -> Response:
 
 
 def order_summary(order: PaperOrder) -> dict[str, Any]:
-    body = kite_order_payload(order) if order.broker == "kite" else angel_order_payload(order)
+    body = ORDER_PAYLOADS[order.broker](order)
     return {
         "broker": order.broker,
         "user_id": order.user_id,
@@ -129,8 +132,8 @@ async def add_fault(request: Request) -> Response:
     broker = body.get("broker")
     if kind not in FAULT_KINDS:
         return JSONResponse({"error": f"unknown kind {kind!r}", "kinds": sorted(FAULT_KINDS)}, 400)
-    if broker not in ("kite", "angel"):
-        return JSONResponse({"error": "broker must be kite or angel"}, 400)
+    if broker not in BROKERS:
+        return JSONResponse({"error": f"broker must be one of {', '.join(BROKERS)}"}, 400)
     try:
         count = None if body.get("count") is None else int(body["count"])
         duration_s = None if body.get("duration_s") is None else float(body["duration_s"])

@@ -480,7 +480,8 @@ def _endpoint(endpoint_class: str, handler: Handler, authenticate: Authenticator
     return make_endpoint(DIALECT, endpoint_class, handler, authenticate)
 
 
-def routes() -> list[Route]:
+def routes(state: object = None) -> list[Route]:
+    # Every dialect module has routes(state); REST reads its state from the request instead.
     return [
         Route("/api/login", _endpoint("login", _api_login, _named_user("user_id")), methods=["POST"]),
         Route("/api/twofa", _endpoint("login", _api_twofa, _named_user("user_id")), methods=["POST"]),

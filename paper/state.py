@@ -53,6 +53,7 @@ from typing import Any
 from paper.universe import PaperInstrument, build_universe
 
 __all__ = [
+    "BROKERS",
     "FAULT_KINDS",
     "Fault",
     "Faults",
@@ -102,6 +103,8 @@ DEFAULT_CAPS: dict[str, dict[str, list[str]]] = {
     },
 }
 
+# The dialects the paper broker speaks: one DEFAULT_CAPS entry each.
+BROKERS: tuple[str, ...] = tuple(DEFAULT_CAPS)
 
 def now_ist() -> dt.datetime:
     return dt.datetime.now(IST)
