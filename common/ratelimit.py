@@ -15,10 +15,12 @@ window of each length at arrival, so three sources of error are covered:
 * jitter: slots that share a window are spaced ``period + SAFETY_MARGIN_MS`` apart, so a
   request that arrives a little late still lands inside its window;
 * a request that left late, or sat in the network or the broker's queue: once its answer is
-  back, its slot is moved to that moment (:meth:`Limiter.confirm`, Redis time), an upper bound
-  of when the broker counted it; the slots reserved after that count from there. The margin
-  then only has to cover the few reservations made while a request is in flight (at most one
-  ordinary one, see below, plus urgent ones);
+  back, its slot is moved to that moment (:meth:`Limiter.used`, Redis time), an upper bound
+  of when the broker counted it; the slots reserved after that count from there, with only
+  ``CONFIRMED_MARGIN_MS`` for rounding, since the next request leaves after its slot on the
+  same clock. The full margin only spaces slots from one still in flight (or whose worker
+  died), and from one whose request got no answer (a timeout: it may still be on its way, so
+  it counts from the failure plus the margin);
 * a sender that wakes too late (a stalled process) does not use a slot more than
   ``LATE_TOLERANCE_MS`` after its time (checked on Redis time at the point of no return,
   ``orderstore.mark_sent``) and reserves a new one (the old one stays counted, which only
@@ -38,19 +40,21 @@ in ``bg:stats:<account>``.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 import redis
 
 from common import keys
-from common.errors import DeadlineExceeded
+from common.errors import Ambiguous, BrokerGateError, DeadlineExceeded
 from common.lua import LuaScript, script_text
 from common.settings import Cap
 
 __all__ = [
+    "CONFIRMED_MARGIN_MS",
     "LATE_TOLERANCE_MS",
     "SAFETY_MARGIN_MS",
     "Limiter",
@@ -68,8 +72,11 @@ __all__ = [
 # (median, up to 18 ms), and between leaving and being counted by the broker another 1-40 ms
 # pass. Counting slots from their send time with a 30 ms margin, the broker saw 4 requests in
 # one second about once per 60 orders; counting from the answer (confirm) with 40 ms it has
-# not. 40 ms costs 4% of a 1 s window (a 10/s cap is used at ~95.5%).
+# not. 40 ms costs 4% of a 1 s window, so it is kept for slots whose request is still in flight.
 SAFETY_MARGIN_MS = 40
+# After a confirmed slot (its answer is back, so the broker has counted it by then on Redis time),
+# only clock rounding and a half-open window edge are left to cover.
+CONFIRMED_MARGIN_MS = 2
 # A sender that wakes later than this after its slot does not use it (see module docstring).
 LATE_TOLERANCE_MS = 15
 
@@ -78,16 +85,20 @@ LATE_TOLERANCE_MS = 15
 
 
 def earliest_slot(slots_us: Sequence[int], now_us: int, caps: Sequence[Cap], margin_us: int,
-                  backoff_until_us: int = 0) -> int:
+                  backoff_until_us: int = 0, confirmed: Container[int] = (),
+                  confirmed_margin_us: int = CONFIRMED_MARGIN_MS * 1000) -> int:
     """The earliest slot >= now (and after the last reserved one) that keeps every window of
-    ``caps`` within its count. ``slots_us`` are the reserved slots, ascending. The Lua script
-    computes exactly this; the tests hold the two to each other."""
+    ``caps`` within its count. ``slots_us`` are the times the reserved slots count from,
+    ascending; those in ``confirmed`` had their answer back (``confirmed_margin_us`` after them
+    instead of ``margin_us``). The Lua script computes exactly this; the tests hold the two to
+    each other."""
     t = max(now_us, backoff_until_us)
     if slots_us:
         t = max(t, slots_us[-1] + 1)
     for cap in caps:
         if len(slots_us) >= cap.count:
-            t = max(t, slots_us[-cap.count] + cap.period_s * 1_000_000 + margin_us)
+            nth = slots_us[-cap.count]
+            t = max(t, nth + cap.period_s * 1_000_000 + (confirmed_margin_us if nth in confirmed else margin_us))
     return t
 
 
@@ -131,12 +142,13 @@ def _cap_args(caps: Sequence[Cap]) -> list[int]:
 
 
 def reserve(r: redis.Redis, account: str, endpoint_class: str, caps: Sequence[Cap], *,
-            deadline_us: int = 0, horizon_us_: int = 0, margin_ms: int = SAFETY_MARGIN_MS) -> Reservation:
+            deadline_us: int = 0, horizon_us_: int = 0, margin_ms: int = SAFETY_MARGIN_MS,
+            confirmed_margin_ms: int = CONFIRMED_MARGIN_MS) -> Reservation:
     """One atomic reservation attempt (see ``ratelimit_reserve.lua``)."""
     verdict, slot, wait, now = _script("ratelimit_reserve")(
         r,
         [keys.limit(account, endpoint_class), keys.backoff(account, endpoint_class)],
-        [margin_ms * 1000, deadline_us, horizon_us_, *_cap_args(caps)],
+        [margin_ms * 1000, deadline_us, horizon_us_, confirmed_margin_ms * 1000, *_cap_args(caps)],
     )
     return Reservation(verdict.decode() if isinstance(verdict, bytes) else verdict, int(slot), int(wait), int(now))
 
@@ -178,17 +190,31 @@ class Limiter:
                 continue  # woke too late: using this slot could crowd the next window
             return res.slot_us
 
-    def confirm(self, slot_us: int) -> int:
-        """The request of ``slot_us`` is answered: count it from now (see module docstring)."""
-        return confirm(self.r, self.account, self.endpoint_class, slot_us)
+    @contextlib.contextmanager
+    def used(self, slot_us: int) -> Iterator[None]:
+        """Wraps the request of ``slot_us``: when it is over, its slot counts from then (see the
+        module docstring); pessimistically, plus the margin, when no answer came back."""
+        answered = False
+        try:
+            yield
+            answered = True
+        except BrokerGateError as e:
+            # Every error type but Ambiguous is an answer, or a request that never left.
+            answered = not isinstance(e, Ambiguous)
+            raise
+        finally:
+            # Unconfirmed, the slot keeps the full margin: safe, so Redis failing here is no error.
+            with contextlib.suppress(redis.RedisError):
+                confirm(self.r, self.account, self.endpoint_class, slot_us, answered=answered)
 
 
-def confirm(r: redis.Redis, account: str, endpoint_class: str, slot_us: int) -> int:
-    """Move a used slot to now (Redis time), when its answer is back; never earlier. Returns the
-    slot's time, or 0 when it is no longer recorded."""
+def confirm(r: redis.Redis, account: str, endpoint_class: str, slot_us: int, *, answered: bool = True) -> int:
+    """Move a used slot to now (Redis time) when its request is over (plus the margin when it got
+    no answer); never earlier. Returns the slot's time, or 0 when it is no longer recorded."""
     if not slot_us:
         return 0
-    return int(_script("ratelimit_confirm")(r, [keys.limit(account, endpoint_class)], [str(slot_us)]))
+    extra_us = 0 if answered else SAFETY_MARGIN_MS * 1000
+    return int(_script("ratelimit_confirm")(r, [keys.limit(account, endpoint_class)], [str(slot_us), extra_us]))
 
 
 def note_rate_limited(r: redis.Redis, account: str, endpoint_class: str, caps: Sequence[Cap],

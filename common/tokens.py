@@ -39,6 +39,7 @@ import redis
 from common import keys
 from common.errors import BrokerUnavailable, LoginFailed, RateLimited
 from common.logs import redact, register_secrets
+from common.ratelimit import Limiter, note_rate_limited
 from common.redis import get_redis, server_time_ms
 from common.settings import Account, account
 
@@ -278,7 +279,6 @@ def _login_slot(r: redis.Redis, acct: Account, deadline: float) -> int:
     second) in the shared limiter, so a re-login right after a login is spaced out instead
     of refused. Returns the slot, to be confirmed when the login's answer is back."""
     from common.errors import DeadlineExceeded
-    from common.ratelimit import Limiter
 
     caps = acct.caps_for("login")
     if not caps:
@@ -291,8 +291,6 @@ def _login_slot(r: redis.Redis, acct: Account, deadline: float) -> int:
 
 
 def _note_rate_limited(r: redis.Redis, acct: Account, retry_after_s: float) -> None:
-    from common.ratelimit import note_rate_limited
-
     with contextlib.suppress(Exception):
         note_rate_limited(r, acct.name, "login", acct.caps_for("login"), retry_after_s)
 
@@ -318,16 +316,11 @@ def login_and_store(
         attempt += 1
         try:
             slot_us = _login_slot(r, acct, deadline)
-            try:
+            # The login may leave long after its slot (a TOTP about to roll over waits for the
+            # next step): count it from its answer, so the next login is spaced from when the
+            # broker really saw this one.
+            with Limiter(r, acct.name, "login", acct.caps_for("login")).used(slot_us):
                 fields = flow.login(acct, session)
-            finally:
-                # The login may leave long after its slot (a TOTP about to roll over waits for
-                # the next step): count it from its answer, so the next login is spaced from
-                # when the broker really saw this one.
-                from common.ratelimit import confirm
-
-                with contextlib.suppress(Exception):
-                    confirm(r, acct.name, "login", slot_us)
             break
         except LoginFailed as e:
             _record_error(r, acct, e)

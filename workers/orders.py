@@ -213,12 +213,9 @@ def _send(r: redis.Redis, acct: Account, order: Order, attempt: str, deadline_ms
                 _stat(r, acct.name, "expired")
             return S.EXPIRED.value if verdict == "expired" else "LOST"
         try:
-            try:
-                # A new connection made after the deadline does not carry the order (BrokerUnavailable).
-                with sending_by(asked + (deadline_ms * 1000 - sent_us) / 1e6):
-                    broker_order_id = adapter.place(order, instrument)
-            finally:
-                limiter.confirm(slot_us)
+            # A new connection made after the deadline does not carry the order (BrokerUnavailable).
+            with limiter.used(slot_us), sending_by(asked + (deadline_ms * 1000 - sent_us) / 1e6):
+                broker_order_id = adapter.place(order, instrument)
         except InvalidOrder as e:  # raised before any request left (e.g. no symbol token)
             orderstore.transition(r, coid, S.FAILED, allowed_from={S.SENDING}, cas=mine, message=str(e))
             return S.FAILED.value
@@ -414,13 +411,11 @@ def _act(r: redis.Redis, acct: Account, kind: str, coid: str, changes: dict[str,
         version = _token_version(acct)  # before the slot: the token this request will carry
         try:
             slot_us = limiter.acquire(deadline_ms, urgent=True)
-            try:
+            with limiter.used(slot_us):  # counts from its answer, as every used slot does
                 if kind == "cancel":
                     adapter.cancel(order, broker_order_id)
                 else:
                     adapter.modify(order, broker_order_id, changes or {}, instrument)
-            finally:
-                limiter.confirm(slot_us)  # counts from its answer, as every used slot does
         except DeadlineExceeded as e:
             orderstore.annotate(r, coid, {f"{kind}_status": f"expired: {e}"})
             return "EXPIRED"

@@ -12,14 +12,19 @@
 --         while another future reservation is pending: it waits and asks again, so at most one
 --         ordinary reservation is ever ahead of an urgent request (a cancel is never stuck
 --         behind a burst of entries).
--- ARGV[4], ARGV[5], ... pairs of (count, period_us), one pair per window
+-- ARGV[4] confirmed_margin_us: the margin after a CONFIRMED slot (score moved past its member by
+--         ratelimit_confirm.lua: the score is then an upper bound of when the broker counted it, so
+--         only sub-ms rounding is left to cover; an unconfirmed slot is still in flight or lost, and
+--         its request may reach the broker up to the full margin after its slot)
+-- ARGV[5], ARGV[6], ... pairs of (count, period_us), one pair per window
 -- Returns {verdict, slot_us, wait_us, now_us}; verdict: ok (reserved: wait_us until the slot) |
 --   later (not reserved: ask again in wait_us) | deadline (not reserved: no slot before it)
 local t0 = redis.call('TIME')
 local now = tonumber(t0[1]) * 1000000 + tonumber(t0[2])
 local margin, deadline, horizon = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local confirmed_margin = tonumber(ARGV[4])
 local max_period = 0
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local p = tonumber(ARGV[i + 1])
   if p > max_period then max_period = p end
 end
@@ -29,10 +34,15 @@ local backoff = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
 if backoff > t then t = backoff end
 local last = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if last[2] and tonumber(last[2]) + 1 > t then t = tonumber(last[2]) + 1 end
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local count, period = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   local nth = redis.call('ZREVRANGE', KEYS[1], count - 1, count - 1, 'WITHSCORES')
-  if nth[2] and tonumber(nth[2]) + period + margin > t then t = tonumber(nth[2]) + period + margin end
+  if nth[2] then
+    local score = tonumber(nth[2])
+    local m = margin
+    if score ~= tonumber(nth[1]) then m = confirmed_margin end
+    if score + period + m > t then t = score + period + m end
+  end
 end
 if deadline > 0 and t > deadline then return {'deadline', t, t - now, now} end
 if horizon > 0 and t > now then

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -35,24 +36,34 @@ def test_max_in_window_is_half_open() -> None:
 
 @settings(max_examples=25, deadline=None)
 @given(caps=st.lists(st.tuples(st.integers(1, 6), st.sampled_from([1, 2, 60])), min_size=1, max_size=3),
-       n=st.integers(1, 25))
-def test_lua_matches_policy_and_never_exceeds_any_window(redis_server, caps, n) -> None:
-    """Given any windows, When n slots are reserved on Redis, Then each slot is the policy's
-    earliest slot, and no window of any cap holds more than its count."""
+       answers=st.lists(st.sampled_from([None, 0, 3_000, 250_000]), min_size=1, max_size=25))
+def test_lua_matches_policy_and_never_exceeds_any_window(redis_server, caps, answers) -> None:
+    """Given any windows, When slots are reserved on Redis and some are confirmed (their answer
+    back some us after the slot, or never), Then each slot is the policy's earliest slot, and no
+    window of any cap holds more than its count, counted from when each request counts."""
     import redis as redis_lib
 
     r = redis_lib.Redis.from_url(redis_server.url)
     key = keys.limit("prop", "orders")
     r.delete(key, keys.backoff("prop", "orders"))
     cs = [Cap(c, p) for c, p in caps]
-    slots: list[int] = []
-    for _ in range(n):
-        res = ratelimit.reserve(r, "prop", "orders", cs, margin_ms=0)
+    margin_us, confirmed_margin_us = 7_000, 1_000
+    counts_at: list[int] = []  # when each request counts: its slot, or its answer once confirmed
+    confirmed: set[int] = set()
+    for answer_us in answers:
+        res = ratelimit.reserve(r, "prop", "orders", cs, margin_ms=7, confirmed_margin_ms=1)
         assert res.verdict == "ok"
-        assert res.slot_us == ratelimit.earliest_slot(slots, res.now_us, cs, margin_us=0)
-        slots.append(res.slot_us)
+        assert res.slot_us == ratelimit.earliest_slot(sorted(counts_at), res.now_us, cs, margin_us=margin_us,
+                                                      confirmed=confirmed, confirmed_margin_us=confirmed_margin_us)
+        if answer_us is None:  # still in flight
+            counts_at.append(res.slot_us)
+            continue
+        # what ratelimit_confirm.lua does when the answer comes answer_us after the slot
+        r.zadd(key, {str(res.slot_us): res.slot_us + answer_us + 1}, xx=True)
+        counts_at.append(res.slot_us + answer_us + 1)
+        confirmed.add(res.slot_us + answer_us + 1)
     for c in cs:
-        assert ratelimit.max_in_window(slots, c.period_s * US) <= c.count
+        assert ratelimit.max_in_window(counts_at, c.period_s * US) <= c.count
     r.close()
 
 
@@ -99,13 +110,41 @@ def test_backoff_delays_every_worker_and_is_counted(r) -> None:
 
 
 def test_confirm_counts_a_slot_from_its_answer(r) -> None:
+    """Given a used slot, When its answer came back, Then the next slot counts from the answer with
+    only the confirmed margin; When no answer came back, from the failure plus the full margin;
+    While it is in flight (unconfirmed), the full margin applies."""
     caps = [Cap(1, 1)]
     first = ratelimit.reserve(r, "c", "orders", caps)
+    in_flight = ratelimit.reserve(r, "c2", "orders", caps)
+    assert ratelimit.reserve(r, "c2", "orders", caps).slot_us == in_flight.slot_us + US + ratelimit.SAFETY_MARGIN_MS * 1000
     moved = ratelimit.confirm(r, "c", "orders", first.slot_us)
     assert moved >= first.slot_us
     nxt = ratelimit.reserve(r, "c", "orders", caps)
-    assert nxt.slot_us == moved + US + ratelimit.SAFETY_MARGIN_MS * 1000
+    assert nxt.slot_us == moved + US + ratelimit.CONFIRMED_MARGIN_MS * 1000
+    timed_out = ratelimit.reserve(r, "c3", "orders", caps)
+    unanswered = ratelimit.confirm(r, "c3", "orders", timed_out.slot_us, answered=False)
+    assert unanswered >= timed_out.slot_us + ratelimit.SAFETY_MARGIN_MS * 1000
+    assert ratelimit.reserve(r, "c3", "orders", caps).slot_us == unanswered + US + ratelimit.CONFIRMED_MARGIN_MS * 1000
     assert ratelimit.confirm(r, "c", "orders", 12345) == 0  # not a recorded slot
+
+
+def test_used_confirms_by_whether_an_answer_came_back(r) -> None:
+    """Limiter.used: an answer (success or a broker error type) confirms from now; Ambiguous or an
+    unexpected exception from now plus the full margin."""
+    from common.errors import Ambiguous, OrderRejected
+
+    lim = ratelimit.Limiter(r, "u", "orders", [Cap(100, 1)])
+    key = keys.limit("u", "orders")
+    for exc, extra in ((None, 0), (OrderRejected("no"), 0), (Ambiguous("timeout"), ratelimit.SAFETY_MARGIN_MS * 1000),
+                       (RuntimeError("bug"), ratelimit.SAFETY_MARGIN_MS * 1000)):
+        slot = lim.acquire(urgent=True)
+        sec, usec = r.time()
+        before_us = int(sec) * US + int(usec)
+        with pytest.raises(type(exc)) if exc else contextlib.nullcontext(), lim.used(slot):
+            if exc:
+                raise exc
+        score = int(r.zscore(key, str(slot)))
+        assert before_us + extra <= score < before_us + extra + 200_000
 
 
 def test_usage_reports_each_window(r) -> None:
