@@ -8,7 +8,9 @@ socket drops, stays silent past the watchdog timeout, or the token changes.
 
 After every successful connect it requests one reconcile of the account: an update that
 happened while the socket was down (or before the process started) is then still seen.
-The socket only moves bytes; parsing is the broker's ``updates`` module.
+The socket only moves bytes; parsing is the broker's ``updates`` module, which gives
+``order_socket_headers(jwt, api_key=...)``, ``parse_message``, ``socket_error`` and, where the
+broker pushes nothing until asked, ``order_socket_messages()`` (sent after every connect).
 """
 
 from __future__ import annotations
@@ -135,11 +137,14 @@ class OrderSocket(threading.Thread):
         jwt, version = token
         ws = websocket.create_connection(
             self.account.order_ws_url,
-            header=self.updates.order_socket_headers(jwt),
+            header=self.updates.order_socket_headers(jwt, api_key=self.account.api_key),
             timeout=self.connect_timeout_s,
             enable_multithread=True,
         )
         self._ws = ws
+        # Some brokers push nothing until the socket subscribes to order events.
+        for text in getattr(self.updates, "order_socket_messages", list)():
+            ws.send(text)
         self.connects += 1
         self.connected.set()
         log.info("%s: order socket connected (%d)", self.account.name, self.connects)

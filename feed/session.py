@@ -14,6 +14,18 @@ the first retry immediate, never giving up; the attempt counter resets once a co
 delivers a frame. Every (re)connect resubscribes every instrument in its mode. A handshake
 refused with 401/403 marks that token version as refused: the session waits for a newer
 version (announced on TOKEN_CHANGED) instead of hammering the broker with a dead token.
+
+The dialect (``common/brokers/<broker>/feed.py``) gives ``handshake``, ``key_of``,
+``symbol_table``, ``subscribe_messages``, ``unsubscribe_messages``, ``change_mode_messages``,
+``decode``, ``classify_text`` and the constants ``MAX_PER_SOCKET``, ``MAX_SOCKETS``,
+``WATCHDOG_S``, ``PING_INTERVAL_S``, ``PING_MESSAGE``, ``TICKER_CARRIES_ORDER_UPDATES``. Optional,
+for brokers whose wire needs them: ``login_messages(...)`` (a session opened by a message after
+the handshake), ``update_table(table, symbols, modes)`` (a table kept across subscription
+changes, for wires that send deltas), ``reply_to(frame, table)`` (acknowledgements),
+``binary_refusal(frame)`` (a session refused in a binary frame), ``PING_AS_FRAME`` (pings as
+WebSocket ping frames, whose pongs prove the socket alive). ``classify_text`` may answer
+``"ticks"`` (a text wire) and ``"refused"`` besides the order and heartbeat kinds. Messages given
+as bytes go as binary frames.
 """
 
 from __future__ import annotations
@@ -76,6 +88,11 @@ class SessionStats:
 
 class _Reconnect(Exception):
     pass
+
+
+def _send(ws: websocket.WebSocket, message: str | bytes) -> None:
+    """Bytes go as a binary frame (a binary protocol's commands), text as a text frame."""
+    ws.send(message, websocket.ABNF.OPCODE_BINARY if isinstance(message, bytes) else websocket.ABNF.OPCODE_TEXT)
 
 
 class FeedSession:
@@ -145,10 +162,15 @@ class FeedSession:
     def set_subscriptions(self, wanted: Mapping[Any, tuple[str, str, str]]) -> None:
         """The whole wanted set of this socket: broker key → (mode, exchange, symbol).
         Sends only the difference to a live connection; a reconnect sends all of it."""
-        table = self.dialect.symbol_table({k: (ex, sym) for k, (_m, ex, sym) in wanted.items()})
+        symbols = {k: (ex, sym) for k, (_m, ex, sym) in wanted.items()}
+        modes = {k: m for k, (m, _ex, _sym) in wanted.items()}
+        update = getattr(self.dialect, "update_table", None)
+        table = None if update is not None else self.dialect.symbol_table(symbols)
         with self._lock:
-            self._want = {k: v[0] for k, v in wanted.items()}
-            self._table = table
+            self._want = modes
+            # A dialect whose wire sends deltas keeps state in its table: it is updated in place
+            # (with the modes, which such a wire does not name), never replaced.
+            self._table = update(self._table, symbols, modes) if update is not None else table
             if self._sent is not None:
                 try:
                     self._sync_locked()
@@ -201,7 +223,7 @@ class FeedSession:
         if added:
             messages += d.subscribe_messages(added)
         for m in messages:
-            self._ws.send(m)
+            _send(self._ws, m)
         self._sent = dict(want)
 
     # ----- the socket's thread ---------------------------------------------------------------
@@ -254,7 +276,7 @@ class FeedSession:
     def _connect(self, tok: Any) -> websocket.WebSocket:
         a = self.account
         url, headers = self.dialect.handshake(a.ws_url, a.api_key, a.user_id, tok.access_token, tok.feed_token)
-        return websocket.create_connection(
+        ws = websocket.create_connection(
             url,
             header=headers,
             timeout=self.connect_timeout_s,
@@ -262,6 +284,17 @@ class FeedSession:
             enable_multithread=True,
             sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
+        # Brokers that authenticate in a message rather than the handshake: before any subscription.
+        login_messages = getattr(self.dialect, "login_messages", None)
+        if login_messages is not None:
+            try:
+                for m in login_messages(a.api_key, a.user_id, tok.access_token, tok.feed_token):
+                    _send(ws, m)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    ws.shutdown()
+                raise
+        return ws
 
     def _serve(self, ws: websocket.WebSocket) -> bool:
         """Run one connection until it drops, stalls or is told to go. True if any frame came."""
@@ -288,9 +321,15 @@ class FeedSession:
         ping_s = self.ping_interval_s
         next_ping = time.monotonic() + ping_s if ping_s else float("inf")
         decode = self.dialect.decode
-        publish = self.publisher.publish
+        binary_refusal = getattr(self.dialect, "binary_refusal", None)
+        reply_to = getattr(self.dialect, "reply_to", None)
         binary = websocket.ABNF.OPCODE_BINARY
         text = websocket.ABNF.OPCODE_TEXT
+        # Pings as WebSocket ping frames: their pongs are the server's sign of life, so control
+        # frames must come out of recv_data (a server's own ping says nothing about its feed).
+        ping_frames = bool(getattr(self.dialect, "PING_AS_FRAME", False))
+        pong = websocket.ABNF.OPCODE_PONG
+        server_ping = websocket.ABNF.OPCODE_PING
         try:
             while not reason.startswith("resubscribe") and not self._stop.is_set():
                 if self._reconnect_reason:
@@ -298,7 +337,10 @@ class FeedSession:
                     break
                 now = time.monotonic()
                 if now >= next_ping:
-                    ws.send(self.dialect.PING_MESSAGE)
+                    if ping_frames:
+                        ws.ping(self.dialect.PING_MESSAGE)
+                    else:
+                        _send(ws, self.dialect.PING_MESSAGE)
                     next_ping = now + ping_s  # type: ignore[operator]
                 left = min(wd.remaining_s(now), next_ping - now)
                 if left <= 0:
@@ -309,8 +351,12 @@ class FeedSession:
                     continue
                 ws.settimeout(left)
                 try:
-                    opcode, data = ws.recv_data()
+                    opcode, data = ws.recv_data(ping_frames)
                 except websocket.WebSocketTimeoutException:
+                    continue
+                if ping_frames and opcode in (pong, server_ping):
+                    if opcode == pong:
+                        wd.kick()
                     continue
                 received_ns = time.time_ns()
                 wd.kick()
@@ -319,17 +365,26 @@ class FeedSession:
                 st.last_frame_ms = received_ns // 1_000_000
                 if opcode == binary:
                     ticks, bad = decode(data, self._table, received_ns)
-                    if bad:
-                        st.malformed += bad
-                        log.warning("%s: %d malformed packet(s) skipped (%d so far)", self.name, bad, st.malformed)
-                    if ticks:
-                        published = publish(ticks)
-                        st.ticks += published
-                        if published < len(ticks):
-                            st.unknown += len(ticks) - published
-                        st.latency_us.append((time.time_ns() - received_ns) // 1000)
+                    # A binary protocol's in-band refusal of the session: as a handshake 401/403.
+                    refused = binary_refusal(data) if binary_refusal and not ticks and not bad else None
+                    if refused is not None:
+                        reason = self._refused(refused)
+                        break
+                    self._publish(ticks, bad, received_ns)
+                    if reply_to is not None:  # a protocol that wants answers (acknowledgements)
+                        for m in reply_to(data, self._table):
+                            _send(ws, m)
                 elif opcode == text:
-                    self._on_text(data.decode("utf-8", "replace") if isinstance(data, bytes) else data)
+                    kind, payload = self.dialect.classify_text(
+                        data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+                    )
+                    if kind == "ticks":  # a broker whose ticks are text
+                        self._publish(*decode(payload, self._table, received_ns), received_ns)
+                    elif kind == "refused":  # a session refused after the handshake, as a 401/403
+                        reason = self._refused(payload)
+                        break
+                    else:
+                        self._on_text(kind, payload)
                 elif opcode == websocket.ABNF.OPCODE_CLOSE:
                     reason = "closed by the server"
                     break
@@ -347,8 +402,29 @@ class FeedSession:
             log.warning("%s: disconnected: %s; reconnecting", self.name, reason)
         return got_frame
 
-    def _on_text(self, message: str) -> None:
-        kind, data = self.dialect.classify_text(message)
+    def _refused(self, detail: Any) -> str:
+        """The broker refused the session in-band (after the handshake): as a handshake 401/403,
+        this token version is marked refused, so the feed waits for a new one. The reason."""
+        st = self.stats
+        self._refused_version = st.token_version
+        st.refused += 1
+        reason = f"session refused by the broker (token version {st.token_version}): {detail}"
+        log.warning("%s: %s", self.name, reason)
+        return reason
+
+    def _publish(self, ticks: list[Any], bad: int, received_ns: int) -> None:
+        st = self.stats
+        if bad:
+            st.malformed += bad
+            log.warning("%s: %d malformed packet(s) skipped (%d so far)", self.name, bad, st.malformed)
+        if ticks:
+            published = self.publisher.publish(ticks)
+            st.ticks += published
+            if published < len(ticks):
+                st.unknown += len(ticks) - published
+            st.latency_us.append((time.time_ns() - received_ns) // 1000)
+
+    def _on_text(self, kind: str, data: Any) -> None:
         if kind == "order" and isinstance(data, dict):
             if _orderupdates is None:
                 log.info("%s: order update dropped (no order-update path installed)", self.name)

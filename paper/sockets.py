@@ -77,6 +77,11 @@ def _find_transport(send: Callable[..., Any]) -> asyncio.BaseTransport | None:
     return None
 
 
+def transport_of(websocket: WebSocket) -> Any:
+    """The server transport of a socket (to pause its reading: a frozen server), or None."""
+    return websocket.scope.get("paper.transport") or _find_transport(websocket._send)
+
+
 async def abort(websocket: WebSocket) -> None:
     """Drop the TCP connection without a close frame, as a network failure would.
 
@@ -163,9 +168,11 @@ async def serve_socket(
     closing: asyncio.Event,
     on_text: Callable[[str], None],
     dropped: Callable[[], bool],
+    on_bytes: Callable[[bytes], None] | None = None,
 ) -> None:
     """Receive text messages into ``on_text`` until the client leaves, a sender task ends, or
-    ``closing`` is set (then close cleanly, unless the socket was ``dropped`` on purpose)."""
+    ``closing`` is set (then close cleanly, unless the socket was ``dropped`` on purpose).
+    With ``on_bytes``, binary messages go there as they are (a binary protocol's commands)."""
     closing_task = asyncio.create_task(closing.wait())
     try:
         while True:
@@ -181,6 +188,9 @@ async def serve_socket(
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
+            if text is None and on_bytes is not None and message.get("bytes") is not None:
+                on_bytes(message["bytes"])
+                continue
             if text is None and message.get("bytes") is not None:
                 text = message["bytes"].decode("utf-8", "replace")
             if text is not None:

@@ -77,9 +77,10 @@ def status_to_state(status: str, code: str = "") -> OrderState | None:
     return state
 
 
-def order_socket_headers(jwt: str) -> list[str]:
+def order_socket_headers(jwt: str, api_key: str = "") -> list[str]:
     """Handshake headers of the order-update socket. Tolerates a jwt already prefixed with
-    ``Bearer `` (the SDK's generateSession returns it that way)."""
+    ``Bearer `` (the SDK's generateSession returns it that way). Angel's socket does not
+    want the API key (the contract passes it for brokers whose header does)."""
     token = jwt[7:] if jwt.startswith("Bearer ") else jwt
     return [f"Authorization: Bearer {token}"]
 
