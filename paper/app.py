@@ -30,6 +30,8 @@ MATCH_INTERVAL_S = 0.2
 
 # Each dialect's REST and WebSocket modules, each with ``routes(state)``.
 DIALECT_MODULES = ("paper.kite_rest", "paper.angel_rest", "paper.ws_kite", "paper.ws_angel")
+DIALECT_MODULES += ("paper.shoonya_rest", "paper.ws_shoonya")
+DIALECT_MODULES += ("paper.fyers_rest", "paper.ws_fyers")
 
 
 def _dialect_routes(state: PaperState) -> list[BaseRoute]:

@@ -9,11 +9,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from paper.fyers_rest import fyers_order_payload
 from paper.gateway import Paper
+from paper.shoonya_rest import shoonya_order_payload
 from paper.state import BROKERS, FAULT_KINDS, PaperOrder, User, angel_order_payload, kite_order_payload
 
 # Each dialect's order body (its order-book row), shown by /_paper/orders as broker_payload.
 ORDER_PAYLOADS = {"kite": kite_order_payload, "angel": angel_order_payload}
+ORDER_PAYLOADS["shoonya"] = shoonya_order_payload
+ORDER_PAYLOADS["fyers"] = fyers_order_payload
 
 USER_KEYS = ("broker", "user_id", "password", "totp_secret", "api_key", "api_secret", "caps", "postback_url")
 

@@ -24,6 +24,8 @@ Contract for the WebSocket side (`paper/ws_kite.py`, `paper/ws_angel.py`); kept 
   malformed_frame. `faults.peek(kind, broker, user_id) -> bool` checks without consuming.
 - Sessions: `user_for_kite_token(api_key, access_token)`, `user_for_angel_jwt(jwt)` ("Bearer " prefix
   optional), `user_for_angel_feed(client_code, feed_token)`; each returns None when invalid/expired.
+  Fyers: `user_for_fyers_token(access_token, app_id=None)`, `user_for_fyers_hsm(hsm_key)` (the data
+  socket's key, kept in `User.feed_token`); instruments `by_fyers_symbol(ticker)`, `by_fyers_topic(token)`.
 - Order events: `add_order_listener(broker, user_id, callback)` / `remove_order_listener(...)`;
   `callback(order: PaperOrder)` runs synchronously in the event loop on every status change.
   Build message bodies with `kite_order_payload(order)` (postback / Kite WS `{"type": "order"}` data)
@@ -100,6 +102,22 @@ DEFAULT_CAPS: dict[str, dict[str, list[str]]] = {
         "orderbook": ["1/s"],
         "login": ["1/s", "1000/hour"],
         "other": ["3/s"],
+    },
+    # Finvasia documents no caps: the conservative defaults of common/brokers/shoonya/spec.py.
+    "shoonya": {
+        "orders": ["10/s", "400/min"],
+        "quote": ["5/s"],
+        "orderbook": ["5/s"],
+        "login": ["1/s"],
+        "other": ["5/s"],
+    },
+    # Fyers counts every call of an app against one set of limits (common/brokers/fyers/spec.py).
+    "fyers": {
+        "orders": ["10/s", "200/min", "100000/day"],
+        "quote": ["10/s", "200/min", "100000/day"],
+        "orderbook": ["10/s", "200/min", "100000/day"],
+        "login": ["1/s"],
+        "other": ["10/s", "200/min", "100000/day"],
     },
 }
 
@@ -650,6 +668,67 @@ class PaperState:
                 return user
         return None
 
+    def user_for_shoonya_token(self, susertoken: str) -> User | None:
+        """The Shoonya user whose session key (``jKey``, the socket's ``susertoken``) this is."""
+        if not susertoken:
+            return None
+        now = time.time()
+        for user in self.users.values():
+            if (
+                user.broker == "shoonya"
+                and user.access_token
+                and secrets.compare_digest(user.access_token, susertoken)
+                and user.token_expires_at > now
+            ):
+                return user
+        return None
+
+    def user_for_fyers_token(self, access_token: str, app_id: str | None = None) -> User | None:
+        """The Fyers user of a live access token (and, when given, of that app id)."""
+        if not access_token:
+            return None
+        now = time.time()
+        for user in self.users.values():
+            if (
+                user.broker == "fyers"
+                and user.access_token
+                and secrets.compare_digest(user.access_token, access_token)
+                and (app_id is None or user.api_key == app_id)
+                and user.token_expires_at > now
+            ):
+                return user
+        return None
+
+    def user_for_fyers_hsm(self, hsm_key: str) -> User | None:
+        """The Fyers user whose data-socket key (the token's ``hsm_key`` claim) this is."""
+        if not hsm_key:
+            return None
+        now = time.time()
+        for user in self.users.values():
+            if (
+                user.broker == "fyers"
+                and user.feed_token
+                and secrets.compare_digest(user.feed_token, hsm_key)
+                and user.token_expires_at > now
+            ):
+                return user
+        return None
+
+    def by_fyers_symbol(self, ticker: str) -> PaperInstrument | None:
+        table: dict[str, PaperInstrument] | None = getattr(self, "_by_fyers_symbol", None)
+        if table is None:
+            table = {i.fyers_symbol: i for i in self.universe}
+            self._by_fyers_symbol = table
+        return table.get(ticker)
+
+    def by_fyers_topic(self, segment_token: str) -> PaperInstrument | None:
+        """By the exchange token of an HSM topic ("3045"), or an index's name ("Nifty 50")."""
+        table: dict[str, PaperInstrument] | None = getattr(self, "_by_fyers_topic", None)
+        if table is None:
+            table = {i.angel_symbol if i.is_index else i.fyers_exchange_token: i for i in self.universe}
+            self._by_fyers_topic = table
+        return table.get(segment_token)
+
     def user_for_angel_feed(self, client_code: str, feed_token: str) -> User | None:
         user = self.users.get(("angel", client_code))
         if user and user.feed_token and user.feed_token == feed_token and user.token_expires_at > time.time():
@@ -699,6 +778,13 @@ class PaperState:
 
     def by_symbol(self, exchange: str, symbol: str) -> PaperInstrument | None:
         return self.universe_by_symbol.get((exchange, symbol))
+
+    def by_shoonya_token(self, exchange: str, token: str) -> PaperInstrument | None:
+        table: dict[tuple[str, str], PaperInstrument] | None = getattr(self, "_by_shoonya_token", None)
+        if table is None:
+            table = {(i.exchange, i.shoonya_token): i for i in self.universe}
+            self._by_shoonya_token = table
+        return table.get((exchange, str(token)))
 
     # ----- orders -----
     def next_order_id(self) -> str:

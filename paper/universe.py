@@ -53,6 +53,40 @@ class PaperInstrument:
     def tradable(self) -> bool:
         return not self.is_index
 
+    @property
+    def shoonya_token(self) -> str:
+        """Shoonya's token: the NSE exchange token, as Angel's; NSE indices are 26000 + n where
+        Angel has 99926000 + n (Nifty 50: 26000, Nifty Bank: 26009)."""
+        if self.is_index and self.angel_token.startswith("999"):
+            return str(int(self.angel_token) - 99_900_000)
+        return self.angel_token
+
+    @property
+    def shoonya_symbol(self) -> str:
+        """Shoonya's trading symbol, the same as Angel's ("SBIN-EQ", "Nifty 50")."""
+        return self.angel_symbol
+
+    @property
+    def fyers_exchange_token(self) -> str:
+        """The NSE exchange token Fyers uses: Angel's, and for indices without Angel's 999 prefix
+        (Nifty 50: 26000)."""
+        if self.is_index and self.angel_token.startswith("999"):
+            return self.angel_token[3:]
+        return self.angel_token
+
+    @property
+    def fyers_token(self) -> str:
+        """The Fytoken: exchange 10 (NSE), segment 10 (cash), six zeros, the exchange token
+        ("10100000003045" is SBIN, "101000000026000" Nifty 50)."""
+        return f"1010000000{self.fyers_exchange_token}"
+
+    @property
+    def fyers_symbol(self) -> str:
+        """Fyers' symbol ticker: "NSE:SBIN-EQ", and "NSE:NIFTY50-INDEX" for the index."""
+        if self.is_index:
+            return f"{self.exchange}:{self.symbol.replace(' ', '')}-INDEX"
+        return f"{self.exchange}:{self.symbol}-EQ"
+
 
 # (symbol, kite token, angel token, name, base price in rupees) from BROKERS.md § Instruments.
 _KNOWN: list[tuple[str, int, str, str, int]] = [
@@ -204,3 +238,42 @@ def angel_scrip_master(instruments: list[PaperInstrument]) -> list[dict[str, str
             }
         )
     return rows
+
+
+SHOONYA_SYMBOLS_COLUMNS = ["Exchange", "Token", "LotSize", "Symbol", "TradingSymbol", "Instrument", "TickSize"]
+
+
+def shoonya_symbols_txt(instruments: list[PaperInstrument], exchange: str = "NSE") -> str:
+    """Shoonya's ``NSE_symbols.txt`` (the text inside NSE_symbols.txt.zip): CSV with the columns
+    above and, as in Finvasia's files, a trailing comma on every line; tick size in rupees."""
+    lines = [",".join(SHOONYA_SYMBOLS_COLUMNS) + ","]
+    for inst in instruments:
+        if inst.exchange != exchange:
+            continue
+        tick = f"{inst.tick_size_paise / inst.price_divisor:.2f}"
+        symbol = "NIFTY" if inst.is_index else inst.symbol
+        kind = "INDEX" if inst.is_index else "EQ"
+        lines.append(f"{inst.exchange},{inst.shoonya_token},{inst.lot_size},{symbol},{inst.shoonya_symbol},{kind},{tick},")
+    return "\n".join(lines) + "\n"
+
+
+def fyers_symbol_master_csv(instruments: list[PaperInstrument], exchange: str = "NSE") -> str:
+    """Fyers' ``NSE_CM.csv`` symbol master: no header; Fytoken, name, instrument type (0 equity,
+    10 index), lot, tick (rupees), ISIN, session, last update, expiry, ticker, exchange (10),
+    segment (10), scrip code, underlying, underlying scrip code, strike, option type,
+    underlying Fytoken and three reserved columns."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for inst in instruments:
+        if inst.exchange != exchange:
+            continue
+        tick = f"{inst.tick_size_paise / inst.price_divisor:.2f}" if not inst.is_index else "0.05"
+        name = inst.angel_symbol if inst.is_index else inst.name
+        ticker = inst.fyers_symbol
+        underlying = ticker.split(":", 1)[1].rsplit("-", 1)[0]
+        writer.writerow([
+            inst.fyers_token, name, 10 if inst.is_index else 0, inst.lot_size, tick, "",
+            "0915-1530|1815-1915:", "1764547200", "", ticker, 10, 10, inst.fyers_exchange_token,
+            underlying, inst.fyers_exchange_token, "-1.0", "XX", inst.fyers_token, "None", "0", "0.0",
+        ])  # fmt: skip
+    return buf.getvalue()

@@ -11,6 +11,8 @@ import importlib
 from dataclasses import dataclass, field
 
 BROKER_NAMES = ("kite", "angel")
+BROKER_NAMES += ("fyers",)
+BROKER_NAMES += ("shoonya",)
 
 
 @dataclass(frozen=True)

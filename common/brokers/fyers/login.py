@@ -1,0 +1,164 @@
+"""Fyers headless login (BROKERS.md § Fyers): the ``vagator`` auth service, then the app's auth code.
+
+1. ``POST {login_url}/vagator/v2/send_login_otp_v2`` ``{fy_id: base64(user_id), app_id: "2"}``
+   -> ``request_key``
+2. ``POST {login_url}/vagator/v2/verify_otp`` ``{request_key, otp: <TOTP>}`` -> ``request_key``
+3. ``POST {login_url}/vagator/v2/verify_pin_v2`` ``{request_key, identity_type: "pin",
+   identifier: base64(PIN)}`` -> ``data.access_token`` (a login session, not the API token)
+4. ``POST {rest_url}/api/v3/token`` with ``Authorization: Bearer <that session>`` and
+   ``{fyers_id, app_id (without "-100"), redirect_uri, appType: "100", response_type: "code",
+   ...}`` -> HTTP 308 whose JSON ``Url`` (or ``Location``) carries ``auth_code``
+5. ``POST {rest_url}/api/v3/validate-authcode`` ``{grant_type: "authorization_code",
+   appIdHash: sha256(app_id + ":" + secret), code}`` -> ``access_token`` (fyers_apiv3
+   ``SessionModel.generate_token``).
+
+The account's ``api_key`` is the app id as the SDK's ``client_id`` takes it ("ABCD1234-100");
+``password`` is the 4-digit PIN. API calls then send ``Authorization: <app_id>:<access_token>``.
+
+Errors: a refused credential is :class:`LoginFailed`; the network or a 5xx is
+:class:`BrokerUnavailable`; a 429 / -429 is :class:`RateLimited` (the caller retries both
+within its deadline). No secret or token is ever logged or put into an exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from common import totp
+from common.brokers.fyers.errors import RATE_LIMIT_TEXT
+from common.errors import BrokerUnavailable, LoginFailed, RateLimited
+from common.settings import Account
+
+__all__ = ["VAGATOR", "app_id_hash", "auth_code_from", "login", "split_app_id", "token_expiry_ms"]
+
+log = logging.getLogger(__name__)
+TIMEOUT_S = (3.05, 10.0)
+VAGATOR = "/vagator/v2"
+TOKEN_PATH = "/api/v3/token"
+VALIDATE_PATH = "/api/v3/validate-authcode"
+DEFAULT_REDIRECT_URI = "https://127.0.0.1/"
+_RATE_CODES = frozenset({-429, -353})
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def split_app_id(api_key: str) -> tuple[str, str]:
+    """("ABCD1234", "100") from "ABCD1234-100"; the app type defaults to "100" (a user app)."""
+    app_id, _, app_type = api_key.partition("-")
+    return app_id, app_type or "100"
+
+
+def app_id_hash(api_key: str, api_secret: str) -> str:
+    """``sha256(app_id + ":" + secret)`` hex, with the app id as the SDK's client_id has it."""
+    return hashlib.sha256(f"{api_key}:{api_secret}".encode()).hexdigest()
+
+
+def auth_code_from(url: str) -> str | None:
+    values = parse_qs(urlsplit(url).query).get("auth_code")
+    return values[0] if values and values[0] else None
+
+
+def token_expiry_ms(issued_at_ms: int) -> int:
+    """Fyers access tokens are valid for the trading day; their JWT ``exp`` is the next
+    00:00 UTC (05:30 IST)."""
+    issued = datetime.fromtimestamp(issued_at_ms / 1000, UTC)
+    midnight = issued.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    return int(midnight.timestamp() * 1000)
+
+
+def _post(session: requests.Session, url: str, step: str, body: dict[str, Any],
+          headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """One login step; its JSON answer, or the error the answer means."""
+    try:
+        resp = session.post(url, json=body, headers=headers, timeout=TIMEOUT_S, allow_redirects=False)
+    except requests.RequestException as e:
+        raise BrokerUnavailable(f"fyers login: {step}: {type(e).__name__}") from None
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    message = str(data.get("message") or "") if isinstance(data, dict) else ""
+    code = data.get("code") if isinstance(data, dict) else None
+    if resp.status_code == 429 or code in _RATE_CODES or RATE_LIMIT_TEXT in message.lower():
+        raise RateLimited(f"fyers login: {step}: rate limited", retry_after_s=1.0, http_status=resp.status_code)
+    if resp.status_code >= 500:
+        raise BrokerUnavailable(f"fyers login: {step}: HTTP {resp.status_code}", http_status=resp.status_code)
+    if not isinstance(data, dict):
+        raise BrokerUnavailable(f"fyers login: {step}: HTTP {resp.status_code} without a JSON body",
+                                http_status=resp.status_code)  # fmt: skip
+    if resp.status_code >= 400 or str(data.get("s", "ok")).lower() == "error":
+        raise LoginFailed(f"fyers login: {step}: {message or 'refused'}",
+                          code=None if code is None else str(code), http_status=resp.status_code)  # fmt: skip
+    if resp.status_code in (301, 302, 303, 307, 308) and "Location" in resp.headers and "Url" not in data:
+        data = {**data, "Url": resp.headers["Location"]}
+    return data
+
+
+def login(
+    account: Account,
+    session: requests.Session | None = None,
+    *,
+    totp_code: Any = totp.code,
+) -> dict[str, Any]:
+    """Log ``account`` in; returns ``access_token`` (the bare JWT), ``feed_token`` (the same:
+    the data socket reads its key out of it), ``refresh_token`` and ``user_id``."""
+    s = session or requests.Session()
+    auth = account.login_url.rstrip("/") + VAGATOR
+    api = account.rest_url.rstrip("/")
+    try:
+        data = _post(s, f"{auth}/send_login_otp_v2", "user id",
+                     {"fy_id": _b64(account.user_id), "app_id": "2"})  # fmt: skip
+        request_key = str(data.get("request_key") or "")
+        if not request_key:
+            raise LoginFailed("fyers login: user id: no request_key in the answer")
+        try:
+            code = totp_code(account.totp_secret.get())
+        except ValueError as e:
+            raise LoginFailed(f"fyers login: totp: {e}") from None
+        data = _post(s, f"{auth}/verify_otp", "totp", {"request_key": request_key, "otp": code})
+        request_key = str(data.get("request_key") or "")
+        if not request_key:
+            raise LoginFailed("fyers login: totp: no request_key in the answer")
+        data = _post(s, f"{auth}/verify_pin_v2", "pin", {
+            "request_key": request_key, "identity_type": "pin", "identifier": _b64(account.password.get()),
+        })  # fmt: skip
+        inner = data.get("data") if isinstance(data.get("data"), dict) else {}
+        session_token = str(inner.get("access_token") or "")
+        if not session_token:
+            raise LoginFailed("fyers login: pin: no access_token in the answer")
+        app_id, app_type = split_app_id(account.api_key)
+        data = _post(s, f"{api}{TOKEN_PATH}", "auth code", {
+            "fyers_id": account.user_id, "app_id": app_id,
+            "redirect_uri": str(account.extra.get("redirect_uri", DEFAULT_REDIRECT_URI)),
+            "appType": app_type, "code_challenge": "", "state": "None", "scope": "", "nonce": "",
+            "response_type": "code", "create_cookie": True,
+        }, headers={"Authorization": f"Bearer {session_token}"})  # fmt: skip
+        auth_code = auth_code_from(str(data.get("Url") or ""))
+        if not auth_code:
+            raise LoginFailed("fyers login: auth code: no auth_code in the redirect")
+        data = _post(s, f"{api}{VALIDATE_PATH}", "session", {
+            "grant_type": "authorization_code",
+            "appIdHash": app_id_hash(account.api_key, account.api_secret.get()),
+            "code": auth_code,
+        })  # fmt: skip
+    finally:
+        if session is None:
+            s.close()
+    access_token = str(data.get("access_token") or "")
+    if not access_token:
+        raise LoginFailed("fyers login: session: no access_token in the answer")
+    return {
+        "access_token": access_token,
+        "feed_token": access_token,
+        "refresh_token": str(data.get("refresh_token") or ""),
+        "user_id": account.user_id,
+    }

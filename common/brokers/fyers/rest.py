@@ -1,0 +1,58 @@
+"""Fyers API v3 REST adapter (BROKERS.md § Fyers): orders and the order book on a keep-alive
+session, JSON bodies, ``Authorization: <app_id>:<access_token>`` and ``version: 3``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.brokers.base import RestAdapterBase, send
+from common.brokers.fyers import translate
+from common.brokers.fyers.errors import map_error
+from common.errors import Ambiguous
+from common.models import Instrument, Order, OrderUpdate
+
+__all__ = ["BOOK_PATH", "ORDERS_PATH", "Adapter"]
+
+ORDERS_PATH = "/api/v3/orders/sync"  # POST place, PATCH modify, DELETE cancel
+BOOK_PATH = "/api/v3/orders"
+
+
+class Adapter(RestAdapterBase):
+    """:class:`common.brokers.base.BrokerAdapter` for Fyers."""
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"{self.account.api_key}:{self._access_token()}",
+            "Content-Type": "application/json",
+            "version": "3",
+        }
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        resp = send(self._http, method, f"{self._base}{path}", json=body, headers=self._headers(),
+                    read_timeout_s=self._read_timeout_s)
+        try:
+            parsed = resp.json()
+        except ValueError:
+            parsed = None
+        if resp.status_code == 200 and isinstance(parsed, dict) and str(parsed.get("s")).lower() == "ok":
+            return parsed
+        raise map_error(resp.status_code, parsed, resp.text)
+
+    def place(self, order: Order, instrument: Instrument | None) -> str:
+        body = self._call("POST", ORDERS_PATH, translate.order_body(order, instrument))
+        order_id = translate.order_id_of(body)
+        if not order_id:
+            raise Ambiguous("Fyers: success without an order id")
+        return order_id
+
+    def modify(self, order: Order, broker_order_id: str, changes: dict[str, Any],
+               instrument: Instrument | None) -> str:
+        body = self._call("PATCH", ORDERS_PATH, translate.modify_body(order.with_(**changes), broker_order_id))
+        return translate.order_id_of(body) or broker_order_id
+
+    def cancel(self, order: Order, broker_order_id: str) -> str:
+        body = self._call("DELETE", ORDERS_PATH, translate.cancel_body(broker_order_id))
+        return translate.order_id_of(body) or broker_order_id
+
+    def orders(self) -> list[OrderUpdate]:
+        return translate.book_to_updates(self.account.name, self._call("GET", BOOK_PATH))

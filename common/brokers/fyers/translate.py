@@ -1,0 +1,104 @@
+"""Fyers translation, pure: a generic Order + Instrument -> the JSON of ``/api/v3/orders/sync``
+(POST place, PATCH modify, DELETE cancel); an answer or ``GET /api/v3/orders`` row ->
+OrderUpdate (the status table lives in ``updates.py``).
+
+Order fields (fyers_apiv3 ``FyersModel.place_order``): ``symbol`` ("NSE:SBIN-EQ"), ``qty``,
+``type`` (1 limit, 2 market, 3 stop = SL-M, 4 stop-limit = SL), ``side`` (1 buy, -1 sell),
+``productType`` (CNC, INTRADAY, MARGIN, CO, BO), ``limitPrice``, ``stopPrice``, ``validity``
+(DAY, IOC), ``disclosedQty``, ``offlineOrder``, ``stopLoss``, ``takeProfit``, ``orderTag``.
+Prices are JSON numbers: a Decimal rupee price with at most 15 significant digits turns into
+the float whose shortest repr is the same decimal, so the bytes on the wire are exact.
+Our client_order_id (1-20 ASCII letters and digits, ``common.models``) is sent unchanged as
+``orderTag``, which Fyers accepts as alphanumeric text; the order book echoes it back with
+a source prefix that ``updates.order_tag`` removes, so the mapping is the identity.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from common.brokers.fyers.updates import order_tag, order_to_update
+from common.errors import InvalidOrder
+from common.models import Instrument, Order, OrderState, OrderType, OrderUpdate, Product, Side, Validity
+
+__all__ = ["ORDER_TYPES", "PRODUCTS", "book_to_updates", "cancel_body", "fyers_symbol", "modify_body",
+           "order_body", "order_id_of"]
+
+ORDER_TYPES = {OrderType.LIMIT: 1, OrderType.MARKET: 2, OrderType.SL_M: 3, OrderType.SL: 4}
+PRODUCTS = {Product.DELIVERY: "CNC", Product.INTRADAY: "INTRADAY", Product.NORMAL: "MARGIN"}
+SIDES = {Side.BUY: 1, Side.SELL: -1}
+VALIDITIES = {Validity.DAY: "DAY", Validity.IOC: "IOC"}
+
+
+def _price(v: Decimal | None) -> float | int:
+    return 0 if v is None else float(v)
+
+
+def fyers_symbol(order: Order, instrument: Instrument | None) -> str:
+    """Fyers' symbol ticker ("NSE:SBIN-EQ"): the instrument master's, else EXCHANGE:SYMBOL-EQ."""
+    if instrument is not None and instrument.broker_symbol and ":" in instrument.broker_symbol:
+        return instrument.broker_symbol
+    if instrument is not None and instrument.instrument_type not in ("EQ", ""):
+        # Derivatives have no derivable ticker: refresh the instrument master.
+        raise InvalidOrder("symbol", f"{order.instrument_key} has no Fyers symbol in the instrument master")
+    return f"{order.exchange}:{order.symbol}-EQ"
+
+
+def order_body(order: Order, instrument: Instrument | None) -> dict[str, Any]:
+    """The JSON body of a place request; the client_order_id travels as ``orderTag``."""
+    return {
+        "symbol": fyers_symbol(order, instrument),
+        "qty": order.quantity,
+        "type": ORDER_TYPES[order.order_type],
+        "side": SIDES[order.side],
+        "productType": PRODUCTS[order.product],
+        "limitPrice": _price(order.price),
+        "stopPrice": _price(order.trigger_price),
+        "validity": VALIDITIES[order.validity],
+        "disclosedQty": 0,
+        "offlineOrder": False,
+        "stopLoss": 0,
+        "takeProfit": 0,
+        "orderTag": order.client_order_id,
+    }
+
+
+def modify_body(order: Order, broker_order_id: str) -> dict[str, Any]:
+    """A modify request: the order id and the fields as they should now be."""
+    return {
+        "id": broker_order_id,
+        "type": ORDER_TYPES[order.order_type],
+        "qty": order.quantity,
+        "limitPrice": _price(order.price),
+        "stopPrice": _price(order.trigger_price),
+    }
+
+
+def cancel_body(broker_order_id: str) -> dict[str, str]:
+    return {"id": broker_order_id}
+
+
+def order_id_of(body: dict[str, Any]) -> str:
+    return str(body.get("id") or "")
+
+
+def book_to_updates(account: str, body: dict[str, Any], source: str = "reconcile") -> list[OrderUpdate]:
+    """``GET /api/v3/orders`` -> OrderUpdates. A row with a status we do not know is skipped,
+    unless it carries a tag: then it is an UNKNOWN update (the order IS at the broker, so
+    reconciliation must neither resend it nor fail it)."""
+    rows = body.get("orderBook") or []
+    out = []
+    for row in rows if isinstance(rows, list) else []:
+        if not isinstance(row, dict):
+            continue
+        u = order_to_update(account, row, source)
+        if u is not None:
+            out.append(u)
+            continue
+        tag = order_tag(row.get("orderTag"))
+        if tag:
+            out.append(OrderUpdate(account=account, client_order_id=tag, broker_order_id=str(row.get("id") or ""),
+                                   state=OrderState.UNKNOWN, broker_status=str(row.get("status") or ""),
+                                   source=source))
+    return out

@@ -1,0 +1,1 @@
+"""Finvasia Shoonya (Noren OMS): the adapter package (see ``common/brokers/__init__.py``)."""

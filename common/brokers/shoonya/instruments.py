@@ -1,0 +1,120 @@
+"""Shoonya's symbol masters (``NSE_symbols.txt.zip``, ...) parsed into generic Instruments.
+
+Finvasia publishes one zipped text file per exchange at the API host's root
+(``https://api.shoonya.com/NSE_symbols.txt.zip``): CSV with the header
+``Exchange,Token,LotSize,Symbol,TradingSymbol,Instrument,TickSize,`` (a trailing comma on every
+line), tick size in rupees; derivative files add Expiry, OptionType and StrikePrice, which the
+reader ignores. The files are public: no token is needed.
+
+Equity trading symbols carry the series (``SBIN-EQ``): the generic symbol drops ``-EQ`` so that
+``NSE:SBIN`` names the same instrument on every broker, and ``broker_symbol`` keeps the
+original for order requests; other series (``-BE``, ``-BL``) stay, as at Kite. Index names are
+upper-cased (``Nifty 50`` -> ``NIFTY 50``, Kite's spelling). Which exchanges are fetched is
+``extra.symbol_exchanges`` (default NSE); a paper broker (any non-default ``rest_url``) serves
+the same paths under its own root.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+
+import requests
+
+from common.brokers.shoonya.spec import SPEC
+from common.errors import BrokerUnavailable
+from common.models import Instrument
+from common.settings import Account
+
+__all__ = ["generic_symbol", "parse_text", "parse_zip", "url"]
+
+TIMEOUT_S = (3.05, 120.0)
+DEFAULT_EXCHANGES = ("NSE",)
+_DEFAULT_TICK = Decimal("0.05")
+_INDEX_TYPES = frozenset({"INDEX", "UNDIND"})
+
+
+def generic_symbol(trading_symbol: str, instrument_type: str) -> str:
+    if instrument_type in _INDEX_TYPES:
+        return trading_symbol.upper()
+    return trading_symbol[:-3] if trading_symbol.endswith("-EQ") else trading_symbol
+
+
+def _tick(text: str) -> Decimal:
+    try:
+        value = Decimal(text.strip() or "0")
+    except InvalidOperation:
+        return _DEFAULT_TICK
+    return value.normalize() if value > 0 else _DEFAULT_TICK
+
+
+def parse_text(text: str) -> Iterator[Instrument]:
+    """Instruments of one symbols text file; rows without exchange, token or symbol are skipped."""
+    for row in csv.DictReader(io.StringIO(text)):
+        exchange = (row.get("Exchange") or "").strip()
+        token = (row.get("Token") or "").strip()
+        tsym = (row.get("TradingSymbol") or "").strip()
+        if not exchange or not token or not tsym:
+            continue
+        itype = (row.get("Instrument") or "").strip().upper()
+        try:
+            lot = int(Decimal((row.get("LotSize") or "1").strip() or "1")) or 1
+        except (InvalidOperation, ValueError):
+            lot = 1
+        yield Instrument(
+            exchange=exchange,
+            symbol=generic_symbol(tsym, itype),
+            token=token,
+            lot_size=lot,
+            tick_size=_tick(row.get("TickSize") or ""),
+            name=(row.get("Symbol") or "").strip(),
+            instrument_type="INDEX" if itype in _INDEX_TYPES else (itype or "EQ"),
+            broker_symbol=tsym,
+        )
+
+
+def parse_zip(data: bytes) -> Iterator[Instrument]:
+    """Every ``*.txt`` inside one downloaded zip."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for name in z.namelist():
+            if name.lower().endswith(".txt"):
+                yield from parse_text(z.read(name).decode("utf-8", "replace"))
+
+
+def url(account: Account, exchange: str = "NSE") -> str:
+    """``<root>/<EXCHANGE>_symbols.txt.zip``; the real root is the API host."""
+    base = account.rest_url.rstrip("/")
+    if base == SPEC.rest_url.rstrip("/"):
+        base = str(account.extra.get("symbols_url_root", base)).rstrip("/")
+    return f"{base}/{exchange}_symbols.txt.zip"
+
+
+def download(account: Account, exchange: str = "NSE", session: requests.Session | None = None) -> bytes:
+    s = session or requests.Session()
+    try:
+        resp = s.get(url(account, exchange), timeout=TIMEOUT_S)
+    except requests.RequestException as e:
+        raise BrokerUnavailable(f"shoonya symbols {exchange}: {type(e).__name__}") from None
+    finally:
+        if session is None:
+            s.close()
+    if resp.status_code != 200:
+        raise BrokerUnavailable(f"shoonya symbols {exchange}: HTTP {resp.status_code}", http_status=resp.status_code)
+    return resp.content
+
+
+def fetch(
+    account: Account, access_token: str | None = None, session: requests.Session | None = None
+) -> list[Instrument]:
+    """The instrument list of the account's exchanges (public files: the token is not needed)."""
+    exchanges = account.extra.get("symbol_exchanges") or DEFAULT_EXCHANGES
+    out: list[Instrument] = []
+    for exchange in exchanges:
+        try:
+            out.extend(parse_zip(download(account, str(exchange), session)))
+        except zipfile.BadZipFile:
+            raise BrokerUnavailable(f"shoonya symbols {exchange}: not a zip file") from None
+    return out

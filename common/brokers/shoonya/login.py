@@ -1,0 +1,117 @@
+"""Shoonya headless login (BROKERS.md § Finvasia Shoonya; NorenRestApiPy ``NorenApi.login``).
+
+``POST {login_url}/NorenWClientTP/QuickAuth`` with the body ``jData=<json>``::
+
+    {"source": "API", "apkversion": "1.0.0", "uid", "pwd": sha256(password) hex,
+     "factor2": <TOTP now>, "vc": <vendor code>, "appkey": sha256(uid + "|" + API key) hex,
+     "imei"}
+
+-> ``{"stat": "Ok", "susertoken", "actid", ...}``. The susertoken is the ``jKey`` of every later
+call and the ``susertoken`` of the WebSocket connect message. Account fields: ``api_key`` is the
+vendor code, ``api_secret`` the API key (only its hash leaves), ``extra.imei`` the device id.
+
+A refused credential is :class:`LoginFailed`; the network, a 5xx and "Server Timeout" are
+:class:`BrokerUnavailable` and the rate-limit answer :class:`RateLimited` (the caller retries
+those within its deadline). No secret or token is logged or put in an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import requests
+
+from common import totp
+from common.brokers.shoonya.errors import map_error
+from common.brokers.shoonya.translate import jdata
+from common.errors import BrokerUnavailable, LoginFailed
+from common.settings import Account
+
+__all__ = ["APK_VERSION", "LOGIN_PATH", "app_key", "login", "login_values", "sha256_hex", "token_expiry_ms"]
+
+IST = ZoneInfo("Asia/Kolkata")
+TIMEOUT_S = (3.05, 10.0)
+LOGIN_PATH = "/NorenWClientTP/QuickAuth"
+APK_VERSION = "1.0.0"
+DEFAULT_IMEI = "abc1234"
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def app_key(user_id: str, api_key: str) -> str:
+    """Noren's ``appkey``: sha256(uid + "|" + API key) hex."""
+    return sha256_hex(f"{user_id}|{api_key}")
+
+
+def token_expiry_ms(issued_at_ms: int) -> int:
+    """Finvasia documents no session lifetime; sessions are known to end overnight, so a token is
+    taken to last until the next 06:00 IST (before the daily login, as Kite's)."""
+    issued = datetime.fromtimestamp(issued_at_ms / 1000, IST)
+    end = issued.replace(hour=6, minute=0, second=0, microsecond=0)
+    if end <= issued:
+        end += timedelta(days=1)
+    return int(end.timestamp() * 1000)
+
+
+def login_values(account: Account, code: str) -> dict[str, str]:
+    """The QuickAuth JSON, in the SDK's field order."""
+    return {
+        "source": "API",
+        "apkversion": APK_VERSION,
+        "uid": account.user_id,
+        "pwd": sha256_hex(account.password.get()),
+        "factor2": code,
+        "vc": account.api_key,
+        "appkey": app_key(account.user_id, account.api_secret.get()),
+        "imei": str(account.extra.get("imei", DEFAULT_IMEI)),
+    }
+
+
+def login(
+    account: Account,
+    session: requests.Session | None = None,
+    *,
+    totp_code: Any = totp.code,
+) -> dict[str, Any]:
+    """Log ``account`` in; returns ``access_token`` (the susertoken; also the ``feed_token``,
+    since the socket connects with it) and ``user_id`` (the account id)."""
+    try:
+        code = totp_code(account.totp_secret.get())
+    except ValueError as e:
+        raise LoginFailed(f"shoonya login: totp: {e}") from None
+    s = session or requests.Session()
+    try:
+        resp = s.post(f"{account.login_url.rstrip('/')}{LOGIN_PATH}", data=jdata(login_values(account, code)),
+                      timeout=TIMEOUT_S)  # fmt: skip
+    except requests.RequestException as e:
+        raise BrokerUnavailable(f"shoonya login: {type(e).__name__}") from None
+    finally:
+        if session is None:
+            s.close()
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if resp.status_code != 200 or not isinstance(body, dict) or body.get("stat") != "Ok":
+        if not isinstance(body, dict) and resp.status_code not in (429, 502, 503):
+            raise BrokerUnavailable(f"shoonya login: HTTP {resp.status_code} without a Noren answer",
+                                    http_status=resp.status_code)  # fmt: skip
+        error = map_error(resp.status_code, body, resp.text, during_login=True)
+        if isinstance(error, LoginFailed) and "otp" in str(error).lower():
+            # One QuickAuth checks password and TOTP together: say which one Noren refused.
+            raise LoginFailed(f"shoonya login: totp refused: {error}", code=error.code,
+                              http_status=error.http_status) from None  # fmt: skip
+        raise error
+    token = str(body.get("susertoken") or "")
+    if not token:
+        raise LoginFailed("shoonya login: no susertoken in the answer")
+    return {
+        "access_token": token,
+        "feed_token": token,
+        "user_id": str(body.get("actid") or account.user_id),
+    }

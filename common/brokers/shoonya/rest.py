@@ -1,0 +1,59 @@
+"""Shoonya (Noren) REST adapter (BROKERS.md § Finvasia Shoonya): orders and the order book on a
+keep-alive session. Every call is a POST of ``jData=<json>&jKey=<susertoken>`` to
+``/NorenWClientTP/<Name>``; answers are ``{"stat": "Ok", ...}``, a JSON list (the books), or
+``{"stat": "Not_Ok", "emsg"}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.brokers.base import RestAdapterBase, send
+from common.brokers.shoonya import translate
+from common.brokers.shoonya.errors import NO_DATA, emsg_kind, map_error
+from common.errors import Ambiguous
+from common.models import Instrument, Order, OrderUpdate
+
+__all__ = ["PREFIX", "Adapter"]
+
+PREFIX = "/NorenWClientTP"
+
+
+class Adapter(RestAdapterBase):
+    """:class:`common.brokers.base.BrokerAdapter` for Shoonya."""
+
+    def _call(self, name: str, values: dict[str, str], *, empty_ok: bool = False) -> Any:
+        resp = send(self._http, "POST", f"{self._base}{PREFIX}/{name}",
+                    data=translate.jdata(values, self._access_token()), read_timeout_s=self._read_timeout_s)  # fmt: skip
+        try:
+            parsed = resp.json()
+        except ValueError:
+            parsed = None
+        if resp.status_code == 200:
+            if isinstance(parsed, list) or (isinstance(parsed, dict) and parsed.get("stat") == "Ok"):
+                return parsed
+            # An empty book is a refusal with "no data" at Noren: for a book it means empty.
+            if empty_ok and isinstance(parsed, dict) and emsg_kind(str(parsed.get("emsg") or "")) == NO_DATA:
+                return []
+        raise map_error(resp.status_code, parsed, resp.text)
+
+    def place(self, order: Order, instrument: Instrument | None) -> str:
+        body = self._call("PlaceOrder", translate.order_values(order, instrument, self.account.user_id))
+        order_id = translate.order_id_of(body) if isinstance(body, dict) else ""
+        if not order_id:
+            raise Ambiguous("Shoonya: success without a norenordno")
+        return order_id
+
+    def modify(self, order: Order, broker_order_id: str, changes: dict[str, Any],
+               instrument: Instrument | None) -> str:
+        new = order.with_(**changes)
+        body = self._call("ModifyOrder", translate.modify_values(new, broker_order_id, instrument,
+                                                                 self.account.user_id))  # fmt: skip
+        return (translate.order_id_of(body) if isinstance(body, dict) else "") or broker_order_id
+
+    def cancel(self, order: Order, broker_order_id: str) -> str:
+        body = self._call("CancelOrder", translate.cancel_values(broker_order_id, self.account.user_id))
+        return (translate.order_id_of(body) if isinstance(body, dict) else "") or broker_order_id
+
+    def orders(self) -> list[OrderUpdate]:
+        rows = self._call("OrderBook", translate.book_values(self.account.user_id), empty_ok=True)
+        return translate.book_to_updates(self.account.name, rows)

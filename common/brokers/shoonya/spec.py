@@ -1,0 +1,27 @@
+"""Finvasia Shoonya defaults (BROKERS.md § Finvasia Shoonya): real hosts and caps per endpoint class.
+
+Finvasia publishes no per-endpoint request caps for the Noren API (its documentation and the
+NorenRestApiPy README are silent), so the defaults are conservative: 10/s for orders, as at
+Kite, and lower for the rest. Every cap is configuration: raise them per account when Finvasia
+tells you more.
+"""
+
+from common.brokers import BrokerSpec
+
+SPEC = BrokerSpec(
+    name="shoonya",
+    # The REST paths carry their /NorenWClientTP prefix (rest.py), so the root is the host alone
+    # and a paper broker serves the same paths under its own root.
+    rest_url="https://api.shoonya.com",
+    login_url="https://api.shoonya.com",
+    ws_url="wss://api.shoonya.com/NorenWSTP/",
+    caps={
+        "orders": ["10/s", "400/min"],
+        "orderbook": ["5/s"],
+        "login": ["1/s"],
+        "quote": ["5/s"],
+        "other": ["5/s"],
+    },
+    # api_key is the vendor code (vc); api_secret is the API key hashed into "appkey".
+    secrets=("password", "totp_secret", "api_secret"),
+)

@@ -1,0 +1,119 @@
+"""Shoonya translation, pure: a generic Order + Instrument -> the JSON of ``PlaceOrder`` /
+``ModifyOrder`` / ``CancelOrder`` (every value a string, NorenRestApiPy's field names); the request
+body ``jData=<json>&jKey=<susertoken>``; an ``OrderBook`` answer -> OrderUpdates (the status
+table lives in ``updates.py``).
+
+The body is built as the SDK builds it (``'jData=' + json.dumps(values) + '&jKey=' + token``,
+not form-encoded), with the trading symbol URL-encoded inside the JSON as the SDK and the README
+ask ("use url encoding to avoid special char error for symbols like M&M"): Noren decodes the
+form, so that is the one spelling its parser is known to accept.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote_plus
+
+from common.brokers.shoonya.updates import order_to_update
+from common.models import Instrument, Order, OrderState, OrderType, OrderUpdate, Product, Side
+
+__all__ = ["PRICE_TYPE", "PRODUCT", "SIDE", "book_to_updates", "book_values", "cancel_values", "jdata",
+           "modify_values", "order_id_of", "order_values", "trading_symbol"]
+
+PRODUCT = {Product.DELIVERY: "C", Product.INTRADAY: "I", Product.NORMAL: "M"}
+SIDE = {Side.BUY: "B", Side.SELL: "S"}
+PRICE_TYPE = {OrderType.MARKET: "MKT", OrderType.LIMIT: "LMT", OrderType.SL: "SL-LMT", OrderType.SL_M: "SL-MKT"}
+ORDER_SOURCE = "API"
+
+
+def jdata(values: dict[str, Any], key: str | None = None) -> str:
+    """The request body: ``jData=<json>`` and, after login, ``&jKey=<susertoken>``."""
+    body = "jData=" + json.dumps(values)
+    return body if key is None else f"{body}&jKey={key}"
+
+
+def _money(v: Decimal | None) -> str:
+    return "0" if v is None else format(v, "f")
+
+
+def trading_symbol(order: Order, instrument: Instrument | None) -> str:
+    """Shoonya's own symbol ("SBIN-EQ"), which its symbol master stores as broker_symbol; NSE
+    equities without a master entry get the series suffix, everything else is sent as named."""
+    if instrument is not None and instrument.broker_symbol:
+        return instrument.broker_symbol
+    if order.exchange == "NSE" and (instrument is None or instrument.instrument_type == "EQ"):
+        return f"{order.symbol}-EQ"
+    return order.symbol
+
+
+def order_values(order: Order, instrument: Instrument | None, user_id: str) -> dict[str, str]:
+    """``PlaceOrder``'s JSON; the client_order_id travels as ``remarks``."""
+    values = {
+        "ordersource": ORDER_SOURCE,
+        "uid": user_id,
+        "actid": user_id,
+        "trantype": SIDE[order.side],
+        "prd": PRODUCT[order.product],
+        "exch": order.exchange,
+        "tsym": quote_plus(trading_symbol(order, instrument)),
+        "qty": str(order.quantity),
+        "dscqty": "0",
+        "prctyp": PRICE_TYPE[order.order_type],
+        "prc": _money(order.price),
+        "ret": order.validity.value,
+        "remarks": order.client_order_id,
+        "amo": "NO",
+    }
+    if order.trigger_price is not None:
+        values["trgprc"] = _money(order.trigger_price)
+    return values
+
+
+def modify_values(order: Order, broker_order_id: str, instrument: Instrument | None, user_id: str) -> dict[str, str]:
+    """``ModifyOrder`` for the order as it should now be (``qty`` is the whole order's quantity)."""
+    values = {
+        "ordersource": ORDER_SOURCE,
+        "uid": user_id,
+        "actid": user_id,
+        "norenordno": broker_order_id,
+        "exch": order.exchange,
+        "tsym": quote_plus(trading_symbol(order, instrument)),
+        "qty": str(order.quantity),
+        "prctyp": PRICE_TYPE[order.order_type],
+        "prc": _money(order.price),
+        "ret": order.validity.value,
+    }
+    if order.trigger_price is not None:
+        values["trgprc"] = _money(order.trigger_price)
+    return values
+
+
+def cancel_values(broker_order_id: str, user_id: str) -> dict[str, str]:
+    return {"ordersource": ORDER_SOURCE, "uid": user_id, "norenordno": broker_order_id}
+
+
+def book_values(user_id: str) -> dict[str, str]:
+    return {"ordersource": ORDER_SOURCE, "uid": user_id}
+
+
+def order_id_of(body: dict[str, Any]) -> str:
+    """``norenordno`` of a placement, ``result`` of a modification or cancellation ('' if missing)."""
+    return str(body.get("norenordno") or body.get("result") or "")
+
+
+def book_to_updates(account: str, rows: Any, source: str = "reconcile") -> list[OrderUpdate]:
+    """``OrderBook`` rows -> OrderUpdates. A row with a status we do not know is skipped, unless it
+    carries a tag, which becomes an UNKNOWN update (the order IS at the broker: reconciliation
+    must not resend it, or fail it)."""
+    out = []
+    for row in rows if isinstance(rows, list) else []:
+        u = order_to_update(account, row, source) if isinstance(row, dict) else None
+        if u is not None:
+            out.append(u)
+        elif isinstance(row, dict) and row.get("remarks"):
+            out.append(OrderUpdate(account=account, client_order_id=str(row["remarks"]),
+                                   broker_order_id=str(row.get("norenordno") or ""), state=OrderState.UNKNOWN,
+                                   broker_status=str(row.get("status") or ""), source=source))
+    return out

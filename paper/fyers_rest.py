@@ -1,0 +1,482 @@
+"""Fyers API v3 at its own paths: the ``vagator`` login, ``/api/v3/token``, ``validate-authcode``,
+orders (``/api/v3/orders/sync``: POST place, PATCH modify, DELETE cancel), the order book,
+``/data/symbol-token`` (the data socket's symbol → HSM token lookup), the symbol master CSV and
+the index HSM mapping.
+
+Answers follow Fyers' conventions: ``{"s": "ok" | "error", "code", "message", ...}``; a
+refusal is HTTP 400, a bad token HTTP 401 (code -15, -8 once expired), the rate limit HTTP 429
+``{"s": "error", "code": -429, "message": "request limit reached"}``. API calls authenticate
+with ``Authorization: <app_id>:<access_token>``; the access token is a JWT whose ``hsm_key``
+claim authenticates the data socket and whose ``exp`` the SDK checks before connecting.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+import re
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import pyotp
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
+from paper.matching import OrderError, OrderRequest, rupees_to_units
+from paper.state import PaperOrder, PaperState, User, now_ist
+from paper.universe import fyers_symbol_master_csv
+
+__all__ = ["ORDER_TYPES", "STATUS_CODES", "fyers_error", "fyers_order_payload", "issue_tokens", "routes"]
+
+VAGATOR = "/vagator/v2"
+API = "/api/v3"
+ORDER_TYPES = {1: "LIMIT", 2: "MARKET", 3: "SL-M", 4: "SL"}
+ORDER_TYPE_CODES = {v: k for k, v in ORDER_TYPES.items()}
+PRODUCTS = ("CNC", "INTRADAY", "MARGIN", "CO", "BO", "MTF")
+VALIDITIES = ("DAY", "IOC")
+STATUS_CODES = {"OPEN": 6, "TRIGGER PENDING": 6, "COMPLETE": 2, "CANCELLED": 1, "REJECTED": 5}
+# Fyers documents orderTag as alphanumeric text; 30 characters is the limit the paper broker enforces.
+TAG_RE = re.compile(r"^[A-Za-z0-9]{1,30}$")
+LOGIN_STEP_TTL_S = 300
+RATE_LIMIT = {"s": "error", "code": -429, "message": "request limit reached"}
+
+
+def fyers_error(code: int, message: str, status: int = 400, **extra: Any) -> JSONResponse:
+    return JSONResponse({"s": "error", "code": code, "message": message, **extra}, status)
+
+
+def fyers_ok(code: int = 200, message: str = "", status: int = 200, **extra: Any) -> JSONResponse:
+    return JSONResponse({"s": "ok", "code": code, "message": message, **extra}, status)
+
+
+DIALECT = Dialect(
+    broker="fyers",
+    unavailable=lambda: fyers_error(-96, "An unexpected error occurred. Please contact support.", 503),
+    rate_limited=lambda: JSONResponse(RATE_LIMIT, 429),
+)
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _jwt(claims: dict[str, Any]) -> str:
+    """JWT-shaped like Fyers' tokens; only the paper broker and the SDK read the claims."""
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+    return f"{header}.{payload}.{_b64url(secrets.token_bytes(32))}"
+
+
+def session_expiry_epoch(now: float | None = None) -> float:
+    """Fyers access tokens end at the next 00:00 UTC (05:30 IST)."""
+    moment = dt.datetime.fromtimestamp(now if now is not None else time.time(), dt.UTC)
+    return (moment.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(days=1)).timestamp()
+
+
+def issue_tokens(user: User) -> dict[str, str]:
+    """A new API session: access token (with a fresh ``hsm_key``), refresh token."""
+    now = int(time.time())
+    expires = session_expiry_epoch(now)
+    hsm_key = secrets.token_hex(28)
+    user.access_token = _jwt({
+        "iss": "api.fyers.in", "iat": now, "exp": int(expires), "nbf": now, "aud": ["d:1", "d:2", "x:0", "x:1"],
+        "sub": "access_token", "at_hash": secrets.token_urlsafe(16), "display_name": "", "oms": "K1",
+        "hsm_key": hsm_key, "fy_id": user.user_id, "appType": 100, "poa_flag": "N",
+    })  # fmt: skip
+    user.feed_token = hsm_key
+    user.refresh_token = _jwt({"iss": "api.fyers.in", "iat": now, "sub": "refresh_token", "fy_id": user.user_id})
+    user.token_expires_at = expires
+    user.login_time = now_ist()
+    return {"access_token": user.access_token, "refresh_token": user.refresh_token}
+
+
+# ----- login state: request keys of the vagator steps, login sessions, auth codes -----
+def _login_state(state: PaperState) -> dict[str, dict[str, tuple[User, str, float]]]:
+    reg = getattr(state, "fyers_login", None)
+    if reg is None:
+        reg = {"steps": {}, "sessions": {}, "codes": {}}
+        state.fyers_login = reg  # type: ignore[attr-defined]
+    return reg  # type: ignore[no-any-return]
+
+
+def _remember(call: Call, kind: str, user: User, step: str) -> str:
+    key = secrets.token_urlsafe(24)
+    _login_state(call.state)[kind][key] = (user, step, time.time() + LOGIN_STEP_TTL_S)
+    return key
+
+
+def _recall(call: Call, kind: str, key: str, step: str) -> User | None:
+    entry = _login_state(call.state)[kind].pop(key, None) if key else None
+    if entry is None:
+        return None
+    user, at, expires = entry
+    # A user removed or replaced meanwhile (reset, re-registration) invalidates the key.
+    current = call.state.find_user("fyers", user.user_id)
+    return user if at == step and expires > time.time() and current is user else None
+
+
+def _unb64(text: Any) -> str:
+    try:
+        return base64.b64decode(str(text or ""), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return ""
+
+
+async def _json_body(call: Call) -> dict[str, Any]:
+    raw = await call.request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise Reply(fyers_error(-50, "Invalid request body")) from None
+    return body if isinstance(body, dict) else {}
+
+
+async def _named_by_fy_id(call: Call) -> User | None:
+    """The first login step counts against the named user's login caps."""
+    body = await _json_body(call)
+    call.user_id = _unb64(body.get("fy_id")) or None
+    return None
+
+
+async def _send_login_otp(call: Call) -> Response:
+    body = await _json_body(call)
+    user = call.state.find_user("fyers", _unb64(body.get("fy_id")))
+    if user is None:
+        return fyers_error(-1006, "Please provide a valid fyers id")
+    return fyers_ok(message="", request_key=_remember(call, "steps", user, "otp"))
+
+
+async def _verify_otp(call: Call) -> Response:
+    body = await _json_body(call)
+    user = _recall(call, "steps", str(body.get("request_key") or ""), "otp")
+    if user is None:
+        return fyers_error(-1019, "Invalid request key. Please login again")
+    call.user_id = user.user_id
+    # valid_window=0: a code is good in its own 30 s step only.
+    if not pyotp.TOTP(user.totp_secret).verify(str(body.get("otp") or ""), valid_window=0):
+        return fyers_error(-1007, "Invalid OTP")
+    return fyers_ok(request_key=_remember(call, "steps", user, "pin"))
+
+
+async def _verify_pin(call: Call) -> Response:
+    body = await _json_body(call)
+    user = _recall(call, "steps", str(body.get("request_key") or ""), "pin")
+    if user is None:
+        return fyers_error(-1019, "Invalid request key. Please login again")
+    call.user_id = user.user_id
+    if body.get("identity_type") != "pin" or not secrets.compare_digest(
+        user.password.encode(), _unb64(body.get("identifier")).encode()
+    ):
+        return fyers_error(-1008, "Invalid PIN")
+    session = _remember(call, "sessions", user, "token")
+    return fyers_ok(data={"access_token": session, "refresh_token": "", "user_name": user.user_id})
+
+
+async def _token(call: Call) -> Response:
+    auth = call.request.headers.get("authorization", "")
+    session = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    user = _recall(call, "sessions", session, "token")
+    if user is None:
+        return fyers_error(-16, "Could not authenticate the user", 401)
+    call.user_id = user.user_id
+    body = await _json_body(call)
+    app_id, app_type = str(body.get("app_id") or ""), str(body.get("appType") or "100")
+    if str(body.get("fyers_id") or "") != user.user_id or user.api_key not in (app_id, f"{app_id}-{app_type}"):
+        return fyers_error(-352, "Please provide a valid appId")
+    code = _remember(call, "codes", user, "validate")
+    redirect = str(body.get("redirect_uri") or "https://127.0.0.1/")
+    sep = "&" if "?" in redirect else "?"
+    url = f"{redirect}{sep}{urlencode({'s': 'ok', 'code': 200, 'auth_code': code, 'state': body.get('state', '')})}"
+    return fyers_ok(code=308, status=308, Url=url)
+
+
+async def _validate_authcode(call: Call) -> Response:
+    body = await _json_body(call)
+    user = _recall(call, "codes", str(body.get("code") or ""), "validate")
+    if user is None:
+        return fyers_error(-374, "Please provide a valid authorization code")
+    call.user_id = user.user_id
+    expected = hashlib.sha256(f"{user.api_key}:{user.api_secret}".encode()).hexdigest()
+    if not secrets.compare_digest(expected, str(body.get("appIdHash") or "")):
+        return fyers_error(-371, "Please provide sha256 hash of appId and app secret")
+    return fyers_ok(**issue_tokens(user))
+
+
+# ----- authentication of API calls -----
+def _expired(call: Call, token: str) -> bool:
+    return any(token in u.expired_tokens for u in call.state.users.values() if u.broker == "fyers")
+
+
+async def auth_token(call: Call) -> User | None:
+    """``Authorization: <app_id>:<access_token>``."""
+    header = call.request.headers.get("authorization", "").strip()
+    app_id, _, token = header.partition(":")
+    user = call.state.user_for_fyers_token(token, app_id) if token else None
+    if user is None:
+        if token and _expired(call, token):
+            raise Reply(fyers_error(-8, "Your token has expired. Please generate a token", 401))
+        raise Reply(fyers_error(-15, "Could not authenticate the user", 401))
+    return user
+
+
+async def auth_bare_token(call: Call) -> User | None:
+    """The data socket's symbol lookup sends the access token alone (the SDK drops the app id)."""
+    header = call.request.headers.get("authorization", "").strip()
+    token = header.partition(":")[2] if ":" in header else header
+    user = call.state.user_for_fyers_token(token)
+    if user is None:
+        raise Reply(fyers_error(-15, "Could not authenticate the user", 401))
+    return user
+
+
+# ----- orders -----
+def _rupees(units: int, divisor: int) -> float | int:
+    value = units / divisor
+    return int(value) if value == int(value) else round(value, 6)
+
+
+def _tag_of(order: PaperOrder) -> str:
+    return f"1:{order.tag}" if order.tag else "2:Untagged"
+
+
+def fyers_order_payload(order: PaperOrder) -> dict[str, Any]:
+    """One row of ``GET /api/v3/orders`` (the order book)."""
+    inst = order.instrument
+    div = inst.price_divisor
+    status = STATUS_CODES.get(order.status, 6)
+    return {
+        "clientId": order.user_id,
+        "id": order.order_id,
+        "exchOrdId": order.exchange_order_id or "",
+        "qty": order.quantity,
+        "remainingQuantity": order.pending_quantity,
+        "filledQty": order.filled_quantity,
+        "discloseQty": order.disclosed_quantity,
+        "limitPrice": _rupees(order.price, div),
+        "stopPrice": _rupees(order.trigger_price, div),
+        "tradedPrice": order.average_price(),
+        "type": ORDER_TYPE_CODES.get(order.order_type, 2),
+        "fyToken": inst.fyers_token,
+        "exchange": 10,
+        "segment": 10,
+        "symbol": inst.fyers_symbol,
+        "instrument": 0,
+        "message": order.status_message or "",
+        "offlineOrder": False,
+        "orderDateTime": order.order_timestamp.strftime("%d-%b-%Y %H:%M:%S"),
+        "orderValidity": order.validity,
+        "pan": "",
+        "productType": order.product,
+        "side": 1 if order.transaction_type == "BUY" else -1,
+        "status": status,
+        "source": "API",
+        "ex_sym": inst.symbol,
+        "description": inst.name,
+        "orderNumStatus": f"{order.order_id}:{status}",
+        "disclosedQty": order.disclosed_quantity,
+        "orderTag": _tag_of(order),
+    }
+
+
+def _int(raw: Any, code: int, message: str) -> int:
+    if isinstance(raw, bool):
+        raise Reply(fyers_error(code, message))
+    try:
+        return int(str(raw))
+    except (TypeError, ValueError):
+        raise Reply(fyers_error(code, message)) from None
+
+
+def _units(raw: Any, divisor: int, code: int, message: str) -> int:
+    try:
+        return rupees_to_units(raw, divisor, "price")
+    except OrderError:
+        raise Reply(fyers_error(code, message)) from None
+
+
+def _refusal(exc: OrderError, order: PaperOrder | None = None) -> Response:
+    if exc.kind == "not_found":
+        return fyers_error(-51, "Invalid order id")
+    if exc.kind == "order" and order is not None:
+        by_status = {"CANCELLED": (-161, "This order has already been cancelled"),
+                     "COMPLETE": (-162, "This order has already traded"),
+                     "REJECTED": (-164, "This order has already been rejected")}  # fmt: skip
+        code, message = by_status.get(order.status, (-163, exc.message))
+        return fyers_error(code, message)
+    return fyers_error(-50 if exc.kind == "input" else -99, exc.message)
+
+
+async def _place(call: Call) -> Response:
+    assert call.user is not None
+    body = await _json_body(call)
+    tag = body.get("orderTag")
+    call.tag = str(tag) if tag not in (None, "") else None
+    if call.tag is not None and not TAG_RE.match(call.tag):
+        return fyers_error(-50, "Invalid orderTag: alphanumeric, at most 30 characters")
+    inst = call.state.by_fyers_symbol(str(body.get("symbol") or ""))
+    if inst is None:
+        return fyers_error(-300, "Please provide a valid symbol")
+    side = _int(body.get("side"), -313, "Please provide a valid order side of either buy or sell")
+    if side not in (1, -1):
+        return fyers_error(-313, "Please provide a valid order side of either buy or sell")
+    order_type = ORDER_TYPES.get(_int(body.get("type"), -101, "Please provide a valid order type"))
+    if order_type is None:
+        return fyers_error(-101, "Please provide a valid order type")
+    product = str(body.get("productType") or "")
+    if product not in PRODUCTS:
+        return fyers_error(-314, "Please provide a valid product type for the order")
+    validity = str(body.get("validity") or "DAY")
+    if validity not in VALIDITIES:
+        return fyers_error(-326, "Please provide a valid order validity")
+    qty = _int(body.get("qty"), -310, "Please provide a valid order quantity")
+    div = inst.price_divisor
+    price = _units(body.get("limitPrice"), div, -308, "Please provide a valid limitPrice")
+    trigger = _units(body.get("stopPrice"), div, -309, "Please provide a valid stop price")
+    if qty <= 0:
+        return fyers_error(-310, "Please provide a valid order quantity")
+    if order_type in ("LIMIT", "SL") and price <= 0:
+        return fyers_error(-308, "Please provide a valid limitPrice")
+    if order_type in ("SL", "SL-M") and trigger <= 0:
+        return fyers_error(-309, "Please provide a valid stop price")
+    tick = inst.tick_size_paise
+    if tick and (price % tick or trigger % tick):
+        # Fyers checks the tick size before the order exists (error sheet: -392).
+        return fyers_error(-392, "Price should be in multiples of tick size.")
+    req = OrderRequest(
+        instrument=inst, variety="regular", transaction_type="BUY" if side == 1 else "SELL",
+        order_type=order_type, product=product, quantity=qty, price=price, trigger_price=trigger,
+        validity=validity, disclosed_quantity=_int(body.get("disclosedQty") or 0, -327, "Invalid disclosedQty"),
+        tag=call.tag,
+    )  # fmt: skip
+    try:
+        order = call.paper.engine.place(call.user, req)
+    except OrderError as exc:
+        return _refusal(exc)
+    call.accepted = True
+    return fyers_ok(1101, f"Successfully placed order. Your Order Ref. No.{order.order_id}", id=order.order_id)
+
+
+def _own_order(call: Call, order_id: str) -> PaperOrder:
+    assert call.user is not None
+    order = call.state.orders.get(order_id)
+    if order is None or order.broker != "fyers" or order.user_id != call.user.user_id:
+        raise Reply(fyers_error(-51, "Invalid order id"))
+    return order
+
+
+async def _modify(call: Call) -> Response:
+    body = await _json_body(call)
+    order = _own_order(call, str(body.get("id") or ""))
+    call.tag = order.tag
+    div = order.instrument.price_divisor
+    order_type = None
+    if body.get("type") not in (None, ""):
+        order_type = ORDER_TYPES.get(_int(body.get("type"), -101, "Please provide a valid order type"))
+        if order_type is None:
+            return fyers_error(-101, "Please provide a valid order type")
+    limit, stop, qty = body.get("limitPrice"), body.get("stopPrice"), body.get("qty")
+    try:
+        call.paper.engine.modify(
+            order,
+            quantity=_int(qty, -310, "Please provide a valid order quantity") if qty not in (None, "") else None,
+            price=_units(limit, div, -308, "Please provide a valid limitPrice") if limit not in (None, "") else None,
+            order_type=order_type,
+            trigger_price=_units(stop, div, -309, "Please provide a valid stop price") if stop not in (None, "") else None,
+        )
+    except OrderError as exc:
+        return _refusal(exc, order)
+    call.accepted = True
+    return fyers_ok(1102, "Successfully modified order", id=order.order_id)
+
+
+async def _cancel(call: Call) -> Response:
+    body = await _json_body(call)
+    order = _own_order(call, str(body.get("id") or ""))
+    call.tag = order.tag
+    try:
+        call.paper.engine.cancel(order)
+    except OrderError as exc:
+        return _refusal(exc, order)
+    call.accepted = True
+    return fyers_ok(1103, "Successfully cancelled order", id=order.order_id)
+
+
+async def _order_book(call: Call) -> Response:
+    assert call.user is not None
+    uid = call.user.user_id
+    only = {i for i in str(call.request.query_params.get("id") or "").split(",") if i}
+    rows = [
+        fyers_order_payload(o) for o in call.state.orders.values()
+        if o.broker == "fyers" and o.user_id == uid and (not only or o.order_id in only)
+    ]  # fmt: skip
+    return fyers_ok(orderBook=rows)
+
+
+async def _profile(call: Call) -> Response:
+    assert call.user is not None
+    return fyers_ok(data={"fy_id": call.user.user_id, "name": f"PAPER {call.user.user_id}", "display_name": ""})
+
+
+# ----- market data helpers the SDK's data socket calls -----
+async def _symbol_token(call: Call) -> Response:
+    body = await _json_body(call)
+    symbols = body.get("symbols")
+    if not isinstance(symbols, list):
+        return fyers_error(-50, "Please provide symbols")
+    valid: dict[str, str] = {}
+    invalid: list[str] = []
+    for s in symbols:
+        inst = call.state.by_fyers_symbol(str(s))
+        if inst is None:
+            invalid.append(str(s))
+        else:
+            valid[str(s)] = inst.fyers_token
+    return fyers_ok(validSymbol=valid, invalidSymbol=invalid)
+
+
+async def _symbol_master(call: Call) -> Response:
+    name = call.request.path_params["name"]
+    if name != "NSE_CM":
+        return PlainTextResponse("Not Found", 404)
+    body = call.paper.cache.get("fyers_nse_cm")
+    if body is None:
+        body = fyers_symbol_master_csv(call.state.universe).encode()
+        call.paper.cache["fyers_nse_cm"] = body
+    return Response(body, 200, media_type="text/csv")
+
+
+async def _index_hsm_mapping(call: Call) -> Response:
+    mapping = {i.fyers_symbol: i.angel_symbol for i in call.state.universe if i.is_index}
+    return JSONResponse(mapping)
+
+
+def _endpoint(endpoint_class: str, handler: Handler, authenticate: Authenticator = auth_token) -> Any:
+    return make_endpoint(DIALECT, endpoint_class, handler, authenticate)
+
+
+def routes(state: object = None) -> list[Route]:
+    orders = f"{API}/orders/sync"
+    return [
+        Route(f"{VAGATOR}/send_login_otp_v2", _endpoint("login", _send_login_otp, _named_by_fy_id), methods=["POST"]),
+        Route(f"{VAGATOR}/verify_otp", _endpoint("login", _verify_otp, anonymous), methods=["POST"]),
+        Route(f"{VAGATOR}/verify_pin_v2", _endpoint("login", _verify_pin, anonymous), methods=["POST"]),
+        Route(f"{API}/token", _endpoint("login", _token, anonymous), methods=["POST"]),
+        Route(f"{API}/validate-authcode", _endpoint("login", _validate_authcode, anonymous), methods=["POST"]),
+        Route(f"{API}/profile", _endpoint("other", _profile), methods=["GET"]),
+        Route(orders, _endpoint("orders", _place), methods=["POST"]),
+        Route(orders, _endpoint("orders", _modify), methods=["PATCH"]),
+        Route(orders, _endpoint("orders", _cancel), methods=["DELETE"]),
+        Route(f"{API}/orders", _endpoint("orderbook", _order_book), methods=["GET"]),
+        Route("/data/symbol-token", _endpoint("quote", _symbol_token, auth_bare_token), methods=["POST"]),
+        Route("/sym_details/index_hsm_mapping.json", _endpoint("other", _index_hsm_mapping, anonymous),
+              methods=["GET"]),
+        Route("/sym_details/{name}.csv", _endpoint("other", _symbol_master, anonymous), methods=["GET"]),
+    ]

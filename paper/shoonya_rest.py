@@ -1,0 +1,453 @@
+"""Finvasia Shoonya (Noren OMS) at its own paths: QuickAuth, Logout, UserDetails, PlaceOrder,
+ModifyOrder, CancelOrder, OrderBook, TradeBook, SingleOrdHist, GetQuotes under
+``/NorenWClientTP/``, and the symbol master ``/NSE_symbols.txt.zip``.
+
+Every call is a POST whose body is ``jData=<json>`` (plus ``&jKey=<susertoken>`` after login),
+as NorenRestApiPy sends it: raw JSON after ``jData=``, read here as a form so a form-encoded body
+works too. Answers are HTTP 200 with ``{"stat": "Ok", ...}`` or ``{"stat": "Not_Ok", "emsg":
+"<Kind> : <detail>"}``; the books are JSON lists, and an empty one is ``Not_Ok`` with
+``Error Occurred : 5 "no data"``, as at Noren. Finvasia documents no rate-limit answer: the paper
+broker sends HTTP 429 with ``{"stat": "Not_Ok", "emsg": "Rate limit exceeded : ..."}``, and a
+5xx fault is HTTP 503 with a Not_Ok body.
+
+The SDK joins ``host + "/PlaceOrder"``, so a host configured with a trailing slash (as Finvasia's
+examples do) requests ``/NorenWClientTP//PlaceOrder``: both spellings are served.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import secrets
+import time
+import zipfile
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pyotp
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
+from paper.matching import OrderError, OrderRequest, rupees_to_units
+from paper.state import PaperInstrument, PaperOrder, User, now_ist
+from paper.universe import shoonya_symbols_txt
+
+__all__ = ["PREFIX", "SYMBOLS_ZIP_PATH", "report_type", "routes", "shoonya_order_payload", "shoonya_status"]
+
+PREFIX = "/NorenWClientTP"
+SYMBOLS_ZIP_PATH = "/NSE_symbols.txt.zip"
+PRODUCTS = {"C": "CNC", "M": "NRML", "I": "MIS"}
+SIDES = {"B": "BUY", "S": "SELL"}
+PRICE_TYPES = {"MKT": "MARKET", "LMT": "LIMIT", "SL-LMT": "SL", "SL-MKT": "SL-M"}
+PRICE_TYPE_OF = {v: k for k, v in PRICE_TYPES.items()}
+RETENTIONS = ("DAY", "IOC", "EOS")
+STATUSES = {"OPEN": "OPEN", "TRIGGER PENDING": "TRIGGER_PENDING", "COMPLETE": "COMPLETE",
+            "CANCELLED": "CANCELED", "REJECTED": "REJECTED"}  # fmt: skip
+SESSION_EXPIRED = "Session Expired : Invalid Session Key"
+NO_DATA = 'Error Occurred : 5 "no data"'
+
+
+def ok(**fields: Any) -> JSONResponse:
+    return JSONResponse({"request_time": now_ist().strftime("%H:%M:%S %d-%m-%Y"), "stat": "Ok", **fields})
+
+
+def not_ok(emsg: str, status: int = 200) -> JSONResponse:
+    return JSONResponse({"stat": "Not_Ok", "request_time": now_ist().strftime("%H:%M:%S %d-%m-%Y"), "emsg": emsg},
+                        status)  # fmt: skip
+
+
+DIALECT = Dialect(
+    broker="shoonya",
+    unavailable=lambda: not_ok("Service Unavailable : try after some time", 503),
+    rate_limited=lambda: not_ok("Rate limit exceeded : too many requests", 429),
+)
+
+
+def session_expiry_epoch() -> float:
+    """Paper sessions end at the next 06:00 IST (Finvasia documents no lifetime)."""
+    now = now_ist()
+    end = now.replace(hour=6, minute=0, second=0, microsecond=0)
+    if end <= now:
+        end += dt.timedelta(days=1)
+    return end.timestamp()
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _rupees(units: int, divisor: int) -> str:
+    """Exact rupees with two decimals, as Noren prints prices ("1570.05")."""
+    whole, frac = divmod(abs(units) * 100 // divisor, 100)
+    return f"{'-' if units < 0 else ''}{whole}.{frac:02d}"
+
+
+async def _form(call: Call) -> tuple[dict[str, Any], str]:
+    """(jData as a dict, jKey) of the request; a body that is not that answers Not_Ok at once."""
+    cached = getattr(call.request.state, "noren", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    raw = (await call.request.body()).decode("utf-8", "replace")
+    fields = dict(parse_qsl(raw, keep_blank_values=True))
+    try:
+        values = json.loads(fields.get("jData", ""))
+    except ValueError:
+        raise Reply(not_ok('Error Occurred : 2 "invalid input"')) from None
+    if not isinstance(values, dict):
+        raise Reply(not_ok('Error Occurred : 2 "invalid input"'))
+    call.request.state.noren = (values, fields.get("jKey", ""))
+    return values, fields.get("jKey", "")
+
+
+# ----- authentication -----
+async def auth_jkey(call: Call) -> User | None:
+    values, jkey = await _form(call)
+    user = call.state.user_for_shoonya_token(jkey)
+    if user is None:
+        raise Reply(not_ok(SESSION_EXPIRED))
+    uid = str(values.get("uid") or "")
+    if uid and uid != user.user_id:
+        raise Reply(not_ok("Invalid Input : uid does not match the session"))
+    return user
+
+
+async def _login_user(call: Call) -> User | None:
+    values, _ = await _form(call)
+    call.user_id = str(values.get("uid") or "") or None
+    return None
+
+
+async def _quick_auth(call: Call) -> Response:
+    values, _ = await _form(call)
+    uid = str(values.get("uid") or "")
+    user = call.state.find_user("shoonya", uid)
+    if user is None or not secrets.compare_digest(_sha256(user.password), str(values.get("pwd") or "")):
+        return not_ok("Invalid Input : Wrong Password")
+    if str(values.get("vc") or "") != user.api_key:
+        return not_ok("Invalid Input : Invalid Vendor Code")
+    if not secrets.compare_digest(_sha256(f"{uid}|{user.api_secret}"), str(values.get("appkey") or "")):
+        return not_ok("Invalid Input : Invalid App Key")
+    # valid_window=0: the code must be from the current 30 s step.
+    if not pyotp.TOTP(user.totp_secret).verify(str(values.get("factor2") or ""), valid_window=0):
+        return not_ok("Invalid Input : Invalid OTP")
+    user.access_token = secrets.token_hex(32)
+    user.token_expires_at = session_expiry_epoch()
+    user.login_time = now_ist()
+    return ok(
+        susertoken=user.access_token,
+        lastaccesstime=str(int(time.time())),
+        actid=user.user_id,
+        uid=user.user_id,
+        uname=f"PAPER {user.user_id}",
+        email="",
+        brkname="FINVASIA",
+        exarr=["NSE", "BSE", "NFO", "CDS", "MCX"],
+        prarr=[{"prd": code, "s_prdt_ali": name, "exch": ["NSE", "BSE"]} for code, name in PRODUCTS.items()],
+    )
+
+
+async def _logout(call: Call) -> Response:
+    assert call.user is not None
+    call.state.expire_tokens("shoonya", call.user.user_id)
+    return ok()
+
+
+async def _user_details(call: Call) -> Response:
+    assert call.user is not None
+    return ok(actid=call.user.user_id, uname=f"PAPER {call.user.user_id}", exarr=["NSE", "BSE", "NFO"],
+              prarr=[{"prd": c, "s_prdt_ali": n} for c, n in PRODUCTS.items()])  # fmt: skip
+
+
+# ----- order rows -----
+def shoonya_status(order: PaperOrder) -> str:
+    return STATUSES.get(order.status, order.status)
+
+
+def _time(moment: dt.datetime | None) -> str:
+    return moment.strftime("%H:%M:%S %d-%m-%Y") if moment else ""
+
+
+def shoonya_order_payload(order: PaperOrder) -> dict[str, Any]:
+    """One ``OrderBook`` row (also the body of an ``om`` socket message), every value a string."""
+    inst = order.instrument
+    div = inst.price_divisor
+    row: dict[str, Any] = {
+        "stat": "Ok",
+        "norenordno": order.order_id,
+        "uid": order.user_id,
+        "actid": order.user_id,
+        "exch": inst.exchange,
+        "tsym": inst.shoonya_symbol,
+        "token": inst.shoonya_token,
+        "qty": str(order.quantity),
+        "dscqty": str(order.disclosed_quantity),
+        "prc": _rupees(order.price, div),
+        "prd": next((c for c, n in PRODUCTS.items() if n == order.product), order.product),
+        "trantype": order.transaction_type[0],
+        "prctyp": PRICE_TYPE_OF.get(order.order_type, order.order_type),
+        "ret": order.validity,
+        "status": shoonya_status(order),
+        "fillshares": str(order.filled_quantity),
+        "pp": "2",
+        "ls": str(inst.lot_size),
+        "ti": _rupees(inst.tick_size_paise, div),
+        "amo": "No",
+        "norentm": _time(order.order_timestamp),
+        "ordenttm": str(int(order.order_timestamp.timestamp())),
+    }
+    if order.trigger_price:
+        row["trgprc"] = _rupees(order.trigger_price, div)
+    if order.filled_quantity:
+        row["avgprc"] = _rupees(order.filled_value // order.filled_quantity, div)
+    if order.tag:
+        row["remarks"] = order.tag
+    if order.exchange_order_id:
+        row["exchordid"] = order.exchange_order_id
+    if order.exchange_update_timestamp:
+        row["exch_tm"] = order.exchange_update_timestamp.strftime("%d-%m-%Y %H:%M:%S")
+    if order.status == "CANCELLED":
+        row["cancelqty"] = str(order.cancelled_quantity)
+    if order.status == "REJECTED":
+        row["rejreason"] = order.status_message or ""
+    return row
+
+
+def report_type(order: PaperOrder, was_modified: bool) -> str:
+    """The ``reporttype`` of an order event (the om message's event name)."""
+    if order.status == "COMPLETE":
+        return "Fill"
+    if order.status == "CANCELLED":
+        return "Canceled"
+    if order.status == "REJECTED":
+        return "Rejected"
+    return "Replaced" if was_modified else "New"
+
+
+# ----- orders -----
+def _order_error(exc: OrderError) -> Response:
+    if exc.kind == "not_found":
+        return not_ok("Rejected : ORA:Order not found")
+    if exc.kind == "symbol":
+        return not_ok("Invalid Input : Invalid Trading Symbol")
+    if exc.kind == "input":
+        return not_ok(f"Invalid Input : {exc.message}")
+    return not_ok(f"Rejected : {exc.message}")
+
+
+def _quantity(raw: Any) -> int:
+    try:
+        return int(str(raw))
+    except (TypeError, ValueError):
+        raise OrderError("input", "Invalid qty") from None
+
+
+def _instrument(call: Call, values: dict[str, Any]) -> PaperInstrument:
+    exch = str(values.get("exch") or "")
+    tsym = str(values.get("tsym") or "")
+    inst = call.state.by_symbol(exch, tsym)
+    if inst is None and values.get("token"):
+        inst = call.state.by_shoonya_token(exch, str(values["token"]))
+    if inst is None or inst.exchange != exch:
+        raise OrderError("symbol", "Invalid Trading Symbol")
+    return inst
+
+
+def _price(values: dict[str, Any], name: str, div: int) -> int:
+    raw = values.get(name)
+    if raw in (None, "", "None"):  # the SDK sends str(None) for a missing trigger price
+        return 0
+    return rupees_to_units(raw, div, name)
+
+
+async def _place(call: Call) -> Response:
+    assert call.user is not None
+    values, _ = await _form(call)
+    call.tag = str(values["remarks"]) if values.get("remarks") else None
+    try:
+        if str(values.get("actid") or call.user.user_id) != call.user.user_id:
+            raise OrderError("input", "Invalid actid")
+        prd = str(values.get("prd") or "")
+        if prd not in PRODUCTS:
+            raise OrderError("input", "Invalid Product")
+        side = SIDES.get(str(values.get("trantype") or ""))
+        if side is None:
+            raise OrderError("input", "Invalid Transaction Type")
+        prctyp = str(values.get("prctyp") or "")
+        if prctyp not in PRICE_TYPES:
+            raise OrderError("input", "Invalid Price Type")
+        ret = str(values.get("ret") or "DAY")
+        if ret not in RETENTIONS:
+            raise OrderError("input", "Invalid Retention Type")
+        inst = _instrument(call, values)
+        div = inst.price_divisor
+        req = OrderRequest(
+            instrument=inst,
+            variety="regular",
+            transaction_type=side,
+            order_type=PRICE_TYPES[prctyp],
+            product=PRODUCTS[prd],
+            quantity=_quantity(values.get("qty")),
+            price=_price(values, "prc", div),
+            trigger_price=_price(values, "trgprc", div),
+            validity="DAY" if ret == "EOS" else ret,
+            disclosed_quantity=0,
+            tag=call.tag,
+        )
+        order = call.paper.engine.place(call.user, req)
+    except OrderError as exc:
+        return _order_error(exc)
+    call.accepted = True
+    return ok(norenordno=order.order_id)
+
+
+def _own_order(call: Call, order_id: str) -> PaperOrder:
+    assert call.user is not None
+    order = call.state.orders.get(order_id)
+    if order is None or order.broker != "shoonya" or order.user_id != call.user.user_id:
+        raise OrderError("not_found", "Order not found")
+    return order
+
+
+async def _modify(call: Call) -> Response:
+    values, _ = await _form(call)
+    try:
+        order = _own_order(call, str(values.get("norenordno") or ""))
+        call.tag = order.tag
+        div = order.instrument.price_divisor
+        prctyp = str(values.get("prctyp") or PRICE_TYPE_OF.get(order.order_type, ""))
+        if prctyp not in PRICE_TYPES:
+            raise OrderError("input", "Invalid Price Type")
+        ret = str(values.get("ret") or "")
+        if ret and ret not in RETENTIONS:
+            raise OrderError("input", "Invalid Retention Type")
+        call.paper.engine.modify(
+            order,
+            quantity=_quantity(values["qty"]) if values.get("qty") not in (None, "") else None,
+            price=_price(values, "prc", div) if values.get("prc") not in (None, "") else None,
+            order_type=PRICE_TYPES[prctyp],
+            trigger_price=_price(values, "trgprc", div) if values.get("trgprc") not in (None, "", "None") else None,
+            validity=("DAY" if ret == "EOS" else ret) or None,
+        )
+    except OrderError as exc:
+        return _order_error(exc)
+    call.accepted = True
+    return ok(result=order.order_id)
+
+
+async def _cancel(call: Call) -> Response:
+    values, _ = await _form(call)
+    try:
+        order = _own_order(call, str(values.get("norenordno") or ""))
+        call.tag = order.tag
+        call.paper.engine.cancel(order)
+    except OrderError as exc:
+        if exc.kind == "not_found":
+            return not_ok("Rejected : ORA:Order not found to Cancel")
+        return _order_error(exc)
+    call.accepted = True
+    return ok(result=order.order_id)
+
+
+def _user_orders(call: Call) -> list[PaperOrder]:
+    assert call.user is not None
+    uid = call.user.user_id
+    return [o for o in call.state.orders.values() if o.broker == "shoonya" and o.user_id == uid]
+
+
+async def _order_book(call: Call) -> Response:
+    # Newest first, as Noren lists them.
+    rows = [shoonya_order_payload(o) for o in reversed(_user_orders(call))]
+    return JSONResponse(rows) if rows else not_ok(NO_DATA)
+
+
+async def _trade_book(call: Call) -> Response:
+    rows = []
+    for order in reversed(_user_orders(call)):
+        div = order.instrument.price_divisor
+        base = shoonya_order_payload(order)
+        for trade in order.trades:
+            rows.append({
+                **{k: base[k] for k in ("stat", "norenordno", "uid", "actid", "exch", "prctyp", "ret", "prd",
+                                        "trantype", "tsym", "qty", "token", "fillshares", "pp", "ls", "ti", "prc",
+                                        "norentm")},
+                "flid": trade.trade_id,
+                "fltm": trade.fill_time.strftime("%d-%m-%Y %H:%M:%S"),
+                "flqty": str(trade.quantity),
+                "flprc": _rupees(trade.price, div),
+                "remarks": order.tag or "",
+                "exchordid": order.exchange_order_id or "",
+            })  # fmt: skip
+    return JSONResponse(rows) if rows else not_ok(NO_DATA)
+
+
+async def _single_order_history(call: Call) -> Response:
+    values, _ = await _form(call)
+    try:
+        order = _own_order(call, str(values.get("norenordno") or ""))
+    except OrderError:
+        return not_ok(NO_DATA)
+    call.tag = order.tag
+    return JSONResponse([shoonya_order_payload(order)])
+
+
+async def _quotes(call: Call) -> Response:
+    values, _ = await _form(call)
+    inst = call.state.by_shoonya_token(str(values.get("exch") or ""), str(values.get("token") or ""))
+    if inst is None:
+        return not_ok(NO_DATA)
+    q = call.state.prices.quote(inst)
+    div = inst.price_divisor
+    return ok(exch=inst.exchange, tsym=inst.shoonya_symbol, token=inst.shoonya_token, pp="2",
+              ls=str(inst.lot_size), ti=_rupees(inst.tick_size_paise, div), lp=_rupees(q["last_price"], div),
+              o=_rupees(q["open"], div), h=_rupees(q["high"], div), l=_rupees(q["low"], div),
+              c=_rupees(q["close"], div), v=str(q["volume"]))  # fmt: skip
+
+
+async def _symbols_zip(call: Call) -> Response:
+    body = call.paper.cache.get("shoonya_nse_symbols_zip")
+    if body is None:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("NSE_symbols.txt", shoonya_symbols_txt(call.state.universe, "NSE"))
+        body = buf.getvalue()
+        call.paper.cache["shoonya_nse_symbols_zip"] = body
+    return Response(body, 200, media_type="application/zip")
+
+
+def _endpoint(endpoint_class: str, handler: Handler, authenticate: Authenticator = auth_jkey) -> Any:
+    return make_endpoint(DIALECT, endpoint_class, handler, authenticate)
+
+
+def routes(state: object = None) -> list[Route]:
+    # Every dialect module has routes(state); REST reads its state from the request instead.
+    calls: list[tuple[str, str, Handler, Authenticator]] = [
+        ("QuickAuth", "login", _quick_auth, _login_user),
+        ("Logout", "other", _logout, auth_jkey),
+        ("UserDetails", "other", _user_details, auth_jkey),
+        ("PlaceOrder", "orders", _place, auth_jkey),
+        ("ModifyOrder", "orders", _modify, auth_jkey),
+        ("CancelOrder", "orders", _cancel, auth_jkey),
+        ("OrderBook", "orderbook", _order_book, auth_jkey),
+        ("TradeBook", "orderbook", _trade_book, auth_jkey),
+        ("SingleOrdHist", "orderbook", _single_order_history, auth_jkey),
+        ("GetQuotes", "quote", _quotes, auth_jkey),
+    ]
+    out = []
+    for name, endpoint_class, handler, authenticate in calls:
+        endpoint = _endpoint(endpoint_class, handler, authenticate)
+        out.append(Route(f"{PREFIX}/{name}", endpoint, methods=["POST"]))
+        out.append(Route(f"{PREFIX}//{name}", endpoint, methods=["POST"]))
+    out.append(Route(SYMBOLS_ZIP_PATH, _endpoint("other", _symbols_zip, anonymous), methods=["GET"]))
+    # Calls the paper broker does not implement still answer as Noren (the SDK parses every answer).
+    out.append(Route(f"{PREFIX}/{{name:path}}", _unknown, methods=["GET", "POST"]))
+    return out
+
+
+async def _unknown(request: Request) -> Response:
+    paper = request.app.state.paper
+    paper.state.log.record("shoonya", None, "other", request.method, request.url.path, 404)
+    return not_ok("Not Found : the paper broker does not implement this call", 404)
