@@ -7,9 +7,12 @@ from typing import Any
 
 import redis as redis_lib
 
+from common import instruments as master
 from common import keys
+from common.brokers import broker_module
 from common.models import Tick
 from common.ticks import TickSubscription, subscribe, subscribe_ticks, unsubscribe
+from tests.brokers import E2E_BROKERS, ready
 from tests.feed.conftest import BY_SYMBOL, wait_for
 from tests.fixtures.accounts import paper_user_of
 
@@ -29,17 +32,14 @@ def hb(r: redis_lib.Redis, account: str, n: int = 0) -> dict[str, str]:
     return r.hgetall(keys.feed_heartbeat(account, n))
 
 
-def sent_values(ticker: Any, broker: str, token: str, user_id: str, mode: str) -> dict[str, Any]:
+def sent_values(ticker: Any, broker: str, token: str, user_id: str) -> dict[str, Any]:
+    """The values the paper broker last handed its encoder for ``token`` on this user's socket."""
     rows = ticker.last(broker, token, user_id)
     assert rows, f"paper sent nothing for {token}"
-    if broker == "angel":
-        by_mode = rows[0]["by_mode"][str({"ltp": 1, "quote": 2, "full": 3}[mode])]
-        return dict(by_mode["values"])
-    assert rows[0]["mode"] == mode
     return dict(rows[0]["values"])
 
 
-def expected(values: dict[str, Any], broker: str, mode: str, index: bool) -> dict[str, Any]:
+def expected(values: dict[str, Any], mode: str, index: bool) -> dict[str, Any]:
     """What our Tick must carry for the values the paper broker handed its encoder."""
     e: dict[str, Any] = {"last_price": values["last_price"], "mode": mode}
     if mode == "ltp":
@@ -49,10 +49,6 @@ def expected(values: dict[str, Any], broker: str, mode: str, index: bool) -> dic
         e.update(
             last_quantity=values["last_quantity"], average_price=values["average_price"], volume=values["volume"]
         )
-    if broker == "angel":
-        e["exchange_ts_ms"] = values["exchange_timestamp_ms"]
-    elif mode == "full":
-        e["exchange_ts_ms"] = values["exchange_timestamp"] * 1000
     if mode == "full" and not index:
         e["oi"] = values["oi"]
         depth = values["depth"]
@@ -61,6 +57,11 @@ def expected(values: dict[str, Any], broker: str, mode: str, index: bool) -> dic
         e["bid_price"], e["bid_quantity"] = e["bids"][0], e["bids"][1]
         e["ask_price"], e["ask_quantity"] = e["asks"][0], e["asks"][1]
     return e
+
+
+def exchange_times_ms(values: dict[str, Any]) -> set[int]:
+    """The exchange time sent, in ms, at either precision a wire format may carry it (ms, or s)."""
+    return {values["exchange_timestamp_ms"], values["exchange_timestamp"] * 1000}
 
 
 def step_until_tick(ticker: Any, sub: TickSubscription, symbol: str, mode: str, timeout_s: float = 5.0) -> Tick:
@@ -79,39 +80,47 @@ def step_until_tick(ticker: Any, sub: TickSubscription, symbol: str, mode: str, 
     return got
 
 
-def test_ticks_carry_exactly_what_the_paper_broker_sent_in_every_mode(accounts, start_feed, ticker, r) -> None:
+def test_ticks_carry_exactly_what_the_paper_broker_sent_in_every_mode(broker_account, start_feed, ticker, r) -> None:
     # Given a running feed and a paused tick clock
-    start_feed(accounts)
+    acct = broker_account
+    account, broker = acct.name, acct.broker
+    start_feed({account: acct})
     ticker.set(paused=True)
-    cases = [("kite1", "kite"), ("angel1", "angel")]
-    for account, broker in cases:
-        user_id = paper_user_of(accounts[account]).user_id
-        for mode in ("ltp", "quote", "full"):
-            for symbol in ("INFY", "NIFTY 50"):
-                p = BY_SYMBOL[symbol]
-                token = str(p.kite_token) if broker == "kite" else p.angel_token
-                # When a strategy subscribes in this mode and the broker ticks
-                with subscribe_ticks([f"NSE:{symbol}"], mode, account=account, r=r) as sub:
-                    tick = step_until_tick(ticker, sub, symbol, mode)
-                # Then the tick on pub/sub carries exactly the values the broker sent
-                want = expected(sent_values(ticker, broker, token, user_id, mode), broker, mode, p.is_index)
-                have = {k: getattr(tick, k) for k in want}
-                assert have == want, (broker, symbol, mode)
-                assert (tick.exchange, tick.symbol, tick.token, tick.price_divisor) == ("NSE", symbol, token, 100)
-                # and bg:ltp holds the same last price as an exact decimal string
-                ltp = r.hget(keys.LTP, f"NSE:{symbol}")
-                assert ltp is not None and "." in ltp
-            unsubscribe(["NSE:INFY", "NSE:NIFTY 50"], account=account, r=r)
+    user_id = paper_user_of(acct).user_id
+    for mode in ("ltp", "quote", "full"):
+        for symbol in ("INFY", "NIFTY 50"):
+            p = BY_SYMBOL[symbol]
+            inst = master.lookup(account, f"NSE:{symbol}", r)
+            assert inst is not None
+            # When a strategy subscribes in this mode and the broker ticks
+            with subscribe_ticks([f"NSE:{symbol}"], mode, account=account, r=r) as sub:
+                tick = step_until_tick(ticker, sub, symbol, mode)
+            # Then the tick on pub/sub carries exactly the values the broker sent
+            values = sent_values(ticker, broker, inst.token, user_id)
+            want = expected(values, mode, p.is_index)
+            have = {k: getattr(tick, k) for k in want}
+            assert have == want, (broker, symbol, mode)
+            # (the exchange time where the mode's wire format carries one: a full tick always does)
+            if mode == "full":
+                assert tick.exchange_ts_ms in exchange_times_ms(values), (broker, symbol, mode)
+            elif mode == "quote":
+                assert tick.exchange_ts_ms in exchange_times_ms(values) | {0}, (broker, symbol, mode)
+            assert (tick.exchange, tick.symbol, tick.token, tick.price_divisor) == ("NSE", symbol, inst.token, 100)
+            # and bg:ltp holds the same last price as an exact decimal string
+            ltp = r.hget(keys.LTP, f"NSE:{symbol}")
+            assert ltp is not None and "." in ltp
+        unsubscribe(["NSE:INFY", "NSE:NIFTY 50"], account=account, r=r)
 
 
-def test_subscriptions_follow_the_control_channel(accounts, start_feed, ticker, r) -> None:
+def test_subscriptions_follow_the_control_channel(broker_account, start_feed, ticker, r) -> None:
     # Given a feed streaming INFY in ltp
-    feed = start_feed(accounts)
-    with subscribe_ticks(["NSE:INFY", "NSE:SBIN"], "ltp", account="kite1", r=r) as sub:
+    account = broker_account.name
+    feed = start_feed({account: broker_account})
+    with subscribe_ticks(["NSE:INFY", "NSE:SBIN"], "ltp", account=account, r=r) as sub:
         next_tick(sub, 5, lambda t: t.symbol == "INFY" and t.mode == "ltp")
         # When the mode changes and SBIN is dropped
-        subscribe("NSE:INFY", "full", account="kite1", r=r)
-        unsubscribe("NSE:SBIN", account="kite1", r=r)
+        subscribe("NSE:INFY", "full", account=account, r=r)
+        unsubscribe("NSE:SBIN", account=account, r=r)
         # Then INFY arrives in full mode and SBIN stops
         next_tick(sub, 5, lambda t: t.symbol == "INFY" and t.mode == "full" and len(t.bids) == 15)
         time.sleep(0.2)  # let in-flight SBIN ticks pass
@@ -121,7 +130,10 @@ def test_subscriptions_follow_the_control_channel(accounts, start_feed, ticker, 
         while time.monotonic() < deadline:
             t = sub.get(0.1)
             assert t is None or t.symbol == "INFY"
-    assert feed.feeds["kite1"].sessions[0].subscriptions() == {408065: "full"}
+    infy = master.lookup(account, "NSE:INFY", r)
+    assert infy is not None
+    key = broker_module(broker_account.broker, "feed").key_of(infy)
+    assert feed.feeds[account].sessions[0].subscriptions() == {key: "full"}
 
 
 def wait_restored(sub: TickSubscription, wanted: dict[str, str], after_ns: int, timeout_s: float) -> float:
@@ -137,96 +149,96 @@ def wait_restored(sub: TickSubscription, wanted: dict[str, str], after_ns: int, 
     return (time.time_ns() - after_ns) / 1e9
 
 
-def test_a_dropped_socket_is_back_with_every_subscription_within_1_5_s(accounts, start_feed, ticker, r, paper) -> None:
-    start_feed(accounts)
+def test_a_dropped_socket_is_back_with_every_subscription_within_1_5_s(
+    broker_account, start_feed, ticker, r, paper
+) -> None:
+    account, broker = broker_account.name, broker_account.broker
+    start_feed({account: broker_account})
     wanted = {"INFY": "full", "SBIN": "ltp", "TCS": "quote"}
-    for account, broker in (("kite1", "kite"), ("angel1", "angel")):
-        with TickSubscription([f"NSE:{s}" for s in wanted], r=r) as sub:
-            for sym, mode in wanted.items():
-                subscribe(f"NSE:{sym}", mode, account=account, r=r)
-            wait_restored(sub, wanted, time.time_ns(), 5)
-            # When the broker drops the socket
-            before = int(hb(r, account)["reconnects"] or 0)
-            t0 = time.time_ns()
-            paper.fault(kind="drop_socket", broker=broker, user_id=paper_user_of(accounts[account]).user_id)
-            # Then ticks of every instrument, each in its mode, flow again within 1.5 s
-            wait_for(lambda a=account, b=before: int(hb(r, a).get("reconnects", 0)) > b, 3, "a reconnect")
-            took = wait_restored(sub, wanted, t0, 3)
-            assert took < 1.5, took
-        unsubscribe([f"NSE:{s}" for s in wanted], account=account, r=r)
+    with TickSubscription([f"NSE:{s}" for s in wanted], r=r) as sub:
+        for sym, mode in wanted.items():
+            subscribe(f"NSE:{sym}", mode, account=account, r=r)
+        wait_restored(sub, wanted, time.time_ns(), 5)
+        # When the broker drops the socket
+        before = int(hb(r, account)["reconnects"] or 0)
+        t0 = time.time_ns()
+        paper.fault(kind="drop_socket", broker=broker, user_id=paper_user_of(broker_account).user_id)
+        # Then ticks of every instrument, each in its mode, flow again within 1.5 s
+        wait_for(lambda: int(hb(r, account).get("reconnects", 0)) > before, 3, "a reconnect")
+        took = wait_restored(sub, wanted, t0, 3)
+        assert took < 1.5, took
 
 
-def test_a_silent_stall_is_detected_by_the_watchdog(accounts, start_feed, ticker, r, paper) -> None:
-    # Given a feed with a 0.5 s watchdog (Angel pings every 0.2 s)
-    start_feed(accounts, watchdog_s=0.5, ping_interval_s=0.2)
-    for account, broker in (("kite1", "kite"), ("angel1", "angel")):
-        with subscribe_ticks(["NSE:INFY"], "quote", account=account, r=r) as sub:
-            next_tick(sub, 5)
-            # When the socket goes silent (TCP open, nothing sent, pings unanswered)
-            t0 = time.monotonic()
-            paper.fault(kind="stall_socket", broker=broker, user_id=paper_user_of(accounts[account]).user_id, count=1, duration_s=30)
-            # Then the watchdog reconnects within its timeout, and ticks flow again
-            wait_for(lambda a=account: int(hb(r, a).get("stalls", 0)) >= 1, 3, "the watchdog")
-            assert time.monotonic() - t0 < 0.5 + 0.5  # timeout + heartbeat-key latency
-            after = time.time_ns()
-            next_tick(sub, 3, lambda t, a=after: t.received_ns > a)
-        unsubscribe("NSE:INFY", account=account, r=r)
+def test_a_silent_stall_is_detected_by_the_watchdog(broker_account, start_feed, ticker, r, paper) -> None:
+    # Given a feed with a 0.5 s watchdog (a broker that wants pings gets one every 0.2 s)
+    account, broker = broker_account.name, broker_account.broker
+    start_feed({account: broker_account}, watchdog_s=0.5, ping_interval_s=0.2)
+    with subscribe_ticks(["NSE:INFY"], "quote", account=account, r=r) as sub:
+        next_tick(sub, 5)
+        # When the socket goes silent (TCP open, nothing sent, pings unanswered)
+        t0 = time.monotonic()
+        paper.fault(kind="stall_socket", broker=broker, user_id=paper_user_of(broker_account).user_id, count=1,
+                    duration_s=30)
+        # Then the watchdog reconnects within its timeout, and ticks flow again
+        wait_for(lambda: int(hb(r, account).get("stalls", 0)) >= 1, 3, "the watchdog")
+        assert time.monotonic() - t0 < 0.5 + 0.5  # timeout + heartbeat-key latency
+        after = time.time_ns()
+        next_tick(sub, 3, lambda t: t.received_ns > after)
 
 
-def test_malformed_frames_are_counted_and_the_feed_goes_on(accounts, start_feed, ticker, r, paper) -> None:
-    start_feed(accounts)
-    for account, broker in (("kite1", "kite"), ("angel1", "angel")):
-        with subscribe_ticks(["NSE:INFY"], "full", account=account, r=r) as sub:
-            next_tick(sub, 5)
-            paper.fault(kind="malformed_frame", broker=broker, user_id=paper_user_of(accounts[account]).user_id, count=1)
-            wait_for(lambda a=account: int(hb(r, a).get("malformed", 0)) >= 1, 5, "a malformed frame counted")
-            after = time.time_ns()
-            next_tick(sub, 3, lambda t, a=after: t.received_ns > a)
-            assert hb(r, account)["reconnects"] == "0"
-        unsubscribe("NSE:INFY", account=account, r=r)
+def test_malformed_frames_are_counted_and_the_feed_goes_on(broker_account, start_feed, ticker, r, paper) -> None:
+    account, broker = broker_account.name, broker_account.broker
+    start_feed({account: broker_account})
+    with subscribe_ticks(["NSE:INFY"], "full", account=account, r=r) as sub:
+        next_tick(sub, 5)
+        paper.fault(kind="malformed_frame", broker=broker, user_id=paper_user_of(broker_account).user_id, count=1)
+        wait_for(lambda: int(hb(r, account).get("malformed", 0)) >= 1, 5, "a malformed frame counted")
+        after = time.time_ns()
+        next_tick(sub, 3, lambda t: t.received_ns > after)
+        assert hb(r, account)["reconnects"] == "0"
 
 
 def handshakes(paper: Any, broker: str, user_id: str, status: int) -> int:
     return sum(
         1 for q in paper.requests()
-        # a refused Kite handshake names no user (the token was not recognised)
+        # a refused handshake may name no user (the token was not recognised)
         if q.get("broker") == broker and q.get("user_id") in (user_id, None) and q.get("endpoint_class") == "ws"
         and q.get("status") == status
     )  # fmt: skip
 
 
-def test_expired_token_waits_for_the_new_one_without_a_403_loop(accounts, start_feed, ticker, r, paper) -> None:
+def test_expired_token_waits_for_the_new_one_without_a_403_loop(broker_account, start_feed, ticker, r, paper) -> None:
     from tests.fixtures.accounts import logged_in
 
-    start_feed(accounts)
-    for account, broker in (("kite1", "kite"), ("angel1", "angel")):
-        user_id = paper_user_of(accounts[account]).user_id
-        with subscribe_ticks(["NSE:INFY"], "quote", account=account, r=r) as sub:
-            next_tick(sub, 5)
-            version = int(hb(r, account)["token_version"])
-            # When the broker expires the session (the socket closes; the old token now gets 403)
-            paper.fault(kind="expire_tokens", broker=broker, user_id=user_id)
-            wait_for(lambda a=account: int(hb(r, a).get("refused", 0)) >= 1, 5, "the refused handshake")
-            time.sleep(1.0)  # long enough for a retry loop to show itself
-            assert handshakes(paper, broker, user_id, 403) == 1
-            # And a new token is stored (the daily login)
-            logged_in({account: accounts[account]})
-            # Then the feed reconnects with it and ticks flow again
-            wait_for(lambda a=account, v=version: int(hb(r, a).get("token_version", 0)) > v, 5, "the new token")
-            after = time.time_ns()
-            next_tick(sub, 5, lambda t, a=after: t.received_ns > a)
-            assert handshakes(paper, broker, user_id, 403) == 1
-        unsubscribe("NSE:INFY", account=account, r=r)
-
-
-def test_a_new_token_reconnects_a_live_socket(accounts, start_feed, ticker, r) -> None:
-    from tests.fixtures.accounts import logged_in
-
-    start_feed(accounts)
-    with subscribe_ticks(["NSE:INFY"], "ltp", account="kite1", r=r) as sub:
+    account, broker = broker_account.name, broker_account.broker
+    start_feed({account: broker_account})
+    user_id = paper_user_of(broker_account).user_id
+    with subscribe_ticks(["NSE:INFY"], "quote", account=account, r=r) as sub:
         next_tick(sub, 5)
-        logged_in({"kite1": accounts["kite1"]})
-        wait_for(lambda: hb(r, "kite1").get("token_version") == "2", 5, "reconnect with version 2")
+        version = int(hb(r, account)["token_version"])
+        # When the broker expires the session (the socket closes; the old token now gets 403)
+        paper.fault(kind="expire_tokens", broker=broker, user_id=user_id)
+        wait_for(lambda: int(hb(r, account).get("refused", 0)) >= 1, 5, "the refused handshake")
+        time.sleep(1.0)  # long enough for a retry loop to show itself
+        assert handshakes(paper, broker, user_id, 403) == 1
+        # And a new token is stored (the daily login)
+        logged_in([broker_account])
+        # Then the feed reconnects with it and ticks flow again
+        wait_for(lambda: int(hb(r, account).get("token_version", 0)) > version, 5, "the new token")
+        after = time.time_ns()
+        next_tick(sub, 5, lambda t: t.received_ns > after)
+        assert handshakes(paper, broker, user_id, 403) == 1
+
+
+def test_a_new_token_reconnects_a_live_socket(broker_account, start_feed, ticker, r) -> None:
+    from tests.fixtures.accounts import logged_in
+
+    account = broker_account.name
+    start_feed({account: broker_account})
+    with subscribe_ticks(["NSE:INFY"], "ltp", account=account, r=r) as sub:
+        next_tick(sub, 5)
+        logged_in([broker_account])
+        wait_for(lambda: hb(r, account).get("token_version") == "2", 5, "reconnect with version 2")
         after = time.time_ns()
         next_tick(sub, 5, lambda t: t.received_ns > after)
 
@@ -263,50 +275,26 @@ def test_9000_instruments_are_sharded_over_three_kite_sockets(accounts, start_fe
     wait_for(lambda: all(int(hb(r, "kite1", n)["ticks"]) >= 3000 for n in range(3)), 3, "ticks counted per socket")
 
 
-def test_kite_order_updates_reach_the_order_update_hook(accounts, start_feed, ticker, r, monkeypatch) -> None:
-    import feed.session as session_mod
-
-    got: list[tuple[str, dict[str, Any], str]] = []
-
-    class Hook:
-        @staticmethod
-        def on_broker_message(account: Any, payload: dict[str, Any], source: str) -> None:
-            got.append((account.name, payload, source))
-
-    monkeypatch.setattr(session_mod, "_orderupdates", Hook)
-    feed = start_feed({"kite1": accounts["kite1"]})
-    wait_for(lambda: hb(r, "kite1").get("connected") == "1", 5, "connected")
-    # When the ticker carries an order update (sent through the paper broker's order path)
-    from kiteconnect import KiteConnect
-
-    a = accounts["kite1"]
-    tok = r.hgetall(keys.token("kite1"))
-    kite = KiteConnect(api_key=a.api_key, root=a.rest_url)
-    kite.set_access_token(tok["access_token"])
-    kite.place_order(variety="regular", exchange="NSE", tradingsymbol="INFY", transaction_type="BUY",
-                     quantity=1, product="MIS", order_type="MARKET", tag="feedtest1")  # fmt: skip
-    # Then the feed hands it to feed.orderupdates.on_broker_message as a socket update
-    wait_for(lambda: got, 5, "an order update")
-    assert got[0][0] == "kite1" and got[0][2] == "socket" and got[0][1].get("order_id")
-    assert feed.feeds["kite1"].sessions[0].stats.connected
-
-
-def test_python_m_feed_runs_every_account_and_stops_cleanly_on_sigterm(accounts, r, redis_url) -> None:
+def test_python_m_feed_runs_every_account_and_stops_cleanly_on_sigterm(make_accounts, paper, r, redis_url) -> None:
     import os
     import signal
     import subprocess
     import sys
 
-    # Given the accounts file of kite1 and angel1 (BROKERGATE_ACCOUNTS) and their tokens
+    # Given the accounts file with an account of every broker (BROKERGATE_ACCOUNTS) and their tokens
+    accts = make_accounts(**dict.fromkeys(E2E_BROKERS, 1))
+    assert {a.broker for a in accts.values()} == set(E2E_BROKERS)
+    for a in accts.values():
+        ready(a)
     env = {**os.environ, "BROKERGATE_REDIS_URL": redis_url}
     proc = subprocess.Popen([sys.executable, "-m", "feed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         # When it runs, every account's socket connects and beats
-        wait_for(lambda: hb(r, "kite1").get("connected") == "1" and hb(r, "angel1").get("connected") == "1", 10, "both sockets")
+        wait_for(lambda: all(hb(r, name).get("connected") == "1" for name in accts), 10, "every socket")
     finally:
         # Then SIGTERM stops it cleanly, and its heartbeat keys go with it
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err[-2000:]
     assert "feed stopped" in err
-    assert not r.exists(keys.feed_heartbeat("kite1", 0))
+    assert not any(r.exists(keys.feed_heartbeat(name, 0)) for name in accts)

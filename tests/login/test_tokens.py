@@ -17,8 +17,8 @@ import pytest
 from common import instruments, keys, tokens
 from common.errors import TokenExpired
 from common.models import Instrument
+from tests.brokers import login_requests, token_works
 from tests.fixtures.accounts import logged_in
-from tests.login.helpers import login_requests, token_works
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,12 +111,12 @@ r.rpush("test:relogin:done", str(tok.version))
 """
 
 
-@pytest.mark.parametrize("name", ["kite1", "angel1"])
 def test_expired_token_mid_run_one_login_for_all_threads_and_processes(
-    name: str, paper_accounts: dict[str, Any], paper: Any, r: Any
+    make_account: Any, paper: Any, r: Any
 ) -> None:
     # Given a logged-in account whose token the broker has just expired
-    acct = paper_accounts[name]
+    acct = make_account()
+    name = acct.name
     old = logged_in([acct])[name]
     assert token_works(acct, old.access_token)
     paper.fault(kind="expire_tokens", broker=acct.broker, user_id=acct.user_id)
@@ -161,13 +161,13 @@ def test_expired_token_mid_run_one_login_for_all_threads_and_processes(
     assert len(login_requests(paper, acct)) == 2
 
 
-def test_relogin_is_what_a_worker_does_on_token_expired(paper_accounts: dict[str, Any], paper: Any) -> None:
-    acct = paper_accounts["kite1"]
-    tok = logged_in([acct])["kite1"]
-    paper.fault(kind="expire_tokens", broker="kite", user_id=acct.user_id)
+def test_relogin_is_what_a_worker_does_on_token_expired(make_account: Any, paper: Any) -> None:
+    acct = make_account()
+    tok = logged_in([acct])[acct.name]
+    paper.fault(kind="expire_tokens", broker=acct.broker, user_id=acct.user_id)
 
     def call_broker() -> str:
-        t = tokens.get_token("kite1")
+        t = tokens.get_token(acct.name)
         assert t is not None
         if not token_works(acct, t.access_token):
             raise TokenExpired("token refused")
@@ -175,7 +175,7 @@ def test_relogin_is_what_a_worker_does_on_token_expired(paper_accounts: dict[str
 
     with pytest.raises(TokenExpired):
         call_broker()
-    tokens.relogin("kite1", tok.version)
+    tokens.relogin(acct.name, tok.version)
     assert call_broker() == "ok"  # get_token saw the new version at once (same process)
 
 

@@ -128,7 +128,7 @@ def _wait(predicate: Any, timeout_s: float, what: str) -> Any:
 def test_a_beat_started_after_the_slot_logs_in_at_once_and_a_second_beat_waits(
     make_accounts: Any, paper: Any, r: Any
 ) -> None:
-    from tests.login.helpers import login_requests
+    from tests.brokers import login_requests
 
     # Given accounts whose login slot today has passed (00:00) and no login yet
     accts = make_accounts(kite=1, angel=1, login_time="00:00")

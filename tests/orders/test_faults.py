@@ -7,26 +7,23 @@ import pytest
 from common import keys
 from common.client import place_order
 from common.redis import get_redis
-from tests.fixtures.accounts import logged_in, paper_user_of
+from tests.brokers import ready
+from tests.fixtures.accounts import paper_user_of
 from tests.orders.helpers import order_requests
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("broker", ["kite", "angel"])
-def test_faults_are_ridden_out_and_each_order_is_placed_once(broker, make_accounts, celery_workers, paper) -> None:
+def test_faults_are_ridden_out_and_each_order_is_placed_once(broker, make_account, celery_workers, paper) -> None:
     """Given the broker answers one request with its rate limit, two with a 5xx and drops the
     answer of one accepted order, When three orders are placed one after another, Then each is
     placed exactly once, the rate-limit answer is counted and backed off, and the dropped one is
     adopted by reconciliation."""
-    accts = make_accounts(kite=int(broker == "kite"), angel=int(broker == "angel"))
-    name = f"{broker}1"
-    logged_in(accts)
-    from common.instruments import refresh
-
-    refresh(name)
+    acct = make_account()
+    name = acct.name
+    ready(acct)
     celery_workers.start([keys.urgent_queue(name), keys.orders_queue(name)])
-    user = paper_user_of(accts[name]).user_id
+    user = paper_user_of(acct).user_id
     r = get_redis()
     handles = []
     for kind, count in (("rate_limit", 1), ("error_5xx", 2), ("accept_then_drop", 1)):

@@ -8,6 +8,7 @@ from common import keys
 from common.client import place_order
 from common.errors import InvalidOrder
 from common.redis import get_redis
+from tests.brokers import ready
 from tests.fixtures.accounts import logged_in, paper_user_of
 from tests.orders.helpers import order_requests
 
@@ -42,20 +43,16 @@ def test_invalid_order_raises_naming_the_field_and_nothing_is_enqueued(make_acco
     assert r.llen(keys.orders_queue("kite1")) == 0 and r.llen(keys.urgent_queue("kite1")) == 0
 
 
-@pytest.mark.parametrize("broker", ["kite", "angel"])
-def test_an_order_reaches_the_broker_once_and_the_handle_sees_it(broker, make_accounts, celery_workers, paper) -> None:
-    accts = make_accounts(kite=int(broker == "kite"), angel=int(broker == "angel"), caps={"orders": ["10/s"]})
-    name = f"{broker}1"
-    logged_in(accts)
-    from common.instruments import refresh
-
-    refresh(name)
+def test_an_order_reaches_the_broker_once_and_the_handle_sees_it(make_account, celery_workers, paper) -> None:
+    acct = make_account(caps={"orders": ["10/s"]})
+    name = acct.name
+    ready(acct)
     celery_workers.start([keys.urgent_queue(name), keys.orders_queue(name)])
     h = place_order(account=name, exchange="NSE", symbol="INFY", side="BUY", quantity=1)
     got = h.wait(15)
     assert got["state"] in ("OPEN", "COMPLETE"), got
     assert got["broker_order_id"]
-    sent = [e for e in order_requests(paper.requests(), paper_user_of(accts[name]).user_id) if e["tag"] == h.id]
+    sent = [e for e in order_requests(paper.requests(), paper_user_of(acct).user_id) if e["tag"] == h.id]
     assert len(sent) == 1 and sent[0]["status"] == 200
 
 

@@ -1,9 +1,10 @@
-"""Angel's order-update socket against the paper broker: live updates arrive through it, and an
-update missed while it was down is seen after it reconnects (reconcile on every connect).
+"""The order-update socket (of every broker that has one) against the paper broker: live updates
+arrive through it, and an update missed while it was down is seen after it reconnects (reconcile
+on every connect).
 
 The reconcile here is the mechanism the Celery task ``brokergate.reconcile_account`` provides
-in production, done in-test: read the broker's order book and feed each row through the same
-one path (``on_broker_message(..., "reconcile")``).
+in production, run in-test: ``workers.orders.reconcile`` reads the broker's order book and applies
+each of our orders in it.
 """
 
 from __future__ import annotations
@@ -17,64 +18,52 @@ from urllib.parse import urlparse
 
 import pytest
 import redis as redis_lib
-import requests
 
+from common import instruments, orderstore
+from common.brokers.base import adapter_for
+from common.models import Order
 from common.settings import Account
 from feed import orderupdates
 from feed.order_socket import OrderSocket, start_order_sockets
+from tests.brokers import E2E_BROKERS, push_paths, ready
 from tests.fixtures.accounts import logged_in
 from tests.updates.conftest import new_order
 from tests.updates.tcpproxy import TcpProxy
 
-ORDER_API = "/rest/secure/angelbroking/order/v1"
+ORDER_SOCKET_BROKERS = [b for b in E2E_BROKERS if "order_socket" in push_paths(b)]
+NO_ORDER_SOCKET_BROKERS = [b for b in E2E_BROKERS if "order_socket" not in push_paths(b)]
 
 
-def angel_headers(account: Account, jwt: str) -> dict[str, str]:
-    return {
-        "Authorization": f"Bearer {jwt}", "Content-Type": "application/json", "Accept": "application/json",
-        "X-UserType": "USER", "X-SourceID": "WEB", "X-ClientLocalIP": "127.0.0.1", "X-ClientPublicIP": "127.0.0.1",
-        "X-MACAddress": "00:00:00:00:00:00", "X-PrivateKey": account.api_key,
-    }  # fmt: skip
-
-
-def place_market(account: Account, jwt: str, tag: str) -> str:
-    body = {
-        "variety": "NORMAL", "tradingsymbol": "SBIN-EQ", "symboltoken": "3045", "transactiontype": "BUY",
-        "exchange": "NSE", "ordertype": "MARKET", "producttype": "INTRADAY", "duration": "DAY",
-        "price": "0", "triggerprice": "0", "quantity": "1", "ordertag": tag,
-    }  # fmt: skip
-    resp = requests.post(
-        f"{account.rest_url}{ORDER_API}/placeOrder", json=body, headers=angel_headers(account, jwt), timeout=5
-    )
-    resp.raise_for_status()
-    assert resp.json()["status"] is True, resp.text
-    return str(resp.json()["data"]["orderid"])
+def place_market(account: Account, r: redis_lib.Redis, client_order_id: str) -> str:
+    """Send the stored order to the broker through its adapter, as a worker would."""
+    got = orderstore.get(r, client_order_id)
+    assert got is not None
+    order = Order.from_dict(got["request"])
+    return adapter_for(account).place(order, instruments.lookup(account.name, order.instrument_key, r))
 
 
 @pytest.fixture
-def angel(make_accounts: Any, redis_url: str) -> tuple[Account, str]:
-    # The in-test reconciler reads the order book on every connect: lift Angel's 1/s cap for it.
-    acct = make_accounts(kite=1, angel=1, caps={"orderbook": ["50/s"]})["angel1"]
-    token = logged_in([acct])["angel1"]
-    return acct, token.access_token
+def socket_account(make_account: Any, redis_url: str) -> Account:
+    """One account of the broker under test, logged in, with its instrument master."""
+    # The in-test reconciler reads the order book on every connect: lift a 1/s book cap for it.
+    return ready(make_account(caps={"orderbook": ["50/s"]}))
+
+
+by_broker = pytest.mark.parametrize("broker", ORDER_SOCKET_BROKERS)
 
 
 @pytest.fixture
-def reconciler(angel: tuple[Account, str]) -> Iterator[list[str]]:
+def reconciler(socket_account: Account) -> Iterator[list[str]]:
     """Reconcile requests, each served at once from the paper broker's order book."""
-    acct, jwt = angel
+    from workers.orders import reconcile
+
     served: list[str] = []
 
-    def reconcile(name: str) -> None:
+    def serve(name: str) -> None:
         served.append(name)  # first: the updates it applies are what tests wait on
-        resp = requests.get(
-            f"{acct.rest_url}{ORDER_API}/getOrderBook", headers=angel_headers(acct, jwt), timeout=5
-        )
-        assert resp.status_code == 200, resp.text
-        for row in resp.json().get("data") or []:
-            orderupdates.on_broker_message(acct, row, "reconcile")
+        reconcile(name)
 
-    orderupdates.set_reconcile_sender(reconcile)
+    orderupdates.set_reconcile_sender(serve)
     yield served
     orderupdates.set_reconcile_sender(None)
 
@@ -95,10 +84,11 @@ def wait_until(event_or_fn: Any, timeout_s: float = 10) -> None:
         time.sleep(0.01)
 
 
+@by_broker
 def test_live_update_and_update_missed_while_down(
-    angel: tuple[Account, str], r: redis_lib.Redis, store: Any, reconciler: list[str], channel: Any
+    socket_account: Account, r: redis_lib.Redis, store: Any, reconciler: list[str], channel: Any
 ) -> None:
-    acct, jwt = angel
+    acct = socket_account
     paper = urlparse(acct.order_ws_url)
     proxy = TcpProxy(paper.hostname or "127.0.0.1", paper.port or 80)
     via_proxy = dataclasses.replace(acct, order_ws_url=f"ws://127.0.0.1:{proxy.port}{paper.path}")
@@ -109,13 +99,13 @@ def test_live_update_and_update_missed_while_down(
     try:
         sock = threads[0]
         assert isinstance(sock, OrderSocket)
-        ch = channel("angel1")
+        ch = channel(acct.name)
         # Given the socket is up (and asked for a reconcile as it connected)
         wait_until(sock.connected)
         wait_until(lambda: len(reconciler) >= 1)
         # When an order fills, Then its update arrives through the socket with the fill price
-        live = new_order(r, "angel1")
-        place_market(acct, jwt, live)
+        live = new_order(r, acct.name)
+        place_market(acct, r, live)
         msg = wait_state(ch, live, "COMPLETE")
         assert msg["source"] == "socket" and msg["average_price"] not in (None, "", "0")
         assert store.get(r, live)["state"] == "COMPLETE"
@@ -124,8 +114,8 @@ def test_live_update_and_update_missed_while_down(
         proxy.down()
         wait_until(lambda: not sock.connected.is_set())
         # When an order fills while nobody listens
-        missed = new_order(r, "angel1")
-        place_market(acct, jwt, missed)
+        missed = new_order(r, acct.name)
+        place_market(acct, r, missed)
         assert store.get(r, missed)["state"] == "NEW"
         # Then, once the socket is back, the reconcile it asks for brings the update
         proxy.up()
@@ -141,11 +131,12 @@ def test_live_update_and_update_missed_while_down(
     assert not any(t.is_alive() for t in threads)
 
 
+@by_broker
 def test_a_silent_socket_is_replaced(
-    angel: tuple[Account, str], r: redis_lib.Redis, store: Any, reconciler: list[str]
+    socket_account: Account, r: redis_lib.Redis, store: Any, reconciler: list[str]
 ) -> None:
-    # Given a socket whose text pings keep it alive
-    acct, _ = angel
+    # Given a socket whose pings keep it alive
+    acct = socket_account
     paper = urlparse(acct.order_ws_url)
     proxy = TcpProxy(paper.hostname or "127.0.0.1", paper.port or 80)
     via_proxy = dataclasses.replace(acct, order_ws_url=f"ws://127.0.0.1:{proxy.port}{paper.path}")
@@ -167,10 +158,11 @@ def test_a_silent_socket_is_replaced(
         sock.join(5)
 
 
+@by_broker
 def test_a_new_token_reconnects_the_socket(
-    angel: tuple[Account, str], r: redis_lib.Redis, store: Any, reconciler: list[str]
+    socket_account: Account, r: redis_lib.Redis, store: Any, reconciler: list[str]
 ) -> None:
-    acct, _ = angel
+    acct = socket_account
     stop = threading.Event()
     sock = OrderSocket(acct, stop, ping_interval_s=0.5)
     sock.start()
@@ -186,10 +178,11 @@ def test_a_new_token_reconnects_the_socket(
         sock.join(5)
 
 
+@by_broker
 def test_heartbeat_and_text_ping(
-    angel: tuple[Account, str], r: redis_lib.Redis, store: Any, reconciler: list[str]
+    socket_account: Account, r: redis_lib.Redis, store: Any, reconciler: list[str]
 ) -> None:
-    acct, _ = angel
+    acct = socket_account
     stop = threading.Event()
     sock = OrderSocket(acct, stop, ping_interval_s=0.2)
     sock.start()
@@ -198,14 +191,15 @@ def test_heartbeat_and_text_ping(
         # The paper broker answers each text "ping" with "pong", which keeps the watchdog fed.
         from common import keys
 
-        wait_until(lambda: r.hget(keys.order_socket_heartbeat("angel1"), "connected") == "1")
-        assert 0 < r.ttl(keys.order_socket_heartbeat("angel1")) <= 30
+        wait_until(lambda: r.hget(keys.order_socket_heartbeat(acct.name), "connected") == "1")
+        assert 0 < r.ttl(keys.order_socket_heartbeat(acct.name)) <= 30
     finally:
         stop.set()
         sock.join(5)
-    assert r.hget(keys.order_socket_heartbeat("angel1"), "connected") == "0"
+    assert r.hget(keys.order_socket_heartbeat(acct.name), "connected") == "0"
 
 
-def test_kite_accounts_get_no_order_socket(paper_accounts: dict[str, Account]) -> None:
+@pytest.mark.parametrize("broker", NO_ORDER_SOCKET_BROKERS)
+def test_accounts_of_a_broker_without_one_get_no_order_socket(make_account: Any) -> None:
     stop = threading.Event()
-    assert start_order_sockets([paper_accounts["kite1"]], stop) == []
+    assert start_order_sockets([make_account()], stop) == []
