@@ -169,10 +169,13 @@ async def serve_socket(
     on_text: Callable[[str], None],
     dropped: Callable[[], bool],
     on_bytes: Callable[[bytes], None] | None = None,
+    after_message: Callable[[], None] | None = None,
 ) -> None:
     """Receive text messages into ``on_text`` until the client leaves, a sender task ends, or
     ``closing`` is set (then close cleanly, unless the socket was ``dropped`` on purpose).
-    With ``on_bytes``, binary messages go there as they are (a binary protocol's commands)."""
+    With ``on_bytes``, binary messages go there as they are (a binary protocol's commands).
+    ``after_message`` runs after each message is handled (a tick socket's subscriptions may
+    have changed: the tick clock is told)."""
     closing_task = asyncio.create_task(closing.wait())
     try:
         while True:
@@ -190,11 +193,13 @@ async def serve_socket(
             text = message.get("text")
             if text is None and on_bytes is not None and message.get("bytes") is not None:
                 on_bytes(message["bytes"])
-                continue
-            if text is None and message.get("bytes") is not None:
-                text = message["bytes"].decode("utf-8", "replace")
-            if text is not None:
-                on_text(text)
+            else:
+                if text is None and message.get("bytes") is not None:
+                    text = message["bytes"].decode("utf-8", "replace")
+                if text is not None:
+                    on_text(text)
+            if after_message is not None:
+                after_message()
     except (WebSocketDisconnect, RuntimeError, OSError):
         return
     finally:

@@ -388,7 +388,8 @@ def routes(state: PaperState) -> list[BaseRoute]:
             asyncio.create_task(sock.send_texts(), name=f"angel-texts-{sock.socket_id}"),
         ]
         try:
-            await serve_socket(websocket, senders, sock.closing, sock.handle_text, lambda: sock.dropped)
+            await serve_socket(websocket, senders, sock.closing, sock.handle_text, lambda: sock.dropped,
+                               after_message=sock.clock.subscriptions_changed)
         finally:
             sock.clock.unregister(sock)
             open_for_client.discard(sock)

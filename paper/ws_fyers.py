@@ -437,7 +437,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
         ]
         try:
             await serve_socket(websocket, senders, sock.closing, lambda _text: None, lambda: sock.dropped,
-                               on_bytes=sock.handle_bytes)  # fmt: skip
+                               on_bytes=sock.handle_bytes, after_message=sock.clock.subscriptions_changed)  # fmt: skip
         finally:
             sock.close()
             if sock.user is None and not sock.dropped:

@@ -275,7 +275,8 @@ def routes(state: PaperState) -> list[BaseRoute]:
             asyncio.create_task(sock.send_texts(), name=f"kite-texts-{sock.socket_id}"),
         ]
         try:
-            await serve_socket(websocket, senders, sock.closing, sock.handle_text, lambda: sock.dropped)
+            await serve_socket(websocket, senders, sock.closing, sock.handle_text, lambda: sock.dropped,
+                               after_message=clock.subscriptions_changed)
         finally:
             clock.unregister(sock)
             open_for_key.discard(sock)

@@ -334,7 +334,8 @@ def routes(state: PaperState) -> list[BaseRoute]:
             asyncio.create_task(sock.send_texts(), name=f"shoonya-texts-{sock.socket_id}"),
         ]
         try:
-            await serve_socket(websocket, senders, sock.closing, sock.handle_text, lambda: sock.dropped)
+            await serve_socket(websocket, senders, sock.closing, sock.handle_text, lambda: sock.dropped,
+                               after_message=sock.clock.subscriptions_changed)
         finally:
             if sock.reading_paused:
                 sock._pause_reading(False)
