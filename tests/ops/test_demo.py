@@ -138,9 +138,9 @@ def test_the_demo_runs_the_whole_stack_headless_and_leaves_nothing_running(tmp_p
     out = demo.output()
     result_line = demo.wait_line(r"\[strategy\] RESULT (\{.*\})", 1)
     result = json.loads(result_line.group(1))
-    assert "logins     kite1, angel1 logged in" in out
+    assert "logins     kite1, angel1, fyers1, shoonya1 logged in" in out
     assert len(result["ticks"]) >= 2, out
-    for account in ("kite1", "angel1"):
+    for account in ("kite1", "angel1", "fyers1", "shoonya1"):
         acct = result["accounts"][account]
         assert acct["filled"] and acct["filled"]["state"] == "COMPLETE", f"{account}: no fill pushed\n{out}"
         assert acct["filled"]["source"] in ("postback", "socket"), acct
