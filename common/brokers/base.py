@@ -36,7 +36,7 @@ from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from common.brokers import broker_module
-from common.errors import Ambiguous, BrokerUnavailable
+from common.errors import Ambiguous, BrokerUnavailable, TokenExpired
 from common.models import Instrument, Order, OrderUpdate
 from common.settings import Account
 
@@ -48,9 +48,13 @@ __all__ = [
     "TokenGetter",
     "adapter_for",
     "default_token_getter",
+    "get_file",
+    "json_or_none",
     "new_session",
+    "request_once",
     "send",
     "sending_by",
+    "session_or_new",
 ]
 
 # Returns the access token to send, or None when the account has none (-> TokenExpired).
@@ -100,8 +104,6 @@ class RestAdapterBase:
     def _access_token(self) -> str:
         token = self._token()
         if not token:
-            from common.errors import TokenExpired
-
             raise TokenExpired(f"{self.account.name}: no access token (not logged in)")
         return token
 
@@ -261,3 +263,48 @@ def send(session: requests.Session, method: str, url: str, *, read_timeout_s: fl
         raise Ambiguous(f"connection lost after the request was sent: {url}") from e
     except requests.exceptions.RequestException as e:
         raise Ambiguous(f"request failed: {url}: {type(e).__name__}") from e
+
+
+# --- one-off requests: a login step, an instrument file --------------------------------------------
+
+
+@contextlib.contextmanager
+def session_or_new(session: requests.Session | None) -> Iterator[requests.Session]:
+    """``session`` as given (the caller's to close), or a new one closed on leaving the block."""
+    s = session or requests.Session()
+    try:
+        yield s
+    finally:
+        if session is None:
+            s.close()
+
+
+def request_once(session: requests.Session, method: str, url: str, what: str, *,
+                 timeout: float | tuple[float, float], **kw: Any) -> requests.Response:
+    """One request outside the order path (a login step, a file download): nothing there needs
+    reconciling, so every transport failure is BrokerUnavailable (``"<what>: <exception type>"``;
+    never the URL or the exception text, which may carry a secret) and the caller retries."""
+    try:
+        return session.request(method, url, timeout=timeout, **kw)
+    except requests.RequestException as e:
+        raise BrokerUnavailable(f"{what}: {type(e).__name__}") from None
+
+
+def get_file(session: requests.Session, url: str, what: str, *, timeout: float | tuple[float, float],
+             headers: dict[str, str] | None = None, token_refused: int | None = None) -> requests.Response:
+    """A GET that must answer 200 (an instrument file): any other status is BrokerUnavailable,
+    except ``token_refused`` (the status by which the host refuses the token): TokenExpired."""
+    resp = request_once(session, "GET", url, what, timeout=timeout, headers=headers)
+    if token_refused is not None and resp.status_code == token_refused:
+        raise TokenExpired(f"{what}: token refused", http_status=resp.status_code)
+    if resp.status_code != 200:
+        raise BrokerUnavailable(f"{what}: HTTP {resp.status_code}", http_status=resp.status_code)
+    return resp
+
+
+def json_or_none(resp: requests.Response) -> Any:
+    """The answer's JSON, or None when it has none (an HTML error page, an empty body)."""
+    try:
+        return resp.json()
+    except ValueError:
+        return None

@@ -34,3 +34,40 @@ def whole(v: Any) -> int:
         return int(Decimal(str(v)))
     except (ArithmeticError, ValueError):
         return 0
+
+
+def text(v: Any) -> str:
+    """A payload value as text; "" for a missing one (None), never the string "None"."""
+    return "" if v is None else str(v)
+
+
+def fill_price(v: Any, filled: int) -> Decimal | None:
+    """The average fill price; None before any fill (brokers report 0 then: no price, not a
+    price of zero) and for a missing or unreadable value."""
+    avg = money(v)
+    if avg is not None and avg == 0 and filled == 0:
+        return None
+    return avg
+
+
+def lot_size(v: Any) -> int:
+    """An instrument's lot size; 1 for a missing, non-numeric or zero value."""
+    return whole(v) or 1
+
+
+DEFAULT_TICK = Decimal("0.05")
+
+
+def tick_size(v: Any, per_rupee: int = 1) -> Decimal:
+    """An instrument's tick size in rupees, from a value in 1/``per_rupee`` rupee (100 for paise).
+
+    A missing, non-numeric, non-finite, zero or negative value (indices carry tick size 0: they
+    cannot be traded) is DEFAULT_TICK, which keeps a stray tick-size check from dividing by zero.
+    """
+    try:
+        value = Decimal(text(v).strip() or "0")
+    except ArithmeticError:
+        return DEFAULT_TICK
+    if not value.is_finite() or value <= 0:
+        return DEFAULT_TICK
+    return (value / per_rupee).normalize()

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import requests
 
 from common.brokers.angel.spec import SPEC
-from common.errors import BrokerUnavailable
+from common.brokers.base import get_file, session_or_new
+from common.brokers.payload import lot_size, tick_size
 from common.models import Instrument
 from common.settings import Account
 
@@ -30,7 +30,6 @@ __all__ = ["PUBLIC_URL", "SCRIP_MASTER_PATH", "generic_symbol", "parse_json", "p
 SCRIP_MASTER_PATH = "/OpenAPI_File/files/OpenAPIScripMaster.json"
 PUBLIC_URL = f"https://margincalculator.angelbroking.com{SCRIP_MASTER_PATH}"
 TIMEOUT_S = (3.05, 120.0)  # the real file is tens of MB
-_DEFAULT_TICK = Decimal("0.05")
 _INDEX_TYPES = frozenset({"AMXIDX", "INDEX"})
 
 
@@ -38,14 +37,6 @@ def generic_symbol(symbol: str, instrument_type: str) -> str:
     if instrument_type in _INDEX_TYPES:
         return symbol.upper()
     return symbol[:-3] if symbol.endswith("-EQ") else symbol
-
-
-def _tick_rupees(text: Any) -> Decimal:
-    try:
-        paise = Decimal(str(text).strip() or "0")
-    except InvalidOperation:
-        return _DEFAULT_TICK
-    return (paise / 100).normalize() if paise > 0 else _DEFAULT_TICK
 
 
 def parse_rows(rows: Iterable[dict[str, Any]]) -> Iterator[Instrument]:
@@ -56,16 +47,12 @@ def parse_rows(rows: Iterable[dict[str, Any]]) -> Iterator[Instrument]:
         if not token or not symbol or not exchange:
             continue
         itype = str(row.get("instrumenttype") or "").strip()
-        try:
-            lot = int(float(row.get("lotsize") or 1)) or 1
-        except ValueError:
-            lot = 1
         yield Instrument(
             exchange=exchange,
             symbol=generic_symbol(symbol, itype),
             token=token,
-            lot_size=lot,
-            tick_size=_tick_rupees(row.get("tick_size")),
+            lot_size=lot_size(row.get("lotsize")),
+            tick_size=tick_size(row.get("tick_size"), per_rupee=100),
             name=str(row.get("name") or "").strip(),
             instrument_type="INDEX" if itype in _INDEX_TYPES else (itype or "EQ"),
             broker_symbol=symbol,
@@ -88,17 +75,8 @@ def url(account: Account) -> str:
 
 
 def download(account: Account, session: requests.Session | None = None) -> bytes:
-    s = session or requests.Session()
-    try:
-        resp = s.get(url(account), timeout=TIMEOUT_S)
-    except requests.RequestException as e:
-        raise BrokerUnavailable(f"angel scrip master: {type(e).__name__}") from None
-    finally:
-        if session is None:
-            s.close()
-    if resp.status_code != 200:
-        raise BrokerUnavailable(f"angel scrip master: HTTP {resp.status_code}", http_status=resp.status_code)
-    return resp.content
+    with session_or_new(session) as s:
+        return get_file(s, url(account), "angel scrip master", timeout=TIMEOUT_S).content
 
 
 def fetch(

@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 import requests
 
 from common import totp
+from common.brokers.base import json_or_none, session_or_new
+from common.brokers.loginflow import call, totp_now
 from common.errors import BrokerUnavailable, LoginFailed, RateLimited
 from common.settings import Account
 
@@ -27,7 +29,6 @@ __all__ = ["LOGIN_PATH", "headers", "login", "token_expiry_ms"]
 
 log = logging.getLogger(__name__)
 IST = ZoneInfo("Asia/Kolkata")
-TIMEOUT_S = (3.05, 10.0)
 LOGIN_PATH = "/rest/auth/angelbroking/user/v1/loginByPassword"
 # Angel's own "try again later" answers; every other error code refuses the credentials.
 TRANSIENT_CODES = frozenset({"AB1004", "AB2000", "AB1012"})
@@ -69,29 +70,16 @@ def login(
 ) -> dict[str, Any]:
     """Log ``account`` in; returns ``access_token`` (the JWT, without ``Bearer``),
     ``feed_token``, ``refresh_token`` and ``user_id``."""
-    try:
-        code = totp_code(account.totp_secret.get())
-    except ValueError as e:
-        raise LoginFailed(f"angel login: totp: {e}") from None
-    s = session or requests.Session()
-    try:
-        resp = s.post(
-            f"{account.rest_url.rstrip('/')}{LOGIN_PATH}",
+    code = totp_now(account, totp_code, "angel login")
+    with session_or_new(session) as s:
+        resp = call(
+            s, "POST", f"{account.rest_url.rstrip('/')}{LOGIN_PATH}", "angel login",
             json={"clientcode": account.user_id, "password": account.password.get(), "totp": code},
             headers=headers(account),
-            timeout=TIMEOUT_S,
         )
-    except requests.RequestException as e:
-        raise BrokerUnavailable(f"angel login: {type(e).__name__}") from None
-    finally:
-        if session is None:
-            s.close()
     if resp.status_code >= 500:
         raise BrokerUnavailable(f"angel login: HTTP {resp.status_code}", http_status=resp.status_code)
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
+    body = json_or_none(resp)
     if not isinstance(body, dict):
         if resp.status_code == 403:
             # Angel's rate-limit answer: a 403 with a plain-text body (loginByPassword is 1/s).

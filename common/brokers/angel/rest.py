@@ -8,7 +8,7 @@ from typing import Any
 from common.brokers.angel import translate
 from common.brokers.angel.errors import map_error
 from common.brokers.angel.login import headers
-from common.brokers.base import RestAdapterBase, send
+from common.brokers.base import RestAdapterBase, json_or_none, send
 from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
 
@@ -26,10 +26,7 @@ class Adapter(RestAdapterBase):
     def _call(self, method: str, name: str, body: dict[str, str] | None = None) -> dict[str, Any]:
         resp = send(self._http, method, f"{self._base}{ORDER_PATH}/{name}", json=body,
                     headers=self._headers(), read_timeout_s=self._read_timeout_s)
-        try:
-            parsed = resp.json()
-        except ValueError:
-            parsed = None
+        parsed = json_or_none(resp)
         if resp.status_code == 200 and isinstance(parsed, dict) and parsed.get("status") is True:
             return parsed
         raise map_error(resp.status_code, parsed, resp.text)

@@ -7,9 +7,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from common.brokers import orderbook
 from common.brokers.angel.updates import order_to_update
 from common.errors import InvalidOrder
-from common.models import Instrument, Order, OrderState, OrderType, OrderUpdate, Product
+from common.models import Instrument, Order, OrderType, OrderUpdate, Product
 
 __all__ = ["ORDERTYPE", "PRODUCT", "book_to_updates", "cancel_body", "modify_body", "order_body",
            "order_id_of", "trading_symbol", "variety"]
@@ -84,18 +85,9 @@ def order_id_of(body: dict[str, Any]) -> str:
 
 
 def book_to_updates(account: str, body: dict[str, Any], source: str = "reconcile") -> list[OrderUpdate]:
-    """``getOrderBook`` -> OrderUpdates (``data`` is null for an empty book, as at Angel). A row
-    with a status we do not know is skipped, unless it carries a tag, which becomes an UNKNOWN
-    update (the order IS at the broker: reconciliation must not resend it, or fail it)."""
-    rows = body.get("data") or []
-    out = []
-    for row in rows if isinstance(rows, list) else []:
-        u = order_to_update(account, row, source) if isinstance(row, dict) else None
-        if u is not None:
-            out.append(u)
-        elif isinstance(row, dict) and row.get("ordertag"):
-            out.append(OrderUpdate(account=account, client_order_id=str(row["ordertag"]),
-                                   broker_order_id=str(row.get("orderid") or ""), state=OrderState.UNKNOWN,
-                                   broker_status=str(row.get("orderstatus") or row.get("status") or ""),
-                                   source=source))
-    return out
+    """``getOrderBook`` (``data``, null for an empty book) -> OrderUpdates, as
+    :func:`common.brokers.orderbook.book_to_updates` reads every book (a tagged row of unknown
+    status is an UNKNOWN update)."""
+    return orderbook.book_to_updates(account, body.get("data"), source, to_update=order_to_update,
+                                     tag_of=lambda row: str(row.get("ordertag") or ""), order_id_key="orderid",
+                                     status_keys=("orderstatus", "status"))  # fmt: skip

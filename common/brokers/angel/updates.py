@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from common.brokers.payload import money, whole
+from common.brokers.payload import fill_price, text, whole
 from common.models import OrderState, OrderUpdate
 
 __all__ = [
@@ -93,32 +93,26 @@ def socket_error(payload: dict[str, Any]) -> str | None:
     return None
 
 
-def _text(v: Any) -> str:
-    return "" if v is None else str(v)
-
-
 def order_to_update(account: str, order: dict[str, Any], source: str, code: str = "") -> OrderUpdate | None:
     """One Angel order dict (socket ``orderData`` or a ``getOrderBook`` row) -> OrderUpdate, or None."""
-    order_id = _text(order.get("orderid"))
-    status = _text(order.get("orderstatus") or order.get("status"))
+    order_id = text(order.get("orderid"))
+    status = text(order.get("orderstatus") or order.get("status"))
     state = status_to_state(status, code)
     if state is None or not order_id:
         return None
     filled = whole(order.get("filledshares"))
-    avg = money(order.get("averageprice"))
-    if avg is not None and avg == 0 and filled == 0:
-        avg = None  # no fill yet: no price, not a price of zero
+    avg = fill_price(order.get("averageprice"), filled)
     return OrderUpdate(
         account=account,
-        client_order_id=_text(order.get("ordertag")),
+        client_order_id=text(order.get("ordertag")),
         broker_order_id=order_id,
         state=state,
         filled_quantity=filled,
         pending_quantity=whole(order.get("unfilledshares")),
         average_price=avg,
         broker_status=status,
-        message=_text(order.get("text")),
-        exchange_ts=_text(
+        message=text(order.get("text")),
+        exchange_ts=text(
             order.get("exchorderupdatetime") or order.get("exchtime") or order.get("updatetime")
         ),
         source=source,
@@ -134,7 +128,7 @@ def parse_message(account: str, payload: dict[str, Any], source: str) -> OrderUp
         return None
     if "orderData" not in payload:
         return order_to_update(account, payload, source) if "orderid" in payload else None
-    code = _text(payload.get("order-status")).upper()
+    code = text(payload.get("order-status")).upper()
     if code == CONNECTED_CODE or socket_error(payload) is not None:
         return None
     data = payload.get("orderData")
@@ -142,5 +136,5 @@ def parse_message(account: str, payload: dict[str, Any], source: str) -> OrderUp
         return None
     update = order_to_update(account, data, source, code)
     if update is not None and not update.message and payload.get("error-message"):
-        update = replace(update, message=_text(payload.get("error-message")))
+        update = replace(update, message=text(payload.get("error-message")))
     return update

@@ -23,13 +23,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import requests
 
+from common.brokers.base import get_file, session_or_new
 from common.brokers.fyers.spec import SPEC
-from common.errors import BrokerUnavailable
+from common.brokers.payload import lot_size, tick_size
 from common.models import Instrument
 from common.settings import Account
 
@@ -38,26 +38,10 @@ __all__ = ["PUBLIC_ROOT", "SYMBOL_MASTER_DIR", "download", "fetch", "parse_csv",
 SYMBOL_MASTER_DIR = "/sym_details"
 PUBLIC_ROOT = "https://public.fyers.in"
 TIMEOUT_S = (3.05, 120.0)
-_DEFAULT_TICK = Decimal("0.05")
 # (exchange code, segment code) -> the generic exchange
 _EXCHANGES = {("10", "10"): "NSE", ("10", "11"): "NFO", ("10", "12"): "CDS", ("12", "10"): "BSE",
               ("12", "11"): "BFO", ("11", "20"): "MCX", ("12", "12"): "BCD"}
 _COLUMNS = 18
-
-
-def _tick(text: str) -> Decimal:
-    try:
-        value = Decimal(text.strip() or "0")
-    except InvalidOperation:
-        return _DEFAULT_TICK
-    return value.normalize() if value > 0 else _DEFAULT_TICK
-
-
-def _lot(text: str) -> int:
-    try:
-        return int(Decimal(text.strip() or "1")) or 1
-    except (InvalidOperation, ValueError):
-        return 1
 
 
 def _kind(ticker: str, exchange: str, option_type: str) -> str:
@@ -86,8 +70,8 @@ def parse_rows(rows: Iterable[list[str]]) -> Iterator[Instrument]:
             exchange=exchange,
             symbol=symbol,
             token=fytoken,
-            lot_size=_lot(row[3]),
-            tick_size=_tick(row[4]),
+            lot_size=lot_size(row[3]),
+            tick_size=tick_size(row[4]),
             name=name,
             instrument_type=kind,
             broker_symbol=ticker,
@@ -108,21 +92,8 @@ def urls(account: Account) -> list[str]:
 
 
 def download(account: Account, session: requests.Session | None = None) -> list[bytes]:
-    s = session or requests.Session()
-    out: list[bytes] = []
-    try:
-        for url in urls(account):
-            try:
-                resp = s.get(url, timeout=TIMEOUT_S)
-            except requests.RequestException as e:
-                raise BrokerUnavailable(f"fyers symbol master: {type(e).__name__}") from None
-            if resp.status_code != 200:
-                raise BrokerUnavailable(f"fyers symbol master: HTTP {resp.status_code}", http_status=resp.status_code)
-            out.append(resp.content)
-    finally:
-        if session is None:
-            s.close()
-    return out
+    with session_or_new(session) as s:
+        return [get_file(s, url, "fyers symbol master", timeout=TIMEOUT_S).content for url in urls(account)]
 
 
 def fetch(

@@ -32,14 +32,15 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from common import totp
+from common.brokers.base import json_or_none, session_or_new
 from common.brokers.fyers.errors import RATE_LIMIT_TEXT
+from common.brokers.loginflow import call, required, totp_now
 from common.errors import BrokerUnavailable, LoginFailed, RateLimited
 from common.settings import Account
 
 __all__ = ["VAGATOR", "app_id_hash", "auth_code_from", "login", "split_app_id", "token_expiry_ms"]
 
 log = logging.getLogger(__name__)
-TIMEOUT_S = (3.05, 10.0)
 VAGATOR = "/vagator/v2"
 TOKEN_PATH = "/api/v3/token"
 VALIDATE_PATH = "/api/v3/validate-authcode"
@@ -78,14 +79,8 @@ def token_expiry_ms(issued_at_ms: int) -> int:
 def _post(session: requests.Session, url: str, step: str, body: dict[str, Any],
           headers: dict[str, str] | None = None) -> dict[str, Any]:
     """One login step; its JSON answer, or the error the answer means."""
-    try:
-        resp = session.post(url, json=body, headers=headers, timeout=TIMEOUT_S, allow_redirects=False)
-    except requests.RequestException as e:
-        raise BrokerUnavailable(f"fyers login: {step}: {type(e).__name__}") from None
-    try:
-        data = resp.json()
-    except ValueError:
-        data = None
+    resp = call(session, "POST", url, f"fyers login: {step}", json=body, headers=headers, allow_redirects=False)
+    data = json_or_none(resp)
     message = str(data.get("message") or "") if isinstance(data, dict) else ""
     code = data.get("code") if isinstance(data, dict) else None
     if resp.status_code == 429 or code in _RATE_CODES or RATE_LIMIT_TEXT in message.lower():
@@ -111,30 +106,20 @@ def login(
 ) -> dict[str, Any]:
     """Log ``account`` in; returns ``access_token`` (the bare JWT), ``feed_token`` (the same:
     the data socket reads its key out of it), ``refresh_token`` and ``user_id``."""
-    s = session or requests.Session()
     auth = account.login_url.rstrip("/") + VAGATOR
     api = account.rest_url.rstrip("/")
-    try:
+    with session_or_new(session) as s:
         data = _post(s, f"{auth}/send_login_otp_v2", "user id",
                      {"fy_id": _b64(account.user_id), "app_id": "2"})  # fmt: skip
-        request_key = str(data.get("request_key") or "")
-        if not request_key:
-            raise LoginFailed("fyers login: user id: no request_key in the answer")
-        try:
-            code = totp_code(account.totp_secret.get())
-        except ValueError as e:
-            raise LoginFailed(f"fyers login: totp: {e}") from None
+        request_key = required(data, "request_key", "fyers login: user id")
+        code = totp_now(account, totp_code, "fyers login")
         data = _post(s, f"{auth}/verify_otp", "totp", {"request_key": request_key, "otp": code})
-        request_key = str(data.get("request_key") or "")
-        if not request_key:
-            raise LoginFailed("fyers login: totp: no request_key in the answer")
+        request_key = required(data, "request_key", "fyers login: totp")
         data = _post(s, f"{auth}/verify_pin_v2", "pin", {
             "request_key": request_key, "identity_type": "pin", "identifier": _b64(account.password.get()),
         })  # fmt: skip
         inner = data.get("data") if isinstance(data.get("data"), dict) else {}
-        session_token = str(inner.get("access_token") or "")
-        if not session_token:
-            raise LoginFailed("fyers login: pin: no access_token in the answer")
+        session_token = required(inner, "access_token", "fyers login: pin")
         app_id, app_type = split_app_id(account.api_key)
         data = _post(s, f"{api}{TOKEN_PATH}", "auth code", {
             "fyers_id": account.user_id, "app_id": app_id,
@@ -150,12 +135,7 @@ def login(
             "appIdHash": app_id_hash(account.api_key, account.api_secret.get()),
             "code": auth_code,
         })  # fmt: skip
-    finally:
-        if session is None:
-            s.close()
-    access_token = str(data.get("access_token") or "")
-    if not access_token:
-        raise LoginFailed("fyers login: session: no access_token in the answer")
+    access_token = required(data, "access_token", "fyers login: session")
     return {
         "access_token": access_token,
         "feed_token": access_token,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.brokers.base import RestAdapterBase, send
+from common.brokers.base import RestAdapterBase, json_or_none, send
 from common.brokers.fyers import translate
 from common.brokers.fyers.errors import map_error
 from common.errors import Ambiguous
@@ -30,10 +30,7 @@ class Adapter(RestAdapterBase):
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         resp = send(self._http, method, f"{self._base}{path}", json=body, headers=self._headers(),
                     read_timeout_s=self._read_timeout_s)
-        try:
-            parsed = resp.json()
-        except ValueError:
-            parsed = None
+        parsed = json_or_none(resp)
         if resp.status_code == 200 and isinstance(parsed, dict) and str(parsed.get("s")).lower() == "ok":
             return parsed
         raise map_error(resp.status_code, parsed, resp.text)

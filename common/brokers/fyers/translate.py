@@ -18,9 +18,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from common.brokers import orderbook
 from common.brokers.fyers.updates import order_tag, order_to_update
 from common.errors import InvalidOrder
-from common.models import Instrument, Order, OrderState, OrderType, OrderUpdate, Product, Side, Validity
+from common.models import Instrument, Order, OrderType, OrderUpdate, Product, Side, Validity
 
 __all__ = ["ORDER_TYPES", "PRODUCTS", "book_to_updates", "cancel_body", "fyers_symbol", "modify_body",
            "order_body", "order_id_of"]
@@ -84,21 +85,8 @@ def order_id_of(body: dict[str, Any]) -> str:
 
 
 def book_to_updates(account: str, body: dict[str, Any], source: str = "reconcile") -> list[OrderUpdate]:
-    """``GET /api/v3/orders`` -> OrderUpdates. A row with a status we do not know is skipped,
-    unless it carries a tag: then it is an UNKNOWN update (the order IS at the broker, so
-    reconciliation must neither resend it nor fail it)."""
-    rows = body.get("orderBook") or []
-    out = []
-    for row in rows if isinstance(rows, list) else []:
-        if not isinstance(row, dict):
-            continue
-        u = order_to_update(account, row, source)
-        if u is not None:
-            out.append(u)
-            continue
-        tag = order_tag(row.get("orderTag"))
-        if tag:
-            out.append(OrderUpdate(account=account, client_order_id=tag, broker_order_id=str(row.get("id") or ""),
-                                   state=OrderState.UNKNOWN, broker_status=str(row.get("status") or ""),
-                                   source=source))
-    return out
+    """``GET /api/v3/orders`` (``orderBook``) -> OrderUpdates, as
+    :func:`common.brokers.orderbook.book_to_updates` reads every book (a tagged row of unknown
+    status is an UNKNOWN update; the tag without its source prefix)."""
+    return orderbook.book_to_updates(account, body.get("orderBook"), source, to_update=order_to_update,
+                                     tag_of=lambda row: order_tag(row.get("orderTag")), order_id_key="id")  # fmt: skip

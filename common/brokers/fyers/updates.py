@@ -23,7 +23,7 @@ import json
 import re
 from typing import Any
 
-from common.brokers.payload import money, whole
+from common.brokers.payload import fill_price, text, whole
 from common.models import OrderState, OrderUpdate
 
 __all__ = [
@@ -90,10 +90,6 @@ def socket_error(payload: dict[str, Any]) -> str | None:
     return None
 
 
-def _text(v: Any) -> str:
-    return "" if v is None else str(v)
-
-
 def _pick(order: dict[str, Any], *names: str) -> Any:
     for name in names:
         if name in order and order[name] is not None:
@@ -103,15 +99,13 @@ def _pick(order: dict[str, Any], *names: str) -> Any:
 
 def order_to_update(account: str, order: dict[str, Any], source: str) -> OrderUpdate | None:
     """One Fyers order (socket ``orders`` object with raw names, or an order-book row) -> OrderUpdate."""
-    order_id = _text(order.get("id"))
+    order_id = text(order.get("id"))
     raw_status = _pick(order, "status", "org_ord_status")
     state = status_to_state(raw_status)
     if state is None or not order_id:
         return None
     filled = whole(_pick(order, "filledQty", "qty_filled"))
-    avg = money(_pick(order, "tradedPrice", "price_traded"))
-    if avg is not None and avg == 0 and filled == 0:
-        avg = None  # no fill yet: no price, not a price of zero
+    avg = fill_price(_pick(order, "tradedPrice", "price_traded"), filled)
     code = int(str(raw_status).strip())
     pending = _pick(order, "remainingQuantity", "qty_remaining")
     return OrderUpdate(
@@ -123,8 +117,8 @@ def order_to_update(account: str, order: dict[str, Any], source: str) -> OrderUp
         pending_quantity=whole(pending) if pending is not None else max(0, whole(order.get("qty")) - filled),
         average_price=avg,
         broker_status=_STATUS_TEXT.get(code, str(code)),
-        message=_text(_pick(order, "message", "oms_msg")),
-        exchange_ts=_text(_pick(order, "orderDateTime", "time_oms")),
+        message=text(_pick(order, "message", "oms_msg")),
+        exchange_ts=text(_pick(order, "orderDateTime", "time_oms")),
         source=source,
     )
 

@@ -10,28 +10,17 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
 
 import requests
 
-from common.errors import BrokerUnavailable, TokenExpired
+from common.brokers.base import get_file, session_or_new
+from common.brokers.payload import lot_size, tick_size
 from common.models import Instrument
 from common.settings import Account
 
 __all__ = ["download", "parse_csv", "url"]
 
 TIMEOUT_S = (3.05, 60.0)
-# Indices carry tick_size 0 (they cannot be traded); the generic default keeps a stray
-# tick-size check from dividing by zero.
-_DEFAULT_TICK = Decimal("0.05")
-
-
-def _tick(text: str) -> Decimal:
-    try:
-        value = Decimal(text.strip() or "0")
-    except InvalidOperation:
-        return _DEFAULT_TICK
-    return value.normalize() if value > 0 else _DEFAULT_TICK
 
 
 def parse_csv(text: str) -> Iterator[Instrument]:
@@ -43,16 +32,12 @@ def parse_csv(text: str) -> Iterator[Instrument]:
         if not token or not symbol or not exchange:
             continue
         segment = (row.get("segment") or "").strip()
-        try:
-            lot = int(float(row.get("lot_size") or 1)) or 1
-        except ValueError:
-            lot = 1
         yield Instrument(
             exchange=exchange,
             symbol=symbol,
             token=token,
-            lot_size=lot,
-            tick_size=_tick(row.get("tick_size") or ""),
+            lot_size=lot_size(row.get("lot_size")),
+            tick_size=tick_size(row.get("tick_size")),
             name=(row.get("name") or "").strip(),
             instrument_type="INDEX" if segment == "INDICES" else (row.get("instrument_type") or "EQ").strip(),
             broker_symbol=symbol,
@@ -68,18 +53,8 @@ def download(account: Account, access_token: str | None, session: requests.Sessi
     headers = {"X-Kite-Version": "3"}
     if access_token:
         headers["Authorization"] = f"token {account.api_key}:{access_token}"
-    s = session or requests.Session()
-    try:
-        resp = s.get(url(account), headers=headers, timeout=TIMEOUT_S)
-    except requests.RequestException as e:
-        raise BrokerUnavailable(f"kite instruments: {type(e).__name__}") from None
-    finally:
-        if session is None:
-            s.close()
-    if resp.status_code == 403:
-        raise TokenExpired("kite instruments: token refused", http_status=403)
-    if resp.status_code != 200:
-        raise BrokerUnavailable(f"kite instruments: HTTP {resp.status_code}", http_status=resp.status_code)
+    with session_or_new(session) as s:
+        resp = get_file(s, url(account), "kite instruments", timeout=TIMEOUT_S, headers=headers, token_refused=403)
     return resp.text
 
 

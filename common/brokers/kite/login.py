@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 import requests
 
 from common import totp
+from common.brokers.base import json_or_none, session_or_new
+from common.brokers.loginflow import call, required, totp_now
 from common.errors import BrokerUnavailable, LoginFailed, RateLimited
 from common.settings import Account
 
@@ -31,7 +33,6 @@ __all__ = ["checksum", "login", "request_token_from", "token_expiry_ms"]
 
 log = logging.getLogger(__name__)
 IST = ZoneInfo("Asia/Kolkata")
-TIMEOUT_S = (3.05, 10.0)  # connect, read
 MAX_REDIRECTS = 10
 _HEADERS = {"X-Kite-Version": "3", "User-Agent": "brokergate"}
 
@@ -57,18 +58,12 @@ def request_token_from(location: str) -> str | None:
 
 
 def _call(session: requests.Session, method: str, url: str, step: str, **kw: Any) -> requests.Response:
-    try:
-        return session.request(method, url, timeout=TIMEOUT_S, allow_redirects=False, **kw)
-    except requests.RequestException as e:
-        raise BrokerUnavailable(f"kite login: {step}: {type(e).__name__}") from None
+    return call(session, method, url, f"kite login: {step}", allow_redirects=False, **kw)
 
 
 def _json(resp: requests.Response, step: str) -> dict[str, Any]:
     """The ``data`` of a success answer; the error mapped by status otherwise."""
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
+    body = json_or_none(resp)
     if resp.status_code == 429:
         raise RateLimited(f"kite login: {step}: rate limited", retry_after_s=1.0, http_status=429)
     if resp.status_code >= 500:
@@ -92,21 +87,15 @@ def login(
 ) -> dict[str, Any]:
     """Log ``account`` in and return the token fields: ``access_token``, ``feed_token``
     (Kite's ticker takes the access token), ``user_id``, ``public_token``, ``login_time``."""
-    s = session or requests.Session()
-    s.headers.update(_HEADERS)
     base = account.login_url.rstrip("/")
-    try:
+    with session_or_new(session) as s:
+        s.headers.update(_HEADERS)
         # 1. password
         data = _json(_call(s, "POST", f"{base}/api/login", "password",
                            data={"user_id": account.user_id, "password": account.password.get()}), "password")  # fmt: skip
-        request_id = str(data.get("request_id") or "")
-        if not request_id:
-            raise LoginFailed("kite login: password: no request_id in the answer")
+        request_id = required(data, "request_id", "kite login: password")
         # 2. TOTP
-        try:
-            code = totp_code(account.totp_secret.get())
-        except ValueError as e:
-            raise LoginFailed(f"kite login: totp: {e}") from None
+        code = totp_now(account, totp_code, "kite login")
         _json(_call(s, "POST", f"{base}/api/twofa", "totp", data={
             "user_id": account.user_id, "request_id": request_id, "twofa_value": code, "twofa_type": "totp",
         }), "totp")  # fmt: skip
@@ -139,12 +128,7 @@ def login(
             "api_key": account.api_key, "request_token": request_token,
             "checksum": checksum(account.api_key, request_token, api_secret),
         }), "session")  # fmt: skip
-    finally:
-        if session is None:
-            s.close()
-    access_token = str(data.get("access_token") or "")
-    if not access_token:
-        raise LoginFailed("kite login: session: no access_token in the answer")
+    access_token = required(data, "access_token", "kite login: session")
     return {
         "access_token": access_token,
         "feed_token": access_token,  # KiteTicker authenticates with the access token itself

@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from common.brokers.base import RestAdapterBase, send
+from common.brokers.base import RestAdapterBase, json_or_none, send
 from common.brokers.kite import translate
 from common.brokers.kite.errors import map_error
 from common.errors import Ambiguous
@@ -25,10 +25,7 @@ class Adapter(RestAdapterBase):
     def _call(self, method: str, path: str, data: dict[str, str] | None = None) -> dict[str, Any]:
         resp: requests.Response = send(self._http, method, f"{self._base}{path}", data=data,
                                        headers=self._headers(), read_timeout_s=self._read_timeout_s)
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
+        body = json_or_none(resp)
         if resp.status_code == 200 and isinstance(body, dict) and body.get("status") == "success":
             return body
         raise map_error(resp.status_code, body, resp.text)

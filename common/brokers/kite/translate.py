@@ -6,8 +6,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from common.brokers import orderbook
 from common.brokers.kite.updates import order_to_update
-from common.models import Order, OrderState, OrderType, OrderUpdate, Product
+from common.models import Order, OrderType, OrderUpdate, Product
 
 __all__ = ["MARKET_PROTECTION", "PRODUCT", "VARIETY", "book_to_updates", "modify_form", "order_form",
            "order_id_of"]
@@ -62,20 +63,10 @@ def order_id_of(body: dict[str, Any]) -> str:
 
 
 def book_to_updates(account: str, body: dict[str, Any], source: str = "reconcile") -> list[OrderUpdate]:
-    """``GET /orders`` -> OrderUpdates. A row with a status we do not know is never guessed: it
-    is skipped, unless it carries a tag, which becomes an UNKNOWN update (the order IS at the
-    broker: reconciliation must not take it for absent and resend it, or fail it)."""
-    rows = body.get("data") or []
-    out = []
-    for row in rows if isinstance(rows, list) else []:
-        u = order_to_update(account, row, source) if isinstance(row, dict) else None
-        if u is not None:
-            out.append(u)
-        elif isinstance(row, dict) and _tag_of(row):
-            out.append(OrderUpdate(account=account, client_order_id=_tag_of(row),
-                                   broker_order_id=str(row.get("order_id") or ""), state=OrderState.UNKNOWN,
-                                   broker_status=str(row.get("status") or ""), source=source))
-    return out
+    """``GET /orders`` (``data``) -> OrderUpdates, as :func:`common.brokers.orderbook.book_to_updates`
+    reads every book (a tagged row of unknown status is an UNKNOWN update)."""
+    return orderbook.book_to_updates(account, body.get("data"), source, to_update=order_to_update, tag_of=_tag_of,
+                                     order_id_key="order_id")  # fmt: skip
 
 
 def _tag_of(row: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ import hmac
 import math
 from typing import Any
 
-from common.brokers.payload import money, whole
+from common.brokers.payload import fill_price, text, whole
 from common.models import OrderState, OrderUpdate
 
 __all__ = [
@@ -276,17 +276,13 @@ def verify_postback(body: dict[str, Any], api_secret: str) -> bool:
 
 
 # --- normalization ---------------------------------------------------------------------------------
-def _text(v: Any) -> str:
-    return "" if v is None else str(v)
-
-
 def order_to_update(account: str, order: dict[str, Any], source: str) -> OrderUpdate | None:
     """One Kite order dict (postback body, ticker order data, or a ``GET /orders`` row) -> OrderUpdate.
 
     ``None`` when the status is unknown or there is no order id.
     """
-    state = status_to_state(_text(order.get("status")))
-    order_id = _text(order.get("order_id"))
+    state = status_to_state(text(order.get("status")))
+    order_id = text(order.get("order_id"))
     if state is None or not order_id:
         return None
     tag = order.get("tag")
@@ -294,23 +290,21 @@ def order_to_update(account: str, order: dict[str, Any], source: str) -> OrderUp
         tags = order.get("tags")
         tag = tags[0] if isinstance(tags, list) and tags and isinstance(tags[0], str) else ""
     filled = whole(order.get("filled_quantity"))
-    avg = money(order.get("average_price"))
-    if avg is not None and avg == 0 and filled == 0:
-        avg = None  # Kite reports 0 before any fill: no price, not a price of zero
+    avg = fill_price(order.get("average_price"), filled)
     pending = order.get("pending_quantity")
     if pending is None:
         pending = order.get("unfilled_quantity")
     return OrderUpdate(
         account=account,
-        client_order_id=_text(tag),
+        client_order_id=text(tag),
         broker_order_id=order_id,
         state=state,
         filled_quantity=filled,
         pending_quantity=whole(pending),
         average_price=avg,
-        broker_status=_text(order.get("status")),
-        message=_text(order.get("status_message") or order.get("status_message_raw")),
-        exchange_ts=_text(order.get("exchange_update_timestamp") or order.get("exchange_timestamp")),
+        broker_status=text(order.get("status")),
+        message=text(order.get("status_message") or order.get("status_message_raw")),
+        exchange_ts=text(order.get("exchange_update_timestamp") or order.get("exchange_timestamp")),
         source=source,
     )
 

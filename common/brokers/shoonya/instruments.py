@@ -20,10 +20,11 @@ import csv
 import io
 import zipfile
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
 
 import requests
 
+from common.brokers.base import get_file, session_or_new
+from common.brokers.payload import lot_size, tick_size
 from common.brokers.shoonya.spec import SPEC
 from common.errors import BrokerUnavailable
 from common.models import Instrument
@@ -33,7 +34,6 @@ __all__ = ["generic_symbol", "parse_text", "parse_zip", "url"]
 
 TIMEOUT_S = (3.05, 120.0)
 DEFAULT_EXCHANGES = ("NSE",)
-_DEFAULT_TICK = Decimal("0.05")
 _INDEX_TYPES = frozenset({"INDEX", "UNDIND"})
 
 
@@ -41,14 +41,6 @@ def generic_symbol(trading_symbol: str, instrument_type: str) -> str:
     if instrument_type in _INDEX_TYPES:
         return trading_symbol.upper()
     return trading_symbol[:-3] if trading_symbol.endswith("-EQ") else trading_symbol
-
-
-def _tick(text: str) -> Decimal:
-    try:
-        value = Decimal(text.strip() or "0")
-    except InvalidOperation:
-        return _DEFAULT_TICK
-    return value.normalize() if value > 0 else _DEFAULT_TICK
 
 
 def parse_text(text: str) -> Iterator[Instrument]:
@@ -60,16 +52,12 @@ def parse_text(text: str) -> Iterator[Instrument]:
         if not exchange or not token or not tsym:
             continue
         itype = (row.get("Instrument") or "").strip().upper()
-        try:
-            lot = int(Decimal((row.get("LotSize") or "1").strip() or "1")) or 1
-        except (InvalidOperation, ValueError):
-            lot = 1
         yield Instrument(
             exchange=exchange,
             symbol=generic_symbol(tsym, itype),
             token=token,
-            lot_size=lot,
-            tick_size=_tick(row.get("TickSize") or ""),
+            lot_size=lot_size(row.get("LotSize")),
+            tick_size=tick_size(row.get("TickSize")),
             name=(row.get("Symbol") or "").strip(),
             instrument_type="INDEX" if itype in _INDEX_TYPES else (itype or "EQ"),
             broker_symbol=tsym,
@@ -93,17 +81,8 @@ def url(account: Account, exchange: str = "NSE") -> str:
 
 
 def download(account: Account, exchange: str = "NSE", session: requests.Session | None = None) -> bytes:
-    s = session or requests.Session()
-    try:
-        resp = s.get(url(account, exchange), timeout=TIMEOUT_S)
-    except requests.RequestException as e:
-        raise BrokerUnavailable(f"shoonya symbols {exchange}: {type(e).__name__}") from None
-    finally:
-        if session is None:
-            s.close()
-    if resp.status_code != 200:
-        raise BrokerUnavailable(f"shoonya symbols {exchange}: HTTP {resp.status_code}", http_status=resp.status_code)
-    return resp.content
+    with session_or_new(session) as s:
+        return get_file(s, url(account, exchange), f"shoonya symbols {exchange}", timeout=TIMEOUT_S).content
 
 
 def fetch(

@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 import requests
 
 from common import totp
+from common.brokers.base import json_or_none, session_or_new
+from common.brokers.loginflow import call, required, totp_now
 from common.brokers.shoonya.errors import map_error
 from common.brokers.shoonya.translate import jdata
 from common.errors import BrokerUnavailable, LoginFailed
@@ -33,7 +35,6 @@ from common.settings import Account
 __all__ = ["APK_VERSION", "LOGIN_PATH", "app_key", "login", "login_values", "sha256_hex", "token_expiry_ms"]
 
 IST = ZoneInfo("Asia/Kolkata")
-TIMEOUT_S = (3.05, 10.0)
 LOGIN_PATH = "/NorenWClientTP/QuickAuth"
 APK_VERSION = "1.0.0"
 DEFAULT_IMEI = "abc1234"
@@ -80,23 +81,11 @@ def login(
 ) -> dict[str, Any]:
     """Log ``account`` in; returns ``access_token`` (the susertoken; also the ``feed_token``,
     since the socket connects with it) and ``user_id`` (the account id)."""
-    try:
-        code = totp_code(account.totp_secret.get())
-    except ValueError as e:
-        raise LoginFailed(f"shoonya login: totp: {e}") from None
-    s = session or requests.Session()
-    try:
-        resp = s.post(f"{account.login_url.rstrip('/')}{LOGIN_PATH}", data=jdata(login_values(account, code)),
-                      timeout=TIMEOUT_S)  # fmt: skip
-    except requests.RequestException as e:
-        raise BrokerUnavailable(f"shoonya login: {type(e).__name__}") from None
-    finally:
-        if session is None:
-            s.close()
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
+    code = totp_now(account, totp_code, "shoonya login")
+    with session_or_new(session) as s:
+        resp = call(s, "POST", f"{account.login_url.rstrip('/')}{LOGIN_PATH}", "shoonya login",
+                    data=jdata(login_values(account, code)))  # fmt: skip
+    body = json_or_none(resp)
     if resp.status_code != 200 or not isinstance(body, dict) or body.get("stat") != "Ok":
         if not isinstance(body, dict) and resp.status_code not in (429, 502, 503):
             raise BrokerUnavailable(f"shoonya login: HTTP {resp.status_code} without a Noren answer",
@@ -107,9 +96,7 @@ def login(
             raise LoginFailed(f"shoonya login: totp refused: {error}", code=error.code,
                               http_status=error.http_status) from None  # fmt: skip
         raise error
-    token = str(body.get("susertoken") or "")
-    if not token:
-        raise LoginFailed("shoonya login: no susertoken in the answer")
+    token = required(body, "susertoken", "shoonya login")
     return {
         "access_token": token,
         "feed_token": token,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.brokers.base import RestAdapterBase, send
+from common.brokers.base import RestAdapterBase, json_or_none, send
 from common.brokers.shoonya import translate
 from common.brokers.shoonya.errors import NO_DATA, emsg_kind, map_error
 from common.errors import Ambiguous
@@ -24,10 +24,7 @@ class Adapter(RestAdapterBase):
     def _call(self, name: str, values: dict[str, str], *, empty_ok: bool = False) -> Any:
         resp = send(self._http, "POST", f"{self._base}{PREFIX}/{name}",
                     data=translate.jdata(values, self._access_token()), read_timeout_s=self._read_timeout_s)  # fmt: skip
-        try:
-            parsed = resp.json()
-        except ValueError:
-            parsed = None
+        parsed = json_or_none(resp)
         if resp.status_code == 200:
             if isinstance(parsed, list) or (isinstance(parsed, dict) and parsed.get("stat") == "Ok"):
                 return parsed

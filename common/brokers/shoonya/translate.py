@@ -16,8 +16,9 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote_plus
 
+from common.brokers import orderbook
 from common.brokers.shoonya.updates import order_to_update
-from common.models import Instrument, Order, OrderState, OrderType, OrderUpdate, Product, Side
+from common.models import Instrument, Order, OrderType, OrderUpdate, Product, Side
 
 __all__ = ["PRICE_TYPE", "PRODUCT", "SIDE", "book_to_updates", "book_values", "cancel_values", "jdata",
            "modify_values", "order_id_of", "order_values", "trading_symbol"]
@@ -104,16 +105,7 @@ def order_id_of(body: dict[str, Any]) -> str:
 
 
 def book_to_updates(account: str, rows: Any, source: str = "reconcile") -> list[OrderUpdate]:
-    """``OrderBook`` rows -> OrderUpdates. A row with a status we do not know is skipped, unless it
-    carries a tag, which becomes an UNKNOWN update (the order IS at the broker: reconciliation
-    must not resend it, or fail it)."""
-    out = []
-    for row in rows if isinstance(rows, list) else []:
-        u = order_to_update(account, row, source) if isinstance(row, dict) else None
-        if u is not None:
-            out.append(u)
-        elif isinstance(row, dict) and row.get("remarks"):
-            out.append(OrderUpdate(account=account, client_order_id=str(row["remarks"]),
-                                   broker_order_id=str(row.get("norenordno") or ""), state=OrderState.UNKNOWN,
-                                   broker_status=str(row.get("status") or ""), source=source))
-    return out
+    """``OrderBook`` rows -> OrderUpdates, as :func:`common.brokers.orderbook.book_to_updates`
+    reads every book (a tagged row of unknown status is an UNKNOWN update; the tag is ``remarks``)."""
+    return orderbook.book_to_updates(account, rows, source, to_update=order_to_update,
+                                     tag_of=lambda row: str(row.get("remarks") or ""), order_id_key="norenordno")  # fmt: skip

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.brokers.payload import money, whole
+from common.brokers.payload import fill_price, text, whole
 from common.models import OrderState, OrderUpdate
 
 __all__ = ["HAS_POSTBACK", "ORDER_MESSAGE", "ORDER_SOCKET", "order_to_update", "parse_message", "status_to_state"]
@@ -61,35 +61,29 @@ def status_to_state(status: str, report: str = "") -> OrderState | None:
     return state
 
 
-def _text(v: Any) -> str:
-    return "" if v is None else str(v)
-
-
 def order_to_update(account: str, row: dict[str, Any], source: str) -> OrderUpdate | None:
     """One Noren order dict (an ``om`` message or an order-book row) -> OrderUpdate, or None."""
-    order_id = _text(row.get("norenordno"))
-    state = status_to_state(_text(row.get("status")), _text(row.get("reporttype")))
+    order_id = text(row.get("norenordno"))
+    state = status_to_state(text(row.get("status")), text(row.get("reporttype")))
     if state is None or not order_id:
         return None
     qty = whole(row.get("qty"))
     filled = whole(row.get("fillshares"))
     if state is OrderState.OPEN and qty and filled >= qty:
         state = OrderState.COMPLETE  # a Fill report of the last share before the status caught up
-    avg = money(row.get("avgprc"))
-    if avg is not None and avg == 0 and filled == 0:
-        avg = None  # no fill yet: no price, not a price of zero
+    avg = fill_price(row.get("avgprc"), filled)
     pending = max(0, qty - filled - whole(row.get("cancelqty"))) if state is OrderState.OPEN else 0
     return OrderUpdate(
         account=account,
-        client_order_id=_text(row.get("remarks")),
+        client_order_id=text(row.get("remarks")),
         broker_order_id=order_id,
         state=state,
         filled_quantity=filled,
         pending_quantity=pending,
         average_price=avg,
-        broker_status=_text(row.get("status") or row.get("reporttype")),
-        message=_text(row.get("rejreason") or row.get("emsg")),
-        exchange_ts=_text(row.get("exch_tm") or row.get("norentm")),
+        broker_status=text(row.get("status") or row.get("reporttype")),
+        message=text(row.get("rejreason") or row.get("emsg")),
+        exchange_ts=text(row.get("exch_tm") or row.get("norentm")),
         source=source,
     )
 
