@@ -19,8 +19,8 @@ import pyotp
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
-from paper.matching import OrderError, OrderRequest, rupees_to_units
+from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
+from paper.matching import OrderError, OrderRequest, rupees_to_units, whole_number
 from paper.state import ANGEL_ORDERTYPE, PaperOrder, User, angel_order_payload, now_ist
 from paper.universe import angel_scrip_master
 
@@ -71,14 +71,7 @@ def _fake_jwt(user: User, kind: str) -> str:
 
 
 async def _json_body(call: Call) -> dict[str, Any]:
-    raw = await call.request.body()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise Reply(angel_error("AB1004", "Invalid request body")) from None
-    return body if isinstance(body, dict) else {}
+    return await json_object(call.request, lambda: angel_error("AB1004", "Invalid request body"))
 
 
 # ----- authentication -----
@@ -185,10 +178,7 @@ def _map_order_error(exc: OrderError) -> Response:
 
 
 def _quantity(raw: Any) -> int:
-    try:
-        return int(str(raw))
-    except (TypeError, ValueError):
-        raise OrderError("input", "Invalid quantity") from None
+    return whole_number(raw, "Invalid quantity")
 
 
 def _instrument(call: Call, body: dict[str, Any]) -> Any:

@@ -27,7 +27,7 @@ import pyotp
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
+from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
 from paper.matching import OrderError, OrderRequest, rupees_to_units
 from paper.state import PaperOrder, PaperState, User, now_ist
 from paper.universe import fyers_symbol_master_csv
@@ -129,14 +129,7 @@ def _unb64(text: Any) -> str:
 
 
 async def _json_body(call: Call) -> dict[str, Any]:
-    raw = await call.request.body()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise Reply(fyers_error(-50, "Invalid request body")) from None
-    return body if isinstance(body, dict) else {}
+    return await json_object(call.request, lambda: fyers_error(-50, "Invalid request body"))
 
 
 async def _named_by_fy_id(call: Call) -> User | None:
@@ -154,12 +147,19 @@ async def _send_login_otp(call: Call) -> Response:
     return fyers_ok(message="", request_key=_remember(call, "steps", user, "otp"))
 
 
-async def _verify_otp(call: Call) -> Response:
+async def _step(call: Call, step: str) -> tuple[dict[str, Any], User]:
+    """(body, user) of a login step after the first: its ``request_key`` must be the one the
+    previous step handed out for ``step``."""
     body = await _json_body(call)
-    user = _recall(call, "steps", str(body.get("request_key") or ""), "otp")
+    user = _recall(call, "steps", str(body.get("request_key") or ""), step)
     if user is None:
-        return fyers_error(-1019, "Invalid request key. Please login again")
+        raise Reply(fyers_error(-1019, "Invalid request key. Please login again"))
     call.user_id = user.user_id
+    return body, user
+
+
+async def _verify_otp(call: Call) -> Response:
+    body, user = await _step(call, "otp")
     # valid_window=0: a code is good in its own 30 s step only.
     if not pyotp.TOTP(user.totp_secret).verify(str(body.get("otp") or ""), valid_window=0):
         return fyers_error(-1007, "Invalid OTP")
@@ -167,11 +167,7 @@ async def _verify_otp(call: Call) -> Response:
 
 
 async def _verify_pin(call: Call) -> Response:
-    body = await _json_body(call)
-    user = _recall(call, "steps", str(body.get("request_key") or ""), "pin")
-    if user is None:
-        return fyers_error(-1019, "Invalid request key. Please login again")
-    call.user_id = user.user_id
+    body, user = await _step(call, "pin")
     if body.get("identity_type") != "pin" or not secrets.compare_digest(
         user.password.encode(), _unb64(body.get("identifier")).encode()
     ):

@@ -6,6 +6,7 @@ plus the ASGI wrapper that can drop a connection after the handler ran (accept_t
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,19 @@ class Reply(Exception):
     def __init__(self, response: Response) -> None:
         super().__init__()
         self.response = response
+
+
+async def json_object(request: Request, invalid: Callable[[], Response]) -> dict[str, Any]:
+    """The request's JSON body as a dict (``{}`` when it is empty or not an object); a body that
+    is not JSON answers ``invalid()`` at once."""
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise Reply(invalid()) from None
+    return body if isinstance(body, dict) else {}
 
 
 @dataclass

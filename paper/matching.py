@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from paper.state import ANGEL_ORDERTYPE, PaperInstrument, PaperOrder, PaperState, PaperTrade, User, now_ist
 
@@ -59,6 +60,14 @@ def rupees_to_units(text: str | float | int | None, divisor: int, name: str) -> 
     if value < 0:
         raise OrderError("input", f"Invalid `{name}`.")
     return round(value * divisor)
+
+
+def whole_number(raw: Any, message: str) -> int:
+    """A quantity as sent (3, "3") to an int; raises OrderError("input", ``message``) if it is not one."""
+    try:
+        return int(str(raw))
+    except (TypeError, ValueError):
+        raise OrderError("input", message) from None
 
 
 class MatchingEngine:

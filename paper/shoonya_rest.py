@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
-from paper.matching import OrderError, OrderRequest, rupees_to_units
+from paper.matching import OrderError, OrderRequest, rupees_to_units, whole_number
 from paper.state import PaperInstrument, PaperOrder, User, now_ist
 from paper.universe import shoonya_symbols_txt
 
@@ -239,10 +239,7 @@ def _order_error(exc: OrderError) -> Response:
 
 
 def _quantity(raw: Any) -> int:
-    try:
-        return int(str(raw))
-    except (TypeError, ValueError):
-        raise OrderError("input", "Invalid qty") from None
+    return whole_number(raw, "Invalid qty")
 
 
 def _instrument(call: Call, values: dict[str, Any]) -> PaperInstrument:

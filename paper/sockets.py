@@ -1,21 +1,38 @@
-"""What the paper broker's ticker sockets share: handshake logging and refusal, socket faults,
-and an abrupt (no close frame) disconnect."""
+"""What the paper broker's sockets share: handshake logging, refusal and the connection cap,
+socket faults, an abrupt (no close frame) disconnect, closing on the end of the user's session
+(:class:`SessionBound`), the tick-clock sender loop (:class:`TickingSocket`), and the hook-up to
+the state's registries and listeners while a socket is served (:func:`serve_hooked`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from paper.state import PaperState
+from paper.state import PaperState, User
+from paper.tickrate import Batch, tick_clock
 
-__all__ = ["SocketFaults", "abort", "log_handshake", "refuse", "serve_socket"]
+__all__ = [
+    "Hookup",
+    "SessionBound",
+    "SocketFaults",
+    "TickingSocket",
+    "abort",
+    "admit",
+    "deny",
+    "log_handshake",
+    "pass_texts",
+    "refuse",
+    "registry",
+    "serve_hooked",
+    "serve_socket",
+]
 
 
 def log_handshake(
@@ -23,6 +40,15 @@ def log_handshake(
 ) -> None:
     """One request-log entry per handshake: 101 accepted, 4xx refused."""
     state.log.record(broker, user_id, "ws", "GET", path, status, arrival_ns=arrival_ns)
+
+
+async def deny(
+    state: PaperState, websocket: WebSocket, broker: str, user_id: str | None, path: str, status: int,
+    arrival_ns: int,
+) -> None:
+    """Refuse a handshake (bad or missing credentials) with ``status``, and log it."""
+    log_handshake(state, broker, user_id, path, status, arrival_ns)
+    await refuse(websocket, status)
 
 
 async def admit(
@@ -135,6 +161,140 @@ class SocketFaults:
     def take_malformed(self) -> bool:
         return self.state.faults.take("malformed_frame", self.broker, self.user_id)
 
+    async def wait_stall(self, poll_s: float) -> None:
+        """Return once no stall is running (a stalled socket sends nothing, replies included)."""
+        while self.stalled():
+            await asyncio.sleep(min(self.stall_left_s(), poll_s))
+
+
+def registry(state: PaperState, name: str) -> dict[str, set[Any]]:
+    """``state.<name>``, made on first use: the open sockets of one kind by user (or API key),
+    which the connection caps count."""
+    reg = getattr(state, name, None)
+    if reg is None:
+        reg = {}
+        setattr(state, name, reg)
+    return reg  # type: ignore[no-any-return]
+
+
+class SessionBound:
+    """An accepted socket of a ``broker``'s user (None until a socket that authenticates by a
+    message has been told who), which closes once the user's session ends (expire_tokens,
+    logout, a new login, reset): ``session_valid`` says whether the credentials it connected
+    with still hold."""
+
+    broker: str
+
+    def __init__(self, state: PaperState, websocket: WebSocket, user: User | None = None) -> None:
+        self.state = state
+        self.websocket = websocket
+        self.user = user
+        self.user_id = user.user_id if user is not None else ""
+        self.closing = asyncio.Event()
+        self.hookup: Hookup | None = None
+
+    def hook_up(self, open_now: set[Any], ticks: bool = False, orders: bool = False) -> None:
+        """Hook the socket of a known user up (see :class:`Hookup`); :func:`serve_hooked` unhooks it."""
+        self.hookup = Hookup(self.state, self, open_now, ticks, orders)
+        self.hookup.attach()
+
+    def session_valid(self) -> bool:
+        raise NotImplementedError
+
+    def on_session(self, user: User) -> None:
+        if user.broker == self.broker and user.user_id == self.user_id:
+            # Listeners run before the change completes (add_user notifies, then replaces):
+            # check the credentials once the event loop is back.
+            asyncio.get_running_loop().call_soon(self._recheck_session)
+
+    def _recheck_session(self) -> None:
+        if not self.session_valid():
+            self.closing.set()
+
+
+class TickingSocket(SessionBound):
+    """A socket on the tick clock, with socket faults (``dropped`` once cut on purpose)."""
+
+    def __init__(self, state: PaperState, websocket: WebSocket, user: User | None = None) -> None:
+        super().__init__(state, websocket, user)
+        self.clock = tick_clock(state)
+        self.socket_id = self.clock.next_socket_id()
+        self.faults = SocketFaults(state, self.broker, self.user_id)
+        self.dropped = False
+
+    async def batches(
+        self, poll_s: float, ready: Callable[[], bool] | None = None,
+        on_stall: Callable[[bool], None] | None = None,
+    ) -> AsyncIterator[Batch | None]:
+        """The sender loop's wake-ups until the socket closes or is dropped (drop_socket): the
+        clock's next step after the last one, or None when none came within ``poll_s``. Steps
+        that pass during a stall (stall_socket) are skipped, as a frozen server would; ``on_stall``
+        is told True before each pause of a stall, False when the loop goes on after one. While
+        ``ready`` says False (no user yet), the loop only waits."""
+        last_step = self.clock.latest.step
+        stalled = False
+        while not self.closing.is_set():
+            if ready is not None and not ready():
+                await asyncio.sleep(poll_s)
+                continue
+            fault = await drop_or_stall(self, poll_s, (lambda: on_stall(True)) if on_stall else None)
+            if fault == "dropped":
+                return
+            if fault == "stalled":
+                stalled = True
+                last_step = self.clock.latest.step
+                continue
+            if stalled and on_stall is not None:
+                on_stall(False)
+            stalled = False
+            batch = await self.clock.wait_after(last_step, poll_s)
+            if batch is not None:
+                last_step = batch.step
+            yield batch
+
+
+@dataclass
+class Hookup:
+    """What an open socket of a user is hooked into: ``open_now`` (the user's open sockets, which
+    the connection cap counts), the tick clock (``ticks``), the user's order events
+    (``orders``: ``sock.on_order``) and session changes (``sock.on_session``)."""
+
+    state: PaperState
+    sock: Any
+    open_now: set[Any]
+    ticks: bool = False
+    orders: bool = False
+
+    def attach(self) -> None:
+        sock = self.sock
+        self.open_now.add(sock)
+        if self.ticks:
+            sock.clock.register(sock)
+        if self.orders:
+            self.state.add_order_listener(sock.broker, sock.user_id, sock.on_order)
+        self.state.add_session_listener(sock.on_session)
+
+    def detach(self) -> None:
+        sock = self.sock
+        if self.ticks:
+            sock.clock.unregister(sock)
+        self.open_now.discard(sock)
+        if self.orders:
+            self.state.remove_order_listener(sock.broker, sock.user_id, sock.on_order)
+        self.state.remove_session_listener(sock.on_session)
+
+
+async def pass_texts(
+    websocket: WebSocket, queue: asyncio.Queue[str], faults: SocketFaults | None = None, poll_s: float = 0.1
+) -> None:
+    """Send what comes into ``queue`` as text messages, forever; with ``faults``, nothing goes out
+    during a stall."""
+    while True:
+        text = await queue.get()
+        if faults is not None:
+            await faults.wait_stall(poll_s)
+        await websocket.send_text(text)
+
 
 class TickSocket(Protocol):
     """A ticking socket as the fault helper sees it."""
@@ -145,11 +305,11 @@ class TickSocket(Protocol):
     dropped: bool
 
 
-async def drop_or_stall(sock: TickSocket, poll_s: float) -> str:
+async def drop_or_stall(sock: TickSocket, poll_s: float, on_stall: Callable[[], None] | None = None) -> str:
     """Apply the socket faults due now: ``"dropped"`` when the connection was just cut (the
     socket is marked dropped and closing; the caller stops sending), ``"stalled"`` after a silent
     pause of at most ``poll_s`` (the caller skips the steps that passed, as a frozen server
-    would), ``""`` when neither is due."""
+    would; ``on_stall`` runs before each pause), ``""`` when neither is due."""
     faults = sock.faults
     if faults.take_drop():
         sock.dropped = True
@@ -157,6 +317,8 @@ async def drop_or_stall(sock: TickSocket, poll_s: float) -> str:
         sock.closing.set()
         return "dropped"
     if faults.stalled() or faults.take_stall():
+        if on_stall is not None:
+            on_stall()
         await asyncio.sleep(min(faults.stall_left_s(), poll_s))
         return "stalled"
     return ""
@@ -210,3 +372,27 @@ async def serve_socket(
         for task in senders:
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved: a send to a vanished client is the normal end
+
+
+async def serve_hooked(
+    websocket: WebSocket,
+    sock: Any,
+    senders: dict[str, Coroutine[Any, Any, None]],
+    on_text: Callable[[str], None],
+    ticking: bool = False,
+    on_bytes: Callable[[bytes], None] | None = None,
+) -> None:
+    """Serve an accepted socket: start the ``senders`` (task name -> coroutine), :func:`serve_socket`
+    until the socket ends, then unhook it if it was hooked up (by the route when the handshake
+    named the user, else when a message did). A ``ticking`` socket may be dropped on purpose
+    (``sock.dropped``) and tells its tick clock after each message."""
+    tasks = [asyncio.create_task(coro, name=name) for name, coro in senders.items()]
+    try:
+        await serve_socket(
+            websocket, tasks, sock.closing, on_text,
+            (lambda: bool(sock.dropped)) if ticking else (lambda: False),
+            on_bytes=on_bytes, after_message=sock.clock.subscriptions_changed if ticking else None,
+        )  # fmt: skip
+    finally:
+        if sock.hookup is not None:
+            sock.hookup.detach()

@@ -643,18 +643,28 @@ class PaperState:
     def find_user(self, broker: str, user_id: str) -> User | None:
         return self.users.get((broker, user_id))
 
-    def user_for_kite_token(self, api_key: str, access_token: str) -> User | None:
+    def _user_with_secret(
+        self, broker: str, field: str, secret: str, app_key: str | None = None
+    ) -> User | None:
+        """The user of ``broker`` whose live session holds ``secret`` in ``field`` (compared in
+        constant time) and, when given, whose API key is ``app_key``."""
+        if not secret:
+            return None
         now = time.time()
         for user in self.users.values():
+            held = getattr(user, field)
             if (
-                user.broker == "kite"
-                and user.access_token
-                and secrets.compare_digest(user.access_token, access_token)
-                and user.api_key == api_key
+                user.broker == broker
+                and held
+                and secrets.compare_digest(held, secret)
+                and (app_key is None or user.api_key == app_key)
                 and user.token_expires_at > now
             ):
                 return user
         return None
+
+    def user_for_kite_token(self, api_key: str, access_token: str) -> User | None:
+        return self._user_with_secret("kite", "access_token", access_token, api_key)
 
     def user_for_angel_jwt(self, jwt: str) -> User | None:
         token = jwt.strip()
@@ -670,63 +680,30 @@ class PaperState:
 
     def user_for_shoonya_token(self, susertoken: str) -> User | None:
         """The Shoonya user whose session key (``jKey``, the socket's ``susertoken``) this is."""
-        if not susertoken:
-            return None
-        now = time.time()
-        for user in self.users.values():
-            if (
-                user.broker == "shoonya"
-                and user.access_token
-                and secrets.compare_digest(user.access_token, susertoken)
-                and user.token_expires_at > now
-            ):
-                return user
-        return None
+        return self._user_with_secret("shoonya", "access_token", susertoken)
 
     def user_for_fyers_token(self, access_token: str, app_id: str | None = None) -> User | None:
         """The Fyers user of a live access token (and, when given, of that app id)."""
-        if not access_token:
-            return None
-        now = time.time()
-        for user in self.users.values():
-            if (
-                user.broker == "fyers"
-                and user.access_token
-                and secrets.compare_digest(user.access_token, access_token)
-                and (app_id is None or user.api_key == app_id)
-                and user.token_expires_at > now
-            ):
-                return user
-        return None
+        return self._user_with_secret("fyers", "access_token", access_token, app_id)
 
     def user_for_fyers_hsm(self, hsm_key: str) -> User | None:
         """The Fyers user whose data-socket key (the token's ``hsm_key`` claim) this is."""
-        if not hsm_key:
-            return None
-        now = time.time()
-        for user in self.users.values():
-            if (
-                user.broker == "fyers"
-                and user.feed_token
-                and secrets.compare_digest(user.feed_token, hsm_key)
-                and user.token_expires_at > now
-            ):
-                return user
-        return None
+        return self._user_with_secret("fyers", "feed_token", hsm_key)
+
+    def _universe_by(self, name: str, key: Callable[[PaperInstrument], Any]) -> dict[Any, PaperInstrument]:
+        """The universe by ``key``: a table built on first use and kept as ``self.<name>``."""
+        table: dict[Any, PaperInstrument] | None = getattr(self, name, None)
+        if table is None:
+            table = {key(i): i for i in self.universe}
+            setattr(self, name, table)
+        return table
 
     def by_fyers_symbol(self, ticker: str) -> PaperInstrument | None:
-        table: dict[str, PaperInstrument] | None = getattr(self, "_by_fyers_symbol", None)
-        if table is None:
-            table = {i.fyers_symbol: i for i in self.universe}
-            self._by_fyers_symbol = table
-        return table.get(ticker)
+        return self._universe_by("_by_fyers_symbol", lambda i: i.fyers_symbol).get(ticker)
 
     def by_fyers_topic(self, segment_token: str) -> PaperInstrument | None:
         """By the exchange token of an HSM topic ("3045"), or an index's name ("Nifty 50")."""
-        table: dict[str, PaperInstrument] | None = getattr(self, "_by_fyers_topic", None)
-        if table is None:
-            table = {i.angel_symbol if i.is_index else i.fyers_exchange_token: i for i in self.universe}
-            self._by_fyers_topic = table
+        table = self._universe_by("_by_fyers_topic", lambda i: i.angel_symbol if i.is_index else i.fyers_exchange_token)
         return table.get(segment_token)
 
     def user_for_angel_feed(self, client_code: str, feed_token: str) -> User | None:
@@ -780,11 +757,7 @@ class PaperState:
         return self.universe_by_symbol.get((exchange, symbol))
 
     def by_shoonya_token(self, exchange: str, token: str) -> PaperInstrument | None:
-        table: dict[tuple[str, str], PaperInstrument] | None = getattr(self, "_by_shoonya_token", None)
-        if table is None:
-            table = {(i.exchange, i.shoonya_token): i for i in self.universe}
-            self._by_shoonya_token = table
-        return table.get((exchange, str(token)))
+        return self._universe_by("_by_shoonya_token", lambda i: (i.exchange, i.shoonya_token)).get((exchange, str(token)))
 
     # ----- orders -----
     def next_order_id(self) -> str:

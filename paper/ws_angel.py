@@ -26,9 +26,17 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from paper import encode
-from paper.sockets import SocketFaults, admit, drop_or_stall, log_handshake, refuse, serve_socket
+from paper.sockets import (
+    SessionBound,
+    TickingSocket,
+    admit,
+    deny,
+    pass_texts,
+    registry,
+    serve_hooked,
+)
 from paper.state import PaperInstrument, PaperOrder, PaperState, User, angel_order_payload
-from paper.tickrate import Batch, tick_clock
+from paper.tickrate import Batch
 
 __all__ = [
     "ANGEL_ORDER_UPDATE_PATH",
@@ -92,37 +100,21 @@ def _bearer(value: str) -> str:
     return value[7:].strip() if value[:7].lower() == "bearer " else value
 
 
-def _registry(state: PaperState, name: str) -> dict[str, set[Any]]:
-    reg = getattr(state, name, None)
-    if reg is None:
-        reg = {}
-        setattr(state, name, reg)
-    return reg
-
-
-class AngelStreamSocket:
+class AngelStreamSocket(TickingSocket):
     """One accepted SmartWebSocketV2 connection."""
 
     broker = "angel"
 
     def __init__(self, state: PaperState, websocket: WebSocket, user: User, jwt: str, feed_token: str) -> None:
-        self.state = state
-        self.websocket = websocket
-        self.user = user
-        self.user_id = user.user_id
+        super().__init__(state, websocket, user)
         self.jwt = jwt
         self.feed_token = feed_token
-        self.clock = tick_clock(state)
-        self.socket_id = self.clock.next_socket_id()
         # (exchange type, token) -> modes subscribed; Angel streams each mode separately.
         self.subs: dict[tuple[int, str], set[int]] = {}
         self.instruments: dict[tuple[int, str], PaperInstrument] = {}
         # (exchange type, token) -> mode -> (step, values handed to the encoder)
         self.last_sent: dict[tuple[int, str], dict[int, tuple[int, dict[str, Any]]]] = {}
         self.text_out: asyncio.Queue[str] = asyncio.Queue()
-        self.faults = SocketFaults(state, "angel", user.user_id)
-        self.closing = asyncio.Event()
-        self.dropped = False
 
     # ----- what the clock asks -----
     def wanted(self) -> Iterable[tuple[PaperInstrument, bool]]:
@@ -211,13 +203,8 @@ class AngelStreamSocket:
             json.dumps({"correlationID": correlation_id, "errorCode": code, "errorMessage": message})
         )
 
-    def on_session(self, user: User) -> None:
-        if user.broker == "angel" and user.user_id == self.user_id:
-            asyncio.get_running_loop().call_soon(self._recheck_session)
-
-    def _recheck_session(self) -> None:
-        if self.state.user_for_angel_jwt(self.jwt) is None:
-            self.closing.set()
+    def session_valid(self) -> bool:
+        return self.state.user_for_angel_jwt(self.jwt) is not None
 
     # ----- sending -----
     def packets(self, batch: Batch) -> list[tuple[tuple[int, str], int, bytes]]:
@@ -244,22 +231,13 @@ class AngelStreamSocket:
 
     async def send_ticks(self) -> None:
         ws = self.websocket
-        last_step = self.clock.latest.step
-        while not self.closing.is_set():
-            fault = await drop_or_stall(self, _POLL_S)
-            if fault == "dropped":
-                return
-            if fault == "stalled":
-                last_step = self.clock.latest.step
-                continue
-            batch = await self.clock.wait_after(last_step, _POLL_S)
+        async for batch in self.batches(_POLL_S):
             malformed = self.faults.take_malformed()
             if malformed:
                 first = next(iter(self.instruments.values()), None)
                 await ws.send_bytes(_malformed_packet(first))
             if batch is None:
                 continue
-            last_step = batch.step
             # One packet per binary message, as Angel sends them. Each send may yield, so a
             # subscription dropped meanwhile is checked again before its packet goes out.
             for key, mode, packet in self.packets(batch):
@@ -267,11 +245,7 @@ class AngelStreamSocket:
                     await ws.send_bytes(packet)
 
     async def send_texts(self) -> None:
-        while True:
-            text = await self.text_out.get()
-            while self.faults.stalled():
-                await asyncio.sleep(min(self.faults.stall_left_s(), _POLL_S))
-            await self.websocket.send_text(text)
+        await pass_texts(self.websocket, self.text_out, self.faults, _POLL_S)
 
 
 ORDER_STATUS_CODES = {
@@ -306,17 +280,15 @@ def _blank_order_data() -> dict[str, Any]:
     }
 
 
-class AngelOrderSocket:
+class AngelOrderSocket(SessionBound):
     """One accepted smart-order-update connection."""
 
+    broker = "angel"
+
     def __init__(self, state: PaperState, websocket: WebSocket, user: User, jwt: str) -> None:
-        self.state = state
-        self.websocket = websocket
-        self.user = user
-        self.user_id = user.user_id
+        super().__init__(state, websocket, user)
         self.jwt = jwt
         self.text_out: asyncio.Queue[str] = asyncio.Queue()
-        self.closing = asyncio.Event()
         self.modify_counts: dict[str, int] = {}
 
     def message(self, code: str, order: PaperOrder | None) -> str:
@@ -341,17 +313,11 @@ class AngelOrderSocket:
         if text == "ping":
             self.text_out.put_nowait("pong")
 
-    def on_session(self, user: User) -> None:
-        if user.broker == "angel" and user.user_id == self.user_id:
-            asyncio.get_running_loop().call_soon(self._recheck_session)
-
-    def _recheck_session(self) -> None:
-        if self.state.user_for_angel_jwt(self.jwt) is None:
-            self.closing.set()
+    def session_valid(self) -> bool:
+        return self.state.user_for_angel_jwt(self.jwt) is not None
 
     async def send_texts(self) -> None:
-        while True:
-            await self.websocket.send_text(await self.text_out.get())
+        await pass_texts(self.websocket, self.text_out)
 
 
 def routes(state: PaperState) -> list[BaseRoute]:
@@ -372,28 +338,19 @@ def routes(state: PaperState) -> list[BaseRoute]:
         if user is not None and api_key and api_key != user.api_key:
             user = None
         if user is None:
-            log_handshake(state, "angel", client_code or None, ANGEL_STREAM_PATH, 403, arrival_ns)
-            await refuse(websocket, 403)
+            await deny(state, websocket, "angel", client_code or None, ANGEL_STREAM_PATH, 403, arrival_ns)
             return
-        open_for_client = _registry(state, "angel_stream_sockets").setdefault(user.user_id, set())
+        open_for_client = registry(state, "angel_stream_sockets").setdefault(user.user_id, set())
         if not await admit(state, websocket, "angel", user.user_id, ANGEL_STREAM_PATH, arrival_ns,
                            open_for_client, MAX_CONNECTIONS_PER_CLIENT, "Connection limit exceeded"):
             return
         sock = AngelStreamSocket(state, websocket, user, jwt or (user.jwt_token or ""), feed_token)
-        open_for_client.add(sock)
-        sock.clock.register(sock)
-        state.add_session_listener(sock.on_session)
-        senders = [
-            asyncio.create_task(sock.send_ticks(), name=f"angel-ticks-{sock.socket_id}"),
-            asyncio.create_task(sock.send_texts(), name=f"angel-texts-{sock.socket_id}"),
-        ]
-        try:
-            await serve_socket(websocket, senders, sock.closing, sock.handle_text, lambda: sock.dropped,
-                               after_message=sock.clock.subscriptions_changed)
-        finally:
-            sock.clock.unregister(sock)
-            open_for_client.discard(sock)
-            state.remove_session_listener(sock.on_session)
+        sock.hook_up(open_for_client, ticks=True)
+        senders = {
+            f"angel-ticks-{sock.socket_id}": sock.send_ticks(),
+            f"angel-texts-{sock.socket_id}": sock.send_texts(),
+        }
+        await serve_hooked(websocket, sock, senders, sock.handle_text, ticking=True)
 
     async def smart_order_update(websocket: WebSocket) -> None:
         arrival_ns = time.monotonic_ns()
@@ -404,25 +361,16 @@ def routes(state: PaperState) -> list[BaseRoute]:
             # Angel: 401 for a missing/invalid token, 403 for an expired one; a forgotten
             # session cannot be told from an invalid one here, so a present token gets 403.
             status = 403 if jwt else 401
-            log_handshake(state, "angel", None, ANGEL_ORDER_UPDATE_PATH, status, arrival_ns)
-            await refuse(websocket, status)
+            await deny(state, websocket, "angel", None, ANGEL_ORDER_UPDATE_PATH, status, arrival_ns)
             return
-        open_for_client = _registry(state, "angel_order_sockets").setdefault(user.user_id, set())
+        open_for_client = registry(state, "angel_order_sockets").setdefault(user.user_id, set())
         if not await admit(state, websocket, "angel", user.user_id, ANGEL_ORDER_UPDATE_PATH, arrival_ns,
                            open_for_client, MAX_CONNECTIONS_PER_CLIENT, "Connection limit exceeded"):
             return
         sock = AngelOrderSocket(state, websocket, user, jwt)
-        open_for_client.add(sock)
         sock.text_out.put_nowait(sock.message("AB00", None))
-        state.add_order_listener("angel", user.user_id, sock.on_order)
-        state.add_session_listener(sock.on_session)
-        senders = [asyncio.create_task(sock.send_texts(), name=f"angel-orders-{user.user_id}")]
-        try:
-            await serve_socket(websocket, senders, sock.closing, sock.on_text, lambda: False)
-        finally:
-            open_for_client.discard(sock)
-            state.remove_order_listener("angel", user.user_id, sock.on_order)
-            state.remove_session_listener(sock.on_session)
+        sock.hook_up(open_for_client, orders=True)
+        await serve_hooked(websocket, sock, {f"angel-orders-{user.user_id}": sock.send_texts()}, sock.on_text)
 
     return [
         WebSocketRoute(ANGEL_STREAM_PATH, smart_stream),

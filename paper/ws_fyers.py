@@ -37,9 +37,20 @@ from starlette.websockets import WebSocket
 
 from paper import encode_fyers as enc
 from paper.fyers_rest import fyers_order_payload
-from paper.sockets import SocketFaults, abort, drop_or_stall, log_handshake, refuse, serve_socket
+from paper.sockets import (
+    SessionBound,
+    SocketFaults,
+    TickingSocket,
+    abort,
+    admit,
+    deny,
+    log_handshake,
+    pass_texts,
+    registry,
+    serve_hooked,
+)
 from paper.state import PaperInstrument, PaperOrder, PaperState, User
-from paper.tickrate import Batch, tick_clock
+from paper.tickrate import Batch
 
 __all__ = ["DATA_PATH", "MAX_CONNECTIONS_PER_USER", "MAX_TOPICS", "ORDER_PATH", "RAW_ORDER_FIELDS", "routes"]
 
@@ -115,28 +126,15 @@ class _Sub:
     values: dict[str, Any] | None = None  # the tick values handed to the encoder
 
 
-def _registry(state: PaperState, name: str) -> dict[str, set[Any]]:
-    reg = getattr(state, name, None)
-    if reg is None:
-        reg = {}
-        setattr(state, name, reg)
-    return reg  # type: ignore[no-any-return]
-
-
-class FyersDataSocket:
+class FyersDataSocket(TickingSocket):
     """One HSM data-socket connection."""
 
     broker = "fyers"
 
     def __init__(self, state: PaperState, websocket: WebSocket, arrival_ns: int) -> None:
-        self.state = state
-        self.websocket = websocket
+        super().__init__(state, websocket)
         self.arrival_ns = arrival_ns
-        self.user: User | None = None
-        self.user_id = ""
         self.hsm_key = ""
-        self.clock = tick_clock(state)
-        self.socket_id = self.clock.next_socket_id()
         self.channel_modes: dict[int, int] = {}
         self.paused: set[int] = set()
         self.subs: dict[str, _Sub] = {}
@@ -145,9 +143,6 @@ class FyersDataSocket:
         self._acked_no = 0
         self.held = 0  # data frames not sent for want of an acknowledgement
         self.out: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue()
-        self.faults = SocketFaults(state, "fyers", "")
-        self.closing = asyncio.Event()
-        self.dropped = False
 
     # ----- what the clock asks -----
     def wanted(self) -> Iterable[tuple[PaperInstrument, bool]]:
@@ -216,7 +211,7 @@ class FyersDataSocket:
 
     def _auth(self, hsm_key: str) -> None:
         user = self.state.user_for_fyers_hsm(hsm_key)
-        open_now = _registry(self.state, "fyers_data_sockets").setdefault(user.user_id if user else "", set())
+        open_now = registry(self.state, "fyers_data_sockets").setdefault(user.user_id if user else "", set())
         if user is None or (self.user is None and len(open_now) >= MAX_CONNECTIONS_PER_USER):
             log_handshake(self.state, "fyers", user.user_id if user else None, DATA_PATH,
                           403 if user is None else 429, self.arrival_ns)  # fmt: skip
@@ -225,12 +220,11 @@ class FyersDataSocket:
             if self.user is None:
                 asyncio.get_running_loop().call_later(REFUSED_GRACE_S, self._close_if_unauthenticated)
             return
-        if self.user is None:
-            log_handshake(self.state, "fyers", user.user_id, DATA_PATH, 101, self.arrival_ns)
-            open_now.add(self)
-            self.clock.register(self)
-            self.state.add_session_listener(self.on_session)
+        first = self.user is None
         self.user, self.user_id, self.hsm_key = user, user.user_id, hsm_key
+        if first:
+            log_handshake(self.state, "fyers", user.user_id, DATA_PATH, 101, self.arrival_ns)
+            self.hook_up(open_now, ticks=True)
         self.faults = SocketFaults(self.state, "fyers", user.user_id)
         self.reply(enc.auth_response(True, ACK_EVERY))
 
@@ -265,18 +259,8 @@ class FyersDataSocket:
             self.subs.pop(topic, None)
         return True
 
-    def on_session(self, user: User) -> None:
-        if user.broker == "fyers" and user.user_id == self.user_id:
-            asyncio.get_running_loop().call_soon(self._recheck_session)
-
-    def _recheck_session(self) -> None:
-        if self.state.user_for_fyers_hsm(self.hsm_key) is None:
-            self.closing.set()
-
-    def close(self) -> None:
-        self.clock.unregister(self)
-        _registry(self.state, "fyers_data_sockets").get(self.user_id, set()).discard(self)
-        self.state.remove_session_listener(self.on_session)
+    def session_valid(self) -> bool:
+        return self.state.user_for_fyers_hsm(self.hsm_key) is not None
 
     # ----- sending -----
     def packets(self, batch: Batch) -> list[bytes]:
@@ -332,21 +316,10 @@ class FyersDataSocket:
 
     async def send_ticks(self) -> None:
         ws = self.websocket
-        last_step = self.clock.latest.step
-        while not self.closing.is_set():
-            fault = await drop_or_stall(self, _POLL_S)
-            if fault == "dropped":
-                return
-            if fault == "stalled":
-                last_step = self.clock.latest.step
-                continue
-            batch = await self.clock.wait_after(last_step, _POLL_S)
+        async for batch in self.batches(_POLL_S):
             if self.user is not None and self.faults.take_malformed():
                 await ws.send_bytes(self._malformed_frame())
-            if batch is None:
-                continue
-            last_step = batch.step
-            if self.user is None:
+            if batch is None or self.user is None:
                 continue
             if self._message_no - self._acked_no >= MAX_UNACKED:
                 self.held += 1
@@ -358,26 +331,23 @@ class FyersDataSocket:
     async def send_replies(self) -> None:
         while True:
             frame, close_after = await self.out.get()
-            while self.faults.stalled():
-                await asyncio.sleep(min(self.faults.stall_left_s(), _POLL_S))
+            await self.faults.wait_stall(_POLL_S)
             await self.websocket.send_bytes(frame)
             if close_after:
                 self.closing.set()
                 return
 
 
-class FyersOrderSocket:
+class FyersOrderSocket(SessionBound):
     """One order-socket connection."""
 
+    broker = "fyers"
+
     def __init__(self, state: PaperState, websocket: WebSocket, user: User, token: str) -> None:
-        self.state = state
-        self.websocket = websocket
-        self.user = user
-        self.user_id = user.user_id
+        super().__init__(state, websocket, user)
         self.token = token
         self.kinds: set[str] = set()
         self.text_out: asyncio.Queue[str] = asyncio.Queue()
-        self.closing = asyncio.Event()
 
     @staticmethod
     def message(order: PaperOrder) -> str:
@@ -411,17 +381,11 @@ class FyersOrderSocket:
              "message": "Successfully subscribed" if subscribe else "Successfully unsubscribed"}
         ))  # fmt: skip
 
-    def on_session(self, user: User) -> None:
-        if user.broker == "fyers" and user.user_id == self.user_id:
-            asyncio.get_running_loop().call_soon(self._recheck_session)
-
-    def _recheck_session(self) -> None:
-        if self.state.user_for_fyers_token(self.token) is None:
-            self.closing.set()
+    def session_valid(self) -> bool:
+        return self.state.user_for_fyers_token(self.token) is not None
 
     async def send_texts(self) -> None:
-        while True:
-            await self.websocket.send_text(await self.text_out.get())
+        await pass_texts(self.websocket, self.text_out)
 
 
 def routes(state: PaperState) -> list[BaseRoute]:
@@ -431,15 +395,14 @@ def routes(state: PaperState) -> list[BaseRoute]:
         arrival_ns = time.monotonic_ns()
         await websocket.accept()
         sock = FyersDataSocket(state, websocket, arrival_ns)
-        senders = [
-            asyncio.create_task(sock.send_ticks(), name=f"fyers-ticks-{sock.socket_id}"),
-            asyncio.create_task(sock.send_replies(), name=f"fyers-replies-{sock.socket_id}"),
-        ]
+        senders = {
+            f"fyers-ticks-{sock.socket_id}": sock.send_ticks(),
+            f"fyers-replies-{sock.socket_id}": sock.send_replies(),
+        }
         try:
-            await serve_socket(websocket, senders, sock.closing, lambda _text: None, lambda: sock.dropped,
-                               on_bytes=sock.handle_bytes, after_message=sock.clock.subscriptions_changed)  # fmt: skip
+            # The user comes with the auth request, which hooks the socket up (FyersDataSocket._auth).
+            await serve_hooked(websocket, sock, senders, lambda _text: None, ticking=True, on_bytes=sock.handle_bytes)
         finally:
-            sock.close()
             if sock.user is None and not sock.dropped:
                 with contextlib.suppress(Exception):
                     await abort(websocket)
@@ -450,27 +413,14 @@ def routes(state: PaperState) -> list[BaseRoute]:
         app_id, _, token = header.rpartition(":")
         user = state.user_for_fyers_token(token, app_id or None) if token else None
         if user is None:
-            status = 403 if token else 401
-            log_handshake(state, "fyers", None, ORDER_PATH, status, arrival_ns)
-            await refuse(websocket, status)
+            await deny(state, websocket, "fyers", None, ORDER_PATH, 403 if token else 401, arrival_ns)
             return
-        open_now = _registry(state, "fyers_order_sockets").setdefault(user.user_id, set())
-        if len(open_now) >= MAX_CONNECTIONS_PER_USER:
-            log_handshake(state, "fyers", user.user_id, ORDER_PATH, 429, arrival_ns)
-            await refuse(websocket, 429, "Connection limit exceeded")
+        open_now = registry(state, "fyers_order_sockets").setdefault(user.user_id, set())
+        if not await admit(state, websocket, "fyers", user.user_id, ORDER_PATH, arrival_ns,
+                           open_now, MAX_CONNECTIONS_PER_USER, "Connection limit exceeded"):  # fmt: skip
             return
-        await websocket.accept()
-        log_handshake(state, "fyers", user.user_id, ORDER_PATH, 101, arrival_ns)
         sock = FyersOrderSocket(state, websocket, user, token)
-        open_now.add(sock)
-        state.add_order_listener("fyers", user.user_id, sock.on_order)
-        state.add_session_listener(sock.on_session)
-        senders = [asyncio.create_task(sock.send_texts(), name=f"fyers-orders-{user.user_id}")]
-        try:
-            await serve_socket(websocket, senders, sock.closing, sock.on_text, lambda: False)
-        finally:
-            open_now.discard(sock)
-            state.remove_order_listener("fyers", user.user_id, sock.on_order)
-            state.remove_session_listener(sock.on_session)
+        sock.hook_up(open_now, orders=True)
+        await serve_hooked(websocket, sock, {f"fyers-orders-{user.user_id}": sock.send_texts()}, sock.on_text)
 
     return [WebSocketRoute(DATA_PATH, data_socket), WebSocketRoute(ORDER_PATH, order_socket)]

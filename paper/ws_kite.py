@@ -24,9 +24,16 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from paper import encode
-from paper.sockets import SocketFaults, admit, drop_or_stall, log_handshake, refuse, serve_socket
+from paper.sockets import (
+    TickingSocket,
+    admit,
+    deny,
+    pass_texts,
+    registry,
+    serve_hooked,
+)
 from paper.state import PaperInstrument, PaperOrder, PaperState, User, kite_order_payload
-from paper.tickrate import Batch, control_routes, tick_clock
+from paper.tickrate import Batch, control_routes
 
 __all__ = ["KITE_TICKER_PATH", "MAX_CONNECTIONS_PER_API_KEY", "MAX_INSTRUMENTS", "KiteSocket", "routes"]
 
@@ -67,28 +74,20 @@ def _encode_item(inst: PaperInstrument, mode: str, v: dict[str, Any]) -> bytes |
     )
 
 
-class KiteSocket:
+class KiteSocket(TickingSocket):
     """One accepted ticker connection."""
 
     broker = "kite"
 
     def __init__(self, state: PaperState, websocket: WebSocket, user: User, access_token: str) -> None:
-        self.state = state
-        self.websocket = websocket
-        self.user = user
-        self.user_id = user.user_id
+        super().__init__(state, websocket, user)
         self.api_key = user.api_key
         self.access_token = access_token
-        self.clock = tick_clock(state)
-        self.socket_id = self.clock.next_socket_id()
         self.modes: dict[int, str] = {}
         self.instruments: dict[int, PaperInstrument] = {}
         # token -> (mode, step, values handed to the encoder)
         self.last_sent: dict[int, tuple[str, int, dict[str, Any]]] = {}
         self.text_out: asyncio.Queue[str] = asyncio.Queue()
-        self.faults = SocketFaults(state, "kite", user.user_id)
-        self.closing = asyncio.Event()
-        self.dropped = False
 
     # ----- what the clock asks -----
     def wanted(self) -> Iterable[tuple[PaperInstrument, bool]]:
@@ -164,15 +163,8 @@ class KiteSocket:
     def on_order(self, order: PaperOrder) -> None:
         self.text_out.put_nowait(json.dumps({"type": "order", "data": kite_order_payload(order)}, default=str))
 
-    def on_session(self, user: User) -> None:
-        if user.broker == "kite" and user.user_id == self.user_id:
-            # Listeners run before the change completes (add_user notifies, then replaces):
-            # check our token once the event loop is back.
-            asyncio.get_running_loop().call_soon(self._recheck_session)
-
-    def _recheck_session(self) -> None:
-        if self.state.user_for_kite_token(self.api_key, self.access_token) is None:
-            self.closing.set()
+    def session_valid(self) -> bool:
+        return self.state.user_for_kite_token(self.api_key, self.access_token) is not None
 
     # ----- sending -----
     def frame_items(self, batch: Batch) -> list[bytes]:
@@ -199,18 +191,9 @@ class KiteSocket:
     async def send_ticks(self) -> None:
         """The binary side: frames on each clock step, heartbeats when idle, faults."""
         ws = self.websocket
-        last_step = self.clock.latest.step
         last_send = time.monotonic()
-        while not self.closing.is_set():
-            fault = await drop_or_stall(self, _POLL_S)
-            if fault == "dropped":
-                return
-            if fault == "stalled":
-                last_step = self.clock.latest.step
-                continue
-            batch = await self.clock.wait_after(last_step, _POLL_S)
+        async for batch in self.batches(_POLL_S):
             if batch is not None:
-                last_step = batch.step
                 items = self.frame_items(batch)
                 if items:
                     if self.faults.take_malformed():
@@ -229,19 +212,7 @@ class KiteSocket:
 
     async def send_texts(self) -> None:
         """The text side: order updates and errors, held back during a stall."""
-        while True:
-            text = await self.text_out.get()
-            while self.faults.stalled():
-                await asyncio.sleep(min(self.faults.stall_left_s(), _POLL_S))
-            await self.websocket.send_text(text)
-
-
-def _connections(state: PaperState) -> dict[str, set[KiteSocket]]:
-    conns = getattr(state, "kite_sockets", None)
-    if conns is None:
-        conns = {}
-        state.kite_sockets = conns  # type: ignore[attr-defined]
-    return conns
+        await pass_texts(self.websocket, self.text_out, self.faults, _POLL_S)
 
 
 def routes(state: PaperState) -> list[BaseRoute]:
@@ -256,32 +227,19 @@ def routes(state: PaperState) -> list[BaseRoute]:
             # Attribute the refusal to the api_key's owner when known, so a test (or the lead
             # reading the log) sees whose stale token was refused.
             owner = next((u.user_id for u in state.users.values() if u.broker == "kite" and u.api_key == api_key), None)
-            log_handshake(state, "kite", owner, KITE_TICKER_PATH, 403, arrival_ns)
-            await refuse(websocket, 403)
+            await deny(state, websocket, "kite", owner, KITE_TICKER_PATH, 403, arrival_ns)
             return
-        conns = _connections(state)
-        open_for_key = conns.setdefault(api_key, set())
+        open_for_key = registry(state, "kite_sockets").setdefault(api_key, set())
         if not await admit(state, websocket, "kite", user.user_id, KITE_TICKER_PATH, arrival_ns,
                            open_for_key, MAX_CONNECTIONS_PER_API_KEY, "Too many connections for this api_key"):
             return
         sock = KiteSocket(state, websocket, user, access_token)
-        open_for_key.add(sock)
-        clock = sock.clock
-        clock.register(sock)
-        state.add_order_listener("kite", user.user_id, sock.on_order)
-        state.add_session_listener(sock.on_session)
-        senders = [
-            asyncio.create_task(sock.send_ticks(), name=f"kite-ticks-{sock.socket_id}"),
-            asyncio.create_task(sock.send_texts(), name=f"kite-texts-{sock.socket_id}"),
-        ]
-        try:
-            await serve_socket(websocket, senders, sock.closing, sock.handle_text, lambda: sock.dropped,
-                               after_message=clock.subscriptions_changed)
-        finally:
-            clock.unregister(sock)
-            open_for_key.discard(sock)
-            state.remove_order_listener("kite", user.user_id, sock.on_order)
-            state.remove_session_listener(sock.on_session)
+        sock.hook_up(open_for_key, ticks=True, orders=True)
+        senders = {
+            f"kite-ticks-{sock.socket_id}": sock.send_ticks(),
+            f"kite-texts-{sock.socket_id}": sock.send_texts(),
+        }
+        await serve_hooked(websocket, sock, senders, sock.handle_text, ticking=True)
 
     out: list[BaseRoute] = [WebSocketRoute(KITE_TICKER_PATH, kite_ticker)]
     out.extend(control_routes(state))

@@ -32,9 +32,16 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from paper.shoonya_rest import report_type, shoonya_order_payload
-from paper.sockets import SocketFaults, abort, log_handshake, serve_socket, transport_of
-from paper.state import PaperInstrument, PaperOrder, PaperState, User
-from paper.tickrate import Batch, tick_clock
+from paper.sockets import (
+    SocketFaults,
+    TickingSocket,
+    log_handshake,
+    registry,
+    serve_hooked,
+    transport_of,
+)
+from paper.state import PaperInstrument, PaperOrder, PaperState
+from paper.tickrate import Batch
 
 __all__ = ["MAX_CONNECTIONS_PER_USER", "MAX_KEYS", "SHOONYA_WS_PATH", "ShoonyaSocket", "fields_of", "routes"]
 
@@ -85,20 +92,15 @@ def fields_of(inst: PaperInstrument, v: dict[str, Any], depth: bool) -> dict[str
     return f
 
 
-class ShoonyaSocket:
+class ShoonyaSocket(TickingSocket):
     """One accepted connection; a user once its connect message was accepted."""
 
     broker = "shoonya"
 
     def __init__(self, state: PaperState, websocket: WebSocket, arrival_ns: int) -> None:
-        self.state = state
-        self.websocket = websocket
+        super().__init__(state, websocket)
         self.arrival_ns = arrival_ns
-        self.user: User | None = None
-        self.user_id = ""
         self.susertoken = ""
-        self.clock = tick_clock(state)
-        self.socket_id = self.clock.next_socket_id()
         self.subs: dict[str, set[str]] = {}  # "NSE|3045" -> streams ("t", "d")
         self.instruments: dict[str, PaperInstrument] = {}
         # key -> stream -> fields last sent (what the next delta is computed against)
@@ -106,9 +108,6 @@ class ShoonyaSocket:
         # key -> stream -> (step, values handed to the encoder)
         self.last_sent: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
         self.text_out: asyncio.Queue[str] = asyncio.Queue()
-        self.faults = SocketFaults(state, "shoonya", "")
-        self.closing = asyncio.Event()
-        self.dropped = False
         self.modify_counts: dict[str, int] = {}
         self.reading_paused = False
 
@@ -168,7 +167,7 @@ class ShoonyaSocket:
             log_handshake(state, "shoonya", uid or None, SHOONYA_WS_PATH, 403, self.arrival_ns)
             self._refuse("Session Expired : Invalid Session Key")
             return
-        open_now = _registry(state).setdefault(user.user_id, set())
+        open_now = registry(state, "shoonya_sockets").setdefault(user.user_id, set())
         if len(open_now) >= MAX_CONNECTIONS_PER_USER:
             log_handshake(state, "shoonya", user.user_id, SHOONYA_WS_PATH, 429, self.arrival_ns)
             self._refuse("Connection limit exceeded")
@@ -176,10 +175,7 @@ class ShoonyaSocket:
         log_handshake(state, "shoonya", user.user_id, SHOONYA_WS_PATH, 101, self.arrival_ns)
         self.user, self.user_id, self.susertoken = user, user.user_id, token
         self.faults = SocketFaults(state, "shoonya", user.user_id)
-        open_now.add(self)
-        self.clock.register(self)
-        state.add_order_listener("shoonya", user.user_id, self.on_order)
-        state.add_session_listener(self.on_session)
+        self.hook_up(open_now, ticks=True, orders=True)
         self.text_out.put_nowait(json.dumps({"t": "ck", "s": "OK", "uid": user.user_id}))
 
     def _refuse(self, emsg: str) -> None:
@@ -222,13 +218,8 @@ class ShoonyaSocket:
         body.pop("stat", None)
         self.text_out.put_nowait(json.dumps(body))
 
-    def on_session(self, user: User) -> None:
-        if user.broker == "shoonya" and user.user_id == self.user_id:
-            asyncio.get_running_loop().call_soon(self._recheck_session)
-
-    def _recheck_session(self) -> None:
-        if self.state.user_for_shoonya_token(self.susertoken) is None:
-            self.closing.set()
+    def session_valid(self) -> bool:
+        return self.state.user_for_shoonya_token(self.susertoken) is not None
 
     # ----- sending -----
     def messages(self, batch: Batch) -> list[tuple[str, str, dict[str, str]]]:
@@ -271,24 +262,7 @@ class ShoonyaSocket:
 
     async def send_ticks(self) -> None:
         ws = self.websocket
-        last_step = self.clock.latest.step
-        while not self.closing.is_set():
-            if self.user is None:
-                await asyncio.sleep(_POLL_S)
-                continue
-            if self.faults.take_drop():
-                self.dropped = True
-                await abort(ws)
-                self.closing.set()
-                return
-            if self.faults.stalled() or self.faults.take_stall():
-                self._pause_reading(True)
-                await asyncio.sleep(min(self.faults.stall_left_s(), _POLL_S))
-                last_step = self.clock.latest.step
-                continue
-            if self.reading_paused:
-                self._pause_reading(False)
-            batch = await self.clock.wait_after(last_step, _POLL_S)
+        async for batch in self.batches(_POLL_S, ready=lambda: self.user is not None, on_stall=self._pause_reading):
             if self.faults.take_malformed():
                 first = next(iter(self.subs), "NSE|0")
                 exchange, _, token = first.partition("|")
@@ -296,7 +270,6 @@ class ShoonyaSocket:
                 await ws.send_text(whole[: len(whole) // 2])  # cut short, as a broken frame
             if batch is None:
                 continue
-            last_step = batch.step
             for key, stream, message in self.messages(batch):
                 if stream in self.subs.get(key, ()):  # unsubscribed while an earlier send yielded
                     await ws.send_text(json.dumps(message))
@@ -305,21 +278,12 @@ class ShoonyaSocket:
         """Acks and order updates, held back during a stall; an empty item closes the socket."""
         while True:
             text = await self.text_out.get()
-            while self.faults.stalled():
-                await asyncio.sleep(min(self.faults.stall_left_s(), _POLL_S))
+            await self.faults.wait_stall(_POLL_S)
             if text == "":
                 await self.websocket.close(code=1000, reason="session refused")
                 self.closing.set()
                 return
             await self.websocket.send_text(text)
-
-
-def _registry(state: PaperState) -> dict[str, set[ShoonyaSocket]]:
-    reg = getattr(state, "shoonya_sockets", None)
-    if reg is None:
-        reg = {}
-        state.shoonya_sockets = reg  # type: ignore[attr-defined]
-    return reg
 
 
 def routes(state: PaperState) -> list[BaseRoute]:
@@ -329,20 +293,15 @@ def routes(state: PaperState) -> list[BaseRoute]:
         arrival_ns = time.monotonic_ns()
         await websocket.accept()
         sock = ShoonyaSocket(state, websocket, arrival_ns)
-        senders = [
-            asyncio.create_task(sock.send_ticks(), name=f"shoonya-ticks-{sock.socket_id}"),
-            asyncio.create_task(sock.send_texts(), name=f"shoonya-texts-{sock.socket_id}"),
-        ]
+        senders = {
+            f"shoonya-ticks-{sock.socket_id}": sock.send_ticks(),
+            f"shoonya-texts-{sock.socket_id}": sock.send_texts(),
+        }
         try:
-            await serve_socket(websocket, senders, sock.closing, sock.handle_text, lambda: sock.dropped,
-                               after_message=sock.clock.subscriptions_changed)
+            # The user comes with the connect message, which hooks the socket up (ShoonyaSocket._connect).
+            await serve_hooked(websocket, sock, senders, sock.handle_text, ticking=True)
         finally:
             if sock.reading_paused:
                 sock._pause_reading(False)
-            if sock.user is not None:
-                sock.clock.unregister(sock)
-                _registry(state).get(sock.user_id, set()).discard(sock)
-                state.remove_order_listener("shoonya", sock.user_id, sock.on_order)
-                state.remove_session_listener(sock.on_session)
 
     return [WebSocketRoute(SHOONYA_WS_PATH, noren_ws), WebSocketRoute(SHOONYA_WS_PATH.rstrip("/"), noren_ws)]
