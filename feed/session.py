@@ -249,10 +249,7 @@ class FeedSession:
                 ws = self._connect(tok)
             except websocket.WebSocketBadStatusException as e:
                 if e.status_code in (401, 403):
-                    self._refused_version = tok.version
-                    self.stats.refused += 1
-                    self.stats.last_error = f"handshake refused {e.status_code} (token version {tok.version})"
-                    log.warning("%s: %s", self.name, self.stats.last_error)
+                    self.stats.last_error = self._refused(tok.version, f"handshake refused {e.status_code}")
                     continue
                 self._failed(f"handshake status {e.status_code}", attempt)
                 attempt += 1
@@ -368,7 +365,7 @@ class FeedSession:
                     # A binary protocol's in-band refusal of the session: as a handshake 401/403.
                     refused = binary_refusal(data) if binary_refusal and not ticks and not bad else None
                     if refused is not None:
-                        reason = self._refused(refused)
+                        reason = self._refused(st.token_version, refused)
                         break
                     self._publish(ticks, bad, received_ns)
                     if reply_to is not None:  # a protocol that wants answers (acknowledgements)
@@ -381,7 +378,7 @@ class FeedSession:
                     if kind == "ticks":  # a broker whose ticks are text
                         self._publish(*decode(payload, self._table, received_ns), received_ns)
                     elif kind == "refused":  # a session refused after the handshake, as a 401/403
-                        reason = self._refused(payload)
+                        reason = self._refused(st.token_version, payload)
                         break
                     else:
                         self._on_text(kind, payload)
@@ -402,13 +399,12 @@ class FeedSession:
             log.warning("%s: disconnected: %s; reconnecting", self.name, reason)
         return got_frame
 
-    def _refused(self, detail: Any) -> str:
-        """The broker refused the session in-band (after the handshake): as a handshake 401/403,
-        this token version is marked refused, so the feed waits for a new one. The reason."""
-        st = self.stats
-        self._refused_version = st.token_version
-        st.refused += 1
-        reason = f"session refused by the broker (token version {st.token_version}): {detail}"
+    def _refused(self, version: int, detail: Any) -> str:
+        """The broker refused the session (a 401/403 handshake, or in-band after it): this token
+        version is marked refused, so the feed waits for a new one. Returns the reason."""
+        self._refused_version = version
+        self.stats.refused += 1
+        reason = f"session refused by the broker (token version {version}): {detail}"
         log.warning("%s: %s", self.name, reason)
         return reason
 
