@@ -51,6 +51,17 @@ class Product(StrEnum):
     INTRADAY = "INTRADAY"
     NORMAL = "NORMAL"  # carry-forward derivatives
 
+    @classmethod
+    def _missing_(cls, value: object) -> Product | None:
+        # Strategies ported from any Indian broker's SDK write CNC/MIS/NRML; they mean the same
+        # three products, so accept them and keep only the generic name from here on.
+        return _PRODUCT_ALIASES.get(str(value).upper())
+
+
+# The names Kite, Angel, Fyers and Shoonya SDKs use (Angel's DELIVERY/INTRADAY/CARRYFORWARD are
+# its wire codes too, but CARRYFORWARD is not asked for by strategies: keep the three every SDK shares).
+_PRODUCT_ALIASES: dict[str, Product] = {"CNC": Product.DELIVERY, "MIS": Product.INTRADAY, "NRML": Product.NORMAL}
+
 
 class Validity(StrEnum):
     DAY = "DAY"

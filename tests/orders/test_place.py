@@ -98,3 +98,20 @@ def test_a_strategy_can_enqueue_by_name_without_our_client(make_accounts, celery
     assert h.wait(15)["state"] in ("OPEN", "COMPLETE")
     sent = [e for e in order_requests(paper.requests(), paper_user_of(accts["kite1"]).user_id) if e["tag"] == h.id]
     assert len(sent) == 1
+
+
+def test_an_order_with_an_sdk_product_name_round_trips_as_the_generic_product(make_accounts, celery_workers,
+                                                                               paper) -> None:
+    """Given a strategy that writes products as the brokers' SDKs do (MIS, CNC), When it places
+    orders, Then each is stored under the generic product and the broker receives its own code."""
+    accts = make_accounts(kite=1, angel=0)
+    logged_in(accts)
+    celery_workers.start([keys.urgent_queue("kite1"), keys.orders_queue("kite1")])
+    mis = place_order(account="kite1", exchange="NSE", symbol="INFY", side="BUY", quantity=1, product="MIS")
+    cnc = place_order(account="kite1", exchange="NSE", symbol="INFY", side="BUY", quantity=1, product="cnc")
+    for h, generic, kite_code in ((mis, "INTRADAY", "MIS"), (cnc, "DELIVERY", "CNC")):
+        got = h.wait(15)
+        assert got["state"] in ("OPEN", "COMPLETE"), got
+        assert got["request"]["product"] == generic
+        (at_broker,) = [o for o in paper.orders() if o.get("tag") == h.id]
+        assert at_broker["broker_payload"]["product"] == kite_code

@@ -112,3 +112,21 @@ def test_tick_prices_are_exact() -> None:
     t = Tick("CDS", "USDINR26DECFUT", "1", "ltp", 10_000_000, 832_512_500)
     assert t.ltp == Decimal("83.25125")
     assert Tick("NSE", "INFY", "408065", "ltp", 100, 157315).ltp == Decimal("1573.15")
+
+
+@pytest.mark.parametrize(
+    ("given", "generic"),
+    [
+        ("CNC", "DELIVERY"), ("MIS", "INTRADAY"), ("NRML", "NORMAL"),
+        ("cnc", "DELIVERY"), ("mis", "INTRADAY"), ("nrml", "NORMAL"),
+        ("DELIVERY", "DELIVERY"), ("intraday", "INTRADAY"), ("Normal", "NORMAL"),
+    ],
+)  # fmt: skip
+def test_products_by_the_names_every_indian_sdk_uses(given: str, generic: str) -> None:
+    """Given a product as the brokers' SDKs name it (CNC, MIS, NRML), When an order is made,
+    Then it holds the generic name, and its wire form round-trips to the same order."""
+    o = order(product=given)
+    assert o.product == generic
+    wire = json.loads(json.dumps(o.to_dict()))
+    assert wire["product"] == generic
+    assert Order.from_dict(wire) == o
