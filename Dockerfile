@@ -10,10 +10,11 @@ WORKDIR /app
 
 # Dependencies first, so a code change does not reinstall them.
 COPY pyproject.toml README.md ./
-RUN mkdir -p common workers beat feed paper bench \
+RUN mkdir -p brokergate common workers beat feed paper bench \
  && python -m pip install . \
  && python -m pip uninstall -y brokergate
 
+COPY brokergate ./brokergate
 COPY common ./common
 COPY workers ./workers
 COPY beat ./beat

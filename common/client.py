@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -28,7 +29,7 @@ from celery import Celery
 
 from common import keys, orderstore
 from common.errors import ConfigError, InvalidOrder
-from common.models import TERMINAL_STATES, Order, OrderState
+from common.models import TERMINAL_STATES, Order, OrderState, OrderUpdate
 from common.redis import get_redis
 from common.settings import account, settings
 
@@ -96,6 +97,14 @@ class OrderHandle:
                 raise TimeoutError(f"order {self.id} is {got['state'] if got else 'missing'} after {timeout_s} s")
             # Woken by every state change a handle cares about; the 1 s cap only bounds a lost wake-up.
             self.r.blpop([keys.order_done(self.id)], timeout=min(remaining, 1.0))
+
+    def updates(self, timeout_s: float | None = None) -> Iterator[OrderUpdate]:
+        """This order's updates: the order as stored now, then each pushed update, ending once
+        it is settled; TimeoutError after ``timeout_s`` without an update (see
+        :func:`common.order_updates.order_updates`)."""
+        from common.order_updates import order_updates
+
+        return order_updates(self.id, self.account, timeout_s=timeout_s, r=self._r)
 
     def cancel(self, deadline_s: float | None = None) -> None:
         cancel_order(self.id, deadline_s=deadline_s)

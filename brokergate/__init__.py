@@ -1,0 +1,124 @@
+"""brokergate for strategies: ``import brokergate`` is all a strategy needs.
+
+Orders::
+
+    import brokergate
+    from brokergate import Order
+
+    handle = brokergate.place_order(Order(account="acct1", exchange="NSE", symbol="INFY",
+                                          side="BUY", quantity=1))
+    for update in handle.updates(timeout_s=30):   # the order as stored now, then each push
+        print(update.state, update.filled_quantity, update.average_price)
+
+Ticks::
+
+    with brokergate.subscribe_ticks(["NSE:INFY"], mode="quote", account="acct1") as ticks:
+        tick = ticks.get(timeout_s=5)              # a Tick; prices in 1/tick.price_divisor rupee
+
+Every order update of an account, in a background thread::
+
+    listener = brokergate.on_order_update("acct1", print)
+    ...
+    listener.stop()
+
+The names here are the public, stable surface (``__all__``); the ``common``, ``workers`` and
+``feed`` packages are the implementation and may change. A strategy needs the Redis URL
+(``BROKERGATE_REDIS_URL``) and the accounts file's public fields (``BROKERGATE_ACCOUNTS``),
+never an account's secrets. The README's "API" section documents every name and every Order
+field.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata as _metadata
+from typing import Any
+
+from common.client import OrderHandle, cancel_order, get_order, modify_order, place_order
+from common.errors import (
+    Ambiguous,
+    BrokerError,
+    BrokerGateError,
+    BrokerUnavailable,
+    ConfigError,
+    DeadlineExceeded,
+    InvalidOrder,
+    LoginFailed,
+    OrderRejected,
+    RateLimited,
+    TokenExpired,
+)
+from common.models import (
+    TERMINAL_STATES,
+    Instrument,
+    Order,
+    OrderState,
+    OrderType,
+    OrderUpdate,
+    Product,
+    Side,
+    Tick,
+    Validity,
+)
+from common.order_updates import OrderUpdateListener, on_order_update
+from common.ticks import TickSubscription, subscribe_ticks, unsubscribe
+
+__all__ = [
+    "TERMINAL_STATES",
+    "Ambiguous",
+    "BrokerError",
+    "BrokerGateError",
+    "BrokerUnavailable",
+    "ConfigError",
+    "DeadlineExceeded",
+    "Instrument",
+    "InvalidOrder",
+    "LoginFailed",
+    "Order",
+    "OrderHandle",
+    "OrderRejected",
+    "OrderState",
+    "OrderType",
+    "OrderUpdate",
+    "OrderUpdateListener",
+    "Product",
+    "RateLimited",
+    "Side",
+    "Tick",
+    "TickSubscription",
+    "TokenExpired",
+    "Validity",
+    "__version__",
+    "account_names",
+    "cancel_order",
+    "get_order",
+    "modify_order",
+    "on_order_update",
+    "place_order",
+    "setup_logging",
+    "subscribe_ticks",
+    "unsubscribe",
+]
+
+try:
+    __version__ = _metadata.version("brokergate")
+except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+
+def account_names() -> list[str]:
+    """The accounts of the accounts file (``BROKERGATE_ACCOUNTS``), in file order. Reads the
+    public fields only: no secret variable needs to be set."""
+    from common.cli import load_accounts_for_reading
+
+    return list(load_accounts_for_reading())
+
+
+def setup_logging(**overrides: Any) -> None:
+    """brokergate's logging for a strategy process: one line an event (JSON with
+    ``BROKERGATE_LOG_JSON=1``), level ``BROKERGATE_LOG_LEVEL``, every known secret redacted.
+    ``level=`` and ``json=`` override the environment."""
+    from common.logs import setup_logging as _setup
+    from common.settings import settings
+
+    s = settings()
+    _setup(overrides.get("level", s.log_level), overrides.get("json", s.log_json))
