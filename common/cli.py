@@ -5,6 +5,8 @@
     brokergate login ACCOUNT              log an account in now (forced), in this process
     brokergate orders [--account A]       recent orders from the order store
     brokergate feed subscribe NSE:INFY... ask the feed for instruments
+    brokergate worker ACCOUNT | --auth    a Celery worker with the right queues and options
+    brokergate beat                       Beat with RedBeat (common/launch.py)
 
 Secrets are never printed: a token hash is read for its times and version only, and
 every message passes through the log redactor.
@@ -177,9 +179,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from common.redis import get_redis
 
     accounts = load_accounts_for_reading()
-    app = celery_app()
+    # A component check (a container's healthcheck) asks the workers only when it is about them.
+    ask_workers = args.component is None or args.component.split(":")[0] in ("queue", "worker")
+    app = celery_app() if ask_workers else None
     try:
-        snap = gather(get_redis(), accounts, app=app, inspect_timeout_s=args.timeout_s)
+        snap = gather(get_redis(), accounts, app=app, inspect_timeout_s=args.timeout_s, ask_workers=ask_workers)
     except redis_lib.RedisError as e:
         doc = {"healthy": False, "problems": [{"level": "error", "component": "redis", "message": str(e)}]}
         if args.json:
@@ -188,6 +192,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"UNHEALTHY: Redis unreachable: {e}", file=sys.stderr)
         return EXIT_UNHEALTHY
     health = evaluate(snap, Thresholds(feed_stall_s=args.feed_stall_s))
+    if args.component:
+        return component_status(health, args.component, as_json=args.json)
     if args.json:
         print(json.dumps({**health.to_dict(), "snapshot": snap}, indent=2, default=str))
     else:
@@ -195,10 +201,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK if health.healthy else EXIT_UNHEALTHY
 
 
+def component_status(health: Any, component: str, *, as_json: bool = False) -> int:
+    """Exit 1 when any problem, error or warning, names ``component`` (``feed`` covers
+    ``feed:<account>`` and ``feed:<account>:<socket>``), else 0: one part's healthcheck."""
+    mine = [p for p in health.problems if p.component == component or p.component.startswith(component + ":")]
+    if as_json:
+        print(json.dumps({"component": component, "healthy": not mine,
+                          "problems": [{"level": p.level, "component": p.component, "message": p.message} for p in mine]}))
+    else:
+        for p in mine:
+            print(f"{p.level.upper()} {p.component}: {p.message}")
+        print(f"{component}: {'UNHEALTHY' if mine else 'healthy'}")
+    return EXIT_UNHEALTHY if mine else EXIT_OK
+
+
 # ----------------------------------------------------------------------------------- login
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    from common.errors import ConfigError
     from common.settings import accounts
 
     if args.account not in accounts():
@@ -211,6 +232,8 @@ def cmd_login(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     try:
         result = login_now(args.account, force=True)
+    except ConfigError:
+        raise  # a secret missing from this environment: main() names it, exit 2
     except Exception as e:
         from common.logs import redact
 
@@ -346,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="one JSON document: healthy, problems, snapshot")
     s.add_argument("--timeout-s", type=float, default=1.0, help="how long to wait for workers to answer")
     s.add_argument("--feed-stall-s", type=float, default=10.0, help="a feed socket silent this long is stalled")
+    s.add_argument("--component", metavar="NAME",
+                   help="judge one part only (feed, beat, receiver, token, queue, ...): exit 1 on any of its problems")
     s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("login", help="log an account in now (forced)")
@@ -365,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--account", help="the account whose feed carries them (default: the feed's choice)")
     s.add_argument("--mode", choices=("ltp", "quote", "full"), default="quote")
     s.set_defaults(func=cmd_feed_subscribe)
+
+    from common.launch import add_commands
+
+    add_commands(sub)  # worker, beat: one command per process kind
     return p
 
 

@@ -12,9 +12,10 @@ What it does, in order:
 3. The paper broker (``python -m paper``) with one user per account (``<workdir>/paper.toml``)
    and the postback URL of the receiver; then ``<workdir>/accounts.toml``, the accounts
    file pointed at it.
-4. Workers for every queue (per account one on its urgent + orders queues and one on the
-   urgent lane alone; one on ``auth`` + ``default``), Beat (RedBeat), the feed, the postback receiver and Flower on
-   127.0.0.1 behind the generated credentials.
+4. Workers for every queue (per account ``brokergate worker <a>`` on its urgent + orders
+   queues and ``brokergate worker <a> --urgent-only``; ``brokergate worker --auth`` on
+   ``auth`` + ``default``), Beat (``brokergate beat``), the feed, the postback receiver and
+   Flower on 127.0.0.1 behind the generated credentials.
 5. Logs every account in at once (the daily 08:45 login, run now), then the example
    strategy (``python -m examples.strategy``), whose output is shown prefixed.
 
@@ -50,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.launch import WorkerLayout, worker_layout
 from common.redisserver import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,45 +76,34 @@ class ProcSpec:
     argv: list[str]
     queues: list[str] = field(default_factory=list)  # the Celery queues it consumes, if a worker
     echo: bool = False  # show its output on the terminal (prefixed), not only in its log
+    node: str = ""  # a worker's Celery node name before "@host"
 
 
-def worker_groups(accounts: dict[str, Any], app: Any = None) -> list[tuple[str, list[str], int]]:
-    """Worker groups as (node name, queues, concurrency), the layout workers/app.py asks for:
-    per account one worker on ``orders.<a>.urgent,orders.<a>`` (urgent first: the transport
-    reads queues in -Q order) with the account's concurrency, and one small worker on the
-    urgent lane alone, so an exit never waits behind a busy worker; then one on ``auth``
-    and ``default``, and one more for any other queue the app declares."""
-    from common import keys
+def worker_commands(accounts: dict[str, Any], app: Any = None) -> list[tuple[list[str], WorkerLayout]]:
+    """The ``brokergate worker`` commands (arguments after ``worker``) with what each consumes,
+    the layout workers/app.py asks for: per account one worker on ``orders.<a>.urgent,orders.<a>``
+    (urgent first: the transport reads queues in -Q order) with the account's concurrency,
+    and one small worker on the urgent lane alone, so an exit never waits behind a busy
+    worker; then one on ``auth`` and ``default``, and one more for any other queue the app
+    declares."""
     from common.health import expected_queues
 
-    groups: list[tuple[str, list[str], int]] = []
-    for a, acct in accounts.items():
-        conc = int(getattr(acct, "concurrency", None) or (acct.get("concurrency", 2) if isinstance(acct, dict) else 2))
-        groups.append((f"orders-{a}", [keys.urgent_queue(a), keys.orders_queue(a)], conc))
-        groups.append((f"urgent-{a}", [keys.urgent_queue(a)], 1))
-    groups.append(("auth", [keys.AUTH_QUEUE, keys.DEFAULT_QUEUE], 2))
-    covered = {q for _, qs, _ in groups for q in qs}
+    out: list[tuple[list[str], WorkerLayout]] = []
+    for a in accounts:
+        out.append(([a], worker_layout(a, accounts=accounts)))
+        out.append(([a, "--urgent-only"], worker_layout(a, accounts=accounts, urgent_only=True)))
+    out.append((["--auth"], worker_layout(auth=True, accounts=accounts)))
+    covered = {q for _, w in out for q in w.queues}
     extra = [q for q in expected_queues(accounts, app) if q not in covered]
     if extra:
-        groups.append(("extra", extra, 1))
-    return groups
+        out.append((["--queues", ",".join(extra)], worker_layout(queues=extra, accounts=accounts)))
+    return out
 
 
-def worker_argv(node: str, queues: list[str], concurrency: int) -> list[str]:
-    """The worker command line; the same one docker-compose runs.
-
-    Prefetch 1 (a prefetched order waits hostage in one worker), no mingle or gossip
-    (faster start; state lives in Redis, not in peers), task events on for Flower."""
-    return [
-        PY, "-m", "celery", "-A", "workers.app", "worker",
-        "-Q", ",".join(queues), "-n", f"{node}@%h",
-        "-c", str(concurrency), "-P", "threads",
-        "--prefetch-multiplier", "1", "--without-mingle", "--without-gossip", "-E", "--loglevel", "INFO",
-    ]  # fmt: skip
-
-
-def beat_argv() -> list[str]:
-    return [PY, "-m", "celery", "-A", "workers.app", "beat", "-S", "redbeat.RedBeatScheduler", "--loglevel", "INFO"]
+def brokergate_argv(*args: str) -> list[str]:
+    """A ``brokergate`` command (``common/cli.py``) run by this interpreter: the console script
+    need not be on PATH. docker-compose runs the same with ``python``."""
+    return [PY, "-m", "brokergate", *args]
 
 
 def plan(accounts: dict[str, Any], *, paper_port: int, postback_port: int, flower_port: int, app: Any = None,
@@ -121,10 +112,11 @@ def plan(accounts: dict[str, Any], *, paper_port: int, postback_port: int, flowe
     specs = [
         ProcSpec("paper", [PY, "-m", "paper", "--host", "127.0.0.1", "--port", str(paper_port), "--config", "{workdir}/paper.toml", "--seed", "1"]),
     ]
-    for node, queues, conc in worker_groups(accounts, app):
-        specs.append(ProcSpec(f"worker-{node}", worker_argv(node, queues, conc), queues=queues))
+    for args, layout in worker_commands(accounts, app):
+        specs.append(ProcSpec(f"worker-{layout.node}", brokergate_argv("worker", *args), queues=list(layout.queues),
+                              node=layout.node))  # fmt: skip
     specs += [
-        ProcSpec("beat", beat_argv()),
+        ProcSpec("beat", brokergate_argv("beat")),
         ProcSpec("postback", [PY, "-m", "feed.postback", "--host", "127.0.0.1", "--port", str(postback_port)]),
         ProcSpec("feed", [PY, "-m", "feed"]),
         ProcSpec("flower", [PY, "-m", "common.flower", "--address", "127.0.0.1", "--port", str(flower_port)]),
@@ -455,7 +447,7 @@ class Demo:
             "redis_pid": self.redis_server.proc.pid if self.redis_server and self.redis_server.proc else None,
             "processes": [
                 {"name": p.spec.name, "pid": p.proc.pid, "pgid": p.pgid, "argv": p.spec.argv, "queues": p.spec.queues,
-                 "log": str(p.log_path)}
+                 "node": p.spec.node, "log": str(p.log_path)}
                 for p in self.running
             ],
         }  # fmt: skip
@@ -528,7 +520,7 @@ class Demo:
         self.write_process_list()
         wait_until("postback receiver", lambda: http_ok(f"{postback_base}/healthz"), 30, self.stop)
         self.say(f"postback   {postback_base}/postback/<account> (OpenAPI: {postback_base}/openapi.json)")
-        nodes = [s.argv[s.argv.index("-n") + 1].split("@")[0] for s in specs if s.queues]
+        nodes = [s.node for s in specs if s.queues]
         if app is not None:
             wait_until("workers", lambda: self._workers_up(app, nodes), 60, self.stop, interval_s=0.2)
         for s in specs:

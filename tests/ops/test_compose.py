@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from common import keys
+from common import cli, keys, launch
 from common.cli import _LenientEnv
 from common.health import expected_queues
 from common.settings import parse_accounts
@@ -34,10 +34,29 @@ def compose_accounts() -> dict[str, Any]:
     return parse_accounts((REPO / "accounts.compose.toml").read_text(), _LenientEnv(os.environ), "accounts.compose.toml")
 
 
-def consumers_in(commands: dict[str, list[str]]) -> dict[str, list[str]]:
+SECRET_SERVICES = {"paper", "beat", "postback", "feed"}  # and every worker: they log in, send or verify
+
+
+def celery_argv(argv: list[str], accts: dict[str, Any]) -> list[str]:
+    """The Celery command a service runs: ``brokergate worker ...`` / ``brokergate beat`` expanded
+    the way the CLI expands them (common/launch.py), anything else as it is."""
+    if argv[:3] != ["python", "-m", "brokergate"] and argv[:3] != [sys.executable, "-m", "brokergate"]:
+        return argv
+    args = cli.build_parser().parse_args(argv[3:])
+    if args.command == "beat":
+        return launch.beat_argv(loglevel=args.loglevel, python="python")
+    assert args.command == "worker", argv
+    queues = [q for q in (args.queues or "").split(",") if q]
+    layout = launch.worker_layout(args.account, accounts=accts, urgent_only=args.urgent_only, auth=args.auth,
+                                  queues=queues, concurrency=args.concurrency, name=args.name)  # fmt: skip
+    return launch.worker_argv(layout, loglevel=args.loglevel, python="python")
+
+
+def consumers_in(commands: dict[str, list[str]], accts: dict[str, Any]) -> dict[str, list[str]]:
     """queue -> the services/processes whose worker command consumes it."""
     out: dict[str, list[str]] = {}
     for name, argv in commands.items():
+        argv = celery_argv(argv, accts)
         if "worker" in argv and "-Q" in argv:
             for q in argv[argv.index("-Q") + 1].split(","):
                 out.setdefault(q, []).append(name)
@@ -85,8 +104,50 @@ def test_every_app_service_shares_the_image_redis_and_accounts(compose: dict[str
         assert env["BROKERGATE_REDIS_URL"] == "redis://redis:6379/0", name
         assert env["BROKERGATE_ACCOUNTS"] == "/app/accounts.compose.toml", name
         assert svc["depends_on"]["redis"]["condition"] == "service_healthy", name
-        assert ".env" in svc["env_file"], name
     assert "accounts.compose.toml" in (REPO / "Dockerfile").read_text()
+
+
+def test_secrets_go_only_to_the_services_that_log_in_send_or_verify(compose: dict[str, Any]) -> None:
+    # Given the secret variables the accounts file names (all in .env)
+    secret_vars = set(demo.secret_refs(tomllib.loads((REPO / "accounts.compose.toml").read_text())))
+    assert secret_vars
+    for name, svc in compose["services"].items():
+        needs = name in SECRET_SERVICES or name.startswith("worker-")
+        # Then .env (the secrets) reaches exactly those services
+        assert (".env" in (svc.get("env_file") or [])) == needs, f"{name}: env_file {svc.get('env_file')}"
+        # and no other service is handed a secret one by one
+        if not needs:
+            assert not secret_vars & set(svc.get("environment") or {}), name
+    # Flower gets its own credentials and nothing else
+    flower_env = set(compose["services"]["flower"]["environment"])
+    assert {"BROKERGATE_FLOWER_USER", "BROKERGATE_FLOWER_PASSWORD"} <= flower_env
+    assert "env_file" not in compose["services"]["strategy"] and "env_file" not in compose["services"]["flower"]
+
+
+def test_every_long_running_service_has_a_healthcheck_of_its_own_kind(compose: dict[str, Any],
+                                                                      compose_accounts: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, svc in services.items():
+        hc = svc.get("healthcheck") or {}
+        if name == "strategy":  # runs once and exits: nothing to watch
+            assert hc.get("disable") is True
+            continue
+        assert hc.get("test"), f"{name} has no healthcheck"
+        assert hc.get("interval") and hc.get("retries"), name
+    # Workers: a Celery ping of the very node the command starts
+    for name, svc in services.items():
+        if not name.startswith("worker-"):
+            continue
+        argv = celery_argv(svc["command"], compose_accounts)
+        node = argv[argv.index("-n") + 1].split("@")[0]
+        test = svc["healthcheck"]["test"]
+        assert test[0] == "CMD-SHELL", name
+        assert "celery -A workers.app inspect ping" in test[1] and f"-d {node}@$$HOSTNAME" in test[1], name
+    # The receiver by its /healthz, the feed and Beat by their heartbeats in Redis
+    assert "/healthz" in " ".join(services["postback"]["healthcheck"]["test"])
+    assert services["feed"]["healthcheck"]["test"] == ["CMD", "brokergate", "status", "--component", "feed"]
+    assert services["beat"]["healthcheck"]["test"] == ["CMD", "brokergate", "status", "--component", "beat"]
+    assert "/healthcheck" in " ".join(services["flower"]["healthcheck"]["test"])
 
 
 def test_every_service_runs_the_demos_command(compose: dict[str, Any], compose_accounts: dict[str, Any]) -> None:
@@ -111,9 +172,9 @@ def test_every_service_runs_the_demos_command(compose: dict[str, Any], compose_a
 def test_every_queue_has_a_consumer_in_compose_and_in_the_demo(compose: dict[str, Any], compose_accounts: dict[str, Any]) -> None:
     wanted = all_queues(compose_accounts)
     assert {keys.AUTH_QUEUE, keys.DEFAULT_QUEUE, "orders.kite1", "orders.kite1.urgent", "orders.angel1.urgent"} <= wanted
-    in_compose = consumers_in({n: s["command"] for n, s in compose["services"].items()})
+    in_compose = consumers_in({n: s["command"] for n, s in compose["services"].items()}, compose_accounts)
     specs = demo.plan(compose_accounts, paper_port=8700, postback_port=8701, flower_port=5555)
-    in_demo = consumers_in({s.name: s.argv for s in specs})
+    in_demo = consumers_in({s.name: s.argv for s in specs}, compose_accounts)
     assert not wanted - set(in_compose), f"queues without a consumer in docker-compose.yml: {wanted - set(in_compose)}"
     assert not wanted - set(in_demo), f"queues without a consumer in the demo: {wanted - set(in_demo)}"
     # the urgent lane of each account has a worker of its own
@@ -122,15 +183,28 @@ def test_every_queue_has_a_consumer_in_compose_and_in_the_demo(compose: dict[str
         assert f"worker-urgent-{a}" in in_demo[keys.urgent_queue(a)]
 
 
-def test_order_workers_prefetch_one_and_read_the_urgent_lane_first(compose: dict[str, Any]) -> None:
+def test_order_workers_prefetch_one_and_read_the_urgent_lane_first(compose: dict[str, Any],
+                                                                   compose_accounts: dict[str, Any]) -> None:
+    workers = 0
     for name, svc in compose["services"].items():
-        argv = svc["command"]
+        argv = celery_argv(svc["command"], compose_accounts)
         if "worker" not in argv:
             continue
+        workers += 1
         assert argv[argv.index("--prefetch-multiplier") + 1] == "1", name
+        assert argv[argv.index("-P") + 1] == "threads", name
         queues = argv[argv.index("-Q") + 1].split(",")
         if any(q.startswith("orders.") for q in queues):
             assert queues[0].endswith(".urgent"), f"{name}: the urgent lane must come first in -Q"
+    assert workers == 2 * len(compose_accounts) + 1
+
+
+def test_nobody_hand_types_celery_options(compose: dict[str, Any]) -> None:
+    # Workers and Beat run through `brokergate worker` / `brokergate beat` (common/launch.py)
+    for name, svc in compose["services"].items():
+        if name.startswith("worker-") or name == "beat":
+            assert svc["command"][:3] == ["python", "-m", "brokergate"], name
+            assert "celery" not in svc["command"], name
 
 
 def test_flower_is_never_bare(compose: dict[str, Any]) -> None:

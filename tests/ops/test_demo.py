@@ -122,7 +122,7 @@ def test_the_demo_runs_the_whole_stack_headless_and_leaves_nothing_running(tmp_p
 
         assert set(declared_queues(accounts_of(demo.workdir))) <= consumed, "a declared queue has no worker in the demo"
         assert oct((demo.workdir / ".env").stat().st_mode & 0o777) == "0o600"
-        nodes = {p["argv"][p["argv"].index("-n") + 1].split("@")[0] for p in plan["processes"] if p["queues"]}
+        nodes = {p["node"] for p in plan["processes"] if p["queues"]}
         deadline = time.monotonic() + 20
         listed: set[str] = set()
         while time.monotonic() < deadline and not nodes <= listed:
