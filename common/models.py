@@ -58,8 +58,8 @@ class Product(StrEnum):
         return _PRODUCT_ALIASES.get(str(value).upper())
 
 
-# The names Kite, Angel, Fyers and Shoonya SDKs use (Angel's DELIVERY/INTRADAY/CARRYFORWARD are
-# its wire codes too, but CARRYFORWARD is not asked for by strategies: keep the three every SDK shares).
+# The product codes the Indian brokers' SDKs share (each adapter maps the generic name back to
+# its broker's own code on the way out).
 _PRODUCT_ALIASES: dict[str, Product] = {"CNC": Product.DELIVERY, "MIS": Product.INTRADAY, "NRML": Product.NORMAL}
 
 
