@@ -1,9 +1,14 @@
 """Process settings (environment and ``.env``) and the accounts file (TOML).
 
-Secrets are references in the accounts file (``api_secret = "env:ACCOUNT1_API_SECRET"``),
-resolved from the environment at load time; a missing variable or a bad field is one
-:class:`ConfigError` whose message names it. A :class:`Secret` never shows its value in
-a repr or str, and every resolved secret is registered with the log redactor.
+Secrets are references in the accounts file (``api_secret = "env:ACCOUNT1_API_SECRET"``).
+A bad field, or a secret written as a value, is one :class:`ConfigError` at load time whose
+message names it. The environment variable behind a reference is read on first use
+(:meth:`Secret.get`), so a process that never logs in or sends (a strategy, ``brokergate
+status``) runs with the accounts' public fields alone; a missing variable is then a
+:class:`ConfigError` naming it. Processes that do log in and send (workers, Beat, feed,
+receiver) call :func:`require_secrets` at start, so there a missing secret is a start-up
+error. A :class:`Secret` never shows its value in a repr or str, and every resolved secret
+is registered with the log redactor.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from functools import lru_cache
@@ -20,7 +26,7 @@ from typing import Any
 from common.brokers import BROKER_NAMES, spec_for
 from common.errors import ConfigError
 
-__all__ = ["Account", "Cap", "Secret", "Settings", "load_accounts", "load_settings", "parse_cap"]
+__all__ = ["Account", "Cap", "Secret", "Settings", "load_accounts", "load_settings", "parse_cap", "require_secrets"]
 
 _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 _CAP = re.compile(r"^\s*(\d+)\s*/\s*([a-z]+)\s*$")
@@ -28,14 +34,43 @@ _ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
 class Secret:
-    """A secret value that never prints itself."""
+    """A secret value that never prints itself: a value, or a reference to an environment
+    variable (:meth:`reference`) read on first :meth:`get`."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_environ", "_value", "_var", "_where")
 
     def __init__(self, value: str) -> None:
-        self._value = value
+        self._value: str | None = value
+        self._var = ""
+        self._where = ""
+        self._environ: Mapping[str, str] | None = None
+
+    @classmethod
+    def reference(cls, var: str, where: str, environ: Mapping[str, str] | None = None) -> Secret:
+        """``env:VAR``, resolved on first use from ``environ`` (default: the process
+        environment at that moment, ``.env`` included); ``where`` names it in errors."""
+        s = cls("")
+        s._value, s._var, s._where, s._environ = None, var, where, environ
+        return s
+
+    @property
+    def variable(self) -> str:
+        """The environment variable behind a reference ("" for a value)."""
+        return self._var
 
     def get(self) -> str:
+        """The value. Raises ConfigError naming the variable when a reference cannot be resolved."""
+        if self._value is None:
+            env = os.environ if self._environ is None else self._environ
+            # Not env.get(): a dict subclass that overrides only __contains__/__getitem__ keeps its rules.
+            value = env[self._var] if self._var in env else ""  # noqa: SIM401
+            if not value:
+                raise ConfigError(f"{self._where}: environment variable {self._var} is not set")
+            from common.logs import register_secrets
+
+            # Registered before anyone can log it: the redactor knows every secret in use.
+            register_secrets([value])
+            self._value = value
         return self._value
 
     def __repr__(self) -> str:
@@ -43,14 +78,19 @@ class Secret:
 
     __str__ = __repr__
 
+    def _identity(self) -> tuple[str, str]:
+        # A reference is the same secret as another of the same variable, resolved or not.
+        return ("env", self._var) if self._var else ("value", self._value or "")
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        return isinstance(other, Secret) and other._identity() == self._identity()
 
     def __hash__(self) -> int:
-        return hash(self._value)
+        return hash(self._identity())
 
     def __bool__(self) -> bool:
-        return bool(self._value)
+        """Whether it is configured (a reference, or a non-empty value); resolves nothing."""
+        return bool(self._var or self._value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +137,7 @@ class Account:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def secrets(self) -> list[str]:
+        """Every configured secret's value (resolving references: ConfigError when one is missing)."""
         return [s.get() for s in (self.password, self.totp_secret, self.api_secret) if s]
 
     def caps_for(self, endpoint_class: str) -> tuple[Cap, ...]:
@@ -167,7 +208,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     )
 
 
-def _resolve_secret(value: Any, where: str, environ: dict[str, str], required: bool) -> Secret:
+def _secret_ref(value: Any, where: str, environ: Mapping[str, str] | None, required: bool) -> Secret:
+    """The secret a field refers to, unresolved: the file's mistakes are errors now, the
+    environment's only when the secret is used (see the module docstring)."""
     if value is None or value == "":
         if required:
             raise ConfigError(f"{where}: required (write it as \"env:VARIABLE\")")
@@ -178,9 +221,7 @@ def _resolve_secret(value: Any, where: str, environ: dict[str, str], required: b
     var = value[4:]
     if not var:
         raise ConfigError(f"{where}: empty variable name in {value!r}")
-    if var not in environ or environ[var] == "":
-        raise ConfigError(f"{where}: environment variable {var} is not set")
-    return Secret(environ[var])
+    return Secret.reference(var, where, environ)
 
 
 def _str(table: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
@@ -192,7 +233,7 @@ def _str(table: dict[str, Any], key: str, where: str, default: str | None = None
     return v
 
 
-def _parse_account(name: str, t: Any, environ: dict[str, str]) -> Account:
+def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Account:
     where = f"accounts.{name}"
     if not _ACCOUNT_NAME.match(name):
         raise ConfigError(f"{where}: account names are 1-40 letters, digits, '_' or '-'")
@@ -211,7 +252,7 @@ def _parse_account(name: str, t: Any, environ: dict[str, str]) -> Account:
         if key not in known:
             raise ConfigError(f"{where}.{key}: unknown field")
     secrets = {
-        k: _resolve_secret(t.get(k), f"{where}.{k}", environ, required=k in spec.secrets)
+        k: _secret_ref(t.get(k), f"{where}.{k}", environ, required=k in spec.secrets)
         for k in ("password", "totp_secret", "api_secret")
     }
     caps_in = t.get("caps", {})
@@ -270,9 +311,10 @@ def _parse_account(name: str, t: Any, environ: dict[str, str]) -> Account:
     )
 
 
-def parse_accounts(text: str, environ: dict[str, str] | None = None, source: str = "accounts") -> dict[str, Account]:
-    """Parse an accounts TOML document into accounts by name."""
-    env = dict(os.environ) if environ is None else environ
+def parse_accounts(text: str, environ: Mapping[str, str] | None = None, source: str = "accounts") -> dict[str, Account]:
+    """Parse an accounts TOML document into accounts by name. Secrets stay references into
+    ``environ`` (default: the process environment), read on first use; :func:`require_secrets`
+    reads them all at once."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -280,18 +322,34 @@ def parse_accounts(text: str, environ: dict[str, str] | None = None, source: str
     table = doc.get("accounts")
     if not isinstance(table, dict) or not table:
         raise ConfigError(f"{source}: no [accounts.<name>] table")
-    accounts = {name: _parse_account(name, t, env) for name, t in table.items()}
-    from common.logs import register_secrets
-
-    for a in accounts.values():
-        register_secrets(a.secrets())
-    return accounts
+    return {name: _parse_account(name, t, environ) for name, t in table.items()}
 
 
-def load_accounts(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> dict[str, Account]:
+SECRET_FIELDS = ("password", "totp_secret", "api_secret")
+
+
+def require_secrets(accts: Iterable[Account], fields: Iterable[str] = SECRET_FIELDS) -> None:
+    """Resolve these secrets of these accounts now (a process that logs in or sends calls this at
+    start, for what it uses); one ConfigError naming every missing variable, so an operator fixes
+    them in one go."""
+    missing: list[str] = []
+    names = tuple(fields)
+    for a in accts:
+        for s in (getattr(a, f) for f in names):
+            if not s:
+                continue
+            try:
+                s.get()
+            except ConfigError as e:
+                missing.append(str(e))
+    if missing:
+        raise ConfigError("; ".join(missing))
+
+
+def load_accounts(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Account]:
     if environ is None:
         load_dotenv_once()
-    p = Path(path or load_settings(environ).accounts_path)
+    p = Path(path or load_settings(None if environ is None else dict(environ)).accounts_path)
     try:
         text = p.read_text()
     except FileNotFoundError:
@@ -307,7 +365,8 @@ def settings() -> Settings:
 
 @lru_cache(maxsize=1)
 def accounts() -> dict[str, Account]:
-    """The process's accounts, read once (restart, or ``accounts.cache_clear()``, to re-read)."""
+    """The process's accounts, read once (restart, or ``accounts.cache_clear()``, to re-read).
+    Secrets are read from the environment on first use (see :func:`require_secrets`)."""
     return load_accounts(settings().accounts_path)
 
 

@@ -494,7 +494,7 @@ def serve_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0, **kw
 
 def main(argv: list[str] | None = None) -> None:
     from common.logs import setup_logging
-    from common.settings import accounts, settings
+    from common.settings import accounts, require_secrets, settings
 
     s = settings()
     parser = argparse.ArgumentParser(
@@ -505,6 +505,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging(s.log_level, s.log_json)
     accts = accounts()  # a bad accounts file fails here, at start, with a clear message
+    # So does a missing secret this process uses: the API secret behind a postback's checksum.
+    require_secrets([a for a in accts.values() if a.broker in _postback_modules()], fields=["api_secret"])
     import uvicorn
 
     sock = listen_socket(args.host, args.port)

@@ -65,7 +65,7 @@ from kombu import Queue
 
 from common import keys
 from common.errors import ConfigError
-from common.settings import Account, accounts, settings
+from common.settings import Account, accounts, require_secrets, settings
 
 __all__ = [
     "PLACE_TASK",
@@ -260,6 +260,34 @@ def worker_rate_limit(
             per_s = float(count) / {"s": 1, "m": 60, "h": 3600}.get(unit or "s", 1)
             rates.append(per_s * max(1, concurrency))
     return f"{min(rates):.4g}/s" if rates else None
+
+
+def accounts_needing_secrets(queue_names: list[str], accts: dict[str, Account] | None = None) -> list[Account]:
+    """The accounts whose secrets a worker consuming ``queue_names`` may use: those of its order
+    queues (a refused token is renewed by a login in the worker), and every account when it
+    consumes ``auth`` (logins, instrument refresh) or ``default`` (reconciliation logs in too)."""
+    accts = _configured_accounts() if accts is None else accts
+    if keys.AUTH_QUEUE in queue_names or keys.DEFAULT_QUEUE in queue_names:
+        return list(accts.values())
+    return [a for name, a in accts.items()
+            if keys.orders_queue(name) in queue_names or keys.urgent_queue(name) in queue_names]
+
+
+@worker_init.connect
+def _require_secrets(sender: Any = None, **kw: Any) -> None:
+    """A worker that would need a secret it has not got refuses to start, naming the variable,
+    instead of failing at the first login hours later (secrets are read lazily elsewhere)."""
+    try:
+        consumed = list(sender.app.amqp.queues.consume_from or {})
+    except AttributeError:
+        return
+    try:
+        require_secrets(accounts_needing_secrets(consumed))
+    except ConfigError as e:
+        log.critical("worker cannot start: %s", e)
+        # SystemExit, not the ConfigError: Celery logs and swallows an Exception raised by a
+        # signal handler, and the worker would run on without the secret.
+        raise SystemExit(f"brokergate worker: configuration error: {e}") from None
 
 
 @worker_init.connect

@@ -6,12 +6,12 @@ import io
 import logging
 
 from common.logs import RedactingFilter, register_secrets
-from common.settings import parse_accounts
+from common.settings import parse_accounts, require_secrets
 from tests.unit.test_settings import ENV, GOOD
 
 
 def test_configured_secrets_never_reach_a_log_line() -> None:
-    parse_accounts(GOOD, ENV)  # registers every resolved secret
+    require_secrets(parse_accounts(GOOD, ENV).values())  # registers every resolved secret
     register_secrets(["tok-abcdef123456"])  # tokens are registered as they are issued
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.errors import ConfigError
-from common.settings import Cap, load_settings, parse_accounts, parse_cap
+from common.settings import Cap, load_settings, parse_accounts, parse_cap, require_secrets
 
 GOOD = """
 [accounts.kite1]
@@ -67,11 +67,35 @@ def test_bad_field_is_one_error_naming_it(mutation, named: str) -> None:
     assert "\n" not in str(e.value).strip() or named == "not valid TOML"
 
 
-def test_missing_secret_variable_is_named() -> None:
+def test_missing_secret_variable_is_named_when_used_and_at_start_up() -> None:
+    """Given an environment without one secret, When the accounts are loaded, Then the public
+    fields are there (a strategy needs nothing else), and using the secret, or a start-up check,
+    is one error naming the variable."""
     env = dict(ENV)
-    del env["K_TOTP"]
+    del env["K_TOTP"], env["A_MPIN"]
+    accounts = parse_accounts(GOOD, env)
+    assert accounts["kite1"].api_key == "kitekey1" and accounts["kite1"].caps["orders"] == (Cap(3, 1), Cap(200, 60))
+    assert accounts["kite1"].api_secret.get() == "s3cr3t-api"
     with pytest.raises(ConfigError, match=r"accounts\.kite1\.totp_secret: environment variable K_TOTP is not set"):
-        parse_accounts(GOOD, env)
+        accounts["kite1"].totp_secret.get()
+    with pytest.raises(ConfigError) as e:
+        require_secrets(accounts.values())
+    assert "environment variable K_TOTP is not set" in str(e.value)
+    assert "accounts.angel1.password: environment variable A_MPIN is not set" in str(e.value)
+    require_secrets([])  # nothing to check is no error
+
+
+def test_a_secret_reference_is_read_on_first_use_and_registered_with_the_redactor() -> None:
+    from common.logs import redact
+
+    env: dict[str, str] = {}
+    accounts = parse_accounts(GOOD.replace("env:K_SECRET", "env:K_SECRET_LATE"), env)
+    secret = accounts["kite1"].api_secret
+    assert secret and secret.variable == "K_SECRET_LATE"  # configured, not yet resolvable
+    env["K_SECRET_LATE"] = "late-secret-value-42"  # e.g. set by .env before first use
+    assert secret.get() == "late-secret-value-42"
+    assert redact("sent late-secret-value-42") == "sent ***"
+    assert repr(secret) == "Secret('***')"
 
 
 def test_missing_accounts_file_is_named(tmp_path) -> None:
