@@ -15,7 +15,8 @@ What it does, in order:
 4. Workers for every queue (per account ``brokergate worker <a>`` on its urgent + orders
    queues and ``brokergate worker <a> --urgent-only``; ``brokergate worker --auth`` on
    ``auth`` + ``default``), Beat (``brokergate beat``), the feed, the postback receiver and
-   Flower on 127.0.0.1 behind the generated credentials.
+   Flower on 127.0.0.1 behind the generated credentials, and the metrics exporter
+   (``brokergate metrics serve``).
 5. Logs every account in at once (the daily 08:45 login, run now), then the example
    strategy (``python -m examples.strategy``), whose output is shown prefixed.
 
@@ -107,7 +108,7 @@ def brokergate_argv(*args: str) -> list[str]:
 
 
 def plan(accounts: dict[str, Any], *, paper_port: int, postback_port: int, flower_port: int, app: Any = None,
-         strategy: bool = True, strategy_args: list[str] | None = None) -> list[ProcSpec]:  # fmt: skip
+         strategy: bool = True, strategy_args: list[str] | None = None, metrics_port: int = 9108) -> list[ProcSpec]:  # fmt: skip
     """Every process the demo starts after Redis, in start order."""
     specs = [
         ProcSpec("paper", [PY, "-m", "paper", "--host", "127.0.0.1", "--port", str(paper_port), "--config", "{workdir}/paper.toml", "--seed", "1"]),
@@ -120,6 +121,7 @@ def plan(accounts: dict[str, Any], *, paper_port: int, postback_port: int, flowe
         ProcSpec("postback", [PY, "-m", "feed.postback", "--host", "127.0.0.1", "--port", str(postback_port)]),
         ProcSpec("feed", [PY, "-m", "feed"]),
         ProcSpec("flower", [PY, "-m", "common.flower", "--address", "127.0.0.1", "--port", str(flower_port)]),
+        ProcSpec("metrics", brokergate_argv("metrics", "serve", "--host", "127.0.0.1", "--port", str(metrics_port))),
     ]
     if strategy:
         specs.append(ProcSpec("strategy", [PY, "-m", "examples.strategy", *(strategy_args or [])], echo=True))
@@ -477,6 +479,7 @@ class Demo:
         paper_port = port_or_free(a.paper_port)
         postback_port = port_or_free(a.postback_port)
         flower_port = port_or_free(a.flower_port)
+        metrics_port = port_or_free(a.metrics_port)
         paper_addr = f"127.0.0.1:{paper_port}"
         postback_base = f"http://127.0.0.1:{postback_port}"
         users = paper_users(accounts_doc, secrets_env, postback_base)
@@ -504,7 +507,7 @@ class Demo:
         app = _celery_app()
         strategy_args = ["--timeout-s", str(max(10.0, a.duration_s - 5))] if a.duration_s else []
         specs = plan(accounts, paper_port=paper_port, postback_port=postback_port, flower_port=flower_port, app=app,
-                     strategy=not a.no_strategy, strategy_args=strategy_args)  # fmt: skip
+                     strategy=not a.no_strategy, strategy_args=strategy_args, metrics_port=metrics_port)  # fmt: skip
         by_name = {s.name: s for s in specs}
         t0 = time.monotonic()
 
@@ -545,6 +548,7 @@ class Demo:
         self.say(f"flower     http://127.0.0.1:{flower_port}/  user {user}  password {pw}")
         self.say(f"beat       RedBeat (lock {bg_keys().REDBEAT_PREFIX}:lock)")
         self.say(f"feed       publishing ticks:<EXCHANGE>:<SYMBOL>; logs in {self.workdir / 'logs'}")
+        self.say(f"metrics    http://127.0.0.1:{metrics_port}/metrics (Prometheus; ops/grafana/brokergate.json)")
         self.say(f"status     BROKERGATE_REDIS_URL={redis_url} BROKERGATE_ACCOUNTS={accounts_path} brokergate status")
         self.say(f"ready in {time.monotonic() - t0:.1f} s")
 
@@ -690,6 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper-port", type=int, default=8700)
     p.add_argument("--postback-port", type=int, default=8701)
     p.add_argument("--flower-port", type=int, default=5555)
+    p.add_argument("--metrics-port", type=int, default=9108)
     p.add_argument("--write-env", metavar="PATH", help="write generated secrets for the accounts file to PATH and exit")
     p.add_argument("--write-paper-config", metavar="PATH", help="write the paper broker's users (secrets from the environment) and exit")
     p.add_argument("--postback-base", default="http://127.0.0.1:8701", help="with --write-paper-config: the receiver's base URL")

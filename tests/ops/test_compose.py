@@ -45,7 +45,8 @@ def celery_argv(argv: list[str], accts: dict[str, Any]) -> list[str]:
     args = cli.build_parser().parse_args(argv[3:])
     if args.command == "beat":
         return launch.beat_argv(loglevel=args.loglevel, python="python")
-    assert args.command == "worker", argv
+    if args.command != "worker":
+        return argv
     queues = [q for q in (args.queues or "").split(",") if q]
     layout = launch.worker_layout(args.account, accounts=accts, urgent_only=args.urgent_only, auth=args.auth,
                                   queues=queues, concurrency=args.concurrency, name=args.name)  # fmt: skip
@@ -121,7 +122,8 @@ def test_secrets_go_only_to_the_services_that_log_in_send_or_verify(compose: dic
     # Flower gets its own credentials and nothing else
     flower_env = set(compose["services"]["flower"]["environment"])
     assert {"BROKERGATE_FLOWER_USER", "BROKERGATE_FLOWER_PASSWORD"} <= flower_env
-    assert "env_file" not in compose["services"]["strategy"] and "env_file" not in compose["services"]["flower"]
+    for name in ("strategy", "flower", "metrics"):
+        assert "env_file" not in compose["services"][name], name
 
 
 def test_every_long_running_service_has_a_healthcheck_of_its_own_kind(compose: dict[str, Any],
@@ -148,6 +150,7 @@ def test_every_long_running_service_has_a_healthcheck_of_its_own_kind(compose: d
     assert services["feed"]["healthcheck"]["test"] == ["CMD", "brokergate", "status", "--component", "feed"]
     assert services["beat"]["healthcheck"]["test"] == ["CMD", "brokergate", "status", "--component", "beat"]
     assert "/healthcheck" in " ".join(services["flower"]["healthcheck"]["test"])
+    assert "/healthz" in " ".join(services["metrics"]["healthcheck"]["test"])
 
 
 def test_every_service_runs_the_demos_command(compose: dict[str, Any], compose_accounts: dict[str, Any]) -> None:
@@ -162,6 +165,7 @@ def test_every_service_runs_the_demos_command(compose: dict[str, Any], compose_a
     # Services bound to the container's interface: same module, port and options but the host
     assert services["postback"]["command"] == [a if a != "127.0.0.1" else "0.0.0.0" for a in as_compose["postback"]]
     assert services["flower"]["command"] == [a if a != "127.0.0.1" else "0.0.0.0" for a in as_compose["flower"]]
+    assert services["metrics"]["command"] == [a if a != "127.0.0.1" else "0.0.0.0" for a in as_compose["metrics"]]
     paper = " ".join(services["paper"]["command"])
     assert "python -m paper --host 0.0.0.0 --port 8700 --config /tmp/paper.toml --seed 1" in paper
     assert "--write-paper-config /tmp/paper.toml --postback-base http://postback:8701" in paper
