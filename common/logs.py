@@ -80,5 +80,8 @@ def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
     handler.addFilter(RedactingFilter())
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # At INFO the HTTP and WebSocket libraries add a line per connection, so they start at
+    # WARNING; asking for DEBUG asks for the wire too (redacted like every other line).
+    lib_level = logging.DEBUG if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
     for noisy in ("urllib3", "websocket"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+        logging.getLogger(noisy).setLevel(lib_level)

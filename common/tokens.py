@@ -168,6 +168,8 @@ def read_token(account_name: str, r: redis.Redis | None = None) -> Token | None:
     if not h or not h.get("access_token"):
         return None
     tok = Token.from_hash(account_name, h)
+    # Issued by another process (the auth worker): this one must redact it from its logs too.
+    register_secrets([tok.access_token, tok.feed_token, *(v for k, v in tok.extra.items() if k.endswith("token"))])
     return None if tok.expired() else tok
 
 

@@ -5,7 +5,7 @@ orders marked urgent) for every configured account, plus ``auth`` (logins, instr
 refresh) and ``default`` (sweeper, reconciliation). Every task goes through ONE router,
 :func:`route_task`; ``tests/orders/test_routing.py`` fails when a task has no declared queue.
 
-Settings, each against a hazard of DESIGN.md § Orders:
+Settings, each against a hazard of docs/architecture.md § Orders:
 
 * ``worker_prefetch_multiplier = 1``: a worker holds at most one message per process, so no
   order is held hostage behind a busy process.
@@ -58,7 +58,7 @@ import logging
 import os
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 from celery.signals import worker_init
 from celery.worker import state as worker_state
 from kombu import Queue
@@ -271,6 +271,21 @@ def accounts_needing_secrets(queue_names: list[str], accts: dict[str, Account] |
         return list(accts.values())
     return [a for name, a in accts.items()
             if keys.orders_queue(name) in queue_names or keys.urgent_queue(name) in queue_names]
+
+
+@signals.setup_logging.connect
+def _setup_logging(loglevel: int | str | None = None, **kw: Any) -> None:
+    """Workers and Beat log as every other brokergate process: ``BROKERGATE_LOG_JSON``, the
+    secret-redacting filter on the one handler, and ``BROKERGATE_LOG_LEVEL`` when it is set
+    (else Celery's ``-l``). Connecting this signal also stops Celery from installing its own
+    handlers, which would write unredacted (Celery sends it in the prefork children too)."""
+    from common.logs import setup_logging
+
+    st = settings()
+    level = st.log_level
+    if "BROKERGATE_LOG_LEVEL" not in os.environ and loglevel:
+        level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else str(loglevel).upper()
+    setup_logging(level, st.log_json)
 
 
 @worker_init.connect

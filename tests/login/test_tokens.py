@@ -246,3 +246,15 @@ def test_a_recent_master_is_not_downloaded_again(paper_accounts: dict[str, Any],
     assert instruments.refresh("angel1", max_age_s=3600) == 0
     downloads = [q for q in paper.requests() if q["path"].endswith("OpenAPIScripMaster.json")]
     assert len(downloads) == 1
+
+
+def test_a_token_read_from_redis_is_redacted_from_this_processs_logs(redis_url: str, r: Any) -> None:
+    """Given a token stored by another process (written straight into Redis), When this process
+    reads it (a worker sending, the feed connecting), Then its values are redacted from its logs."""
+    from common.logs import redact
+
+    access, feed, extra = "acc-" + os.urandom(12).hex(), "feed-" + os.urandom(12).hex(), "pub-" + os.urandom(12).hex()
+    r.hset(keys.token("other"), mapping={"access_token": access, "feed_token": feed, "public_token": extra,
+                                         "version": 1, "issued_at_ms": 0, "expires_at_ms": _far_ms(r)})
+    assert tokens.read_token("other") is not None
+    assert redact(f"GET /x?access_token={access}&f={feed}&p={extra}") == "GET /x?access_token=***&f=***&p=***"
