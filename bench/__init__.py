@@ -1,1 +1,1 @@
-"""Benchmarks: one per row of DESIGN.md § Targets, each beside its anchor measured in the same run."""
+"""Benchmarks: one per row of docs/architecture.md § Targets, each beside its anchor measured in the same run."""

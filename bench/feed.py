@@ -1,4 +1,4 @@
-"""Feed benchmarks (DESIGN.md § Targets): decode, decode + publish, full load, reconnect.
+"""Feed benchmarks (docs/architecture.md § Targets): decode, decode + publish, full load, reconnect.
 
 Each function returns one :class:`bench.report.Record` with its anchor measured in the same
 run; :func:`run` runs them all for ``make bench``. Medians over repeats.

@@ -1,4 +1,4 @@
-"""Login benchmark (DESIGN.md § Targets): every account logged in within 5 s of the Beat tick.
+"""Login benchmark (docs/architecture.md § Targets): every account logged in within 5 s of the Beat tick.
 
 20 paper accounts (10 Kite, 10 Angel). What Beat does at the login time is enqueue
 ``brokergate.login`` for every account on queue ``auth``; here all 20 are enqueued at once

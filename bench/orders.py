@@ -1,4 +1,4 @@
-"""Order benchmarks (DESIGN.md § Targets), each beside its anchor in the same run:
+"""Order benchmarks (docs/architecture.md § Targets), each beside its anchor in the same run:
 
 - cap compliance: 3 worker processes on one queue, cap 3/s, a burst of orders: the most order
   requests in any sliding second at the paper broker, and its rate-limit answers; anchor plain
@@ -7,7 +7,7 @@
   worker at concurrency 1, prefork x4 and threads x10; anchor plain Celery rate_limit 10/s
   with the same three.
 - urgent lane: a cancel enqueued behind 100 queued orders: order requests that reached the
-  broker before it (no anchor, as DESIGN.md).
+  broker before it (no anchor, as docs/architecture.md).
 - enqueue -> request at broker, under the cap: p50 / p99 of (arrival at the paper broker -
   enqueue), one order in flight, brokergate (``place_order``, solo worker) vs a plain Celery
   task (solo worker) posting the same request, interleaved in blocks.

@@ -20,7 +20,7 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 @dataclass
 class Record:
-    """One row of DESIGN.md § Targets."""
+    """One row of docs/architecture.md § Targets."""
 
     name: str
     value: float

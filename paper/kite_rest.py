@@ -38,7 +38,7 @@ def kite_ok(data: Any) -> JSONResponse:
 DIALECT = Dialect(
     broker="kite",
     unavailable=lambda: kite_error(503, "NetworkException", "Service unavailable. Please try again later."),
-    # The exact 429 body of BROKERS.md (no "data" key).
+    # The exact 429 body of docs/brokers.md (no "data" key).
     rate_limited=lambda: JSONResponse(
         {"status": "error", "message": "Too many requests", "error_type": "NetworkException"}, 429
     ),

@@ -72,7 +72,7 @@ __all__ = [
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 
-# The eight kinds of DESIGN.md, plus two postback extras.
+# The eight kinds of docs/architecture.md, plus two postback extras.
 FAULT_KINDS = frozenset(
     {
         "accept_then_drop",

@@ -14,7 +14,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-# Kite segment ids (low byte of instrument_token) and Angel exchange types, per BROKERS.md.
+# Kite segment ids (low byte of instrument_token) and Angel exchange types, per docs/brokers.md.
 KITE_SEGMENT_NSE = 1
 KITE_SEGMENT_INDICES = 9
 ANGEL_NSE_CM = 1
@@ -88,7 +88,7 @@ class PaperInstrument:
         return f"{self.exchange}:{self.symbol}-EQ"
 
 
-# (symbol, kite token, angel token, name, base price in rupees) from BROKERS.md § Instruments.
+# (symbol, kite token, angel token, name, base price in rupees) from docs/brokers.md § Instruments.
 _KNOWN: list[tuple[str, int, str, str, int]] = [
     ("INFY", 408065, "1594", "INFOSYS", 1570),
     ("SBIN", 779521, "3045", "STATE BANK OF INDIA", 800),

@@ -1,6 +1,6 @@
 """Kite ticker on the paper broker: ``ws://HOST:PORT/kite-ticker?api_key=..&access_token=..``.
 
-Behaves like ``wss://ws.kite.trade`` (BROKERS.md): JSON text commands ``subscribe``,
+Behaves like ``wss://ws.kite.trade`` (docs/brokers.md): JSON text commands ``subscribe``,
 ``unsubscribe`` and ``mode``; binary frames of many big-endian packets on the tick clock
 (:mod:`paper.tickrate`); a 1-byte heartbeat when idle for a second; ``{"type": "order"}``
 text messages on order events; ``{"type": "error"}`` text messages for refused commands.

@@ -1,6 +1,6 @@
 """Order tasks: place, modify, cancel, the sweeper and reconciliation, by stable names.
 
-Exactly once, never late (DESIGN.md § Orders):
+Exactly once, never late (docs/architecture.md § Orders):
 
 * ``place_order`` claims the order atomically (NEW -> SENDING with a fresh fencing token);
   only the delivery holding the token may send, and it records ``sent_at_ms`` on Redis time,
@@ -674,7 +674,7 @@ def _warn_eta(task: Any) -> None:
 
 @shared_task(name="brokergate.place_order", bind=True, acks_late=True, reject_on_worker_lost=True)
 def place_order(self: Any, order: dict[str, Any]) -> str:
-    """Place one generic order dict (DESIGN.md § Interfaces)."""
+    """Place one generic order dict (docs/architecture.md § Interfaces)."""
     _warn_eta(self)
     if isinstance(order, dict) and not order.get("client_order_id") and self.request.id:
         # Enqueued by name without an id: derive it from the message, so that a redelivery of

@@ -24,7 +24,7 @@ class BrokerSpec:
     login_url: str
     ws_url: str
     order_ws_url: str = ""
-    # endpoint class -> caps like "10/s"; defaults from BROKERS.md, overridable per account
+    # endpoint class -> caps like "10/s"; defaults from docs/brokers.md, overridable per account
     caps: dict[str, list[str]] = field(default_factory=dict)
     secrets: tuple[str, ...] = ("password", "totp_secret", "api_secret")
 

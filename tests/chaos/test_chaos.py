@@ -1,5 +1,5 @@
 """Chaos: nothing is lost, nothing is sent twice, while workers die, Redis restarts and the broker
-misbehaves (DESIGN.md § Reliability). Real processes throughout: a private redis-server with the
+misbehaves (docs/architecture.md § Reliability). Real processes throughout: a private redis-server with the
 append-only file (tests/fixtures/redis.py), the paper broker, ``celery -A workers.app worker``
 subprocesses (tests/fixtures/workers.py) and, where it runs, ``python -m feed``.
 

@@ -1,4 +1,4 @@
-"""Error mapping walk: every error BROKERS.md lists, and the transport failures, map to one type."""
+"""Error mapping walk: every error docs/brokers.md lists, and the transport failures, map to one type."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Redis goes away mid-run: the order tasks ride it out (DESIGN.md § Reliability)."""
+"""Redis goes away mid-run: the order tasks ride it out (docs/architecture.md § Reliability)."""
 
 from __future__ import annotations
 

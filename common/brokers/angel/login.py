@@ -1,4 +1,4 @@
-"""Angel One SmartAPI login (BROKERS.md § Angel One, Login).
+"""Angel One SmartAPI login (docs/brokers.md § Angel One, Login).
 
 ``POST {rest_url}/rest/auth/angelbroking/user/v1/loginByPassword`` with JSON
 ``{clientcode, password (the MPIN), totp}`` and the SmartAPI headers -> ``jwtToken``,

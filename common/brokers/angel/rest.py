@@ -1,4 +1,4 @@
-"""Angel SmartAPI REST adapter (BROKERS.md § Angel One): orders and the order book on a
+"""Angel SmartAPI REST adapter (docs/brokers.md § Angel One): orders and the order book on a
 keep-alive session, JSON bodies, the SmartAPI headers and ``Authorization: Bearer <jwt>``."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Angel One SmartAPI defaults (BROKERS.md § Angel One): real hosts and caps per endpoint class."""
+"""Angel One SmartAPI defaults (docs/brokers.md § Angel One): real hosts and caps per endpoint class."""
 
 from common.brokers import BrokerSpec
 

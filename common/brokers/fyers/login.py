@@ -1,4 +1,4 @@
-"""Fyers headless login (BROKERS.md § Fyers): the ``vagator`` auth service, then the app's auth code.
+"""Fyers headless login (docs/brokers.md § Fyers): the ``vagator`` auth service, then the app's auth code.
 
 1. ``POST {login_url}/vagator/v2/send_login_otp_v2`` ``{fy_id: base64(user_id), app_id: "2"}``
    -> ``request_key``

@@ -1,4 +1,4 @@
-"""Fyers API v3 REST adapter (BROKERS.md § Fyers): orders and the order book on a keep-alive
+"""Fyers API v3 REST adapter (docs/brokers.md § Fyers): orders and the order book on a keep-alive
 session, JSON bodies, ``Authorization: <app_id>:<access_token>`` and ``version: 3``."""
 
 from __future__ import annotations

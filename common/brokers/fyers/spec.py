@@ -1,4 +1,4 @@
-"""Fyers API v3 defaults (BROKERS.md § Fyers): real hosts and caps per endpoint class.
+"""Fyers API v3 defaults (docs/brokers.md § Fyers): real hosts and caps per endpoint class.
 
 Fyers counts every API call of an app against one set of limits (10/s, 200/min, 100,000/day),
 so each endpoint class gets the same caps; an account can narrow them. The login runs on the

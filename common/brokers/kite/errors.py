@@ -5,7 +5,7 @@ table is data (``ERROR_TYPES``); ``map_error`` adds what the status says:
 
 * 429 (a NetworkException "Too many requests") -> RateLimited: not processed.
 * 504 / "timed out" NetworkException -> Ambiguous: "order request timed out" may still have
-  placed the order; look it up by tag before any retry (BROKERS.md).
+  placed the order; look it up by tag before any retry (docs/brokers.md).
 * 502 / 503 -> BrokerUnavailable: the gateway could not reach the OMS, nothing was placed.
 * an error_type missing from the table -> Ambiguous (a 403 -> TokenExpired): with a 5xx above all,
   the OMS may have acted (Angel's unknown codes with a 5xx are Ambiguous too).

@@ -4,7 +4,7 @@
 ``{"a": "subscribe"|"unsubscribe", "v": [tokens]}`` and ``{"a": "mode", "v": [mode, [tokens]]}``
 (subscribe alone gives quote); the server heartbeats with a 1-byte binary message about
 every second, so 3 s of silence means a dead or stalled socket. 3,000 instruments a
-connection, 3 connections an API key (BROKERS.md). The socket also carries order updates as
+connection, 3 connections an API key (docs/brokers.md). The socket also carries order updates as
 ``{"type": "order", "data": {...}}`` text.
 """
 

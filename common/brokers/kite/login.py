@@ -1,4 +1,4 @@
-"""Kite headless login (BROKERS.md § Zerodha, Login): password, TOTP, request_token, session.
+"""Kite headless login (docs/brokers.md § Zerodha, Login): password, TOTP, request_token, session.
 
 1. ``POST {login_url}/api/login`` (user_id, password) -> ``data.request_id``
 2. ``POST {login_url}/api/twofa`` (user_id, request_id, twofa_value, twofa_type=totp) -> cookies

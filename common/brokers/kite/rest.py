@@ -1,4 +1,4 @@
-"""Kite Connect REST adapter (BROKERS.md § Zerodha): orders and the order book on a keep-alive
+"""Kite Connect REST adapter (docs/brokers.md § Zerodha): orders and the order book on a keep-alive
 session. Form-encoded bodies, ``X-Kite-Version: 3``, ``Authorization: token api_key:access_token``."""
 
 from __future__ import annotations

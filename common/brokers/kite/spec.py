@@ -1,4 +1,4 @@
-"""Kite Connect defaults (BROKERS.md § Zerodha): real hosts and caps per endpoint class."""
+"""Kite Connect defaults (docs/brokers.md § Zerodha): real hosts and caps per endpoint class."""
 
 from common.brokers import BrokerSpec
 

@@ -51,7 +51,7 @@ _STATES: dict[str, OrderState] = {
     **dict.fromkeys(_OPEN_STATUSES, OrderState.OPEN),
     "COMPLETE": OrderState.COMPLETE,
     "CANCELLED": OrderState.CANCELLED,
-    "CANCEL": OrderState.CANCELLED,  # BROKERS.md: postbacks are sent on CANCEL(LED)
+    "CANCEL": OrderState.CANCELLED,  # docs/brokers.md: postbacks are sent on CANCEL(LED)
     "CANCELLED AMO": OrderState.CANCELLED,
     "REJECTED": OrderState.REJECTED,
 }

@@ -1,4 +1,4 @@
-"""Shoonya headless login (BROKERS.md § Finvasia Shoonya; NorenRestApiPy ``NorenApi.login``).
+"""Shoonya headless login (docs/brokers.md § Finvasia Shoonya; NorenRestApiPy ``NorenApi.login``).
 
 ``POST {login_url}/NorenWClientTP/QuickAuth`` with the body ``jData=<json>``::
 

@@ -1,4 +1,4 @@
-"""Shoonya (Noren) REST adapter (BROKERS.md § Finvasia Shoonya): orders and the order book on a
+"""Shoonya (Noren) REST adapter (docs/brokers.md § Finvasia Shoonya): orders and the order book on a
 keep-alive session. Every call is a POST of ``jData=<json>&jKey=<susertoken>`` to
 ``/NorenWClientTP/<Name>``; answers are ``{"stat": "Ok", ...}``, a JSON list (the books), or
 ``{"stat": "Not_Ok", "emsg"}``."""

@@ -1,4 +1,4 @@
-"""Finvasia Shoonya defaults (BROKERS.md § Finvasia Shoonya): real hosts and caps per endpoint class.
+"""Finvasia Shoonya defaults (docs/brokers.md § Finvasia Shoonya): real hosts and caps per endpoint class.
 
 Finvasia publishes no per-endpoint request caps for the Noren API (its documentation and the
 NorenRestApiPy README are silent), so the defaults are conservative: 10/s for orders, as at
