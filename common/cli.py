@@ -5,6 +5,7 @@
     brokergate login ACCOUNT              log an account in now (forced), in this process
     brokergate orders [--account A]       recent orders from the order store
     brokergate feed subscribe NSE:INFY... ask the feed for instruments
+    brokergate instruments refresh ACCOUNT download an account's instrument master now
     brokergate worker ACCOUNT | --auth    a Celery worker with the right queues and options
     brokergate beat                       Beat with RedBeat (common/launch.py)
     brokergate metrics serve [--port 9108] Prometheus metrics from Redis (common/metrics.py)
@@ -232,7 +233,7 @@ def cmd_login(args: argparse.Namespace) -> int:
         print(f"login is not available: {e}", file=sys.stderr)
         return EXIT_ERROR
     try:
-        result = login_now(args.account, force=True)
+        result = login_now(args.account, force=True, instruments_inline=True)
     except ConfigError:
         raise  # a secret missing from this environment: main() names it, exit 2
     except Exception as e:
@@ -246,6 +247,34 @@ def cmd_login(args: argparse.Namespace) -> int:
     exp_ms, version = r.hmget(keys.token(args.account), "expires_at_ms", "version")
     expires = _fmt_ms(int(exp_ms)) if exp_ms else "?"
     print(f"{args.account}: logged in (token version {version or getattr(result, 'version', '?')}, expires {expires})")
+    # The feed and place_order need the instrument master: a login leaves it loaded for today.
+    if result.get("instruments_error"):
+        print(f"{args.account}: instruments: not loaded: {result['instruments_error']}", file=sys.stderr)
+        return EXIT_UNHEALTHY
+    n = int(result.get("instruments") or 0)
+    print(f"{args.account}: instruments: {f'{n} loaded' if n else 'fresh (refreshed today)'}")
+    return EXIT_OK
+
+
+def cmd_instruments_refresh(args: argparse.Namespace) -> int:
+    """Download the account's instrument master now (whatever its age), in this process."""
+    from common import instruments
+    from common.settings import accounts
+
+    if args.account not in accounts():
+        print(f"unknown account {args.account!r}; known: {', '.join(sorted(accounts()))}", file=sys.stderr)
+        return EXIT_ERROR
+    from common.errors import BrokerGateError, ConfigError
+    from common.logs import redact
+
+    try:
+        n = instruments.refresh(args.account)
+    except ConfigError:
+        raise  # main() names it, exit 2
+    except BrokerGateError as e:
+        print(f"instruments {args.account} failed: {type(e).__name__}: {redact(str(e))}", file=sys.stderr)
+        return EXIT_UNHEALTHY
+    print(f"{args.account}: {n} instruments")
     return EXIT_OK
 
 
@@ -354,7 +383,14 @@ def cmd_feed_subscribe(args: argparse.Namespace) -> int:
     except Exception as e:
         print(f"subscribe failed: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_ERROR
-    print(f"subscribed {', '.join(args.instruments)} ({args.mode}){'' if result is None else f': {result}'}")
+    print(f"subscribed {', '.join(args.instruments)} ({args.mode}){'' if result is None else f' on {result}'}")
+    if result is not None:
+        from common.redis import get_redis
+
+        if not get_redis().exists(keys.instruments(result)):
+            # Nothing could be checked, and the feed cannot map them yet: say so where it is seen.
+            print(f"warning: the instrument master of {result} is not loaded; no tick comes until it is "
+                  f"(brokergate instruments refresh {result})", file=sys.stderr)
     return EXIT_OK
 
 
@@ -383,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=20)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_orders)
+
+    i = sub.add_parser("instruments", help="the instrument master")
+    isub = i.add_subparsers(dest="instruments_command", required=True)
+    s = isub.add_parser("refresh", help="download an account's instrument master now")
+    s.add_argument("account")
+    s.set_defaults(func=cmd_instruments_refresh)
 
     f = sub.add_parser("feed", help="feed control")
     fsub = f.add_subparsers(dest="feed_command", required=True)

@@ -66,6 +66,12 @@ def _celery() -> Celery:
         return app
 
 
+def send_task_by_name(name: str, *, args: list[Any], queue: str, kwargs: dict[str, Any] | None = None) -> None:
+    """Enqueue a task by its stable name with this process's producer: how common/ asks the
+    workers for work (e.g. an instrument refresh) without importing their code."""
+    _celery().send_task(name, args=args, kwargs=kwargs or {}, queue=queue)
+
+
 class OrderHandle:
     """A placed order: ``.id`` now, ``.wait()`` for the broker's acknowledgement or the end."""
 

@@ -7,6 +7,11 @@ functions in ``common/brokers/<broker>/instruments.py``), writes both hashes und
 temporary names and RENAMEs them over the live ones in one MULTI, so a reader sees the
 old list or the new one, never half of either. The same transaction stamps
 :func:`keys.instruments_meta` (``refreshed_at_ms``, ``count``).
+
+Every login path leaves the account with a master that is not stale (:func:`is_stale`: missing,
+or from an earlier day): ``brokergate login`` refreshes it in its own process, and a login in
+a worker (the daily login, a re-login after a refused token) asks the ``auth`` queue for a
+refresh (:func:`request_refresh_if_stale`), so no order waits on a download.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import redis
 
@@ -25,11 +32,15 @@ from common.models import Instrument
 from common.redis import get_redis, server_time_ms
 from common.settings import account
 
-__all__ = ["age_s", "all_for", "by_token", "lookup", "refresh", "store"]
+__all__ = [
+    "REFRESH_TASK", "age_s", "all_for", "by_token", "is_stale", "lookup", "refresh", "request_refresh_if_stale",
+    "store", "unknown",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 _CHUNK = 5000
 _TMP_TTL_S = 600  # a refresh that dies half-way leaves nothing behind for long
+REFRESH_TASK = "brokergate.refresh_instruments"  # by name: common/ never imports the worker code
 
 
 def store(account_name: str, instruments: Iterable[Instrument], r: redis.Redis | None = None) -> int:
@@ -81,14 +92,45 @@ def age_s(account_name: str, r: redis.Redis | None = None) -> float | None:
     return None if at is None else (server_time_ms(r) - int(at)) / 1000
 
 
-def refresh(account_name: str, r: redis.Redis | None = None, *, max_age_s: float | None = None) -> int:
+def is_stale(account_name: str, r: redis.Redis | None = None) -> bool:
+    """Whether the account's master is missing, or was refreshed before today began in the
+    account's time zone: brokers publish a new list every trading day (new contracts, expired
+    ones gone), so yesterday's list refuses today's symbols."""
+    r = r or get_redis()
+    at = r.hget(keys.instruments_meta(account_name), "refreshed_at_ms")
+    if at is None or not r.exists(keys.instruments(account_name)):
+        return True
+    now = datetime.fromtimestamp(server_time_ms(r) / 1000, ZoneInfo(account(account_name).timezone))
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return int(at) < day_start.timestamp() * 1000
+
+
+def request_refresh_if_stale(account_name: str, r: redis.Redis | None = None) -> bool:
+    """Enqueue a refresh of a stale master on the ``auth`` queue (by task name; the refresh
+    checks again when it runs, so a duplicate request costs one Redis read). Returns whether
+    one was enqueued."""
+    if not is_stale(account_name, r):
+        return False
+    from common.client import send_task_by_name
+
+    send_task_by_name(REFRESH_TASK, kwargs={"if_stale": True}, queue=keys.AUTH_QUEUE, args=[account_name])
+    log.info("instruments: account=%s master missing or stale: refresh requested", account_name)
+    return True
+
+
+def refresh(account_name: str, r: redis.Redis | None = None, *, max_age_s: float | None = None,
+            if_stale: bool = False) -> int:
     """Download the account's instrument list and store it; returns the count stored, or
-    0 when ``max_age_s`` is given and the master is younger than that (nothing downloaded).
+    0 when nothing was downloaded: ``max_age_s`` is given and the master is younger than that,
+    or ``if_stale`` and the master is not stale (:func:`is_stale`).
 
     Uses the account's current token where the broker needs one; a refused token is
     renewed once through the single-flight :func:`common.tokens.relogin`."""
     from common import tokens
 
+    if if_stale and not is_stale(account_name, r):
+        log.info("instruments: account=%s refreshed today; skipped", account_name)
+        return 0
     if max_age_s is not None:
         age = age_s(account_name, r)
         if age is not None and age < max_age_s:
@@ -100,7 +142,8 @@ def refresh(account_name: str, r: redis.Redis | None = None, *, max_age_s: float
     try:
         items = mod.fetch(acct, tok.access_token if tok else None)
     except TokenExpired:
-        tok = tokens.relogin(account_name, tok.version if tok else 0)
+        # This is the refresh: the re-login need not ask for another.
+        tok = tokens.relogin(account_name, tok.version if tok else 0, refresh_instruments=False)
         items = mod.fetch(acct, tok.access_token)
     n = store(account_name, items, r)
     log.info("instruments refreshed: account=%s count=%d", account_name, n)
@@ -111,6 +154,17 @@ def lookup(account_name: str, key: str, r: redis.Redis | None = None) -> Instrum
     """The instrument for ``"EXCHANGE:SYMBOL"`` (e.g. ``"NSE:INFY"``), or None."""
     raw = (r or get_redis()).hget(keys.instruments(account_name), key)
     return Instrument.from_dict(json.loads(raw)) if raw else None
+
+
+def unknown(account_name: str, keys_: Iterable[str], r: redis.Redis | None = None) -> list[str]:
+    """Those of ``keys_`` ("EXCHANGE:SYMBOL") that the account's loaded master does not know;
+    [] when no master is loaded (nothing can be judged: the feed maps them once it is)."""
+    r = r or get_redis()
+    wanted = list(keys_)
+    if not wanted or not r.exists(keys.instruments(account_name)):
+        return []
+    found = r.hmget(keys.instruments(account_name), wanted)
+    return [k for k, v in zip(wanted, found, strict=True) if v is None]
 
 
 def by_token(account_name: str, token: str | int, r: redis.Redis | None = None) -> Instrument | None:

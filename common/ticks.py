@@ -160,20 +160,33 @@ def _check(instrument: str, mode: str | None = None) -> str:
 
 def subscribe(
     instruments: str | Iterable[str], mode: str = "quote", account: str | None = None, r: redis.Redis | None = None
-) -> None:
+) -> str | None:
     """Ask the feed to stream ``instruments`` ("NSE:INFY" or several) in ``mode`` (ltp, quote,
-    full) from ``account`` (the only account when there is one). Idempotent; a later call
-    with another mode changes the mode."""
+    full) from ``account`` (the only account when there is one); returns that account's name
+    (None when there was nothing to ask). Idempotent; a later call with another mode changes
+    the mode.
+
+    Once the account's instrument master is loaded, a symbol it does not know raises
+    :class:`~common.errors.InvalidOrder` (field ``symbol``) and nothing is subscribed: the feed
+    could never map it, so no tick would ever come. Without a master nothing can be judged; the
+    feed maps the subscription once the master is loaded (``brokergate instruments refresh``)."""
+    from common import instruments as master
+    from common.errors import InvalidOrder
+
     items = [instruments] if isinstance(instruments, str) else list(instruments)
     wanted = {_check(i, mode): mode for i in items}
     if not wanted:
-        return
+        return None
     name = _default_account(account)
     client = _client(r)
+    unknown = master.unknown(name, wanted, client)
+    if unknown:
+        raise InvalidOrder("symbol", f"{', '.join(unknown)} not in the instrument master of {name}")
     with client.pipeline(transaction=True) as p:
         p.hset(keys.feed_subs(name), mapping=wanted)
         p.publish(keys.FEED_CONTROL, name)
         p.execute()
+    return name
 
 
 def unsubscribe(instruments: str | Iterable[str], account: str | None = None, r: redis.Redis | None = None) -> None:
@@ -256,5 +269,9 @@ def subscribe_ticks(
     items = [instruments] if isinstance(instruments, str) else list(instruments)
     sub = TickSubscription(items, r)
     if mode is not None:
-        subscribe(items, mode, account, r)
+        try:
+            subscribe(items, mode, account, r)
+        except Exception:
+            sub.close()  # refused (e.g. an unknown symbol): do not leak the listener
+            raise
     return sub

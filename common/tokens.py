@@ -369,13 +369,16 @@ def login_and_store(
     return tok
 
 
-def relogin(account_name: str, stale_version: int, timeout_s: float = 20, *, force: bool = False) -> Token:
+def relogin(account_name: str, stale_version: int, timeout_s: float = 20, *, force: bool = False,
+            refresh_instruments: bool = True) -> Token:
     """A token newer than ``stale_version``, logging in at most once across every process.
 
     If the stored version is already newer, return it. Otherwise one caller takes the
     login lock and logs in while the others wait for the new version. ``timeout_s`` bounds
     the wait; the caller that logs in returns when its login ends (retries get at least
-    MIN_LOGIN_DEADLINE_S, since the login serves every waiter). Raises
+    MIN_LOGIN_DEADLINE_S, since the login serves every waiter). After its login, the caller
+    that logged in asks the ``auth`` queue to refresh a missing or stale instrument master
+    (``refresh_instruments=False``: the caller does it itself). Raises
     :class:`LoginFailed` (credentials refused, now or within the cooldown unless
     ``force``) or :class:`BrokerUnavailable` (no new token within ``timeout_s``)."""
     r = get_redis()
@@ -414,9 +417,12 @@ def relogin(account_name: str, stale_version: int, timeout_s: float = 20, *, for
                     if cur is not None and cur.version > stale_version:
                         _cache_put(account_name, cur)
                         return cur
-                    return login_and_store(acct, deadline_s=login_deadline_s, r=r)
+                    tok = login_and_store(acct, deadline_s=login_deadline_s, r=r)
                 finally:
                     r.eval(_RELEASE_LUA, 1, lock_key, me)
+                if refresh_instruments:
+                    _ask_for_instruments(account_name, r)
+                return tok
             # Someone else is logging in: wait for their token, their failure, or the lock to lapse.
             while True:
                 cur = read_token(account_name, r)
@@ -435,6 +441,17 @@ def relogin(account_name: str, stale_version: int, timeout_s: float = 20, *, for
     finally:
         with contextlib.suppress(Exception):
             pubsub.close()
+
+
+def _ask_for_instruments(account_name: str, r: redis.Redis) -> None:
+    """After a login: a missing or stale master gets refreshed by the ``auth`` queue (not here:
+    a re-login may sit on an order's path). The login stands even if asking fails."""
+    from common import instruments
+
+    try:
+        instruments.request_refresh_if_stale(account_name, r)
+    except Exception as e:
+        log.warning("login: account=%s: could not ask for an instrument refresh: %s", account_name, redact(str(e)))
 
 
 def _reset_for_tests() -> None:

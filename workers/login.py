@@ -4,8 +4,9 @@ instrument master refresh, by stable names on the ``auth`` queue.
 - ``brokergate.login(account, force=False)``: logs in unless ``bg:login:done:<account>:<day>``
   says today's login already happened (``force`` skips that check). Goes through
   :func:`common.tokens.relogin`, so it is single-flight with every re-login in flight.
-  After a fresh daily login it enqueues the instrument refresh.
-- ``brokergate.refresh_instruments(account)``.
+  Logged in now or earlier today, a missing or stale instrument master is then refreshed
+  (enqueued: ``common/instruments.py`` § every login path).
+- ``brokergate.refresh_instruments(account, max_age_s=None, if_stale=False)``.
 
 A refused credential is logged once (by common.tokens), recorded in
 ``bg:login:error:<account>`` and not retried: the task declares LoginFailed as an
@@ -24,7 +25,8 @@ from zoneinfo import ZoneInfo
 from celery import current_app, shared_task
 
 from common import instruments, keys, tokens
-from common.errors import BrokerUnavailable, LoginFailed, RateLimited, TokenExpired
+from common.errors import BrokerGateError, BrokerUnavailable, LoginFailed, RateLimited, TokenExpired
+from common.logs import redact
 from common.redis import get_redis, server_time_ms
 from common.settings import Account, account
 
@@ -39,29 +41,42 @@ def trading_day(acct: Account, now_ms: int) -> str:
     return datetime.fromtimestamp(now_ms / 1000, ZoneInfo(acct.timezone)).date().isoformat()
 
 
-def login_now(account_name: str, force: bool = True, *, timeout_s: float = 30.0) -> dict[str, Any]:
+def login_now(account_name: str, force: bool = True, *, timeout_s: float = 30.0,
+              instruments_inline: bool = False) -> dict[str, Any]:
     """Log the account in now (``brokergate login ACCOUNT``). ``force=False`` makes it the
-    daily login: skipped when today's mark exists. Returns a summary without any token."""
+    daily login: skipped when today's mark exists. Either way a missing or stale instrument
+    master is then refreshed: enqueued on ``auth``, or here with ``instruments_inline`` (the
+    CLI, whose next command may need it). Returns a summary without any token; with
+    ``instruments_inline``, ``instruments`` is the count loaded (0: today's master was kept)."""
     r = get_redis()
     acct = account(account_name)
     day = trading_day(acct, server_time_ms(r))
     done = keys.login_done(account_name, day)
+    summary: dict[str, Any]
     if not force and r.exists(done):
         cur = tokens.read_token(account_name, r)
         log.info("login: account=%s already logged in for %s; skipped", account_name, day)
-        return {"account": account_name, "day": day, "skipped": True, "version": cur.version if cur else 0}
-    cur = tokens.read_token(account_name, r)
-    # The CLI (force) also skips the cooldown after a refused login; the daily run respects it,
-    # so a duplicate daily task right after a refusal does not try the broker again.
-    tok = tokens.relogin(account_name, cur.version if cur else 0, timeout_s, force=force)
-    r.set(done, str(tok.version), ex=DONE_TTL_S)
-    return {
-        "account": account_name,
-        "day": day,
-        "skipped": False,
-        "version": tok.version,
-        "expires_at_ms": tok.expires_at_ms,
-    }
+        summary = {"account": account_name, "day": day, "skipped": True, "version": cur.version if cur else 0}
+        if not instruments_inline:
+            instruments.request_refresh_if_stale(account_name, r)
+    else:
+        cur = tokens.read_token(account_name, r)
+        # The CLI (force) also skips the cooldown after a refused login; the daily run respects it,
+        # so a duplicate daily task right after a refusal does not try the broker again.
+        tok = tokens.relogin(account_name, cur.version if cur else 0, timeout_s, force=force,
+                             refresh_instruments=not instruments_inline)
+        r.set(done, str(tok.version), ex=DONE_TTL_S)
+        summary = {"account": account_name, "day": day, "skipped": False, "version": tok.version,
+                   "expires_at_ms": tok.expires_at_ms}
+    if instruments_inline:
+        try:
+            summary["instruments"] = instruments.refresh(account_name, r, if_stale=True)
+        except BrokerGateError as e:
+            # The login stands; the caller says the master is missing (and why).
+            summary["instruments_error"] = f"{type(e).__name__}: {redact(str(e))}"
+            log.warning("login: account=%s logged in, instruments not loaded: %s", account_name,
+                        summary["instruments_error"])
+    return summary
 
 
 @shared_task(
@@ -75,10 +90,7 @@ def login_now(account_name: str, force: bool = True, *, timeout_s: float = 30.0)
 )
 def login(account: str, force: bool = False) -> dict[str, Any]:
     """The daily login of one account (Beat at its login_time; catch-up at Beat start)."""
-    result = login_now(account, force=force)
-    if not result["skipped"]:
-        refresh_instruments.apply_async(args=[account], queue=keys.AUTH_QUEUE)
-    return result
+    return login_now(account, force=force)
 
 
 @shared_task(
@@ -88,10 +100,10 @@ def login(account: str, force: bool = False) -> dict[str, Any]:
     retry_backoff_max=120,
     max_retries=5,
 )
-def refresh_instruments(account: str, max_age_s: float | None = None) -> int:
+def refresh_instruments(account: str, max_age_s: float | None = None, if_stale: bool = False) -> int:
     """Download and store the account's instrument master; returns the count (0 when
-    skipped: refreshed less than ``max_age_s`` ago)."""
-    return instruments.refresh(account, max_age_s=max_age_s)
+    skipped: refreshed less than ``max_age_s`` ago, or ``if_stale`` and refreshed today)."""
+    return instruments.refresh(account, max_age_s=max_age_s, if_stale=if_stale)
 
 
 def login_concurrently(
