@@ -8,10 +8,10 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 
-# Dependencies first, so a code change does not reinstall them.
-COPY pyproject.toml README.md ./
+# Dependencies first, so a code change does not reinstall them; at the versions the tests passed with.
+COPY pyproject.toml README.md constraints.txt ./
 RUN mkdir -p brokergate common workers beat feed paper bench \
- && python -m pip install . \
+ && python -m pip install -c constraints.txt . \
  && python -m pip uninstall -y brokergate
 
 COPY brokergate ./brokergate

@@ -5,18 +5,31 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench chaos lint install redis-binary clean
+.PHONY: test demo bench chaos lint install redis-binary clean constraints
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-# Reinstall only when the project's dependencies change.
-$(STAMP): pyproject.toml | $(BIN)/python
+# Test-only oracles whose exact pins would downgrade the product's own libraries.
+NO_DEPS_PKGS := fyers-apiv3==3.2.0 NorenRestApiPy==0.0.22
+
+# Reinstall only when the project's dependencies change. constraints.txt pins every package to
+# the version the tests passed with, so a fresh machine installs what passed.
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,bench]'
-	# Test-only oracles whose exact pins would downgrade the product's own libraries.
-	$(BIN)/python -m pip install -q --no-deps fyers-apiv3==3.2.0 NorenRestApiPy==0.0.22
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench]'
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps $(NO_DEPS_PKGS)
 	touch $(STAMP)
+
+# After changing a dependency: resolve afresh in a scratch venv and pin the result (then run the
+# tests and commit constraints.txt with pyproject.toml).
+constraints:
+	rm -rf .venv-constraints && $(PY) -m venv .venv-constraints
+	.venv-constraints/bin/python -m pip install -q --upgrade pip
+	.venv-constraints/bin/python -m pip install -q '.[test,bench]'
+	.venv-constraints/bin/python -m pip install -q --no-deps $(NO_DEPS_PKGS)
+	{ sed -n '/^#/p' constraints.txt; .venv-constraints/bin/python -m pip freeze --exclude brokergate; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .venv-constraints
 
 install: $(STAMP) redis-binary
 
