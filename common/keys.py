@@ -39,14 +39,24 @@ def login_error(account: str) -> str:
 
 
 # --- limiter (common/ratelimit.py) ----------------------------------------------------
-def limit(account: str, endpoint_class: str) -> str:
-    """Limiter state of one endpoint class (orders, quote, ...) of an account, all its windows."""
-    return f"{PREFIX}limit:{account}:{endpoint_class}"
+def limit_scope(broker: str, counted_per: str, identity: str) -> str:
+    """Who the broker counts a request for: ``<broker>:<user|app>:<user_id or api_key>``
+    (``BrokerSpec.caps_counted_per``). Every account with the same scope shares one limiter
+    state, because the broker counts their requests as one. Account names cannot hold ``:``,
+    so a scope never reads as an account name."""
+    return f"{broker}:{counted_per}:{identity}"
 
 
-def backoff(account: str, endpoint_class: str) -> str:
+def limit(scope: str, endpoint_class: str) -> str:
+    """Limiter state (a sorted set of slots, all windows) of one endpoint class (orders, quote,
+    ..., or the shared budget ``all``) of a :func:`limit_scope`. (The legacy ``Limiter(r,
+    account, ...)`` passes an account name as the scope: a per-account state.)"""
+    return f"{PREFIX}limit:{scope}:{endpoint_class}"
+
+
+def backoff(scope: str, endpoint_class: str) -> str:
     """Set after a broker rate-limit answer; the limiter waits it out. Counted in stats."""
-    return f"{PREFIX}backoff:{account}:{endpoint_class}"
+    return f"{PREFIX}backoff:{scope}:{endpoint_class}"
 
 
 def stats(account: str) -> str:
