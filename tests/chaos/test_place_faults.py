@@ -92,6 +92,12 @@ def seen() -> Iterator[Callable[[str], Seen]]:
 # --- the four checks ---------------------------------------------------------------------------------
 
 
+def _is_place(path: str) -> bool:
+    """An order POST that places (Angel and Shoonya also POST their cancels and modifies)."""
+    p = path.lower()
+    return "cancel" not in p and "modify" not in p
+
+
 def check_books(paper: Any, acct: Account, ids: list[str], cancelled: set[str], seen: Seen | None,
                 states: dict[str, str]) -> dict[str, Any]:
     """The four checks of the module docstring; returns counts for the report."""
@@ -105,7 +111,7 @@ def check_books(paper: Any, acct: Account, ids: list[str], cancelled: set[str], 
     posts = collections.Counter(
         e["tag"] for e in paper.requests()
         if e["endpoint_class"] == "orders" and e["user_id"] == user and e["method"] == "POST"
-        and 200 <= e["status"] < 300 and e.get("tag") in ids
+        and 200 <= e["status"] < 300 and e.get("tag") in ids and _is_place(e["path"])
     )
     problems: list[str] = []
     not_terminal = {i: s for i, s in states.items() if s not in TERMINAL}
