@@ -173,3 +173,26 @@ def order_socket_heartbeat(account: str) -> str:
 def reconcile_requested(account: str) -> str:
     """Short-lived mark: a reconcile of this account was just requested (debounces reconnect storms)."""
     return f"{PREFIX}reconcile:requested:{account}"
+
+
+# --- order workers (workers/liveness.py) ---------------------------------------------------------
+def worker_alive(name: str) -> str:
+    """String with a short TTL, renewed by a live worker: an order claimed by a worker whose mark
+    has gone (a whole host crashed) is sent again before its deadline by the sweeper."""
+    return f"{PREFIX}worker:alive:{name}"
+
+
+def worker_held(name: str) -> str:
+    """Set: client_order_ids whose place message the worker has received and not yet started (in
+    its prefetch or rate-limit bucket). No TTL: it outlives a crash, so the sweeper can send those
+    orders again instead of waiting out kombu's visibility timeout; removed once handled."""
+    return f"{PREFIX}worker:held:{name}"
+
+
+WORKERS = f"{PREFIX}workers"  # set: names of order workers that publish liveness marks
+
+
+# Celery task names: stable strings a strategy may enqueue by (send_task).
+PLACE_TASK = "brokergate.place_order"
+CANCEL_TASK = "brokergate.cancel_order"
+MODIFY_TASK = "brokergate.modify_order"
