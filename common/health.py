@@ -141,6 +141,12 @@ def evaluate(snapshot: Mapping[str, Any], thresholds: Thresholds | None = None) 
             newer = not tok.get("present") or (le.get("at_ms") or 0) >= (tok.get("issued_at_ms") or 0)
             if newer:
                 warn(f"login:{name}", f"last login failed: {le.get('type', '')}: {le.get('message', '')}".strip())
+        overturned = (acct.get("stats") or {}).get("verdict_overturned")
+        if overturned:
+            # Orders we had settled as not at the broker turned up there: positions may exist
+            # that a strategy was told did not (the orders' history says which).
+            err(f"orders:{name}", f"{overturned} order(s) we settled as not at the broker were seen there: "
+                                  "check the account's positions")
         for cls, left_s in (acct.get("backoff_s") or {}).items():
             warn(f"limiter:{name}:{cls}", f"backing off after a broker rate-limit answer ({left_s:.1f} s left)")
         for q in acct.get("queues") or (keys.orders_queue(name), keys.urgent_queue(name)):
