@@ -122,6 +122,8 @@ def render_status(snapshot: dict[str, Any], health: Any, console: Any = None) ->
         le_text = f"{_fmt_ms(le.get('at_ms'))} {le.get('type', '')}: {le.get('message', '')}" if le else "-"
         backoff = ", ".join(f"{k} {v:.1f}s" for k, v in a["backoff_s"].items()) or "-"
         limiter = "; ".join(f"{k}: {_fmt_usage(v)}" for k, v in a["limiter"].items()) or "-"
+        if a.get("limiter_shared_with"):  # the same counts show on each: the broker counts them as one
+            limiter += f" (shared with {', '.join(a['limiter_shared_with'])})"
         t.add_row(name, a["broker"], age, expires, le_text, limiter, backoff)
     c.print(t)
 

@@ -17,6 +17,8 @@ Snapshot shape (every time in ms of Redis server time; every age in seconds)::
           "login_error": {"at_ms": ..., "type": "LoginFailed", "message": "..."} | null,
           "queues": ["orders.acct1", "orders.acct1.urgent"],
           "limiter": {"orders": {"10/s": 3, "400/min": 57}, ...},   # requests in each window now
+          "limiter_scope": "<broker>:user:AB1234",   # whose requests the broker counts together
+          "limiter_shared_with": ["acct3"],      # other accounts of that scope: the same usage
           "backoff_s": {"orders": 0.8},          # only classes in backoff
           "stats": {"rate_limited": "0", ...},
           "feed_subscriptions": 3,
@@ -139,6 +141,12 @@ def evaluate(snapshot: Mapping[str, Any], thresholds: Thresholds | None = None) 
             newer = not tok.get("present") or (le.get("at_ms") or 0) >= (tok.get("issued_at_ms") or 0)
             if newer:
                 warn(f"login:{name}", f"last login failed: {le.get('type', '')}: {le.get('message', '')}".strip())
+        overturned = (acct.get("stats") or {}).get("verdict_overturned")
+        if overturned:
+            # Orders we had settled as not at the broker turned up there: positions may exist
+            # that a strategy was told did not (the orders' history says which).
+            err(f"orders:{name}", f"{overturned} order(s) we settled as not at the broker were seen there: "
+                                  "check the account's positions")
         for cls, left_s in (acct.get("backoff_s") or {}).items():
             warn(f"limiter:{name}:{cls}", f"backing off after a broker rate-limit answer ({left_s:.1f} s left)")
         for q in acct.get("queues") or (keys.orders_queue(name), keys.urgent_queue(name)):
@@ -315,13 +323,21 @@ def _ask_workers(app: Any, timeout_s: float) -> tuple[dict[str, Any] | None, str
     return workers, None
 
 
-def _usage(r: Any, account: str, endpoint_class: str, caps: Any) -> dict[str, int] | None:
-    """Requests in each window of the class now, as {"10/s": 3, "400/min": 57}."""
+def _usage(r: Any, account: str, endpoint_class: str, caps: Any, scope: str) -> dict[str, int] | None:
+    """Requests in each window of the class now, as {"10/s": 3, "400/min": 57}, in the
+    limiter state of ``scope`` (shared by every account the broker counts as one)."""
     try:
         from common.ratelimit import usage
     except ImportError:
         return None
-    return {str(cap): int(n) for cap, n in usage(account, endpoint_class, r=r, caps=tuple(caps))}
+    return {str(cap): int(n) for cap, n in usage(account, endpoint_class, r=r, caps=tuple(caps), scope=scope)}
+
+
+def _limit_scope(name: str, acct: Any) -> str:
+    """The account's limiter scope (``Account.limit_scope``); an object without one (a test's
+    stand-in) is read as the per-account state of the legacy limiter."""
+    fn = getattr(acct, "limit_scope", None)
+    return fn() if callable(fn) else name
 
 
 def gather(
@@ -357,6 +373,7 @@ def gather(
         keyprefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "") if app is not None else ""
 
     acct_out: dict[str, Any] = {}
+    scopes = {name: _limit_scope(name, acct) for name, acct in accounts.items()}
     for name, acct in sorted(accounts.items()):
         th = r.hmget(keys.token(name), "issued_at_ms", "expires_at_ms", "version", "issued_at", "expires_at")
         present = bool(r.exists(keys.token(name)))
@@ -381,17 +398,18 @@ def gather(
         caps = getattr(acct, "caps", {}) or {}
         limiter: dict[str, Any] = {}
         backoff: dict[str, float] = {}
+        scope = scopes[name]
         for cls in sorted(caps):
-            if cls != "orders" and not r.exists(keys.limit(name, cls)):
+            if cls != "orders" and not r.exists(keys.limit(scope, cls)):
                 continue  # show a class once it has been used; orders always
             try:
-                u = _usage(r, name, cls, caps[cls])
+                u = _usage(r, name, cls, caps[cls], scope)
             except Exception as e:
                 errors.append(f"limiter {name}/{cls}: {type(e).__name__}: {e}")
                 u = None
             if u is not None:
                 limiter[cls] = u
-            left = r.pttl(keys.backoff(name, cls))
+            left = r.pttl(keys.backoff(scope, cls))
             if left and left > 0:
                 backoff[cls] = round(left / 1000, 3)
         subs = 0
@@ -403,6 +421,8 @@ def gather(
             "login_error": login_error,
             "queues": [keys.orders_queue(name), keys.urgent_queue(name)],
             "limiter": limiter,
+            "limiter_scope": scope,
+            "limiter_shared_with": sorted(n for n, s in scopes.items() if s == scope and n != name),
             "backoff_s": backoff,
             "stats": {k: _num(v) for k, v in (r.hgetall(keys.stats(name)) or {}).items()},
             "feed_subscriptions": subs,

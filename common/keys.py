@@ -39,14 +39,24 @@ def login_error(account: str) -> str:
 
 
 # --- limiter (common/ratelimit.py) ----------------------------------------------------
-def limit(account: str, endpoint_class: str) -> str:
-    """Limiter state of one endpoint class (orders, quote, ...) of an account, all its windows."""
-    return f"{PREFIX}limit:{account}:{endpoint_class}"
+def limit_scope(broker: str, counted_per: str, identity: str) -> str:
+    """Who the broker counts a request for: ``<broker>:<user|app>:<user_id or api_key>``
+    (``BrokerSpec.caps_counted_per``). Every account with the same scope shares one limiter
+    state, because the broker counts their requests as one. Account names cannot hold ``:``,
+    so a scope never reads as an account name."""
+    return f"{broker}:{counted_per}:{identity}"
 
 
-def backoff(account: str, endpoint_class: str) -> str:
+def limit(scope: str, endpoint_class: str) -> str:
+    """Limiter state (a sorted set of slots, all windows) of one endpoint class (orders, quote,
+    ..., or the shared budget ``all``) of a :func:`limit_scope`. (The legacy ``Limiter(r,
+    account, ...)`` passes an account name as the scope: a per-account state.)"""
+    return f"{PREFIX}limit:{scope}:{endpoint_class}"
+
+
+def backoff(scope: str, endpoint_class: str) -> str:
     """Set after a broker rate-limit answer; the limiter waits it out. Counted in stats."""
-    return f"{PREFIX}backoff:{account}:{endpoint_class}"
+    return f"{PREFIX}backoff:{scope}:{endpoint_class}"
 
 
 def stats(account: str) -> str:
@@ -163,3 +173,26 @@ def order_socket_heartbeat(account: str) -> str:
 def reconcile_requested(account: str) -> str:
     """Short-lived mark: a reconcile of this account was just requested (debounces reconnect storms)."""
     return f"{PREFIX}reconcile:requested:{account}"
+
+
+# --- order workers (workers/liveness.py) ---------------------------------------------------------
+def worker_alive(name: str) -> str:
+    """String with a short TTL, renewed by a live worker: an order claimed by a worker whose mark
+    has gone (a whole host crashed) is sent again before its deadline by the sweeper."""
+    return f"{PREFIX}worker:alive:{name}"
+
+
+def worker_held(name: str) -> str:
+    """Set: client_order_ids whose place message the worker has received and not yet started (in
+    its prefetch or rate-limit bucket). No TTL: it outlives a crash, so the sweeper can send those
+    orders again instead of waiting out kombu's visibility timeout; removed once handled."""
+    return f"{PREFIX}worker:held:{name}"
+
+
+WORKERS = f"{PREFIX}workers"  # set: names of order workers that publish liveness marks
+
+
+# Celery task names: stable strings a strategy may enqueue by (send_task).
+PLACE_TASK = "brokergate.place_order"
+CANCEL_TASK = "brokergate.cancel_order"
+MODIFY_TASK = "brokergate.modify_order"

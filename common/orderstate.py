@@ -35,6 +35,14 @@ RANK: dict[OrderState, int] = {
 }  # fmt: skip
 
 
+# Our own verdicts that an order is not at the broker (also CANCELLED while it has no broker order
+# id: cancelled before it was sent). A broker sighting of the order's tag overturns them: the broker
+# is the truth about money at risk (common/lua/order_apply.lua).
+OUR_VERDICTS: frozenset[OrderState] = frozenset({S.FAILED, S.EXPIRED})
+# The states only a broker reports: a sighting of the order there.
+BROKER_STATES: frozenset[OrderState] = frozenset({S.OPEN, S.COMPLETE, S.REJECTED, S.CANCELLED})
+
+
 def can_move(current: OrderState, new: OrderState) -> bool:
     """True when the table allows ``current -> new``."""
     return new in TRANSITIONS[current]

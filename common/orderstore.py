@@ -20,6 +20,7 @@ re-reading it every few seconds.
 
 Who calls what:
 - client: :func:`create`
+- cancel: :func:`request_cancel` (durable; every later send honours it)
 - order worker: :func:`claim`, :func:`mark_sent`, :func:`transition`, :func:`apply_update`,
   :func:`modify_lock` / :func:`modify_done` (modifies of one order one at a time, fenced)
 - client: :func:`next_modify_seq` when it enqueues a modify
@@ -30,6 +31,7 @@ Who calls what:
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from functools import cache
@@ -41,11 +43,13 @@ from common import keys
 from common.errors import InvalidOrder
 from common.lua import LuaScript, script_text
 from common.models import TERMINAL_STATES, Order, OrderState, OrderUpdate
-from common.orderstate import RANK, TRANSITIONS
+from common.orderstate import BROKER_STATES, OUR_VERDICTS, RANK, TRANSITIONS
 
 __all__ = [
     "WAKE_STATES",
     "Claim",
+    "StoredOrder",
+    "Unsent",
     "active_ids",
     "annotate",
     "apply_update",
@@ -58,15 +62,21 @@ __all__ = [
     "modify_done",
     "modify_lock",
     "next_modify_seq",
+    "read",
     "recheck_later",
+    "request_cancel",
     "transition",
-    "unsent_new",
+    "unsent",
 ]
+
+log = logging.getLogger(__name__)
 
 # States a waiting handle is woken for: the broker has the order, or the order is settled.
 WAKE_STATES = frozenset({OrderState.OPEN}) | TERMINAL_STATES
 DONE_TTL_S = 3600  # a wake-up list outlives any handle that may still read it
 OPEN_RECHECK_S = 3600  # an OPEN order that hears nothing for this long is reconciled by the sweeper
+CANCEL_RECHECK_S = 2  # an order whose cancel is pending is looked at by the sweeper this soon
+NOT_SENT_CANCEL = "cancelled before it was sent"  # the message of a cancel that never reached the broker
 
 
 def _lua_set(states: frozenset[OrderState] | set[OrderState]) -> str:
@@ -82,6 +92,10 @@ def _prelude() -> str:
         f"local RANK = {{{rank}}}\n"
         f"local TERMINAL = {_lua_set(TERMINAL_STATES)}\n"
         f"local WAKE = {_lua_set(WAKE_STATES)}\n"
+        f"local OURS = {_lua_set(OUR_VERDICTS)}\n"
+        f"local BROKER_SEEN = {_lua_set(BROKER_STATES)}\n"
+        f"local CANCEL_RECHECK_MS = {CANCEL_RECHECK_S * 1000}\n"
+        f"local NOT_SENT_CANCEL = {json.dumps(NOT_SENT_CANCEL)}\n"
         f"local CHANNEL_PREFIX = {json.dumps(keys.orders_channel(''))}\n"
         f"local DONE_TTL_S = {DONE_TTL_S}\n"
         f"local OPEN_RECHECK_MS = {OPEN_RECHECK_S * 1000}\n"
@@ -120,7 +134,7 @@ def create(r: redis.Redis, order: Order, source: str = "client") -> int:
 
 _INT_FIELDS = ("deadline_ms", "created_ms", "updated_ms", "filled_quantity", "pending_quantity",
                "claimed_ms", "sent_at_ms", "sends", "modify_seq", "modify_applied_seq", "redrives",
-               "redriven_ms")  # fmt: skip
+               "redriven_ms", "cancel_requested_ms", "overturned_ms")  # fmt: skip
 
 
 def get(r: redis.Redis, client_order_id: str) -> dict[str, Any] | None:
@@ -136,6 +150,70 @@ def get(r: redis.Redis, client_order_id: str) -> dict[str, Any] | None:
     d["request"] = json.loads(d.get("request") or "{}")
     d["client_order_id"] = client_order_id
     return d
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOrder:
+    """``bg:order:<id>`` read as a typed record (what the workers decide on). Times are Redis
+    epoch ms; 0 means "not yet" (``sent_at_ms`` 0: nothing is in flight)."""
+
+    client_order_id: str
+    state: OrderState
+    account: str
+    request: dict[str, Any]
+    deadline_ms: int
+    broker_order_id: str = ""
+    filled_quantity: int = 0
+    pending_quantity: int = 0
+    average_price: str = ""
+    broker_status: str = ""
+    error: str = ""
+    attempt: str = ""
+    claimed_ms: int = 0
+    sent_at_ms: int = 0
+    sends: int = 0
+    cancel_requested_ms: int = 0
+    modify_seq: int = 0
+    modify_applied_seq: int = 0
+    enqueued: bool = False
+    redrives: int = 0
+    overturned_from: str = ""
+    created_ms: int = 0
+    updated_ms: int = 0
+
+    @property
+    def order(self) -> Order:
+        return Order.from_dict(self.request)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @classmethod
+    def from_hash(cls, client_order_id: str, h: dict[str, str]) -> StoredOrder:
+        def i(name: str) -> int:
+            v = h.get(name, "")
+            return int(v) if v not in ("", None) else 0
+
+        return cls(
+            client_order_id=client_order_id, state=OrderState(h["state"]), account=h.get("account", ""),
+            request=json.loads(h.get("request") or "{}"), deadline_ms=i("deadline_ms"),
+            broker_order_id=h.get("broker_order_id", ""), filled_quantity=i("filled_quantity"),
+            pending_quantity=i("pending_quantity"), average_price=h.get("average_price", ""),
+            broker_status=h.get("broker_status", ""), error=h.get("error", ""), attempt=h.get("attempt", ""),
+            claimed_ms=i("claimed_ms"), sent_at_ms=i("sent_at_ms"), sends=i("sends"),
+            cancel_requested_ms=i("cancel_requested_ms"), modify_seq=i("modify_seq"),
+            modify_applied_seq=i("modify_applied_seq"), enqueued=bool(h.get("enqueued")), redrives=i("redrives"),
+            overturned_from=h.get("overturned_from", ""), created_ms=i("created_ms"), updated_ms=i("updated_ms"),
+        )
+
+
+def read(r: redis.Redis, client_order_id: str) -> StoredOrder | None:
+    """The stored order as a :class:`StoredOrder`, or None."""
+    raw = r.hgetall(keys.order(client_order_id))
+    if not raw:
+        return None
+    return StoredOrder.from_hash(client_order_id, {_s(k): _s(v) for k, v in raw.items()})
 
 
 def recheck_later(r: redis.Redis, client_order_id: str, at_ms: int) -> None:
@@ -161,23 +239,44 @@ def mark_enqueued(r: redis.Redis, client_order_id: str) -> None:
     r.hset(keys.order(client_order_id), "enqueued", "1")
 
 
-def unsent_new(r: redis.Redis, now_ms: int, created_before_ms: int) -> list[tuple[str, str, str]]:
-    """NEW orders that were enqueued, are not past their deadline and were created before
-    ``created_before_ms``, as (id, account, redrives): what the sweeper checks for a lost
-    message. One round trip for the index and one (pipelined) for the orders."""
+@dataclass(frozen=True, slots=True)
+class Unsent:
+    """An order the sweeper may have to send again (see :func:`unsent`)."""
+
+    client_order_id: str
+    state: OrderState  # NEW, or SENDING with nothing sent
+    account: str
+    created_ms: int
+    claimed_ms: int
+    claimed_by: str
+    attempt: str
+    redrives: str  # as stored ('' = never): the compare-and-set value of mark_redriven
+    enqueued: bool
+
+
+def unsent(r: redis.Redis, now_ms: int) -> list[Unsent]:
+    """Orders not yet sent and not past their deadline: NEW, or claimed (SENDING) with nothing
+    sent. What the sweeper checks for a lost message or a dead claimer. One round trip for the
+    index and one (pipelined) for the orders."""
     ids = [_s(m) for m in r.zrangebyscore(keys.ORDERS_ACTIVE, f"({now_ms}", "+inf")]
     if not ids:
         return []
+    fields = ("state", "created_ms", "account", "deadline_ms", "redrives", "enqueued", "sent_at_ms",
+              "claimed_ms", "claimed_by", "attempt", "cancel_requested_ms")
     with r.pipeline(transaction=False) as p:
         for coid in ids:
-            p.hmget(keys.order(coid), "state", "created_ms", "account", "deadline_ms", "redrives", "enqueued")
+            p.hmget(keys.order(coid), *fields)
         rows = p.execute()
-    out: list[tuple[str, str, str]] = []
-    for coid, (state, created, acct, deadline, redrives, enqueued) in zip(ids, rows, strict=True):
-        if state is None or _s(state) != OrderState.NEW.value or not created or not deadline or not enqueued:
+    out: list[Unsent] = []
+    for coid, row in zip(ids, rows, strict=True):
+        f = dict(zip(fields, (_s(v) if v is not None else "" for v in row), strict=True))
+        if f["state"] not in (OrderState.NEW.value, OrderState.SENDING.value) or f["sent_at_ms"]:
             continue
-        if int(_s(created)) < created_before_ms and int(_s(deadline)) > now_ms:
-            out.append((coid, _s(acct or ""), _s(redrives or "")))
+        if not f["deadline_ms"] or int(f["deadline_ms"]) <= now_ms or f["cancel_requested_ms"]:
+            continue
+        out.append(Unsent(coid, OrderState(f["state"]), f["account"], int(f["created_ms"] or 0),
+                          int(f["claimed_ms"] or 0), f["claimed_by"], f["attempt"], f["redrives"],
+                          bool(f["enqueued"])))
     return out
 
 
@@ -204,7 +303,8 @@ def claim(r: redis.Redis, client_order_id: str, attempt: str, source: str = "wor
 def mark_sent(r: redis.Redis, client_order_id: str, attempt: str, source: str = "worker", *,
               slot_us: int = 0, late_tolerance_us: int = 0) -> tuple[str, int]:
     """Record that the request leaves now. Returns (verdict, Redis time in us): ``ok``, ``lost``
-    (not ours any more), ``expired`` (now EXPIRED) or ``late`` (too long after ``slot_us``)."""
+    (not ours any more), ``expired`` (now EXPIRED), ``cancelled`` (a cancel was requested: now
+    CANCELLED) or ``late`` (too long after ``slot_us``)."""
     v, _deadline, _now_ms, now_us = _script("order_mark_sent")(
         r, _keys(client_order_id), [attempt, source, slot_us, late_tolerance_us])
     return _s(v), int(now_us)
@@ -241,6 +341,15 @@ def transition(
     return bool(int(moved))
 
 
+def request_cancel(r: redis.Redis, client_order_id: str, source: str = "cancel") -> tuple[str, str]:
+    """Ask for the order to be cancelled, durably (see ``order_request_cancel.lua``). Returns
+    (verdict, state): ``cancelled`` (never sent, now CANCELLED), ``requested`` (it may be at the
+    broker: the mark is set, and no send, resend or redrive will place it from now on),
+    ``done`` (already terminal) or ``missing``."""
+    v, state = _script("order_request_cancel")(r, _keys(client_order_id), [source])
+    return _s(v), _s(state)
+
+
 def annotate(r: redis.Redis, client_order_id: str, fields: dict[str, str | int]) -> bool:
     """Set bookkeeping fields (never ``state``) of an existing order; False when it does not exist."""
     if "state" in fields:
@@ -249,37 +358,15 @@ def annotate(r: redis.Redis, client_order_id: str, fields: dict[str, str | int])
     return bool(int(done))
 
 
-_REDRIVE_LUA = """
--- Record a redrive of a NEW order whose message was lost, once per observed redrive count.
--- ARGV[1] the redrives field as the caller saw it ('' = never)   ARGV[2] source   ARGV[3] message
--- Returns 1 when recorded (the caller sends the message again), else 0.
-local now = now_ms()
-if redis.call('HGET', KEYS[1], 'state') ~= 'NEW' then return 0 end
-if (redis.call('HGET', KEYS[1], 'redrives') or '') ~= ARGV[1] then return 0 end
-local dl = tonumber(redis.call('HGET', KEYS[1], 'deadline_ms') or '0') or 0
-if now >= dl then return 0 end
-redis.call('HINCRBY', KEYS[1], 'redrives', 1)
-redis.call('HSET', KEYS[1], 'redriven_ms', now, 'updated_ms', now)
-local h = redis.call('HGET', KEYS[1], 'history')
-local list = {}
-if h and h ~= '' then list = cjson.decode(h) end
-list[#list + 1] = {state = 'NEW', at_ms = now, source = ARGV[2], message = ARGV[3]}
-redis.call('HSET', KEYS[1], 'history', cjson.encode(list))
-return 1
-"""
-
-
-@cache
-def _redrive_script() -> LuaScript:
-    return LuaScript(_prelude() + script_text("order_lib") + "\n" + _REDRIVE_LUA)
-
-
 def mark_redriven(r: redis.Redis, client_order_id: str, redrives_seen: str, source: str = "sweeper",
-                  message: str = "redriven: message lost") -> bool:
-    """Before the sweeper sends a NEW order's lost message again: only while the order is still
-    NEW, before its deadline and not redriven by someone else since ``redrives_seen`` was read
-    (so concurrent sweepers send one copy); counts ``redrives`` and adds a history entry."""
-    return bool(int(_redrive_script()(r, _keys(client_order_id), [redrives_seen, source, message])))
+                  message: str = "redriven: message lost", *, dead_attempt: str = "") -> bool:
+    """Before the sweeper sends an unsent order's message again (``order_redrive.lua``): only while
+    it is still NEW (or, with ``dead_attempt``, still claimed by that attempt and unsent), before
+    its deadline, with no cancel requested, and not redriven by someone else since
+    ``redrives_seen`` was read (so concurrent sweepers send one copy); counts ``redrives`` and
+    adds a history entry."""
+    return bool(int(_script("order_redrive")(r, _keys(client_order_id),
+                                             [redrives_seen, source, message, dead_attempt])))
 
 
 # --- modifies: one at a time per order, in the order they were enqueued --------------------------
@@ -323,14 +410,16 @@ def apply_update(r: redis.Redis, update: OrderUpdate) -> bool:
     or changed fields (never a smaller fill). A late OPEN never undoes a COMPLETE and a replay
     changes nothing. The update is published on ``orders:<account>`` only when it changed the
     order, and handles waiting on the order are woken. An update whose tag brokergate does not
-    know is published but not stored."""
+    know is published but not stored. A broker sighting overturns our own verdict that the order
+    is not at the broker (FAILED, EXPIRED, cancelled before it was sent): it is applied,
+    published, logged as an alarm and counted (``verdict_overturned``, shown by ``status``)."""
     payload = json.dumps(update.to_dict())
     if not update.client_order_id:
         r.publish(keys.orders_channel(update.account), payload)
         return False
-    changed, _state, _known = _script("order_apply")(
+    changed, state, _known, overturned = _script("order_apply")(
         r,
-        _keys(update.client_order_id),
+        [*_keys(update.client_order_id), keys.stats(update.account)],
         [
             update.state.value,
             update.broker_order_id,
@@ -345,4 +434,8 @@ def apply_update(r: redis.Redis, update: OrderUpdate) -> bool:
             update.exchange_ts,
         ],
     )
+    if overturned:
+        log.error("ALARM: order %s of %s was %s by our own verdict, but the broker (%s) reports it %s: "
+                  "now %s; check the account's positions", update.client_order_id, update.account,
+                  _s(overturned), update.source, update.state.value, _s(state))
     return bool(int(changed))

@@ -5,11 +5,19 @@ ratelimit_reserve.lua``, which runs the same arithmetic atomically on Redis time
 reservation waits in the worker (:meth:`Limiter.acquire` sleeps until its slot); nothing is
 re-queued, so a message never leaves the worker while it waits.
 
-Algorithm: a sliding-window log of reserved slots (one sorted set per account and class,
-covering all its windows). Slots are handed out at or after the latest recorded one, so a slot ``t`` keeps
+Scope: the broker counts requests per user (across that user's API keys) or per app, and some
+brokers count every endpoint against one budget (``BrokerSpec.caps_counted_per`` and
+``shared_caps``). So the state is keyed by :meth:`Account.limit_scope`, not by account: accounts
+the broker counts as one share one state (settings refuses them when their caps disagree), and a
+request counts in its class's budget and, where the broker has one, in the shared budget too.
+:meth:`Limiter.for_account` is the one constructor that knows this; every caller uses it.
+
+Algorithm: a sliding-window log of reserved slots (one sorted set per scope and class, covering
+all its windows; one more for a shared budget). Slots are handed out at or after the latest recorded one, so a slot ``t`` keeps
 a window of ``count`` requests per ``period`` within its cap exactly when the ``count``-th
 latest slot is at or before ``t - period``. Every window is checked in the same script, so
-3/s + 200/min + 5000/day is one step. The broker counts the most requests in ANY sliding
+3/s + 200/min + 5000/day is one step, and so is a class's budget plus the shared one (the slot
+is the latest of what each allows, :func:`earliest_slot_in`, recorded in both). The broker counts the most requests in ANY sliding
 window of each length at arrival, so three sources of error are covered:
 
 * jitter: slots that share a window are spaced ``period + SAFETY_MARGIN_MS`` apart, so a
@@ -49,21 +57,27 @@ from functools import cache
 import redis
 
 from common import keys
+from common.brokers import SHARED_BUDGET
 from common.errors import Ambiguous, BrokerGateError, DeadlineExceeded
 from common.lua import LuaScript, script_text
-from common.settings import Cap
+from common.settings import Account, Cap
 
 __all__ = [
     "CONFIRMED_MARGIN_MS",
     "LATE_TOLERANCE_MS",
     "SAFETY_MARGIN_MS",
+    "Budget",
     "Limiter",
     "Reservation",
+    "budgets_for",
     "confirm",
+    "confirm_in",
     "earliest_slot",
+    "earliest_slot_in",
     "horizon_us",
     "max_in_window",
     "note_rate_limited",
+    "reserve_in",
     "usage",
 ]
 
@@ -100,6 +114,17 @@ def earliest_slot(slots_us: Sequence[int], now_us: int, caps: Sequence[Cap], mar
             nth = slots_us[-cap.count]
             t = max(t, nth + cap.period_s * 1_000_000 + (confirmed_margin_us if nth in confirmed else margin_us))
     return t
+
+
+def earliest_slot_in(budgets: Sequence[tuple[Sequence[int], Sequence[Cap]]], now_us: int, margin_us: int,
+                     backoff_until_us: int = 0, confirmed: Container[int] = (),
+                     confirmed_margin_us: int = CONFIRMED_MARGIN_MS * 1000) -> int:
+    """The earliest slot that keeps every budget a request counts in within its caps (its
+    class's, and a shared one): each budget is ``(slots_us, caps)``, and the slot is the latest
+    of what each allows alone, since each constraint only pushes the slot later. The Lua script
+    computes this over all its budgets in one step."""
+    return max((earliest_slot(slots, now_us, caps, margin_us, backoff_until_us, confirmed, confirmed_margin_us)
+                for slots, caps in budgets), default=max(now_us, backoff_until_us))
 
 
 def horizon_us(caps: Sequence[Cap]) -> int:
@@ -141,38 +166,92 @@ def _cap_args(caps: Sequence[Cap]) -> list[int]:
     return out
 
 
-def reserve(r: redis.Redis, account: str, endpoint_class: str, caps: Sequence[Cap], *,
-            deadline_us: int = 0, horizon_us_: int = 0, margin_ms: int = SAFETY_MARGIN_MS,
-            confirmed_margin_ms: int = CONFIRMED_MARGIN_MS) -> Reservation:
-    """One atomic reservation attempt (see ``ratelimit_reserve.lua``)."""
-    verdict, slot, wait, now = _script("ratelimit_reserve")(
-        r,
-        [keys.limit(account, endpoint_class), keys.backoff(account, endpoint_class)],
-        [margin_ms * 1000, deadline_us, horizon_us_, confirmed_margin_ms * 1000, *_cap_args(caps)],
-    )
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One sliding-window log and the caps it keeps: an endpoint class of a limit scope, or the
+    scope's shared budget (:data:`common.brokers.SHARED_BUDGET`)."""
+
+    log_key: str
+    backoff_key: str
+    caps: tuple[Cap, ...]
+
+
+def _per_account_budget(account: str, endpoint_class: str, caps: Sequence[Cap]) -> Budget:
+    """The legacy state, keyed by account name: wrong for accounts the broker counts as one."""
+    return Budget(keys.limit(account, endpoint_class), keys.backoff(account, endpoint_class), tuple(caps))
+
+
+def budgets_for(acct: Account, endpoint_class: str) -> tuple[Budget, ...]:
+    """Every budget a request of ``endpoint_class`` counts in at the broker: its class's caps
+    in the account's limit scope, then the scope's shared budget when the broker has one."""
+    scope = acct.limit_scope()
+    out: list[Budget] = []
+    own = acct.caps_for(endpoint_class)
+    if own:
+        out.append(Budget(keys.limit(scope, endpoint_class), keys.backoff(scope, endpoint_class), own))
+    shared = acct.shared_caps()
+    if shared and endpoint_class != SHARED_BUDGET:
+        out.append(Budget(keys.limit(scope, SHARED_BUDGET), keys.backoff(scope, SHARED_BUDGET), shared))
+    return tuple(out)
+
+
+def reserve_in(r: redis.Redis, budgets: Sequence[Budget], *, deadline_us: int = 0, horizon_us_: int = 0,
+               margin_ms: int = SAFETY_MARGIN_MS, confirmed_margin_ms: int = CONFIRMED_MARGIN_MS) -> Reservation:
+    """One atomic reservation attempt across every budget (see ``ratelimit_reserve.lua``): one
+    script call however many budgets, so the hot path costs the same as with one."""
+    keys_: list[str] = []
+    args: list[int] = [margin_ms * 1000, deadline_us, horizon_us_, confirmed_margin_ms * 1000]
+    for b in budgets:
+        keys_ += [b.log_key, b.backoff_key]
+        args += [len(b.caps), *_cap_args(b.caps)]
+    verdict, slot, wait, now = _script("ratelimit_reserve")(r, keys_, args)
     return Reservation(verdict.decode() if isinstance(verdict, bytes) else verdict, int(slot), int(wait), int(now))
 
 
-class Limiter:
-    """Takes slots for one account's endpoint class; every worker on every host shares them."""
+def reserve(r: redis.Redis, account: str, endpoint_class: str, caps: Sequence[Cap], *,
+            deadline_us: int = 0, horizon_us_: int = 0, margin_ms: int = SAFETY_MARGIN_MS,
+            confirmed_margin_ms: int = CONFIRMED_MARGIN_MS) -> Reservation:
+    """One atomic reservation attempt in the per-account state of one class (tests, and the
+    legacy :class:`Limiter` constructor); :func:`reserve_in` is the general form."""
+    return reserve_in(r, [_per_account_budget(account, endpoint_class, caps)], deadline_us=deadline_us,
+                      horizon_us_=horizon_us_, margin_ms=margin_ms, confirmed_margin_ms=confirmed_margin_ms)
 
-    def __init__(self, r: redis.Redis, account: str, endpoint_class: str, caps: Sequence[Cap]) -> None:
+
+class Limiter:
+    """Takes slots for one account's endpoint class; every worker on every host shares them.
+
+    Build it with :meth:`for_account`, which counts where the broker counts (the account's limit
+    scope, plus a shared budget). ``Limiter(r, account, endpoint_class, caps)`` still works for
+    now but keys its state by account name: two accounts of one broker user get the cap twice."""
+
+    def __init__(self, r: redis.Redis, account: str, endpoint_class: str, caps: Sequence[Cap], *,
+                 budgets: Sequence[Budget] | None = None) -> None:
         self.r = r
         self.account = account
         self.endpoint_class = endpoint_class
         self.caps = tuple(caps)
-        self.horizon_us = horizon_us(self.caps)
+        if budgets is None:
+            budgets = (_per_account_budget(account, endpoint_class, self.caps),) if self.caps else ()
+        self.budgets = tuple(budgets)
+        self.horizon_us = horizon_us([c for b in self.budgets for c in b.caps])
+
+    @classmethod
+    def for_account(cls, r: redis.Redis, acct: Account, endpoint_class: str) -> Limiter:
+        """The limiter of a request of ``endpoint_class`` on ``acct``: state shared with every
+        account of the same limit scope, counted in the broker's shared budget too if it has one."""
+        return cls(r, acct.name, endpoint_class, acct.caps_for(endpoint_class),
+                   budgets=budgets_for(acct, endpoint_class))
 
     def acquire(self, deadline_ms: int | None = None, *, urgent: bool = False) -> int:
         """Wait (in this thread) until this request's slot; return the slot (Redis time, us).
 
         Raises DeadlineExceeded when no slot before ``deadline_ms`` (Redis epoch ms) exists."""
-        if not self.caps:
+        if not self.budgets:
             return 0
         deadline_us = 0 if deadline_ms is None else deadline_ms * 1000
         while True:
-            res = reserve(self.r, self.account, self.endpoint_class, self.caps,
-                          deadline_us=deadline_us, horizon_us_=0 if urgent else self.horizon_us)
+            res = reserve_in(self.r, self.budgets, deadline_us=deadline_us,
+                             horizon_us_=0 if urgent else self.horizon_us)
             got_at = time.monotonic()
             if res.verdict == "deadline":
                 raise DeadlineExceeded(
@@ -205,16 +284,40 @@ class Limiter:
         finally:
             # Unconfirmed, the slot keeps the full margin: safe, so Redis failing here is no error.
             with contextlib.suppress(redis.RedisError):
-                confirm(self.r, self.account, self.endpoint_class, slot_us, answered=answered)
+                confirm_in(self.r, self.budgets, slot_us, answered=answered)
+
+    def note_rate_limited(self, retry_after_s: float | None = None, margin_ms: int = SAFETY_MARGIN_MS) -> int:
+        """The broker answered with its rate-limit response (see :func:`note_rate_limited`).
+        The budget that backs off is the outermost one the request counted in: the shared
+        budget when the broker has one (its answer is about the budget it enforces, and the
+        back-off then holds every class), else the class's own. Counted in the account's stats."""
+        if not self.budgets:  # nothing here reserves, so there is nothing to hold back
+            self.r.hincrby(keys.stats(self.account), "rate_limited", 1)
+            return 0
+        return _back_off(self.r, self.budgets[-1], self.account, retry_after_s, margin_ms)
+
+
+def confirm_in(r: redis.Redis, budgets: Sequence[Budget], slot_us: int, *, answered: bool = True) -> int:
+    """Move a used slot to now (Redis time) in every budget it was reserved in, when its request
+    is over (plus the margin when it got no answer); never earlier. One script call. Returns
+    the slot's time, or 0 when it is no longer recorded."""
+    if not slot_us or not budgets:
+        return 0
+    extra_us = 0 if answered else SAFETY_MARGIN_MS * 1000
+    return int(_script("ratelimit_confirm")(r, [b.log_key for b in budgets], [str(slot_us), extra_us]))
 
 
 def confirm(r: redis.Redis, account: str, endpoint_class: str, slot_us: int, *, answered: bool = True) -> int:
-    """Move a used slot to now (Redis time) when its request is over (plus the margin when it got
-    no answer); never earlier. Returns the slot's time, or 0 when it is no longer recorded."""
-    if not slot_us:
-        return 0
-    extra_us = 0 if answered else SAFETY_MARGIN_MS * 1000
-    return int(_script("ratelimit_confirm")(r, [keys.limit(account, endpoint_class)], [str(slot_us), extra_us]))
+    """:func:`confirm_in` for the per-account state of one class (see :func:`reserve`)."""
+    return confirm_in(r, [_per_account_budget(account, endpoint_class, ())], slot_us, answered=answered)
+
+
+def _back_off(r: redis.Redis, budget: Budget, account: str, retry_after_s: float | None, margin_ms: int) -> int:
+    wait_s = retry_after_s if retry_after_s else min((c.period_s for c in budget.caps), default=1)
+    return int(_script("ratelimit_backoff")(
+        r, [budget.backoff_key, keys.stats(account), budget.log_key],
+        [int(wait_s * 1_000_000), "rate_limited", margin_ms * 1000, *_cap_args(budget.caps)],
+    ))
 
 
 def note_rate_limited(r: redis.Redis, account: str, endpoint_class: str, caps: Sequence[Cap],
@@ -223,17 +326,19 @@ def note_rate_limited(r: redis.Redis, account: str, endpoint_class: str, caps: S
     out the window that was exceeded, and count it. That window is the one our own slot log
     shows full (e.g. the minute: back off until the minute window frees, plus the margin);
     when none is, the broker's hint, or the shortest window. Returns the end of the back-off
-    (Redis time, us)."""
-    wait_s = retry_after_s if retry_after_s else min((c.period_s for c in caps), default=1)
-    return int(_script("ratelimit_backoff")(
-        r, [keys.backoff(account, endpoint_class), keys.stats(account), keys.limit(account, endpoint_class)],
-        [int(wait_s * 1_000_000), "rate_limited", margin_ms * 1000, *_cap_args(caps)],
-    ))
+    (Redis time, us). This form works on the per-account state (see :func:`reserve`); callers
+    use :meth:`Limiter.note_rate_limited` of :meth:`Limiter.for_account`."""
+    return _back_off(r, _per_account_budget(account, endpoint_class, caps), account, retry_after_s, margin_ms)
 
 
 def usage(account: str, endpoint_class: str, r: redis.Redis | None = None,
-          caps: Sequence[Cap] | None = None) -> list[tuple[Cap, int]]:
-    """For ``brokergate status``: each cap of the class with the requests in its window now."""
+          caps: Sequence[Cap] | None = None, *, scope: str | None = None) -> list[tuple[Cap, int]]:
+    """For ``brokergate status``: each cap of the class with the requests in its window now.
+
+    The state read is that of ``scope`` (:meth:`Account.limit_scope`: shared by every account
+    the broker counts as one, so each of them shows the same, true, usage). Without ``caps``
+    the account is read from the accounts file, caps and scope both; with ``caps`` and no
+    ``scope``, the per-account state (the legacy ``Limiter`` constructor's)."""
     if r is None:
         from common.redis import get_redis
 
@@ -241,8 +346,10 @@ def usage(account: str, endpoint_class: str, r: redis.Redis | None = None,
     if caps is None:
         from common.settings import account as get_account
 
-        caps = get_account(account).caps_for(endpoint_class)
+        acct = get_account(account)
+        caps = acct.caps_for(endpoint_class)
+        scope = scope or acct.limit_scope()
     sec, usec = r.time()
     now_us = int(sec) * 1_000_000 + int(usec)
-    key = keys.limit(account, endpoint_class)
+    key = keys.limit(scope or account, endpoint_class)
     return [(c, int(r.zcount(key, f"({now_us - c.period_s * 1_000_000}", now_us))) for c in caps]

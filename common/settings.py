@@ -23,7 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from common.brokers import BROKER_NAMES, spec_for
+from common import keys
+from common.brokers import BROKER_NAMES, COUNTED_PER_APP, SHARED_BUDGET, spec_for
 from common.errors import ConfigError
 
 __all__ = ["Account", "Cap", "Secret", "Settings", "load_accounts", "load_settings", "parse_cap", "require_secrets"]
@@ -143,6 +144,19 @@ class Account:
     def caps_for(self, endpoint_class: str) -> tuple[Cap, ...]:
         return self.caps.get(endpoint_class) or self.caps.get("other", ())
 
+    def shared_caps(self) -> tuple[Cap, ...]:
+        """The caps every request of the account counts in, whatever its class (empty when the
+        broker counts each class on its own; ``BrokerSpec.shared_caps``)."""
+        return self.caps.get(SHARED_BUDGET, ())
+
+    def limit_scope(self) -> str:
+        """Whose requests the broker counts together (``BrokerSpec.caps_counted_per``): the
+        user id or the API key, with the broker. The limiter keys its state by this, so every
+        account of one scope shares one limiter, as they share one counter at the broker."""
+        counted_per = spec_for(self.broker).caps_counted_per
+        identity = self.api_key if counted_per == COUNTED_PER_APP else self.user_id
+        return keys.limit_scope(self.broker, counted_per, identity)
+
     def celery_rate_limit(self) -> str:
         """Celery's ``rate_limit`` for this account's order task, as a first line of defence
         (the Redis limiter is the guarantee): the explicit ``rate_limit``, else the rate of the
@@ -259,7 +273,13 @@ def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Acco
     if not isinstance(caps_in, dict):
         raise ConfigError(f"{where}.caps: must be a table like {{ orders = [\"10/s\", \"400/min\"] }}")
     caps: dict[str, tuple[Cap, ...]] = {k: tuple(parse_cap(c, f"{where}.caps.{k}") for c in v) for k, v in spec.caps.items()}
+    if spec.shared_caps:
+        caps[SHARED_BUDGET] = tuple(parse_cap(c, f"{where}.caps.{SHARED_BUDGET}") for c in spec.shared_caps)
     for cls, values in caps_in.items():
+        if cls == SHARED_BUDGET and not spec.shared_caps:
+            # It would be a budget the broker does not have, silently shared by every class.
+            raise ConfigError(f"{where}.caps.{cls}: {broker} counts each endpoint class on its own; "
+                              "there is no budget shared by all classes to cap")
         if isinstance(values, str):
             values = [values]
         if not isinstance(values, list) or not values:
@@ -311,6 +331,32 @@ def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Acco
     )
 
 
+def _fmt_caps(caps: tuple[Cap, ...]) -> str:
+    return "[" + ", ".join(f'"{c}"' for c in caps) + "]" if caps else "none"
+
+
+def _check_shared_scopes(accounts: dict[str, Account]) -> None:
+    """Accounts the broker counts as one (same broker and user id, or API key for a broker that
+    counts per app) share one limiter state (``Account.limit_scope``). That is only sound when
+    their caps agree: with different caps each would reserve against its own idea of the windows
+    in one log, and the laxer one would fill what the stricter one must keep. So refuse, naming
+    both accounts and the first class that differs; when they agree, they simply share."""
+    first: dict[str, Account] = {}
+    for a in accounts.values():
+        scope = a.limit_scope()
+        other = first.setdefault(scope, a)
+        if other is a:
+            continue
+        for cls in sorted(set(a.caps) | set(other.caps)):
+            mine, theirs = a.caps_for(cls), other.caps_for(cls)
+            if mine != theirs:
+                broker, counted_per, identity = scope.split(":", 2)
+                raise ConfigError(
+                    f"accounts.{a.name}.caps.{cls}: {_fmt_caps(mine)} disagrees with accounts.{other.name}.caps.{cls}: "
+                    f"{_fmt_caps(theirs)}; both are {broker} {counted_per} {identity!r}, which the broker counts as one "
+                    f"(caps counted per {counted_per}), so they share one limiter: give both the same caps")
+
+
 def parse_accounts(text: str, environ: Mapping[str, str] | None = None, source: str = "accounts") -> dict[str, Account]:
     """Parse an accounts TOML document into accounts by name. Secrets stay references into
     ``environ`` (default: the process environment), read on first use; :func:`require_secrets`
@@ -322,7 +368,9 @@ def parse_accounts(text: str, environ: Mapping[str, str] | None = None, source: 
     table = doc.get("accounts")
     if not isinstance(table, dict) or not table:
         raise ConfigError(f"{source}: no [accounts.<name>] table")
-    return {name: _parse_account(name, t, environ) for name, t in table.items()}
+    accounts = {name: _parse_account(name, t, environ) for name, t in table.items()}
+    _check_shared_scopes(accounts)
+    return accounts
 
 
 SECRET_FIELDS = ("password", "totp_secret", "api_secret")

@@ -39,7 +39,7 @@ import redis
 from common import keys
 from common.errors import BrokerUnavailable, LoginFailed, RateLimited
 from common.logs import redact, register_secrets
-from common.ratelimit import Limiter, note_rate_limited
+from common.ratelimit import Limiter
 from common.redis import get_redis, server_time_ms
 from common.settings import Account, account
 
@@ -282,19 +282,19 @@ def _login_slot(r: redis.Redis, acct: Account, deadline: float) -> int:
     of refused. Returns the slot, to be confirmed when the login's answer is back."""
     from common.errors import DeadlineExceeded
 
-    caps = acct.caps_for("login")
-    if not caps:
+    limiter = Limiter.for_account(r, acct, "login")
+    if not limiter.budgets:
         return 0
     deadline_ms = server_time_ms(r) + int(max(0.0, deadline - time.monotonic()) * 1000)
     try:
-        return Limiter(r, acct.name, "login", caps).acquire(deadline_ms)
+        return limiter.acquire(deadline_ms)
     except DeadlineExceeded as e:
         raise BrokerUnavailable(f"login: no login slot before the deadline: {e}") from None
 
 
 def _note_rate_limited(r: redis.Redis, acct: Account, retry_after_s: float) -> None:
     with contextlib.suppress(Exception):
-        note_rate_limited(r, acct.name, "login", acct.caps_for("login"), retry_after_s)
+        Limiter.for_account(r, acct, "login").note_rate_limited(retry_after_s)
 
 
 def login_and_store(
@@ -321,7 +321,7 @@ def login_and_store(
             # The login may leave long after its slot (a TOTP about to roll over waits for the
             # next step): count it from its answer, so the next login is spaced from when the
             # broker really saw this one.
-            with Limiter(r, acct.name, "login", acct.caps_for("login")).used(slot_us):
+            with Limiter.for_account(r, acct, "login").used(slot_us):
                 fields = flow.login(acct, session)
             break
         except LoginFailed as e:

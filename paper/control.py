@@ -142,10 +142,14 @@ async def add_fault(request: Request) -> Response:
         count = None if body.get("count") is None else int(body["count"])
         duration_s = None if body.get("duration_s") is None else float(body["duration_s"])
         delay_s = None if body.get("delay_s") is None else float(body["delay_s"])
+        status = None if body.get("status") is None else int(body["status"])
     except (TypeError, ValueError):
-        return JSONResponse({"error": "count, duration_s and delay_s must be numbers"}, 400)
+        return JSONResponse({"error": "count, duration_s, delay_s and status must be numbers"}, 400)
     user_id = body.get("user_id")
-    fault = _paper(request).state.add_fault(kind, broker, user_id, count, duration_s, delay_s)
+    try:
+        fault = _paper(request).state.add_fault(kind, broker, user_id, count, duration_s, delay_s, status)
+    except ValueError as exc:  # a status on another kind, or not a 5xx
+        return JSONResponse({"error": str(exc)}, 400)
     return JSONResponse(fault.to_dict(), 201)
 
 

@@ -1,5 +1,6 @@
 """The request pipeline every broker endpoint goes through, in the order the brokers apply it:
-authenticate, faults (delay, error_5xx, rate_limit), caps, the handler, then the request log;
+authenticate, faults (delay, error_5xx, rate_limit), caps, the handler, then the request log
+(an error_5xx with a gateway status replaces the handler's answer: see paper.state.Faults);
 plus the ASGI wrapper that can drop a connection after the handler ran (accept_then_drop).
 """
 
@@ -113,8 +114,12 @@ async def run_endpoint(
         delay = state.faults.take_fault("delay", dialect.broker, uid)
         if delay is not None:
             await asyncio.sleep(delay.delay_s or 0)
-        if state.faults.take("error_5xx", dialect.broker, uid):
-            raise Reply(dialect.unavailable())
+        gateway_status: int | None = None
+        error = state.faults.take_fault("error_5xx", dialect.broker, uid)
+        if error is not None:
+            if error.status in (None, 503):
+                raise Reply(dialect.unavailable())
+            gateway_status = error.status  # the broker acts first; the gateway loses its answer
         if state.faults.take("rate_limit", dialect.broker, uid):
             raise Reply(dialect.rate_limited())
         if call.user_id is not None:
@@ -127,6 +132,8 @@ async def run_endpoint(
             control = request.scope.get(CONTROL_KEY)
             if control is not None:
                 control["drop"] = True
+        if gateway_status is not None:
+            response = gateway_answer(gateway_status)
     except Reply as reply:
         response = reply.response
     state.log.record(
@@ -140,6 +147,17 @@ async def run_endpoint(
         arrival_ns=arrival_ns,
     )
     return response
+
+
+_GATEWAY_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 504: "Gateway Time-out"}
+
+
+def gateway_answer(status: int) -> Response:
+    """What a load balancer or proxy in front of a broker answers: a bare HTML page (nginx's
+    shape), with nothing a broker's error reader would recognise as the broker's own."""
+    reason = _GATEWAY_REASONS.get(status, "Server Error")
+    body = f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} {reason}</h1></center>\r\n</body>\r\n</html>\r\n"
+    return Response(body, status, media_type="text/html")
 
 
 async def anonymous(call: Call) -> User | None:

@@ -177,6 +177,11 @@ def registry(state: PaperState, name: str) -> dict[str, set[Any]]:
     return reg  # type: ignore[no-any-return]
 
 
+# How long a reorder_updates fault holds an update when no later one comes to overtake it: the
+# update arrives late, never lost (losing updates is what drop_socket is for).
+REORDER_HOLD_S = 1.0
+
+
 class SessionBound:
     """An accepted socket of a ``broker``'s user (None until a socket that authenticates by a
     message has been told who), which closes once the user's session ends (expire_tokens,
@@ -192,6 +197,30 @@ class SessionBound:
         self.user_id = user.user_id if user is not None else ""
         self.closing = asyncio.Event()
         self.hookup: Hookup | None = None
+        self._held_update: str | None = None
+        self._held_timer: asyncio.TimerHandle | None = None
+
+    def push_update(self, queue: asyncio.Queue[str], text: str) -> None:
+        """Put a pushed order update on ``queue``, through the update faults of this user:
+        ``duplicate_update`` sends it twice, ``reorder_updates`` holds it back until the next
+        update has gone (or REORDER_HOLD_S has passed), as a broker's fan-out can."""
+        faults = self.state.faults
+        if self._held_update is None and faults.take("reorder_updates", self.broker, self.user_id):
+            self._held_update = text
+            self._held_timer = asyncio.get_running_loop().call_later(REORDER_HOLD_S, self._release_held, queue)
+            return
+        queue.put_nowait(text)
+        if faults.take("duplicate_update", self.broker, self.user_id):
+            queue.put_nowait(text)
+        self._release_held(queue)
+
+    def _release_held(self, queue: asyncio.Queue[str]) -> None:
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        held, self._held_update = self._held_update, None
+        if held is not None:
+            queue.put_nowait(held)
 
     def hook_up(self, open_now: set[Any], ticks: bool = False, orders: bool = False) -> None:
         """Hook the socket of a known user up (see :class:`Hookup`); :func:`serve_hooked` unhooks it."""

@@ -21,7 +21,10 @@ Contract for the WebSocket side (`paper/ws_kite.py`, `paper/ws_angel.py`); kept 
   `arrival_ns` defaults to `time.monotonic_ns()` now; pass the value taken at arrival if known.
 - `PaperState.faults: Faults`; `faults.take(kind, broker, user_id) -> bool` consumes one use of a
   matching fault (count) or is true while its duration lasts. WS kinds: drop_socket, stall_socket,
-  malformed_frame. `faults.peek(kind, broker, user_id) -> bool` checks without consuming.
+  malformed_frame; pushed order updates: duplicate_update (the next update is sent twice),
+  reorder_updates (the next update is held back and sent right after the one that follows it, or
+  after `REORDER_HOLD_S` when none follows: late, never lost). `faults.peek(kind, broker, user_id)
+  -> bool` checks without consuming.
 - Sessions: `user_for_kite_token(api_key, access_token)`, `user_for_angel_jwt(jwt)` ("Bearer " prefix
   optional), `user_for_angel_feed(client_code, feed_token)`; each returns None when invalid/expired.
   Fyers: `user_for_fyers_token(access_token, app_id=None)`, `user_for_fyers_hsm(hsm_key)` (the data
@@ -72,7 +75,8 @@ __all__ = [
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 
-# The eight kinds of docs/architecture.md, plus two postback extras.
+# The eight kinds of docs/architecture.md, plus two postback extras (Kite postbacks) and their twins for the
+# order updates pushed on sockets (every broker's order-update socket, Kite's and Shoonya's ticker).
 FAULT_KINDS = frozenset(
     {
         "accept_then_drop",
@@ -85,6 +89,8 @@ FAULT_KINDS = frozenset(
         "malformed_frame",
         "duplicate_postback",
         "reorder_postbacks",
+        "duplicate_update",
+        "reorder_updates",
     }
 )
 
@@ -518,6 +524,7 @@ class Fault:
     count: int | None = None  # uses left; None = unlimited within the duration
     duration_s: float | None = None
     delay_s: float | None = None  # for kind "delay": how long each affected request sleeps
+    status: int | None = None  # for kind "error_5xx": the answer's status (see Faults)
     added_at: float = field(default_factory=time.monotonic)
 
     def active(self, now: float) -> bool:
@@ -533,6 +540,7 @@ class Fault:
             "count": self.count,
             "duration_s": self.duration_s,
             "delay_s": self.delay_s,
+            "status": self.status,
         }
 
 
@@ -544,6 +552,14 @@ class Faults:
     Kind "delay": each affected request sleeps `delay_s`; when only `duration_s` is given it is
     taken as the sleep of one request (so `{"kind": "delay", "duration_s": 5}` delays the next
     request by 5 s), when only `count`, the sleep is 1 s.
+
+    Kind "error_5xx" (`count` N: N failures, then the requests after them succeed):
+    - `status` absent or 503: the broker's own "service unavailable" answer in its dialect (503
+      with its error body: Kite NetworkException, Angel AB1004, Fyers -96, Shoonya Not_Ok), given
+      before the handler runs, so the request was certainly not acted on (nothing placed).
+    - any other 5xx `status` (500, 502, 504): a gateway in front of the broker answers it, bare
+      (an HTML page, no broker body), after the broker acted on the request: an order POST was
+      placed although its client saw a 502. Ambiguous by construction, as a real proxy's 502 is.
     """
 
     def __init__(self) -> None:
@@ -557,15 +573,18 @@ class Faults:
         count: int | None = None,
         duration_s: float | None = None,
         delay_s: float | None = None,
+        status: int | None = None,
     ) -> Fault:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}")
+        if status is not None and (kind != "error_5xx" or not 500 <= status <= 599):
+            raise ValueError("status is for kind error_5xx only, and must be 500..599")
         if kind == "delay" and delay_s is None:
             delay_s = duration_s if duration_s is not None else 1.0
             duration_s = None
         if count is None and duration_s is None:
             count = 1
-        fault = Fault(kind, broker, user_id, count, duration_s, delay_s)
+        fault = Fault(kind, broker, user_id, count, duration_s, delay_s, status)
         self._faults.append(fault)
         return fault
 
@@ -739,9 +758,10 @@ class PaperState:
         count: int | None = None,
         duration_s: float | None = None,
         delay_s: float | None = None,
+        status: int | None = None,
     ) -> Fault:
         """Store a fault; expire_tokens also takes effect at once (the tokens are gone now)."""
-        fault = self.faults.add(kind, broker, user_id, count, duration_s, delay_s)
+        fault = self.faults.add(kind, broker, user_id, count, duration_s, delay_s, status)
         if kind == "expire_tokens":
             self.expire_tokens(broker, user_id)
         return fault

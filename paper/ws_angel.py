@@ -307,7 +307,7 @@ class AngelOrderSocket(SessionBound):
     def on_order(self, order: PaperOrder) -> None:
         seen = self.modify_counts.get(order.order_id, 0)
         self.modify_counts[order.order_id] = order.modify_count
-        self.text_out.put_nowait(self.message(order_status_code(order, order.modify_count > seen), order))
+        self.push_update(self.text_out, self.message(order_status_code(order, order.modify_count > seen), order))
 
     def on_text(self, text: str) -> None:
         if text == "ping":

@@ -357,7 +357,7 @@ class FyersOrderSocket(SessionBound):
 
     def on_order(self, order: PaperOrder) -> None:
         if "orders" in self.kinds:
-            self.text_out.put_nowait(self.message(order))
+            self.push_update(self.text_out, self.message(order))
 
     def on_text(self, text: str) -> None:
         if text == "ping":

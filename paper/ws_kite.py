@@ -161,7 +161,7 @@ class KiteSocket(TickingSocket):
 
     # ----- events from the state -----
     def on_order(self, order: PaperOrder) -> None:
-        self.text_out.put_nowait(json.dumps({"type": "order", "data": kite_order_payload(order)}, default=str))
+        self.push_update(self.text_out, json.dumps({"type": "order", "data": kite_order_payload(order)}, default=str))
 
     def session_valid(self) -> bool:
         return self.state.user_for_kite_token(self.api_key, self.access_token) is not None

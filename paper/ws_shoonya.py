@@ -216,7 +216,7 @@ class ShoonyaSocket(TickingSocket):
         self.modify_counts[order.order_id] = order.modify_count
         body = {"t": "om", **shoonya_order_payload(order), "reporttype": report_type(order, order.modify_count > seen)}
         body.pop("stat", None)
-        self.text_out.put_nowait(json.dumps(body))
+        self.push_update(self.text_out, json.dumps(body))
 
     def session_valid(self) -> bool:
         return self.state.user_for_shoonya_token(self.susertoken) is not None

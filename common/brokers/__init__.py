@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from typing import Literal
 
 BROKER_NAMES = ("kite", "angel")
 BROKER_NAMES += ("fyers",)
 BROKER_NAMES += ("shoonya",)
+
+# Whose requests a broker counts together against its caps (the limiter's scope):
+COUNTED_PER_USER = "user"  # the broker's client id (``user_id``), across all of that user's API keys/apps
+COUNTED_PER_APP = "app"  # the API key / app id (``api_key``), across every user logged in through it
+CountedPer = Literal["user", "app"]
+# The pseudo endpoint class of a budget that every request counts in, whatever its class (a broker
+# whose caps span all its endpoints); in an accounts file: ``caps = { all = ["10/s"] }``.
+SHARED_BUDGET = "all"
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,15 @@ class BrokerSpec:
     # endpoint class -> caps like "10/s"; defaults from docs/brokers.md, overridable per account
     caps: dict[str, list[str]] = field(default_factory=dict)
     secrets: tuple[str, ...] = ("password", "totp_secret", "api_secret")
+    # Limiter scope. Two accounts with the same broker and the same identity (user_id when
+    # counted per user, api_key when per app) are one counter at the broker, so they share one
+    # limiter state; settings refuses them when their caps disagree. Default: per user, the
+    # conservative reading when a broker does not say (a user's several keys never add capacity).
+    caps_counted_per: CountedPer = COUNTED_PER_USER
+    # Caps that EVERY request counts in, whatever its endpoint class (on top of its class's own
+    # caps); empty when the broker counts each class separately. Stored in the account's caps
+    # under SHARED_BUDGET, so an account can lower them like any class.
+    shared_caps: list[str] = field(default_factory=list)
 
 
 def spec_for(broker: str) -> BrokerSpec:

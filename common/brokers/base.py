@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import os
 import threading
 import time
@@ -36,12 +37,13 @@ from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from common.brokers import broker_module
-from common.errors import Ambiguous, BrokerUnavailable, TokenExpired
+from common.errors import Ambiguous, BrokerError, BrokerUnavailable, TokenExpired
 from common.models import Instrument, Order, OrderUpdate
 from common.settings import Account
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
+    "NOT_FORWARDED",
     "READ_TIMEOUT_S",
     "BrokerAdapter",
     "RestAdapterBase",
@@ -51,11 +53,16 @@ __all__ = [
     "get_file",
     "json_or_none",
     "new_session",
+    "pinned_token",
     "request_once",
     "send",
     "sending_by",
     "session_or_new",
+    "status_error",
+    "warm",
 ]
+
+log = logging.getLogger(__name__)
 
 # Returns the access token to send, or None when the account has none (-> TokenExpired).
 TokenGetter = Callable[[], "str | None"]
@@ -102,7 +109,9 @@ class RestAdapterBase:
         self._read_timeout_s = float(account.extra.get("read_timeout_s", READ_TIMEOUT_S))
 
     def _access_token(self) -> str:
-        token = self._token()
+        token = _pinned.get()
+        if token is None:
+            token = self._token()
         if not token:
             raise TokenExpired(f"{self.account.name}: no access token (not logged in)")
         return token
@@ -146,6 +155,50 @@ def adapter_for(account: Account, token_getter: TokenGetter | None = None) -> Br
             adapter = mod.Adapter(account, default_token_getter(account))
             _adapters[key] = adapter
         return adapter
+
+
+# The token an order worker read before its point of no return (workers/brokercall.py): the
+# request carries exactly that one, and reads nothing from Redis after it was marked sent.
+_pinned: contextvars.ContextVar[str | None] = contextvars.ContextVar("bg_pinned_token", default=None)
+
+
+@contextlib.contextmanager
+def pinned_token(access_token: str) -> Iterator[None]:
+    """Requests made in this block (this thread) carry ``access_token``, not a fresh read ("":
+    the account has none, so they raise TokenExpired before anything leaves)."""
+    token = _pinned.set(access_token)
+    try:
+        yield
+    finally:
+        _pinned.reset(token)
+
+
+def warm(adapter: BrokerAdapter) -> None:
+    """Open a connection to the adapter's host when its session has no idle one, so that a
+    request bound to a limiter slot does not spend its slot on DNS, TCP and TLS. Best effort:
+    a failure here is met again, and classified, by the request itself."""
+    http = getattr(adapter, "_http", None)
+    base = getattr(adapter, "_base", None)
+    if not isinstance(http, requests.Session) or not base:
+        return
+    try:
+        # The pool requests itself will use for this host (its key carries the TLS settings).
+        prepared = requests.Request("GET", base).prepare()
+        pool = http.get_adapter(base).get_connection_with_tls_context(
+            prepared, http.verify, proxies=http.proxies or None, cert=http.cert)
+        if pool.pool is not None and pool.pool.qsize() and any(
+                c is not None and not c.is_closed for c in list(pool.pool.queue)):
+            return
+        # urllib3 has no public "pre-connect"; take a connection, connect it, give it back.
+        conn = pool._get_conn()
+        try:
+            if conn.is_closed:
+                conn.timeout = CONNECT_TIMEOUT_S
+                conn.connect()
+        finally:
+            pool._put_conn(conn)
+    except Exception as e:
+        log.debug("warming a connection to %s failed: %s", base, type(e).__name__)
 
 
 # --- the HTTP road ------------------------------------------------------------------------------
@@ -263,6 +316,21 @@ def send(session: requests.Session, method: str, url: str, *, read_timeout_s: fl
         raise Ambiguous(f"connection lost after the request was sent: {url}") from e
     except requests.exceptions.RequestException as e:
         raise Ambiguous(f"request failed: {url}: {type(e).__name__}") from e
+
+
+# Statuses that say the request went no further than the server that answered: 503 (no upstream
+# to give it to, or refused under load). A 502 is not one: a proxy answers it also when its
+# upstream closed the connection mid-answer, after the broker may have acted; 500 and 504 likewise.
+NOT_FORWARDED = frozenset({503})
+
+
+def status_error(broker: str, http_status: int, text: str = "") -> BrokerError:
+    """The error for an answer that is not the broker's own (a proxy's or load balancer's page):
+    BrokerUnavailable when its status says nothing was forwarded, else Ambiguous (reconcile)."""
+    if http_status in NOT_FORWARDED:
+        return BrokerUnavailable(f"{broker}: HTTP {http_status}", http_status=http_status)
+    return Ambiguous(f"{broker}: HTTP {http_status}, not a {broker} answer: {(text or '')[:120]!r}",
+                     http_status=http_status)
 
 
 # --- one-off requests: a login step, an instrument file --------------------------------------------

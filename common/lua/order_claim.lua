@@ -1,8 +1,9 @@
 -- Claim an order for sending: NEW -> SENDING atomically, so only one worker may send it.
 -- KEYS[1] order hash   KEYS[2] order-done list   KEYS[3] active-orders sorted set
 -- ARGV[1] attempt (a fresh random id of this delivery: the fencing token for mark_sent)
--- ARGV[2] source (worker name, for the history)
+-- ARGV[2] source (worker name, for the history; kept as claimed_by for the sweeper's liveness check)
 -- Returns {verdict, state, sent_at_ms, deadline_ms, now_ms}; verdict is
+--   (a cancel requested meanwhile, never sent: now CANCELLED, verdict done)
 --   claimed    this delivery owns the order (NEW, or SENDING that was never sent: a redelivery
 --              of a message whose first worker died or was overtaken; the old attempt is fenced off)
 --   expired    past its deadline before anything was sent: now EXPIRED
@@ -10,20 +11,25 @@
 --   done       already OPEN or terminal: nothing to do
 --   missing    no such order
 local now = now_ms()
-local f = redis.call('HMGET', KEYS[1], 'state', 'sent_at_ms', 'deadline_ms')
+local f = redis.call('HMGET', KEYS[1], 'state', 'sent_at_ms', 'deadline_ms', 'cancel_requested_ms')
 local state, sent_at, deadline = f[1], f[2] or '', tonumber(f[3] or '0') or 0
 if not state then return {'missing', '', 0, 0, now} end
 local id = order_id()
 if state == 'NEW' or (state == 'SENDING' and sent_at == '') then
+  if (f[4] or '') ~= '' then
+    settle(id, 'CANCELLED', ARGV[2], NOT_SENT_CANCEL, now)
+    return {'done', 'CANCELLED', 0, deadline, now}
+  end
   if now > deadline then
     settle(id, 'EXPIRED', ARGV[2], 'no slot before the deadline', now)
     return {'expired', 'EXPIRED', 0, deadline, now}
   end
   if state == 'NEW' then
-    redis.call('HSET', KEYS[1], 'state', 'SENDING', 'attempt', ARGV[1], 'updated_ms', now, 'claimed_ms', now)
+    redis.call('HSET', KEYS[1], 'state', 'SENDING', 'attempt', ARGV[1], 'updated_ms', now, 'claimed_ms', now,
+      'claimed_by', ARGV[2])
     push_history('SENDING', now, ARGV[2])
   else
-    redis.call('HSET', KEYS[1], 'attempt', ARGV[1], 'updated_ms', now, 'claimed_ms', now)
+    redis.call('HSET', KEYS[1], 'attempt', ARGV[1], 'updated_ms', now, 'claimed_ms', now, 'claimed_by', ARGV[2])
   end
   return {'claimed', 'SENDING', 0, deadline, now}
 end

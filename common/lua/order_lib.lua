@@ -1,5 +1,6 @@
 -- Helpers shared by the order scripts (prepended to each by common/orderstore.py, after the
--- generated constants TRANSITIONS, RANK, TERMINAL, WAKE, CHANNEL_PREFIX, DONE_TTL_S, OPEN_RECHECK_MS that come
+-- generated constants TRANSITIONS, RANK, TERMINAL, WAKE, OURS, BROKER_SEEN, CHANNEL_PREFIX, DONE_TTL_S,
+-- OPEN_RECHECK_MS, CANCEL_RECHECK_MS, NOT_SENT_CANCEL that come
 -- from common/orderstate.py and common/models.py, so the state table has one source).
 -- Convention: KEYS[1] order hash, KEYS[2] order-done list, KEYS[3] active-orders sorted set.
 
@@ -8,11 +9,11 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function push_history(state, at_ms, source)
+local function push_history(state, at_ms, source, message)
   local h = redis.call('HGET', KEYS[1], 'history')
   local list = {}
   if h and h ~= '' then list = cjson.decode(h) end
-  list[#list + 1] = {state = state, at_ms = at_ms, source = source}
+  list[#list + 1] = {state = state, at_ms = at_ms, source = source, message = message}
   redis.call('HSET', KEYS[1], 'history', cjson.encode(list))
 end
 
@@ -39,7 +40,12 @@ local function after_change(id, state, publish_json, at_ms)
     redis.call('EXPIRE', KEYS[2], DONE_TTL_S)
   end
   if TERMINAL[state] then redis.call('ZREM', KEYS[3], id)
-  elseif state == 'OPEN' then redis.call('ZADD', KEYS[3], 'XX', at_ms + OPEN_RECHECK_MS, id) end
+  elseif state == 'OPEN' then
+    -- A resting order hears from the sweeper hourly; one whose cancel is pending, soon.
+    local recheck = OPEN_RECHECK_MS
+    if (redis.call('HGET', KEYS[1], 'cancel_requested_ms') or '') ~= '' then recheck = CANCEL_RECHECK_MS end
+    redis.call('ZADD', KEYS[3], 'XX', at_ms + recheck, id)
+  end
   local account = redis.call('HGET', KEYS[1], 'account')
   if account and publish_json then redis.call('PUBLISH', CHANNEL_PREFIX .. account, publish_json) end
 end

@@ -8,13 +8,18 @@
 --   ok       send now (sent_at_ms recorded)
 --   lost     another delivery owns the order now, or it is no longer SENDING: do not send
 --   expired  past the deadline: now EXPIRED, not sent
+--   cancelled a cancel was requested: now CANCELLED, not sent
 --   late     more than the tolerance after the slot: not sent, take a new slot
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
-local f = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'deadline_ms', 'sends')
+local f = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'deadline_ms', 'sends', 'cancel_requested_ms')
 local deadline = tonumber(f[3] or '0') or 0
 if f[1] ~= 'SENDING' or f[2] ~= ARGV[1] then return {'lost', deadline, now, now_us} end
+if (f[5] or '') ~= '' then
+  settle(order_id(), 'CANCELLED', ARGV[2], NOT_SENT_CANCEL, now)
+  return {'cancelled', deadline, now, now_us}
+end
 if now > deadline then
   settle(order_id(), 'EXPIRED', ARGV[2], 'no slot before the deadline', now)
   return {'expired', deadline, now, now_us}

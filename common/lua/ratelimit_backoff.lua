@@ -3,9 +3,11 @@
 -- its last period, the refused one included): back off until it frees (the latest such end, when
 -- several are full). When none is full by our log (the broker counted requests we did not see),
 -- back off for the default wait.
--- KEYS[1] backoff key (value: us until which nothing may be sent)   bg:backoff:<account>:<class>
+-- The budget is the outermost one the request counted in (the shared budget when the broker has
+-- one: its rate-limit answer is about the budget it enforces), see ratelimit.Limiter.
+-- KEYS[1] backoff key (value: us until which nothing may be sent)   bg:backoff:<scope>:<class>
 -- KEYS[2] stats hash of the account                                 bg:stats:<account>
--- KEYS[3] sorted set of reserved slots (score: when it counts, us)  bg:limit:<account>:<class>
+-- KEYS[3] sorted set of reserved slots (score: when it counts, us)  bg:limit:<scope>:<class>
 -- ARGV[1] default wait_us (how long from now)   ARGV[2] stats field to increment   ARGV[3] margin_us
 -- ARGV[4], ARGV[5], ... pairs of (count, period_us), one pair per window
 -- Returns the backoff end in us (Redis time)

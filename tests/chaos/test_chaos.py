@@ -57,7 +57,7 @@ def _states(ids: list[str]) -> dict[str, str]:
 def _settle(account: str, ids: list[str], timeout_s: float) -> dict[str, str]:
     """Wait until every order is terminal, doing what Beat's sweeper does every few seconds
     (sweep, and reconcile what is still open against the order book). Returns the states."""
-    from workers.orders import reconcile, sweep
+    from workers.sweeper import reconcile, sweep
 
     deadline = time.monotonic() + timeout_s
     while True:

@@ -95,7 +95,7 @@ def seed_healthy(r: redis.Redis) -> None:
     r.set(keys.BEAT_HEARTBEAT, t - 1000)
     r.rpush("orders.k1", "m1", "m2")
     r.rpush("orders.k1.urgent\x06\x163", "m3")  # a priority-suffixed kombu list
-    r.zadd(keys.limit("k1", "orders"), {"a": t * 1000 - 100, "b": t * 1000 - 200})
+    r.zadd(keys.limit(keys.limit_scope("kite", "user", "AB1234"), "orders"), {"a": t * 1000 - 100, "b": t * 1000 - 200})
 
 
 def run_status(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], app: Any, *extra: str) -> tuple[int, dict[str, Any]]:

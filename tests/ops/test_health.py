@@ -157,3 +157,12 @@ def test_credentials_in_free_text_are_scrubbed() -> None:
     assert "abc123XYZ" not in out and "eyJhbGciOi" not in out and "s3cr3tAT" not in out
     assert "access_token=***" in out and "api_key=k" in out
     assert scrub("disconnected: new token version 2; reconnecting") == "disconnected: new token version 2; reconnecting"
+
+
+def test_an_order_seen_at_the_broker_after_our_not_there_verdict_is_an_alarm() -> None:
+    """Issue 15 item 2: a fill after our own FAILED/EXPIRED verdict is counted; status must show
+    it, since the strategy was told the order never reached the market."""
+    s = healthy_snapshot()
+    name = next(iter(s["accounts"]))
+    s["accounts"][name]["stats"] = {"verdict_overturned": 1}
+    assert f"orders:{name}" in errors_of(s)

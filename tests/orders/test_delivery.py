@@ -89,7 +89,7 @@ def test_exactly_once_through_a_worker_crash_and_dropped_answers(make_account, c
     victim.kill()
     celery_workers.start(both, concurrency=2, env=env)
 
-    from workers.orders import reconcile
+    from workers.sweeper import reconcile
 
     def all_terminal() -> bool:
         # What the sweeper does: market orders filled at the broker. A delayed request counts at

@@ -121,7 +121,8 @@ def test_every_code_maps_to_one_type() -> None:
     (500, -12345, "never seen", Ambiguous),
     (500, -205, "Connection error", Ambiguous),
     (503, -205, "Connection error", BrokerUnavailable),
-    (502, -12345, "gateway", BrokerUnavailable),
+    (503, -12345, "gateway", BrokerUnavailable),
+    (502, -12345, "gateway", Ambiguous),  # a proxy may answer 502 after forwarding
     (400, -371, "appIdHash", LoginFailed),
 ])  # fmt: skip
 def test_error_kinds(status: int, code: int, message: str, kind: type) -> None:
@@ -130,7 +131,8 @@ def test_error_kinds(status: int, code: int, message: str, kind: type) -> None:
 
 
 def test_answers_that_are_not_fyers_json() -> None:
-    assert type(errors.map_error(502, None, "<html>")) is BrokerUnavailable
+    assert type(errors.map_error(503, None, "<html>")) is BrokerUnavailable
+    assert type(errors.map_error(502, None, "<html>")) is Ambiguous
     assert type(errors.map_error(429, None, "")) is RateLimited
     assert type(errors.map_error(200, None, "")) is Ambiguous
     assert type(errors.map_error(504, {"detail": "x"}, "")) is Ambiguous

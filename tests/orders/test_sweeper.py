@@ -27,7 +27,7 @@ def test_sweeper_expires_unsent_and_adopts_or_fails_sent_orders(make_accounts, p
     accts = make_accounts(kite=1, angel=0, extra={"read_timeout_s": 1})
     logged_in(accts)
     from common.brokers.base import adapter_for
-    from workers.orders import sweep
+    from workers.sweeper import sweep
 
     r = get_redis()
     new, claimed, adopted, lost = (_order() for _ in range(4))

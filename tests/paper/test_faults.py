@@ -144,3 +144,32 @@ def test_faults_target_one_user_only(paper: PaperBroker, kite_user: Any) -> None
     kite.orders()  # not affected
     with pytest.raises(kex.NetworkException):
         other_kite.orders()
+
+
+def test_error_5xx_count_is_failures_then_success_in_each_dialect(paper: PaperBroker, kite_user: Any) -> None:
+    """``error_5xx`` with ``count`` N: N answers of the broker's own 503 (its error body, given
+    before anything was placed), then the next request goes through."""
+    user, kite = kite_user
+    headers = kite_headers(user, kite.access_token)
+    paper.fault(kind="error_5xx", broker="kite", user_id=user.user_id, count=2)
+    answers = [requests.post(f"{paper.url}/orders/regular", data={**ORDER, "tag": f"u{i}"}, headers=headers,
+                             timeout=5) for i in range(3)]
+    assert [a.status_code for a in answers] == [503, 503, 200]
+    assert answers[0].json()["error_type"] == "NetworkException"
+    assert [o["tag"] for o in paper.orders()] == ["u2"]  # the 503s placed nothing
+
+
+def test_error_5xx_with_a_gateway_status_acts_then_answers_bare(paper: PaperBroker, kite_user: Any) -> None:
+    """``error_5xx`` with ``status`` 502: a proxy's bare page, after the broker acted: the order
+    exists although the client saw a 502 (ambiguous, to be reconciled)."""
+    user, kite = kite_user
+    paper.fault(kind="error_5xx", broker="kite", user_id=user.user_id, status=502)
+    r = requests.post(f"{paper.url}/orders/regular", data={**ORDER, "tag": "gw1"},
+                      headers=kite_headers(user, kite.access_token), timeout=5)
+    assert r.status_code == 502 and r.headers["content-type"].startswith("text/html") and "Bad Gateway" in r.text
+    assert [o["tag"] for o in paper.orders()] == ["gw1"]
+    assert [(e["status"], e["tag"]) for e in paper.requests() if e["endpoint_class"] == "orders"] == [(502, "gw1")]
+    for bad in ({"kind": "error_5xx", "status": 404}, {"kind": "delay", "status": 502},
+                {"kind": "error_5xx", "status": "x"}):
+        got = requests.post(f"{paper.url}/_paper/faults", json={**bad, "broker": "kite"}, timeout=5)
+        assert got.status_code == 400, bad

@@ -258,3 +258,56 @@ def test_order_update_socket(broker: WSBroker) -> None:
             f"{broker.ws_url}/smart-order-update", header={"Authorization": "Bearer nope"}, timeout=5
         )
     assert err.value.status_code == 403
+
+
+def _angel_place(broker: WSBroker, s: Session, tag: str) -> str:
+    """A resting LIMIT order (price far below the market) through REST; its order id."""
+    r = requests.post(
+        f"{broker.http_url}/rest/secure/angelbroking/order/v1/placeOrder",
+        json={"variety": "NORMAL", "tradingsymbol": "SBIN-EQ", "symboltoken": SBIN, "transactiontype": "BUY",
+              "exchange": "NSE", "ordertype": "LIMIT", "producttype": "DELIVERY", "duration": "DAY",
+              "price": "1.00", "quantity": "1", "ordertag": tag},
+        headers={"Authorization": f"Bearer {s.jwt_token}", "X-PrivateKey": s.api_key,
+                 "Content-Type": "application/json", "Accept": "application/json",
+                 "X-UserType": "USER", "X-SourceID": "WEB"},
+        timeout=5,
+    )
+    r.raise_for_status()
+    return str(r.json()["data"]["orderid"])
+
+
+def _updates_until(ws: Any, tag: str) -> list[tuple[str, str]]:
+    """(ordertag, order-status) of each update received, up to and including the first of ``tag``."""
+    got: list[tuple[str, str]] = []
+    while not got or got[-1][0] != tag:
+        msg = json.loads(ws.recv())
+        got.append((msg["orderData"]["ordertag"], msg["order-status"]))
+    return got
+
+
+def test_order_updates_duplicated_and_reordered(broker: WSBroker) -> None:
+    """The pushed-update faults: duplicate_update sends the next update twice; reorder_updates
+    holds the next one back until the one after it has gone (the other brokers' sockets push
+    through the same paper.sockets.SessionBound.push_update)."""
+    s = broker.angel_user()
+    ws = websocket.create_connection(
+        f"{broker.ws_url}/smart-order-update", header={"Authorization": f"Bearer {s.jwt_token}"}, timeout=5
+    )
+    try:
+        assert json.loads(ws.recv())["order-status"] == "AB00"
+        broker.fault("duplicate_update", "angel", s.user_id, count=1)
+        _angel_place(broker, s, "dup1")
+        _angel_place(broker, s, "mark1")  # a later order's update ends the read
+        seen = _updates_until(ws, "mark1")
+        dup = [u for u in seen if u[0] == "dup1"]
+        assert len(dup) >= 2 and dup[0] == dup[1], seen
+        broker.fault("reorder_updates", "angel", s.user_id, count=1)
+        _angel_place(broker, s, "late1")
+        _angel_place(broker, s, "mark2")
+        seen = _updates_until(ws, "late1")
+        assert seen[0][0] == "mark2", seen  # the held update of late1 came after mark2's
+        r = requests.post(f"{broker.http_url}/_paper/faults", json={"kind": "meteor_update", "broker": "angel"},
+                          timeout=5)
+        assert r.status_code == 400
+    finally:
+        ws.close()

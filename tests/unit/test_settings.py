@@ -117,3 +117,60 @@ def test_settings_from_environment() -> None:
 def test_parse_cap(text: str, cap: Cap) -> None:
     assert parse_cap(text) == cap
     assert parse_cap(str(cap)) == cap
+
+
+def _second(name: str, broker: str, user_id: str, api_key: str, caps: str) -> str:
+    return f"""
+[accounts.{name}]
+broker = "{broker}"
+user_id = "{user_id}"
+password = "env:K_PASSWORD"
+totp_secret = "env:K_TOTP"
+api_key = "{api_key}"
+api_secret = "env:K_SECRET"
+caps = {caps}
+"""
+
+
+def test_two_accounts_of_one_user_with_different_caps_are_refused() -> None:
+    """Kite counts per user across API keys: a second table for the same user with other caps
+    would double-count or fight over one limiter. One error names both accounts and the field."""
+    text = GOOD + _second("kite2", "kite", "AB1234", "kitekey2", '{ orders = ["5/s"] }')
+    with pytest.raises(ConfigError) as e:
+        parse_accounts(text, ENV)
+    msg = str(e.value)
+    assert msg.startswith("accounts.kite2.caps.orders: [\"5/s\"] disagrees with accounts.kite1.caps.orders: "
+                          "[\"3/s\", \"200/min\"]")
+    assert "user 'AB1234'" in msg and "share one limiter" in msg and "\n" not in msg
+
+
+def test_two_accounts_of_one_user_with_the_same_caps_share_one_scope() -> None:
+    text = GOOD + _second("kite2", "kite", "AB1234", "kitekey2", '{ orders = ["3/s", "200/min"] }')
+    accounts = parse_accounts(text, ENV)
+    assert accounts["kite1"].limit_scope() == accounts["kite2"].limit_scope() == "kite:user:AB1234"
+    assert accounts["angel1"].limit_scope() == "angel:user:A123"
+
+
+def test_a_broker_counting_per_app_shares_by_api_key() -> None:
+    text = _second("f1", "fyers", "XY11111", "APP-100", "{}") + _second("f2", "fyers", "XY22222", "APP-100", "{}")
+    accounts = parse_accounts(text, ENV)
+    assert accounts["f1"].limit_scope() == accounts["f2"].limit_scope() == "fyers:app:APP-100"
+    assert accounts["f1"].shared_caps() == (Cap(10, 1), Cap(200, 60), Cap(100000, 86400))
+    lowered = _second("f1", "fyers", "XY11111", "APP-100", "{}") + _second("f2", "fyers", "XY22222", "APP-100", '{ all = ["5/s"] }')
+    with pytest.raises(ConfigError, match=r"accounts\.f2\.caps\.all: \[\"5/s\"\] disagrees with accounts\.f1\.caps\.all"):
+        parse_accounts(lowered, ENV)
+
+
+def test_a_shared_budget_cap_is_refused_where_the_broker_has_none() -> None:
+    with pytest.raises(ConfigError, match=r"accounts\.kite2\.caps\.all: kite counts each endpoint class on its own"):
+        parse_accounts(GOOD + _second("kite2", "kite", "ZZ9999", "k", '{ all = ["5/s"] }'), ENV)
+
+
+def test_every_broker_says_whose_requests_it_counts() -> None:
+    from common.brokers import BROKER_NAMES, spec_for
+
+    for name in BROKER_NAMES:
+        spec = spec_for(name)
+        assert spec.caps_counted_per in ("user", "app"), name
+        doc = __import__(f"common.brokers.{name}.spec", fromlist=["SPEC"]).__doc__ or ""
+        assert "Limiter scope" in doc and "docs/brokers.md" in doc, f"{name}: record the scope facts and their source"

@@ -3,7 +3,7 @@ arrive through it, and an update missed while it was down is seen after it recon
 on every connect).
 
 The reconcile here is the mechanism the Celery task ``brokergate.reconcile_account`` provides
-in production, run in-test: ``workers.orders.reconcile`` reads the broker's order book and applies
+in production, run in-test: ``workers.sweeper.reconcile`` reads the broker's order book and applies
 each of our orders in it.
 """
 
@@ -55,7 +55,7 @@ by_broker = pytest.mark.parametrize("broker", ORDER_SOCKET_BROKERS)
 @pytest.fixture
 def reconciler(socket_account: Account) -> Iterator[list[str]]:
     """Reconcile requests, each served at once from the paper broker's order book."""
-    from workers.orders import reconcile
+    from workers.sweeper import reconcile
 
     served: list[str] = []
 

@@ -8,14 +8,15 @@ well-formed error answer is a refusal (OrderRejected), except with a 5xx status:
 have acted before it failed, so it is Ambiguous (reconcile first), as Kite's unknown types are; an
 unreadable answer is Ambiguous.
 AB1004 / AB2000 / AB2001 ("Something went wrong", "internal error") are BrokerUnavailable with
-a 502 / 503 status (the gateway refused before the OMS) and Ambiguous otherwise, 500 and 504
-included (the OMS may have acted before it failed or timed out: reconcile).
+a 503 status (the gateway refused before the OMS) and Ambiguous otherwise, 500, 502 and 504
+included (the OMS may have acted before it failed, timed out or the proxy lost its answer).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from common.brokers.base import NOT_FORWARDED, status_error
 from common.errors import (
     Ambiguous,
     BrokerError,
@@ -78,13 +79,11 @@ def map_error(http_status: int, body: Any, text: str = "") -> BrokerError:
     if isinstance(body, dict):
         code = str(body.get("errorcode") or body.get("errorCode") or "")
         message = f"Angel {code}: {body.get('message') or ''}".strip()
-        if code in _RETRYABLE_ON_5XX and http_status in (502, 503):
+        if code in _RETRYABLE_ON_5XX and http_status in NOT_FORWARDED:
             return BrokerUnavailable(message, code=code, http_status=http_status)
         if code:
             unknown: type[BrokerError] = Ambiguous if 500 <= http_status <= 599 else OrderRejected
             return ERROR_CODES.get(code, unknown)(message, code=code, http_status=http_status)
         if http_status == 401:
             return TokenExpired(message, http_status=http_status)
-    if http_status in (502, 503):
-        return BrokerUnavailable(f"Angel: HTTP {http_status}", http_status=http_status)
-    return Ambiguous(f"Angel: HTTP {http_status}, not an Angel answer: {(text or '')[:120]!r}", http_status=http_status)
+    return status_error("Angel", http_status, text)

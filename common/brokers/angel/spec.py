@@ -1,6 +1,13 @@
-"""Angel One SmartAPI defaults (docs/brokers.md § Angel One): real hosts and caps per endpoint class."""
+"""Angel One SmartAPI defaults (docs/brokers.md § Angel One): real hosts and caps per endpoint class.
 
-from common.brokers import BrokerSpec
+Limiter scope (docs/brokers.md § Angel One SmartAPI, **Caps (per client code; SmartAPI forum,
+"Changes in API Rate Limit")**): counted per client code (``user_id``), whatever the API key
+(``X-PrivateKey``), so two accounts tables of one client code share one limiter state. Each
+endpoint group has its own caps (placeOrder/modifyOrder/cancelOrder 20/s, 500/min, 1,000/hour;
+getOrderBook 1/s; ...): no budget shared across classes.
+"""
+
+from common.brokers import COUNTED_PER_USER, BrokerSpec
 
 SPEC = BrokerSpec(
     name="angel",
@@ -17,4 +24,5 @@ SPEC = BrokerSpec(
         "other": ["3/s"],
     },
     secrets=("password", "totp_secret"),
+    caps_counted_per=COUNTED_PER_USER,
 )

@@ -9,16 +9,17 @@ failed). The code table is data (``ERROR_CODES``, from the error sheet of Fyers'
 * -8 / -15 / -16 / -17 (token expired, invalid, not authenticated), or HTTP 401 -> TokenExpired.
 * -201 / -202 / -204 / -205 ("Connection error. Please try again") and -96 ("an unexpected
   error occurred") -> Ambiguous: the OMS may have reached the exchange before the connection
-  failed, so reconcile before any resend; with a 502 / 503 status (the gateway refused before
-  the OMS) they are BrokerUnavailable.
+  failed, so reconcile before any resend; with a 503 status (the gateway refused before
+  the OMS) they are BrokerUnavailable (a 502 may come after forwarding: Ambiguous).
 * an unknown code on a well-formed error -> OrderRejected, except with a 5xx status: Ambiguous.
-* an answer that is not Fyers JSON -> BrokerUnavailable for 502/503, Ambiguous otherwise.
+* an answer that is not Fyers JSON -> ``base.status_error``: BrokerUnavailable for 503, Ambiguous otherwise.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from common.brokers.base import NOT_FORWARDED, status_error
 from common.errors import (
     Ambiguous,
     BrokerError,
@@ -90,7 +91,7 @@ ERROR_CODES: dict[int, type[BrokerError]] = {
     -398: OrderRejected,  # no open positions
     -399: OrderRejected,  # no pending orders
 }
-_BEFORE_OMS = (502, 503)
+_BEFORE_OMS = NOT_FORWARDED
 
 
 def _code(body: dict[str, Any]) -> int | None:
@@ -120,6 +121,4 @@ def map_error(http_status: int, body: Any, text: str = "") -> BrokerError:
         return (Ambiguous if 500 <= http_status <= 599 else OrderRejected)(message, **kw)
     if http_status == 429:
         return RateLimited("Fyers: HTTP 429", retry_after_s=1.0, http_status=429)
-    if http_status in _BEFORE_OMS:
-        return BrokerUnavailable(f"Fyers: HTTP {http_status}", http_status=http_status)
-    return Ambiguous(f"Fyers: HTTP {http_status}, not a Fyers answer: {(text or '')[:120]!r}", http_status=http_status)
+    return status_error("Fyers", http_status, text)

@@ -1,11 +1,18 @@
 """Fyers API v3 defaults (docs/brokers.md § Fyers): real hosts and caps per endpoint class.
 
-Fyers counts every API call of an app against one set of limits (10/s, 200/min, 100,000/day),
-so each endpoint class gets the same caps; an account can narrow them. The login runs on the
-``vagator`` auth host (``api-t2``), everything else on ``api-t1``.
+Limiter scope (docs/brokers.md § Fyers API v3: "Caps 10/s, 200/min, 100,000/day", one set of
+limits, not per endpoint; issue 15 item 5: "per app across every endpoint"): every API call of
+an app counts against one budget. So the limits are a shared budget (``shared_caps``) that a
+request of ANY class also counts in (orders at their cap plus order-book reads would exceed it
+otherwise), counted per app (``api_key``, the app id ``XXXX-100``): two accounts tables on one
+app share one limiter state. docs/brokers.md does not say whether one user's several apps also share
+it; an account can lower the ``all`` caps if they do. Each class keeps the same caps as its own
+(an account can narrow one class without touching the rest). The login runs on the ``vagator``
+auth host (``api-t2``), everything else on ``api-t1``; the login's 1/s is ours, and it counts in
+the shared budget too, which is the safe side.
 """
 
-from common.brokers import BrokerSpec
+from common.brokers import COUNTED_PER_APP, BrokerSpec
 
 _APP_LIMITS = ["10/s", "200/min", "100000/day"]
 
@@ -23,6 +30,8 @@ SPEC = BrokerSpec(
         "login": ["1/s"],
         "other": list(_APP_LIMITS),
     },
+    caps_counted_per=COUNTED_PER_APP,
+    shared_caps=list(_APP_LIMITS),
     # password is the 4-digit PIN of the Fyers login; api_secret the app's secret (appIdHash)
     secrets=("password", "totp_secret", "api_secret"),
 )

@@ -6,17 +6,19 @@ table is data (``ERROR_TYPES``); ``map_error`` adds what the status says:
 * 429 (a NetworkException "Too many requests") -> RateLimited: not processed.
 * 504 / "timed out" NetworkException -> Ambiguous: "order request timed out" may still have
   placed the order; look it up by tag before any retry (docs/brokers.md).
-* 502 / 503 -> BrokerUnavailable: the gateway could not reach the OMS, nothing was placed.
+* 503 NetworkException -> BrokerUnavailable: the gateway could not reach the OMS, nothing was
+  placed. A 502 is Ambiguous: a proxy answers it also after forwarding (issue 15, item 14).
 * an error_type missing from the table -> Ambiguous (a 403 -> TokenExpired): with a 5xx above all,
   the OMS may have acted (Angel's unknown codes with a 5xx are Ambiguous too).
-* an answer that is not Kite JSON -> Ambiguous for 2xx/500/504 (something answered, we cannot
-  tell what happened), BrokerUnavailable for 502/503.
+* an answer that is not Kite JSON -> ``base.status_error``: BrokerUnavailable for 503 (not
+  forwarded), Ambiguous otherwise (something answered, we cannot tell what happened).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from common.brokers.base import NOT_FORWARDED, status_error
 from common.errors import (
     Ambiguous,
     BrokerError,
@@ -47,12 +49,10 @@ def map_error(http_status: int, body: Any, text: str = "") -> BrokerError:
     if http_status == 429:
         return RateLimited("Kite: too many requests", retry_after_s=1.0, code="429", http_status=429)
     if not isinstance(body, dict) or body.get("status") != "error":
-        if http_status in (502, 503):
-            return BrokerUnavailable(f"Kite: HTTP {http_status}", http_status=http_status)
-        return Ambiguous(f"Kite: HTTP {http_status}, not a Kite answer: {text[:120]!r}", http_status=http_status)
+        return status_error("Kite", http_status, text)
     error_type = str(body.get("error_type") or "GeneralException")
     message = f"Kite {error_type}: {body.get('message') or ''}".strip()
-    if error_type == "NetworkException" and http_status in (502, 503):
+    if error_type == "NetworkException" and http_status in NOT_FORWARDED:
         return BrokerUnavailable(message, code=error_type, http_status=http_status)
     if http_status == 403 and error_type not in ERROR_TYPES:
         return TokenExpired(message, code=error_type, http_status=http_status)

@@ -1,6 +1,13 @@
-"""Kite Connect defaults (docs/brokers.md § Zerodha): real hosts and caps per endpoint class."""
+"""Kite Connect defaults (docs/brokers.md § Zerodha): real hosts and caps per endpoint class.
 
-from common.brokers import BrokerSpec
+Limiter scope (docs/brokers.md § Zerodha Kite Connect v3, **Caps**): "Orders 10/s, 400/min,
+5,000/day, counted per user (client id) across all of that user's API keys" (Zerodha's answers
+on the Kite forum, 2024-2025): counted per user, so two accounts tables of one client id (two
+API keys) share one limiter state. Quote 1/s, historical 3/s and every other endpoint 10/s are
+caps of their own endpoints; nothing says they share a budget with orders, so no shared budget.
+"""
+
+from common.brokers import COUNTED_PER_USER, BrokerSpec
 
 SPEC = BrokerSpec(
     name="kite",
@@ -15,4 +22,5 @@ SPEC = BrokerSpec(
         "orderbook": ["10/s"],
         "other": ["10/s"],
     },
+    caps_counted_per=COUNTED_PER_USER,
 )

@@ -9,7 +9,8 @@ decides anything except the two login cases below.
 
 * HTTP 429, or an emsg about too many requests -> RateLimited (Finvasia documents no rate-limit
   answer; the paper broker sends a 429 with a Not_Ok body, and both shapes are read).
-* 502 / 503 -> BrokerUnavailable: the gateway refused before the OMS.
+* 503 -> BrokerUnavailable: the gateway refused before the OMS (a 502 may come after it
+  forwarded the request: Ambiguous, as any other answer that is not Noren's).
 * ``Server Timeout`` and 500 / 504 without a Noren body -> Ambiguous: the OMS may have acted.
 * An unknown kind on a well-formed Not_Ok answer is a refusal (OrderRejected), except with a 5xx
   status (Ambiguous, as Angel's unknown codes); an unreadable answer is Ambiguous.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.brokers.base import NOT_FORWARDED, status_error
 from common.errors import (
     Ambiguous,
     BrokerError,
@@ -64,11 +66,10 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
     message = f"Shoonya: {emsg}" if emsg else f"Shoonya: HTTP {http_status}"
     if http_status == 429 or KINDS.get(kind) is RateLimited:
         return RateLimited(message, retry_after_s=1.0, code=kind or "429", http_status=http_status)
-    if http_status in (502, 503):
+    if http_status in NOT_FORWARDED:
         return BrokerUnavailable(message, code=kind or None, http_status=http_status)
     if not isinstance(body, dict) or body.get("stat") != "Not_Ok":
-        return Ambiguous(f"Shoonya: HTTP {http_status}, not a Noren answer: {(text or '')[:120]!r}",
-                         http_status=http_status)  # fmt: skip
+        return status_error("Shoonya", http_status, text)
     if during_login:
         if kind == "server timeout" or http_status >= 500:
             return BrokerUnavailable(message, code=kind, http_status=http_status)

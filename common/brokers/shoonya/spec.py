@@ -4,9 +4,13 @@ Finvasia publishes no per-endpoint request caps for the Noren API (its documenta
 NorenRestApiPy README are silent), so the defaults are conservative: 10/s for orders, as at
 Kite, and lower for the rest. Every cap is configuration: raise them per account when Finvasia
 tells you more.
+
+Limiter scope: docs/brokers.md § Finvasia Shoonya says nothing on caps, so nothing on who they are
+counted for either. Counted per user (``uid``), the safe reading (a user's several vendor codes
+never add capacity), and each class on its own, as the defaults above are set.
 """
 
-from common.brokers import BrokerSpec
+from common.brokers import COUNTED_PER_USER, BrokerSpec
 
 SPEC = BrokerSpec(
     name="shoonya",
@@ -22,6 +26,7 @@ SPEC = BrokerSpec(
         "quote": ["5/s"],
         "other": ["5/s"],
     },
+    caps_counted_per=COUNTED_PER_USER,
     # api_key is the vendor code (vc); api_secret is the API key hashed into "appkey".
     secrets=("password", "totp_secret", "api_secret"),
 )

@@ -1,0 +1,257 @@
+"""The sweeper (on Beat, every few seconds) and reconciliation: nothing stays in limbo.
+
+* NEW (or claimed, never sent) past its deadline -> EXPIRED.
+* Sent but unsettled past the deadline (SENDING with a send recorded, UNKNOWN) -> reconciled
+  against the order book: adopted when the book has it; FAILED (or CANCELLED, when a cancel was
+  requested) when its send window has passed and the book does not.
+* A NEW order whose Celery message was lost (kombu pops it, then records it as unacked: Redis
+  gone between the two) -> sent again once it is in no queue and held by no worker
+  (:func:`redrive_lost`); a copy too many is a no-op by the order's claim.
+* An order claimed by a worker whose liveness mark has gone (a whole host crashed) and never
+  sent -> sent again before its deadline, instead of waiting out kombu's visibility timeout
+  past it; the new delivery's claim fences the dead one off.
+* An OPEN order with a cancel pending (it reached the broker after its cancel task gave up) ->
+  a cancel is enqueued on the urgent lane.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+import redis
+
+from common import keys, orderstore
+from common.errors import BrokerError, ConfigError, DeadlineExceeded
+from common.models import OrderState
+from common.redis import get_redis, server_time_ms
+from workers import brokercall as bc
+from workers import liveness
+
+__all__ = ["reconcile", "redrive_lost", "sweep"]
+
+log = logging.getLogger(__name__)
+S = OrderState
+
+REDRIVE_AFTER_S = 3.0  # a NEW order this old whose message is nowhere in Redis is sent again by the sweeper
+REDRIVE_CONFIRM_S = 0.5  # ... when its message is still nowhere this long after the first look
+REDRIVE_MAX = 3  # at most this many redrives per order (bounds the copies if messages were misread)
+ORPHAN_AFTER_S = 1.0  # a claim this old whose worker has no liveness mark is taken over
+BOOK_READ_S = 10.0  # how long one reconcile may wait for the book's slot and answer
+
+
+def reconcile(account_name: str, ids: list[str] | None = None) -> dict[str, int]:
+    """Read the account's order book once and apply it to every order brokergate knows; then
+    settle orders stuck in SENDING (sent) / UNKNOWN whose send window and deadline have passed
+    and which the book does not show (FAILED: they never reached the broker; CANCELLED when a
+    cancel was requested)."""
+    r = get_redis()
+    acct = bc.account(account_name)
+    asked_ms = server_time_ms(r)  # the book shows what reached the broker before this, no more
+    try:
+        book = bc.call(r, acct, bc.ORDERBOOK, lambda a: a.orders(), deadline_ms=asked_ms + int(BOOK_READ_S * 1000),
+                       urgent=True)
+    except DeadlineExceeded as e:
+        raise BrokerError(f"{account_name}: order book not read: {e}") from e
+    counts = {"applied": 0, "failed": 0}
+    tags = [u for u in book if u.client_order_id]
+    with r.pipeline(transaction=False) as p:
+        for u in tags:
+            p.exists(keys.order(u.client_order_id))
+        known = p.execute()
+    seen: set[str] = set()
+    for u, k in zip(tags, known, strict=True):
+        if k:
+            seen.add(u.client_order_id)
+            counts["applied"] += int(orderstore.apply_update(r, replace(u, source="reconcile")))
+    window_ms = bc.send_window_ms(acct)
+    for coid in ids or []:
+        if coid in seen:
+            continue
+        got = orderstore.read(r, coid)
+        if not got or got.account != account_name or got.state not in (S.SENDING, S.UNKNOWN):
+            continue
+        sent_at = got.sent_at_ms
+        if not sent_at or asked_ms <= sent_at + window_ms or asked_ms <= got.deadline_ms:
+            continue
+        to, why = ((S.CANCELLED, "cancelled: not at the broker") if got.cancel_requested_ms
+                   else (S.FAILED, "not at the broker, and the deadline has passed"))
+        if orderstore.transition(r, coid, to, allowed_from={S.SENDING, S.UNKNOWN}, cas=("sent_at_ms", str(sent_at)),
+                                 source="sweeper", message=why):
+            counts["failed"] += 1
+    return counts
+
+
+def _place_order_id(envelope: Any) -> str | None:
+    """The client_order_id a kombu message of ``brokergate.place_order`` carries (None: another
+    task, or not decodable). Celery protocol 2: the task name and id are headers, the body is
+    ``[args, kwargs, embed]`` (JSON, base64 on the Redis transport); protocol 1: all in the body."""
+    try:
+        headers = envelope.get("headers") or {}
+        body = envelope["body"]
+        if (envelope.get("properties") or {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        payload = json.loads(body)
+        if isinstance(payload, dict):  # protocol 1
+            task, task_id = payload.get("task"), payload.get("id")
+            args, kwargs = payload.get("args") or [], payload.get("kwargs") or {}
+        else:
+            task, task_id = headers.get("task"), headers.get("id")
+            args, kwargs = payload[0] or [], payload[1] or {}
+        if task != keys.PLACE_TASK:
+            return None
+        order = args[0] if args else kwargs.get("order")
+        coid = order.get("client_order_id") if isinstance(order, dict) else None
+        if not coid and task_id:  # enqueued by name without an id: place_order derives it so
+            coid = str(task_id).replace("-", "")[:20]
+        return str(coid) if coid else None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):  # binascii.Error is a ValueError
+        return None
+
+
+def _enqueued_ids(r: redis.Redis, account_names: Iterable[str]) -> tuple[set[str], set[str]]:
+    """client_order_ids of every place_order message waiting in these accounts' queues (each
+    priority list kombu keeps), and of those held by any worker (kombu's unacked hash: reserved,
+    in a rate-limit bucket, or running), read in one MULTI so a message moving from a queue to a
+    worker (or restored back) is seen in one place or the other. O(messages): call it only
+    when there is a candidate."""
+    names = [lst for a in sorted(set(account_names))
+             for q in (keys.urgent_queue(a), keys.orders_queue(a)) for lst in keys.queue_lists(q)]
+    with r.pipeline(transaction=True) as p:
+        for name in names:
+            p.lrange(name, 0, -1)
+        p.hvals(keys.KOMBU_UNACKED)
+        *waiting, held = p.execute()
+    queued: set[str] = set()
+    for raw in (m for lst in waiting for m in lst):
+        with contextlib.suppress(ValueError, TypeError):
+            coid = _place_order_id(json.loads(raw))
+            if coid:
+                queued.add(coid)
+    unacked: set[str] = set()
+    for raw in held:
+        with contextlib.suppress(ValueError, TypeError, IndexError, KeyError):
+            coid = _place_order_id(json.loads(raw)[0])  # [message, exchange, routing key]
+            if coid:
+                unacked.add(coid)
+    return queued, unacked
+
+
+def _send_place(order: dict[str, Any]) -> None:
+    """Enqueue ``brokergate.place_order`` exactly as the client does (common.client.place_order)."""
+    from common.client import _celery
+
+    queue = keys.urgent_queue(order["account"]) if order.get("urgent") else keys.orders_queue(order["account"])
+    _celery().send_task(keys.PLACE_TASK, args=[order], queue=queue)
+
+
+def _send_cancel(account: str, client_order_id: str) -> None:
+    from common.client import _celery
+
+    _celery().send_task(keys.CANCEL_TASK, args=[account, client_order_id], queue=keys.urgent_queue(account))
+
+
+def _redrive(r: redis.Redis, u: orderstore.Unsent, message: str, dead_attempt: str = "") -> bool:
+    if not orderstore.mark_redriven(r, u.client_order_id, u.redrives, source="sweeper", message=message,
+                                    dead_attempt=dead_attempt):
+        return False
+    got = orderstore.read(r, u.client_order_id)
+    if got is None:
+        return False
+    try:
+        _send_place(got.request)
+    except Exception as e:  # the next sweep looks again
+        log.error("sweeper: could not send %s again: %s", u.client_order_id, e)
+        return False
+    log.warning("sweeper: order %s %s: sent again", u.client_order_id, message)
+    bc.count(r, u.account, "redriven")
+    return True
+
+
+def redrive_lost(r: redis.Redis, now_ms: int | None = None, confirm_s: float = REDRIVE_CONFIRM_S) -> int:
+    """Send again the message of unsent orders before their deadline whose delivery is provably
+    gone. A NEW order (older than :data:`REDRIVE_AFTER_S`, enqueued by a client whose publish
+    succeeded) whose message is in no queue of the account and held by no worker, at two looks
+    ``confirm_s`` apart: kombu's Redis transport pops a message (BRPOP) and only then records it
+    as unacked (a second command), and a Redis crash, or a lost reply, between the two loses it.
+    A message merely queued behind a burst is found and left alone. And an order claimed more
+    than :data:`ORPHAN_AFTER_S` ago by a worker with no liveness mark, nothing sent: its message
+    sits in kombu's unacked hash until the visibility timeout, past the deadline. A copy sent in
+    a race anyway is a no-op by the order's claim. Returns how many were sent again."""
+    now_ms = server_time_ms(r) if now_ms is None else now_ms
+    rows = [u for u in orderstore.unsent(r, now_ms) if int(u.redrives or 0) < REDRIVE_MAX]
+    claimed = [u for u in rows if u.state is S.SENDING and u.claimed_by
+               and u.claimed_ms < now_ms - int(ORPHAN_AFTER_S * 1000)]
+    live = liveness.alive(r, {u.claimed_by for u in claimed})
+    redriven = sum(_redrive(r, u, "redriven: its worker is gone", dead_attempt=u.attempt)
+                   for u in claimed if u.claimed_by not in live)
+    dead = liveness.dead_workers(r)
+    held_by_dead = set().union(*dead.values()) if dead else set()
+    candidates = {u.client_order_id: u for u in rows if u.state is S.NEW and u.enqueued
+                  and u.created_ms < now_ms - int(REDRIVE_AFTER_S * 1000)}
+    if candidates:
+        accts = {u.account for u in candidates.values()}
+
+        def nowhere() -> set[str]:
+            # Held by a worker counts as somewhere, unless that worker is known dead.
+            queued, unacked = _enqueued_ids(r, accts)
+            return set(candidates) - queued - (unacked - held_by_dead)
+
+        lost = nowhere()
+        if lost and confirm_s > 0:
+            # A message between its pop and its unacked record is in neither place for a moment.
+            time.sleep(confirm_s)
+            lost &= nowhere()
+        redriven += sum(_redrive(r, candidates[coid], "redriven: its worker is gone" if coid in held_by_dead
+                                 else "redriven: message lost") for coid in sorted(lost))
+    # A dead worker's marks go once nothing it held can still be sent (sent again, or settled).
+    unsent_ids = {u.client_order_id for u in orderstore.unsent(r, now_ms)} if dead else set()
+    for name, held in dead.items():
+        if not held & unsent_ids - {u.client_order_id for u in rows if int(u.redrives or 0) >= 1}:
+            liveness.forget(r, name)
+    return redriven
+
+
+def sweep() -> dict[str, int]:
+    """Settle what dead workers left behind (see the module docstring)."""
+    r = get_redis()
+    now_ms = server_time_ms(r)
+    counts = {"expired": 0, "reconciled": 0, "redriven": 0, "cancels": 0}
+    stuck: dict[str, list[str]] = {}
+    for coid, _due in orderstore.active_ids(r, now_ms):
+        got = orderstore.read(r, coid)
+        if got is None:
+            orderstore.forget_index(r, coid)
+            continue
+        state = got.state
+        if state is S.NEW or (state is S.SENDING and not got.sent_at_ms):
+            if now_ms > got.deadline_ms and orderstore.transition(
+                    r, coid, S.EXPIRED, allowed_from={state}, cas=("sent_at_ms", ""), source="sweeper",
+                    message="not sent before its deadline"):
+                counts["expired"] += 1
+                bc.count(r, got.account, "expired")
+        elif state in (S.SENDING, S.UNKNOWN):
+            stuck.setdefault(got.account, []).append(coid)
+        elif state is S.OPEN:
+            if got.cancel_requested_ms:
+                # At the broker after its cancel task gave up waiting for it: cancel it there now.
+                _send_cancel(got.account, coid)
+                counts["cancels"] += 1
+                orderstore.recheck_later(r, coid, now_ms + orderstore.CANCEL_RECHECK_S * 1000 * 5)
+                continue
+            # Resting and silent for OPEN_RECHECK_S: read the book once, look again later.
+            stuck.setdefault(got.account, []).append(coid)
+            orderstore.recheck_later(r, coid, now_ms + orderstore.OPEN_RECHECK_S * 1000)
+    counts["redriven"] = redrive_lost(r, now_ms)
+    for acct_name, ids in stuck.items():
+        try:
+            counts["reconciled"] += reconcile(acct_name, ids)["applied"]
+        except (BrokerError, ConfigError) as e:
+            log.warning("sweeper: reconcile of %s failed: %s", acct_name, e)
+    return counts
