@@ -29,7 +29,7 @@ from celery import Celery
 from common import keys, orderstore
 from common.errors import ConfigError, InvalidOrder
 from common.models import TERMINAL_STATES, Order, OrderState
-from common.redis import get_redis
+from common.redis import get_redis, server_time_ms
 from common.settings import account, settings
 
 __all__ = ["OrderHandle", "cancel_order", "get_order", "modify_order", "place_order", "subscribe_ticks"]
@@ -169,7 +169,10 @@ def cancel_order(client_order_id: str | OrderHandle, *, deadline_s: float | None
     """Enqueue a cancel on the account's urgent lane."""
     coid = client_order_id.id if isinstance(client_order_id, OrderHandle) else client_order_id
     got = _stored(coid)
-    _celery().send_task(CANCEL_TASK, args=[got["account"], coid, deadline_s], queue=keys.urgent_queue(got["account"]))
+    # The enqueue time on Redis's clock: the cancel's deadline counts from it, not from when a
+    # worker gets to it.
+    _celery().send_task(CANCEL_TASK, args=[got["account"], coid, deadline_s, server_time_ms(get_redis())],
+                        queue=keys.urgent_queue(got["account"]))
 
 
 def modify_order(client_order_id: str | OrderHandle, *, deadline_s: float | None = None, **changes: Any) -> None:
@@ -184,7 +187,11 @@ def modify_order(client_order_id: str | OrderHandle, *, deadline_s: float | None
     new = Order.from_dict(got["request"]).with_(**changes)  # validates the changed order
     _validate(new)
     wire = {k: v for k, v in new.to_dict().items() if k in changes}
-    # Stamped now (atomic in Redis): the workers apply this order's modifies in this order.
-    seq = orderstore.next_modify_seq(get_redis(), coid)
-    _celery().send_task(MODIFY_TASK, args=[got["account"], coid, wire, deadline_s, seq],
+    # Stamped now, its changes recorded under the seq in the same atomic step: whichever worker
+    # runs first sends every earlier seq's changes too, so they compose in this order.
+    r = get_redis()
+    seq = orderstore.next_modify_seq(r, coid, wire)
+    # The enqueue time on Redis's clock: the deadline counts from it (a modify that waited in
+    # the queue is not sent stale).
+    _celery().send_task(MODIFY_TASK, args=[got["account"], coid, wire, deadline_s, seq, server_time_ms(r)],
                         queue=keys.urgent_queue(got["account"]))
