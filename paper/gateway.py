@@ -1,6 +1,6 @@
 """The request pipeline every broker endpoint goes through, in the order the brokers apply it:
 authenticate, faults (delay, error_5xx, rate_limit), caps, the handler, then the request log
-(an error_5xx with a gateway status replaces the handler's answer: see paper.state.Faults);
+(an error_5xx with a gateway status replaces the handler's answer: see paper.faults.Faults);
 plus the ASGI wrapper that can drop a connection after the handler ran (accept_then_drop).
 """
 
@@ -18,9 +18,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paper.caps import CapLimiter
+from paper.kite.postbacks import PostbackSender
 from paper.matching import MatchingEngine
-from paper.postbacks import PostbackSender
-from paper.state import PaperState, User
+from paper.state import PaperState
+from paper.users import User
 
 # Key in the ASGI scope for the server transport (set by paper.server's protocol) and for the
 # per-request control flags; a dict so it survives shallow scope copies.

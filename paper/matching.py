@@ -13,10 +13,13 @@ resting order moves one step per `tick()` (the app calls it every 200 ms).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from paper.state import ANGEL_ORDERTYPE, PaperInstrument, PaperOrder, PaperState, PaperTrade, User, now_ist
+from paper.orders import PaperOrder, PaperTrade, now_ist
+from paper.state import PaperState
+from paper.universe import PaperInstrument
+from paper.users import User
 
 ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
 TRANSACTION_TYPES = ("BUY", "SELL")
@@ -46,7 +49,6 @@ class OrderRequest:
     validity: str = "DAY"
     disclosed_quantity: int = 0
     tag: str | None = None
-    angel: dict[str, str] = field(default_factory=dict)
 
 
 def rupees_to_units(text: str | float | int | None, divisor: int, name: str) -> int:
@@ -119,7 +121,6 @@ class MatchingEngine:
             disclosed_quantity=req.disclosed_quantity,
             tag=req.tag,
             order_timestamp=now,
-            angel=dict(req.angel),
         )
         self.state.orders[order.order_id] = order
         for transient in ("PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING"):
@@ -202,8 +203,6 @@ class MatchingEngine:
         order.modified = True
         order.modify_count += 1
         order.exchange_update_timestamp = now_ist()
-        if order.angel:
-            order.angel["ordertype"] = ANGEL_ORDERTYPE[new_type]
         self._changed(order)
         self._try_fill(order)
         return order

@@ -15,8 +15,9 @@ from typing import Any, Protocol
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from paper.state import PaperState, User
+from paper.state import PaperState
 from paper.tickrate import Batch, tick_clock
+from paper.users import User
 
 __all__ = [
     "Hookup",
@@ -29,7 +30,6 @@ __all__ = [
     "log_handshake",
     "pass_texts",
     "refuse",
-    "registry",
     "serve_hooked",
     "serve_socket",
 ]
@@ -113,8 +113,7 @@ async def abort(websocket: WebSocket) -> None:
 
     Falls back to a 1011 close when the transport cannot be reached (another ASGI server).
     """
-    # paper.gateway's server protocol puts its transport in the scope; else dig it out of send.
-    transport = websocket.scope.get("paper.transport") or _find_transport(websocket._send)
+    transport = transport_of(websocket)
     if transport is not None and callable(getattr(transport, "abort", None)):
         transport.abort()
         return
@@ -165,16 +164,6 @@ class SocketFaults:
         """Return once no stall is running (a stalled socket sends nothing, replies included)."""
         while self.stalled():
             await asyncio.sleep(min(self.stall_left_s(), poll_s))
-
-
-def registry(state: PaperState, name: str) -> dict[str, set[Any]]:
-    """``state.<name>``, made on first use: the open sockets of one kind by user (or API key),
-    which the connection caps count."""
-    reg = getattr(state, name, None)
-    if reg is None:
-        reg = {}
-        setattr(state, name, reg)
-    return reg  # type: ignore[no-any-return]
 
 
 # How long a reorder_updates fault holds an update when no later one comes to overtake it: the

@@ -27,20 +27,19 @@ import pyotp
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from paper.fyers.payloads import ORDER_TYPES, fyers_order_payload
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
 from paper.matching import OrderError, OrderRequest, rupees_to_units
-from paper.state import PaperOrder, PaperState, User, now_ist
+from paper.orders import PaperOrder, now_ist
 from paper.universe import fyers_symbol_master_csv
+from paper.users import User
 
-__all__ = ["ORDER_TYPES", "STATUS_CODES", "fyers_error", "fyers_order_payload", "issue_tokens", "routes"]
+__all__ = ["fyers_error", "issue_tokens", "routes"]
 
 VAGATOR = "/vagator/v2"
 API = "/api/v3"
-ORDER_TYPES = {1: "LIMIT", 2: "MARKET", 3: "SL-M", 4: "SL"}
-ORDER_TYPE_CODES = {v: k for k, v in ORDER_TYPES.items()}
 PRODUCTS = ("CNC", "INTRADAY", "MARGIN", "CO", "BO", "MTF")
 VALIDITIES = ("DAY", "IOC")
-STATUS_CODES = {"OPEN": 6, "TRIGGER PENDING": 6, "COMPLETE": 2, "CANCELLED": 1, "REJECTED": 5}
 # Fyers documents orderTag as alphanumeric text; 30 characters is the limit the paper broker enforces.
 TAG_RE = re.compile(r"^[A-Za-z0-9]{1,30}$")
 LOGIN_STEP_TTL_S = 300
@@ -97,22 +96,14 @@ def issue_tokens(user: User) -> dict[str, str]:
 
 
 # ----- login state: request keys of the vagator steps, login sessions, auth codes -----
-def _login_state(state: PaperState) -> dict[str, dict[str, tuple[User, str, float]]]:
-    reg = getattr(state, "fyers_login", None)
-    if reg is None:
-        reg = {"steps": {}, "sessions": {}, "codes": {}}
-        state.fyers_login = reg  # type: ignore[attr-defined]
-    return reg  # type: ignore[no-any-return]
-
-
 def _remember(call: Call, kind: str, user: User, step: str) -> str:
     key = secrets.token_urlsafe(24)
-    _login_state(call.state)[kind][key] = (user, step, time.time() + LOGIN_STEP_TTL_S)
+    call.state.fyers_login[kind][key] = (user, step, time.time() + LOGIN_STEP_TTL_S)
     return key
 
 
 def _recall(call: Call, kind: str, key: str, step: str) -> User | None:
-    entry = _login_state(call.state)[kind].pop(key, None) if key else None
+    entry = call.state.fyers_login[kind].pop(key, None) if key else None
     if entry is None:
         return None
     user, at, expires = entry
@@ -234,54 +225,6 @@ async def auth_bare_token(call: Call) -> User | None:
 
 
 # ----- orders -----
-def _rupees(units: int, divisor: int) -> float | int:
-    value = units / divisor
-    return int(value) if value == int(value) else round(value, 6)
-
-
-def _tag_of(order: PaperOrder) -> str:
-    return f"1:{order.tag}" if order.tag else "2:Untagged"
-
-
-def fyers_order_payload(order: PaperOrder) -> dict[str, Any]:
-    """One row of ``GET /api/v3/orders`` (the order book)."""
-    inst = order.instrument
-    div = inst.price_divisor
-    status = STATUS_CODES.get(order.status, 6)
-    return {
-        "clientId": order.user_id,
-        "id": order.order_id,
-        "exchOrdId": order.exchange_order_id or "",
-        "qty": order.quantity,
-        "remainingQuantity": order.pending_quantity,
-        "filledQty": order.filled_quantity,
-        "discloseQty": order.disclosed_quantity,
-        "limitPrice": _rupees(order.price, div),
-        "stopPrice": _rupees(order.trigger_price, div),
-        "tradedPrice": order.average_price(),
-        "type": ORDER_TYPE_CODES.get(order.order_type, 2),
-        "fyToken": inst.fyers_token,
-        "exchange": 10,
-        "segment": 10,
-        "symbol": inst.fyers_symbol,
-        "instrument": 0,
-        "message": order.status_message or "",
-        "offlineOrder": False,
-        "orderDateTime": order.order_timestamp.strftime("%d-%b-%Y %H:%M:%S"),
-        "orderValidity": order.validity,
-        "pan": "",
-        "productType": order.product,
-        "side": 1 if order.transaction_type == "BUY" else -1,
-        "status": status,
-        "source": "API",
-        "ex_sym": inst.symbol,
-        "description": inst.name,
-        "orderNumStatus": f"{order.order_id}:{status}",
-        "disclosedQty": order.disclosed_quantity,
-        "orderTag": _tag_of(order),
-    }
-
-
 def _int(raw: Any, code: int, message: str) -> int:
     if isinstance(raw, bool):
         raise Reply(fyers_error(code, message))

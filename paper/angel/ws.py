@@ -25,18 +25,21 @@ from typing import Any
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from paper import encode
+from paper.angel import encode
+from paper.angel.payloads import angel_order_payload, order_status_code
+from paper.orders import PaperOrder
 from paper.sockets import (
     SessionBound,
     TickingSocket,
     admit,
     deny,
     pass_texts,
-    registry,
     serve_hooked,
 )
-from paper.state import PaperInstrument, PaperOrder, PaperState, User, angel_order_payload
+from paper.state import PaperState
 from paper.tickrate import Batch
+from paper.universe import PaperInstrument
+from paper.users import User
 
 __all__ = [
     "ANGEL_ORDER_UPDATE_PATH",
@@ -45,7 +48,6 @@ __all__ = [
     "MAX_TOKENS",
     "AngelOrderSocket",
     "AngelStreamSocket",
-    "order_status_code",
     "routes",
 ]
 
@@ -248,24 +250,6 @@ class AngelStreamSocket(TickingSocket):
         await pass_texts(self.websocket, self.text_out, self.faults, _POLL_S)
 
 
-ORDER_STATUS_CODES = {
-    "OPEN": "AB01",
-    "CANCELLED": "AB02",
-    "REJECTED": "AB03",
-    "COMPLETE": "AB05",
-    "OPEN PENDING": "AB09",
-    "TRIGGER PENDING": "AB10",
-    "MODIFY PENDING": "AB11",
-}
-
-
-def order_status_code(order: PaperOrder, was_modified: bool) -> str:
-    """Angel's ``order-status`` for an event: AB04 for a modification, else by status."""
-    if was_modified and order.status in ("OPEN", "TRIGGER PENDING"):
-        return "AB04"
-    return ORDER_STATUS_CODES.get(order.status, "AB01")
-
-
 def _blank_order_data() -> dict[str, Any]:
     """The empty ``orderData`` of the AB00 greeting, shaped as Angel's."""
     return {
@@ -340,7 +324,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
         if user is None:
             await deny(state, websocket, "angel", client_code or None, ANGEL_STREAM_PATH, 403, arrival_ns)
             return
-        open_for_client = registry(state, "angel_stream_sockets").setdefault(user.user_id, set())
+        open_for_client = state.sockets.setdefault("angel_stream_sockets", {}).setdefault(user.user_id, set())
         if not await admit(state, websocket, "angel", user.user_id, ANGEL_STREAM_PATH, arrival_ns,
                            open_for_client, MAX_CONNECTIONS_PER_CLIENT, "Connection limit exceeded"):
             return
@@ -363,7 +347,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
             status = 403 if jwt else 401
             await deny(state, websocket, "angel", None, ANGEL_ORDER_UPDATE_PATH, status, arrival_ns)
             return
-        open_for_client = registry(state, "angel_order_sockets").setdefault(user.user_id, set())
+        open_for_client = state.sockets.setdefault("angel_order_sockets", {}).setdefault(user.user_id, set())
         if not await admit(state, websocket, "angel", user.user_id, ANGEL_ORDER_UPDATE_PATH, arrival_ns,
                            open_for_client, MAX_CONNECTIONS_PER_CLIENT, "Connection limit exceeded"):
             return

@@ -15,9 +15,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
+from paper.kite.payloads import checksum_hex, kite_order_payload, trade_payload
 from paper.matching import OrderError, OrderRequest, rupees_to_units
-from paper.state import IST, PaperOrder, User, checksum_hex, fmt_ts, kite_order_payload, now_ist
+from paper.orders import IST, PaperOrder, fmt_ts, now_ist
 from paper.universe import kite_instruments_csv
+from paper.users import User
 
 VARIETIES = ("regular", "amo", "co", "iceberg", "auction")
 PRODUCTS = ("CNC", "NRML", "MIS", "MTF")
@@ -377,31 +379,6 @@ async def _order_history(call: Call) -> Response:
     except OrderError as exc:
         return _map_order_error(exc)
     return kite_ok(order.history)
-
-
-def trade_payload(order: PaperOrder) -> list[dict[str, Any]]:
-    div = order.instrument.price_divisor
-    rows = []
-    for trade in order.trades:
-        price = trade.price / div
-        rows.append(
-            {
-                "trade_id": trade.trade_id,
-                "order_id": order.order_id,
-                "exchange": order.instrument.exchange,
-                "tradingsymbol": order.instrument.symbol,
-                "instrument_token": order.instrument.kite_token,
-                "product": order.product,
-                "average_price": int(price) if price == int(price) else price,
-                "quantity": trade.quantity,
-                "exchange_order_id": order.exchange_order_id,
-                "transaction_type": order.transaction_type,
-                "fill_timestamp": fmt_ts(trade.fill_time),
-                "order_timestamp": trade.fill_time.astimezone(IST).strftime("%H:%M:%S"),
-                "exchange_timestamp": fmt_ts(trade.fill_time),
-            }
-        )
-    return rows
 
 
 async def _trades(call: Call) -> Response:

@@ -19,17 +19,18 @@ import pyotp
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from paper.angel.payloads import ANGEL_ORDERTYPE, ORDERTYPE_TO_KITE, angel_order_payload
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
 from paper.matching import OrderError, OrderRequest, rupees_to_units, whole_number
-from paper.state import ANGEL_ORDERTYPE, PaperOrder, User, angel_order_payload, now_ist
+from paper.orders import PaperOrder, now_ist
 from paper.universe import angel_scrip_master
+from paper.users import User
 
 BASE = "/rest/secure/angelbroking"
 VARIETIES = ("NORMAL", "STOPLOSS", "AMO", "ROBO")
 PRODUCTS = ("DELIVERY", "CARRYFORWARD", "MARGIN", "INTRADAY", "BO")
 DURATIONS = ("DAY", "IOC")
 EXCHANGE_TYPES = {"NSE": 1, "NFO": 2, "BSE": 3, "BFO": 4, "MCX": 5, "NCDEX": 7, "CDS": 13}
-ORDERTYPE_TO_KITE = {v: k for k, v in ANGEL_ORDERTYPE.items()}
 RATE_LIMIT_TEXT = "Access denied because of exceeding access rate"
 
 
@@ -227,7 +228,6 @@ async def _place(call: Call) -> Response:
             validity=duration,
             disclosed_quantity=0,
             tag=call.tag,
-            angel={"variety": variety, "ordertype": ordertype, "producttype": product, "duration": duration},
         )
         order = call.paper.engine.place(call.user, req)
     except OrderError as exc:
@@ -257,7 +257,7 @@ async def _modify(call: Call) -> Response:
         order = _own_order(call, str(body.get("orderid") or ""))
         call.tag = order.tag
         div = order.instrument.price_divisor
-        ordertype = str(body.get("ordertype") or order.angel.get("ordertype", ""))
+        ordertype = str(body.get("ordertype") or ANGEL_ORDERTYPE[order.order_type])
         if ordertype not in ORDERTYPE_TO_KITE:
             raise OrderError("input", "Invalid Order Type")
         price = body.get("price")
