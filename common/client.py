@@ -1,5 +1,5 @@
 """What a strategy imports: ``from common.client import place_order, cancel_order, modify_order,
-get_order, subscribe_ticks``.
+get_order, orders, subscribe_ticks``.
 
 ``place_order`` validates the order (fields, then lot and tick size from the instrument
 master when it is loaded) before anything is enqueued: an invalid order raises
@@ -32,7 +32,7 @@ from common.models import TERMINAL_STATES, Order, OrderState
 from common.redis import get_redis, server_time_ms
 from common.settings import account, settings
 
-__all__ = ["OrderHandle", "cancel_order", "get_order", "modify_order", "place_order", "subscribe_ticks"]
+__all__ = ["OrderHandle", "cancel_order", "get_order", "modify_order", "orders", "place_order", "subscribe_ticks"]
 
 PLACE_TASK = "brokergate.place_order"
 CANCEL_TASK = "brokergate.cancel_order"
@@ -154,8 +154,18 @@ def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -
 
 
 def get_order(client_order_id: str) -> dict[str, Any] | None:
-    """The stored order (see :func:`common.orderstore.get`), or None."""
+    """The stored order (see :func:`common.orderstore.get`), or None. A settled order is kept for
+    ``BROKERGATE_ORDER_RETENTION_DAYS`` (default 7) after it settled, then None."""
     return orderstore.get(get_redis(), client_order_id)
+
+
+def orders(account: str, since_ms: int | None = None) -> list[dict[str, Any]]:
+    """The account's stored orders created at or after ``since_ms`` (epoch ms; None: all still
+    kept, i.e. created within the retention), newest first, each as :func:`get_order` reads it.
+    For a strategy that restarts and must find its orders again, or an end-of-day report."""
+    r = get_redis()
+    got = (orderstore.get(r, coid) for coid in orderstore.account_order_ids(r, account, since_ms))
+    return [g for g in got if g is not None]  # one may expire between the index and the read
 
 
 def _stored(client_order_id: str) -> dict[str, Any]:
