@@ -19,7 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paper.caps import CapLimiter
 from paper.kite.postbacks import PostbackSender
-from paper.matching import MatchingEngine
+from paper.matching import MatchingEngine, OrderError
+from paper.orders import PaperOrder
 from paper.state import PaperState
 from paper.users import User
 
@@ -81,6 +82,19 @@ class Call:
     @property
     def state(self) -> PaperState:
         return self.paper.state
+
+    def own_orders(self) -> list[PaperOrder]:
+        """The authenticated user's orders, in placement order."""
+        uid = self.user.user_id if self.user is not None else None
+        return [o for o in self.state.orders.values() if o.broker == self.broker and o.user_id == uid]
+
+    def own_order(self, order_id: str, message: str = "Order not found") -> PaperOrder:
+        """The authenticated user's order ``order_id``; OrderError("not_found", message) when it
+        is unknown or another user's."""
+        order = self.state.orders.get(order_id)
+        if order is None or order.broker != self.broker or self.user is None or order.user_id != self.user.user_id:
+            raise OrderError("not_found", message)
+        return order
 
 
 @dataclass

@@ -19,6 +19,15 @@ def now_ist() -> dt.datetime:
     return dt.datetime.now(IST)
 
 
+def next_ist_epoch(hour: int, now: dt.datetime | None = None) -> float:
+    """Epoch seconds of the first ``hour``:00 IST after ``now``: when a day's session ends."""
+    now = now or now_ist()
+    end = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+    if end <= now:
+        end += dt.timedelta(days=1)
+    return end.timestamp()
+
+
 def fmt_ts(moment: dt.datetime | None) -> str | None:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else None
 

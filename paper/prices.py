@@ -5,7 +5,8 @@ rupees (paise for NSE): instrument_token, last_price, last_quantity, average_pri
 buy_quantity, sell_quantity, open, high, low, close, change_paise, oi, oi_day_high, oi_day_low,
 last_trade_time (epoch s), exchange_timestamp (epoch s), exchange_timestamp_ms, sequence,
 upper_circuit, lower_circuit, week52_high, week52_low, depth {"buy": [{"price", "quantity",
-"orders"}] * 5, "sell": [...] * 5}. With advance=True the price moves one step first.
+"orders"}] * 5, "sell": [...] * 5}; the last five only with depth=True. With advance=True the
+price moves one step first.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ class PriceSimulator:
         self.seed = seed
         self._series: dict[int, Series] = {}
 
-    def series(self, inst: PaperInstrument) -> Series:
-        """The instrument's walk (created on first use); read it without moving the price."""
+    def _series_of(self, inst: PaperInstrument) -> Series:
         series = self._series.get(inst.kite_token)
         if series is None:
             series = Series(inst, random.Random(f"{self.seed}:{inst.kite_token}"))
@@ -37,16 +37,16 @@ class PriceSimulator:
         return series
 
     def last_price(self, inst: PaperInstrument) -> int:
-        return self.series(inst).last
+        return self._series_of(inst).last
 
     def advance(self, inst: PaperInstrument) -> int:
-        return self.series(inst).step()
+        return self._series_of(inst).step()
 
-    def quote(self, inst: PaperInstrument, advance: bool = True) -> dict[str, Any]:
-        series = self.series(inst)
+    def quote(self, inst: PaperInstrument, advance: bool = True, depth: bool = True) -> dict[str, Any]:
+        series = self._series_of(inst)
         if advance:
             series.step()
-        return series.snapshot()
+        return series.snapshot(depth)
 
     def reset(self) -> None:
         self._series.clear()
@@ -90,7 +90,41 @@ class Series:
         self.last_trade_time = int(time.time())
         return self.last
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, depth: bool = True) -> dict[str, Any]:
+        """The quote values now. Without ``depth``: no book, circuits or 52-week range, and the
+        buy/sell totals derived from the sequence instead of the book, because drawing a book
+        (~45 µs) would cap the tick clock near 20k instruments/s."""
+        inst = self.inst
+        seq = self.sequence
+        now_s = time.time()
+        values = {
+            "instrument_token": inst.kite_token,
+            "last_price": self.last,
+            "last_quantity": self.last_quantity,
+            "average_price": int(self.turnover // self.volume) if self.volume else self.last,
+            "volume": self.volume,
+            "buy_quantity": 0 if inst.is_index else 25_000 + (seq * 7_919 + inst.kite_token) % 250_000,
+            "sell_quantity": 0 if inst.is_index else 25_000 + (seq * 6_037 + inst.kite_token) % 250_000,
+            "open": self.open,
+            "high": self.high,
+            "low": self.low,
+            "close": self.close,
+            "change_paise": self.last - self.close,
+            "oi": 0,
+            "oi_day_high": 0,
+            "oi_day_low": 0,
+            "last_trade_time": self.last_trade_time,
+            "exchange_timestamp": int(now_s),
+            "exchange_timestamp_ms": int(now_s * 1000),
+            "sequence": seq,
+        }
+        if depth:
+            values.update(self._book())
+        return values
+
+    def _book(self) -> dict[str, Any]:
+        """Five levels a side around the last price (empty for an index), the circuits and the
+        52-week range."""
         tick = max(1, self.inst.tick_size_paise)
         rng = random.Random(f"depth:{self.inst.kite_token}:{self.sequence}")
         buy = [
@@ -104,28 +138,9 @@ class Series:
         if self.inst.is_index:
             buy = [{"price": 0, "quantity": 0, "orders": 0} for _ in range(5)]
             sell = [{"price": 0, "quantity": 0, "orders": 0} for _ in range(5)]
-        now_s = time.time()
-        avg = self.turnover // self.volume if self.volume else self.last
         return {
-            "instrument_token": self.inst.kite_token,
-            "last_price": self.last,
-            "last_quantity": self.last_quantity,
-            "average_price": int(avg),
-            "volume": self.volume,
             "buy_quantity": sum(d["quantity"] for d in buy) * 50,
             "sell_quantity": sum(d["quantity"] for d in sell) * 50,
-            "open": self.open,
-            "high": self.high,
-            "low": self.low,
-            "close": self.close,
-            "change_paise": self.last - self.close,
-            "oi": 0,
-            "oi_day_high": 0,
-            "oi_day_low": 0,
-            "last_trade_time": self.last_trade_time,
-            "exchange_timestamp": int(now_s),
-            "exchange_timestamp_ms": int(now_s * 1000),
-            "sequence": self.sequence,
             "upper_circuit": self._on_grid(self.close * 1.2, tick),
             "lower_circuit": self._on_grid(self.close * 0.8, tick),
             "week52_high": self._on_grid(self.close * 1.35, tick),

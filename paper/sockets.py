@@ -10,7 +10,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -255,7 +255,7 @@ class TickingSocket(SessionBound):
             if ready is not None and not ready():
                 await asyncio.sleep(poll_s)
                 continue
-            fault = await drop_or_stall(self, poll_s, (lambda: on_stall(True)) if on_stall else None)
+            fault = await self._drop_or_stall(poll_s, (lambda: on_stall(True)) if on_stall else None)
             if fault == "dropped":
                 return
             if fault == "stalled":
@@ -269,6 +269,24 @@ class TickingSocket(SessionBound):
             if batch is not None:
                 last_step = batch.step
             yield batch
+
+    async def _drop_or_stall(self, poll_s: float, on_stall: Callable[[], None] | None) -> str:
+        """Apply the socket faults due now: ``"dropped"`` when the connection was just cut (the
+        socket is marked dropped and closing; the caller stops sending), ``"stalled"`` after a silent
+        pause of at most ``poll_s`` (the caller skips the steps that passed, as a frozen server
+        would; ``on_stall`` runs before each pause), ``""`` when neither is due."""
+        faults = self.faults
+        if faults.take_drop():
+            self.dropped = True
+            await abort(self.websocket)
+            self.closing.set()
+            return "dropped"
+        if faults.stalled() or faults.take_stall():
+            if on_stall is not None:
+                on_stall()
+            await asyncio.sleep(min(faults.stall_left_s(), poll_s))
+            return "stalled"
+        return ""
 
 
 @dataclass
@@ -312,34 +330,6 @@ async def pass_texts(
         if faults is not None:
             await faults.wait_stall(poll_s)
         await websocket.send_text(text)
-
-
-class TickSocket(Protocol):
-    """A ticking socket as the fault helper sees it."""
-
-    websocket: WebSocket
-    faults: SocketFaults
-    closing: asyncio.Event
-    dropped: bool
-
-
-async def drop_or_stall(sock: TickSocket, poll_s: float, on_stall: Callable[[], None] | None = None) -> str:
-    """Apply the socket faults due now: ``"dropped"`` when the connection was just cut (the
-    socket is marked dropped and closing; the caller stops sending), ``"stalled"`` after a silent
-    pause of at most ``poll_s`` (the caller skips the steps that passed, as a frozen server
-    would; ``on_stall`` runs before each pause), ``""`` when neither is due."""
-    faults = sock.faults
-    if faults.take_drop():
-        sock.dropped = True
-        await abort(sock.websocket)
-        sock.closing.set()
-        return "dropped"
-    if faults.stalled() or faults.take_stall():
-        if on_stall is not None:
-            on_stall()
-        await asyncio.sleep(min(faults.stall_left_s(), poll_s))
-        return "stalled"
-    return ""
 
 
 async def serve_socket(

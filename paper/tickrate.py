@@ -164,7 +164,7 @@ class TickClock:
         values: dict[int, dict[str, Any]] = {}
         prices = self.state.prices
         for token, inst, depth in self._wanted_by_slice()[self.step_no % self.slices]:
-            values[token] = prices.quote(inst, advance=True) if depth else _light_quote(self.state, inst)
+            values[token] = prices.quote(inst, advance=True, depth=depth)
         self.step_no += 1
         batch = Batch(self.step_no, values)
         self.latest = batch
@@ -208,42 +208,6 @@ async def _wait_event(event: asyncio.Event, timeout_s: float) -> bool:
         async with asyncio.timeout(timeout_s):
             await event.wait()
     return event.is_set()
-
-
-def _light_quote(state: PaperState, inst: PaperInstrument) -> dict[str, Any]:
-    """Quote values without market depth.
-
-    ``PriceSimulator.quote`` builds depth from a freshly seeded RNG, which costs ~45 µs and
-    would cap the clock near 20k instruments/s; ltp and quote packets need no depth. Reads the
-    simulator's per-instrument series (same price path as ``quote``); the buy/sell totals are
-    derived from the series instead of from depth, so only they differ from a REST quote.
-    """
-    state.prices.advance(inst)
-    s = state.prices.series(inst)
-    volume = s.volume
-    seq = s.sequence
-    now_s = time.time()
-    return {
-        "instrument_token": inst.kite_token,
-        "last_price": s.last,
-        "last_quantity": s.last_quantity,
-        "average_price": int(s.turnover // volume) if volume else s.last,
-        "volume": volume,
-        "buy_quantity": 0 if inst.is_index else 25_000 + (seq * 7_919 + inst.kite_token) % 250_000,
-        "sell_quantity": 0 if inst.is_index else 25_000 + (seq * 6_037 + inst.kite_token) % 250_000,
-        "open": s.open,
-        "high": s.high,
-        "low": s.low,
-        "close": s.close,
-        "change_paise": s.last - s.close,
-        "oi": 0,
-        "oi_day_high": 0,
-        "oi_day_low": 0,
-        "last_trade_time": s.last_trade_time,
-        "exchange_timestamp": int(now_s),
-        "exchange_timestamp_ms": int(now_s * 1000),
-        "sequence": seq,
-    }
 
 
 def tick_clock(state: PaperState) -> TickClock:

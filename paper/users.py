@@ -3,7 +3,10 @@ that holds a login's secrets and its live session tokens."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +46,13 @@ DEFAULT_CAPS: dict[str, dict[str, list[str]]] = {
 
 # The dialects the paper broker speaks: one DEFAULT_CAPS entry each.
 BROKERS: tuple[str, ...] = tuple(DEFAULT_CAPS)
+
+
+def jwt_shaped(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    """A token shaped as a JWT (header.claims.signature, base64url) with a random signature."""
+
+    parts = [json.dumps(header).encode(), json.dumps(claims, separators=(",", ":")).encode(), secrets.token_bytes(32)]
+    return ".".join(base64.urlsafe_b64encode(part).rstrip(b"=").decode() for part in parts)
 
 
 @dataclass

@@ -16,7 +16,6 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
-import json
 import re
 import secrets
 import time
@@ -32,7 +31,7 @@ from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymou
 from paper.matching import OrderError, OrderRequest, rupees_to_units
 from paper.orders import PaperOrder, now_ist
 from paper.universe import fyers_symbol_master_csv
-from paper.users import User
+from paper.users import User, jwt_shaped
 
 __all__ = ["fyers_error", "issue_tokens", "routes"]
 
@@ -61,15 +60,9 @@ DIALECT = Dialect(
 )
 
 
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
 def _jwt(claims: dict[str, Any]) -> str:
     """JWT-shaped like Fyers' tokens; only the paper broker and the SDK read the claims."""
-    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{header}.{payload}.{_b64url(secrets.token_bytes(32))}"
+    return jwt_shaped({"alg": "HS256", "typ": "JWT"}, claims)
 
 
 def session_expiry_epoch(now: float | None = None) -> float:
@@ -304,11 +297,10 @@ async def _place(call: Call) -> Response:
 
 
 def _own_order(call: Call, order_id: str) -> PaperOrder:
-    assert call.user is not None
-    order = call.state.orders.get(order_id)
-    if order is None or order.broker != "fyers" or order.user_id != call.user.user_id:
-        raise Reply(fyers_error(-51, "Invalid order id"))
-    return order
+    try:
+        return call.own_order(order_id)
+    except OrderError:
+        raise Reply(fyers_error(-51, "Invalid order id")) from None
 
 
 async def _modify(call: Call) -> Response:
@@ -349,13 +341,8 @@ async def _cancel(call: Call) -> Response:
 
 
 async def _order_book(call: Call) -> Response:
-    assert call.user is not None
-    uid = call.user.user_id
     only = {i for i in str(call.request.query_params.get("id") or "").split(",") if i}
-    rows = [
-        fyers_order_payload(o) for o in call.state.orders.values()
-        if o.broker == "fyers" and o.user_id == uid and (not only or o.order_id in only)
-    ]  # fmt: skip
+    rows = [fyers_order_payload(o) for o in call.own_orders() if not only or o.order_id in only]
     return fyers_ok(orderBook=rows)
 
 

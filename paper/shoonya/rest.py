@@ -16,7 +16,6 @@ examples do) requests ``/NorenWClientTP//PlaceOrder``: both spellings are served
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 import json
@@ -33,7 +32,7 @@ from starlette.routing import Route
 
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
 from paper.matching import OrderError, OrderRequest, rupees_to_units, whole_number
-from paper.orders import PaperOrder, now_ist
+from paper.orders import next_ist_epoch, now_ist
 from paper.shoonya.payloads import (
     PRICE_TYPE_OF,
     PRICE_TYPES,
@@ -68,15 +67,6 @@ DIALECT = Dialect(
     unavailable=lambda: not_ok("Service Unavailable : try after some time", 503),
     rate_limited=lambda: not_ok("Rate limit exceeded : too many requests", 429),
 )
-
-
-def session_expiry_epoch() -> float:
-    """Paper sessions end at the next 06:00 IST (Finvasia documents no lifetime)."""
-    now = now_ist()
-    end = now.replace(hour=6, minute=0, second=0, microsecond=0)
-    if end <= now:
-        end += dt.timedelta(days=1)
-    return end.timestamp()
 
 
 def _sha256(text: str) -> str:
@@ -132,7 +122,7 @@ async def _quick_auth(call: Call) -> Response:
     if not pyotp.TOTP(user.totp_secret).verify(str(values.get("factor2") or ""), valid_window=0):
         return not_ok("Invalid Input : Invalid OTP")
     user.access_token = secrets.token_hex(32)
-    user.token_expires_at = session_expiry_epoch()
+    user.token_expires_at = next_ist_epoch(6)  # Finvasia documents no lifetime
     user.login_time = now_ist()
     return ok(
         susertoken=user.access_token,
@@ -233,18 +223,10 @@ async def _place(call: Call) -> Response:
     return ok(norenordno=order.order_id)
 
 
-def _own_order(call: Call, order_id: str) -> PaperOrder:
-    assert call.user is not None
-    order = call.state.orders.get(order_id)
-    if order is None or order.broker != "shoonya" or order.user_id != call.user.user_id:
-        raise OrderError("not_found", "Order not found")
-    return order
-
-
 async def _modify(call: Call) -> Response:
     values, _ = await _form(call)
     try:
-        order = _own_order(call, str(values.get("norenordno") or ""))
+        order = call.own_order(str(values.get("norenordno") or ""))
         call.tag = order.tag
         div = order.instrument.price_divisor
         prctyp = str(values.get("prctyp") or PRICE_TYPE_OF.get(order.order_type, ""))
@@ -270,7 +252,7 @@ async def _modify(call: Call) -> Response:
 async def _cancel(call: Call) -> Response:
     values, _ = await _form(call)
     try:
-        order = _own_order(call, str(values.get("norenordno") or ""))
+        order = call.own_order(str(values.get("norenordno") or ""))
         call.tag = order.tag
         call.paper.engine.cancel(order)
     except OrderError as exc:
@@ -281,21 +263,15 @@ async def _cancel(call: Call) -> Response:
     return ok(result=order.order_id)
 
 
-def _user_orders(call: Call) -> list[PaperOrder]:
-    assert call.user is not None
-    uid = call.user.user_id
-    return [o for o in call.state.orders.values() if o.broker == "shoonya" and o.user_id == uid]
-
-
 async def _order_book(call: Call) -> Response:
     # Newest first, as Noren lists them.
-    rows = [shoonya_order_payload(o) for o in reversed(_user_orders(call))]
+    rows = [shoonya_order_payload(o) for o in reversed(call.own_orders())]
     return JSONResponse(rows) if rows else not_ok(NO_DATA)
 
 
 async def _trade_book(call: Call) -> Response:
     rows = []
-    for order in reversed(_user_orders(call)):
+    for order in reversed(call.own_orders()):
         div = order.instrument.price_divisor
         base = shoonya_order_payload(order)
         for trade in order.trades:
@@ -316,7 +292,7 @@ async def _trade_book(call: Call) -> Response:
 async def _single_order_history(call: Call) -> Response:
     values, _ = await _form(call)
     try:
-        order = _own_order(call, str(values.get("norenordno") or ""))
+        order = call.own_order(str(values.get("norenordno") or ""))
     except OrderError:
         return not_ok(NO_DATA)
     call.tag = order.tag
