@@ -125,25 +125,9 @@ async def run_endpoint(
         call.user = await authenticate(call)
         if call.user is not None:
             call.user_id = call.user.user_id
-        uid = call.user_id
-        delay = state.faults.take_fault("delay", dialect.broker, uid)
-        if delay is not None:
-            await asyncio.sleep(delay.delay_s or 0)
-        gateway_status: int | None = None
-        error = state.faults.take_fault("error_5xx", dialect.broker, uid)
-        if error is not None:
-            if error.status in (None, 503):
-                raise Reply(dialect.unavailable())
-            gateway_status = error.status  # the broker acts first; the gateway loses its answer
-        if state.faults.take("rate_limit", dialect.broker, uid):
-            raise Reply(dialect.rate_limited())
-        if call.user_id is not None:
-            user = call.user or state.find_user(dialect.broker, call.user_id)
-            caps = (user.effective_caps() if user else {}).get(endpoint_class, [])
-            if caps and not paper.limiter.admit(dialect.broker, call.user_id, endpoint_class, caps):
-                raise Reply(dialect.rate_limited())
+        gateway_status = await _before_handler(call, dialect)
         response = await handler(call)
-        if call.accepted and state.faults.take("accept_then_drop", dialect.broker, uid):
+        if call.accepted and state.faults.take("accept_then_drop", dialect.broker, call.user_id):
             control = request.scope.get(CONTROL_KEY)
             if control is not None:
                 control["drop"] = True
@@ -162,6 +146,28 @@ async def run_endpoint(
         arrival_ns=arrival_ns,
     )
     return response
+
+
+async def _before_handler(call: Call, dialect: Dialect) -> int | None:
+    """The faults and caps a request meets before the broker acts on it; raises Reply with the
+    answer that stops it here, else returns the status of a gateway error that replaces the
+    broker's answer afterwards (None: the broker's answer stands)."""
+    state, uid = call.state, call.user_id
+    delay = state.faults.take_fault("delay", dialect.broker, uid)
+    if delay is not None:
+        await asyncio.sleep(delay.delay_s or 0)
+    error = state.faults.take_fault("error_5xx", dialect.broker, uid)
+    if error is not None and error.status in (None, 503):
+        raise Reply(dialect.unavailable())
+    if state.faults.take("rate_limit", dialect.broker, uid):
+        raise Reply(dialect.rate_limited())
+    if uid is not None:
+        user = call.user or state.find_user(dialect.broker, uid)
+        caps = (user.effective_caps() if user else {}).get(call.endpoint_class, [])
+        if caps and not call.paper.limiter.admit(dialect.broker, uid, call.endpoint_class, caps):
+            raise Reply(dialect.rate_limited())
+    # A gateway status: the broker acts first, and the gateway loses its answer.
+    return error.status if error is not None else None
 
 
 _GATEWAY_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 504: "Gateway Time-out"}

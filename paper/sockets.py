@@ -332,6 +332,20 @@ async def pass_texts(
         await websocket.send_text(text)
 
 
+def _dispatch(
+    message: dict[str, Any], on_text: Callable[[str], None], on_bytes: Callable[[bytes], None] | None
+) -> None:
+    """A received message to ``on_bytes`` when binary and there is one, else as text to ``on_text``."""
+    text, raw = message.get("text"), message.get("bytes")
+    if text is None and raw is not None:
+        if on_bytes is not None:
+            on_bytes(raw)
+            return
+        text = raw.decode("utf-8", "replace")
+    if text is not None:
+        on_text(text)
+
+
 async def serve_socket(
     websocket: WebSocket,
     senders: list[asyncio.Task[None]],
@@ -360,14 +374,7 @@ async def serve_socket(
             message = receive.result()
             if message["type"] == "websocket.disconnect":
                 return
-            text = message.get("text")
-            if text is None and on_bytes is not None and message.get("bytes") is not None:
-                on_bytes(message["bytes"])
-            else:
-                if text is None and message.get("bytes") is not None:
-                    text = message["bytes"].decode("utf-8", "replace")
-                if text is not None:
-                    on_text(text)
+            _dispatch(message, on_text, on_bytes)
             if after_message is not None:
                 after_message()
     except (WebSocketDisconnect, RuntimeError, OSError):

@@ -167,7 +167,11 @@ class AngelStreamSocket(TickingSocket):
         if mode not in MODES:
             # Depth-20 (mode 4) was withdrawn by Angel in 2025; other modes do not exist.
             self.send_error(correlation_id, E_INVALID_PAYLOAD)
-            return
+        elif not self._apply(action, mode, token_list, correlation_id):
+            self.send_error(correlation_id, E_LIMIT)
+
+    def _apply(self, action: int, mode: int, token_list: list[Any], correlation_id: str) -> bool:
+        """(Un)subscribe every token group; False when a subscription was refused for the limit."""
         refused = False
         for group in token_list:
             try:
@@ -177,27 +181,34 @@ class AngelStreamSocket(TickingSocket):
                 self.send_error(correlation_id, E_INVALID_PAYLOAD)
                 continue
             for token in tokens:
-                key = (exchange_type, token)
                 if action == 0:
-                    modes = self.subs.get(key)
-                    if modes is not None:
-                        modes.discard(mode)
-                        self.last_sent.get(key, {}).pop(mode, None)
-                        if not modes:
-                            del self.subs[key]
-                            self.instruments.pop(key, None)
-                            self.last_sent.pop(key, None)
-                    continue
-                inst = self.state.by_angel_token(exchange_type, token)
-                if inst is None:
-                    continue
-                if key not in self.subs and len(self.subs) >= MAX_TOKENS:
+                    self._unsubscribe((exchange_type, token), mode)
+                elif not self._subscribe((exchange_type, token), mode):
                     refused = True
-                    continue
-                self.subs.setdefault(key, set()).add(mode)
-                self.instruments[key] = inst
-        if refused:
-            self.send_error(correlation_id, E_LIMIT)
+        return not refused
+
+    def _subscribe(self, key: tuple[int, str], mode: int) -> bool:
+        """Stream ``mode`` of ``key``; False when refused for the token limit (unknown tokens
+        are ignored, as at Angel)."""
+        inst = self.state.by_angel_token(*key)
+        if inst is None:
+            return True
+        if key not in self.subs and len(self.subs) >= MAX_TOKENS:
+            return False
+        self.subs.setdefault(key, set()).add(mode)
+        self.instruments[key] = inst
+        return True
+
+    def _unsubscribe(self, key: tuple[int, str], mode: int) -> None:
+        modes = self.subs.get(key)
+        if modes is None:
+            return
+        modes.discard(mode)
+        self.last_sent.get(key, {}).pop(mode, None)
+        if not modes:
+            del self.subs[key]
+            self.instruments.pop(key, None)
+            self.last_sent.pop(key, None)
 
     def send_error(self, correlation_id: str, error: tuple[str, str]) -> None:
         code, message = error

@@ -30,7 +30,7 @@ from paper.fyers.payloads import ORDER_TYPES, fyers_order_payload
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
 from paper.matching import OrderError, OrderRequest, rupees_to_units
 from paper.orders import PaperOrder, now_ist
-from paper.universe import fyers_symbol_master_csv
+from paper.universe import PaperInstrument, fyers_symbol_master_csv
 from paper.users import User, jwt_shaped
 
 __all__ = ["fyers_error", "issue_tokens", "routes"]
@@ -246,6 +246,18 @@ def _refusal(exc: OrderError, order: PaperOrder | None = None) -> Response:
     return fyers_error(-50 if exc.kind == "input" else -99, exc.message)
 
 
+def _check_prices(inst: PaperInstrument, order_type: str, price: int, trigger: int) -> None:
+    """The prices an order needs are there and on the tick grid: Fyers checks them before the
+    order exists (error sheet: -392 for the tick size)."""
+    if order_type in ("LIMIT", "SL") and price <= 0:
+        raise Reply(fyers_error(-308, "Please provide a valid limitPrice"))
+    if order_type in ("SL", "SL-M") and trigger <= 0:
+        raise Reply(fyers_error(-309, "Please provide a valid stop price"))
+    tick = inst.tick_size_paise
+    if tick and (price % tick or trigger % tick):
+        raise Reply(fyers_error(-392, "Price should be in multiples of tick size."))
+
+
 async def _place(call: Call) -> Response:
     assert call.user is not None
     body = await _json_body(call)
@@ -274,14 +286,7 @@ async def _place(call: Call) -> Response:
     trigger = _units(body.get("stopPrice"), div, -309, "Please provide a valid stop price")
     if qty <= 0:
         return fyers_error(-310, "Please provide a valid order quantity")
-    if order_type in ("LIMIT", "SL") and price <= 0:
-        return fyers_error(-308, "Please provide a valid limitPrice")
-    if order_type in ("SL", "SL-M") and trigger <= 0:
-        return fyers_error(-309, "Please provide a valid stop price")
-    tick = inst.tick_size_paise
-    if tick and (price % tick or trigger % tick):
-        # Fyers checks the tick size before the order exists (error sheet: -392).
-        return fyers_error(-392, "Price should be in multiples of tick size.")
+    _check_prices(inst, order_type, price, trigger)
     req = OrderRequest(
         instrument=inst, variety="regular", transaction_type="BUY" if side == 1 else "SELL",
         order_type=order_type, product=product, quantity=qty, price=price, trigger_price=trigger,

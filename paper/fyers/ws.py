@@ -176,7 +176,11 @@ class FyersDataSocket(TickingSocket):
             return
         if self.user is None:
             self.reply(enc.response(req, ok=False))
-            return
+        else:
+            self._request(req, fields)
+
+    def _request(self, req: int, fields: dict[int, bytes]) -> None:
+        """A request of an authenticated client: mode, (un)subscribe, pause/resume, acknowledge."""
         if req == MODE:
             mode = fields.get(2, b"\0")[0]
             for ch in _channels(fields.get(1, b"")):
