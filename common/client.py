@@ -1,5 +1,5 @@
 """What a strategy imports: ``from common.client import place_order, cancel_order, modify_order,
-get_order, subscribe_ticks``.
+get_order, orders, subscribe_ticks``.
 
 ``place_order`` validates the order (fields, then lot and tick size from the instrument
 master when it is loaded) before anything is enqueued: an invalid order raises
@@ -30,10 +30,10 @@ from celery import Celery
 from common import keys, orderstore
 from common.errors import ConfigError, InvalidOrder
 from common.models import TERMINAL_STATES, Order, OrderState, OrderUpdate
-from common.redis import get_redis
+from common.redis import get_redis, server_time_ms
 from common.settings import account, settings
 
-__all__ = ["OrderHandle", "cancel_order", "get_order", "modify_order", "place_order", "subscribe_ticks"]
+__all__ = ["OrderHandle", "cancel_order", "get_order", "modify_order", "orders", "place_order", "subscribe_ticks"]
 
 PLACE_TASK = "brokergate.place_order"
 CANCEL_TASK = "brokergate.cancel_order"
@@ -169,8 +169,18 @@ def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -
 
 
 def get_order(client_order_id: str) -> dict[str, Any] | None:
-    """The stored order (see :func:`common.orderstore.get`), or None."""
+    """The stored order (see :func:`common.orderstore.get`), or None. A settled order is kept for
+    ``BROKERGATE_ORDER_RETENTION_DAYS`` (default 7) after it settled, then None."""
     return orderstore.get(get_redis(), client_order_id)
+
+
+def orders(account: str, since_ms: int | None = None) -> list[dict[str, Any]]:
+    """The account's stored orders created at or after ``since_ms`` (epoch ms; None: all still
+    kept, i.e. created within the retention), newest first, each as :func:`get_order` reads it.
+    For a strategy that restarts and must find its orders again, or an end-of-day report."""
+    r = get_redis()
+    got = (orderstore.get(r, coid) for coid in orderstore.account_order_ids(r, account, since_ms))
+    return [g for g in got if g is not None]  # one may expire between the index and the read
 
 
 def _stored(client_order_id: str) -> dict[str, Any]:
@@ -184,7 +194,10 @@ def cancel_order(client_order_id: str | OrderHandle, *, deadline_s: float | None
     """Enqueue a cancel on the account's urgent lane."""
     coid = client_order_id.id if isinstance(client_order_id, OrderHandle) else client_order_id
     got = _stored(coid)
-    _celery().send_task(CANCEL_TASK, args=[got["account"], coid, deadline_s], queue=keys.urgent_queue(got["account"]))
+    # The enqueue time on Redis's clock: the cancel's deadline counts from it, not from when a
+    # worker gets to it.
+    _celery().send_task(CANCEL_TASK, args=[got["account"], coid, deadline_s, server_time_ms(get_redis())],
+                        queue=keys.urgent_queue(got["account"]))
 
 
 def modify_order(client_order_id: str | OrderHandle, *, deadline_s: float | None = None, **changes: Any) -> None:
@@ -199,7 +212,11 @@ def modify_order(client_order_id: str | OrderHandle, *, deadline_s: float | None
     new = Order.from_dict(got["request"]).with_(**changes)  # validates the changed order
     _validate(new)
     wire = {k: v for k, v in new.to_dict().items() if k in changes}
-    # Stamped now (atomic in Redis): the workers apply this order's modifies in this order.
-    seq = orderstore.next_modify_seq(get_redis(), coid)
-    _celery().send_task(MODIFY_TASK, args=[got["account"], coid, wire, deadline_s, seq],
+    # Stamped now, its changes recorded under the seq in the same atomic step: whichever worker
+    # runs first sends every earlier seq's changes too, so they compose in this order.
+    r = get_redis()
+    seq = orderstore.next_modify_seq(r, coid, wire)
+    # The enqueue time on Redis's clock: the deadline counts from it (a modify that waited in
+    # the queue is not sent stale).
+    _celery().send_task(MODIFY_TASK, args=[got["account"], coid, wire, deadline_s, seq, server_time_ms(r)],
                         queue=keys.urgent_queue(got["account"]))

@@ -66,7 +66,8 @@ def stats(account: str) -> str:
 
 # --- orders (workers/orders.py, common/orderstore.py) ----------------------------------
 def order(client_order_id: str) -> str:
-    """Hash: state, account, broker_order_id, request, history, last error, deadline."""
+    """Hash: state, account, broker_order_id, request, history, last error, deadline. Expires
+    the order retention after the order is settled (``Settings.order_retention_days``)."""
     return f"{PREFIX}order:{client_order_id}"
 
 
@@ -76,6 +77,13 @@ def modify_lock(client_order_id: str) -> str:
 
 
 ORDERS_ACTIVE = f"{PREFIX}orders:active"  # sorted set: non-terminal order ids by deadline (ms), for the sweeper
+
+
+def account_orders(account: str) -> str:
+    """Sorted set: the account's order ids by creation time (ms), trimmed by the order retention;
+    what ``common.client.orders`` lists. Not ``bg:orders:<account>``: "active" is a valid account
+    name, and its index must never be the sweeper's."""
+    return f"{PREFIX}orders:account:{account}"
 
 
 def order_done(client_order_id: str) -> str:

@@ -78,7 +78,7 @@ class OrderState(StrEnum):
     REJECTED = "REJECTED"
     CANCELLED = "CANCELLED"
     FAILED = "FAILED"  # certainly never reached the broker
-    EXPIRED = "EXPIRED"  # could not be sent before its deadline, so was not sent
+    EXPIRED = "EXPIRED"  # not sent before its deadline; or a day order gone from the next day's book, unseen
     UNKNOWN = "UNKNOWN"  # outcome unknown until reconciled against the order book
 
 

@@ -5,6 +5,7 @@
      │         ├──► FAILED      (certainly never reached the broker)
      │         └──► UNKNOWN ──► (reconciled) OPEN | COMPLETE | ... | FAILED
      └──► EXPIRED               (no slot before the deadline: never sent)
+    OPEN ──► EXPIRED            (a day order gone from the next trading day's book, its end unseen)
 
 A worker that finds SENDING (a redelivery) or UNKNOWN reconciles by tag before it sends.
 """
@@ -19,7 +20,9 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
     S.NEW: frozenset({S.SENDING, S.EXPIRED, S.FAILED, S.OPEN, S.COMPLETE, S.REJECTED, S.CANCELLED}),
     S.SENDING: frozenset({S.OPEN, S.COMPLETE, S.REJECTED, S.CANCELLED, S.FAILED, S.UNKNOWN, S.EXPIRED}),
     S.UNKNOWN: frozenset({S.SENDING, S.OPEN, S.COMPLETE, S.REJECTED, S.CANCELLED, S.FAILED, S.EXPIRED}),
-    S.OPEN: frozenset({S.OPEN, S.COMPLETE, S.REJECTED, S.CANCELLED}),
+    # OPEN -> EXPIRED only by workers/sweeper.py settle_stale: a day order that the book at the next
+    # trading day's login no longer shows ended unseen (a broker sighting still overturns it).
+    S.OPEN: frozenset({S.OPEN, S.COMPLETE, S.REJECTED, S.CANCELLED, S.EXPIRED}),
     S.COMPLETE: frozenset(),
     S.REJECTED: frozenset(),
     S.CANCELLED: frozenset(),

@@ -7,7 +7,8 @@ carry the transition table, ranks and terminal states generated from
 
 Hash fields: state, account, broker_order_id, request (Order JSON), deadline_ms, created_ms,
 updated_ms, filled_quantity, pending_quantity, average_price, broker_status, error, history
-(JSON list of {state, at_ms, source}, plus message on a sweeper redrive); and the sender's
+(entries {state, at_ms, source}, plus message on a sweeper redrive, one field ``history:<n>`` each,
+capped at :data:`HISTORY_MAX`; read as one list by :func:`get`); and the sender's
 bookkeeping: attempt (fencing token of the delivery that owns the send), claimed_ms, sent_at_ms
 (set just before the request leaves), sends; redrives / redriven_ms (the sweeper sent a NEW
 order's lost message again); modify_seq (the last modify sequence stamped at enqueue time) and
@@ -17,6 +18,12 @@ The sweeper's index ``bg:orders:active`` holds every non-terminal order, scored 
 deadline (ms); an OPEN order (resting at the broker, which is normal) is re-scored to
 ``OPEN_RECHECK_S`` later, so the sweeper reconciles a silent one now and then instead of
 re-reading it every few seconds.
+
+Bounded: a settled order expires :func:`retention_ms` after it settled (set by the script that
+settles it), and ``bg:orders:account:<account>`` lists an account's orders by creation time
+(:func:`account_order_ids`) until then; a broker sighting that revives a settled order removes its
+expiry again. OPEN orders whose last update was missed are settled at the account's next daily
+login (``workers/sweeper.py``: :func:`stale_ids`).
 
 Who calls what:
 - client: :func:`create`
@@ -44,12 +51,15 @@ from common.errors import InvalidOrder
 from common.lua import LuaScript, script_text
 from common.models import TERMINAL_STATES, Order, OrderState, OrderUpdate
 from common.orderstate import BROKER_STATES, OUR_VERDICTS, RANK, TRANSITIONS
+from common.settings import settings
 
 __all__ = [
+    "HISTORY_MAX",
     "WAKE_STATES",
     "Claim",
     "StoredOrder",
     "Unsent",
+    "account_order_ids",
     "active_ids",
     "annotate",
     "apply_update",
@@ -59,12 +69,16 @@ __all__ = [
     "get",
     "mark_redriven",
     "mark_sent",
+    "modify_changes",
+    "modify_discard",
     "modify_done",
     "modify_lock",
     "next_modify_seq",
     "read",
     "recheck_later",
     "request_cancel",
+    "retention_ms",
+    "stale_ids",
     "transition",
     "unsent",
 ]
@@ -77,6 +91,15 @@ DONE_TTL_S = 3600  # a wake-up list outlives any handle that may still read it
 OPEN_RECHECK_S = 3600  # an OPEN order that hears nothing for this long is reconciled by the sweeper
 CANCEL_RECHECK_S = 2  # an order whose cancel is pending is looked at by the sweeper this soon
 NOT_SENT_CANCEL = "cancelled before it was sent"  # the message of a cancel that never reached the broker
+# History entries kept per order: the first and the latest HISTORY_MAX - 1. Enough for a normal
+# life (NEW, SENDING, OPEN, a few modifies, the end) and the last fills of a busy one; bounded,
+# because an order filled in hundreds of parts would otherwise grow without end.
+HISTORY_MAX = 50
+
+
+def retention_ms() -> int:
+    """How long a settled order stays in Redis (``BROKERGATE_ORDER_RETENTION_DAYS``)."""
+    return int(settings().order_retention_days * 86_400_000)
 
 
 def _lua_set(states: frozenset[OrderState] | set[OrderState]) -> str:
@@ -99,6 +122,8 @@ def _prelude() -> str:
         f"local CHANNEL_PREFIX = {json.dumps(keys.orders_channel(''))}\n"
         f"local DONE_TTL_S = {DONE_TTL_S}\n"
         f"local OPEN_RECHECK_MS = {OPEN_RECHECK_S * 1000}\n"
+        f"local HISTORY_MAX = {HISTORY_MAX}\n"
+        f"local RETENTION_MS = {retention_ms()}\n"
     )
 
 
@@ -109,6 +134,10 @@ def _script(name: str) -> LuaScript:
 
 def _keys(client_order_id: str) -> list[str]:
     return [keys.order(client_order_id), keys.order_done(client_order_id), keys.ORDERS_ACTIVE]
+
+
+def _create_keys(order: Order) -> list[str]:
+    return [*_keys(order.client_order_id), keys.account_orders(order.account)]
 
 
 def _s(v: Any) -> str:
@@ -124,7 +153,7 @@ def create(r: redis.Redis, order: Order, source: str = "client") -> int:
     Raises InvalidOrder("client_order_id") when the id is already in use."""
     created, deadline_ms, _now = _script("order_create")(
         r,
-        _keys(order.client_order_id),
+        _create_keys(order),
         [order.account, json.dumps(order.to_dict()), int(order.deadline_s * 1000), source, uuid.uuid4().hex],
     )
     if not int(created):
@@ -146,10 +175,18 @@ def get(r: redis.Redis, client_order_id: str) -> dict[str, Any] | None:
     for k in _INT_FIELDS:
         if d.get(k, "") != "":
             d[k] = int(d[k])
-    d["history"] = json.loads(d.get("history") or "[]")
+    d["history"] = _history(d)
     d["request"] = json.loads(d.get("request") or "{}")
     d["client_order_id"] = client_order_id
     return d
+
+
+def _history(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """The history as one list, oldest first, taking its fields out of ``d``: a list stored whole
+    before the cap (``history``, no longer written), then the numbered entries in push order."""
+    entries = sorted((int(k.partition(":")[2]), d.pop(k)) for k in [k for k in d if k.startswith("history:")])
+    d.pop("history_n", None)
+    return [*json.loads(d.get("history") or "[]"), *(json.loads(v) for _, v in entries)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +267,43 @@ def active_ids(r: redis.Redis, deadline_before_ms: int | None = None) -> list[tu
     """Non-terminal orders as (id, deadline_ms), earliest deadline first."""
     hi: float | int = float("inf") if deadline_before_ms is None else deadline_before_ms
     return [(_s(m), int(s)) for m, s in r.zrangebyscore(keys.ORDERS_ACTIVE, "-inf", hi, withscores=True)]
+
+
+def account_order_ids(r: redis.Redis, account: str, since_ms: int | None = None) -> list[str]:
+    """The account's orders created at or after ``since_ms`` (all kept, when None), newest first.
+    An id whose order has expired is dropped from the index as it is found."""
+    lo: str | int = "-inf" if since_ms is None else since_ms
+    ids = [_s(m) for m in r.zrevrangebyscore(keys.account_orders(account), "+inf", lo)]
+    if not ids:
+        return []
+    with r.pipeline(transaction=False) as p:
+        for coid in ids:
+            p.exists(keys.order(coid))
+        there = p.execute()
+    gone = [coid for coid, e in zip(ids, there, strict=True) if not e]
+    if gone:
+        r.zrem(keys.account_orders(account), *gone)
+    return [coid for coid, e in zip(ids, there, strict=True) if e]
+
+
+def trim_account_index(r: redis.Redis, account: str, now_ms: int) -> int:
+    """Drop index entries of orders created longer ago than the retention (done by every create
+    too; this is for an account that stopped placing orders). Returns how many went."""
+    return int(r.zremrangebyscore(keys.account_orders(account), "-inf", f"({now_ms - retention_ms()}"))
+
+
+def stale_ids(r: redis.Redis, account: str, created_before_ms: int) -> list[str]:
+    """The account's non-terminal orders created before ``created_before_ms``: every one is in the
+    sweeper's index (which, unlike the account's, is never trimmed). One pipelined round trip."""
+    ids = [_s(m) for m in r.zrange(keys.ORDERS_ACTIVE, 0, -1)]
+    if not ids:
+        return []
+    with r.pipeline(transaction=False) as p:
+        for coid in ids:
+            p.hmget(keys.order(coid), "account", "created_ms")
+        rows = p.execute()
+    return [coid for coid, (acct, created) in zip(ids, rows, strict=True)
+            if acct is not None and _s(acct) == account and int(_s(created or "0") or 0) < created_before_ms]
 
 
 def mark_enqueued(r: redis.Redis, client_order_id: str) -> None:
@@ -376,10 +450,34 @@ def _modify_keys(client_order_id: str) -> list[str]:
     return [*_keys(client_order_id), keys.modify_lock(client_order_id)]
 
 
-def next_modify_seq(r: redis.Redis, client_order_id: str) -> int:
+def next_modify_seq(r: redis.Redis, client_order_id: str, changes: dict[str, Any] | None = None,
+                    message_id: str = "") -> int:
     """Stamp a modify being enqueued: the order's next modify sequence (atomic INCR); 0 when
-    the order does not exist."""
-    return int(_script("order_modify_seq")(r, _keys(client_order_id), []))
+    the order does not exist. ``changes`` (the modify's changed fields, JSON-able) are recorded
+    under that seq in the same step, so a worker running a later seq first can send them too
+    (:func:`modify_changes`). ``message_id``: the message of a modify enqueued by name without a
+    seq; a redelivery of that message gets the seq it got the first time."""
+    return int(_script("order_modify_seq")(
+        r, _keys(client_order_id), [json.dumps(changes) if changes is not None else "", message_id]))
+
+
+def modify_changes(r: redis.Redis, client_order_id: str, seq: int, own: dict[str, Any]) -> dict[str, Any]:
+    """What modify ``seq`` sends, as changes onto the stored request: the recorded changes of
+    every seq after the last applied one up to ``seq``, composed in seq order (a later seq's
+    value wins), with ``own`` standing in for ``seq``'s when it has none recorded (a message
+    from an older client). Read while holding the order's modify lock: only its holder moves
+    the request and the applied seq."""
+    key = keys.order(client_order_id)
+    applied = int(_s(r.hget(key, "modify_applied_seq") or 0) or 0)
+    seqs = list(range(applied + 1, seq + 1))
+    recorded = r.hmget(key, [f"modify_changes:{s}" for s in seqs]) if seqs else []
+    merged: dict[str, Any] = {}
+    for s, raw in zip(seqs, recorded, strict=True):
+        if raw is not None:
+            merged.update(json.loads(_s(raw)))
+        elif s == seq:
+            merged.update(own)
+    return merged
 
 
 def modify_lock(r: redis.Redis, client_order_id: str, token: str, seq: int, ttl_ms: int) -> tuple[str, int]:
@@ -393,11 +491,19 @@ def modify_lock(r: redis.Redis, client_order_id: str, token: str, seq: int, ttl_
 def modify_done(r: redis.Redis, client_order_id: str, token: str, seq: int,
                 fields: dict[str, str | int] | None = None, *, applied: bool = False) -> bool:
     """Record a modify's outcome (``fields``; with ``applied`` its seq becomes the last applied
-    one) and release the lock, only while ``token`` holds it. False: fenced off, nothing written."""
+    one and the recorded changes up to it are cleaned up; without, its own recorded changes are
+    discarded) and release the lock, only while ``token`` holds it. False: fenced off, nothing
+    written."""
     done = _script("order_modify_done")(
         r, _modify_keys(client_order_id),
         [token, seq, json.dumps({k: str(v) for k, v in (fields or {}).items()}), "1" if applied else "0"])
     return bool(int(done))
+
+
+def modify_discard(r: redis.Redis, client_order_id: str, seq: int) -> None:
+    """Forget the recorded changes of modify ``seq``, which never took the lock (it expired
+    waiting): it did not happen, so no later modify may carry it. An applied seq is left alone."""
+    _script("order_modify_done")(r, _modify_keys(client_order_id), ["", seq, "{}", "discard"])
 
 
 # --- pushed and reconciled updates ----------------------------------------------------------------

@@ -185,6 +185,10 @@ class Settings:
     flower_password: Secret = field(default_factory=lambda: Secret(""))
     postback_host: str = "127.0.0.1"
     postback_port: int = 8701
+    # How long a settled order (and its entry in the account's index) stays readable: long enough
+    # for a strategy or an operator to look back over a trading week, short enough that Redis,
+    # which holds everything in memory, does not grow with every order ever placed.
+    order_retention_days: float = 7.0
 
 
 def _env(name: str, environ: dict[str, str], default: str) -> str:
@@ -210,6 +214,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     level = _env("BROKERGATE_LOG_LEVEL", environ, "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"BROKERGATE_LOG_LEVEL: {level!r} is not a log level")
+    retention = _env("BROKERGATE_ORDER_RETENTION_DAYS", environ, str(Settings.order_retention_days))
+    try:
+        retention_days = float(retention)
+    except ValueError:
+        retention_days = 0.0
+    if not 0 < retention_days < 3650:  # also refuses nan and inf
+        raise ConfigError(f"BROKERGATE_ORDER_RETENTION_DAYS: {retention!r} is not a number of days > 0")
     return Settings(
         redis_url=_env("BROKERGATE_REDIS_URL", environ, Settings.redis_url),
         accounts_path=_env("BROKERGATE_ACCOUNTS", environ, Settings.accounts_path),
@@ -219,6 +230,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         flower_password=Secret(_env("BROKERGATE_FLOWER_PASSWORD", environ, "")),
         postback_host=_env("BROKERGATE_POSTBACK_HOST", environ, "127.0.0.1"),
         postback_port=int(port),
+        order_retention_days=retention_days,
     )
 
 

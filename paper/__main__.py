@@ -18,7 +18,8 @@ import uvicorn
 from paper.app import create_app
 from paper.control import user_from_mapping
 from paper.server import uvicorn_kwargs
-from paper.state import PaperState, User
+from paper.state import PaperState
+from paper.users import User
 
 
 def load_users(path: Path) -> list[User]:
@@ -28,7 +29,7 @@ def load_users(path: Path) -> list[User]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paper", description="Paper Kite + Angel broker")
+    parser = argparse.ArgumentParser(prog="python -m paper", description="Paper broker: Kite, Angel, Fyers and Shoonya")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8700)
     parser.add_argument("--config", type=Path, default=None, help="TOML with [[users]] tables")

@@ -1,12 +1,11 @@
-"""The paper broker's ASGI app: Kite and Angel REST at their own paths, the WebSocket routes of
-paper.ws_kite / paper.ws_angel when present, the /_paper control API, and the background tasks
-(price walk + matching every 200 ms, postback delivery)."""
+"""The paper broker's ASGI app: every dialect's REST and WebSocket routes at the broker's own
+paths, the /_paper control API, and the background tasks (price walk + matching every 200 ms,
+Kite postback delivery)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,10 +16,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from paper import control
+from paper.angel import rest as angel_rest
+from paper.angel import ws as angel_ws
 from paper.caps import CapLimiter
+from paper.fyers import rest as fyers_rest
+from paper.fyers import ws as fyers_ws
 from paper.gateway import DropConnectionMiddleware, Paper
+from paper.kite import rest as kite_rest
+from paper.kite import ws as kite_ws
+from paper.kite.postbacks import PostbackSender
 from paper.matching import MatchingEngine
-from paper.postbacks import PostbackSender
+from paper.shoonya import rest as shoonya_rest
+from paper.shoonya import ws as shoonya_ws
 from paper.state import PaperState
 
 log = logging.getLogger("paper")
@@ -29,16 +36,11 @@ MATCH_INTERVAL_S = 0.2
 
 
 # Each dialect's REST and WebSocket modules, each with ``routes(state)``.
-DIALECT_MODULES = ("paper.kite_rest", "paper.angel_rest", "paper.ws_kite", "paper.ws_angel")
-DIALECT_MODULES += ("paper.shoonya_rest", "paper.ws_shoonya")
-DIALECT_MODULES += ("paper.fyers_rest", "paper.ws_fyers")
+DIALECT_MODULES = (kite_rest, angel_rest, kite_ws, angel_ws, shoonya_rest, shoonya_ws, fyers_rest, fyers_ws)
 
 
 def _dialect_routes(state: PaperState) -> list[BaseRoute]:
-    out: list[BaseRoute] = []
-    for name in DIALECT_MODULES:
-        out.extend(importlib.import_module(name).routes(state))
-    return out
+    return [route for module in DIALECT_MODULES for route in module.routes(state)]
 
 
 async def _not_found(request: Request) -> Response:

@@ -9,17 +9,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from paper.fyers_rest import fyers_order_payload
+from paper.angel.payloads import angel_order_payload
+from paper.caps import parse_cap
+from paper.faults import FAULT_KINDS
+from paper.fyers.payloads import fyers_order_payload
 from paper.gateway import Paper
-from paper.shoonya_rest import shoonya_order_payload
-from paper.state import BROKERS, FAULT_KINDS, PaperOrder, User, angel_order_payload, kite_order_payload
+from paper.kite.payloads import kite_order_payload
+from paper.orders import PaperOrder
+from paper.shoonya.payloads import shoonya_order_payload
+from paper.users import BROKERS, User
 
 # Each dialect's order body (its order-book row), shown by /_paper/orders as broker_payload.
-ORDER_PAYLOADS = {"kite": kite_order_payload, "angel": angel_order_payload}
-ORDER_PAYLOADS["shoonya"] = shoonya_order_payload
-ORDER_PAYLOADS["fyers"] = fyers_order_payload
-
-USER_KEYS = ("broker", "user_id", "password", "totp_secret", "api_key", "api_secret", "caps", "postback_url")
+ORDER_PAYLOADS = {
+    "kite": kite_order_payload,
+    "angel": angel_order_payload,
+    "fyers": fyers_order_payload,
+    "shoonya": shoonya_order_payload,
+}
 
 
 def user_from_mapping(data: dict[str, Any]) -> User:
@@ -32,8 +38,6 @@ def user_from_mapping(data: dict[str, Any]) -> User:
     caps = data.get("caps") or {}
     if not isinstance(caps, dict) or not all(isinstance(v, list) for v in caps.values()):
         raise ValueError('caps must look like {"orders": ["10/s", "400/min"]}')
-    from paper.caps import parse_cap
-
     for values in caps.values():
         for cap in values:
             parse_cap(cap)

@@ -1,6 +1,6 @@
 """The request pipeline every broker endpoint goes through, in the order the brokers apply it:
 authenticate, faults (delay, error_5xx, rate_limit), caps, the handler, then the request log
-(an error_5xx with a gateway status replaces the handler's answer: see paper.state.Faults);
+(an error_5xx with a gateway status replaces the handler's answer: see paper.faults.Faults);
 plus the ASGI wrapper that can drop a connection after the handler ran (accept_then_drop).
 """
 
@@ -18,9 +18,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paper.caps import CapLimiter
-from paper.matching import MatchingEngine
-from paper.postbacks import PostbackSender
-from paper.state import PaperState, User
+from paper.kite.postbacks import PostbackSender
+from paper.matching import MatchingEngine, OrderError
+from paper.orders import PaperOrder
+from paper.state import PaperState
+from paper.users import User
 
 # Key in the ASGI scope for the server transport (set by paper.server's protocol) and for the
 # per-request control flags; a dict so it survives shallow scope copies.
@@ -81,6 +83,19 @@ class Call:
     def state(self) -> PaperState:
         return self.paper.state
 
+    def own_orders(self) -> list[PaperOrder]:
+        """The authenticated user's orders, in placement order."""
+        uid = self.user.user_id if self.user is not None else None
+        return [o for o in self.state.orders.values() if o.broker == self.broker and o.user_id == uid]
+
+    def own_order(self, order_id: str, message: str = "Order not found") -> PaperOrder:
+        """The authenticated user's order ``order_id``; OrderError("not_found", message) when it
+        is unknown or another user's."""
+        order = self.state.orders.get(order_id)
+        if order is None or order.broker != self.broker or self.user is None or order.user_id != self.user.user_id:
+            raise OrderError("not_found", message)
+        return order
+
 
 @dataclass
 class Dialect:
@@ -110,25 +125,9 @@ async def run_endpoint(
         call.user = await authenticate(call)
         if call.user is not None:
             call.user_id = call.user.user_id
-        uid = call.user_id
-        delay = state.faults.take_fault("delay", dialect.broker, uid)
-        if delay is not None:
-            await asyncio.sleep(delay.delay_s or 0)
-        gateway_status: int | None = None
-        error = state.faults.take_fault("error_5xx", dialect.broker, uid)
-        if error is not None:
-            if error.status in (None, 503):
-                raise Reply(dialect.unavailable())
-            gateway_status = error.status  # the broker acts first; the gateway loses its answer
-        if state.faults.take("rate_limit", dialect.broker, uid):
-            raise Reply(dialect.rate_limited())
-        if call.user_id is not None:
-            user = call.user or state.find_user(dialect.broker, call.user_id)
-            caps = (user.effective_caps() if user else {}).get(endpoint_class, [])
-            if caps and not paper.limiter.admit(dialect.broker, call.user_id, endpoint_class, caps):
-                raise Reply(dialect.rate_limited())
+        gateway_status = await _before_handler(call, dialect)
         response = await handler(call)
-        if call.accepted and state.faults.take("accept_then_drop", dialect.broker, uid):
+        if call.accepted and state.faults.take("accept_then_drop", dialect.broker, call.user_id):
             control = request.scope.get(CONTROL_KEY)
             if control is not None:
                 control["drop"] = True
@@ -147,6 +146,28 @@ async def run_endpoint(
         arrival_ns=arrival_ns,
     )
     return response
+
+
+async def _before_handler(call: Call, dialect: Dialect) -> int | None:
+    """The faults and caps a request meets before the broker acts on it; raises Reply with the
+    answer that stops it here, else returns the status of a gateway error that replaces the
+    broker's answer afterwards (None: the broker's answer stands)."""
+    state, uid = call.state, call.user_id
+    delay = state.faults.take_fault("delay", dialect.broker, uid)
+    if delay is not None:
+        await asyncio.sleep(delay.delay_s or 0)
+    error = state.faults.take_fault("error_5xx", dialect.broker, uid)
+    if error is not None and error.status in (None, 503):
+        raise Reply(dialect.unavailable())
+    if state.faults.take("rate_limit", dialect.broker, uid):
+        raise Reply(dialect.rate_limited())
+    if uid is not None:
+        user = call.user or state.find_user(dialect.broker, uid)
+        caps = (user.effective_caps() if user else {}).get(call.endpoint_class, [])
+        if caps and not call.paper.limiter.admit(dialect.broker, uid, call.endpoint_class, caps):
+            raise Reply(dialect.rate_limited())
+    # A gateway status: the broker acts first, and the gateway loses its answer.
+    return error.status if error is not None else None
 
 
 _GATEWAY_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 504: "Gateway Time-out"}

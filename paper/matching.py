@@ -13,10 +13,13 @@ resting order moves one step per `tick()` (the app calls it every 200 ms).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from paper.state import ANGEL_ORDERTYPE, PaperInstrument, PaperOrder, PaperState, PaperTrade, User, now_ist
+from paper.orders import PaperOrder, PaperTrade, now_ist
+from paper.state import PaperState
+from paper.universe import PaperInstrument
+from paper.users import User
 
 ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
 TRANSACTION_TYPES = ("BUY", "SELL")
@@ -46,7 +49,6 @@ class OrderRequest:
     validity: str = "DAY"
     disclosed_quantity: int = 0
     tag: str | None = None
-    angel: dict[str, str] = field(default_factory=dict)
 
 
 def rupees_to_units(text: str | float | int | None, divisor: int, name: str) -> int:
@@ -68,6 +70,16 @@ def whole_number(raw: Any, message: str) -> int:
         return int(str(raw))
     except (TypeError, ValueError):
         raise OrderError("input", message) from None
+
+
+def _check_prices(order_type: str, price: int, trigger_price: int) -> None:
+    """The prices an order of ``order_type`` needs are there (a limit price, a trigger)."""
+    if order_type not in ORDER_TYPES:
+        raise OrderError("input", "Invalid `order_type`.")
+    if order_type in ("LIMIT", "SL") and price <= 0:
+        raise OrderError("input", "Invalid `price`.")
+    if order_type in ("SL", "SL-M") and trigger_price <= 0:
+        raise OrderError("input", "Invalid `trigger_price`.")
 
 
 class MatchingEngine:
@@ -94,14 +106,9 @@ class MatchingEngine:
         refusals (tick size, lot size, index) create a REJECTED order, as at the brokers."""
         if req.transaction_type not in TRANSACTION_TYPES:
             raise OrderError("input", "Invalid `transaction_type`.")
-        if req.order_type not in ORDER_TYPES:
-            raise OrderError("input", "Invalid `order_type`.")
         if req.quantity <= 0:
             raise OrderError("input", "Invalid `quantity`.")
-        if req.order_type in ("LIMIT", "SL") and req.price <= 0:
-            raise OrderError("input", "Invalid `price`.")
-        if req.order_type in ("SL", "SL-M") and req.trigger_price <= 0:
-            raise OrderError("input", "Invalid `trigger_price`.")
+        _check_prices(req.order_type, req.price, req.trigger_price)
         now = now_ist()
         order = PaperOrder(
             order_id=self.state.next_order_id(),
@@ -119,7 +126,6 @@ class MatchingEngine:
             disclosed_quantity=req.disclosed_quantity,
             tag=req.tag,
             order_timestamp=now,
-            angel=dict(req.angel),
         )
         self.state.orders[order.order_id] = order
         for transient in ("PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING"):
@@ -171,23 +177,16 @@ class MatchingEngine:
         if order.modify_count >= MAX_MODIFICATIONS:
             raise OrderError("order", "Maximum allowed order modifications exceeded.")
         new_type = order_type or order.order_type
-        if new_type not in ORDER_TYPES:
-            raise OrderError("input", "Invalid `order_type`.")
-        if quantity is not None:
-            if quantity <= 0 or quantity < order.filled_quantity:
-                raise OrderError("input", "Invalid `quantity`.")
-            if quantity % order.instrument.lot_size:
-                raise OrderError("input", "Quantity should be a multiple of lot size.")
+        if quantity is not None and (quantity <= 0 or quantity < order.filled_quantity):
+            raise OrderError("input", "Invalid `quantity`.")
+        if quantity is not None and quantity % order.instrument.lot_size:
+            raise OrderError("input", "Quantity should be a multiple of lot size.")
         tick = order.instrument.tick_size_paise
-        for value in (price, trigger_price):
-            if value and tick and value % tick:
-                raise OrderError("input", "Price should be a multiple of tick size.")
+        if tick and any(value and value % tick for value in (price, trigger_price)):
+            raise OrderError("input", "Price should be a multiple of tick size.")
         new_price = price if price is not None else order.price
         new_trigger = trigger_price if trigger_price is not None else order.trigger_price
-        if new_type in ("LIMIT", "SL") and new_price <= 0:
-            raise OrderError("input", "Invalid `price`.")
-        if new_type in ("SL", "SL-M") and new_trigger <= 0:
-            raise OrderError("input", "Invalid `trigger_price`.")
+        _check_prices(new_type, new_price, new_trigger)
         self._history_only(order, "MODIFY VALIDATION PENDING")
         self._history_only(order, "MODIFY PENDING")
         order.order_type = new_type
@@ -202,8 +201,6 @@ class MatchingEngine:
         order.modified = True
         order.modify_count += 1
         order.exchange_update_timestamp = now_ist()
-        if order.angel:
-            order.angel["ordertype"] = ANGEL_ORDERTYPE[new_type]
         self._changed(order)
         self._try_fill(order)
         return order

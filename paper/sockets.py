@@ -10,13 +10,14 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from paper.state import PaperState, User
+from paper.state import PaperState
 from paper.tickrate import Batch, tick_clock
+from paper.users import User
 
 __all__ = [
     "Hookup",
@@ -29,7 +30,6 @@ __all__ = [
     "log_handshake",
     "pass_texts",
     "refuse",
-    "registry",
     "serve_hooked",
     "serve_socket",
 ]
@@ -113,8 +113,7 @@ async def abort(websocket: WebSocket) -> None:
 
     Falls back to a 1011 close when the transport cannot be reached (another ASGI server).
     """
-    # paper.gateway's server protocol puts its transport in the scope; else dig it out of send.
-    transport = websocket.scope.get("paper.transport") or _find_transport(websocket._send)
+    transport = transport_of(websocket)
     if transport is not None and callable(getattr(transport, "abort", None)):
         transport.abort()
         return
@@ -165,16 +164,6 @@ class SocketFaults:
         """Return once no stall is running (a stalled socket sends nothing, replies included)."""
         while self.stalled():
             await asyncio.sleep(min(self.stall_left_s(), poll_s))
-
-
-def registry(state: PaperState, name: str) -> dict[str, set[Any]]:
-    """``state.<name>``, made on first use: the open sockets of one kind by user (or API key),
-    which the connection caps count."""
-    reg = getattr(state, name, None)
-    if reg is None:
-        reg = {}
-        setattr(state, name, reg)
-    return reg  # type: ignore[no-any-return]
 
 
 # How long a reorder_updates fault holds an update when no later one comes to overtake it: the
@@ -266,7 +255,7 @@ class TickingSocket(SessionBound):
             if ready is not None and not ready():
                 await asyncio.sleep(poll_s)
                 continue
-            fault = await drop_or_stall(self, poll_s, (lambda: on_stall(True)) if on_stall else None)
+            fault = await self._drop_or_stall(poll_s, (lambda: on_stall(True)) if on_stall else None)
             if fault == "dropped":
                 return
             if fault == "stalled":
@@ -280,6 +269,24 @@ class TickingSocket(SessionBound):
             if batch is not None:
                 last_step = batch.step
             yield batch
+
+    async def _drop_or_stall(self, poll_s: float, on_stall: Callable[[], None] | None) -> str:
+        """Apply the socket faults due now: ``"dropped"`` when the connection was just cut (the
+        socket is marked dropped and closing; the caller stops sending), ``"stalled"`` after a silent
+        pause of at most ``poll_s`` (the caller skips the steps that passed, as a frozen server
+        would; ``on_stall`` runs before each pause), ``""`` when neither is due."""
+        faults = self.faults
+        if faults.take_drop():
+            self.dropped = True
+            await abort(self.websocket)
+            self.closing.set()
+            return "dropped"
+        if faults.stalled() or faults.take_stall():
+            if on_stall is not None:
+                on_stall()
+            await asyncio.sleep(min(faults.stall_left_s(), poll_s))
+            return "stalled"
+        return ""
 
 
 @dataclass
@@ -325,32 +332,18 @@ async def pass_texts(
         await websocket.send_text(text)
 
 
-class TickSocket(Protocol):
-    """A ticking socket as the fault helper sees it."""
-
-    websocket: WebSocket
-    faults: SocketFaults
-    closing: asyncio.Event
-    dropped: bool
-
-
-async def drop_or_stall(sock: TickSocket, poll_s: float, on_stall: Callable[[], None] | None = None) -> str:
-    """Apply the socket faults due now: ``"dropped"`` when the connection was just cut (the
-    socket is marked dropped and closing; the caller stops sending), ``"stalled"`` after a silent
-    pause of at most ``poll_s`` (the caller skips the steps that passed, as a frozen server
-    would; ``on_stall`` runs before each pause), ``""`` when neither is due."""
-    faults = sock.faults
-    if faults.take_drop():
-        sock.dropped = True
-        await abort(sock.websocket)
-        sock.closing.set()
-        return "dropped"
-    if faults.stalled() or faults.take_stall():
-        if on_stall is not None:
-            on_stall()
-        await asyncio.sleep(min(faults.stall_left_s(), poll_s))
-        return "stalled"
-    return ""
+def _dispatch(
+    message: dict[str, Any], on_text: Callable[[str], None], on_bytes: Callable[[bytes], None] | None
+) -> None:
+    """A received message to ``on_bytes`` when binary and there is one, else as text to ``on_text``."""
+    text, raw = message.get("text"), message.get("bytes")
+    if text is None and raw is not None:
+        if on_bytes is not None:
+            on_bytes(raw)
+            return
+        text = raw.decode("utf-8", "replace")
+    if text is not None:
+        on_text(text)
 
 
 async def serve_socket(
@@ -381,14 +374,7 @@ async def serve_socket(
             message = receive.result()
             if message["type"] == "websocket.disconnect":
                 return
-            text = message.get("text")
-            if text is None and on_bytes is not None and message.get("bytes") is not None:
-                on_bytes(message["bytes"])
-            else:
-                if text is None and message.get("bytes") is not None:
-                    text = message["bytes"].decode("utf-8", "replace")
-                if text is not None:
-                    on_text(text)
+            _dispatch(message, on_text, on_bytes)
             if after_message is not None:
                 after_message()
     except (WebSocketDisconnect, RuntimeError, OSError):

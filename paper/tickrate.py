@@ -6,7 +6,7 @@ price path, and the path stays a pure function of (seed, instrument, step number
 wait for the next step and encode their share; a slow socket skips steps instead of
 queueing them (as a real broker drops a slow consumer's backlog).
 
-Knobs (HTTP, mounted by :func:`paper.ws_kite.routes`):
+Knobs (HTTP, mounted by :func:`paper.kite.ws.routes`):
 
 - ``GET /_paper/ticks`` → ``{"interval_ms", "paused", "step", "sockets"}``.
 - ``POST /_paper/ticks`` JSON ``{"interval_ms": int, "paused": bool, "steps": int, "slices": int}``
@@ -15,7 +15,7 @@ Knobs (HTTP, mounted by :func:`paper.ws_kite.routes`):
   instruments over N consecutive steps (by a hash of the token), as a real exchange's ticks
   arrive spread over the second rather than all at once: 9,000 instruments at 1 tick/s each is
   ``interval_ms=50, slices=20``.
-- ``GET /_paper/ticks/last?broker=kite|angel&token=...[&user_id=...]`` → a JSON list, one item per
+- ``GET /_paper/ticks/last?broker=kite|angel|fyers|shoonya&token=...[&user_id=...]`` → a JSON list, one item per
   open socket that has sent this token: ``{"socket", "broker", "user_id", "mode", "step", "values"}``
   where ``values`` are the integers handed to the encoder (prices in 1/price_divisor rupees).
 
@@ -39,7 +39,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from paper.state import PaperInstrument, PaperState
+from paper.state import PaperState
+from paper.universe import PaperInstrument
 
 __all__ = ["Batch", "TickClock", "TickSubscriber", "control_routes", "tick_clock"]
 
@@ -163,7 +164,7 @@ class TickClock:
         values: dict[int, dict[str, Any]] = {}
         prices = self.state.prices
         for token, inst, depth in self._wanted_by_slice()[self.step_no % self.slices]:
-            values[token] = prices.quote(inst, advance=True) if depth else _light_quote(self.state, inst)
+            values[token] = prices.quote(inst, advance=True, depth=depth)
         self.step_no += 1
         batch = Batch(self.step_no, values)
         self.latest = batch
@@ -209,52 +210,11 @@ async def _wait_event(event: asyncio.Event, timeout_s: float) -> bool:
     return event.is_set()
 
 
-def _light_quote(state: PaperState, inst: PaperInstrument) -> dict[str, Any]:
-    """Quote values without market depth.
-
-    ``PriceSimulator.quote`` builds depth from a freshly seeded RNG, which costs ~45 µs and
-    would cap the clock near 20k instruments/s; ltp and quote packets need no depth. Reads the
-    simulator's per-instrument series (same price path as ``quote``); the buy/sell totals are
-    derived from the series instead of from depth, so only they differ from a REST quote.
-    """
-    series_of = getattr(state.prices, "_get", None)
-    if series_of is None:  # simulator without the series accessor: take the slow exact path
-        return state.prices.quote(inst, advance=True)
-    state.prices.advance(inst)
-    s = series_of(inst)
-    volume = s.volume
-    seq = s.sequence
-    now_s = time.time()
-    return {
-        "instrument_token": inst.kite_token,
-        "last_price": s.last,
-        "last_quantity": s.last_quantity,
-        "average_price": int(s.turnover // volume) if volume else s.last,
-        "volume": volume,
-        "buy_quantity": 0 if inst.is_index else 25_000 + (seq * 7_919 + inst.kite_token) % 250_000,
-        "sell_quantity": 0 if inst.is_index else 25_000 + (seq * 6_037 + inst.kite_token) % 250_000,
-        "open": s.open,
-        "high": s.high,
-        "low": s.low,
-        "close": s.close,
-        "change_paise": s.last - s.close,
-        "oi": 0,
-        "oi_day_high": 0,
-        "oi_day_low": 0,
-        "last_trade_time": s.last_trade_time,
-        "exchange_timestamp": int(now_s),
-        "exchange_timestamp_ms": int(now_s * 1000),
-        "sequence": seq,
-    }
-
-
 def tick_clock(state: PaperState) -> TickClock:
     """The clock of ``state``, created on first use (kept as ``state.tick_clock``)."""
-    clock = getattr(state, "tick_clock", None)
-    if clock is None:
-        clock = TickClock(state)
-        state.tick_clock = clock  # type: ignore[attr-defined]
-    return clock
+    if state.tick_clock is None:
+        state.tick_clock = TickClock(state)
+    return state.tick_clock
 
 
 def control_routes(state: PaperState) -> list[Route]:

@@ -2,8 +2,9 @@
 mock repository's NSE rows, and generated NSE equities up to a realistic size.
 
 Kite instrument tokens are `exchange_token << 8 | segment` (NSE = 1, indices = 9); for NSE
-cash the exchange token is also Angel's symbol token (INFY: 408065 = 1594 << 8 | 1), so the
-two brokers' tokens for one instrument are derived from each other, as at the real brokers.
+cash the exchange token is also Angel's symbol token (INFY: 408065 = 1594 << 8 | 1), and Fyers'
+and Shoonya's tokens derive from it too, so every broker's names for one instrument are derived
+from each other, as at the real brokers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 
 # Kite segment ids (low byte of instrument_token) and Angel exchange types, per docs/brokers.md.
 KITE_SEGMENT_NSE = 1
-KITE_SEGMENT_INDICES = 9
 ANGEL_NSE_CM = 1
 
 # Generated names start far above real NSE exchange tokens (< 100,000) so they never collide.
@@ -28,7 +28,7 @@ _FIXTURE_CSV = Path(__file__).resolve().parent / "data" / "instruments_nse.csv"
 
 @dataclass
 class PaperInstrument:
-    """One instrument as both brokers name it. Prices are integers in 1/price_divisor rupees."""
+    """One instrument as every broker names it. Prices are integers in 1/price_divisor rupees."""
 
     exchange: str
     symbol: str

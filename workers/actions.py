@@ -9,8 +9,19 @@ CANCELLED with no ``broker_order_id`` (never at the broker) or with one (cancell
 Cancels are idempotent at the broker, so an ambiguous one is sent again until the broker
 confirms or the order is terminal.
 
-Modify: one at a time per order (a fenced lock in Redis), in the order the client enqueued them
-(``seq``, stamped at enqueue time).
+Modify: one at a time per order (a fenced lock in Redis, whose token is the task's message id,
+so a redelivery after a crash retakes its own lock), composed in the order the client enqueued
+them: the client stamps each with a ``seq`` and records its changes under it in one step, and a
+worker running seq N sends the stored request plus the changes of every seq after the last
+applied one up to N, in seq order. A seq below the last applied one is then stale and dropped
+with nothing lost, whichever order the workers ran them in. A modify that did not happen
+(refused, not sent) is forgotten, so no later one carries it. An ambiguous one (the answer was
+lost) is recorded as maybe applied (``modify_maybe_seq``): the next modify composes onto it, as
+every adapter sends the whole order. The order book cannot settle it: the normalized book rows
+(``OrderUpdate``) carry no quantity or price.
+
+Deadlines (cancel and modify) count from the enqueue (``enqueued_ms``, the client's Redis time),
+so a request that waited in the queue is not sent stale.
 """
 
 from __future__ import annotations
@@ -77,12 +88,20 @@ def _learn_outcome(r: redis.Redis, acct: Account, coid: str, kind: str) -> Store
 # --- cancel --------------------------------------------------------------------------------------
 
 
-def run_cancel(account_name: str, client_order_id: str, deadline_s: float | None = None) -> str:
+def _deadline_ms(r: redis.Redis, deadline_s: float | None, enqueued_ms: int | None) -> int:
+    """A cancel's or modify's deadline (Redis ms), counted from its enqueue; a message without
+    an enqueue time (an older client) counts from now."""
+    return (enqueued_ms or server_time_ms(r)) + int(float(deadline_s or bc.DEFAULT_ACTION_DEADLINE_S) * 1000)
+
+
+def run_cancel(account_name: str, client_order_id: str, deadline_s: float | None = None,
+               enqueued_ms: int | None = None) -> str:
     """Cancel an order; returns its state, or ``PENDING`` when it was still in flight at the
-    deadline (the durable mark hands the cancel to whoever learns its broker order id)."""
+    deadline (the durable mark hands the cancel to whoever learns its broker order id).
+    ``enqueued_ms``: when the client enqueued it (Redis ms); the deadline counts from then."""
     r = get_redis()
     acct = bc.account(account_name)
-    deadline_ms = server_time_ms(r) + int(float(deadline_s or bc.DEFAULT_ACTION_DEADLINE_S) * 1000)
+    deadline_ms = _deadline_ms(r, deadline_s, enqueued_ms)
     verdict, state = orderstore.request_cancel(r, client_order_id)
     if verdict == "missing":
         log.warning("cancel %s: no such order", client_order_id)
@@ -145,27 +164,35 @@ def _modify_lock(r: redis.Redis, acct: Account, coid: str, seq: int, token: str,
 
 
 def run_modify(account_name: str, client_order_id: str, changes: dict[str, Any],
-               deadline_s: float | None = None, seq: int | None = None, token: str | None = None) -> str:
+               deadline_s: float | None = None, seq: int | None = None, token: str | None = None,
+               enqueued_ms: int | None = None) -> str:
     """``seq``: the modify's sequence stamped at enqueue time (``orderstore.next_modify_seq``);
-    ``token``: the fencing token of this delivery's modify lock (one is made when not given)."""
+    ``token``: the fencing token of its modify lock, the task's message id so that every delivery
+    of one message holds the same lock (one is made when not given); ``enqueued_ms``: when the
+    client enqueued it (Redis ms), the deadline counts from then."""
     r = get_redis()
     acct = bc.account(account_name)
     coid = client_order_id
-    deadline_s = float(deadline_s or bc.DEFAULT_ACTION_DEADLINE_S)
-    until = time.monotonic() + deadline_s
-    deadline_ms = server_time_ms(r) + int(deadline_s * 1000)
+    deadline_ms = _deadline_ms(r, deadline_s, enqueued_ms)
+    left_ms = deadline_ms - server_time_ms(r)
+    until = time.monotonic() + max(0, left_ms) / 1000
     if orderstore.read(r, coid) is None:
         log.warning("modify %s: no such order", coid)
         return "MISSING"
-    seq = seq or orderstore.next_modify_seq(r, coid)
+    seq = seq or orderstore.next_modify_seq(r, coid, changes)
+    if left_ms <= 0:  # it waited in the queue past its deadline: a stale modify is worse than none
+        orderstore.modify_discard(r, coid, seq)
+        orderstore.annotate(r, coid, {"modify_status": f"not sent: seq {seq} waited in the queue past its deadline"})
+        return "EXPIRED"
     token = token or uuid.uuid4().hex
     verdict = _modify_lock(r, acct, coid, seq, token, until)
     if verdict == "missing":
         return "MISSING"
     if verdict == "stale":
-        orderstore.annotate(r, coid, {"modify_dropped": f"seq {seq}: superseded by a later modify"})
+        orderstore.annotate(r, coid, {"modify_dropped": f"seq {seq}: applied, or composed into a later modify"})
         return "DROPPED"
     if verdict == "expired":
+        orderstore.modify_discard(r, coid, seq)
         orderstore.annotate(r, coid, {"modify_status": "expired: an earlier modify of this order was still running"})
         return "EXPIRED"
     try:
@@ -183,9 +210,13 @@ def _modify(r: redis.Redis, acct: Account, coid: str, changes: dict[str, Any], d
         orderstore.annotate(r, coid, {"modify_status": f"not sent: order is {state}"})
         return state
     order, broker_order_id = got.order, got.broker_order_id
+    # Every not yet applied modify up to this one, in seq order: an earlier one still queued
+    # (its worker slower) is carried now, and dropped as stale when it runs.
+    merged = orderstore.modify_changes(r, coid, seq, changes)
+    target = json.dumps(order.with_(**merged).to_dict())
     inst = bc.instrument(acct, order)
     try:
-        bc.call(r, acct, bc.ORDERS, lambda a: a.modify(order, broker_order_id, changes, inst),
+        bc.call(r, acct, bc.ORDERS, lambda a: a.modify(order, broker_order_id, merged, inst),
                 deadline_ms=deadline_ms, urgent=True)
     except (DeadlineExceeded, LoginFailed) as e:
         orderstore.annotate(r, coid, {"modify_status": f"not sent: {e}"})
@@ -194,11 +225,17 @@ def _modify(r: redis.Redis, acct: Account, coid: str, changes: dict[str, Any], d
         orderstore.annotate(r, coid, {"modify_status": f"rejected: {e}"})
         return "REJECTED"
     except Ambiguous as e:
-        orderstore.annotate(r, coid, {"modify_status": f"unknown: {e}"})
+        # It may have been applied: recorded as if it was, so the next modify (every adapter
+        # sends the whole order) composes onto it instead of sending the old values back. The
+        # book cannot tell (its rows carry no quantity or price), so "maybe" stays on record.
+        maybe: dict[str, str | int] = {"modify_status": f"unknown: maybe applied: {e}", "modify_maybe_seq": seq,
+                                       "request": target}
+        if not orderstore.modify_done(r, coid, token, seq, maybe, applied=True):
+            log.warning("modify %s seq %s: ambiguous after its lock expired: not recorded", coid, seq)
     else:
         # The modified request is stored (and the seq applied) only while the lock is still ours.
         status: dict[str, str | int] = {"modify_status": "sent", "modify_sent_ms": server_time_ms(r),
-                                        "request": json.dumps(order.with_(**changes).to_dict())}
+                                        "modify_maybe_seq": "", "request": target}
         if not orderstore.modify_done(r, coid, token, seq, status, applied=True):
             log.warning("modify %s seq %s sent after its lock expired: the request is not recorded", coid, seq)
             orderstore.annotate(r, coid, {"modify_status": "sent; not recorded: its lock had expired"})

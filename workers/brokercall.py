@@ -33,7 +33,14 @@ import redis
 
 from common import ratelimit
 from common.brokers.base import CONNECT_TIMEOUT_S, BrokerAdapter, adapter_for, pinned_token, sending_by, warm
-from common.errors import BrokerUnavailable, ConfigError, LoginFailed, RateLimited, TokenExpired
+from common.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    DeadlineExceeded,
+    LoginFailed,
+    RateLimited,
+    TokenExpired,
+)
 from common.instruments import lookup
 from common.keys import stats
 from common.models import Instrument, Order
@@ -143,6 +150,9 @@ def call(r: redis.Redis, acct: Account, endpoint_class: str, request: Callable[[
             slot_us = limiter.acquire(deadline_ms, urgent=urgent)
             access_token, version = _token(acct)
             if gate is None:
+                if not slot_us and server_time_ms(r) >= deadline_ms:
+                    # No limiter class (no caps) checked the deadline: a request is never sent late.
+                    raise DeadlineExceeded(f"{acct.name}/{endpoint_class}: past the deadline")
                 leave_by = time.monotonic() + LEAVE_WITHIN_MS / 1000
             else:
                 verdict, now_us = gate(slot_us)

@@ -5,7 +5,9 @@ instrument master refresh, by stable names on the ``auth`` queue.
   says today's login already happened (``force`` skips that check). Goes through
   :func:`common.tokens.relogin`, so it is single-flight with every re-login in flight.
   Logged in now or earlier today, a missing or stale instrument master is then refreshed
-  (enqueued: ``common/instruments.py`` § every login path).
+  (enqueued: ``common/instruments.py`` § every login path). After every successful login
+  (daily or the CLI's), orders of the account from before the trading day that the book no
+  longer shows are settled (``workers.sweeper.settle_stale``).
 - ``brokergate.refresh_instruments(account, max_age_s=None, if_stale=False)``.
 
 A refused credential is logged once (by common.tokens), recorded in
@@ -19,18 +21,28 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
+from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import redis
 from celery import current_app, shared_task
 
 from common import instruments, keys, tokens
-from common.errors import BrokerGateError, BrokerUnavailable, LoginFailed, RateLimited, TokenExpired
+from common.errors import (
+    BrokerError,
+    BrokerGateError,
+    BrokerUnavailable,
+    ConfigError,
+    LoginFailed,
+    RateLimited,
+    TokenExpired,
+)
 from common.logs import redact
 from common.redis import get_redis, server_time_ms
 from common.settings import Account, account
 
-__all__ = ["login", "login_concurrently", "login_now", "refresh_instruments", "trading_day"]
+__all__ = ["login", "login_concurrently", "login_now", "refresh_instruments", "trading_day", "trading_day_start_ms"]
 
 log = logging.getLogger(__name__)
 DONE_TTL_S = 3 * 86400
@@ -39,6 +51,27 @@ DONE_TTL_S = 3 * 86400
 def trading_day(acct: Account, now_ms: int) -> str:
     """The account's local date (its timezone) at ``now_ms``: the day a login belongs to."""
     return datetime.fromtimestamp(now_ms / 1000, ZoneInfo(acct.timezone)).date().isoformat()
+
+
+def trading_day_start_ms(acct: Account, now_ms: int) -> int:
+    """Epoch ms of local midnight (the account's timezone) that began the day of ``now_ms``."""
+    tz = ZoneInfo(acct.timezone)
+    day = datetime.fromtimestamp(now_ms / 1000, tz).date()
+    return int(datetime.combine(day, dtime(0), tzinfo=tz).timestamp() * 1000)
+
+
+def _settle_stale(account_name: str) -> int:
+    """Settle the account's orders left over from earlier days (``workers.sweeper.settle_stale``),
+    right after a login: the fresh token reads the new day's book. Never fails the login it follows:
+    an unread book is logged, and the next login (or the sweeper's hourly look at an OPEN order)
+    tries again."""
+    from workers.sweeper import settle_stale  # imports the broker-call machinery: only when logged in
+
+    try:
+        return settle_stale(account_name)
+    except (BrokerError, ConfigError, redis.RedisError) as e:
+        log.warning("login: account=%s: orders from earlier days not settled: %s", account_name, e)
+        return 0
 
 
 def login_now(account_name: str, force: bool = True, *, timeout_s: float = 30.0,
@@ -67,7 +100,7 @@ def login_now(account_name: str, force: bool = True, *, timeout_s: float = 30.0,
                              refresh_instruments=not instruments_inline)
         r.set(done, str(tok.version), ex=DONE_TTL_S)
         summary = {"account": account_name, "day": day, "skipped": False, "version": tok.version,
-                   "expires_at_ms": tok.expires_at_ms}
+                   "expires_at_ms": tok.expires_at_ms, "stale_settled": _settle_stale(account_name)}
     if instruments_inline:
         try:
             summary["instruments"] = instruments.refresh(account_name, r, if_stale=True)

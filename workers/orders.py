@@ -28,7 +28,7 @@ from celery.exceptions import Reject
 
 from common import keys, orderstore
 from common.models import Order
-from common.redis import get_redis
+from common.redis import get_redis, server_time_ms
 from workers import liveness  # noqa: F401 - its signal handlers mark this worker alive
 from workers.actions import run_cancel, run_modify
 from workers.brokercall import DEFAULT_ACTION_DEADLINE_S
@@ -84,34 +84,54 @@ def place_order(self: Any, order: dict[str, Any]) -> str:
                              lambda: run_place(order, source=source), budget_s)
 
 
+def _enqueued_at(enqueued_ms: int | None, started: float) -> Callable[[], int]:
+    """The enqueue time a cancel or modify counts its deadline from: the client's stamp, or for
+    a message without one (an older client) when this delivery started, read once (a run again
+    after a Redis outage keeps counting from the same moment)."""
+    stamped: list[int] = [enqueued_ms] if enqueued_ms else []
+
+    def at() -> int:
+        if not stamped:
+            stamped.append(server_time_ms(get_redis()) - int((time.monotonic() - started) * 1000))
+        return stamped[0]
+
+    return at
+
+
 @shared_task(name=keys.CANCEL_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
-def cancel_order(self: Any, account: str, client_order_id: str, deadline_s: float | None = None) -> str:
-    """Cancel an order by its client order id (a NEW order is cancelled before it is sent)."""
+def cancel_order(self: Any, account: str, client_order_id: str, deadline_s: float | None = None,
+                 enqueued_ms: int | None = None) -> str:
+    """Cancel an order by its client order id (a NEW order is cancelled before it is sent).
+    ``enqueued_ms``: the client's Redis time at enqueue; the deadline counts from it."""
     _warn_eta(self)
     deadline = float(deadline_s or DEFAULT_ACTION_DEADLINE_S)
-    started = time.monotonic()
+    enqueued = _enqueued_at(enqueued_ms, time.monotonic())
     return _riding_out_redis(
         f"cancel_order {client_order_id}",
-        lambda: run_cancel(account, client_order_id, max(0.001, deadline - (time.monotonic() - started))),
+        lambda: run_cancel(account, client_order_id, deadline, enqueued()),
         deadline + REDIS_GRACE_S)
 
 
 @shared_task(name=keys.MODIFY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def modify_order(self: Any, account: str, client_order_id: str, changes: dict[str, Any],
-                 deadline_s: float | None = None, seq: int | None = None) -> str:
+                 deadline_s: float | None = None, seq: int | None = None, enqueued_ms: int | None = None) -> str:
     """Change quantity, price, trigger_price, order_type or validity of an open order. ``seq``:
-    the modify sequence the client stamped (a modify older than the last applied one is dropped)."""
+    the modify sequence the client stamped (modifies compose in seq order; one not newer than
+    the last applied one was composed into it and is dropped); ``enqueued_ms``: the client's
+    Redis time at enqueue, the deadline counts from it."""
     _warn_eta(self)
     deadline = float(deadline_s or DEFAULT_ACTION_DEADLINE_S)
-    started = time.monotonic()
-    token = uuid.uuid4().hex  # one lock token for every run of this delivery: a run again retakes its own lock
+    enqueued = _enqueued_at(enqueued_ms, time.monotonic())
+    # The lock token is the message id: every run and every delivery of this message (one
+    # redelivered after a SIGKILL included) retakes its own lock instead of waiting it out.
+    token = str(self.request.id or "") or uuid.uuid4().hex
     stamped: list[int] = [seq] if seq else []
 
     def work() -> str:
-        if not stamped:  # enqueued by name without a seq: stamp it once, not once per run
-            stamped.append(orderstore.next_modify_seq(get_redis(), client_order_id))
-        return run_modify(account, client_order_id, changes, max(0.001, deadline - (time.monotonic() - started)),
-                          stamped[0], token)
+        if not stamped:  # enqueued by name without a seq: stamped (changes recorded) once per message
+            stamped.append(orderstore.next_modify_seq(get_redis(), client_order_id, changes,
+                                                      message_id=str(self.request.id or "")))
+        return run_modify(account, client_order_id, changes, deadline, stamped[0], token, enqueued())
 
     return _riding_out_redis(f"modify_order {client_order_id}", work, deadline + REDIS_GRACE_S)
 

@@ -12,6 +12,8 @@
   past it; the new delivery's claim fences the dead one off.
 * An OPEN order with a cancel pending (it reached the broker after its cancel task gave up) ->
   a cancel is enqueued on the urgent lane.
+* A non-terminal order from before the current trading day that the book at the account's next
+  login no longer shows (its last update was missed) -> EXPIRED (:func:`settle_stale`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from common.redis import get_redis, server_time_ms
 from workers import brokercall as bc
 from workers import liveness
 
-__all__ = ["reconcile", "redrive_lost", "sweep"]
+__all__ = ["STALE_MESSAGE", "reconcile", "redrive_lost", "settle_stale", "sweep"]
 
 log = logging.getLogger(__name__)
 S = OrderState
@@ -44,13 +46,16 @@ REDRIVE_CONFIRM_S = 0.5  # ... when its message is still nowhere this long after
 REDRIVE_MAX = 3  # at most this many redrives per order (bounds the copies if messages were misread)
 ORPHAN_AFTER_S = 1.0  # a claim this old whose worker has no liveness mark is taken over
 BOOK_READ_S = 10.0  # how long one reconcile may wait for the book's slot and answer
+STALE_MESSAGE = "not in the broker's book at the next trading day's login"
 
 
-def reconcile(account_name: str, ids: list[str] | None = None) -> dict[str, int]:
+def reconcile(account_name: str, ids: list[str] | None = None, *, stale_before_ms: int = 0) -> dict[str, int]:
     """Read the account's order book once and apply it to every order brokergate knows; then
     settle orders stuck in SENDING (sent) / UNKNOWN whose send window and deadline have passed
     and which the book does not show (FAILED: they never reached the broker; CANCELLED when a
-    cancel was requested)."""
+    cancel was requested). With ``stale_before_ms`` (the start of the trading day, at the day's
+    first login), also settle as EXPIRED the non-terminal ones created before it that the book
+    does not show (see :func:`settle_stale`)."""
     r = get_redis()
     acct = bc.account(account_name)
     asked_ms = server_time_ms(r)  # the book shows what reached the broker before this, no more
@@ -59,7 +64,7 @@ def reconcile(account_name: str, ids: list[str] | None = None) -> dict[str, int]
                        urgent=True)
     except DeadlineExceeded as e:
         raise BrokerError(f"{account_name}: order book not read: {e}") from e
-    counts = {"applied": 0, "failed": 0}
+    counts = {"applied": 0, "failed": 0, "stale": 0}
     tags = [u for u in book if u.client_order_id]
     with r.pipeline(transaction=False) as p:
         for u in tags:
@@ -75,7 +80,25 @@ def reconcile(account_name: str, ids: list[str] | None = None) -> dict[str, int]
         if coid in seen:
             continue
         got = orderstore.read(r, coid)
-        if not got or got.account != account_name or got.state not in (S.SENDING, S.UNKNOWN):
+        if not got or got.account != account_name:
+            continue
+        if got.created_ms < stale_before_ms and not got.terminal and got.updated_ms < asked_ms:
+            # Orders are day orders: a resting one ends with its trading day (cancelled by the
+            # exchange, or filled while we missed the update), and the next day's book, read
+            # with the day's fresh login, is empty of it. So it is over, and no verdict of ours
+            # can tell which way: EXPIRED says "ended without us seeing how", is terminal (the
+            # order leaves the sweeper's index and expires with the retention), and, being our
+            # own verdict, is still overturned by any later broker sighting of a fill
+            # (order_apply.lua). Not CANCELLED (a broker's word we never had, which no sighting
+            # could overturn) nor FAILED (it did reach the broker). One updated after the book
+            # was asked for is left to the next look. (An order the broker legitimately carries
+            # over, e.g. a GTT, is shown by the book and so adopted above, never settled here.)
+            if orderstore.transition(r, coid, S.EXPIRED, allowed_from={got.state},
+                                     cas=("updated_ms", str(got.updated_ms)), source="login",
+                                     message=STALE_MESSAGE):
+                counts["stale"] += 1
+            continue
+        if got.state not in (S.SENDING, S.UNKNOWN):
             continue
         sent_at = got.sent_at_ms
         if not sent_at or asked_ms <= sent_at + window_ms or asked_ms <= got.deadline_ms:
@@ -86,6 +109,31 @@ def reconcile(account_name: str, ids: list[str] | None = None) -> dict[str, int]
                                  source="sweeper", message=why):
             counts["failed"] += 1
     return counts
+
+
+def settle_stale(account_name: str) -> int:
+    """After the account's login of a new trading day: reconcile every non-terminal order of the
+    account created before that day (an OPEN order whose last update was missed stays OPEN, and
+    indexed, forever otherwise) and settle those the book no longer shows as EXPIRED
+    (:data:`STALE_MESSAGE`), counted as ``stale_expired``. Reads the book only when there is such
+    an order. Also trims the account's order index, for an account that stopped placing orders.
+    Returns how many were settled."""
+    from workers.login import trading_day, trading_day_start_ms  # workers.login calls this: import when used
+
+    r = get_redis()
+    now_ms = server_time_ms(r)
+    orderstore.trim_account_index(r, account_name, now_ms)
+    acct = bc.account(account_name)
+    day_start_ms = trading_day_start_ms(acct, now_ms)
+    ids = orderstore.stale_ids(r, account_name, day_start_ms)
+    if not ids:
+        return 0
+    n = reconcile(account_name, ids, stale_before_ms=day_start_ms)["stale"]
+    if n:
+        log.warning("login: %d order(s) of %s from before %s were %s: EXPIRED", n, account_name,
+                    trading_day(acct, now_ms), STALE_MESSAGE)
+        bc.count(r, account_name, "stale_expired", n)
+    return n
 
 
 def _place_order_id(envelope: Any) -> str | None:

@@ -2,6 +2,8 @@
 -- KEYS[1] order hash bg:order:<id>
 -- KEYS[2] order-done list (unused here; kept so every order script shares the key layout)
 -- KEYS[3] active-orders sorted set (score = deadline ms), the sweeper's index
+-- KEYS[4] the account's orders, bg:orders:account:<account> (score = created ms), what strategies
+--         list; trimmed here by the retention, so it holds about as long as settled orders live
 -- ARGV[1] account   ARGV[2] request (Order JSON)   ARGV[3] deadline in ms from now   ARGV[4] source
 -- ARGV[5] nonce of this create call: the client library retries a command whose reply was lost,
 --         and the retry of our own create must succeed, not report the id as taken
@@ -19,4 +21,6 @@ redis.call('HSET', KEYS[1], 'state', 'NEW', 'account', ARGV[1], 'request', ARGV[
   'broker_order_id', '', 'error', '', 'broker_status', '', 'create_nonce', ARGV[5])
 push_history('NEW', now, ARGV[4])
 redis.call('ZADD', KEYS[3], deadline, order_id())
+redis.call('ZADD', KEYS[4], now, order_id())
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now - RETENTION_MS))
 return {1, deadline, now}

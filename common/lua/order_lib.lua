@@ -1,6 +1,6 @@
 -- Helpers shared by the order scripts (prepended to each by common/orderstore.py, after the
 -- generated constants TRANSITIONS, RANK, TERMINAL, WAKE, OURS, BROKER_SEEN, CHANNEL_PREFIX, DONE_TTL_S,
--- OPEN_RECHECK_MS, CANCEL_RECHECK_MS, NOT_SENT_CANCEL that come
+-- OPEN_RECHECK_MS, CANCEL_RECHECK_MS, NOT_SENT_CANCEL, HISTORY_MAX, RETENTION_MS that come
 -- from common/orderstate.py and common/models.py, so the state table has one source).
 -- Convention: KEYS[1] order hash, KEYS[2] order-done list, KEYS[3] active-orders sorted set.
 
@@ -9,12 +9,18 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- History is capped at HISTORY_MAX entries: the first (how the order began) and the latest
+-- HISTORY_MAX - 1. Each entry is its own field `history:<n>` (`history_n` counts every entry ever
+-- pushed), so a push is one HINCRBY, one HSET and at most one HDEL: never a decode and re-encode
+-- of the whole list, which an order with many partial fills would pay on every update.
+-- An order stored before the cap keeps its JSON list in `history`; it no longer grows, and
+-- common/orderstore.py reads it before the numbered entries.
 local function push_history(state, at_ms, source, message)
-  local h = redis.call('HGET', KEYS[1], 'history')
-  local list = {}
-  if h and h ~= '' then list = cjson.decode(h) end
-  list[#list + 1] = {state = state, at_ms = at_ms, source = source, message = message}
-  redis.call('HSET', KEYS[1], 'history', cjson.encode(list))
+  local n = redis.call('HINCRBY', KEYS[1], 'history_n', 1)
+  redis.call('HSET', KEYS[1], 'history:' .. n,
+    cjson.encode({state = state, at_ms = at_ms, source = source, message = message}))
+  local drop = n - (HISTORY_MAX - 1)
+  if drop > 1 then redis.call('HDEL', KEYS[1], 'history:' .. drop) end
 end
 
 -- The order as a normalized OrderUpdate dict (what strategies receive on orders:<account>).
@@ -34,13 +40,23 @@ end
 -- After a state change: wake handles, publish, leave the sweeper's index when terminal. An OPEN
 -- order stays indexed but is due again only after OPEN_RECHECK_MS (a resting order is normal;
 -- one that hears nothing for that long is reconciled), so the sweeper does not re-read it.
+-- A settled order expires RETENTION_MS later (Redis holds everything in memory; strategies read
+-- it, and the account's index lists it, until then); set here, in the script that settles it, so
+-- no settled order can miss its expiry. A live one never expires: when a broker sighting revives
+-- an order we had settled (order_apply.lua's overturn), it loses its expiry again, since money
+-- may be at risk. (The wake-up list keeps its own short TTL.)
 local function after_change(id, state, publish_json, at_ms)
   if WAKE[state] then
     redis.call('RPUSH', KEYS[2], state)
     redis.call('EXPIRE', KEYS[2], DONE_TTL_S)
   end
-  if TERMINAL[state] then redis.call('ZREM', KEYS[3], id)
-  elseif state == 'OPEN' then
+  if TERMINAL[state] then
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('PEXPIRE', KEYS[1], RETENTION_MS)
+  else
+    redis.call('PERSIST', KEYS[1])
+  end
+  if state == 'OPEN' then
     -- A resting order hears from the sweeper hourly; one whose cancel is pending, soon.
     local recheck = OPEN_RECHECK_MS
     if (redis.call('HGET', KEYS[1], 'cancel_requested_ms') or '') ~= '' then recheck = CANCEL_RECHECK_MS end

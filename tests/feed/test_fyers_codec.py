@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from common.brokers.fyers import codec, feed
 from common.models import Instrument, Tick
-from paper import encode_fyers as enc
+from paper.fyers import encode as enc
 
 INT_MIN = -(2**31)
 VALUE = st.integers(min_value=INT_MIN + 1, max_value=2**31 - 1)
@@ -253,7 +253,7 @@ def test_refusals_are_told_from_other_answers() -> None:
 
 def test_paper_path_is_served(tmp_path: Path) -> None:
     # (the paper routes are the real paths the dialect's default URLs carry)
-    from paper import ws_fyers
+    from paper.fyers import ws as ws_fyers
 
     assert feed.MAX_PER_SOCKET * 2 <= ws_fyers.MAX_TOPICS
     assert ws_fyers.DATA_PATH == "/hsm/v1-5/prod" and ws_fyers.ORDER_PATH == "/trade/v3"

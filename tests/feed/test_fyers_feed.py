@@ -10,7 +10,7 @@ import redis as redis_lib
 
 from common import keys
 from common.ticks import subscribe_ticks
-from paper import ws_fyers
+from paper.fyers import ws as ws_fyers
 from tests.brokers import only, ready
 from tests.feed.conftest import wait_for
 

@@ -147,13 +147,13 @@ def test_unknown_tag_is_published_not_stored(r) -> None:
 
 def test_a_create_retried_after_a_lost_reply_succeeds_but_a_second_order_with_the_id_does_not(r) -> None:
     # Given a create whose reply was lost (redis-py retries the same script call)
-    from common.orderstore import _keys, _script, create
+    from common.orderstore import _create_keys, _script, create
 
     order = Order(account="acct1", exchange="NSE", symbol="INFY", side="BUY", quantity=1)
     args = [order.account, json.dumps(order.to_dict()), 30_000, "client", "nonce-1"]
-    first = _script("order_create")(r, _keys(order.client_order_id), args)
+    first = _script("order_create")(r, _create_keys(order), args)
     # When the very same call runs again
-    again = _script("order_create")(r, _keys(order.client_order_id), args)
+    again = _script("order_create")(r, _create_keys(order), args)
     # Then it reports created both times, and a different create of the same id is refused
     assert int(first[0]) == 1 and int(again[0]) == 1 and int(again[1]) == int(first[1])
     with pytest.raises(InvalidOrder, match="client_order_id"):

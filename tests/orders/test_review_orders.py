@@ -446,7 +446,7 @@ def test_the_client_stamps_each_modify_with_the_next_sequence(r, monkeypatch) ->
     monkeypatch.setattr(client, "_celery", lambda: Producer())
     client.modify_order(o.client_order_id, price="1.05")
     client.modify_order(o.client_order_id, quantity=2)
-    assert [a[-1] for a in sent] == [1, 2]
+    assert [a[4] for a in sent] == [1, 2]  # seq; then the enqueue time
     assert [a[2] for a in sent] == [{"price": "1.05"}, {"quantity": 2}]
 
 

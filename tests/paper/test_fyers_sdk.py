@@ -28,7 +28,7 @@ import pytest
 import requests
 
 from common.brokers.fyers import login as fyers_login
-from paper.encode_fyers import NO_VALUE, index_values, symbol_values
+from paper.fyers.encode import NO_VALUE, index_values, symbol_values
 from tests.fixtures.paper import PaperBroker, PaperUser, fresh_totp
 from tests.waiting import wait_for
 
@@ -408,7 +408,7 @@ def test_data_socket_holds_data_until_acknowledged(paper: PaperBroker, user: Pap
     import websocket
 
     from common.brokers.fyers import codec, feed
-    from paper import ws_fyers
+    from paper.fyers import ws as ws_fyers
 
     # Given a raw client that authenticates and subscribes but never acknowledges
     token = sdk_login(paper, user)

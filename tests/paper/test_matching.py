@@ -6,9 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from paper.angel.payloads import angel_order_payload
 from paper.caps import CapLimiter, parse_cap
+from paper.kite.payloads import kite_order_payload
 from paper.matching import MatchingEngine, OrderError, OrderRequest
-from paper.state import PaperState, User, angel_order_payload, kite_order_payload
+from paper.state import PaperState
+from paper.users import User
 
 
 def make(seed: int = 7) -> tuple[PaperState, MatchingEngine, User, list[str]]:
@@ -137,8 +140,8 @@ def test_cap_windows() -> None:
 def test_session_expiry_times() -> None:
     import datetime as dt
 
-    from paper.kite_rest import token_expiry_epoch
-    from paper.state import IST
+    from paper.kite.rest import token_expiry_epoch
+    from paper.orders import IST
 
     morning = dt.datetime(2026, 1, 5, 5, 59, tzinfo=IST)
     assert token_expiry_epoch(morning) == dt.datetime(2026, 1, 5, 6, 0, tzinfo=IST).timestamp()

@@ -13,7 +13,7 @@ import requests
 import websocket
 from SmartApi.smartWebSocketV2 import SmartWebSocketV2
 
-from paper import encode
+from paper.angel import encode
 from tests.paper_ws.helpers import Session, WSBroker, wait_for
 
 SBIN, INFY, RELIANCE = "3045", "1594", "2885"

@@ -10,8 +10,9 @@ from typing import Any
 import requests
 import websocket
 
-from paper import encode
-from paper.ws_angel import order_status_code
+from paper.angel import encode as angel_encode
+from paper.angel.payloads import order_status_code
+from paper.kite import encode as kite_encode
 from tests.paper_ws.helpers import WSBroker
 
 INFY, SBIN, NIFTY = 408065, 779521, 256265
@@ -52,13 +53,13 @@ def test_kite_subscribe_mode_unsubscribe(broker: WSBroker) -> None:
         ws.send(json.dumps({"a": "mode", "v": ["full", [SBIN]]}))
         # Subscribe defaults to quote: 44-byte packets, 28 for an index
         ws.send(json.dumps({"a": "subscribe", "v": [INFY, NIFTY]}))
-        assert next_frame(ws, lambda p: len(p) == 2) == {INFY: encode.KITE_QUOTE_LEN, NIFTY: encode.KITE_INDEX_QUOTE_LEN}
+        assert next_frame(ws, lambda p: len(p) == 2) == {INFY: kite_encode.KITE_QUOTE_LEN, NIFTY: kite_encode.KITE_INDEX_QUOTE_LEN}
         # Mode switches: ltp 8 bytes, full 184 (32 for an index)
         ws.send(json.dumps({"a": "mode", "v": ["ltp", [INFY]]}))
         ws.send(json.dumps({"a": "mode", "v": ["full", [NIFTY]]}))
-        next_frame(ws, lambda p: p == {INFY: encode.KITE_LTP_LEN, NIFTY: encode.KITE_INDEX_FULL_LEN})
+        next_frame(ws, lambda p: p == {INFY: kite_encode.KITE_LTP_LEN, NIFTY: kite_encode.KITE_INDEX_FULL_LEN})
         ws.send(json.dumps({"a": "mode", "v": ["full", [INFY]]}))
-        next_frame(ws, lambda p: p.get(INFY) == encode.KITE_FULL_LEN)
+        next_frame(ws, lambda p: p.get(INFY) == kite_encode.KITE_FULL_LEN)
         # An unknown mode is an error message
         ws.send(json.dumps({"a": "mode", "v": ["depth", [INFY]]}))
         while not isinstance(msg := ws.recv(), str):
@@ -67,7 +68,7 @@ def test_kite_subscribe_mode_unsubscribe(broker: WSBroker) -> None:
         # Unsubscribe: only heartbeats remain
         ws.send(json.dumps({"a": "unsubscribe", "v": [INFY, NIFTY]}))
         for _ in range(200):
-            if ws.recv() == encode.KITE_HEARTBEAT:
+            if ws.recv() == kite_encode.KITE_HEARTBEAT:
                 break
         else:
             raise AssertionError("no heartbeat after unsubscribing")
@@ -92,7 +93,7 @@ def test_angel_unsubscribe_and_errors(broker: WSBroker) -> None:
         send(1, 1, ["3045"])
         send(1, 2, ["3045"])
         seen: set[int] = set()
-        while seen != {encode.ANGEL_LTP_LEN, encode.ANGEL_QUOTE_LEN}:
+        while seen != {angel_encode.ANGEL_LTP_LEN, angel_encode.ANGEL_QUOTE_LEN}:
             seen.add(len(ws.recv()))
         # Unsubscribing LTP leaves the Quote stream
         send(0, 1, ["3045"])
@@ -100,7 +101,7 @@ def test_angel_unsubscribe_and_errors(broker: WSBroker) -> None:
         while ws.recv() != "pong":  # the unsubscribe was read before the ping
             pass
         for _ in range(20):
-            assert len(ws.recv()) == encode.ANGEL_QUOTE_LEN
+            assert len(ws.recv()) == angel_encode.ANGEL_QUOTE_LEN
         # Bad payloads and the withdrawn depth-20 mode are error messages
         ws.send("{not json")
         send(1, 4, ["3045"])

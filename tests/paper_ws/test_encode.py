@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from kiteconnect import KiteTicker
 from SmartApi.smartWebSocketV2 import SmartWebSocketV2
 
-from paper import encode
+from paper.angel import encode as angel_encode
+from paper.kite import encode as kite_encode
 from tests.paths import KITE_FIXTURES
 
 FIXTURES = KITE_FIXTURES
@@ -39,27 +40,27 @@ def test_kite_fixture_round_trip() -> None:
         tick = json.loads((FIXTURES / f"ticker_{mode}.json").read_text())
         golden = base64.b64decode((FIXTURES / f"ticker_{mode}.packet").read_text())
         # When the JSON is encoded back into a packet
-        mine = encode.kite_packet_from_json(tick)
+        mine = kite_encode.kite_packet_from_json(tick)
         # Then the official parser reads the same values from both
         assert len(mine) == len(golden)
-        assert kt._parse_binary(encode.kite_frame([mine])) == kt._parse_binary(encode.kite_frame([golden]))
+        assert kt._parse_binary(kite_encode.kite_frame([mine])) == kt._parse_binary(kite_encode.kite_frame([golden]))
         assert mine == golden
 
 
 def test_kite_frame_with_many_packets_and_heartbeat() -> None:
     kt = kite_parser()
-    packets = [encode.kite_ltp(408065, 157370), encode.kite_quote(779521, *range(1, 11))]
-    ticks = kt._parse_binary(encode.kite_frame(packets))
+    packets = [kite_encode.kite_ltp(408065, 157370), kite_encode.kite_quote(779521, *range(1, 11))]
+    ticks = kt._parse_binary(kite_encode.kite_frame(packets))
     assert [t["mode"] for t in ticks] == ["ltp", "quote"]
     assert ticks[0]["last_price"] == 1573.70
-    assert kt._parse_binary(encode.KITE_HEARTBEAT) == []
-    items = [encode.kite_ltp_item(408065, 157370), encode.kite_quote_item(779521, *range(1, 11))]
-    assert encode.kite_frame_items(items) == encode.kite_frame(packets)
+    assert kt._parse_binary(kite_encode.KITE_HEARTBEAT) == []
+    items = [kite_encode.kite_ltp_item(408065, 157370), kite_encode.kite_quote_item(779521, *range(1, 11))]
+    assert kite_encode.kite_frame_items(items) == kite_encode.kite_frame(packets)
 
 
 def test_kite_malformed_frame_is_inconsistent() -> None:
-    packets = [encode.kite_ltp(408065, 1), encode.kite_ltp(779521, 2)]
-    frame = encode.kite_malformed_frame(packets)
+    packets = [kite_encode.kite_ltp(408065, 1), kite_encode.kite_ltp(779521, 2)]
+    frame = kite_encode.kite_malformed_frame(packets)
     declared = struct.unpack(">H", frame[:2])[0]
     assert declared == 3  # one more than it carries
     assert len(frame) < 2 + sum(2 + len(p) for p in packets)
@@ -78,9 +79,9 @@ def test_kite_random_full_survives_official_parser(
     seg: int, hi: int, q: list[int], extra: list[int], times: list[int], depth: list[tuple[int, int, int]]
 ) -> None:
     token = hi << 8 | seg
-    div = encode.kite_price_divisor(token)
-    packet = encode.kite_full(token, *q, times[0], *extra, times[1], depth)
-    (t,) = kite_parser()._parse_binary(encode.kite_frame([packet]))
+    div = kite_encode.kite_price_divisor(token)
+    packet = kite_encode.kite_full(token, *q, times[0], *extra, times[1], depth)
+    (t,) = kite_parser()._parse_binary(kite_encode.kite_frame([packet]))
     assert t["instrument_token"] == token and t["mode"] == "full" and t["tradable"]
     assert t["last_price"] == q[0] / div
     assert t["last_traded_quantity"] == q[1]
@@ -98,10 +99,10 @@ def test_kite_random_full_survives_official_parser(
 @given(hi=st.integers(min_value=0, max_value=2**24 - 1), v=st.lists(U32, min_size=5, max_size=5),
        change=st.integers(min_value=-(2**31), max_value=2**31 - 1), ts=EPOCH)
 def test_kite_random_index_survives_official_parser(hi: int, v: list[int], change: int, ts: int) -> None:
-    token = hi << 8 | encode.KITE_INDEX_SEGMENT
+    token = hi << 8 | kite_encode.KITE_INDEX_SEGMENT
     kt = kite_parser()
     quote, full = kt._parse_binary(
-        encode.kite_frame([encode.kite_index_quote(token, *v, change), encode.kite_index_full(token, *v, change, ts)])
+        kite_encode.kite_frame([kite_encode.kite_index_quote(token, *v, change), kite_encode.kite_index_full(token, *v, change, ts)])
     )
     for t in (quote, full):
         assert not t["tradable"]
@@ -134,13 +135,13 @@ def test_angel_random_packets_survive_official_parser(
     snap: list[int], oi_pct: float, bids: list[tuple[int, int, int]], asks: list[tuple[int, int, int]],
     limits: list[int],
 ) -> None:
-    ltp = angel_parse(encode.angel_ltp(ex, token, *head))
+    ltp = angel_parse(angel_encode.angel_ltp(ex, token, *head))
     expect_head = {"exchange_type": ex, "token": token, "sequence_number": head[0],
                    "exchange_timestamp": head[1], "last_traded_price": head[2]}
     assert ltp == {"subscription_mode": 1, "subscription_mode_val": "LTP", **expect_head}
 
-    quote_packet = encode.angel_quote(ex, token, *head, *qv, *bs, *ohlc)
-    assert len(quote_packet) == encode.ANGEL_QUOTE_LEN
+    quote_packet = angel_encode.angel_quote(ex, token, *head, *qv, *bs, *ohlc)
+    assert len(quote_packet) == angel_encode.ANGEL_QUOTE_LEN
     quote = angel_parse(quote_packet)
     expect_quote = {
         **expect_head, "last_traded_quantity": qv[0], "average_traded_price": qv[1],
@@ -150,8 +151,8 @@ def test_angel_random_packets_survive_official_parser(
     }
     assert quote == {"subscription_mode": 2, "subscription_mode_val": "QUOTE", **expect_quote}
 
-    snap_packet = encode.angel_snap_quote(ex, token, *head, *qv, *bs, *ohlc, *snap, oi_pct, bids, asks, *limits)
-    assert len(snap_packet) == encode.ANGEL_SNAP_QUOTE_LEN
+    snap_packet = angel_encode.angel_snap_quote(ex, token, *head, *qv, *bs, *ohlc, *snap, oi_pct, bids, asks, *limits)
+    assert len(snap_packet) == angel_encode.ANGEL_SNAP_QUOTE_LEN
     s = angel_parse(snap_packet)
     assert s["subscription_mode"] == 3 and s["subscription_mode_val"] == "SNAP_QUOTE"
     assert {k: s[k] for k in expect_quote} == expect_quote
@@ -169,8 +170,8 @@ def test_angel_random_packets_survive_official_parser(
        q=st.lists(U32, min_size=10, max_size=10))
 def test_kite_random_ltp_and_quote_survive_official_parser(seg: int, hi: int, q: list[int]) -> None:
     token = hi << 8 | seg
-    div = encode.kite_price_divisor(token)
-    ltp, quote = kite_parser()._parse_binary(encode.kite_frame([encode.kite_ltp(token, q[0]), encode.kite_quote(token, *q)]))
+    div = kite_encode.kite_price_divisor(token)
+    ltp, quote = kite_parser()._parse_binary(kite_encode.kite_frame([kite_encode.kite_ltp(token, q[0]), kite_encode.kite_quote(token, *q)]))
     assert ltp == {"tradable": True, "mode": "ltp", "instrument_token": token, "last_price": q[0] / div}
     assert quote["mode"] == "quote" and quote["last_price"] == q[0] / div
     assert (quote["last_traded_quantity"], quote["volume_traded"], quote["total_buy_quantity"],

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import websocket
 
-from paper import encode
+from paper.kite import encode
 from tests.paper_ws.helpers import WSBroker, wait_for
 from tests.paper_ws.kite_client import TickerProbe
 

@@ -81,7 +81,7 @@ def test_paper_socket_message_is_the_raw_shape() -> None:
     # The paper broker's order socket inverts the SDK's map.json exactly.
     import importlib.resources
 
-    from paper.ws_fyers import RAW_ORDER_FIELDS
+    from paper.fyers.payloads import RAW_ORDER_FIELDS
 
     mapper = json.loads((importlib.resources.files("fyers_apiv3.FyersWebsocket") / "map.json").read_text())
     inverted = {v: k for k, v in mapper["order_mapper"].items()}

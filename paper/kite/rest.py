@@ -15,9 +15,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
+from paper.kite.payloads import checksum_hex, kite_order_payload, trade_payload
 from paper.matching import OrderError, OrderRequest, rupees_to_units
-from paper.state import IST, PaperOrder, User, checksum_hex, fmt_ts, kite_order_payload, now_ist
+from paper.orders import IST, fmt_ts, next_ist_epoch, now_ist
 from paper.universe import kite_instruments_csv
+from paper.users import User
 
 VARIETIES = ("regular", "amo", "co", "iceberg", "auction")
 PRODUCTS = ("CNC", "NRML", "MIS", "MTF")
@@ -25,6 +27,7 @@ VALIDITIES = ("DAY", "IOC", "TTL")
 TAG_RE = re.compile(r"^[A-Za-z0-9]{1,20}$")
 REQUEST_TOKEN_TTL_S = 300
 SESSION_COOKIE = "kf_session"
+NOT_FOUND = "Couldn't find that `order_id`."
 
 
 def kite_error(status: int, error_type: str, message: str) -> JSONResponse:
@@ -47,11 +50,7 @@ DIALECT = Dialect(
 
 def token_expiry_epoch(now: dt.datetime | None = None) -> float:
     """Kite access tokens die at 06:00 IST the next day (before 06:00: at 06:00 today)."""
-    now = now or now_ist()
-    six = now.replace(hour=6, minute=0, second=0, microsecond=0)
-    if now >= six:
-        six += dt.timedelta(days=1)
-    return six.timestamp()
+    return next_ist_epoch(6, now)
 
 
 def _random_token(n: int = 32) -> str:
@@ -271,14 +270,6 @@ def _int_field(form: Any, name: str, default: int | None = None) -> int | None:
         raise OrderError("input", f"Invalid `{name}`.") from None
 
 
-def _own_order(call: Call, order_id: str) -> PaperOrder:
-    order = call.state.orders.get(order_id)
-    assert call.user is not None
-    if order is None or order.broker != "kite" or order.user_id != call.user.user_id:
-        raise OrderError("not_found", "Couldn't find that `order_id`.")
-    return order
-
-
 async def _place(call: Call) -> Response:
     assert call.user is not None
     form = await call.request.form()
@@ -331,7 +322,7 @@ async def _place(call: Call) -> Response:
 async def _modify(call: Call) -> Response:
     form = await call.request.form()
     try:
-        order = _own_order(call, call.request.path_params["order_id"])
+        order = call.own_order(call.request.path_params["order_id"], NOT_FOUND)
         call.tag = order.tag
         div = order.instrument.price_divisor
         price = _text(form, "price")
@@ -352,7 +343,7 @@ async def _modify(call: Call) -> Response:
 
 async def _cancel(call: Call) -> Response:
     try:
-        order = _own_order(call, call.request.path_params["order_id"])
+        order = call.own_order(call.request.path_params["order_id"], NOT_FOUND)
         call.tag = order.tag
         call.paper.engine.cancel(order)
     except OrderError as exc:
@@ -361,56 +352,25 @@ async def _cancel(call: Call) -> Response:
     return kite_ok({"order_id": order.order_id})
 
 
-def _user_orders(call: Call) -> list[PaperOrder]:
-    assert call.user is not None
-    uid = call.user.user_id
-    return [o for o in call.state.orders.values() if o.broker == "kite" and o.user_id == uid]
-
-
 async def _orders(call: Call) -> Response:
-    return kite_ok([kite_order_payload(o) for o in _user_orders(call)])
+    return kite_ok([kite_order_payload(o) for o in call.own_orders()])
 
 
 async def _order_history(call: Call) -> Response:
     try:
-        order = _own_order(call, call.request.path_params["order_id"])
+        order = call.own_order(call.request.path_params["order_id"], NOT_FOUND)
     except OrderError as exc:
         return _map_order_error(exc)
     return kite_ok(order.history)
 
 
-def trade_payload(order: PaperOrder) -> list[dict[str, Any]]:
-    div = order.instrument.price_divisor
-    rows = []
-    for trade in order.trades:
-        price = trade.price / div
-        rows.append(
-            {
-                "trade_id": trade.trade_id,
-                "order_id": order.order_id,
-                "exchange": order.instrument.exchange,
-                "tradingsymbol": order.instrument.symbol,
-                "instrument_token": order.instrument.kite_token,
-                "product": order.product,
-                "average_price": int(price) if price == int(price) else price,
-                "quantity": trade.quantity,
-                "exchange_order_id": order.exchange_order_id,
-                "transaction_type": order.transaction_type,
-                "fill_timestamp": fmt_ts(trade.fill_time),
-                "order_timestamp": trade.fill_time.astimezone(IST).strftime("%H:%M:%S"),
-                "exchange_timestamp": fmt_ts(trade.fill_time),
-            }
-        )
-    return rows
-
-
 async def _trades(call: Call) -> Response:
-    return kite_ok([row for o in _user_orders(call) for row in trade_payload(o)])
+    return kite_ok([row for o in call.own_orders() for row in trade_payload(o)])
 
 
 async def _order_trades(call: Call) -> Response:
     try:
-        order = _own_order(call, call.request.path_params["order_id"])
+        order = call.own_order(call.request.path_params["order_id"], NOT_FOUND)
     except OrderError as exc:
         return _map_order_error(exc)
     return kite_ok(trade_payload(order))

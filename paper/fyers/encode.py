@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
-    "DEPTH_FIELDS",
     "INDEX_FIELDS",
     "NO_VALUE",
     "SYMBOL_FIELDS",
@@ -35,7 +34,6 @@ PING = 11
 SNAPSHOT, UPDATE, LITE = 83, 85, 76
 SYMBOL_FIELDS = 21
 INDEX_FIELDS = 6
-DEPTH_FIELDS = 30
 _I32_MAX = 2**31 - 1
 
 

@@ -9,8 +9,6 @@ HTTP 403 with a plain-text body. An empty order or trade book is `"data": null`,
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import json
 import secrets
 from typing import Any
@@ -19,17 +17,18 @@ import pyotp
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from paper.angel.payloads import ANGEL_ORDERTYPE, ORDERTYPE_TO_KITE, angel_order_payload
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
 from paper.matching import OrderError, OrderRequest, rupees_to_units, whole_number
-from paper.state import ANGEL_ORDERTYPE, PaperOrder, User, angel_order_payload, now_ist
+from paper.orders import PaperOrder, next_ist_epoch, now_ist
 from paper.universe import angel_scrip_master
+from paper.users import User, jwt_shaped
 
 BASE = "/rest/secure/angelbroking"
 VARIETIES = ("NORMAL", "STOPLOSS", "AMO", "ROBO")
 PRODUCTS = ("DELIVERY", "CARRYFORWARD", "MARGIN", "INTRADAY", "BO")
 DURATIONS = ("DAY", "IOC")
 EXCHANGE_TYPES = {"NSE": 1, "NFO": 2, "BSE": 3, "BFO": 4, "MCX": 5, "NCDEX": 7, "CDS": 13}
-ORDERTYPE_TO_KITE = {v: k for k, v in ANGEL_ORDERTYPE.items()}
 RATE_LIMIT_TEXT = "Access denied because of exceeding access rate"
 
 
@@ -52,22 +51,9 @@ DIALECT = Dialect(
 )
 
 
-def session_expiry_epoch() -> float:
-    """Angel sessions end at midnight IST."""
-    now = now_ist()
-    midnight = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return midnight.timestamp()
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
 def _fake_jwt(user: User, kind: str) -> str:
-    """JWT-shaped (header.payload.signature) like Angel's; only the paper broker reads it."""
-    header = _b64(json.dumps({"alg": "HS512"}).encode())
-    payload = _b64(json.dumps({"username": user.user_id, "token": kind, "nonce": secrets.token_hex(8)}).encode())
-    return f"{header}.{payload}.{_b64(secrets.token_bytes(32))}"
+    """JWT-shaped like Angel's; only the paper broker reads it."""
+    return jwt_shaped({"alg": "HS512"}, {"username": user.user_id, "token": kind, "nonce": secrets.token_hex(8)})
 
 
 async def _json_body(call: Call) -> dict[str, Any]:
@@ -110,7 +96,7 @@ def _issue_tokens(user: User) -> dict[str, Any]:
     user.feed_token = _fake_jwt(user, "feed")
     if not user.refresh_token:
         user.refresh_token = _fake_jwt(user, "refresh")
-    user.token_expires_at = session_expiry_epoch()
+    user.token_expires_at = next_ist_epoch(0)  # Angel sessions end at midnight IST
     user.login_time = now_ist()
     return {
         "jwtToken": user.jwt_token,
@@ -227,7 +213,6 @@ async def _place(call: Call) -> Response:
             validity=duration,
             disclosed_quantity=0,
             tag=call.tag,
-            angel={"variety": variety, "ordertype": ordertype, "producttype": product, "duration": duration},
         )
         order = call.paper.engine.place(call.user, req)
     except OrderError as exc:
@@ -241,14 +226,9 @@ async def _place(call: Call) -> Response:
 
 
 def _own_order(call: Call, order_id: str, by_unique: bool = False) -> PaperOrder:
-    assert call.user is not None
     if by_unique:
-        order = next((o for o in call.state.orders.values() if o.unique_order_id == order_id), None)
-    else:
-        order = call.state.orders.get(order_id)
-    if order is None or order.broker != "angel" or order.user_id != call.user.user_id:
-        raise OrderError("not_found", "Order not found")
-    return order
+        order_id = next((o.order_id for o in call.state.orders.values() if o.unique_order_id == order_id), "")
+    return call.own_order(order_id)
 
 
 async def _modify(call: Call) -> Response:
@@ -257,7 +237,7 @@ async def _modify(call: Call) -> Response:
         order = _own_order(call, str(body.get("orderid") or ""))
         call.tag = order.tag
         div = order.instrument.price_divisor
-        ordertype = str(body.get("ordertype") or order.angel.get("ordertype", ""))
+        ordertype = str(body.get("ordertype") or ANGEL_ORDERTYPE[order.order_type])
         if ordertype not in ORDERTYPE_TO_KITE:
             raise OrderError("input", "Invalid Order Type")
         price = body.get("price")
@@ -288,20 +268,14 @@ async def _cancel(call: Call) -> Response:
     return angel_ok({"orderid": order.order_id, "uniqueorderid": order.unique_order_id})
 
 
-def _user_orders(call: Call) -> list[PaperOrder]:
-    assert call.user is not None
-    uid = call.user.user_id
-    return [o for o in call.state.orders.values() if o.broker == "angel" and o.user_id == uid]
-
-
 async def _order_book(call: Call) -> Response:
-    rows = [angel_order_payload(o) for o in _user_orders(call)]
+    rows = [angel_order_payload(o) for o in call.own_orders()]
     return angel_ok(rows or None)
 
 
 async def _trade_book(call: Call) -> Response:
     rows = []
-    for order in _user_orders(call):
+    for order in call.own_orders():
         div = order.instrument.price_divisor
         for trade in order.trades:
             rows.append(

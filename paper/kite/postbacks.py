@@ -16,7 +16,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from paper.state import PaperOrder, PaperState, checksum_hex, kite_order_payload
+from paper.kite.payloads import checksum_hex, kite_order_payload
+from paper.orders import PaperOrder
+from paper.state import PaperState
 
 log = logging.getLogger("paper.postbacks")
 

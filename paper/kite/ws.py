@@ -23,17 +23,20 @@ from typing import Any
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from paper import encode
+from paper.kite import encode
+from paper.kite.payloads import kite_order_payload
+from paper.orders import PaperOrder
 from paper.sockets import (
     TickingSocket,
     admit,
     deny,
     pass_texts,
-    registry,
     serve_hooked,
 )
-from paper.state import PaperInstrument, PaperOrder, PaperState, User, kite_order_payload
+from paper.state import PaperState
 from paper.tickrate import Batch, control_routes
+from paper.universe import PaperInstrument
+from paper.users import User
 
 __all__ = ["KITE_TICKER_PATH", "MAX_CONNECTIONS_PER_API_KEY", "MAX_INSTRUMENTS", "KiteSocket", "routes"]
 
@@ -229,7 +232,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
             owner = next((u.user_id for u in state.users.values() if u.broker == "kite" and u.api_key == api_key), None)
             await deny(state, websocket, "kite", owner, KITE_TICKER_PATH, 403, arrival_ns)
             return
-        open_for_key = registry(state, "kite_sockets").setdefault(api_key, set())
+        open_for_key = state.sockets.setdefault("kite_sockets", {}).setdefault(api_key, set())
         if not await admit(state, websocket, "kite", user.user_id, KITE_TICKER_PATH, arrival_ns,
                            open_for_key, MAX_CONNECTIONS_PER_API_KEY, "Too many connections for this api_key"):
             return

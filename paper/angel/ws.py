@@ -25,18 +25,21 @@ from typing import Any
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from paper import encode
+from paper.angel import encode
+from paper.angel.payloads import angel_order_payload, order_status_code
+from paper.orders import PaperOrder
 from paper.sockets import (
     SessionBound,
     TickingSocket,
     admit,
     deny,
     pass_texts,
-    registry,
     serve_hooked,
 )
-from paper.state import PaperInstrument, PaperOrder, PaperState, User, angel_order_payload
+from paper.state import PaperState
 from paper.tickrate import Batch
+from paper.universe import PaperInstrument
+from paper.users import User
 
 __all__ = [
     "ANGEL_ORDER_UPDATE_PATH",
@@ -45,7 +48,6 @@ __all__ = [
     "MAX_TOKENS",
     "AngelOrderSocket",
     "AngelStreamSocket",
-    "order_status_code",
     "routes",
 ]
 
@@ -165,7 +167,11 @@ class AngelStreamSocket(TickingSocket):
         if mode not in MODES:
             # Depth-20 (mode 4) was withdrawn by Angel in 2025; other modes do not exist.
             self.send_error(correlation_id, E_INVALID_PAYLOAD)
-            return
+        elif not self._apply(action, mode, token_list, correlation_id):
+            self.send_error(correlation_id, E_LIMIT)
+
+    def _apply(self, action: int, mode: int, token_list: list[Any], correlation_id: str) -> bool:
+        """(Un)subscribe every token group; False when a subscription was refused for the limit."""
         refused = False
         for group in token_list:
             try:
@@ -175,27 +181,34 @@ class AngelStreamSocket(TickingSocket):
                 self.send_error(correlation_id, E_INVALID_PAYLOAD)
                 continue
             for token in tokens:
-                key = (exchange_type, token)
                 if action == 0:
-                    modes = self.subs.get(key)
-                    if modes is not None:
-                        modes.discard(mode)
-                        self.last_sent.get(key, {}).pop(mode, None)
-                        if not modes:
-                            del self.subs[key]
-                            self.instruments.pop(key, None)
-                            self.last_sent.pop(key, None)
-                    continue
-                inst = self.state.by_angel_token(exchange_type, token)
-                if inst is None:
-                    continue
-                if key not in self.subs and len(self.subs) >= MAX_TOKENS:
+                    self._unsubscribe((exchange_type, token), mode)
+                elif not self._subscribe((exchange_type, token), mode):
                     refused = True
-                    continue
-                self.subs.setdefault(key, set()).add(mode)
-                self.instruments[key] = inst
-        if refused:
-            self.send_error(correlation_id, E_LIMIT)
+        return not refused
+
+    def _subscribe(self, key: tuple[int, str], mode: int) -> bool:
+        """Stream ``mode`` of ``key``; False when refused for the token limit (unknown tokens
+        are ignored, as at Angel)."""
+        inst = self.state.by_angel_token(*key)
+        if inst is None:
+            return True
+        if key not in self.subs and len(self.subs) >= MAX_TOKENS:
+            return False
+        self.subs.setdefault(key, set()).add(mode)
+        self.instruments[key] = inst
+        return True
+
+    def _unsubscribe(self, key: tuple[int, str], mode: int) -> None:
+        modes = self.subs.get(key)
+        if modes is None:
+            return
+        modes.discard(mode)
+        self.last_sent.get(key, {}).pop(mode, None)
+        if not modes:
+            del self.subs[key]
+            self.instruments.pop(key, None)
+            self.last_sent.pop(key, None)
 
     def send_error(self, correlation_id: str, error: tuple[str, str]) -> None:
         code, message = error
@@ -246,24 +259,6 @@ class AngelStreamSocket(TickingSocket):
 
     async def send_texts(self) -> None:
         await pass_texts(self.websocket, self.text_out, self.faults, _POLL_S)
-
-
-ORDER_STATUS_CODES = {
-    "OPEN": "AB01",
-    "CANCELLED": "AB02",
-    "REJECTED": "AB03",
-    "COMPLETE": "AB05",
-    "OPEN PENDING": "AB09",
-    "TRIGGER PENDING": "AB10",
-    "MODIFY PENDING": "AB11",
-}
-
-
-def order_status_code(order: PaperOrder, was_modified: bool) -> str:
-    """Angel's ``order-status`` for an event: AB04 for a modification, else by status."""
-    if was_modified and order.status in ("OPEN", "TRIGGER PENDING"):
-        return "AB04"
-    return ORDER_STATUS_CODES.get(order.status, "AB01")
 
 
 def _blank_order_data() -> dict[str, Any]:
@@ -340,7 +335,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
         if user is None:
             await deny(state, websocket, "angel", client_code or None, ANGEL_STREAM_PATH, 403, arrival_ns)
             return
-        open_for_client = registry(state, "angel_stream_sockets").setdefault(user.user_id, set())
+        open_for_client = state.sockets.setdefault("angel_stream_sockets", {}).setdefault(user.user_id, set())
         if not await admit(state, websocket, "angel", user.user_id, ANGEL_STREAM_PATH, arrival_ns,
                            open_for_client, MAX_CONNECTIONS_PER_CLIENT, "Connection limit exceeded"):
             return
@@ -363,7 +358,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
             status = 403 if jwt else 401
             await deny(state, websocket, "angel", None, ANGEL_ORDER_UPDATE_PATH, status, arrival_ns)
             return
-        open_for_client = registry(state, "angel_order_sockets").setdefault(user.user_id, set())
+        open_for_client = state.sockets.setdefault("angel_order_sockets", {}).setdefault(user.user_id, set())
         if not await admit(state, websocket, "angel", user.user_id, ANGEL_ORDER_UPDATE_PATH, arrival_ns,
                            open_for_client, MAX_CONNECTIONS_PER_CLIENT, "Connection limit exceeded"):
             return

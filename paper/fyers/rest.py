@@ -16,7 +16,6 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
-import json
 import re
 import secrets
 import time
@@ -27,20 +26,19 @@ import pyotp
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from paper.fyers.payloads import ORDER_TYPES, fyers_order_payload
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
 from paper.matching import OrderError, OrderRequest, rupees_to_units
-from paper.state import PaperOrder, PaperState, User, now_ist
-from paper.universe import fyers_symbol_master_csv
+from paper.orders import PaperOrder, now_ist
+from paper.universe import PaperInstrument, fyers_symbol_master_csv
+from paper.users import User, jwt_shaped
 
-__all__ = ["ORDER_TYPES", "STATUS_CODES", "fyers_error", "fyers_order_payload", "issue_tokens", "routes"]
+__all__ = ["fyers_error", "issue_tokens", "routes"]
 
 VAGATOR = "/vagator/v2"
 API = "/api/v3"
-ORDER_TYPES = {1: "LIMIT", 2: "MARKET", 3: "SL-M", 4: "SL"}
-ORDER_TYPE_CODES = {v: k for k, v in ORDER_TYPES.items()}
 PRODUCTS = ("CNC", "INTRADAY", "MARGIN", "CO", "BO", "MTF")
 VALIDITIES = ("DAY", "IOC")
-STATUS_CODES = {"OPEN": 6, "TRIGGER PENDING": 6, "COMPLETE": 2, "CANCELLED": 1, "REJECTED": 5}
 # Fyers documents orderTag as alphanumeric text; 30 characters is the limit the paper broker enforces.
 TAG_RE = re.compile(r"^[A-Za-z0-9]{1,30}$")
 LOGIN_STEP_TTL_S = 300
@@ -62,15 +60,9 @@ DIALECT = Dialect(
 )
 
 
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
 def _jwt(claims: dict[str, Any]) -> str:
     """JWT-shaped like Fyers' tokens; only the paper broker and the SDK read the claims."""
-    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{header}.{payload}.{_b64url(secrets.token_bytes(32))}"
+    return jwt_shaped({"alg": "HS256", "typ": "JWT"}, claims)
 
 
 def session_expiry_epoch(now: float | None = None) -> float:
@@ -97,22 +89,14 @@ def issue_tokens(user: User) -> dict[str, str]:
 
 
 # ----- login state: request keys of the vagator steps, login sessions, auth codes -----
-def _login_state(state: PaperState) -> dict[str, dict[str, tuple[User, str, float]]]:
-    reg = getattr(state, "fyers_login", None)
-    if reg is None:
-        reg = {"steps": {}, "sessions": {}, "codes": {}}
-        state.fyers_login = reg  # type: ignore[attr-defined]
-    return reg  # type: ignore[no-any-return]
-
-
 def _remember(call: Call, kind: str, user: User, step: str) -> str:
     key = secrets.token_urlsafe(24)
-    _login_state(call.state)[kind][key] = (user, step, time.time() + LOGIN_STEP_TTL_S)
+    call.state.fyers_login[kind][key] = (user, step, time.time() + LOGIN_STEP_TTL_S)
     return key
 
 
 def _recall(call: Call, kind: str, key: str, step: str) -> User | None:
-    entry = _login_state(call.state)[kind].pop(key, None) if key else None
+    entry = call.state.fyers_login[kind].pop(key, None) if key else None
     if entry is None:
         return None
     user, at, expires = entry
@@ -234,54 +218,6 @@ async def auth_bare_token(call: Call) -> User | None:
 
 
 # ----- orders -----
-def _rupees(units: int, divisor: int) -> float | int:
-    value = units / divisor
-    return int(value) if value == int(value) else round(value, 6)
-
-
-def _tag_of(order: PaperOrder) -> str:
-    return f"1:{order.tag}" if order.tag else "2:Untagged"
-
-
-def fyers_order_payload(order: PaperOrder) -> dict[str, Any]:
-    """One row of ``GET /api/v3/orders`` (the order book)."""
-    inst = order.instrument
-    div = inst.price_divisor
-    status = STATUS_CODES.get(order.status, 6)
-    return {
-        "clientId": order.user_id,
-        "id": order.order_id,
-        "exchOrdId": order.exchange_order_id or "",
-        "qty": order.quantity,
-        "remainingQuantity": order.pending_quantity,
-        "filledQty": order.filled_quantity,
-        "discloseQty": order.disclosed_quantity,
-        "limitPrice": _rupees(order.price, div),
-        "stopPrice": _rupees(order.trigger_price, div),
-        "tradedPrice": order.average_price(),
-        "type": ORDER_TYPE_CODES.get(order.order_type, 2),
-        "fyToken": inst.fyers_token,
-        "exchange": 10,
-        "segment": 10,
-        "symbol": inst.fyers_symbol,
-        "instrument": 0,
-        "message": order.status_message or "",
-        "offlineOrder": False,
-        "orderDateTime": order.order_timestamp.strftime("%d-%b-%Y %H:%M:%S"),
-        "orderValidity": order.validity,
-        "pan": "",
-        "productType": order.product,
-        "side": 1 if order.transaction_type == "BUY" else -1,
-        "status": status,
-        "source": "API",
-        "ex_sym": inst.symbol,
-        "description": inst.name,
-        "orderNumStatus": f"{order.order_id}:{status}",
-        "disclosedQty": order.disclosed_quantity,
-        "orderTag": _tag_of(order),
-    }
-
-
 def _int(raw: Any, code: int, message: str) -> int:
     if isinstance(raw, bool):
         raise Reply(fyers_error(code, message))
@@ -308,6 +244,18 @@ def _refusal(exc: OrderError, order: PaperOrder | None = None) -> Response:
         code, message = by_status.get(order.status, (-163, exc.message))
         return fyers_error(code, message)
     return fyers_error(-50 if exc.kind == "input" else -99, exc.message)
+
+
+def _check_prices(inst: PaperInstrument, order_type: str, price: int, trigger: int) -> None:
+    """The prices an order needs are there and on the tick grid: Fyers checks them before the
+    order exists (error sheet: -392 for the tick size)."""
+    if order_type in ("LIMIT", "SL") and price <= 0:
+        raise Reply(fyers_error(-308, "Please provide a valid limitPrice"))
+    if order_type in ("SL", "SL-M") and trigger <= 0:
+        raise Reply(fyers_error(-309, "Please provide a valid stop price"))
+    tick = inst.tick_size_paise
+    if tick and (price % tick or trigger % tick):
+        raise Reply(fyers_error(-392, "Price should be in multiples of tick size."))
 
 
 async def _place(call: Call) -> Response:
@@ -338,14 +286,7 @@ async def _place(call: Call) -> Response:
     trigger = _units(body.get("stopPrice"), div, -309, "Please provide a valid stop price")
     if qty <= 0:
         return fyers_error(-310, "Please provide a valid order quantity")
-    if order_type in ("LIMIT", "SL") and price <= 0:
-        return fyers_error(-308, "Please provide a valid limitPrice")
-    if order_type in ("SL", "SL-M") and trigger <= 0:
-        return fyers_error(-309, "Please provide a valid stop price")
-    tick = inst.tick_size_paise
-    if tick and (price % tick or trigger % tick):
-        # Fyers checks the tick size before the order exists (error sheet: -392).
-        return fyers_error(-392, "Price should be in multiples of tick size.")
+    _check_prices(inst, order_type, price, trigger)
     req = OrderRequest(
         instrument=inst, variety="regular", transaction_type="BUY" if side == 1 else "SELL",
         order_type=order_type, product=product, quantity=qty, price=price, trigger_price=trigger,
@@ -361,11 +302,10 @@ async def _place(call: Call) -> Response:
 
 
 def _own_order(call: Call, order_id: str) -> PaperOrder:
-    assert call.user is not None
-    order = call.state.orders.get(order_id)
-    if order is None or order.broker != "fyers" or order.user_id != call.user.user_id:
-        raise Reply(fyers_error(-51, "Invalid order id"))
-    return order
+    try:
+        return call.own_order(order_id)
+    except OrderError:
+        raise Reply(fyers_error(-51, "Invalid order id")) from None
 
 
 async def _modify(call: Call) -> Response:
@@ -406,13 +346,8 @@ async def _cancel(call: Call) -> Response:
 
 
 async def _order_book(call: Call) -> Response:
-    assert call.user is not None
-    uid = call.user.user_id
     only = {i for i in str(call.request.query_params.get("id") or "").split(",") if i}
-    rows = [
-        fyers_order_payload(o) for o in call.state.orders.values()
-        if o.broker == "fyers" and o.user_id == uid and (not only or o.order_id in only)
-    ]  # fmt: skip
+    rows = [fyers_order_payload(o) for o in call.own_orders() if not only or o.order_id in only]
     return fyers_ok(orderBook=rows)
 
 

@@ -14,7 +14,7 @@ expire_tokens (sockets close; the old ``hsm_key`` is then refused in the auth an
 The auth answer asks for an acknowledgement every ACK_EVERY data frames; a client that falls
 MAX_UNACKED frames behind gets no data until it acknowledges (``held`` counts the skipped steps).
 
-``ws://HOST:PORT/trade/v3`` is the order socket (``order_ws.py``): header ``authorization:
+``ws://HOST:PORT/trade/v3`` is the order socket (fyers_apiv3's ``order_ws.py``): header ``authorization:
 <app_id>:<access_token>``; ``{"T": "SUB_ORD", "SLIST": [...], "SUB_T": 1}`` subscribes, the
 text ``ping`` is answered ``pong``; each order event of a subscriber to ``orders`` is pushed as
 ``{"s": "ok", "orders": {...}}`` with the raw field names the SDK maps through ``map.json``.
@@ -35,8 +35,9 @@ from typing import Any
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from paper import encode_fyers as enc
-from paper.fyers_rest import fyers_order_payload
+from paper.fyers import encode as enc
+from paper.fyers.payloads import order_socket_message
+from paper.orders import PaperOrder
 from paper.sockets import (
     SessionBound,
     SocketFaults,
@@ -46,13 +47,14 @@ from paper.sockets import (
     deny,
     log_handshake,
     pass_texts,
-    registry,
     serve_hooked,
 )
-from paper.state import PaperInstrument, PaperOrder, PaperState, User
+from paper.state import PaperState
 from paper.tickrate import Batch
+from paper.universe import PaperInstrument
+from paper.users import User
 
-__all__ = ["DATA_PATH", "MAX_CONNECTIONS_PER_USER", "MAX_TOPICS", "ORDER_PATH", "RAW_ORDER_FIELDS", "routes"]
+__all__ = ["DATA_PATH", "MAX_CONNECTIONS_PER_USER", "MAX_TOPICS", "ORDER_PATH", "routes"]
 
 DATA_PATH = "/hsm/v1-5/prod"
 ORDER_PATH = "/trade/v3"
@@ -67,19 +69,6 @@ REFUSED_GRACE_S = 10.0
 ACK_EVERY = 10
 MAX_UNACKED = 3 * ACK_EVERY
 _PACKETS_PER_FRAME = 1000
-# Order-book names → the raw names the order socket sends (map.json ``order_mapper``, inverted).
-RAW_ORDER_FIELDS = {
-    "clientId": "client_id", "id": "id", "exchOrdId": "id_exchange", "qty": "qty",
-    "remainingQuantity": "qty_remaining", "filledQty": "qty_filled", "limitPrice": "price_limit",
-    "stopPrice": "price_stop", "tradedPrice": "price_traded", "type": "ord_type", "fyToken": "fy_token",
-    "exchange": "exchange", "segment": "segment", "symbol": "symbol", "instrument": "instrument",
-    "message": "oms_msg", "offlineOrder": "offline_flag", "orderDateTime": "time_oms",
-    "orderValidity": "validity", "productType": "product_type", "side": "tran_side",
-    "status": "org_ord_status", "source": "ord_source", "ex_sym": "symbol_exch",
-    "description": "symbol_desc", "orderTag": "ordertag",
-}  # fmt: skip
-
-
 def _fields(data: bytes) -> dict[int, bytes]:
     """A request's fields (``B`` id, ``>H`` length, value) after the 4-byte head; the head's
     length is not trusted (the SDK sends 0 or miscounts it in some requests)."""
@@ -187,7 +176,11 @@ class FyersDataSocket(TickingSocket):
             return
         if self.user is None:
             self.reply(enc.response(req, ok=False))
-            return
+        else:
+            self._request(req, fields)
+
+    def _request(self, req: int, fields: dict[int, bytes]) -> None:
+        """A request of an authenticated client: mode, (un)subscribe, pause/resume, acknowledge."""
         if req == MODE:
             mode = fields.get(2, b"\0")[0]
             for ch in _channels(fields.get(1, b"")):
@@ -211,7 +204,7 @@ class FyersDataSocket(TickingSocket):
 
     def _auth(self, hsm_key: str) -> None:
         user = self.state.user_for_fyers_hsm(hsm_key)
-        open_now = registry(self.state, "fyers_data_sockets").setdefault(user.user_id if user else "", set())
+        open_now = self.state.sockets.setdefault("fyers_data_sockets", {}).setdefault(user.user_id if user else "", set())
         if user is None or (self.user is None and len(open_now) >= MAX_CONNECTIONS_PER_USER):
             log_handshake(self.state, "fyers", user.user_id if user else None, DATA_PATH,
                           403 if user is None else 429, self.arrival_ns)  # fmt: skip
@@ -349,15 +342,9 @@ class FyersOrderSocket(SessionBound):
         self.kinds: set[str] = set()
         self.text_out: asyncio.Queue[str] = asyncio.Queue()
 
-    @staticmethod
-    def message(order: PaperOrder) -> str:
-        row = fyers_order_payload(order)
-        raw = {RAW_ORDER_FIELDS[k]: v for k, v in row.items() if k in RAW_ORDER_FIELDS}
-        return json.dumps({"s": "ok", "orders": raw}, default=str)
-
     def on_order(self, order: PaperOrder) -> None:
         if "orders" in self.kinds:
-            self.push_update(self.text_out, self.message(order))
+            self.push_update(self.text_out, order_socket_message(order))
 
     def on_text(self, text: str) -> None:
         if text == "ping":
@@ -415,7 +402,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
         if user is None:
             await deny(state, websocket, "fyers", None, ORDER_PATH, 403 if token else 401, arrival_ns)
             return
-        open_now = registry(state, "fyers_order_sockets").setdefault(user.user_id, set())
+        open_now = state.sockets.setdefault("fyers_order_sockets", {}).setdefault(user.user_id, set())
         if not await admit(state, websocket, "fyers", user.user_id, ORDER_PATH, arrival_ns,
                            open_now, MAX_CONNECTIONS_PER_USER, "Connection limit exceeded"):  # fmt: skip
             return

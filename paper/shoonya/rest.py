@@ -16,7 +16,6 @@ examples do) requests ``/NorenWClientTP//PlaceOrder``: both spellings are served
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 import json
@@ -33,20 +32,23 @@ from starlette.routing import Route
 
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
 from paper.matching import OrderError, OrderRequest, rupees_to_units, whole_number
-from paper.state import PaperInstrument, PaperOrder, User, now_ist
-from paper.universe import shoonya_symbols_txt
+from paper.orders import next_ist_epoch, now_ist
+from paper.shoonya.payloads import (
+    PRICE_TYPE_OF,
+    PRICE_TYPES,
+    PRODUCTS,
+    SIDES,
+    rupees_text,
+    shoonya_order_payload,
+)
+from paper.universe import PaperInstrument, shoonya_symbols_txt
+from paper.users import User
 
-__all__ = ["PREFIX", "SYMBOLS_ZIP_PATH", "report_type", "routes", "shoonya_order_payload", "shoonya_status"]
+__all__ = ["PREFIX", "SYMBOLS_ZIP_PATH", "routes"]
 
 PREFIX = "/NorenWClientTP"
 SYMBOLS_ZIP_PATH = "/NSE_symbols.txt.zip"
-PRODUCTS = {"C": "CNC", "M": "NRML", "I": "MIS"}
-SIDES = {"B": "BUY", "S": "SELL"}
-PRICE_TYPES = {"MKT": "MARKET", "LMT": "LIMIT", "SL-LMT": "SL", "SL-MKT": "SL-M"}
-PRICE_TYPE_OF = {v: k for k, v in PRICE_TYPES.items()}
 RETENTIONS = ("DAY", "IOC", "EOS")
-STATUSES = {"OPEN": "OPEN", "TRIGGER PENDING": "TRIGGER_PENDING", "COMPLETE": "COMPLETE",
-            "CANCELLED": "CANCELED", "REJECTED": "REJECTED"}  # fmt: skip
 SESSION_EXPIRED = "Session Expired : Invalid Session Key"
 NO_DATA = 'Error Occurred : 5 "no data"'
 
@@ -67,23 +69,8 @@ DIALECT = Dialect(
 )
 
 
-def session_expiry_epoch() -> float:
-    """Paper sessions end at the next 06:00 IST (Finvasia documents no lifetime)."""
-    now = now_ist()
-    end = now.replace(hour=6, minute=0, second=0, microsecond=0)
-    if end <= now:
-        end += dt.timedelta(days=1)
-    return end.timestamp()
-
-
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _rupees(units: int, divisor: int) -> str:
-    """Exact rupees with two decimals, as Noren prints prices ("1570.05")."""
-    whole, frac = divmod(abs(units) * 100 // divisor, 100)
-    return f"{'-' if units < 0 else ''}{whole}.{frac:02d}"
 
 
 async def _form(call: Call) -> tuple[dict[str, Any], str]:
@@ -135,7 +122,7 @@ async def _quick_auth(call: Call) -> Response:
     if not pyotp.TOTP(user.totp_secret).verify(str(values.get("factor2") or ""), valid_window=0):
         return not_ok("Invalid Input : Invalid OTP")
     user.access_token = secrets.token_hex(32)
-    user.token_expires_at = session_expiry_epoch()
+    user.token_expires_at = next_ist_epoch(6)  # Finvasia documents no lifetime
     user.login_time = now_ist()
     return ok(
         susertoken=user.access_token,
@@ -160,71 +147,6 @@ async def _user_details(call: Call) -> Response:
     assert call.user is not None
     return ok(actid=call.user.user_id, uname=f"PAPER {call.user.user_id}", exarr=["NSE", "BSE", "NFO"],
               prarr=[{"prd": c, "s_prdt_ali": n} for c, n in PRODUCTS.items()])  # fmt: skip
-
-
-# ----- order rows -----
-def shoonya_status(order: PaperOrder) -> str:
-    return STATUSES.get(order.status, order.status)
-
-
-def _time(moment: dt.datetime | None) -> str:
-    return moment.strftime("%H:%M:%S %d-%m-%Y") if moment else ""
-
-
-def shoonya_order_payload(order: PaperOrder) -> dict[str, Any]:
-    """One ``OrderBook`` row (also the body of an ``om`` socket message), every value a string."""
-    inst = order.instrument
-    div = inst.price_divisor
-    row: dict[str, Any] = {
-        "stat": "Ok",
-        "norenordno": order.order_id,
-        "uid": order.user_id,
-        "actid": order.user_id,
-        "exch": inst.exchange,
-        "tsym": inst.shoonya_symbol,
-        "token": inst.shoonya_token,
-        "qty": str(order.quantity),
-        "dscqty": str(order.disclosed_quantity),
-        "prc": _rupees(order.price, div),
-        "prd": next((c for c, n in PRODUCTS.items() if n == order.product), order.product),
-        "trantype": order.transaction_type[0],
-        "prctyp": PRICE_TYPE_OF.get(order.order_type, order.order_type),
-        "ret": order.validity,
-        "status": shoonya_status(order),
-        "fillshares": str(order.filled_quantity),
-        "pp": "2",
-        "ls": str(inst.lot_size),
-        "ti": _rupees(inst.tick_size_paise, div),
-        "amo": "No",
-        "norentm": _time(order.order_timestamp),
-        "ordenttm": str(int(order.order_timestamp.timestamp())),
-    }
-    if order.trigger_price:
-        row["trgprc"] = _rupees(order.trigger_price, div)
-    if order.filled_quantity:
-        row["avgprc"] = _rupees(order.filled_value // order.filled_quantity, div)
-    if order.tag:
-        row["remarks"] = order.tag
-    if order.exchange_order_id:
-        row["exchordid"] = order.exchange_order_id
-    if order.exchange_update_timestamp:
-        row["exch_tm"] = order.exchange_update_timestamp.strftime("%d-%m-%Y %H:%M:%S")
-    if order.status == "CANCELLED":
-        row["cancelqty"] = str(order.cancelled_quantity)
-    if order.status == "REJECTED":
-        row["rejreason"] = order.status_message or ""
-    return row
-
-
-def report_type(order: PaperOrder, was_modified: bool) -> str:
-    """The ``reporttype`` of an order event (the om message's event name)."""
-    if order.status == "COMPLETE":
-        return "Fill"
-    if order.status == "CANCELLED":
-        return "Canceled"
-    if order.status == "REJECTED":
-        return "Rejected"
-    return "Replaced" if was_modified else "New"
 
 
 # ----- orders -----
@@ -301,18 +223,10 @@ async def _place(call: Call) -> Response:
     return ok(norenordno=order.order_id)
 
 
-def _own_order(call: Call, order_id: str) -> PaperOrder:
-    assert call.user is not None
-    order = call.state.orders.get(order_id)
-    if order is None or order.broker != "shoonya" or order.user_id != call.user.user_id:
-        raise OrderError("not_found", "Order not found")
-    return order
-
-
 async def _modify(call: Call) -> Response:
     values, _ = await _form(call)
     try:
-        order = _own_order(call, str(values.get("norenordno") or ""))
+        order = call.own_order(str(values.get("norenordno") or ""))
         call.tag = order.tag
         div = order.instrument.price_divisor
         prctyp = str(values.get("prctyp") or PRICE_TYPE_OF.get(order.order_type, ""))
@@ -338,7 +252,7 @@ async def _modify(call: Call) -> Response:
 async def _cancel(call: Call) -> Response:
     values, _ = await _form(call)
     try:
-        order = _own_order(call, str(values.get("norenordno") or ""))
+        order = call.own_order(str(values.get("norenordno") or ""))
         call.tag = order.tag
         call.paper.engine.cancel(order)
     except OrderError as exc:
@@ -349,21 +263,15 @@ async def _cancel(call: Call) -> Response:
     return ok(result=order.order_id)
 
 
-def _user_orders(call: Call) -> list[PaperOrder]:
-    assert call.user is not None
-    uid = call.user.user_id
-    return [o for o in call.state.orders.values() if o.broker == "shoonya" and o.user_id == uid]
-
-
 async def _order_book(call: Call) -> Response:
     # Newest first, as Noren lists them.
-    rows = [shoonya_order_payload(o) for o in reversed(_user_orders(call))]
+    rows = [shoonya_order_payload(o) for o in reversed(call.own_orders())]
     return JSONResponse(rows) if rows else not_ok(NO_DATA)
 
 
 async def _trade_book(call: Call) -> Response:
     rows = []
-    for order in reversed(_user_orders(call)):
+    for order in reversed(call.own_orders()):
         div = order.instrument.price_divisor
         base = shoonya_order_payload(order)
         for trade in order.trades:
@@ -374,7 +282,7 @@ async def _trade_book(call: Call) -> Response:
                 "flid": trade.trade_id,
                 "fltm": trade.fill_time.strftime("%d-%m-%Y %H:%M:%S"),
                 "flqty": str(trade.quantity),
-                "flprc": _rupees(trade.price, div),
+                "flprc": rupees_text(trade.price, div),
                 "remarks": order.tag or "",
                 "exchordid": order.exchange_order_id or "",
             })  # fmt: skip
@@ -384,7 +292,7 @@ async def _trade_book(call: Call) -> Response:
 async def _single_order_history(call: Call) -> Response:
     values, _ = await _form(call)
     try:
-        order = _own_order(call, str(values.get("norenordno") or ""))
+        order = call.own_order(str(values.get("norenordno") or ""))
     except OrderError:
         return not_ok(NO_DATA)
     call.tag = order.tag
@@ -399,9 +307,9 @@ async def _quotes(call: Call) -> Response:
     q = call.state.prices.quote(inst)
     div = inst.price_divisor
     return ok(exch=inst.exchange, tsym=inst.shoonya_symbol, token=inst.shoonya_token, pp="2",
-              ls=str(inst.lot_size), ti=_rupees(inst.tick_size_paise, div), lp=_rupees(q["last_price"], div),
-              o=_rupees(q["open"], div), h=_rupees(q["high"], div), l=_rupees(q["low"], div),
-              c=_rupees(q["close"], div), v=str(q["volume"]))  # fmt: skip
+              ls=str(inst.lot_size), ti=rupees_text(inst.tick_size_paise, div), lp=rupees_text(q["last_price"], div),
+              o=rupees_text(q["open"], div), h=rupees_text(q["high"], div), l=rupees_text(q["low"], div),
+              c=rupees_text(q["close"], div), v=str(q["volume"]))  # fmt: skip
 
 
 async def _symbols_zip(call: Call) -> Response:

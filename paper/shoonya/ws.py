@@ -31,17 +31,18 @@ from typing import Any
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from paper.shoonya_rest import report_type, shoonya_order_payload
+from paper.orders import PaperOrder
+from paper.shoonya.payloads import report_type, rupees_text, shoonya_order_payload
 from paper.sockets import (
     SocketFaults,
     TickingSocket,
     log_handshake,
-    registry,
     serve_hooked,
     transport_of,
 )
-from paper.state import PaperInstrument, PaperOrder, PaperState
+from paper.state import PaperState
 from paper.tickrate import Batch
+from paper.universe import PaperInstrument
 
 __all__ = ["MAX_CONNECTIONS_PER_USER", "MAX_KEYS", "SHOONYA_WS_PATH", "ShoonyaSocket", "fields_of", "routes"]
 
@@ -53,42 +54,37 @@ _STREAMS = {"t": "t", "d": "d"}  # subscribe type -> stream
 _UNSUBSCRIBE = {"u": "t", "ud": "d"}
 
 
-def _rupees(units: int, divisor: int) -> str:
-    whole, frac = divmod(abs(units) * 100 // divisor, 100)
-    return f"{'-' if units < 0 else ''}{whole}.{frac:02d}"
-
-
 def fields_of(inst: PaperInstrument, v: dict[str, Any], depth: bool) -> dict[str, str]:
     """The market fields of one instrument for a touchline (``depth`` False) or depth message, as
     Noren names them, every value a string (prices in rupees)."""
     div = inst.price_divisor
     close = v["close"]
     f = {
-        "lp": _rupees(v["last_price"], div),
+        "lp": rupees_text(v["last_price"], div),
         "pc": f"{(v['last_price'] - close) * 100 / close:.2f}" if close else "0.00",
-        "o": _rupees(v["open"], div),
-        "h": _rupees(v["high"], div),
-        "l": _rupees(v["low"], div),
-        "c": _rupees(close, div),
+        "o": rupees_text(v["open"], div),
+        "h": rupees_text(v["high"], div),
+        "l": rupees_text(v["low"], div),
+        "c": rupees_text(close, div),
         "ft": str(v["exchange_timestamp"]),
     }
     if not inst.is_index:
-        f.update(ap=_rupees(v["average_price"], div), v=str(v["volume"]), ltq=str(v["last_quantity"]),
+        f.update(ap=rupees_text(v["average_price"], div), v=str(v["volume"]), ltq=str(v["last_quantity"]),
                  oi=str(v["oi"]))  # fmt: skip
     book = v.get("depth")
     if book is not None and not inst.is_index:
         levels = range(1, 6) if depth else range(1, 2)
         for i in levels:
             b, s = book["buy"][i - 1], book["sell"][i - 1]
-            f[f"bp{i}"], f[f"bq{i}"] = _rupees(b["price"], div), str(b["quantity"])
-            f[f"sp{i}"], f[f"sq{i}"] = _rupees(s["price"], div), str(s["quantity"])
+            f[f"bp{i}"], f[f"bq{i}"] = rupees_text(b["price"], div), str(b["quantity"])
+            f[f"sp{i}"], f[f"sq{i}"] = rupees_text(s["price"], div), str(s["quantity"])
             if depth:
                 f[f"bo{i}"], f[f"so{i}"] = str(b["orders"]), str(s["orders"])
         if depth:
             f.update(tbq=str(v["buy_quantity"]), tsq=str(v["sell_quantity"]),
                      ltt=time.strftime("%H:%M:%S", time.localtime(v["last_trade_time"])))  # fmt: skip
             if "upper_circuit" in v:
-                f.update(uc=_rupees(v["upper_circuit"], div), lc=_rupees(v["lower_circuit"], div))
+                f.update(uc=rupees_text(v["upper_circuit"], div), lc=rupees_text(v["lower_circuit"], div))
     return f
 
 
@@ -167,7 +163,7 @@ class ShoonyaSocket(TickingSocket):
             log_handshake(state, "shoonya", uid or None, SHOONYA_WS_PATH, 403, self.arrival_ns)
             self._refuse("Session Expired : Invalid Session Key")
             return
-        open_now = registry(state, "shoonya_sockets").setdefault(user.user_id, set())
+        open_now = state.sockets.setdefault("shoonya_sockets", {}).setdefault(user.user_id, set())
         if len(open_now) >= MAX_CONNECTIONS_PER_USER:
             log_handshake(state, "shoonya", user.user_id, SHOONYA_WS_PATH, 429, self.arrival_ns)
             self._refuse("Connection limit exceeded")
@@ -238,7 +234,7 @@ class ShoonyaSocket(TickingSocket):
                 head = {"t": f"{stream}{'k' if before is None else 'f'}", "e": inst.exchange, "tk": inst.shoonya_token}
                 if before is None:
                     head.update(ts=inst.shoonya_symbol, pp="2", ls=str(inst.lot_size),
-                                ti=_rupees(inst.tick_size_paise, inst.price_divisor))  # fmt: skip
+                                ti=rupees_text(inst.tick_size_paise, inst.price_divisor))  # fmt: skip
                     changed = fields
                 else:
                     changed = {name: value for name, value in fields.items() if before.get(name) != value}

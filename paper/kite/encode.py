@@ -1,15 +1,9 @@
-"""Binary tick encoders for the paper broker: values in, bytes out, no I/O.
+"""Kite ticker frames for the paper broker: values in, bytes out, no I/O.
 
-Kite (``ws.kite.trade``) speaks big-endian frames of several packets; Angel's
-SmartWebSocketV2 speaks one little-endian packet per binary message. Every
-layout here mirrors what the official parsers read (kiteconnect 5.2.2
-``KiteTicker._parse_binary``, smartapi-python 1.5.5
-``SmartWebSocketV2._parse_binary_data``), so the official clients can serve as
-oracles in tests.
-
-All prices are integers in the broker's smallest unit: Kite paise (CDS 10^7 per rupee,
-BCD/NCO 10^4, see :func:`kite_price_divisor`), Angel paise. Timestamps are
-epoch seconds for Kite and epoch milliseconds for Angel.
+Kite (``ws.kite.trade``) speaks big-endian frames of several packets; every layout mirrors what
+kiteconnect 5.2.2's ``KiteTicker._parse_binary`` reads, so the official client serves as the
+oracle in tests. Prices are integers in the segment's smallest unit (paise; CDS 10^7 per rupee,
+BCD/NCO 10^4, see :func:`kite_price_divisor`); timestamps are epoch seconds.
 """
 
 from __future__ import annotations
@@ -20,12 +14,6 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
-    "ANGEL_LTP_LEN",
-    "ANGEL_MODE_LTP",
-    "ANGEL_MODE_QUOTE",
-    "ANGEL_MODE_SNAP_QUOTE",
-    "ANGEL_QUOTE_LEN",
-    "ANGEL_SNAP_QUOTE_LEN",
     "KITE_FULL_LEN",
     "KITE_HEARTBEAT",
     "KITE_INDEX_FULL_LEN",
@@ -33,9 +21,6 @@ __all__ = [
     "KITE_INDEX_SEGMENT",
     "KITE_LTP_LEN",
     "KITE_QUOTE_LEN",
-    "angel_ltp",
-    "angel_quote",
-    "angel_snap_quote",
     "kite_frame",
     "kite_frame_items",
     "kite_full",
@@ -50,8 +35,6 @@ __all__ = [
     "kite_quote",
     "kite_quote_item",
 ]
-
-# --------------------------------------------------------------------------- Kite
 
 KITE_LTP_LEN = 8
 KITE_INDEX_QUOTE_LEN = 28
@@ -298,113 +281,4 @@ def kite_packet_from_json(tick: Mapping[str, Any]) -> bytes:
         int(tick.get("oi_day_low", 0)),
         _kite_epoch_s(pick("exchange_timestamp", "timestamp")),
         depth,
-    )
-
-
-# --------------------------------------------------------------------------- Angel
-
-ANGEL_MODE_LTP = 1
-ANGEL_MODE_QUOTE = 2
-ANGEL_MODE_SNAP_QUOTE = 3
-ANGEL_LTP_LEN = 51
-ANGEL_QUOTE_LEN = 123
-ANGEL_SNAP_QUOTE_LEN = 379
-
-# mode, exchange type, token (25 bytes, null padded), sequence, exchange ts (ms), LTP
-_ANGEL_HEAD = "<BB25sqqq"
-_ANGEL_LTP = struct.Struct(_ANGEL_HEAD)
-# + last traded qty, average price, volume (i64), total buy/sell qty (f64), OHLC (i64):
-# the SDK reads exactly these types.
-_ANGEL_QUOTE_TAIL = "qqqddqqqq"
-_ANGEL_QUOTE = struct.Struct(_ANGEL_HEAD + _ANGEL_QUOTE_TAIL)
-# + last traded time, OI (i64), OI change % (f64 per Angel's documentation; note
-# smartapi-python 1.5.5 reads these 8 bytes as i64), 10 depth entries
-# (flag u16, qty i64, price i64, orders u16), upper/lower circuit, 52-week high/low.
-_ANGEL_SNAP = struct.Struct(_ANGEL_HEAD + _ANGEL_QUOTE_TAIL + "qqd" + "HqqH" * 10 + "qqqq")
-
-assert _ANGEL_LTP.size == ANGEL_LTP_LEN
-assert _ANGEL_QUOTE.size == ANGEL_QUOTE_LEN
-assert _ANGEL_SNAP.size == ANGEL_SNAP_QUOTE_LEN
-
-# Angel marks bids with flag 1 and asks with flag 0; the SDK files flag 0 under its
-# internal "buy" list and then swaps the two lists, so its output is right.
-ANGEL_FLAG_BUY = 1
-ANGEL_FLAG_SELL = 0
-
-
-def _angel_token(token: str) -> bytes:
-    raw = token.encode("ascii")
-    if len(raw) > 25:
-        raise ValueError(f"Angel token longer than 25 bytes: {token!r}")
-    return raw  # struct's "25s" pads with NULs
-
-
-def angel_ltp(
-    exchange_type: int, token: str, sequence: int, exchange_ts_ms: int, last_price: int
-) -> bytes:
-    """The 51-byte LTP packet (mode 1)."""
-    return _ANGEL_LTP.pack(ANGEL_MODE_LTP, exchange_type, _angel_token(token), sequence, exchange_ts_ms, last_price)
-
-
-def angel_quote(
-    exchange_type: int,
-    token: str,
-    sequence: int,
-    exchange_ts_ms: int,
-    last_price: int,
-    last_quantity: int,
-    average_price: int,
-    volume: int,
-    total_buy_quantity: float,
-    total_sell_quantity: float,
-    open_: int,
-    high: int,
-    low: int,
-    close: int,
-) -> bytes:
-    """The 123-byte Quote packet (mode 2)."""
-    return _ANGEL_QUOTE.pack(
-        ANGEL_MODE_QUOTE, exchange_type, _angel_token(token), sequence, exchange_ts_ms, last_price,
-        last_quantity, average_price, volume, total_buy_quantity, total_sell_quantity,
-        open_, high, low, close,
-    )
-
-
-def angel_snap_quote(
-    exchange_type: int,
-    token: str,
-    sequence: int,
-    exchange_ts_ms: int,
-    last_price: int,
-    last_quantity: int,
-    average_price: int,
-    volume: int,
-    total_buy_quantity: float,
-    total_sell_quantity: float,
-    open_: int,
-    high: int,
-    low: int,
-    close: int,
-    last_trade_time_ms: int,
-    oi: int,
-    oi_change_pct: float,
-    bids: Sequence[tuple[int, int, int]],
-    asks: Sequence[tuple[int, int, int]],
-    upper_circuit: int,
-    lower_circuit: int,
-    week52_high: int,
-    week52_low: int,
-) -> bytes:
-    """The 379-byte Snap Quote packet (mode 3); ``bids``/``asks`` are 5 (quantity, price, orders)."""
-    if len(bids) != 5 or len(asks) != 5:
-        raise ValueError("Angel snap quote needs 5 bids and 5 asks")
-    flat: list[int] = []
-    for flag, side in ((ANGEL_FLAG_BUY, bids), (ANGEL_FLAG_SELL, asks)):
-        for qty, price, orders in side:
-            flat.extend((flag, qty, price, orders))
-    return _ANGEL_SNAP.pack(
-        ANGEL_MODE_SNAP_QUOTE, exchange_type, _angel_token(token), sequence, exchange_ts_ms, last_price,
-        last_quantity, average_price, volume, total_buy_quantity, total_sell_quantity,
-        open_, high, low, close, last_trade_time_ms, oi, oi_change_pct, *flat,
-        upper_circuit, lower_circuit, week52_high, week52_low,
     )

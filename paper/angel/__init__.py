@@ -1,0 +1,1 @@
+"""Angel One SmartAPI: REST, SmartWebSocketV2 and the order-update socket, binary packets, order bodies."""

@@ -1,0 +1,48 @@
+"""The request log behind `GET /_paper/requests`: every request and WebSocket handshake the
+paper broker saw, in arrival order, stamped by one monotonic clock."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+class RequestLog:
+    def __init__(self) -> None:
+        self._entries: list[dict[str, Any]] = []
+
+    def record(
+        self,
+        broker: str | None,
+        user_id: str | None,
+        endpoint_class: str,
+        method: str,
+        path: str,
+        status: int,
+        tag: str | None = None,
+        arrival_ns: int | None = None,
+    ) -> dict[str, Any]:
+        """Log one request; `arrival_ns` (`time.monotonic_ns()`) defaults to now. Handshakes are
+        logged with status 101 (accepted) or the refusal's 4xx."""
+        entry = {
+            "arrival_ns": arrival_ns if arrival_ns is not None else time.monotonic_ns(),
+            "broker": broker,
+            "user_id": user_id,
+            "endpoint_class": endpoint_class,
+            "method": method,
+            "path": path,
+            "status": status,
+            "tag": tag,
+        }
+        # Responses finish out of arrival order (a delayed one ends last); keep the list sorted.
+        idx = len(self._entries)
+        while idx > 0 and self._entries[idx - 1]["arrival_ns"] > entry["arrival_ns"]:
+            idx -= 1
+        self._entries.insert(idx, entry)
+        return entry
+
+    def entries(self) -> list[dict[str, Any]]:
+        return list(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -1,0 +1,1 @@
+"""Finvasia Shoonya (Noren OMS): REST, the NorenWSTP socket, order bodies."""
