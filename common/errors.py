@@ -98,6 +98,12 @@ class Ambiguous(BrokerError):
 
 
 class BrokerUnavailable(BrokerError):
-    """The request did not take effect (connection refused, gateway error before acceptance)."""
+    """The request did not take effect (connection refused, gateway error before acceptance).
+    ``reached`` is False when the request never reached any server (no connection, or one made
+    too late to carry it): the broker cannot have counted it against a cap either."""
 
     retryable = True
+
+    def __init__(self, message: str, *, reached: bool = True, **kw: object) -> None:
+        self.reached = reached
+        super().__init__(message, **kw)  # type: ignore[arg-type]

@@ -58,7 +58,7 @@ import redis
 
 from common import keys
 from common.brokers import SHARED_BUDGET
-from common.errors import Ambiguous, BrokerGateError, DeadlineExceeded
+from common.errors import Ambiguous, BrokerGateError, BrokerUnavailable, DeadlineExceeded
 from common.lua import LuaScript, script_text
 from common.settings import Account, Cap
 
@@ -77,6 +77,7 @@ __all__ = [
     "horizon_us",
     "max_in_window",
     "note_rate_limited",
+    "release_in",
     "reserve_in",
     "usage",
 ]
@@ -274,17 +275,23 @@ class Limiter:
         """Wraps the request of ``slot_us``: when it is over, its slot counts from then (see the
         module docstring); pessimistically, plus the margin, when no answer came back."""
         answered = False
+        never_left = False
         try:
             yield
             answered = True
         except BrokerGateError as e:
             # Every error type but Ambiguous is an answer, or a request that never left.
             answered = not isinstance(e, Ambiguous)
+            never_left = isinstance(e, BrokerUnavailable) and not e.reached
             raise
         finally:
             # Unconfirmed, the slot keeps the full margin: safe, so Redis failing here is no error.
             with contextlib.suppress(redis.RedisError):
-                confirm_in(self.r, self.budgets, slot_us, answered=answered)
+                if never_left:
+                    # No server saw it, so no broker counted it: the slot is free again.
+                    release_in(self.r, self.budgets, slot_us)
+                else:
+                    confirm_in(self.r, self.budgets, slot_us, answered=answered)
 
     def note_rate_limited(self, retry_after_s: float | None = None, margin_ms: int = SAFETY_MARGIN_MS) -> int:
         """The broker answered with its rate-limit response (see :func:`note_rate_limited`).
@@ -295,6 +302,16 @@ class Limiter:
             self.r.hincrby(keys.stats(self.account), "rate_limited", 1)
             return 0
         return _back_off(self.r, self.budgets[-1], self.account, retry_after_s, margin_ms)
+
+
+def release_in(r: redis.Redis, budgets: Sequence[Budget], slot_us: int) -> None:
+    """Forget a slot whose request certainly reached no server (one pipelined round trip)."""
+    if not slot_us or not budgets:
+        return
+    with r.pipeline(transaction=True) as p:
+        for b in budgets:
+            p.zrem(b.log_key, str(slot_us))
+        p.execute()
 
 
 def confirm_in(r: redis.Redis, budgets: Sequence[Budget], slot_us: int, *, answered: bool = True) -> int:

@@ -307,12 +307,12 @@ def send(session: requests.Session, method: str, url: str, *, read_timeout_s: fl
     try:
         return session.request(method, url, timeout=(CONNECT_TIMEOUT_S, read_timeout_s), **kw)
     except requests.exceptions.ConnectTimeout as e:
-        raise BrokerUnavailable(f"connect timeout: {url}") from e
+        raise BrokerUnavailable(f"connect timeout: {url}", reached=False) from e
     except requests.exceptions.ReadTimeout as e:
         raise Ambiguous(f"no answer within {read_timeout_s} s: {url}") from e
     except requests.exceptions.ConnectionError as e:
         if _before_send(e):
-            raise BrokerUnavailable(f"cannot connect: {url}") from e
+            raise BrokerUnavailable(f"cannot connect: {url}", reached=False) from e
         raise Ambiguous(f"connection lost after the request was sent: {url}") from e
     except requests.exceptions.RequestException as e:
         raise Ambiguous(f"request failed: {url}: {type(e).__name__}") from e

@@ -23,7 +23,7 @@ local new = ARGV[1]
 local filled, cur_filled = tonumber(ARGV[3]) or 0, tonumber(f[2] or '0') or 0
 -- Ours: settled by us as not at the broker. A CANCELLED of ours has no broker order id.
 local ours = OURS[cur] or (cur == 'CANCELLED' and (f[5] or '') == '')
-if new == cur and ours and ARGV[2] ~= '' then
+if new == cur and ours and BROKER_SEEN[new] and ARGV[2] ~= '' then
   -- The broker reports the order in the very state we guessed (CANCELLED before it was sent):
   -- it was at the broker after all; record what the broker says (its id, any fill).
   overturned = cur

@@ -73,9 +73,10 @@ def seed(r: redis_lib.Redis) -> None:
     now_ms, now_us = int(sec) * 1000 + int(usec) // 1000, int(sec) * 1_000_000 + int(usec)
     r.hset(keys.token("k1"), mapping={"issued_at_ms": now_ms - 3_600_000, "expires_at_ms": now_ms + 7_200_000, "version": 4})
     r.hset(keys.login_error("a1"), mapping={"at_ms": now_ms - 1000, "type": "LoginFailed", "message": "wrong TOTP"})
-    r.zadd(keys.limit("k1", "orders"), {f"s{i}": now_us - 200_000 - i * 1000 for i in range(3)})
-    r.zadd(keys.limit("k1", "orders"), {"old": now_us - 30_000_000})  # in the minute window only
-    r.set(keys.backoff("k1", "orders"), 1, px=5000)
+    scope = accounts()["k1"].limit_scope()  # the limiter counts where the broker counts (issue 15 item 5)
+    r.zadd(keys.limit(scope, "orders"), {f"s{i}": now_us - 200_000 - i * 1000 for i in range(3)})
+    r.zadd(keys.limit(scope, "orders"), {"old": now_us - 30_000_000})  # in the minute window only
+    r.set(keys.backoff(scope, "orders"), 1, px=5000)
     r.hset(keys.stats("k1"), mapping={"placed": 7, "rate_limited": 1, "expired": 2})
     new, sending = (Order(account="k1", exchange="NSE", symbol="INFY", side="BUY", quantity=1) for _ in range(2))
     orderstore.create(r, new)

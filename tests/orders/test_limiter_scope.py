@@ -1,7 +1,7 @@
 """Limiter scope (issue 15, item 5): the limiter counts where the broker counts.
 
 Kite counts orders per user across all of the user's API keys, Angel per client code, and Fyers
-counts every endpoint of a user against one budget (docs/brokers.md § Caps of each broker). Two
+counts every endpoint of a user against one budget (docs/brokers.md, the caps of each broker). Two
 accounts tables of one broker user must share one limiter state, and a shared budget must see a
 request of every class."""
 

@@ -394,3 +394,20 @@ def test_the_brokers_cancelled_with_a_fill_overturns_our_cancel_before_send(r) -
     got = orderstore.read(r, o.client_order_id)
     assert got is not None and got.filled_quantity == 2 and got.broker_order_id == "B1"
     assert got.overturned_from == "CANCELLED"
+
+
+def test_a_slot_whose_request_reached_no_server_is_released(r) -> None:
+    """A request refused before it left (no connection, or one made too late to carry it) cannot
+    have been counted by the broker: its slot goes back, so a refused connection does not cost a
+    minute window's capacity. A 503 did reach a server and stays counted."""
+    from common import ratelimit
+    from common.errors import BrokerUnavailable
+
+    limiter = ratelimit.Limiter(r, "acct1", "orders", (Cap(10, 1), Cap(20, 60)))
+    key = limiter.budgets[0].log_key
+    for reached, left in ((False, 0), (True, 1)):
+        r.delete(key)
+        slot = limiter.acquire()
+        with pytest.raises(BrokerUnavailable), limiter.used(slot):
+            raise BrokerUnavailable("x", reached=reached, http_status=None if not reached else 503)
+        assert r.zcard(key) == left, reached

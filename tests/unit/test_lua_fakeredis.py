@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from common import keys, orderstore, ratelimit
 from common.models import Order, OrderState, OrderUpdate
-from common.orderstate import RANK, TRANSITIONS
+from common.orderstate import BROKER_STATES, OUR_VERDICTS, RANK, TRANSITIONS
 from common.settings import Cap
 
 S = OrderState
@@ -146,9 +146,14 @@ def test_a_pushed_update_applies_only_when_it_moves_the_order_forward(fr, curren
     changed = orderstore.apply_update(fr, upd)
     after = orderstore.get(fr, o.client_order_id)
     assert after is not None
-    if RANK[pushed] < RANK[current] or current in orderstore.TERMINAL_STATES:
+    # Our own "not at the broker" verdicts (this order has no broker id, so CANCELLED is one too)
+    # lose to a broker sighting (issue 15 item 2); nothing else moves backwards or out of a terminal.
+    overturned = (current in OUR_VERDICTS or current == S.CANCELLED) and pushed in BROKER_STATES
+    if overturned:
+        assert changed and after["state"] == pushed.value and after["overturned_from"] == current.value
+    elif RANK[pushed] < RANK[current] or current in orderstore.TERMINAL_STATES:
         assert not changed and after["state"] == current.value  # never backwards, never out of a terminal
-    if changed:
+    if changed and not overturned:
         assert RANK[S(after["state"])] >= RANK[current]
     # a replay of the same update changes nothing
     assert not orderstore.apply_update(fr, upd) or pushed == S.OPEN

@@ -72,7 +72,8 @@ def _not_ok(emsg: str) -> dict[str, str]:
     (200, "Rate limit exceeded : too many requests", RateLimited),
     (429, "Rate limit exceeded : too many requests", RateLimited),
     (503, "Service Unavailable : try after some time", BrokerUnavailable),
-    (502, "anything", BrokerUnavailable),
+    (503, "anything", BrokerUnavailable),
+    (502, "anything", Ambiguous),  # a proxy may answer 502 after forwarding (issue 15 item 14)
     (200, "Something Noren never said : x", OrderRejected),  # a refusal we do not know: final
     (500, "Something Noren never said : x", Ambiguous),  # with a 5xx the OMS may have acted
 ])  # fmt: skip
