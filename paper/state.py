@@ -29,7 +29,7 @@ from paper.orders import PaperOrder, now_ist
 from paper.prices import PriceSimulator
 from paper.requestlog import RequestLog
 from paper.universe import PaperInstrument, build_universe
-from paper.users import User
+from paper.users import User, bearer_token
 
 if TYPE_CHECKING:
     from paper.tickrate import TickClock
@@ -109,10 +109,7 @@ class PaperState:
         return self._user_with_secret("kite", "access_token", access_token, api_key)
 
     def user_for_angel_jwt(self, jwt: str) -> User | None:
-        token = jwt.strip()
-        if token[:7].lower() == "bearer ":
-            token = token[7:].strip()
-        return self._user_with_secret("angel", "jwt_token", token)
+        return self._user_with_secret("angel", "jwt_token", bearer_token(jwt))
 
     def user_for_shoonya_token(self, susertoken: str) -> User | None:
         """The Shoonya user whose session key (``jKey``, the socket's ``susertoken``) this is."""

@@ -48,6 +48,12 @@ DEFAULT_CAPS: dict[str, dict[str, list[str]]] = {
 BROKERS: tuple[str, ...] = tuple(DEFAULT_CAPS)
 
 
+def bearer_token(header: str) -> str:
+    """The token of an ``Authorization`` value, with or without its "Bearer " prefix."""
+    value = header.strip()
+    return value[7:].strip() if value[:7].lower() == "bearer " else value
+
+
 def jwt_shaped(header: dict[str, Any], claims: dict[str, Any]) -> str:
     """A token shaped as a JWT (header.claims.signature, base64url) with a random signature."""
 

@@ -22,7 +22,7 @@ from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymou
 from paper.matching import OrderError, OrderRequest, rupees_to_units, whole_number
 from paper.orders import PaperOrder, next_ist_epoch, now_ist
 from paper.universe import angel_scrip_master
-from paper.users import User, jwt_shaped
+from paper.users import User, bearer_token, jwt_shaped
 
 BASE = "/rest/secure/angelbroking"
 VARIETIES = ("NORMAL", "STOPLOSS", "AMO", "ROBO")
@@ -62,8 +62,7 @@ async def _json_body(call: Call) -> dict[str, Any]:
 
 # ----- authentication -----
 async def auth_jwt(call: Call) -> User | None:
-    header = call.request.headers.get("authorization", "").strip()
-    token = header[7:].strip() if header[:7].lower() == "bearer " else header
+    token = bearer_token(call.request.headers.get("authorization", ""))
     if not token:
         raise Reply(gateway_error("AG8003", "Invalid Token"))
     user = call.state.user_for_angel_jwt(token)

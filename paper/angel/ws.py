@@ -39,7 +39,7 @@ from paper.sockets import (
 from paper.state import PaperState
 from paper.tickrate import Batch
 from paper.universe import PaperInstrument
-from paper.users import User
+from paper.users import User, bearer_token
 
 __all__ = [
     "ANGEL_ORDER_UPDATE_PATH",
@@ -95,11 +95,6 @@ def _malformed_packet(inst: PaperInstrument | None) -> bytes:
         inst.angel_exchange_type if inst else 1, inst.angel_token if inst else "0", 0, 0, 0
     )
     return bytes([encode.ANGEL_MODE_SNAP_QUOTE]) + ltp[1:]
-
-
-def _bearer(value: str) -> str:
-    value = value.strip()
-    return value[7:].strip() if value[:7].lower() == "bearer " else value
 
 
 class AngelStreamSocket(TickingSocket):
@@ -322,7 +317,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
         arrival_ns = time.monotonic_ns()
         h = websocket.headers
         q = websocket.query_params
-        jwt = _bearer(h.get("authorization", ""))
+        jwt = bearer_token(h.get("authorization", ""))
         client_code = h.get("x-client-code") or q.get("clientCode", "")
         feed_token = h.get("x-feed-token") or q.get("feedToken", "")
         api_key = h.get("x-api-key") or q.get("apiKey", "")
@@ -350,7 +345,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
     async def smart_order_update(websocket: WebSocket) -> None:
         arrival_ns = time.monotonic_ns()
         auth = websocket.headers.get("authorization", "")
-        jwt = _bearer(auth)
+        jwt = bearer_token(auth)
         user = state.user_for_angel_jwt(jwt) if jwt else None
         if user is None:
             # Angel: 401 for a missing/invalid token, 403 for an expired one; a forgotten

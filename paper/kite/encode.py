@@ -167,24 +167,10 @@ def kite_frame(packets: Iterable[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def kite_quote_item(
-    token: int,
-    last_price: int,
-    last_quantity: int,
-    average_price: int,
-    volume: int,
-    buy_quantity: int,
-    sell_quantity: int,
-    open_: int,
-    high: int,
-    low: int,
-    close: int,
-) -> bytes:
-    """A quote packet with its int16 length prefix, ready for :func:`kite_frame_items`."""
-    return _KITE_QUOTE_ITEM.pack(
-        KITE_QUOTE_LEN, token, last_price, last_quantity, average_price, volume, buy_quantity,
-        sell_quantity, open_, high, low, close,
-    )
+def kite_quote_item(*quote: int) -> bytes:
+    """A quote packet (the 11 fields of :func:`kite_quote`, in its order) with its int16 length
+    prefix, ready for :func:`kite_frame_items`."""
+    return _KITE_QUOTE_ITEM.pack(KITE_QUOTE_LEN, *quote)
 
 
 def kite_ltp_item(token: int, last_price: int) -> bytes:

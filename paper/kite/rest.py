@@ -247,11 +247,8 @@ async def _user_profile(call: Call) -> Response:
 
 # ----- orders -----
 def _map_order_error(exc: OrderError) -> Response:
-    if exc.kind == "input":
-        return kite_error(400, "InputException", exc.message)
-    if exc.kind == "not_found":
-        return kite_error(400, "InputException", exc.message)
-    return kite_error(400, "OrderException", exc.message)
+    kind = "InputException" if exc.kind in ("input", "not_found") else "OrderException"
+    return kite_error(400, kind, exc.message)
 
 
 def _text(form: Any, name: str) -> str | None:
