@@ -102,8 +102,29 @@ def assert_nothing_left(run_id: str, processes: dict[str, Any]) -> None:
         assert not Path(f"/proc/{processes['redis_pid']}").exists() or "Z" in Path(f"/proc/{processes['redis_pid']}/stat").read_text().split()[2]
 
 
+def brokergate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The console script as a user types it (``python -m brokergate`` is the same entry point)."""
+    return subprocess.run([sys.executable, "-m", "brokergate", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def readme_cli_lines_work(env: dict[str, str]) -> None:
+    """README § Operating it: status, login, feed subscribe and orders against the running demo."""
+    status = brokergate(env, "status", "--json")
+    doc = json.loads(status.stdout)
+    assert set(doc) >= {"healthy", "problems", "snapshot"} and "kite1" in doc["snapshot"]["accounts"], status.stderr
+    login = brokergate(env, "login", "kite1")
+    assert login.returncode == 0, login.stdout + login.stderr
+    sub = brokergate(env, "feed", "subscribe", "NSE:INFY", "--account", "kite1")
+    assert sub.returncode == 0 and "subscribed" in sub.stdout, sub.stdout + sub.stderr
+    unknown = brokergate(env, "feed", "subscribe", "NSE:NOSUCHSYMBOL", "--account", "kite1")
+    assert unknown.returncode != 0 and "symbol" in unknown.stdout + unknown.stderr, unknown.stdout + unknown.stderr
+    orders = brokergate(env, "orders", "--account", "kite1", "--limit", "50")
+    assert orders.returncode == 0, orders.stdout + orders.stderr
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(180)
 def test_the_demo_runs_the_whole_stack_headless_and_leaves_nothing_running(tmp_path: Path) -> None:
     if missing_parts():
         pytest.skip(f"not in the tree yet: {', '.join(missing_parts())}")
@@ -130,6 +151,12 @@ def test_the_demo_runs_the_whole_stack_headless_and_leaves_nothing_running(tmp_p
             assert r.status_code == 200
             listed = {w.split("@")[0] for w in r.json()}
         assert nodes <= listed, f"Flower lists {listed}, the demo runs {nodes}"
+
+        # And a newcomer's next steps, the README's CLI lines, do what the README says
+        st = demo.wait_line(r"^status\s+BROKERGATE_REDIS_URL=(\S+) BROKERGATE_ACCOUNTS=(\S+) brokergate status", 5)
+        cli_env = {**clean_env(tmp_path), **env_file, "BROKERGATE_REDIS_URL": st.group(1),
+                   "BROKERGATE_ACCOUNTS": st.group(2)}
+        readme_cli_lines_work(cli_env)
 
         # Then the strategy saw ticks and fills pushed back, and status is healthy
         rc = demo.proc.wait(120)
