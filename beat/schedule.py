@@ -76,14 +76,14 @@ def build_schedule(accts: dict[str, Account]) -> dict[str, dict[str, Any]]:
     for name, acct in accts.items():
         h, m = _in_app_tz(acct)
         sched[f"login:{name}"] = {
-            "task": "brokergate.login",
+            "task": keys.LOGIN_TASK,
             "schedule": crontab(minute=m, hour=h),
             "args": [name],
             "options": {"queue": keys.AUTH_QUEUE},
         }
         h, m = _in_app_tz(acct, REFRESH_AFTER_MIN)
         sched[f"instruments:{name}"] = {
-            "task": "brokergate.refresh_instruments",
+            "task": keys.REFRESH_INSTRUMENTS_TASK,
             "schedule": crontab(minute=m, hour=h),
             "args": [name],
             # Skipped when the refresh chained after the login already ran.
@@ -91,7 +91,7 @@ def build_schedule(accts: dict[str, Account]) -> dict[str, dict[str, Any]]:
             "options": {"queue": keys.AUTH_QUEUE},
         }
     sched["sweep_orders"] = {
-        "task": "brokergate.sweep_orders",
+        "task": keys.SWEEP_TASK,
         "schedule": timedelta(seconds=SWEEP_EVERY_S),
         "options": {"expires": SWEEP_EVERY_S * 2},
     }
@@ -120,7 +120,7 @@ def catch_up(app: Any, now: datetime | None = None, r: Any = None) -> list[str]:
     names = due_logins(accounts(), now, r)
     for name in names:
         log.info("beat: the %s login slot has passed without a login today: logging in now", name)
-        app.send_task("brokergate.login", args=[name], queue=keys.AUTH_QUEUE)
+        app.send_task(keys.LOGIN_TASK, args=[name], queue=keys.AUTH_QUEUE)
     return names
 
 

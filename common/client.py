@@ -35,9 +35,6 @@ from common.settings import account, settings
 
 __all__ = ["OrderHandle", "cancel_order", "get_order", "modify_order", "orders", "place_order", "subscribe_ticks"]
 
-PLACE_TASK = "brokergate.place_order"
-CANCEL_TASK = "brokergate.cancel_order"
-MODIFY_TASK = "brokergate.modify_order"
 MODIFIABLE = frozenset({"quantity", "price", "trigger_price", "order_type", "validity"})
 
 try:  # the tick subscription lives with the feed's client side
@@ -155,7 +152,7 @@ def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -
     orderstore.create(r, o, source="client")
     queue = keys.urgent_queue(o.account) if o.urgent else keys.orders_queue(o.account)
     try:
-        _celery().send_task(PLACE_TASK, args=[o.to_dict()], queue=queue)
+        _celery().send_task(keys.PLACE_TASK, args=[o.to_dict()], queue=queue)
     except Exception as e:
         # Not enqueued: it can never be sent, so say so now instead of at its deadline. The
         # publish may have got through before it failed: if a worker already claimed the order,
@@ -196,7 +193,7 @@ def cancel_order(client_order_id: str | OrderHandle, *, deadline_s: float | None
     got = _stored(coid)
     # The enqueue time on Redis's clock: the cancel's deadline counts from it, not from when a
     # worker gets to it.
-    _celery().send_task(CANCEL_TASK, args=[got["account"], coid, deadline_s, server_time_ms(get_redis())],
+    _celery().send_task(keys.CANCEL_TASK, args=[got["account"], coid, deadline_s, server_time_ms(get_redis())],
                         queue=keys.urgent_queue(got["account"]))
 
 
@@ -218,5 +215,5 @@ def modify_order(client_order_id: str | OrderHandle, *, deadline_s: float | None
     seq = orderstore.next_modify_seq(r, coid, wire)
     # The enqueue time on Redis's clock: the deadline counts from it (a modify that waited in
     # the queue is not sent stale).
-    _celery().send_task(MODIFY_TASK, args=[got["account"], coid, wire, deadline_s, seq, server_time_ms(r)],
+    _celery().send_task(keys.MODIFY_TASK, args=[got["account"], coid, wire, deadline_s, seq, server_time_ms(r)],
                         queue=keys.urgent_queue(got["account"]))

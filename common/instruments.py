@@ -33,14 +33,13 @@ from common.redis import get_redis, server_time_ms
 from common.settings import account
 
 __all__ = [
-    "REFRESH_TASK", "age_s", "all_for", "by_token", "is_stale", "lookup", "refresh", "request_refresh_if_stale",
+    "age_s", "all_for", "by_token", "is_stale", "lookup", "refresh", "request_refresh_if_stale",
     "store", "unknown",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
 _CHUNK = 5000
 _TMP_TTL_S = 600  # a refresh that dies half-way leaves nothing behind for long
-REFRESH_TASK = "brokergate.refresh_instruments"  # by name: common/ never imports the worker code
 
 
 def store(account_name: str, instruments: Iterable[Instrument], r: redis.Redis | None = None) -> int:
@@ -113,7 +112,7 @@ def request_refresh_if_stale(account_name: str, r: redis.Redis | None = None) ->
         return False
     from common.client import send_task_by_name
 
-    send_task_by_name(REFRESH_TASK, kwargs={"if_stale": True}, queue=keys.AUTH_QUEUE, args=[account_name])
+    send_task_by_name(keys.REFRESH_INSTRUMENTS_TASK, kwargs={"if_stale": True}, queue=keys.AUTH_QUEUE, args=[account_name])
     log.info("instruments: account=%s master missing or stale: refresh requested", account_name)
     return True
 

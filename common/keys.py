@@ -1,4 +1,4 @@
-"""Every Redis key, pub/sub channel and Celery queue name brokergate uses, from one place.
+"""Every Redis key, pub/sub channel, Celery queue and task name brokergate uses, from one place.
 
 Keys carry the ``bg:`` prefix; pub/sub channels for strategies (``ticks:``, ``orders:``)
 do not, so that a strategy in any language can subscribe by the documented name.
@@ -160,6 +160,18 @@ def urgent_queue(account: str) -> str:
     return f"orders.{account}.urgent"
 
 
+# --- Celery task names: stable strings a strategy may enqueue by (send_task); routed by ----------
+# workers/app.py:route_task. Everyone (client, beat, feed, workers) sends and registers them by
+# these names, never by a literal, and common/ never imports the worker code that defines them.
+PLACE_TASK = "brokergate.place_order"
+CANCEL_TASK = "brokergate.cancel_order"
+MODIFY_TASK = "brokergate.modify_order"
+LOGIN_TASK = "brokergate.login"
+REFRESH_INSTRUMENTS_TASK = "brokergate.refresh_instruments"
+SWEEP_TASK = "brokergate.sweep_orders"
+RECONCILE_TASK = "brokergate.reconcile_account"
+
+
 # --- kombu's Redis transport (kombu writes these; the sweeper only reads them) -------------------
 # Checked against kombu.transport.redis.Channel by tests/orders/test_redrive.py.
 KOMBU_UNACKED = "unacked"  # hash delivery tag -> JSON [message, exchange, routing key] of messages workers hold
@@ -199,8 +211,3 @@ def worker_held(name: str) -> str:
 
 WORKERS = f"{PREFIX}workers"  # set: names of order workers that publish liveness marks
 
-
-# Celery task names: stable strings a strategy may enqueue by (send_task).
-PLACE_TASK = "brokergate.place_order"
-CANCEL_TASK = "brokergate.cancel_order"
-MODIFY_TASK = "brokergate.modify_order"

@@ -30,7 +30,6 @@ from common.models import OrderUpdate
 from common.settings import Account
 
 __all__ = [
-    "RECONCILE_TASK",
     "handle_broker_message",
     "on_broker_message",
     "request_reconcile",
@@ -40,7 +39,6 @@ __all__ = [
 
 log = logging.getLogger("feed.orderupdates")
 
-RECONCILE_TASK = "brokergate.reconcile_account"
 RECONCILE_DEBOUNCE_MS = 2000  # receivers starting together ask for one reconcile
 
 Applier = Callable[[redis.Redis, OrderUpdate], bool]
@@ -144,7 +142,7 @@ def _celery_send(account: str) -> None:
 
                 _celery_app = celery.Celery("brokergate-feed", broker=settings().redis_url)
             app = _celery_app
-    app.send_task(RECONCILE_TASK, args=[account], queue=keys.DEFAULT_QUEUE)
+    app.send_task(keys.RECONCILE_TASK, args=[account], queue=keys.DEFAULT_QUEUE)
 
 
 def request_reconcile(

@@ -65,6 +65,15 @@ from kombu import Queue
 
 from common import keys
 from common.errors import ConfigError
+from common.keys import (
+    CANCEL_TASK,
+    LOGIN_TASK,
+    MODIFY_TASK,
+    PLACE_TASK,
+    RECONCILE_TASK,
+    REFRESH_INSTRUMENTS_TASK,
+    SWEEP_TASK,
+)
 from common.settings import Account, accounts, require_secrets, settings
 
 __all__ = [
@@ -80,14 +89,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-PLACE_TASK = "brokergate.place_order"
-MODIFY_TASK = "brokergate.modify_order"
-CANCEL_TASK = "brokergate.cancel_order"
-SWEEP_TASK = "brokergate.sweep_orders"
-RECONCILE_TASK = "brokergate.reconcile_account"
-LOGIN_TASK = "brokergate.login"
-REFRESH_INSTRUMENTS_TASK = "brokergate.refresh_instruments"
 
 VISIBILITY_TIMEOUT_S = int(os.environ.get("BROKERGATE_VISIBILITY_TIMEOUT_S", "60"))
 RESTORE_INTERVAL_S = max(1, min(5, VISIBILITY_TIMEOUT_S // 4))

@@ -113,7 +113,7 @@ def login_now(account_name: str, force: bool = True, *, timeout_s: float = 30.0,
 
 
 @shared_task(
-    name="brokergate.login",
+    name=keys.LOGIN_TASK,
     throws=(LoginFailed,),
     autoretry_for=(BrokerUnavailable, RateLimited),
     retry_backoff=5,
@@ -127,7 +127,7 @@ def login(account: str, force: bool = False) -> dict[str, Any]:
 
 
 @shared_task(
-    name="brokergate.refresh_instruments",
+    name=keys.REFRESH_INSTRUMENTS_TASK,
     autoretry_for=(BrokerUnavailable, RateLimited, TokenExpired),
     retry_backoff=5,
     retry_backoff_max=120,
@@ -158,7 +158,7 @@ def login_concurrently(
     t0 = time.monotonic()
     try:
         for n in account_names:
-            app.send_task("brokergate.login", args=[n], kwargs={"force": force}, queue=keys.AUTH_QUEUE)
+            app.send_task(keys.LOGIN_TASK, args=[n], kwargs={"force": force}, queue=keys.AUTH_QUEUE)
         elapsed: dict[str, float] = {}
         while len(elapsed) < len(account_names):
             for n in account_names:

@@ -136,12 +136,12 @@ def modify_order(self: Any, account: str, client_order_id: str, changes: dict[st
     return _riding_out_redis(f"modify_order {client_order_id}", work, deadline + REDIS_GRACE_S)
 
 
-@shared_task(name="brokergate.sweep_orders", acks_late=True)
+@shared_task(name=keys.SWEEP_TASK, acks_late=True)
 def sweep_orders() -> dict[str, int]:
     return sweep()
 
 
-@shared_task(name="brokergate.reconcile_account", acks_late=True)
+@shared_task(name=keys.RECONCILE_TASK, acks_late=True)
 def reconcile_account(account: str) -> dict[str, int]:
     """Apply the account's order book to every order brokergate knows (after a feed gap)."""
     r = get_redis()

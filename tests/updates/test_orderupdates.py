@@ -64,7 +64,7 @@ def test_reconcile_is_sent_to_celery_by_name_on_the_default_queue(r: redis_lib.R
     raw = r.lrange(keys.DEFAULT_QUEUE, 0, -1)
     assert len(raw) == 1
     msg = json.loads(raw[0])
-    assert msg["headers"]["task"] == orderupdates.RECONCILE_TASK
+    assert msg["headers"]["task"] == "brokergate.reconcile_account"
     args = json.loads(base64.b64decode(msg["body"]))[0]
     assert args == ["kite1"]
 
