@@ -578,7 +578,7 @@ class Demo:
         try:
             for n in names:
                 if app is not None:
-                    app.send_task("brokergate.login", args=[n], kwargs={"force": True}, queue=keys.AUTH_QUEUE)
+                    app.send_task(keys.LOGIN_TASK, args=[n], kwargs={"force": True}, queue=keys.AUTH_QUEUE)
             deadline = time.monotonic() + 45
             pending = set(names)
             while pending:
