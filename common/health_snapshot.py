@@ -1,0 +1,406 @@
+"""The health snapshot: :func:`gather` reads it from Redis and Celery, one reader per component.
+
+The only part of ``brokergate status`` and the metrics endpoint that does I/O; it returns a
+plain, JSON-ready dict that :func:`common.health.evaluate` judges.
+
+Snapshot shape (every time in ms of Redis server time; every age in seconds)::
+
+    {
+      "now_ms": 1764080000000,
+      "redis": {"appendonly": "yes", "maxmemory_policy": "noeviction"},   # {} when CONFIG is refused
+      "accounts": {
+        "acct1": {
+          "broker": "<broker>",
+          "token": {"present": true, "issued_at_ms": ..., "expires_at_ms": ..., "ttl_s": ..., "version": "3"},
+          "login_error": {"at_ms": ..., "type": "LoginFailed", "message": "..."} | null,
+          "queues": ["orders.acct1", "orders.acct1.urgent"],
+          "limiter": {"orders": {"10/s": 3, "400/min": 57}, ...},   # requests in each window now
+          "limiter_scope": "<broker>:user:AB1234",   # whose requests the broker counts together
+          "limiter_shared_with": ["acct3"],      # other accounts of that scope: the same usage
+          "backoff_s": {"orders": 0.8},          # only classes in backoff
+          "stats": {"rate_limited": "0", ...},
+          "feed_subscriptions": 3,
+        }, ...
+      },
+      "queues": {"orders.acct1": {"depth": 0}, "auth": {"depth": 0}, ...},
+      "unacked": 0,
+      "workers": {"orders-acct1@host": {"queues": ["orders.acct1", "orders.acct1.urgent"]}} | null,
+      "feed": [{"key": ..., "account": "acct1", "socket": 0, "connected": true, "last_frame_ms": ...,
+                "last_frame_age_s": 0.2, "ticks": 1234, "tick_rate_per_s": 10.0, "reconnects": 0, ...}],
+      "order_sockets": [{"account": "acct2", "connected": true, "last_frame_age_s": 1.2, "messages": 4, ...}],
+      "receiver": {"present": true, "last_postback_ms": ..., "last_postback_age_s": ..., "accepted": 3, ...},
+      "beat": {"heartbeat_ms": ..., "heartbeat_age_s": ..., "lock_held": true, "lock_ttl_s": 55.0},
+      "errors": ["workers: inspect failed: ..."]
+    }
+
+``workers`` is ``null`` when no worker could be asked (Celery unreachable); that counts
+as "no consumer" for every queue. Secrets are never read: of a token hash only its
+times and version are fetched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from common import keys
+
+__all__ = ["expected_queues", "gather", "queue_depth", "scrub"]
+
+# kombu's Redis transport keeps one list per priority step: "<queue>", "<queue>\x06\x163", ...
+_KOMBU_PRIORITY_SEP = "\x06\x16"
+_KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
+_KOMBU_UNACKED = "unacked"
+_FEED_HB_PREFIX = f"{keys.PREFIX}hb:feed:"
+
+
+def _to_ms(value: Any) -> int | None:
+    """A time as ms since the epoch from seconds, ms, or an ISO-8601 string."""
+    if value is None or value == "":
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        try:
+            return int(datetime.fromisoformat(str(value)).timestamp() * 1000)
+        except ValueError:
+            return None
+    if x > 1e14:  # microseconds
+        return int(x / 1000)
+    if x > 1e11:  # milliseconds
+        return int(x)
+    return int(x * 1000)
+
+
+def _age_s(now_ms: int, at_ms: int | None) -> float | None:
+    return None if at_ms is None else round(max(0, now_ms - at_ms) / 1000, 3)
+
+
+# "Bearer <jwt>", and "token <api_key>:<access_token>" authorization schemes
+_CREDENTIAL_SCHEMES = re.compile(r"(?i)\b(bearer)\s+[^\s,;\"']+|\b(token)\s+[^\s:,;\"']+:[^\s,;\"']+")
+_CREDENTIAL_FIELDS = re.compile(
+    r"(?i)(access_token|feed_token|refresh_token|enctoken|jwt|api_secret|password|totp\w*)([=:]\s*)[^\s&,;\"']+"
+)
+
+
+def scrub(text: str) -> str:
+    """Free text from heartbeats and errors, with anything that looks like a credential
+    (``access_token=...``, ``Bearer ...``) and every registered secret replaced by ``***``."""
+    from common.logs import redact
+
+    text = _CREDENTIAL_SCHEMES.sub(lambda m: f"{m.group(1) or m.group(2)} ***", redact(text))
+    return _CREDENTIAL_FIELDS.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+
+
+def _num(v: Any) -> Any:
+    if isinstance(v, str) and not v.replace(".", "", 1).lstrip("-").isdigit():
+        return scrub(v)
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return v
+    return int(f) if f.is_integer() else f
+
+
+def queue_depth(r: Any, queue: str, keyprefix: str = "") -> int:
+    """Messages waiting in a Celery queue on the Redis transport, every priority list summed."""
+    names = [f"{keyprefix}{queue}"] + [f"{keyprefix}{queue}{_KOMBU_PRIORITY_SEP}{p}" for p in _KOMBU_PRIORITY_STEPS if p]
+    pipe = r.pipeline(transaction=False)
+    for n in names:
+        pipe.llen(n)
+    return sum(int(x or 0) for x in pipe.execute())
+
+
+def expected_queues(account_names: Iterable[str], app: Any = None) -> list[str]:
+    """Every queue that must have a consumer: each account's orders and urgent queues,
+    ``auth`` and ``default``, plus any queue the Celery app declares."""
+    qs: list[str] = []
+    for a in account_names:
+        qs += [keys.orders_queue(a), keys.urgent_queue(a)]
+    qs += [keys.AUTH_QUEUE, keys.DEFAULT_QUEUE]
+    declared = getattr(getattr(app, "conf", None), "task_queues", None) if app is not None else None
+    for q in declared or ():
+        name = getattr(q, "name", q)
+        if isinstance(name, str) and name not in qs:
+            qs.append(name)
+    return qs
+
+
+def _feed_sample(r: Any) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for key in r.scan_iter(match=f"{_FEED_HB_PREFIX}*", count=500):
+        k = key.decode() if isinstance(key, bytes) else key
+        h = r.hgetall(k)
+        if h:
+            out[k] = {(a.decode() if isinstance(a, bytes) else a): (b.decode() if isinstance(b, bytes) else b) for a, b in h.items()}
+    return out
+
+
+def _server_ms(r: Any) -> int:
+    sec, usec = r.time()
+    return int(sec) * 1000 + int(usec) // 1000
+
+
+def _ask_workers(app: Any, timeout_s: float) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        replies = app.control.inspect(timeout=timeout_s).active_queues()
+    except Exception as e:  # the broker itself is unreachable
+        return None, f"workers: inspect failed: {type(e).__name__}: {e}"
+    workers = {host: {"queues": sorted(q.get("name") for q in qs or [])} for host, qs in (replies or {}).items()}
+    return workers, None
+
+
+def _usage(r: Any, account: str, endpoint_class: str, caps: Any, scope: str) -> dict[str, int]:
+    """Requests in each window of the class now, as {"10/s": 3, "400/min": 57}, in the
+    limiter state of ``scope`` (shared by every account the broker counts as one)."""
+    from common.ratelimit import usage
+
+    return {str(cap): int(n) for cap, n in usage(account, endpoint_class, r=r, caps=tuple(caps), scope=scope)}
+
+
+def _limit_scope(name: str, acct: Any) -> str:
+    """The account's limiter scope (``Account.limit_scope``); an object without one (a test's
+    stand-in) is read as the per-account state of the legacy limiter."""
+    fn = getattr(acct, "limit_scope", None)
+    return fn() if callable(fn) else name
+
+
+def _flag(value: Any) -> bool:
+    return str(value).lower() in ("1", "true", "yes")
+
+
+def _read_workers(app: Any, ask_workers: bool, timeout_s: float, errors: list[str]) -> dict[str, Any] | None:
+    """The live workers and their queues; ``None`` (no consumer anywhere) when none could be asked."""
+    if app is not None and ask_workers:
+        workers, e = _ask_workers(app, timeout_s)
+        if e:
+            errors.append(e)
+        return workers
+    if ask_workers:
+        errors.append("workers: the Celery app (workers.app) is not importable")
+    return None
+
+
+def _keyprefix(app: Any) -> str:
+    """The Celery transport's ``global_keyprefix`` on every queue list, "" without one."""
+    with contextlib.suppress(Exception):
+        return (app.conf.broker_transport_options or {}).get("global_keyprefix", "") if app is not None else ""
+    return ""
+
+
+def _read_token(r: Any, name: str, now_ms: int) -> dict[str, Any]:
+    """The token's times and version; never the secret fields."""
+    th = r.hmget(keys.token(name), "issued_at_ms", "expires_at_ms", "version", "issued_at", "expires_at")
+    present = bool(r.exists(keys.token(name)))
+    ttl_ms = r.pttl(keys.token(name)) if present else -2
+    token = {
+        "present": present,
+        "issued_at_ms": _to_ms(th[0] or th[3]),
+        "expires_at_ms": _to_ms(th[1] or th[4]) or (now_ms + ttl_ms if ttl_ms and ttl_ms > 0 else None),
+        "ttl_s": round(ttl_ms / 1000, 3) if ttl_ms and ttl_ms > 0 else None,
+        "version": th[2],
+    }
+    if present:
+        token["age_s"] = _age_s(now_ms, token["issued_at_ms"])
+    return token
+
+
+def _read_login_error(r: Any, name: str) -> dict[str, Any] | None:
+    le = r.hgetall(keys.login_error(name))
+    if not le:
+        return None
+    return {
+        "at_ms": _to_ms(le.get("at_ms") or le.get("at")),
+        "type": le.get("type", ""),
+        "message": scrub(le.get("message", "")),
+    }
+
+
+def _read_limiter(
+    r: Any, name: str, caps: Mapping[str, Any], scope: str, errors: list[str]
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Usage of each endpoint class's windows, and the classes in backoff (seconds left)."""
+    limiter: dict[str, Any] = {}
+    backoff: dict[str, float] = {}
+    for cls in sorted(caps):
+        if cls != "orders" and not r.exists(keys.limit(scope, cls)):
+            continue  # show a class once it has been used; orders always
+        try:
+            limiter[cls] = _usage(r, name, cls, caps[cls], scope)
+        except Exception as e:
+            errors.append(f"limiter {name}/{cls}: {type(e).__name__}: {e}")
+        left = r.pttl(keys.backoff(scope, cls))
+        if left and left > 0:
+            backoff[cls] = round(left / 1000, 3)
+    return limiter, backoff
+
+
+def _read_account(
+    r: Any, name: str, acct: Any, scopes: Mapping[str, str], now_ms: int, errors: list[str]
+) -> dict[str, Any]:
+    token = _read_token(r, name, now_ms)
+    login_error = _read_login_error(r, name)
+    scope = scopes[name]
+    limiter, backoff = _read_limiter(r, name, getattr(acct, "caps", {}) or {}, scope, errors)
+    subs = 0
+    with contextlib.suppress(Exception):
+        subs = int(r.hlen(keys.feed_subs(name)))
+    return {
+        "broker": getattr(acct, "broker", ""),
+        "token": token,
+        "login_error": login_error,
+        "queues": [keys.orders_queue(name), keys.urgent_queue(name)],
+        "limiter": limiter,
+        "limiter_scope": scope,
+        "limiter_shared_with": sorted(n for n, s in scopes.items() if s == scope and n != name),
+        "backoff_s": backoff,
+        "stats": {k: _num(v) for k, v in (r.hgetall(keys.stats(name)) or {}).items()},
+        "feed_subscriptions": subs,
+    }
+
+
+def _read_accounts(r: Any, accounts: Mapping[str, Any], now_ms: int, errors: list[str]) -> dict[str, Any]:
+    scopes = {name: _limit_scope(name, acct) for name, acct in accounts.items()}
+    return {name: _read_account(r, name, acct, scopes, now_ms, errors) for name, acct in sorted(accounts.items())}
+
+
+def _read_queues(r: Any, accounts: Mapping[str, Any], app: Any, keyprefix: str) -> tuple[dict[str, Any], int]:
+    """Each expected queue's depth, and the messages delivered and not yet acknowledged."""
+    queues = {q: {"depth": queue_depth(r, q, keyprefix)} for q in expected_queues(accounts, app)}
+    unacked = 0
+    with contextlib.suppress(Exception):
+        unacked = int(r.hlen(f"{keyprefix}{_KOMBU_UNACKED}"))
+    return queues, unacked
+
+
+def _feed_item(key: str, h: Mapping[str, str], before: Mapping[str, str], now_ms: int, dt_s: float) -> dict[str, Any]:
+    """One feed socket's heartbeat; its tick rate from the sample ``dt_s`` earlier when it sends none."""
+    account, _, sock = key[len(_FEED_HB_PREFIX) :].rpartition(":")
+    last = _to_ms(h.get("last_frame_ms"))
+    item: dict[str, Any] = {"key": key, "account": account, "socket": _num(sock)}
+    for k, v in h.items():
+        if k not in ("last_frame_ms",):
+            item[k] = _num(v)
+    if "connected" in h:
+        item["connected"] = _flag(h["connected"])
+    item["last_frame_ms"] = last
+    item["last_frame_age_s"] = _age_s(now_ms, last)
+    if "tick_rate_per_s" not in item:
+        ticks_before = before.get("ticks")
+        if ticks_before is not None and h.get("ticks") is not None:
+            with contextlib.suppress(ValueError):
+                item["tick_rate_per_s"] = round(max(0.0, float(h["ticks"]) - float(ticks_before)) / dt_s, 1)
+    return item
+
+
+def _read_feed(
+    before: Mapping[str, Mapping[str, str]], after: Mapping[str, Mapping[str, str]], t0_ms: int, now_ms: int
+) -> list[dict[str, Any]]:
+    dt_s = max((now_ms - t0_ms) / 1000, 1e-3)
+    return [_feed_item(key, h, before.get(key, {}), now_ms, dt_s) for key, h in sorted(after.items())]
+
+
+def _read_order_sockets(r: Any, accounts: Iterable[str], now_ms: int) -> list[dict[str, Any]]:
+    order_sockets: list[dict[str, Any]] = []
+    for name in sorted(accounts):
+        h = r.hgetall(keys.order_socket_heartbeat(name))
+        if h:
+            last = _to_ms(h.get("last_frame_ms"))
+            item = {"account": name, **{k: _num(v) for k, v in h.items()}}
+            item["connected"] = _flag(h.get("connected", ""))
+            item["last_frame_ms"] = last
+            item["last_frame_age_s"] = _age_s(now_ms, last)
+            order_sockets.append(item)
+    return order_sockets
+
+
+def _read_receiver(r: Any, now_ms: int) -> dict[str, Any]:
+    rc = r.hgetall(keys.RECEIVER_HEARTBEAT)
+    receiver: dict[str, Any] = {"present": bool(rc)}
+    if rc:
+        for k, v in rc.items():
+            receiver[k] = _num(v)
+        last = _to_ms(rc.get("last_postback_ms"))
+        receiver["last_postback_ms"] = last
+        receiver["last_postback_age_s"] = _age_s(now_ms, last)
+    return receiver
+
+
+def _beat_lock_key(app: Any) -> str:
+    lock_key = keys.REDBEAT_PREFIX + ":lock"
+    with contextlib.suppress(Exception):
+        lock_key = app.conf.get("redbeat_lock_key") or (app.conf.get("redbeat_key_prefix") or keys.REDBEAT_PREFIX) + ":lock"
+    return lock_key
+
+
+def _read_beat(r: Any, app: Any, now_ms: int) -> dict[str, Any]:
+    """Beat's heartbeat (a hash or a plain time) and the RedBeat lock."""
+    beat: dict[str, Any] = {"heartbeat_ms": None, "heartbeat_age_s": None}
+    kind = r.type(keys.BEAT_HEARTBEAT)
+    if kind == "hash":
+        hb = r.hgetall(keys.BEAT_HEARTBEAT)
+        at = _to_ms(hb.get("last_tick_ms") or hb.get("at_ms") or hb.get("at") or hb.get("ts"))
+        beat.update({k: _num(v) for k, v in hb.items()})
+        beat["heartbeat_ms"] = at
+    elif kind == "string":
+        beat["heartbeat_ms"] = _to_ms(r.get(keys.BEAT_HEARTBEAT))
+    if beat["heartbeat_ms"] is None and kind in ("hash", "string"):
+        ttl = r.pttl(keys.BEAT_HEARTBEAT)
+        beat["heartbeat_ms"] = now_ms if ttl and ttl > 0 else None  # present and alive: count as fresh
+    beat["heartbeat_age_s"] = _age_s(now_ms, beat["heartbeat_ms"])
+    lock_key = _beat_lock_key(app)
+    lock_ttl = r.pttl(lock_key)
+    beat["lock_key"] = lock_key
+    beat["lock_held"] = bool(r.exists(lock_key))
+    beat["lock_ttl_s"] = round(lock_ttl / 1000, 3) if lock_ttl and lock_ttl > 0 else None
+    return beat
+
+
+def _read_redis_conf(r: Any) -> dict[str, Any]:
+    redis_conf: dict[str, Any] = {}
+    with contextlib.suppress(Exception):  # managed Redis often refuses CONFIG
+        redis_conf["appendonly"] = r.config_get("appendonly").get("appendonly")
+        redis_conf["maxmemory_policy"] = r.config_get("maxmemory-policy").get("maxmemory-policy")
+    return redis_conf
+
+
+def gather(
+    r: Any,
+    accounts: Mapping[str, Any],
+    *,
+    app: Any = None,
+    inspect_timeout_s: float = 1.0,
+    ask_workers: bool = True,
+) -> dict[str, Any]:
+    """Read a snapshot from Redis (``r`` decodes responses) and, when ``app`` is given and
+    ``ask_workers`` holds, from the live workers. ``accounts`` maps names to
+    :class:`common.settings.Account` (only ``broker`` and ``caps`` are read).
+
+    The two reads of the feed heartbeats bracket the worker inquiry (which waits its
+    full timeout), so the tick rate costs no extra wait."""
+    errors: list[str] = []
+    feed_before = _feed_sample(r)
+    t0_ms = _server_ms(r)
+    workers = _read_workers(app, ask_workers, inspect_timeout_s, errors)
+    now_ms = _server_ms(r)
+    feed_after = _feed_sample(r)
+    acct_out = _read_accounts(r, accounts, now_ms, errors)
+    queues, unacked = _read_queues(r, accounts, app, _keyprefix(app))
+    return {
+        "now_ms": now_ms,
+        "redis": _read_redis_conf(r),
+        "gathered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ms / 1000)),
+        "accounts": acct_out,
+        "queues": queues,
+        "unacked": unacked,
+        "workers": workers,
+        "feed": _read_feed(feed_before, feed_after, t0_ms, now_ms),
+        "order_sockets": _read_order_sockets(r, accounts, now_ms),
+        "receiver": _read_receiver(r, now_ms),
+        "beat": _read_beat(r, app, now_ms),
+        "errors": errors,
+    }
