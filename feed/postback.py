@@ -6,6 +6,8 @@ Its own process (not inside the feed) because it is the one component the intern
 it sits behind TLS and a reverse proxy, restarts and scales on its own, and a feed restart
 (token refresh, resharding) must not drop postbacks, nor a burst of postbacks delay ticks.
 :func:`serve_in_thread` runs it inside another process when that is wanted (tests, demo).
+:class:`PostbackReceiver` holds the routes; the request checks are in :mod:`feed.postback_input`
+and the OpenAPI document in :mod:`feed.postback_schema`.
 
 A request, in order (each step's refusal is final):
   1. size: Content-Length over the cap → 413 without reading; the body is read with the cap
@@ -25,8 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import socket
@@ -43,13 +43,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from common import keys
-from common.brokers import BROKER_NAMES, broker_module
 from common.models import OrderUpdate
 from common.settings import Account
 from feed import orderupdates
+from feed.postback_input import MAX_BODY_BYTES, Refused, digest, owner, parse, postback_modules, read_capped
+from feed.postback_schema import openapi_schema
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "PostbackReceiver",
     "ReceiverStats",
     "create_app",
     "listen_socket",
@@ -60,19 +62,11 @@ __all__ = [
 
 log = logging.getLogger("feed.postback")
 
-MAX_BODY_BYTES = 16 * 1024  # a real postback is ~1 KiB
 REPLAY_TTL_S = 2 * 86400  # postbacks are per trading day; two days covers late redeliveries
 HEARTBEAT_TTL_S = 15
 HEARTBEAT_EVERY_S = 1.0
 
 Handler = Callable[[Account, dict[str, Any], str], tuple[OrderUpdate | None, bool]]
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(message)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -113,160 +107,172 @@ class ReceiverStats:
         self._flushed = (a, f, d)
 
 
-def _postback_modules() -> dict[str, Any]:
-    mods = {}
-    for name in BROKER_NAMES:
-        mod = broker_module(name, "updates")
-        if getattr(mod, "HAS_POSTBACK", False):
-            mods[name] = mod
-    return mods
+class PostbackReceiver:
+    """One receiver: its accounts and Redis (read when first needed), counters, and routes.
 
+    :meth:`app` is the ASGI app; every route and the lifespan are methods, so each step of a
+    request reads on its own (see the module docstring for the order)."""
 
-def openapi_schema() -> dict[str, Any]:
-    """The receiver's OpenAPI 3.1 document; the body schema comes from the brokers' updates modules."""
-    bodies = [m.POSTBACK_SCHEMA for m in _postback_modules().values()]
-    body = bodies[0] if len(bodies) == 1 else {"anyOf": bodies}
-    example = next(iter(_postback_modules().values())).POSTBACK_EXAMPLE
-    err = {"$ref": "#/components/schemas/Error"}
+    def __init__(
+        self,
+        *,
+        accounts: Mapping[str, Account] | None = None,
+        redis_client: redis.Redis | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        handler: Handler | None = None,
+        reconcile_on_start: bool = True,
+        heartbeat: bool = True,
+    ) -> None:
+        self.mods = postback_modules()
+        self.stats = ReceiverStats()
+        self.max_body_bytes = max_body_bytes
+        self.handler = handler
+        self.reconcile_on_start = reconcile_on_start
+        self.heartbeat = heartbeat
+        self._accounts = accounts
+        self._r = redis_client
+        self._schema = openapi_schema()
 
-    def resp(desc: str, schema: dict[str, Any]) -> dict[str, Any]:
-        return {"description": desc, "content": {"application/json": {"schema": schema}}}
+    def accounts(self) -> Mapping[str, Account]:
+        if self._accounts is None:
+            from common.settings import accounts as load
 
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "brokergate postback receiver", "version": "1.0.0"},
-        "paths": {
-            "/postback/{account}": {
-                "post": {
-                    "operationId": "postback",
-                    "summary": "Receive one broker postback (order update) for an account",
-                    "parameters": [
-                        {
-                            "name": "account",
-                            "in": "path",
-                            "required": True,
-                            "description": "The account's name in the accounts file",
-                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,40}$"},
-                        }
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": body, "example": example}},
-                    },
-                    "responses": {
-                        "200": resp(
-                            "Accepted, or a duplicate of one already accepted",
-                            {"$ref": "#/components/schemas/Accepted"},
-                        ),
-                        "400": resp("Not a postback: the message names the field", err),
-                        "401": resp("Unknown account, or the checksum does not match", err),
-                        "413": resp(f"Body larger than {MAX_BODY_BYTES} bytes", err),
-                        "503": resp("Redis is unreachable: nothing was applied; send again", err),
-                    },
-                }
-            },
-            "/healthz": {
-                "get": {
-                    "operationId": "healthz",
-                    "summary": "Liveness and Redis reachability",
-                    "responses": {
-                        "200": resp("Healthy", {"$ref": "#/components/schemas/Health"}),
-                        "503": resp("Redis is unreachable", {"$ref": "#/components/schemas/Health"}),
-                    },
-                }
-            },
-        },
-        "components": {
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["status", "message"],
-                    "properties": {"status": {"const": "error"}, "message": {"type": "string"}},
-                },
-                "Accepted": {
-                    "type": "object",
-                    "required": ["status"],
-                    "properties": {
-                        "status": {"enum": ["accepted", "duplicate", "ignored"]},
-                        "applied": {"type": "boolean"},
-                        "state": {"type": ["string", "null"]},
-                    },
-                },
-                "Health": {
-                    "type": "object",
-                    "required": ["status"],
-                    "properties": {
-                        "status": {"enum": ["ok", "degraded"]},
-                        "redis": {"type": "boolean"},
-                        "accepted": {"type": "integer"},
-                        "refused": {"type": "integer"},
-                    },
-                },
-            }
-        },
-    }
+            self._accounts = load()
+        return self._accounts
 
+    def redis(self) -> redis.Redis:
+        if self._r is None:
+            from common.redis import get_redis
 
-async def _read_capped(request: Request, cap: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise _Refused(400, "Content-Length is not a number")
-        if int(declared) > cap:
-            raise _Refused(413, f"body larger than {cap} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    # Count what actually arrives: Content-Length may be absent (chunked) or lie.
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            raise _Refused(413, f"body larger than {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+            self._r = get_redis()
+        return self._r
 
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _parse(raw: bytes, validators: Mapping[str, Any]) -> dict[str, Any]:
-    if not raw:
-        raise _Refused(400, "empty body: expected a JSON object")
-    try:
-        body = json.loads(raw, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as exc:  # ValueError covers UnicodeDecodeError and digit limits
-        raise _Refused(400, f"not valid JSON: {str(exc)[:120]}") from None
-    errors: list[str] = []
-    for mod in validators.values():
+    def apply(self, account: Account, body: dict[str, Any], digest: str) -> tuple[str, OrderUpdate | None, bool]:
+        """The Redis part, run in a worker thread so the event loop keeps reading requests."""
+        r = self.redis()
+        seen = keys.postback_seen(account.name, digest)
+        if not r.set(seen, "1", nx=True, ex=REPLAY_TTL_S):
+            return "duplicate", None, False
         try:
-            return mod.validate_postback(body)  # type: ignore[no-any-return]
-        except ValueError as exc:
-            errors.append(str(exc))
-    raise _Refused(400, "; ".join(errors) or "not a postback")
+            if self.handler is not None:
+                update, changed = self.handler(account, body, "postback")
+            else:
+                update, changed = orderupdates.handle_broker_message(account, body, "postback", r=r)
+        except BaseException:
+            # Not applied: forget the body, so the same postback sent again is applied then.
+            with contextlib.suppress(redis.RedisError):
+                r.delete(seen)
+            raise
+        return ("accepted" if update is not None else "ignored"), update, changed
 
+    async def _checked(self, request: Request, name: str) -> tuple[Account, dict[str, Any]]:
+        """Steps 1 to 3: the body within the cap, a postback, signed for an account we have."""
+        accounts = self.accounts()
+        raw = await read_capped(request, self.max_body_bytes)
+        body = parse(raw, self.mods)
+        account = accounts.get(name)
+        mod = self.mods.get(account.broker) if account is not None else None
+        if account is None or mod is None or not mod.verify_postback(body, account.api_secret.get()):
+            raise Refused(401, "unauthorized")
+        return owner(account, body, accounts), body
 
-def _owner(account: Account, body: dict[str, Any], accounts: Mapping[str, Account]) -> Account:
-    """The account the postback is about.
+    async def postback(self, request: Request) -> Response:
+        name = request.path_params["account"]
+        self.accounts()  # a broken accounts file is the server's fault: not caught below
+        try:
+            account, body = await self._checked(request, name)
+        except Refused as exc:
+            self.stats.refused += 1
+            log.info("postback for %r refused: %d %s", name, exc.status, exc.message)
+            return _error(exc.status, exc.message)
+        except ClientDisconnect:
+            self.stats.refused += 1
+            return _error(400, "client disconnected before the body was complete")
+        except Exception:  # bad input must never become a 5xx; log it to find the gap
+            self.stats.refused += 1
+            log.exception("postback for %s: unexpected error while checking input", name)
+            return _error(400, "malformed postback")
+        try:
+            status, update, changed = await run_in_threadpool(self.apply, account, body, digest(body))
+        except redis.RedisError as exc:
+            log.warning("postback for %s not applied: Redis: %s", name, exc)
+            return _error(503, "temporarily unavailable: send again")
+        if status == "duplicate":
+            self.stats.duplicates += 1
+        else:
+            self.stats.accepted += 1
+        self.stats.last_postback_ms = int(time.time() * 1000)
+        state = update.state.value if update is not None else None
+        return JSONResponse({"status": status, "applied": changed, "state": state})
 
-    A broker app (one api_key and secret) can serve several users, and its postback URL is
-    set once per app, so every user's postbacks arrive at the URL of one account. The body
-    names its user: an update for another account of the same app is applied to that
-    account; a user that no account of this app has is refused (401), never applied to the
-    wrong account's orders.
-    """
-    user = body.get("user_id")
-    if not isinstance(user, str) or not user or user == account.user_id:
-        return account
-    for other in accounts.values():
-        if other.user_id == user and other.broker == account.broker and other.api_key == account.api_key:
-            return other
-    raise _Refused(401, "unauthorized")
+    async def healthz(self, request: Request) -> Response:
+        try:
+            ok = bool(await run_in_threadpool(self.redis().ping))
+        except redis.RedisError:
+            ok = False
+        return JSONResponse(
+            {
+                "status": "ok" if ok else "degraded",
+                "redis": ok,
+                "accepted": self.stats.accepted,
+                "refused": self.stats.refused,
+            },
+            status_code=200 if ok else 503,
+        )
 
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(self._schema)
 
-def _digest(body: dict[str, Any]) -> str:
-    # Canonical form, so the same postback re-serialized differently is still a replay.
-    canon = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canon.encode()).hexdigest()
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            with contextlib.suppress(redis.RedisError):
+                await run_in_threadpool(self.stats.flush, self.redis())
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+    def _reconcile_all(self) -> None:
+        for acct in self.accounts().values():
+            if acct.broker in self.mods:
+                orderupdates.request_reconcile(
+                    acct.name,
+                    "postback receiver started",
+                    r=self.redis(),
+                    debounce_ms=orderupdates.RECONCILE_DEBOUNCE_MS,
+                )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(self._heartbeat_loop()) if self.heartbeat else None
+        if self.reconcile_on_start:
+            try:
+                await run_in_threadpool(self._reconcile_all)
+            except Exception:
+                log.exception("reconcile on start failed")
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            with contextlib.suppress(redis.RedisError):
+                await run_in_threadpool(self.stats.flush, self.redis())
+
+    @staticmethod
+    async def on_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal error")
+
+    def app(self) -> Starlette:
+        app = Starlette(
+            routes=[
+                Route("/postback/{account}", self.postback, methods=["POST"]),
+                Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/openapi.json", self.openapi, methods=["GET"]),
+            ],
+            lifespan=self.lifespan,
+            exception_handlers={500: self.on_error},
+        )
+        app.state.stats = self.stats
+        app.state.receiver = self
+        return app
 
 
 def create_app(
@@ -285,149 +291,14 @@ def create_app(
     ``reconcile_on_start`` it asks for one reconcile of every account whose broker sends
     postbacks when it starts: while it was down, postbacks were lost (a postback gap).
     """
-    mods = _postback_modules()
-    stats = ReceiverStats()
-    state: dict[str, Any] = {"accounts": accounts, "r": redis_client}
-
-    def get_accounts() -> Mapping[str, Account]:
-        if state["accounts"] is None:
-            from common.settings import accounts as load
-
-            state["accounts"] = load()
-        return state["accounts"]  # type: ignore[no-any-return]
-
-    def get_r() -> redis.Redis:
-        if state["r"] is None:
-            from common.redis import get_redis
-
-            state["r"] = get_redis()
-        return state["r"]  # type: ignore[no-any-return]
-
-    def apply(account: Account, body: dict[str, Any], digest: str) -> tuple[str, OrderUpdate | None, bool]:
-        """The Redis part, run in a worker thread so the event loop keeps reading requests."""
-        r = get_r()
-        seen = keys.postback_seen(account.name, digest)
-        if not r.set(seen, "1", nx=True, ex=REPLAY_TTL_S):
-            return "duplicate", None, False
-        try:
-            if handler is not None:
-                update, changed = handler(account, body, "postback")
-            else:
-                update, changed = orderupdates.handle_broker_message(account, body, "postback", r=r)
-        except BaseException:
-            # Not applied: forget the body, so the same postback sent again is applied then.
-            with contextlib.suppress(redis.RedisError):
-                r.delete(seen)
-            raise
-        return ("accepted" if update is not None else "ignored"), update, changed
-
-    async def postback(request: Request) -> Response:
-        name = request.path_params["account"]
-        accounts = get_accounts()  # a broken accounts file is the server's fault: not caught below
-        try:
-            raw = await _read_capped(request, max_body_bytes)
-            body = _parse(raw, mods)
-            account = accounts.get(name)
-            mod = mods.get(account.broker) if account is not None else None
-            if account is None or mod is None or not mod.verify_postback(body, account.api_secret.get()):
-                raise _Refused(401, "unauthorized")
-            account = _owner(account, body, accounts)
-        except _Refused as exc:
-            stats.refused += 1
-            log.info("postback for %r refused: %d %s", name, exc.status, exc.message)
-            return _error(exc.status, exc.message)
-        except ClientDisconnect:
-            stats.refused += 1
-            return _error(400, "client disconnected before the body was complete")
-        except Exception:  # bad input must never become a 5xx; log it to find the gap
-            stats.refused += 1
-            log.exception("postback for %s: unexpected error while checking input", name)
-            return _error(400, "malformed postback")
-        try:
-            status, update, changed = await run_in_threadpool(apply, account, body, _digest(body))
-        except redis.RedisError as exc:
-            log.warning("postback for %s not applied: Redis: %s", name, exc)
-            return _error(503, "temporarily unavailable: send again")
-        if status == "duplicate":
-            stats.duplicates += 1
-        else:
-            stats.accepted += 1
-        stats.last_postback_ms = int(time.time() * 1000)
-        return JSONResponse(
-            {
-                "status": status,
-                "applied": changed,
-                "state": update.state.value if update is not None else None,
-            }
-        )
-
-    async def healthz(request: Request) -> Response:
-        try:
-            ok = bool(await run_in_threadpool(get_r().ping))
-        except redis.RedisError:
-            ok = False
-        return JSONResponse(
-            {
-                "status": "ok" if ok else "degraded",
-                "redis": ok,
-                "accepted": stats.accepted,
-                "refused": stats.refused,
-            },
-            status_code=200 if ok else 503,
-        )
-
-    schema = openapi_schema()
-
-    async def openapi(request: Request) -> Response:
-        return JSONResponse(schema)
-
-    async def _heartbeat_loop() -> None:
-        while True:
-            with contextlib.suppress(redis.RedisError):
-                await run_in_threadpool(stats.flush, get_r())
-            await asyncio.sleep(HEARTBEAT_EVERY_S)
-
-    def _reconcile_all() -> None:
-        for acct in get_accounts().values():
-            if acct.broker in mods:
-                orderupdates.request_reconcile(
-                    acct.name,
-                    "postback receiver started",
-                    r=get_r(),
-                    debounce_ms=orderupdates.RECONCILE_DEBOUNCE_MS,
-                )
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.get_running_loop().create_task(_heartbeat_loop()) if heartbeat else None
-        if reconcile_on_start:
-            try:
-                await run_in_threadpool(_reconcile_all)
-            except Exception:
-                log.exception("reconcile on start failed")
-        yield
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            with contextlib.suppress(redis.RedisError):
-                await run_in_threadpool(stats.flush, get_r())
-
-    async def on_error(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return _error(500, "internal error")
-
-    app = Starlette(
-        routes=[
-            Route("/postback/{account}", postback, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/openapi.json", openapi, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-        exception_handlers={500: on_error},
-    )
-    app.state.stats = stats
-    return app
+    return PostbackReceiver(
+        accounts=accounts,
+        redis_client=redis_client,
+        max_body_bytes=max_body_bytes,
+        handler=handler,
+        reconcile_on_start=reconcile_on_start,
+        heartbeat=heartbeat,
+    ).app()
 
 
 def _uvicorn_config(app: Starlette, host: str, port: int, **kw: Any) -> Any:
@@ -506,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(s.log_level, s.log_json)
     accts = accounts()  # a bad accounts file fails here, at start, with a clear message
     # So does a missing secret this process uses: the API secret behind a postback's checksum.
-    require_secrets([a for a in accts.values() if a.broker in _postback_modules()], fields=["api_secret"])
+    require_secrets([a for a in accts.values() if a.broker in postback_modules()], fields=["api_secret"])
     import uvicorn
 
     sock = listen_socket(args.host, args.port)
