@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from common import keys
-from common.brokers import BROKER_NAMES, COUNTED_PER_APP, SHARED_BUDGET, spec_for
+from common.brokers import BROKER_NAMES, COUNTED_PER_APP, SHARED_BUDGET, BrokerSpec, spec_for
 from common.errors import ConfigError
 
 __all__ = ["Account", "Cap", "Secret", "Settings", "load_accounts", "load_settings", "parse_cap", "require_secrets"]
@@ -259,28 +259,15 @@ def _str(table: dict[str, Any], key: str, where: str, default: str | None = None
     return v
 
 
-def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Account:
-    where = f"accounts.{name}"
-    if not _ACCOUNT_NAME.match(name):
-        raise ConfigError(f"{where}: account names are 1-40 letters, digits, '_' or '-'")
-    if not isinstance(t, dict):
-        raise ConfigError(f"{where}: must be a table")
-    broker = _str(t, "broker", where)
-    if broker not in BROKER_NAMES:
-        raise ConfigError(f"{where}.broker: {broker!r} is not one of {', '.join(BROKER_NAMES)}")
-    spec = spec_for(broker)
-    known = {
-        "broker", "user_id", "password", "totp_secret", "api_key", "api_secret", "rest_url", "login_url",
-        "ws_url", "order_ws_url", "caps", "login_time", "timezone", "concurrency", "rate_limit",
-        "deadline_s", "feed_sockets", "extra",
-    }  # fmt: skip
-    for key in t:
-        if key not in known:
-            raise ConfigError(f"{where}.{key}: unknown field")
-    secrets = {
-        k: _secret_ref(t.get(k), f"{where}.{k}", environ, required=k in spec.secrets)
-        for k in ("password", "totp_secret", "api_secret")
-    }
+_ACCOUNT_FIELDS = {
+    "broker", "user_id", "password", "totp_secret", "api_key", "api_secret", "rest_url", "login_url",
+    "ws_url", "order_ws_url", "caps", "login_time", "timezone", "concurrency", "rate_limit",
+    "deadline_s", "feed_sockets", "extra",
+}  # fmt: skip
+
+
+def _parse_caps(t: dict[str, Any], where: str, broker: str, spec: BrokerSpec) -> dict[str, tuple[Cap, ...]]:
+    """The broker's caps, each class the account's table names replacing the broker's own."""
     caps_in = t.get("caps", {})
     if not isinstance(caps_in, dict):
         raise ConfigError(f"{where}.caps: must be a table like {{ orders = [\"10/s\", \"400/min\"] }}")
@@ -297,6 +284,11 @@ def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Acco
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}.caps.{cls}: must be a list of caps like [\"10/s\"]")
         caps[cls] = tuple(parse_cap(c, f"{where}.caps.{cls}") for c in values)
+    return caps
+
+
+def _parse_schedule(t: dict[str, Any], where: str) -> tuple[time, str]:
+    """The daily login time and the time zone it is read in."""
     lt = t.get("login_time", "08:45")
     try:
         hh, mm = str(lt).split(":")
@@ -310,6 +302,11 @@ def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Acco
         ZoneInfo(tz)
     except Exception:
         raise ConfigError(f"{where}.timezone: {tz!r} is not a known time zone") from None
+    return login_time, tz
+
+
+def _parse_limits(t: dict[str, Any], where: str) -> tuple[dict[str, int], float, str]:
+    """``concurrency`` and ``feed_sockets``, ``deadline_s`` and the Celery ``rate_limit``."""
     ints: dict[str, int] = {}
     for key, default in (("concurrency", 2), ("feed_sockets", 1)):
         v = t.get(key, default)
@@ -322,6 +319,29 @@ def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Acco
     rate_limit = _str(t, "rate_limit", where, "")
     if rate_limit and not re.match(r"^\d+(\.\d+)?/[smh]$", rate_limit):
         raise ConfigError(f"{where}.rate_limit: {rate_limit!r} is not a Celery rate like '3/s'")
+    return ints, float(deadline), rate_limit
+
+
+def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Account:
+    where = f"accounts.{name}"
+    if not _ACCOUNT_NAME.match(name):
+        raise ConfigError(f"{where}: account names are 1-40 letters, digits, '_' or '-'")
+    if not isinstance(t, dict):
+        raise ConfigError(f"{where}: must be a table")
+    broker = _str(t, "broker", where)
+    if broker not in BROKER_NAMES:
+        raise ConfigError(f"{where}.broker: {broker!r} is not one of {', '.join(BROKER_NAMES)}")
+    spec = spec_for(broker)
+    for key in t:
+        if key not in _ACCOUNT_FIELDS:
+            raise ConfigError(f"{where}.{key}: unknown field")
+    secrets = {
+        k: _secret_ref(t.get(k), f"{where}.{k}", environ, required=k in spec.secrets)
+        for k in ("password", "totp_secret", "api_secret")
+    }
+    caps = _parse_caps(t, where, broker, spec)
+    login_time, tz = _parse_schedule(t, where)
+    ints, deadline_s, rate_limit = _parse_limits(t, where)
     return Account(
         name=name,
         broker=broker,
@@ -337,7 +357,7 @@ def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Acco
         concurrency=ints["concurrency"],
         feed_sockets=ints["feed_sockets"],
         rate_limit=rate_limit,
-        deadline_s=float(deadline),
+        deadline_s=deadline_s,
         extra=dict(t.get("extra", {})),
         **secrets,
     )
