@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import redis
 
 from common import keys
-from common.brokers import broker_module
+from common.brokers import broker
 from common.errors import BrokerGateError, TokenExpired
 from common.models import Instrument
 from common.redis import get_redis, server_time_ms
@@ -136,14 +136,14 @@ def refresh(account_name: str, r: redis.Redis | None = None, *, max_age_s: float
             log.info("instruments: account=%s refreshed %.0f s ago; skipped", account_name, age)
             return 0
     acct = account(account_name)
-    mod = broker_module(acct.broker, "instruments")
+    source = broker(acct.broker).instruments
     tok = tokens.get_token(account_name)
     try:
-        items = mod.fetch(acct, tok.access_token if tok else None)
+        items = source.fetch(acct, tok.access_token if tok else None)
     except TokenExpired:
         # This is the refresh: the re-login need not ask for another.
         tok = tokens.relogin(account_name, tok.version if tok else 0, refresh_instruments=False)
-        items = mod.fetch(acct, tok.access_token)
+        items = source.fetch(acct, tok.access_token)
     n = store(account_name, items, r)
     log.info("instruments refreshed: account=%s count=%d", account_name, n)
     return n

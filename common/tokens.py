@@ -307,10 +307,10 @@ def login_and_store(
     """Run the broker's login flow once (retrying only BrokerUnavailable and RateLimited,
     until ``deadline_s``), store the token and return it. Not single-flight by itself:
     callers go through :func:`relogin` (or hold the login lock)."""
-    from common.brokers import broker_module
+    from common.brokers import broker
 
     r = r or get_redis()
-    flow = broker_module(acct.broker, "login")
+    flow = broker(acct.broker).login
     deadline = time.monotonic() + deadline_s
     attempt = 0
     t0 = time.monotonic()

@@ -8,9 +8,10 @@ socket drops, stays silent past the watchdog timeout, or the token changes.
 
 After every successful connect it requests one reconcile of the account: an update that
 happened while the socket was down (or before the process started) is then still seen.
-The socket only moves bytes; parsing is the broker's ``updates`` module, which gives
-``order_socket_headers(jwt, api_key=...)``, ``parse_message``, ``socket_error`` and, where the
-broker pushes nothing until asked, ``order_socket_messages()`` (sent after every connect).
+The socket only moves bytes; parsing is the broker's ``updates``
+(:class:`common.brokers.contracts.OrderUpdates`): ``order_socket_headers(jwt, api_key=...)``,
+``parse_message``, ``socket_error`` and ``order_socket_messages()`` (sent after every connect,
+for a broker that pushes nothing until asked).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import redis
 import websocket
 
 from common import keys
-from common.brokers import broker_module
+from common.brokers import broker
 from common.settings import Account
 from feed import orderupdates
 from feed.session import backoff_s
@@ -77,7 +78,7 @@ class OrderSocket(threading.Thread):
         self.connect_timeout_s = connect_timeout_s
         self.healthy_after_s = healthy_after_s
         self.on_message = on_message or orderupdates.on_broker_message
-        self.updates = broker_module(account.broker, "updates")
+        self.updates = broker(account.broker).updates
         self.connects = 0
         self.messages = 0
         self.connected = threading.Event()  # set while a socket is up (tests wait on it)
@@ -143,7 +144,7 @@ class OrderSocket(threading.Thread):
         )
         self._ws = ws
         # Some brokers push nothing until the socket subscribes to order events.
-        for text in getattr(self.updates, "order_socket_messages", list)():
+        for text in self.updates.order_socket_messages():
             ws.send(text)
         self.connects += 1
         self.connected.set()
@@ -197,7 +198,7 @@ class OrderSocket(threading.Thread):
             return
         if not isinstance(payload, dict):
             return
-        err = self.updates.socket_error(payload) if hasattr(self.updates, "socket_error") else None
+        err = self.updates.socket_error(payload)
         if err:
             log.warning("%s: order socket error message: %s", self.account.name, err)
             return
@@ -239,8 +240,7 @@ def start_order_sockets(
     """
     threads: list[threading.Thread] = []
     for acct in accounts:
-        mod = broker_module(acct.broker, "updates")
-        if not getattr(mod, "ORDER_SOCKET", False) or not acct.order_ws_url:
+        if not broker(acct.broker).updates.ORDER_SOCKET or not acct.order_ws_url:
             continue
         t = OrderSocket(acct, stop_event, **kw)
         t.start()

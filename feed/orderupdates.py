@@ -25,7 +25,7 @@ from typing import Any
 import redis
 
 from common import keys
-from common.brokers import broker_module
+from common.brokers import broker
 from common.models import OrderUpdate
 from common.settings import Account
 
@@ -103,7 +103,7 @@ def handle_broker_message(
     store moved the order (a replay or a late, older update changes nothing).
     """
     acct = _account(account)
-    parse = broker_module(acct.broker, "updates").parse_message
+    parse = broker(acct.broker).updates.parse_message
     update: OrderUpdate | None = parse(acct.name, payload, source)
     if update is None:
         return None, False

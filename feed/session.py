@@ -15,15 +15,11 @@ delivers a frame. Every (re)connect resubscribes every instrument in its mode. A
 refused with 401/403 marks that token version as refused: the session waits for a newer
 version (announced on TOKEN_CHANGED) instead of hammering the broker with a dead token.
 
-The dialect (``common/brokers/<broker>/feed.py``) gives ``handshake``, ``key_of``,
-``symbol_table``, ``subscribe_messages``, ``unsubscribe_messages``, ``change_mode_messages``,
-``decode``, ``classify_text`` and the constants ``MAX_PER_SOCKET``, ``MAX_SOCKETS``,
-``WATCHDOG_S``, ``PING_INTERVAL_S``, ``PING_MESSAGE``, ``TICKER_CARRIES_ORDER_UPDATES``. Optional,
-for brokers whose wire needs them: ``login_messages(...)`` (a session opened by a message after
-the handshake), ``update_table(table, symbols, modes)`` (a table kept across subscription
-changes, for wires that send deltas), ``reply_to(frame, table)`` (acknowledgements),
-``binary_refusal(frame)`` (a session refused in a binary frame), ``PING_AS_FRAME`` (pings as
-WebSocket ping frames, whose pongs prove the socket alive). ``classify_text`` may answer
+The dialect is the broker's :class:`common.brokers.contracts.FeedDialect` (its ``feed.py``):
+handshake, subscription messages, decoder and limits, and the hooks some wires need
+(``login_messages`` after the handshake, ``update_table`` for a table kept across
+subscription changes, ``reply_to`` acknowledgements, ``binary_refusal``, ``PING_AS_FRAME``),
+which the others answer with the contract's do-nothing defaults. ``classify_text`` may answer
 ``"ticks"`` (a text wire) and ``"refused"`` besides the order and heartbeat kinds. Messages given
 as bytes go as binary frames.
 """
@@ -39,11 +35,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 import websocket
 
+from common.brokers.contracts import FeedDialect, Message
 from common.settings import Account
 from feed.publisher import Publisher
 from feed.watchdog import Watchdog
@@ -102,7 +98,7 @@ class FeedSession:
         self,
         account: Account,
         socket_no: int,
-        dialect: ModuleType,
+        dialect: FeedDialect,
         publisher: Publisher,
         token_source: TokenSource,
         *,
@@ -164,13 +160,11 @@ class FeedSession:
         Sends only the difference to a live connection; a reconnect sends all of it."""
         symbols = {k: (ex, sym) for k, (_m, ex, sym) in wanted.items()}
         modes = {k: m for k, (m, _ex, _sym) in wanted.items()}
-        update = getattr(self.dialect, "update_table", None)
-        table = None if update is not None else self.dialect.symbol_table(symbols)
         with self._lock:
             self._want = modes
-            # A dialect whose wire sends deltas keeps state in its table: it is updated in place
-            # (with the modes, which such a wire does not name), never replaced.
-            self._table = update(self._table, symbols, modes) if update is not None else table
+            # A dialect whose wire sends deltas keeps state in its table: it carries over (with
+            # the modes, which such a wire does not name); the others build a new one.
+            self._table = self.dialect.update_table(self._table, symbols, modes)
             if self._sent is not None:
                 try:
                     self._sync_locked()
@@ -215,7 +209,7 @@ class FeedSession:
             if k not in sent:
                 added.setdefault(m, []).append(k)
         d = self.dialect
-        messages: list[str] = []
+        messages: list[Message] = []
         if removed:
             messages += d.unsubscribe_messages(removed)
         if moved_new:
@@ -282,15 +276,13 @@ class FeedSession:
             sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
         # Brokers that authenticate in a message rather than the handshake: before any subscription.
-        login_messages = getattr(self.dialect, "login_messages", None)
-        if login_messages is not None:
-            try:
-                for m in login_messages(a.api_key, a.user_id, tok.access_token, tok.feed_token):
-                    _send(ws, m)
-            except Exception:
-                with contextlib.suppress(Exception):
-                    ws.shutdown()
-                raise
+        try:
+            for m in self.dialect.login_messages(a.api_key, a.user_id, tok.access_token, tok.feed_token):
+                _send(ws, m)
+        except Exception:
+            with contextlib.suppress(Exception):
+                ws.shutdown()
+            raise
         return ws
 
     def _serve(self, ws: websocket.WebSocket) -> bool:
@@ -318,13 +310,13 @@ class FeedSession:
         ping_s = self.ping_interval_s
         next_ping = time.monotonic() + ping_s if ping_s else float("inf")
         decode = self.dialect.decode
-        binary_refusal = getattr(self.dialect, "binary_refusal", None)
-        reply_to = getattr(self.dialect, "reply_to", None)
+        binary_refusal = self.dialect.binary_refusal
+        reply_to = self.dialect.reply_to
         binary = websocket.ABNF.OPCODE_BINARY
         text = websocket.ABNF.OPCODE_TEXT
         # Pings as WebSocket ping frames: their pongs are the server's sign of life, so control
         # frames must come out of recv_data (a server's own ping says nothing about its feed).
-        ping_frames = bool(getattr(self.dialect, "PING_AS_FRAME", False))
+        ping_frames = self.dialect.PING_AS_FRAME
         pong = websocket.ABNF.OPCODE_PONG
         server_ping = websocket.ABNF.OPCODE_PING
         try:
@@ -363,14 +355,13 @@ class FeedSession:
                 if opcode == binary:
                     ticks, bad = decode(data, self._table, received_ns)
                     # A binary protocol's in-band refusal of the session: as a handshake 401/403.
-                    refused = binary_refusal(data) if binary_refusal and not ticks and not bad else None
+                    refused = binary_refusal(data) if not ticks and not bad else None
                     if refused is not None:
                         reason = self._refused(st.token_version, refused)
                         break
                     self._publish(ticks, bad, received_ns)
-                    if reply_to is not None:  # a protocol that wants answers (acknowledgements)
-                        for m in reply_to(data, self._table):
-                            _send(ws, m)
+                    for m in reply_to(data, self._table):  # a protocol's acknowledgements
+                        _send(ws, m)
                 elif opcode == text:
                     kind, payload = self.dialect.classify_text(
                         data.decode("utf-8", "replace") if isinstance(data, bytes) else data

@@ -24,13 +24,13 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from types import ModuleType
 from typing import Any
 
 import redis
 
 from common import keys
-from common.brokers import broker_module
+from common.brokers import broker
+from common.brokers.contracts import FeedDialect
 from common.models import Instrument
 from common.settings import Account
 from feed import shard
@@ -93,7 +93,7 @@ class AccountFeed:
         self.publisher = publisher
         self.token_source = token_source
         self.session_kw = dict(session_kw or {})
-        self.dialect: ModuleType = broker_module(account.broker, "feed")
+        self.dialect: FeedDialect = broker(account.broker).feed
         self.sessions: list[FeedSession] = []
         self.assignment: dict[Any, int] = {}
         self.unresolved: list[str] = []
@@ -104,7 +104,7 @@ class AccountFeed:
     def _session(self, n: int) -> FeedSession:
         while len(self.sessions) <= n:
             kw = dict(self.session_kw)
-            if getattr(self.dialect, "TICKER_CARRIES_ORDER_UPDATES", False):  # reconcile after a gap
+            if self.dialect.TICKER_CARRIES_ORDER_UPDATES:  # reconcile after a gap
                 kw.setdefault("on_reconnect", _request_reconcile)
             s = FeedSession(self.account, len(self.sessions), self.dialect, self.publisher, self.token_source, **kw)
             self.sessions.append(s)

@@ -4,7 +4,7 @@
 registers there gets every end-to-end test (login, caps, exactly-once, feed resilience, push
 updates) with no line of test code of its own. So the tests never ask "which broker is it?":
 what they need to know comes from the surfaces every broker has (its adapter, its ``updates``
-and ``feed`` modules' flags, its instrument master, the paper broker's ``/_paper`` API).
+and ``feed`` flags, its instrument master, the paper broker's ``/_paper`` API).
 
 A pytest plugin (registered by tests/conftest.py). Fixtures:
 - ``broker`` (function, parametrized over E2E_BROKERS): the broker's name. A test that needs
@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from common.brokers import BROKER_NAMES, broker_module
+from common.brokers import BROKER_NAMES
+from common.brokers import broker as broker_record
 from common.models import Instrument
 from common.settings import Account
 
@@ -57,13 +58,13 @@ def push_paths(broker: str) -> list[str]:
     """The ways ``broker`` pushes order updates, from its own flags: ``postback`` (the
     receiver), ``order_socket`` (a socket of its own, feed/order_socket.py) and ``ticker``
     (messages on the market-data socket the feed keeps open)."""
-    updates = broker_module(broker, "updates")
+    record = broker_record(broker)
     paths = []
-    if getattr(updates, "HAS_POSTBACK", False):
+    if record.updates.HAS_POSTBACK:
         paths.append("postback")
-    if getattr(updates, "ORDER_SOCKET", False):
+    if record.updates.ORDER_SOCKET:
         paths.append("order_socket")
-    if getattr(broker_module(broker, "feed"), "TICKER_CARRIES_ORDER_UPDATES", False):
+    if record.feed.TICKER_CARRIES_ORDER_UPDATES:
         paths.append("ticker")
     return paths
 
@@ -110,7 +111,7 @@ def load_master(acct: Account) -> None:
 
     if acct.broker not in _masters:
         tok = get_token(acct.name)
-        rows = broker_module(acct.broker, "instruments").fetch(acct, tok.access_token if tok else None)
+        rows = broker_record(acct.broker).instruments.fetch(acct, tok.access_token if tok else None)
         _masters[acct.broker] = [i for i in rows if i.exchange == "NSE" and i.symbol in MASTER_SYMBOLS]
         assert {i.symbol for i in _masters[acct.broker]} == MASTER_SYMBOLS, _masters[acct.broker]
     instruments.store(acct.name, _masters[acct.broker])

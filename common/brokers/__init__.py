@@ -1,23 +1,29 @@
 """Broker adapters. Every broker difference lives under ``common/brokers/<broker>/``.
 
-Each broker package has the same modules (``spec``, ``rest``, ``login``, ``codec``,
-``errors``, ``translate``); ``spec.SPEC`` holds the defaults the settings need
-(real hosts, caps, token expiry). ``spec_for(name)`` is the registry.
+Each broker package has the same modules (``spec``, ``rest``, ``login``, ``feed``,
+``updates``, ``instruments``, ``errors``, and its own ``codec`` and ``translate``) and exports
+one record, ``BROKER``, that names them (:class:`common.brokers.contracts.Broker`, whose
+Protocols say what each part provides). :func:`broker` is the registry: a configured broker
+name to its record; ``spec.SPEC`` holds the defaults the settings need (real hosts, caps).
+``_template/`` is a new broker's starting point (not registered).
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-BROKER_NAMES = ("kite", "angel")
+if TYPE_CHECKING:  # the records import the adapters, which import settings, which imports this
+    from common.brokers.contracts import Broker
+
+BROKER_NAMES: tuple[str, ...] = ("kite", "angel")
 BROKER_NAMES += ("fyers",)
 BROKER_NAMES += ("shoonya",)
 
 # Whose requests a broker counts together against its caps (the limiter's scope):
-COUNTED_PER_USER = "user"  # the broker's client id (``user_id``), across all of that user's API keys/apps
-COUNTED_PER_APP = "app"  # the API key / app id (``api_key``), across every user logged in through it
+COUNTED_PER_USER: Final = "user"  # the broker's client id (``user_id``), across all of that user's API keys/apps
+COUNTED_PER_APP: Final = "app"  # the API key / app id (``api_key``), across every user logged in through it
 CountedPer = Literal["user", "app"]
 # The pseudo endpoint class of a budget that every request counts in, whatever its class (a broker
 # whose caps span all its endpoints); in an accounts file: ``caps = { all = ["10/s"] }``.
@@ -47,16 +53,14 @@ class BrokerSpec:
     shared_caps: list[str] = field(default_factory=list)
 
 
-def spec_for(broker: str) -> BrokerSpec:
-    if broker not in BROKER_NAMES:
-        raise KeyError(broker)
-    return importlib.import_module(f"common.brokers.{broker}.spec").SPEC  # type: ignore[no-any-return]
+def broker(name: str) -> Broker:
+    """The record of a configured broker (its package's ``BROKER``). Imported on first use, so a
+    process loads only the brokers it has accounts of."""
+    if name not in BROKER_NAMES:
+        raise KeyError(name)
+    record: Broker = importlib.import_module(f"common.brokers.{name}").BROKER
+    return record
 
 
-def broker_module(broker: str, module: str):  # type: ignore[no-untyped-def]
-    """The module ``common.brokers.<broker>.<module>``: how generic code reaches a broker's
-    implementation without naming the broker (module is one of rest, login, codec,
-    errors, translate, updates, instruments, feed)."""
-    if broker not in BROKER_NAMES:
-        raise KeyError(broker)
-    return importlib.import_module(f"common.brokers.{broker}.{module}")
+def spec_for(name: str) -> BrokerSpec:
+    return broker(name).spec

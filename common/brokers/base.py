@@ -36,7 +36,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
-from common.brokers import broker_module
+from common.brokers import broker
 from common.errors import Ambiguous, BrokerError, BrokerUnavailable, TokenExpired
 from common.models import Instrument, Order, OrderUpdate
 from common.settings import Account
@@ -145,14 +145,14 @@ def adapter_for(account: Account, token_getter: TokenGetter | None = None) -> Br
     """The adapter of ``account``'s broker. Without a token getter it is cached per process
     (one keep-alive HTTP session per account; per pid, since a forked child must not share
     its parent's sockets)."""
-    mod = broker_module(account.broker, "rest")
+    make = broker(account.broker).rest
     if token_getter is not None:
-        return mod.Adapter(account, token_getter)  # type: ignore[no-any-return]
+        return make(account, token_getter)
     key = (os.getpid(), account.name)
     with _lock:
         adapter = _adapters.get(key)
         if adapter is None or adapter.account != account:
-            adapter = mod.Adapter(account, default_token_getter(account))
+            adapter = make(account, default_token_getter(account))
             _adapters[key] = adapter
         return adapter
 

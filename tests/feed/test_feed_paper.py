@@ -9,7 +9,7 @@ import redis as redis_lib
 
 from common import instruments as master
 from common import keys
-from common.brokers import broker_module
+from common.brokers import broker as broker_record
 from common.models import Tick
 from common.ticks import TickSubscription, subscribe, subscribe_ticks, unsubscribe
 from tests.brokers import E2E_BROKERS, ready
@@ -132,7 +132,7 @@ def test_subscriptions_follow_the_control_channel(broker_account, start_feed, ti
             assert t is None or t.symbol == "INFY"
     infy = master.lookup(account, "NSE:INFY", r)
     assert infy is not None
-    key = broker_module(broker_account.broker, "feed").key_of(infy)
+    key = broker_record(broker_account.broker).feed.key_of(infy)
     assert feed.feeds[account].sessions[0].subscriptions() == {key: "full"}
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from common import keys, tokens
 from common import settings as bg_settings
-from common.brokers import broker_module
+from common.brokers import broker as broker_record
 from common.errors import LoginFailed
 from tests.brokers import login_requests, token_works
 from workers import login as login_tasks
@@ -25,7 +25,7 @@ def test_daily_login_lands_in_redis(
     acct = make_account()
     name = acct.name
     # (what the broker's login flow returned, to find every field of it in the store)
-    flow = broker_module(broker, "login")
+    flow = broker_record(broker).login
     real_login = flow.login
     returned: list[dict[str, Any]] = []
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from common.brokers import broker_module
+from common.brokers import broker
 from common.brokers.angel import updates as angel
 from common.models import OrderState
 from tests.updates.payloads import angel_message as message
@@ -18,7 +18,7 @@ from tests.updates.payloads import order_data
 
 
 def test_reached_through_the_broker_registry() -> None:
-    assert broker_module("angel", "updates") is angel
+    assert broker("angel").updates is angel
 
 
 def test_complete_message_normalizes_exactly() -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.brokers import broker_module
+from common.brokers import broker
 from common.brokers.kite import updates as kite
 from common.models import OrderState
 from tests.paths import KITE_FIXTURES
@@ -31,7 +31,7 @@ def signed(body: dict[str, Any], secret: str = SECRET) -> dict[str, Any]:
 
 
 def test_reached_through_the_broker_registry() -> None:
-    assert broker_module("kite", "updates") is kite
+    assert broker("kite").updates is kite
 
 
 def test_checksum_is_sha256_of_order_id_timestamp_and_secret() -> None:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from common.brokers.angel import codec
+from common.brokers.contracts import no_binary_refusal, no_login_messages, no_replies
 from common.models import Instrument, Tick
 
 NAME = "angel"
@@ -25,6 +26,7 @@ MAX_SOCKETS = 3
 PING_INTERVAL_S: float | None = 5.0
 WATCHDOG_S = 7.0  # a ping's pong (or a tick) must arrive within this
 PING_MESSAGE = "ping"
+PING_AS_FRAME = False  # a text frame, answered by the text "pong"
 TICKER_CARRIES_ORDER_UPDATES = False  # order updates come on a socket of their own
 _CHUNK = 500
 
@@ -41,6 +43,12 @@ def handshake(ws_url: str, api_key: str, user_id: str, access_token: str, feed_t
         f"x-client-code: {user_id}",
         f"x-feed-token: {feed_token}",
     ]
+
+
+# The handshake's headers carry the credentials; the server wants no answers; a refusal is the handshake's.
+login_messages = no_login_messages
+reply_to = no_replies
+binary_refusal = no_binary_refusal
 
 
 def key_of(instrument: Instrument) -> Key:
@@ -79,6 +87,11 @@ def change_mode_messages(old_by_mode: Mapping[str, Iterable[Key]], by_mode: Mapp
 
 def symbol_table(symbols: Mapping[Key, tuple[str, str]]) -> dict[Any, Any]:
     return codec.symbol_table(symbols)
+
+
+def update_table(table: Any, symbols: Mapping[Key, tuple[str, str]], modes: Mapping[Key, str]) -> dict[Any, Any]:
+    """A new table for each wanted set: every packet is whole, so nothing carries over."""
+    return symbol_table(symbols)
 
 
 def decode(frame: bytes, table: Any, received_ns: int) -> tuple[list[Tick], int]:

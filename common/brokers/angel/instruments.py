@@ -25,7 +25,7 @@ from common.brokers.payload import lot_size, tick_size
 from common.models import Instrument
 from common.settings import Account
 
-__all__ = ["PUBLIC_URL", "SCRIP_MASTER_PATH", "generic_symbol", "parse_json", "parse_rows", "url"]
+__all__ = ["PUBLIC_URL", "SCRIP_MASTER_PATH", "download", "fetch", "generic_symbol", "parse_json", "parse_rows", "url"]
 
 SCRIP_MASTER_PATH = "/OpenAPI_File/files/OpenAPIScripMaster.json"
 PUBLIC_URL = f"https://margincalculator.angelbroking.com{SCRIP_MASTER_PATH}"

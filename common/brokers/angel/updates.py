@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from common.brokers.contracts import no_order_socket_messages
 from common.brokers.payload import fill_price, text, whole
 from common.models import OrderState, OrderUpdate
 
@@ -31,6 +32,7 @@ __all__ = [
     "HAS_POSTBACK",
     "ORDER_SOCKET",
     "order_socket_headers",
+    "order_socket_messages",
     "order_to_update",
     "parse_message",
     "socket_error",
@@ -41,6 +43,7 @@ __all__ = [
 # Angel's push path is its order-update socket.
 HAS_POSTBACK = False
 ORDER_SOCKET = True
+order_socket_messages = no_order_socket_messages  # it pushes from the connect on
 
 _OPEN = OrderState.OPEN
 _STATES: dict[str, OrderState] = {

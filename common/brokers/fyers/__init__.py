@@ -1,1 +1,12 @@
-"""Fyers API v3."""
+"""Fyers API v3.
+
+``BROKER`` names its parts (:class:`common.brokers.contracts.Broker`)."""
+
+from common.brokers.contracts import Broker
+from common.brokers.fyers import errors, feed, instruments, login, spec, updates
+from common.brokers.fyers.rest import Adapter
+
+__all__ = ["BROKER"]
+
+BROKER = Broker(spec=spec.SPEC, rest=Adapter, login=login, feed=feed, updates=updates,
+                instruments=instruments, errors=errors)

@@ -42,6 +42,7 @@ MAX_SOCKETS = 3
 PING_INTERVAL_S: float | None = 5.0  # the SDK pings every 10 s; 5 s sees a stall sooner
 WATCHDOG_S = 7.0  # a ping's answer (or a tick) must arrive within this
 PING_MESSAGE = bytes([0, 1, 11])
+PING_AS_FRAME = False  # a binary message of the protocol, answered in kind
 TICKER_CARRIES_ORDER_UPDATES = False  # order updates come on the order socket
 SOURCE = "brokergate"
 _CHUNK = 1500  # topics per subscribe message, as the SDK sends them

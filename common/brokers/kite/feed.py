@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from common.brokers.contracts import no_binary_refusal, no_login_messages, no_replies
 from common.brokers.kite import codec
 from common.models import Instrument, Tick
 
@@ -24,6 +25,7 @@ MAX_SOCKETS = 3
 WATCHDOG_S = 3.0  # three missed heartbeats
 PING_INTERVAL_S: float | None = None  # the server heartbeats; the client sends nothing
 PING_MESSAGE = ""
+PING_AS_FRAME = False
 # The ticker also carries order updates, so a reconnect may have missed one: reconcile after it.
 TICKER_CARRIES_ORDER_UPDATES = True
 _CHUNK = 1000  # tokens per command message, to keep each message small
@@ -35,6 +37,12 @@ def handshake(ws_url: str, api_key: str, user_id: str, access_token: str, feed_t
     """(URL, extra headers) of the WebSocket handshake."""
     sep = "&" if "?" in ws_url else "?"
     return f"{ws_url}{sep}{urlencode({'api_key': api_key, 'access_token': access_token})}", []
+
+
+# The handshake carries the credentials; the server wants no answers; a refusal is the handshake's.
+login_messages = no_login_messages
+reply_to = no_replies
+binary_refusal = no_binary_refusal
 
 
 def key_of(instrument: Instrument) -> Key:
@@ -69,6 +77,11 @@ def unsubscribe_messages(by_mode: Mapping[str, Iterable[Key]]) -> list[str]:
 
 def symbol_table(symbols: Mapping[Key, tuple[str, str]]) -> dict[Key, Any]:
     return codec.symbol_table(symbols)
+
+
+def update_table(table: Any, symbols: Mapping[Key, tuple[str, str]], modes: Mapping[Key, str]) -> dict[Key, Any]:
+    """A new table for each wanted set: every packet is whole, so nothing carries over."""
+    return symbol_table(symbols)
 
 
 def decode(frame: bytes, table: Any, received_ns: int) -> tuple[list[Tick], int]:

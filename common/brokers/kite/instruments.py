@@ -18,7 +18,7 @@ from common.brokers.payload import lot_size, tick_size
 from common.models import Instrument
 from common.settings import Account
 
-__all__ = ["download", "parse_csv", "url"]
+__all__ = ["download", "fetch", "parse_csv", "url"]
 
 TIMEOUT_S = (3.05, 60.0)
 

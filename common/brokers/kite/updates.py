@@ -3,7 +3,7 @@ order-book row in, an :class:`OrderUpdate` out; the postback's field table, its 
 Schema and its checksum.
 
 No I/O here. The receiver (``feed/postback.py``) and the one update path
-(``feed/orderupdates.py``) call these through ``broker_module(broker, "updates")``.
+(``feed/orderupdates.py``) call these through the broker's record (``BROKER.updates``).
 
 Status mapping never guesses: an unknown status is ignored (``None``), never mapped to a
 state that could move an order somewhere wrong. Transient statuses ("OPEN PENDING",
@@ -19,6 +19,7 @@ import hmac
 import math
 from typing import Any
 
+from common.brokers.contracts import no_order_socket, no_order_socket_messages, no_socket_error
 from common.brokers.payload import fill_price, text, whole
 from common.models import OrderState, OrderUpdate
 
@@ -28,9 +29,12 @@ __all__ = [
     "POSTBACK_EXAMPLE",
     "POSTBACK_SCHEMA",
     "InvalidPostback",
+    "order_socket_headers",
+    "order_socket_messages",
     "order_to_update",
     "parse_message",
     "postback_checksum",
+    "socket_error",
     "status_to_state",
     "validate_postback",
     "verify_postback",
@@ -38,6 +42,9 @@ __all__ = [
 
 HAS_POSTBACK = True  # Kite signs postbacks: the receiver can accept them for Kite accounts
 ORDER_SOCKET = False  # Kite's order updates ride on the ticker socket (the feed's), not a socket of their own
+order_socket_headers = no_order_socket
+order_socket_messages = no_order_socket_messages
+socket_error = no_socket_error
 
 _OPEN_STATUSES = frozenset(
     {

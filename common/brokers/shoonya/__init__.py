@@ -1,1 +1,10 @@
-"""Finvasia Shoonya (Noren OMS): the adapter package (see ``common/brokers/__init__.py``)."""
+"""Finvasia Shoonya (Noren OMS): ``BROKER`` names its parts (:class:`common.brokers.contracts.Broker`)."""
+
+from common.brokers.contracts import Broker
+from common.brokers.shoonya import errors, feed, instruments, login, spec, updates
+from common.brokers.shoonya.rest import Adapter
+
+__all__ = ["BROKER"]
+
+BROKER = Broker(spec=spec.SPEC, rest=Adapter, login=login, feed=feed, updates=updates,
+                instruments=instruments, errors=errors)

@@ -25,6 +25,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from common.brokers.contracts import no_binary_refusal, no_replies
 from common.brokers.shoonya import codec
 from common.models import Instrument, Tick
 
@@ -55,6 +56,11 @@ def login_messages(api_key: str, user_id: str, access_token: str, feed_token: st
         json.dumps({"t": "c", "uid": user_id, "actid": user_id, "susertoken": access_token, "source": "API"}),
         json.dumps({"t": "o", "actid": user_id}),
     ]
+
+
+# A text wire: refusals come as text (classify_text), and the server wants no answers.
+reply_to = no_replies
+binary_refusal = no_binary_refusal
 
 
 def key_of(instrument: Instrument) -> Key:

@@ -30,7 +30,7 @@ from common.errors import BrokerUnavailable
 from common.models import Instrument
 from common.settings import Account
 
-__all__ = ["generic_symbol", "parse_text", "parse_zip", "url"]
+__all__ = ["download", "fetch", "generic_symbol", "parse_text", "parse_zip", "url"]
 
 TIMEOUT_S = (3.05, 120.0)
 DEFAULT_EXCHANGES = ("NSE",)

@@ -19,13 +19,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.brokers.contracts import no_order_socket, no_order_socket_messages, no_socket_error
 from common.brokers.payload import fill_price, text, whole
 from common.models import OrderState, OrderUpdate
 
-__all__ = ["HAS_POSTBACK", "ORDER_MESSAGE", "ORDER_SOCKET", "order_to_update", "parse_message", "status_to_state"]
+__all__ = [
+    "HAS_POSTBACK", "ORDER_MESSAGE", "ORDER_SOCKET", "order_socket_headers", "order_socket_messages", "order_to_update",
+    "parse_message", "socket_error", "status_to_state",
+]  # fmt: skip
 
 HAS_POSTBACK = False
-ORDER_SOCKET = False
+ORDER_SOCKET = False  # order updates ride on the market-data socket (``om`` messages)
+order_socket_headers = no_order_socket
+order_socket_messages = no_order_socket_messages
+socket_error = no_socket_error
 ORDER_MESSAGE = "om"
 
 _OPEN = OrderState.OPEN
