@@ -1,5 +1,6 @@
 """The steps every broker's headless login shares: the TOTP of now, one HTTP step whose transport
-failure is BrokerUnavailable, and a field the answer must carry (LoginFailed without it).
+failure is BrokerUnavailable, its answer (an error one raised as the broker's ``map_error(...,
+during_login=True)`` types it), and a field the answer must carry (LoginFailed without it).
 
 Messages name the step (``"<broker> login: <step>: ..."``, given by the caller) and never carry a
 secret, a token or the exception's text.
@@ -12,11 +13,11 @@ from typing import Any
 
 import requests
 
-from common.brokers.base import request_once
-from common.errors import LoginFailed
+from common.brokers.base import json_or_none, request_once
+from common.errors import BrokerError, LoginFailed
 from common.settings import Account
 
-__all__ = ["TIMEOUT_S", "call", "required", "totp_now"]
+__all__ = ["TIMEOUT_S", "answer", "call", "required", "totp_now"]
 
 TIMEOUT_S = (3.05, 10.0)  # connect, read
 
@@ -34,6 +35,19 @@ def call(session: requests.Session, method: str, url: str, what: str, **kw: Any)
     """One login request (login timeouts); a transport failure is BrokerUnavailable (``"<what>:
     <exception type>"``): the caller retries the whole flow within its deadline."""
     return request_once(session, method, url, what, timeout=TIMEOUT_S, **kw)
+
+
+def answer(resp: requests.Response, what: str, ok: Callable[[int, Any], bool],
+           map_error: Callable[..., BrokerError]) -> Any:
+    """The JSON of ``resp`` when ``ok(status, json)``; otherwise the error the broker's
+    ``map_error(status, json, text, during_login=True)`` makes of it, raised with ``"<what>: "``
+    leading its message."""
+    body = json_or_none(resp)
+    if ok(resp.status_code, body):
+        return body
+    error = map_error(resp.status_code, body, resp.text, during_login=True)
+    error.args = (f"{what}: {error}",)
+    raise error
 
 
 def required(data: dict[str, Any], key: str, what: str) -> str:

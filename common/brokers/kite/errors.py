@@ -12,6 +12,9 @@ table is data (``ERROR_TYPES``); ``map_error`` adds what the status says:
   the OMS may have acted (Angel's unknown codes with a 5xx are Ambiguous too).
 * an answer that is not Kite JSON -> ``base.status_error``: BrokerUnavailable for 503 (not
   forwarded), Ambiguous otherwise (something answered, we cannot tell what happened).
+* During login (``during_login=True``) nothing can have been placed: a 5xx or an answer that is
+  not JSON is BrokerUnavailable, and any refusal (a TokenException for a stale request_id or a
+  bad checksum included) is LoginFailed: the same credentials fail again.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from common.errors import (
     Ambiguous,
     BrokerError,
     BrokerUnavailable,
+    LoginFailed,
     OrderRejected,
     RateLimited,
     TokenExpired,
@@ -44,14 +48,18 @@ ERROR_TYPES: dict[str, type[BrokerError]] = {
 }
 
 
-def map_error(http_status: int, body: Any, text: str = "") -> BrokerError:
+def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool = False) -> BrokerError:
     """The error for a Kite answer that is not a success."""
     if http_status == 429:
         return RateLimited("Kite: too many requests", retry_after_s=1.0, code="429", http_status=429)
-    if not isinstance(body, dict) or body.get("status") != "error":
+    if during_login and (http_status >= 500 or not isinstance(body, dict)):
+        return BrokerUnavailable(f"Kite: HTTP {http_status}", http_status=http_status)
+    if not during_login and (not isinstance(body, dict) or body.get("status") != "error"):
         return status_error("Kite", http_status, text)
     error_type = str(body.get("error_type") or "GeneralException")
     message = f"Kite {error_type}: {body.get('message') or ''}".strip()
+    if during_login:
+        return LoginFailed(message, code=error_type, http_status=http_status)
     if error_type == "NetworkException" and http_status in NOT_FORWARDED:
         return BrokerUnavailable(message, code=error_type, http_status=http_status)
     if http_status == 403 and error_type not in ERROR_TYPES:

@@ -7,15 +7,15 @@
    which may be a host we cannot reach, so it is read, never followed)
 4. ``POST {rest_url}/session/token`` (api_key, request_token, checksum) -> access_token
 
-Errors: a refused credential is :class:`LoginFailed` (retrying cannot help); a network
-failure or a 5xx is :class:`BrokerUnavailable` and a 429 :class:`RateLimited` (the caller
-retries the whole flow within its deadline). No secret or token is ever logged or put into an exception.
+Errors are typed by ``errors.map_error(..., during_login=True)``: a refused credential is
+:class:`LoginFailed` (retrying cannot help); a network failure or a 5xx is :class:`BrokerUnavailable`
+and a 429 :class:`RateLimited` (the caller retries the whole flow within its deadline). No secret
+or token is ever logged or put into an exception.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -24,14 +24,14 @@ from zoneinfo import ZoneInfo
 import requests
 
 from common import totp
-from common.brokers.base import json_or_none, session_or_new
-from common.brokers.loginflow import call, required, totp_now
-from common.errors import BrokerUnavailable, LoginFailed, RateLimited
+from common.brokers.base import session_or_new
+from common.brokers.kite.errors import map_error
+from common.brokers.loginflow import answer, call, required, totp_now
+from common.errors import LoginFailed
 from common.settings import Account
 
 __all__ = ["checksum", "login", "request_token_from", "token_expiry_ms"]
 
-log = logging.getLogger(__name__)
 IST = ZoneInfo("Asia/Kolkata")
 MAX_REDIRECTS = 10
 _HEADERS = {"X-Kite-Version": "3", "User-Agent": "brokergate"}
@@ -61,21 +61,13 @@ def _call(session: requests.Session, method: str, url: str, step: str, **kw: Any
     return call(session, method, url, f"kite login: {step}", allow_redirects=False, **kw)
 
 
+def _ok(status: int, body: Any) -> bool:
+    return status < 400 and isinstance(body, dict) and body.get("status") == "success"
+
+
 def _json(resp: requests.Response, step: str) -> dict[str, Any]:
-    """The ``data`` of a success answer; the error mapped by status otherwise."""
-    body = json_or_none(resp)
-    if resp.status_code == 429:
-        raise RateLimited(f"kite login: {step}: rate limited", retry_after_s=1.0, http_status=429)
-    if resp.status_code >= 500:
-        raise BrokerUnavailable(f"kite login: {step}: HTTP {resp.status_code}", http_status=resp.status_code)
-    if not isinstance(body, dict):
-        raise BrokerUnavailable(f"kite login: {step}: HTTP {resp.status_code} without a JSON body",
-                                http_status=resp.status_code)  # fmt: skip
-    if resp.status_code >= 400 or body.get("status") != "success":
-        message = str(body.get("message") or "refused")
-        raise LoginFailed(f"kite login: {step}: {message}", code=str(body.get("error_type") or ""),
-                          http_status=resp.status_code)  # fmt: skip
-    data = body.get("data")
+    """The ``data`` of a success answer; the error ``map_error`` makes of any other."""
+    data = answer(resp, f"kite login: {step}", _ok, map_error).get("data")
     return data if isinstance(data, dict) else {}
 
 
@@ -106,12 +98,8 @@ def login(
             resp = _call(s, "GET", url, "connect")
             location = resp.headers.get("Location")
             if resp.status_code not in (301, 302, 303, 307, 308) or not location:
-                if resp.status_code >= 500:
-                    raise BrokerUnavailable(
-                        f"kite login: connect: HTTP {resp.status_code}", http_status=resp.status_code
-                    )
                 # A page instead of a redirect: the session was not accepted (or a bad api_key).
-                if resp.headers.get("Content-Type", "").startswith("application/json"):
+                if resp.status_code >= 500 or resp.headers.get("Content-Type", "").startswith("application/json"):
                     _json(resp, "connect")
                 raise LoginFailed(
                     f"kite login: connect: HTTP {resp.status_code} without a redirect to the app"
