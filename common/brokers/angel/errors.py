@@ -10,6 +10,9 @@ unreadable answer is Ambiguous.
 AB1004 / AB2000 / AB2001 ("Something went wrong", "internal error") are BrokerUnavailable with
 a 503 status (the gateway refused before the OMS) and Ambiguous otherwise, 500, 502 and 504
 included (the OMS may have acted before it failed, timed out or the proxy lost its answer).
+During login (``during_login=True``) nothing can have been placed: those codes, a 5xx and an
+answer that is not JSON are BrokerUnavailable; every other code (a token code included) is
+LoginFailed: the same credentials fail again.
 """
 
 from __future__ import annotations
@@ -69,17 +72,21 @@ ERROR_CODES: dict[str, type[BrokerError]] = {
     "AB2002": OrderRejected,  # ROBO order is blocked
     "AB4008": OrderRejected,  # order refused by the OMS (e.g. ordertag too long)
 }
-_RETRYABLE_ON_5XX = frozenset({"AB1004", "AB2000", "AB2001"})
 
 
-def map_error(http_status: int, body: Any, text: str = "") -> BrokerError:
+def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool = False) -> BrokerError:
     """The error for an Angel answer that is not a success."""
     if http_status == 403 and RATE_LIMIT_TEXT in (text or "").lower():
         return RateLimited("Angel: access rate exceeded", retry_after_s=1.0, code="403", http_status=403)
+    if during_login and (http_status >= 500 or not isinstance(body, dict)):
+        return BrokerUnavailable(f"Angel: HTTP {http_status}", http_status=http_status)
     if isinstance(body, dict):
         code = str(body.get("errorcode") or body.get("errorCode") or "")
         message = f"Angel {code}: {body.get('message') or ''}".strip()
-        if code in _RETRYABLE_ON_5XX and http_status in NOT_FORWARDED:
+        retry_later = ERROR_CODES.get(code) is Ambiguous
+        if during_login:
+            return (BrokerUnavailable if retry_later else LoginFailed)(message, code=code, http_status=http_status)
+        if retry_later and http_status in NOT_FORWARDED:
             return BrokerUnavailable(message, code=code, http_status=http_status)
         if code:
             unknown: type[BrokerError] = Ambiguous if 500 <= http_status <= 599 else OrderRejected

@@ -4,15 +4,14 @@
 ``{clientcode, password (the MPIN), totp}`` and the SmartAPI headers -> ``jwtToken``,
 ``refreshToken``, ``feedToken``. Sessions end at midnight IST.
 
-A refused credential (``status: false`` with a credential error code) is
-:class:`LoginFailed`; the network, a 5xx and Angel's "something
-went wrong" codes are :class:`BrokerUnavailable`, and the rate-limit 403 is
-:class:`RateLimited`; the caller retries both within its deadline.
+Errors are typed by ``errors.map_error(..., during_login=True)``: a refused credential is
+:class:`LoginFailed`; the network, a 5xx and Angel's "try after sometime" codes are
+:class:`BrokerUnavailable`, and the rate-limit 403 is :class:`RateLimited`; the caller retries
+both within its deadline.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,18 +19,16 @@ from zoneinfo import ZoneInfo
 import requests
 
 from common import totp
-from common.brokers.base import json_or_none, session_or_new
-from common.brokers.loginflow import call, totp_now
-from common.errors import BrokerUnavailable, LoginFailed, RateLimited
+from common.brokers.angel.errors import map_error
+from common.brokers.base import session_or_new
+from common.brokers.loginflow import answer, call, totp_now
+from common.errors import LoginFailed
 from common.settings import Account
 
 __all__ = ["LOGIN_PATH", "headers", "login", "token_expiry_ms"]
 
-log = logging.getLogger(__name__)
 IST = ZoneInfo("Asia/Kolkata")
 LOGIN_PATH = "/rest/auth/angelbroking/user/v1/loginByPassword"
-# Angel's own "try again later" answers; every other error code refuses the credentials.
-TRANSIENT_CODES = frozenset({"AB1004", "AB2000", "AB1012"})
 
 
 def headers(account: Account, jwt: str | None = None) -> dict[str, str]:
@@ -58,6 +55,10 @@ def token_expiry_ms(issued_at_ms: int) -> int:
     return int(midnight.timestamp() * 1000)
 
 
+def _ok(status: int, body: Any) -> bool:
+    return status < 400 and isinstance(body, dict) and (body.get("status") is True or body.get("success") is True)
+
+
 def _strip_bearer(token: str) -> str:
     return token[7:] if token.lower().startswith("bearer ") else token
 
@@ -77,27 +78,7 @@ def login(
             json={"clientcode": account.user_id, "password": account.password.get(), "totp": code},
             headers=headers(account),
         )
-    if resp.status_code >= 500:
-        raise BrokerUnavailable(f"angel login: HTTP {resp.status_code}", http_status=resp.status_code)
-    body = json_or_none(resp)
-    if not isinstance(body, dict):
-        if resp.status_code == 403:
-            # Angel's rate-limit answer: a 403 with a plain-text body (loginByPassword is 1/s).
-            raise RateLimited("angel login: rate limited", retry_after_s=1.0, http_status=403)
-        raise BrokerUnavailable(
-            f"angel login: HTTP {resp.status_code} without a JSON body", http_status=resp.status_code
-        )
-    code_ = str(body.get("errorcode") or body.get("errorCode") or "")
-    ok = body.get("status") is True or body.get("success") is True
-    if not ok or resp.status_code >= 400:
-        message = str(body.get("message") or "refused")
-        if code_ in TRANSIENT_CODES:
-            raise BrokerUnavailable(
-                f"angel login: {code_} {message}", code=code_, http_status=resp.status_code
-            )
-        raise LoginFailed(
-            f"angel login: {code_} {message}".replace("  ", " "), code=code_, http_status=resp.status_code
-        )
+    body = answer(resp, "angel login", _ok, map_error)
     data = body.get("data") if isinstance(body.get("data"), dict) else {}
     jwt = _strip_bearer(str(data.get("jwtToken") or ""))
     if not jwt:
