@@ -13,6 +13,9 @@ failed). The code table is data (``ERROR_CODES``, from the error sheet of Fyers'
   the OMS) they are BrokerUnavailable (a 502 may come after forwarding: Ambiguous).
 * an unknown code on a well-formed error -> OrderRejected, except with a 5xx status: Ambiguous.
 * an answer that is not Fyers JSON -> ``base.status_error``: BrokerUnavailable for 503, Ambiguous otherwise.
+* During login (``during_login=True``) nothing can have been placed: past the rate limit, a 5xx
+  or an answer that is not JSON is BrokerUnavailable, and any refusal (a vagator code, -16 for
+  the login session included) is LoginFailed: the same credentials fail again.
 """
 
 from __future__ import annotations
@@ -91,7 +94,6 @@ ERROR_CODES: dict[int, type[BrokerError]] = {
     -398: OrderRejected,  # no open positions
     -399: OrderRejected,  # no pending orders
 }
-_BEFORE_OMS = NOT_FORWARDED
 
 
 def _code(body: dict[str, Any]) -> int | None:
@@ -101,22 +103,26 @@ def _code(body: dict[str, Any]) -> int | None:
         return None
 
 
-def map_error(http_status: int, body: Any, text: str = "") -> BrokerError:
+def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool = False) -> BrokerError:
     """The error for a Fyers answer that is not a success."""
-    if isinstance(body, dict) and "s" in body:
+    if during_login and http_status != 429 and not isinstance(body, dict):
+        return BrokerUnavailable(f"Fyers: HTTP {http_status}", http_status=http_status)
+    if isinstance(body, dict) and ("s" in body or during_login):
         code = _code(body)
         message = f"Fyers {code}: {body.get('message') or ''}".strip()
         kw: dict[str, Any] = {"code": None if code is None else str(code), "http_status": http_status}
         if code in (-429, -353) or RATE_LIMIT_TEXT in str(body.get("message") or "").lower() or http_status == 429:
             return RateLimited(message, retry_after_s=1.0, **kw)
+        if during_login:
+            return (BrokerUnavailable if http_status >= 500 else LoginFailed)(message, **kw)
         kind = ERROR_CODES.get(code) if code is not None else None
-        if kind is Ambiguous and http_status in _BEFORE_OMS:
+        if kind is Ambiguous and http_status in NOT_FORWARDED:
             return BrokerUnavailable(message, **kw)
         if kind is not None:
             return kind(message, **kw)
         if http_status == 401:
             return TokenExpired(message, **kw)
-        if http_status in _BEFORE_OMS:
+        if http_status in NOT_FORWARDED:
             return BrokerUnavailable(message, **kw)
         return (Ambiguous if 500 <= http_status <= 599 else OrderRejected)(message, **kw)
     if http_status == 429:

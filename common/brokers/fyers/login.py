@@ -15,16 +15,16 @@
 The account's ``api_key`` is the app id as the SDK's ``client_id`` takes it ("ABCD1234-100");
 ``password`` is the 4-digit PIN. API calls then send ``Authorization: <app_id>:<access_token>``.
 
-Errors: a refused credential is :class:`LoginFailed`; the network or a 5xx is
-:class:`BrokerUnavailable`; a 429 / -429 is :class:`RateLimited` (the caller retries both
-within its deadline). No secret or token is ever logged or put into an exception.
+Errors are typed by ``errors.map_error(..., during_login=True)``: a refused credential is
+:class:`LoginFailed`; the network or a 5xx is :class:`BrokerUnavailable`; a 429 / -429 is
+:class:`RateLimited` (the caller retries both within its deadline). No secret or token is ever
+logged or put into an exception.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -32,20 +32,18 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from common import totp
-from common.brokers.base import json_or_none, session_or_new
-from common.brokers.fyers.errors import RATE_LIMIT_TEXT
-from common.brokers.loginflow import call, required, totp_now
-from common.errors import BrokerUnavailable, LoginFailed, RateLimited
+from common.brokers.base import session_or_new
+from common.brokers.fyers.errors import map_error
+from common.brokers.loginflow import answer, call, required, totp_now
+from common.errors import LoginFailed
 from common.settings import Account
 
 __all__ = ["VAGATOR", "app_id_hash", "auth_code_from", "login", "split_app_id", "token_expiry_ms"]
 
-log = logging.getLogger(__name__)
 VAGATOR = "/vagator/v2"
 TOKEN_PATH = "/api/v3/token"
 VALIDATE_PATH = "/api/v3/validate-authcode"
 DEFAULT_REDIRECT_URI = "https://127.0.0.1/"
-_RATE_CODES = frozenset({-429, -353})
 
 
 def _b64(text: str) -> str:
@@ -76,23 +74,15 @@ def token_expiry_ms(issued_at_ms: int) -> int:
     return int(midnight.timestamp() * 1000)
 
 
+def _ok(status: int, body: Any) -> bool:
+    return status < 400 and isinstance(body, dict) and str(body.get("s", "ok")).lower() != "error"
+
+
 def _post(session: requests.Session, url: str, step: str, body: dict[str, Any],
           headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """One login step; its JSON answer, or the error the answer means."""
+    """One login step; its JSON answer, or the error ``map_error`` makes of it."""
     resp = call(session, "POST", url, f"fyers login: {step}", json=body, headers=headers, allow_redirects=False)
-    data = json_or_none(resp)
-    message = str(data.get("message") or "") if isinstance(data, dict) else ""
-    code = data.get("code") if isinstance(data, dict) else None
-    if resp.status_code == 429 or code in _RATE_CODES or RATE_LIMIT_TEXT in message.lower():
-        raise RateLimited(f"fyers login: {step}: rate limited", retry_after_s=1.0, http_status=resp.status_code)
-    if resp.status_code >= 500:
-        raise BrokerUnavailable(f"fyers login: {step}: HTTP {resp.status_code}", http_status=resp.status_code)
-    if not isinstance(data, dict):
-        raise BrokerUnavailable(f"fyers login: {step}: HTTP {resp.status_code} without a JSON body",
-                                http_status=resp.status_code)  # fmt: skip
-    if resp.status_code >= 400 or str(data.get("s", "ok")).lower() == "error":
-        raise LoginFailed(f"fyers login: {step}: {message or 'refused'}",
-                          code=None if code is None else str(code), http_status=resp.status_code)  # fmt: skip
+    data: dict[str, Any] = answer(resp, f"fyers login: {step}", _ok, map_error)
     if resp.status_code in (301, 302, 303, 307, 308) and "Location" in resp.headers and "Url" not in data:
         data = {**data, "Url": resp.headers["Location"]}
     return data
