@@ -14,8 +14,10 @@ decides anything except the two login cases below.
 * ``Server Timeout`` and 500 / 504 without a Noren body -> Ambiguous: the OMS may have acted.
 * An unknown kind on a well-formed Not_Ok answer is a refusal (OrderRejected), except with a 5xx
   status (Ambiguous, as Angel's unknown codes); an unreadable answer is Ambiguous.
-* During login (``during_login=True``) every refusal of the credentials is LoginFailed, and only
-  a timeout or a 5xx is BrokerUnavailable (the login retries those; nothing was placed).
+* During login (``during_login=True``) every refusal of the credentials is LoginFailed (named a
+  TOTP refusal when the detail says OTP: one QuickAuth checks password and TOTP together), and a
+  timeout, a 5xx or an answer that is not Noren's is BrokerUnavailable (the login retries those;
+  nothing was placed).
 """
 
 from __future__ import annotations
@@ -68,11 +70,13 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
         return RateLimited(message, retry_after_s=1.0, code=kind or "429", http_status=http_status)
     if http_status in NOT_FORWARDED:
         return BrokerUnavailable(message, code=kind or None, http_status=http_status)
-    if not isinstance(body, dict) or body.get("stat") != "Not_Ok":
-        return status_error("Shoonya", http_status, text)
+    noren = isinstance(body, dict) and body.get("stat") == "Not_Ok"
     if during_login:
-        if kind == "server timeout" or http_status >= 500:
-            return BrokerUnavailable(message, code=kind, http_status=http_status)
-        return LoginFailed(message, code=kind, http_status=http_status)
+        if not noren or kind == "server timeout" or http_status >= 500:
+            return BrokerUnavailable(message, code=kind or None, http_status=http_status)
+        refused = "totp refused: " if "otp" in emsg.lower() else ""
+        return LoginFailed(f"Shoonya: {refused}{emsg or 'refused'}", code=kind, http_status=http_status)
+    if not noren:
+        return status_error("Shoonya", http_status, text)
     unknown: type[BrokerError] = Ambiguous if 500 <= http_status <= 599 else OrderRejected
     return KINDS.get(kind, unknown)(message, code=kind, http_status=http_status)

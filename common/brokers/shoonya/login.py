@@ -10,9 +10,10 @@
 call and the ``susertoken`` of the WebSocket connect message. Account fields: ``api_key`` is the
 vendor code, ``api_secret`` the API key (only its hash leaves), ``extra.imei`` the device id.
 
-A refused credential is :class:`LoginFailed`; the network, a 5xx and "Server Timeout" are
-:class:`BrokerUnavailable` and the rate-limit answer :class:`RateLimited` (the caller retries
-those within its deadline). No secret or token is logged or put in an exception.
+Errors are typed by ``errors.map_error(..., during_login=True)``: a refused credential is
+:class:`LoginFailed`; the network, a 5xx and "Server Timeout" are :class:`BrokerUnavailable` and
+the rate-limit answer :class:`RateLimited` (the caller retries those within its deadline). No
+secret or token is logged or put in an exception.
 """
 
 from __future__ import annotations
@@ -25,11 +26,10 @@ from zoneinfo import ZoneInfo
 import requests
 
 from common import totp
-from common.brokers.base import json_or_none, session_or_new
-from common.brokers.loginflow import call, required, totp_now
+from common.brokers.base import session_or_new
+from common.brokers.loginflow import answer, call, required, totp_now
 from common.brokers.shoonya.errors import map_error
 from common.brokers.shoonya.translate import jdata
-from common.errors import BrokerUnavailable, LoginFailed
 from common.settings import Account
 
 __all__ = ["APK_VERSION", "LOGIN_PATH", "app_key", "login", "login_values", "sha256_hex", "token_expiry_ms"]
@@ -73,6 +73,10 @@ def login_values(account: Account, code: str) -> dict[str, str]:
     }
 
 
+def _ok(status: int, body: Any) -> bool:
+    return status == 200 and isinstance(body, dict) and body.get("stat") == "Ok"
+
+
 def login(
     account: Account,
     session: requests.Session | None = None,
@@ -85,17 +89,7 @@ def login(
     with session_or_new(session) as s:
         resp = call(s, "POST", f"{account.login_url.rstrip('/')}{LOGIN_PATH}", "shoonya login",
                     data=jdata(login_values(account, code)))  # fmt: skip
-    body = json_or_none(resp)
-    if resp.status_code != 200 or not isinstance(body, dict) or body.get("stat") != "Ok":
-        if not isinstance(body, dict) and resp.status_code not in (429, 502, 503):
-            raise BrokerUnavailable(f"shoonya login: HTTP {resp.status_code} without a Noren answer",
-                                    http_status=resp.status_code)  # fmt: skip
-        error = map_error(resp.status_code, body, resp.text, during_login=True)
-        if isinstance(error, LoginFailed) and "otp" in str(error).lower():
-            # One QuickAuth checks password and TOTP together: say which one Noren refused.
-            raise LoginFailed(f"shoonya login: totp refused: {error}", code=error.code,
-                              http_status=error.http_status) from None  # fmt: skip
-        raise error
+    body = answer(resp, "shoonya login", _ok, map_error)
     token = required(body, "susertoken", "shoonya login")
     return {
         "access_token": token,
