@@ -21,6 +21,7 @@ COPY beat ./beat
 COPY feed ./feed
 COPY paper ./paper
 COPY bench ./bench
+COPY devtools ./devtools
 COPY examples ./examples
 COPY accounts.example.toml accounts.compose.toml ./
 RUN python -m pip install --no-deps . \

@@ -67,7 +67,7 @@ def full_frame(n: int = 1000, seed: int = 1) -> tuple[bytes, dict[int, tuple[str
 
 @contextlib.contextmanager
 def private_redis() -> Iterator[str]:
-    from common.redisserver import RedisServer, free_port
+    from devtools.redisserver import RedisServer, free_port
 
     server = RedisServer(port=free_port(), workdir=Path(tempfile.mkdtemp(prefix="bg-bench-redis-")), appendonly=False)
     server.start()
@@ -80,7 +80,7 @@ def private_redis() -> Iterator[str]:
 @contextlib.contextmanager
 def paper_broker(seed: int = 7) -> Iterator[str]:
     """``python -m paper`` on a free port; yields its base URL."""
-    from common.processes import stop_process
+    from devtools.processes import stop_process
     from paper.launch import start_paper_process
 
     proc, url = start_paper_process(seed=seed)

@@ -33,7 +33,7 @@ from pathlib import Path
 import redis
 
 from bench.report import Record, percentile
-from common.processes import stop_process
+from devtools.processes import stop_process
 
 Progress = Callable[[str], None]
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def _private_redis() -> Iterator[str]:
-    from common.redisserver import RedisServer, free_port
+    from devtools.redisserver import RedisServer, free_port
 
     server = RedisServer(
         port=free_port(), workdir=Path(tempfile.mkdtemp(prefix="bg-bench-pb-")), appendonly=False

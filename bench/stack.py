@@ -1,7 +1,7 @@
 """A whole private brokergate stack for one benchmark: Redis, the paper broker, paper accounts
 and Celery worker subprocesses, all in a temp dir, all stopped at the end.
 
-Reuses the test harness rather than copying it: :class:`common.redisserver.RedisServer`,
+Reuses the test harness rather than copying it: :class:`devtools.redisserver.RedisServer`,
 ``paper.launch.start_paper_process``, ``tests.fixtures.paper.PaperBroker``, ``tests.fixtures.accounts.
 AccountsWriter`` (the accounts TOML and its secret variables) and ``tests.fixtures.workers.
 Workers`` (real ``celery -A workers.app worker`` processes, SIGKILL, restart)::
@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from common import keys
-from common.processes import stop_process
-from common.redisserver import RedisServer, free_port
+from devtools.processes import stop_process
+from devtools.redisserver import RedisServer, free_port
 from paper.launch import start_paper_process
 from tests.fixtures.accounts import AccountsWriter, logged_in, paper_user_of
 from tests.fixtures.paper import PaperBroker

@@ -22,7 +22,9 @@ Every order update of an account, in a background thread::
     listener.stop()
 
 The names here are the public, stable surface (``__all__``); the ``common``, ``workers`` and
-``feed`` packages are the implementation and may change. A strategy needs the Redis URL
+``feed`` packages are the implementation and may change. The submodules ``cli``, ``launch``,
+``flower`` and ``metrics`` are the operator's process entry points (the ``brokergate`` command,
+``python -m brokergate.flower``), not for strategies: ``import brokergate`` loads none of them. A strategy needs the Redis URL
 (``BROKERGATE_REDIS_URL``) and the accounts file's public fields (``BROKERGATE_ACCOUNTS``),
 never an account's secrets. The README's "API" section documents every name and every Order
 field.
@@ -108,7 +110,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that was ne
 def account_names() -> list[str]:
     """The accounts of the accounts file (``BROKERGATE_ACCOUNTS``), in file order. Reads the
     public fields only: no secret variable needs to be set."""
-    from common.cli import load_accounts_for_reading
+    from brokergate.cli import load_accounts_for_reading
 
     return list(load_accounts_for_reading())
 

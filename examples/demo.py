@@ -52,8 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.launch import WorkerLayout, worker_layout
-from common.redisserver import die_with_parent
+from brokergate.launch import WorkerLayout, worker_layout
+from devtools.redisserver import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ACCOUNTS = REPO / "accounts.example.toml"
@@ -102,7 +102,7 @@ def worker_commands(accounts: dict[str, Any], app: Any = None) -> list[tuple[lis
 
 
 def brokergate_argv(*args: str) -> list[str]:
-    """A ``brokergate`` command (``common/cli.py``) run by this interpreter: the console script
+    """A ``brokergate`` command (``brokergate/cli.py``) run by this interpreter: the console script
     need not be on PATH. docker-compose runs the same with ``python``."""
     return [PY, "-m", "brokergate", *args]
 
@@ -120,7 +120,7 @@ def plan(accounts: dict[str, Any], *, paper_port: int, postback_port: int, flowe
         ProcSpec("beat", brokergate_argv("beat")),
         ProcSpec("postback", [PY, "-m", "feed.postback", "--host", "127.0.0.1", "--port", str(postback_port)]),
         ProcSpec("feed", [PY, "-m", "feed"]),
-        ProcSpec("flower", [PY, "-m", "common.flower", "--address", "127.0.0.1", "--port", str(flower_port)]),
+        ProcSpec("flower", [PY, "-m", "brokergate.flower", "--address", "127.0.0.1", "--port", str(flower_port)]),
         ProcSpec("metrics", brokergate_argv("metrics", "serve", "--host", "127.0.0.1", "--port", str(metrics_port))),
     ]
     if strategy:
@@ -410,7 +410,7 @@ class Demo:
 
     # --- steps
     def start_redis(self, url: str) -> str:
-        from common.redisserver import RedisServer, free_port, reachable
+        from devtools.redisserver import RedisServer, free_port, reachable
 
         if not self.args.private_redis and reachable(url):
             self.say(f"redis      {url} (already running; using it)")
@@ -636,7 +636,7 @@ class Demo:
         doc: dict[str, Any] = {}
         while True:
             exe = Path(PY).with_name("brokergate")
-            argv = [str(exe)] if exe.exists() else [PY, "-m", "common.cli"]
+            argv = [str(exe)] if exe.exists() else [PY, "-m", "brokergate"]
             out = subprocess.run(
                 [*argv, "status", "--json"], cwd=REPO, env=dict(os.environ),
                 capture_output=True, text=True, timeout=60,

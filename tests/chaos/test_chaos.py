@@ -28,8 +28,8 @@ import pytest
 from common import keys, orderstore
 from common.client import place_order
 from common.models import TERMINAL_STATES, new_client_order_id
-from common.processes import stop_process
 from common.redis import get_redis
+from devtools.processes import stop_process
 from tests.fixtures.accounts import logged_in, paper_user_of
 
 REPO = Path(__file__).resolve().parents[2]

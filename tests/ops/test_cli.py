@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import redis
 
-from common import cli, keys
+from brokergate import cli
+from common import keys
 from common import redis as bg_redis
 from common import settings as bg_settings
 
@@ -179,7 +180,7 @@ def test_orders_lists_recent_orders_newest_first(accounts_file: Path, r: redis.R
 def test_the_console_script_reports_unhealthy_with_nothing_running(accounts_file: Path, redis_url: str) -> None:
     # Given only Redis, with no token, worker, feed or Beat: `brokergate status --json` says why, exit 1
     exe = Path(sys.executable).with_name("brokergate")
-    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "common.cli"]
+    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "brokergate"]
     out = subprocess.run([*argv, "status", "--json", "--timeout-s", "0.3"], env={**os.environ, "BROKERGATE_REDIS_URL": redis_url},
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert out.returncode == 1, out.stderr

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from common import cli, keys, launch
-from common.cli import _LenientEnv
+from brokergate import cli, launch
+from brokergate.cli import _LenientEnv
+from common import keys
 from common.health import expected_queues
 from common.settings import parse_accounts
 from examples import demo
@@ -39,7 +40,7 @@ SECRET_SERVICES = {"paper", "beat", "postback", "feed"}  # and every worker: the
 
 def celery_argv(argv: list[str], accts: dict[str, Any]) -> list[str]:
     """The Celery command a service runs: ``brokergate worker ...`` / ``brokergate beat`` expanded
-    the way the CLI expands them (common/launch.py), anything else as it is."""
+    the way the CLI expands them (brokergate/launch.py), anything else as it is."""
     if argv[:3] != ["python", "-m", "brokergate"] and argv[:3] != [sys.executable, "-m", "brokergate"]:
         return argv
     args = cli.build_parser().parse_args(argv[3:])
@@ -204,7 +205,7 @@ def test_order_workers_prefetch_one_and_read_the_urgent_lane_first(compose: dict
 
 
 def test_nobody_hand_types_celery_options(compose: dict[str, Any]) -> None:
-    # Workers and Beat run through `brokergate worker` / `brokergate beat` (common/launch.py)
+    # Workers and Beat run through `brokergate worker` / `brokergate beat` (brokergate/launch.py)
     for name, svc in compose["services"].items():
         if name.startswith("worker-") or name == "beat":
             assert svc["command"][:3] == ["python", "-m", "brokergate"], name
@@ -213,7 +214,7 @@ def test_nobody_hand_types_celery_options(compose: dict[str, Any]) -> None:
 
 def test_flower_is_never_bare(compose: dict[str, Any]) -> None:
     flower = compose["services"]["flower"]
-    assert flower["command"][:3] == ["python", "-m", "common.flower"]  # the launcher with the guard
+    assert flower["command"][:3] == ["python", "-m", "brokergate.flower"]  # the launcher with the guard
     assert not any("basic" in a for a in flower["command"])  # credentials never in argv
     raw = (REPO / "docker-compose.yml").read_text()
     assert "${BROKERGATE_FLOWER_USER:?" in raw and "${BROKERGATE_FLOWER_PASSWORD:?" in raw  # compose refuses to start without

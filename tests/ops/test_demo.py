@@ -85,7 +85,7 @@ class DemoRun:
 
 
 def accounts_of(workdir: Path) -> dict[str, Any]:
-    from common.cli import _LenientEnv
+    from brokergate.cli import _LenientEnv
     from common.settings import parse_accounts
 
     return parse_accounts((workdir / "accounts.toml").read_text(), _LenientEnv(os.environ))

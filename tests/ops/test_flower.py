@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from common.flower import FlowerExposed, check_exposure, is_loopback, main
+from brokergate.flower import FlowerExposed, check_exposure, is_loopback, main
 from tests.fixtures.redis import free_port
 from tests.ops.procs import running, wait_for
 
@@ -77,7 +77,7 @@ def test_flower_on_loopback_answers_401_without_credentials_and_lists_workers_wi
     env.pop("FLOWER_BASIC_AUTH", None)
     worker = [sys.executable, "-m", "celery", "-A", "tests.ops.flower_probe_app", "worker", "-n", "probe@%h",
               "-P", "solo", "--without-mingle", "--without-gossip", "-E"]  # fmt: skip
-    flower = [sys.executable, "-m", "common.flower", "--app", "tests.ops.flower_probe_app", "--address", "127.0.0.1",
+    flower = [sys.executable, "-m", "brokergate.flower", "--app", "tests.ops.flower_probe_app", "--address", "127.0.0.1",
               "--port", str(port)]  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     with running(worker, env, tmp_path / "worker.log"), running(flower, env, tmp_path / "flower.log") as fp:
@@ -105,7 +105,7 @@ def test_the_refusal_is_one_json_log_line_when_asked_for_json(tmp_path: Path) ->
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BROKERGATE_FLOWER", "FLOWER_"))}
     env["BROKERGATE_LOG_JSON"] = "1"
-    out = subprocess.run([sys.executable, "-m", "common.flower", "--address", "0.0.0.0"], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "brokergate.flower", "--address", "0.0.0.0"], env=env, capture_output=True,
                          text=True, timeout=30)  # fmt: skip
     assert out.returncode == 2
     lines = [json.loads(line) for line in out.stderr.splitlines() if line.strip()]

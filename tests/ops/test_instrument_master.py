@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import redis
 
-from common import cli, instruments, keys, tokens
+from brokergate import cli
+from common import instruments, keys, tokens
 from common.errors import InvalidOrder
 from common.models import Instrument
 from common.redis import server_time_ms

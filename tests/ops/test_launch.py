@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from common import cli, launch
+from brokergate import cli, launch
 from common import settings as bg_settings
 from common.errors import ConfigError
 from tests.waiting import wait_for

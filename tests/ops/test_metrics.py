@@ -16,7 +16,8 @@ import pytest
 import redis as redis_lib
 from prometheus_client.parser import text_string_to_metric_families
 
-from common import cli, keys, metrics, orderstore
+from brokergate import cli, metrics
+from common import keys, orderstore
 from common.models import Order
 from common.settings import parse_accounts
 

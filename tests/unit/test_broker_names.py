@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BROKER_WORDS = re.compile(r"kite|zerodha|angel|smartapi|smart-stream|fyers|shoonya|finvasia|noren", re.I)
 # Product code that must stay broker-neutral. bench/ is not product code: its anchors are the
 # brokers' own official clients (a Kite decoder is measured against KiteTicker's), like tests.
-NEUTRAL = ["common", "workers", "beat", "feed", "examples"]
+NEUTRAL = ["brokergate", "common", "workers", "beat", "feed", "examples"]
 ALLOWED = [ROOT / "common" / "brokers"]
 
 

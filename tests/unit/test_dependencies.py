@@ -14,7 +14,7 @@ PRODUCT = ["brokergate", "common", "workers", "beat", "feed", "paper"]
 # Declared but never imported by name, each for a reason.
 USED_WITHOUT_IMPORT = {
     "python-multipart": "starlette's form parser (the paper broker's form-encoded order requests)",
-    "flower": "run as a program by common/flower.py",
+    "flower": "run as a program by brokergate/flower.py",
 }
 
 

@@ -1,4 +1,4 @@
-"""Start Flower safely: ``python -m common.flower [--address 127.0.0.1] [--port 5555] [flower args]``.
+"""Start Flower safely: ``python -m brokergate.flower [--address 127.0.0.1] [--port 5555] [flower args]``.
 
 Flower bare is a remote control for the cluster: its HTTP API can submit tasks (place an
 order, force a login), and even with ``--basic-auth`` its ``/metrics`` and
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from common.logs import setup_logging
     from common.settings import load_settings
 
-    p = argparse.ArgumentParser(prog="python -m common.flower", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m brokergate.flower", description=__doc__.split("\n\n")[0])
     p.add_argument("--address", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=5555)
     p.add_argument("--app", default="workers.app", help="the Celery app (default workers.app)")

@@ -116,7 +116,7 @@ def _run(argv: list[str], print_only: bool) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from common.cli import load_accounts_for_reading
+    from brokergate.cli import load_accounts_for_reading
 
     # Secrets are not needed to choose the queues; the worker itself loads them strictly.
     accts = load_accounts_for_reading() if args.account else {}

@@ -7,8 +7,8 @@
     brokergate feed subscribe NSE:INFY... ask the feed for instruments
     brokergate instruments refresh ACCOUNT download an account's instrument master now
     brokergate worker ACCOUNT | --auth    a Celery worker with the right queues and options
-    brokergate beat                       Beat with RedBeat (common/launch.py)
-    brokergate metrics serve [--port 9108] Prometheus metrics from Redis (common/metrics.py)
+    brokergate beat                       Beat with RedBeat (brokergate/launch.py)
+    brokergate metrics serve [--port 9108] Prometheus metrics from Redis (brokergate/metrics.py)
 
 Secrets are never printed: a token hash is read for its times and version only, and
 every message passes through the log redactor.
@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=("ltp", "quote", "full"), default="quote")
     s.set_defaults(func=cmd_feed_subscribe)
 
-    from common import launch, metrics
+    from brokergate import launch, metrics
 
     launch.add_commands(sub)  # worker, beat: one command per process kind
     metrics.add_commands(sub)  # metrics serve

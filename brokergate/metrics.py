@@ -294,7 +294,7 @@ class MetricsServer:
         if self._accounts is not None:
             accts = self._accounts()
         else:
-            from common.cli import load_accounts_for_reading
+            from brokergate.cli import load_accounts_for_reading
 
             accts = load_accounts_for_reading()
         return scrape(self._r if self._r is not None else get_redis(), accts)
