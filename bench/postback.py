@@ -150,9 +150,9 @@ def _requests(r: redis.Redis, n: int, prefix: str) -> list[tuple[str, bytes]]:
     from common import orderstore
     from common.brokers.kite.updates import postback_checksum
     from common.models import Order
-    from tests.paths import KITE_FIXTURES
 
-    fixture = json.loads((KITE_FIXTURES / "postback.json").read_text())
+    # Zerodha's recorded postback: data the tests keep (tests/paths.py says where it comes from).
+    fixture = json.loads((REPO / "tests" / "data" / "kite" / "postback.json").read_text())
     out: list[tuple[str, bytes]] = []
     pipe_orders = []
     for i in range(n):

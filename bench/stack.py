@@ -1,10 +1,11 @@
 """A whole private brokergate stack for one benchmark: Redis, the paper broker, paper accounts
 and Celery worker subprocesses, all in a temp dir, all stopped at the end.
 
-Reuses the test harness rather than copying it: :class:`devtools.redisserver.RedisServer`,
-``paper.launch.start_paper_process``, ``tests.fixtures.paper.PaperBroker``, ``tests.fixtures.accounts.
-AccountsWriter`` (the accounts TOML and its secret variables) and ``tests.fixtures.workers.
-Workers`` (real ``celery -A workers.app worker`` processes, SIGKILL, restart)::
+Reuses the harness the tests use rather than copying it: :class:`devtools.redisserver.RedisServer`,
+``paper.launch.start_paper_process``, :class:`devtools.paperbroker.PaperBroker`,
+:class:`devtools.accounts.AccountsWriter` (the accounts TOML and its secret variables) and
+:class:`devtools.workerprocs.Workers` (real ``celery -A workers.app worker`` processes, SIGKILL,
+restart)::
 
     with Stack() as s:
         accts = s.accounts(kite=1, angel=0, caps={"orders": ["3/s"]})
@@ -30,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from common import keys
+from devtools.accounts import AccountsWriter, logged_in, paper_user_of
+from devtools.paperbroker import PaperBroker
 from devtools.processes import stop_process
 from devtools.redisserver import RedisServer, free_port
+from devtools.workerprocs import WorkerProc, Workers
 from paper.launch import start_paper_process
-from tests.fixtures.accounts import AccountsWriter, logged_in, paper_user_of
-from tests.fixtures.paper import PaperBroker
-from tests.fixtures.workers import WorkerProc, Workers
 
 __all__ = ["Stack", "order_requests"]
 

@@ -32,11 +32,11 @@ from common import keys
 from common.client import OrderHandle, place_order
 from common.redis import get_redis
 from common.settings import Account
+from devtools.waiting import wait_for
 from tests.brokers import E2E_BROKERS, PUSH_CASES, ready
 from tests.chaos.test_chaos import TERMINAL, _say, _settle
 from tests.fixtures.accounts import paper_user_of
 from tests.updates.test_end_to_end import pushing
-from tests.waiting import wait_for
 
 LIVE_AT_BROKER = {"OPEN", "TRIGGER PENDING"}
 RANK = {"NEW": 0, "SENDING": 1, "UNKNOWN": 1, "OPEN": 2}  # terminal states rank 3

@@ -9,8 +9,8 @@ import redis as redis_lib
 from common import keys
 from common.models import Tick
 from common.ticks import decode_tick
+from devtools.waiting import wait_for
 from feed.publisher import Publisher
-from tests.waiting import wait_for
 
 
 def _tick(symbol: str, ltp: int, exchange: str = "NSE") -> Tick:

@@ -76,7 +76,7 @@ def test_the_daily_login_task_loads_a_missing_master_even_when_already_logged_in
     from celery import Celery
 
     from common.settings import settings
-    from tests.waiting import wait_for
+    from devtools.waiting import wait_for
 
     app = Celery("test-producer", broker=settings().redis_url, set_as_current=False)
     make_accounts(kite=1, angel=0)

@@ -18,7 +18,7 @@ from celery import Celery
 from brokergate import cli, launch
 from common import settings as bg_settings
 from common.errors import ConfigError
-from tests.waiting import wait_for
+from devtools.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNTS = """

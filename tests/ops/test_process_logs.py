@@ -18,10 +18,10 @@ from celery import Celery
 
 from common import keys
 from common.client import place_order
+from devtools.waiting import wait_for
 from tests.brokers import E2E_BROKERS
 from tests.fixtures.accounts import paper_user_of
 from tests.fixtures.workers import REPO
-from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

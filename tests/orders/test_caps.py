@@ -8,10 +8,10 @@ from common import keys, orderstore
 from common.client import place_order
 from common.ratelimit import max_in_window
 from common.redis import get_redis
+from devtools.waiting import wait_for
 from tests.brokers import ready
 from tests.fixtures.accounts import logged_in, paper_user_of
 from tests.orders.helpers import order_requests
-from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 NS = 1_000_000_000

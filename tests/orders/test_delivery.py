@@ -13,10 +13,10 @@ from common.client import cancel_order, place_order
 from common.errors import RateLimited
 from common.models import TERMINAL_STATES
 from common.redis import get_redis
+from devtools.waiting import wait_for
 from tests.brokers import ready
 from tests.fixtures.accounts import logged_in, paper_user_of
 from tests.orders.helpers import order_requests
-from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

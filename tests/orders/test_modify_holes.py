@@ -16,8 +16,8 @@ from common.errors import Ambiguous
 from common.models import Order, OrderState, OrderUpdate
 from common.redis import get_redis, server_time_ms
 from common.settings import Account, Secret
+from devtools.waiting import wait_for
 from tests.fixtures.accounts import logged_in, paper_user_of
-from tests.waiting import wait_for
 
 S = OrderState
 

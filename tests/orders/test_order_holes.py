@@ -19,9 +19,9 @@ from common.client import place_order
 from common.models import Order, OrderState, OrderUpdate
 from common.redis import get_redis, server_time_ms
 from common.settings import Account, Cap, Secret
+from devtools.waiting import wait_for
 from tests.fixtures.accounts import logged_in, paper_user_of
 from tests.orders.helpers import order_requests
-from tests.waiting import wait_for
 
 S = OrderState
 

@@ -65,7 +65,7 @@ def test_modify_changes_the_open_order_and_the_stored_request(make_accounts, cel
     got = h.wait(10)
     assert got["state"] == "OPEN"
     from common.client import modify_order
-    from tests.waiting import wait_for
+    from devtools.waiting import wait_for
 
     modify_order(h.id, price="1.05")
     wait_for(lambda: (h.get() or {}).get("modify_status") == "sent", 10, what="the modification sent")

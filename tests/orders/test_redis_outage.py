@@ -11,9 +11,9 @@ from common import keys
 from common.client import place_order
 from common.models import TERMINAL_STATES
 from common.redis import get_redis
+from devtools.waiting import wait_for
 from tests.fixtures.accounts import logged_in, paper_user_of
 from tests.orders.helpers import order_requests
-from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 TERMINAL = {s.value for s in TERMINAL_STATES}

@@ -139,9 +139,9 @@ def test_a_lost_message_is_placed_by_a_worker_once(make_accounts, celery_workers
     """Given a worker and a NEW order whose message was lost, When the sweeper runs, Then the
     order reaches the broker exactly once."""
     from common.redis import get_redis
+    from devtools.waiting import wait_for
     from tests.fixtures.accounts import logged_in, paper_user_of
     from tests.orders.helpers import order_requests
-    from tests.waiting import wait_for
     from workers.sweeper import sweep
 
     accts = make_accounts(kite=1, angel=0)

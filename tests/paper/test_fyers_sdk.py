@@ -28,9 +28,9 @@ import pytest
 import requests
 
 from common.brokers.fyers import login as fyers_login
+from devtools.waiting import wait_for
 from paper.fyers.encode import NO_VALUE, index_values, symbol_values
 from tests.fixtures.paper import PaperBroker, PaperUser, fresh_totp
-from tests.waiting import wait_for
 
 ROOMY = {"orders": ["1000/s"], "orderbook": ["1000/s"], "other": ["1000/s"], "login": ["1000/s"],
          "quote": ["1000/s"]}  # fmt: skip

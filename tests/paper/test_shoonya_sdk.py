@@ -16,8 +16,8 @@ import requests
 
 from common.brokers.shoonya import codec
 from common.brokers.shoonya import feed as dialect
+from devtools.waiting import wait_for
 from tests.fixtures.paper import PaperBroker, PaperUser, fresh_totp
-from tests.waiting import wait_for
 
 ROOMY = {"orders": ["1000/s"], "orderbook": ["1000/s"], "other": ["1000/s"], "login": ["1000/s"]}
 

@@ -12,15 +12,15 @@ from typing import Any, TypeVar
 
 import requests
 
+from devtools.waiting import wait_for as _wait_for
 from tests.fixtures.paper import PaperBroker, fresh_totp, kite_web_login
-from tests.waiting import wait_for as _wait_for
 
 T = TypeVar("T")
 _ids = itertools.count(1)
 
 
 def wait_for(predicate: Callable[[], T], timeout_s: float = 5.0, what: str = "condition") -> T:
-    """:func:`tests.waiting.wait_for`, polling fast (socket events come within milliseconds)."""
+    """:func:`devtools.waiting.wait_for`, polling fast (socket events come within milliseconds)."""
     return _wait_for(predicate, timeout_s, interval_s=0.005, what=what)
 
 

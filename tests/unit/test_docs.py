@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ["brokergate", "common", "workers", "beat", "feed", "paper", "bench", "examples", "tests"]
+SOURCES = ["brokergate", "common", "workers", "beat", "feed", "paper", "bench", "examples", "devtools", "tests"]
 CITATION = re.compile(r"docs/(architecture|brokers)\.md(?: § ([A-Z][\w .-]*?))?(?=[,:;)\s]|$)")
 
 

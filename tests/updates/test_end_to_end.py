@@ -16,11 +16,11 @@ import pytest
 from common import keys
 from common.client import place_order
 from common.settings import Account
+from devtools.waiting import wait_for
 from feed.order_socket import start_order_sockets
 from feed.postback import create_app, serve_in_thread
 from tests.brokers import PUSH_CASES, ready
 from tests.fixtures.accounts import paper_user_of
-from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

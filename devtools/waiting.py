@@ -1,4 +1,4 @@
-"""Waiting on a condition with a deadline: the one way tests wait (never a fixed sleep)."""
+"""Waiting on a condition with a deadline: the one way tests and the harness wait (never a fixed sleep)."""
 
 from __future__ import annotations
 
