@@ -39,6 +39,7 @@ import redis
 from common import keys
 from common.errors import BrokerUnavailable, LoginFailed, RateLimited
 from common.logs import redact, register_secrets
+from common.lua import LuaScript, script_text
 from common.ratelimit import Limiter
 from common.redis import get_redis, server_time_ms
 from common.settings import Account, account
@@ -63,26 +64,9 @@ LOGIN_FAILED_COOLDOWN_S = 300.0
 _WAIT_POLL_S = 0.25
 _CORE_FIELDS = ("access_token", "feed_token", "version", "issued_at_ms", "expires_at_ms", "user_id")
 
-# KEYS[1] token hash, KEYS[2] version counter
-# ARGV[1] expires_at_ms (absolute), ARGV[2] channel, ARGV[3] account, ARGV[4..] field, value, ...
-# Bumps the version, replaces the hash, sets its expiry and announces it, atomically:
-# no reader can see the new fields with the old version or the other way round.
-_STORE_LUA = """
-local v = redis.call('INCR', KEYS[2])
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'version', v, unpack(ARGV, 4))
-redis.call('PEXPIREAT', KEYS[1], ARGV[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. v)
-return v
-"""
-
-# KEYS[1] lock; ARGV[1] the owner's fence token. Deletes the lock only if we still own it.
-_RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
+# Both atomic (common/lua/token_store.lua, lock_release.lua).
+_STORE = LuaScript(script_text("token_store"))
+_RELEASE = LuaScript(script_text("lock_release"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,18 +127,8 @@ def store_token(
         **extras,
     }
     flat: list[str] = [x for kv in fields.items() for x in kv]
-    version = int(
-        r.eval(
-            _STORE_LUA,
-            2,
-            keys.token(account_name),
-            keys.token_version(account_name),
-            str(expires_at_ms),
-            keys.TOKEN_CHANGED,
-            account_name,
-            *flat,
-        )
-    )
+    version = int(_STORE(r, [keys.token(account_name), keys.token_version(account_name)],
+                         [str(expires_at_ms), keys.TOKEN_CHANGED, account_name, *flat]))
     tok = Token(account_name, access_token, feed_token, version, issued_at_ms, expires_at_ms,
                 {k: v for k, v in extras.items()}, user_id)  # fmt: skip
     _cache_put(account_name, tok)
@@ -419,7 +393,7 @@ def relogin(account_name: str, stale_version: int, timeout_s: float = 20, *, for
                         return cur
                     tok = login_and_store(acct, deadline_s=login_deadline_s, r=r)
                 finally:
-                    r.eval(_RELEASE_LUA, 1, lock_key, me)
+                    _RELEASE(r, [lock_key], [me])
                 if refresh_instruments:
                     _ask_for_instruments(account_name, r)
                 return tok
