@@ -289,6 +289,61 @@ class FeedSession:
         """Run one connection until it drops, stalls or is told to go. True if any frame came."""
         st = self.stats
         got_frame = False
+        reason = self._attach(ws)
+        wd = Watchdog(self.watchdog_s)
+        ping_s = self.ping_interval_s
+        next_ping = time.monotonic() + ping_s if ping_s else float("inf")
+        # Pings as WebSocket ping frames: their pongs are the server's sign of life, so control
+        # frames must come out of recv_data (a server's own ping says nothing about its feed).
+        ping_frames = self.dialect.PING_AS_FRAME
+        control = (websocket.ABNF.OPCODE_PONG, websocket.ABNF.OPCODE_PING)
+        try:
+            while not reason.startswith("resubscribe") and not self._stop.is_set():
+                if self._reconnect_reason:
+                    reason = self._reconnect_reason
+                    break
+                now = time.monotonic()
+                if now >= next_ping:
+                    self._ping(ws, ping_frames)
+                    next_ping = now + ping_s  # type: ignore[operator]
+                left = min(wd.remaining_s(now), next_ping - now)
+                if left <= 0:
+                    if wd.expired(now):
+                        st.stalls += 1
+                        reason = f"no frame for {self.watchdog_s:g} s (watchdog)"
+                        break
+                    continue
+                ws.settimeout(left)
+                try:
+                    opcode, data = ws.recv_data(ping_frames)
+                except websocket.WebSocketTimeoutException:
+                    continue
+                if ping_frames and opcode in control:
+                    if opcode == websocket.ABNF.OPCODE_PONG:
+                        wd.kick()
+                    continue
+                received_ns = time.time_ns()
+                wd.kick()
+                got_frame = True
+                st.frames += 1
+                st.last_frame_ms = received_ns // 1_000_000
+                stop = self._on_frame(ws, opcode, data, received_ns)
+                if stop is not None:
+                    reason = stop
+                    break
+        except (websocket.WebSocketException, OSError) as e:
+            reason = self._reconnect_reason or f"connection lost: {e!r}"
+        finally:
+            self._detach(ws)
+        if not self._stop.is_set():
+            st.last_error = reason
+            log.warning("%s: disconnected: %s; reconnecting", self.name, reason)
+        return got_frame
+
+    def _attach(self, ws: websocket.WebSocket) -> str:
+        """Make ``ws`` the session's socket and restore its subscriptions. Returns the reason to
+        stop at once ("resubscribe failed: ...") or "closed", the reason if nothing else says."""
+        st = self.stats
         reason = "closed"
         with self._lock:
             self._ws = ws
@@ -306,89 +361,46 @@ class FeedSession:
         if st.connects > 1 and self.on_reconnect is not None:
             with contextlib.suppress(Exception):
                 self.on_reconnect(self)
-        wd = Watchdog(self.watchdog_s)
-        ping_s = self.ping_interval_s
-        next_ping = time.monotonic() + ping_s if ping_s else float("inf")
-        decode = self.dialect.decode
-        binary_refusal = self.dialect.binary_refusal
-        reply_to = self.dialect.reply_to
-        binary = websocket.ABNF.OPCODE_BINARY
-        text = websocket.ABNF.OPCODE_TEXT
-        # Pings as WebSocket ping frames: their pongs are the server's sign of life, so control
-        # frames must come out of recv_data (a server's own ping says nothing about its feed).
-        ping_frames = self.dialect.PING_AS_FRAME
-        pong = websocket.ABNF.OPCODE_PONG
-        server_ping = websocket.ABNF.OPCODE_PING
-        try:
-            while not reason.startswith("resubscribe") and not self._stop.is_set():
-                if self._reconnect_reason:
-                    reason = self._reconnect_reason
-                    break
-                now = time.monotonic()
-                if now >= next_ping:
-                    if ping_frames:
-                        ws.ping(self.dialect.PING_MESSAGE)
-                    else:
-                        _send(ws, self.dialect.PING_MESSAGE)
-                    next_ping = now + ping_s  # type: ignore[operator]
-                left = min(wd.remaining_s(now), next_ping - now)
-                if left <= 0:
-                    if wd.expired(now):
-                        st.stalls += 1
-                        reason = f"no frame for {self.watchdog_s:g} s (watchdog)"
-                        break
-                    continue
-                ws.settimeout(left)
-                try:
-                    opcode, data = ws.recv_data(ping_frames)
-                except websocket.WebSocketTimeoutException:
-                    continue
-                if ping_frames and opcode in (pong, server_ping):
-                    if opcode == pong:
-                        wd.kick()
-                    continue
-                received_ns = time.time_ns()
-                wd.kick()
-                got_frame = True
-                st.frames += 1
-                st.last_frame_ms = received_ns // 1_000_000
-                if opcode == binary:
-                    ticks, bad = decode(data, self._table, received_ns)
-                    # A binary protocol's in-band refusal of the session: as a handshake 401/403.
-                    refused = binary_refusal(data) if not ticks and not bad else None
-                    if refused is not None:
-                        reason = self._refused(st.token_version, refused)
-                        break
-                    self._publish(ticks, bad, received_ns)
-                    for m in reply_to(data, self._table):  # a protocol's acknowledgements
-                        _send(ws, m)
-                elif opcode == text:
-                    kind, payload = self.dialect.classify_text(
-                        data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-                    )
-                    if kind == "ticks":  # a broker whose ticks are text
-                        self._publish(*decode(payload, self._table, received_ns), received_ns)
-                    elif kind == "refused":  # a session refused after the handshake, as a 401/403
-                        reason = self._refused(st.token_version, payload)
-                        break
-                    else:
-                        self._on_text(kind, payload)
-                elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                    reason = "closed by the server"
-                    break
-        except (websocket.WebSocketException, OSError) as e:
-            reason = self._reconnect_reason or f"connection lost: {e!r}"
-        finally:
-            with self._lock:
-                self._ws = None
-                self._sent = None
-            st.connected = False
-            with contextlib.suppress(Exception):
-                ws.shutdown()
-        if not self._stop.is_set():
-            st.last_error = reason
-            log.warning("%s: disconnected: %s; reconnecting", self.name, reason)
-        return got_frame
+        return reason
+
+    def _detach(self, ws: websocket.WebSocket) -> None:
+        with self._lock:
+            self._ws = None
+            self._sent = None
+        self.stats.connected = False
+        with contextlib.suppress(Exception):
+            ws.shutdown()
+
+    def _ping(self, ws: websocket.WebSocket, as_frame: bool) -> None:
+        if as_frame:
+            ws.ping(self.dialect.PING_MESSAGE)
+        else:
+            _send(ws, self.dialect.PING_MESSAGE)
+
+    def _on_frame(self, ws: websocket.WebSocket, opcode: int, data: Any, received_ns: int) -> str | None:
+        """One data frame: ticks published, answers sent, text handled. Returns the reason to
+        end the connection (a refusal, the server's close), or None to read on."""
+        dialect = self.dialect
+        if opcode == websocket.ABNF.OPCODE_BINARY:
+            ticks, bad = dialect.decode(data, self._table, received_ns)
+            # A binary protocol's in-band refusal of the session: as a handshake 401/403.
+            refused = dialect.binary_refusal(data) if not ticks and not bad else None
+            if refused is not None:
+                return self._refused(self.stats.token_version, refused)
+            self._publish(ticks, bad, received_ns)
+            for m in dialect.reply_to(data, self._table):  # a protocol's acknowledgements
+                _send(ws, m)
+        elif opcode == websocket.ABNF.OPCODE_TEXT:
+            kind, payload = dialect.classify_text(data.decode("utf-8", "replace") if isinstance(data, bytes) else data)
+            if kind == "ticks":  # a broker whose ticks are text
+                self._publish(*dialect.decode(payload, self._table, received_ns), received_ns)
+            elif kind == "refused":  # a session refused after the handshake, as a 401/403
+                return self._refused(self.stats.token_version, payload)
+            else:
+                self._on_text(kind, payload)
+        elif opcode == websocket.ABNF.OPCODE_CLOSE:
+            return "closed by the server"
+        return None
 
     def _refused(self, version: int, detail: Any) -> str:
         """The broker refused the session (a 401/403 handshake, or in-band after it): this token
