@@ -46,6 +46,7 @@ lint: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy common
 	$(BIN)/python -m pytest -q -n 2
 
 demo: install

@@ -29,20 +29,15 @@ from celery import Celery
 
 from common import keys, orderstore
 from common.errors import ConfigError, InvalidOrder
-from common.models import TERMINAL_STATES, Order, OrderState, OrderUpdate
+from common.models import Order, OrderUpdate
+from common.orderstate import TERMINAL_STATES, OrderState
 from common.redis import get_redis, server_time_ms
 from common.settings import account, settings
+from common.ticks import subscribe_ticks
 
 __all__ = ["OrderHandle", "cancel_order", "get_order", "modify_order", "orders", "place_order", "subscribe_ticks"]
 
 MODIFIABLE = frozenset({"quantity", "price", "trigger_price", "order_type", "validity"})
-
-try:  # the tick subscription lives with the feed's client side
-    from common.ticks import subscribe_ticks  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - until common/ticks.py ships
-
-    def subscribe_ticks(*args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("common.ticks is not installed")
 
 
 _lock = threading.Lock()

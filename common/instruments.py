@@ -29,7 +29,7 @@ from common import keys
 from common.brokers import broker
 from common.errors import BrokerGateError, TokenExpired
 from common.models import Instrument
-from common.redis import get_redis, server_time_ms
+from common.redis import HashFields, as_text, get_redis, server_time_ms
 from common.settings import account
 
 __all__ = [
@@ -49,8 +49,8 @@ def store(account_name: str, instruments: Iterable[Instrument], r: redis.Redis |
     live_fwd, live_rev = keys.instruments(account_name), keys.instrument_tokens(account_name)
     tmp_fwd, tmp_rev = live_fwd + suffix, live_rev + suffix
     count = 0
-    fwd: dict[str, str] = {}
-    rev: dict[str, str] = {}
+    fwd: HashFields = {}
+    rev: HashFields = {}
     try:
         with r.pipeline(transaction=False) as pipe:
             for inst in instruments:
@@ -58,19 +58,25 @@ def store(account_name: str, instruments: Iterable[Instrument], r: redis.Redis |
                 rev[inst.token] = inst.key
                 count += 1
                 if len(fwd) >= _CHUNK:
-                    pipe.hset(tmp_fwd, mapping=fwd).hset(tmp_rev, mapping=rev)
-                    pipe.expire(tmp_fwd, _TMP_TTL_S).expire(tmp_rev, _TMP_TTL_S)
+                    pipe.hset(tmp_fwd, mapping=fwd)
+                    pipe.hset(tmp_rev, mapping=rev)
+                    pipe.expire(tmp_fwd, _TMP_TTL_S)
+                    pipe.expire(tmp_rev, _TMP_TTL_S)
                     pipe.execute()
                     fwd, rev = {}, {}
             if fwd:
-                pipe.hset(tmp_fwd, mapping=fwd).hset(tmp_rev, mapping=rev)
+                pipe.hset(tmp_fwd, mapping=fwd)
+                pipe.hset(tmp_rev, mapping=rev)
                 pipe.execute()
         if count == 0:
             # An empty download is a broken download: keep yesterday's list.
             raise BrokerGateError(f"instrument master for {account_name}: the broker's list is empty")
         with r.pipeline(transaction=True) as tx:
             # RENAME carries the source's TTL along: PERSIST in the same transaction.
-            tx.rename(tmp_fwd, live_fwd).rename(tmp_rev, live_rev).persist(live_fwd).persist(live_rev)
+            tx.rename(tmp_fwd, live_fwd)
+            tx.rename(tmp_rev, live_rev)
+            tx.persist(live_fwd)
+            tx.persist(live_rev)
             tx.hset(
                 keys.instruments_meta(account_name),
                 mapping={"refreshed_at_ms": server_time_ms(r), "count": count},
@@ -170,10 +176,10 @@ def by_token(account_name: str, token: str | int, r: redis.Redis | None = None) 
     """The instrument for a broker token, or None."""
     r = r or get_redis()
     key = r.hget(keys.instrument_tokens(account_name), str(token))
-    return lookup(account_name, key, r) if key else None
+    return lookup(account_name, as_text(key), r) if key else None
 
 
 def all_for(account_name: str, r: redis.Redis | None = None) -> dict[str, Instrument]:
     """Every instrument of the account, by ``EXCHANGE:SYMBOL``."""
     raw = (r or get_redis()).hgetall(keys.instruments(account_name))
-    return {k: Instrument.from_dict(json.loads(v)) for k, v in raw.items()}
+    return {as_text(k): Instrument.from_dict(json.loads(v)) for k, v in raw.items()}

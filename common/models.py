@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from common.errors import InvalidOrder
+from common.orderstate import TERMINAL_STATES, OrderState  # re-exported: the state machine lives there
 
 __all__ = [
     "TERMINAL_STATES",
@@ -68,24 +69,6 @@ class Validity(StrEnum):
     IOC = "IOC"
 
 
-class OrderState(StrEnum):
-    """Where an order is. The allowed moves are one table in ``common/orderstate.py``."""
-
-    NEW = "NEW"  # validated and enqueued, not yet sent
-    SENDING = "SENDING"  # a worker claimed it and may have sent it
-    OPEN = "OPEN"  # the broker holds it (open, trigger pending, partially filled)
-    COMPLETE = "COMPLETE"
-    REJECTED = "REJECTED"
-    CANCELLED = "CANCELLED"
-    FAILED = "FAILED"  # certainly never reached the broker
-    EXPIRED = "EXPIRED"  # not sent before its deadline; or a day order gone from the next day's book, unseen
-    UNKNOWN = "UNKNOWN"  # outcome unknown until reconciled against the order book
-
-
-TERMINAL_STATES = frozenset(
-    {OrderState.COMPLETE, OrderState.REJECTED, OrderState.CANCELLED, OrderState.FAILED, OrderState.EXPIRED}
-)
-
 _TAG = re.compile(r"^[A-Za-z0-9]{1,20}$")  # the strictest broker tag rule: alphanumeric, at most 20
 _SYMBOL = re.compile(r"^[A-Za-z0-9&\-_. ]{1,40}$")
 _EXCHANGES = frozenset({"NSE", "BSE", "NFO", "BFO", "CDS", "BCD", "MCX"})
@@ -116,7 +99,7 @@ def _enum(kind: type[StrEnum], name: str, value: Any) -> Any:
     try:
         return kind(str(value).upper())
     except ValueError:
-        allowed = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
+        allowed = ", ".join(m.value for m in kind)
         raise InvalidOrder(name, f"{value!r} is not one of {allowed}") from None
 
 

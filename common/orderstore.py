@@ -3,7 +3,7 @@
 Each write is one Lua script (``common/lua/order_*.lua``), so a state move is a
 compare-and-set on Redis and every process sees the same order of events. The scripts
 carry the transition table, ranks and terminal states generated from
-``common/orderstate.py`` and ``common/models.py``: the table has one source.
+``common/orderstate.py``: the table has one source.
 
 Hash fields: state, account, broker_order_id, request (Order JSON), deadline_ms, created_ms,
 updated_ms, filled_quantity, pending_quantity, average_price, broker_status, error, history
@@ -42,15 +42,25 @@ import logging
 import uuid
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import redis
+from redis.typing import ZSetScoredMembers
 
 from common import keys
 from common.errors import InvalidOrder
 from common.lua import LuaScript, script_text
-from common.models import TERMINAL_STATES, Order, OrderState, OrderUpdate
-from common.orderstate import BROKER_STATES, OUR_VERDICTS, RANK, TRANSITIONS
+from common.models import Order, OrderUpdate
+from common.orderstate import (
+    BROKER_STATES,
+    OUR_VERDICTS,
+    RANK,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    WAKE_STATES,
+    OrderState,
+    check_move,
+)
 from common.settings import settings
 
 __all__ = [
@@ -85,8 +95,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# States a waiting handle is woken for: the broker has the order, or the order is settled.
-WAKE_STATES = frozenset({OrderState.OPEN}) | TERMINAL_STATES
 DONE_TTL_S = 3600  # a wake-up list outlives any handle that may still read it
 OPEN_RECHECK_S = 3600  # an OPEN order that hears nothing for this long is reconciled by the sweeper
 CANCEL_RECHECK_S = 2  # an order whose cancel is pending is looked at by the sweeper this soon
@@ -266,7 +274,9 @@ def forget_index(r: redis.Redis, client_order_id: str) -> None:
 def active_ids(r: redis.Redis, deadline_before_ms: int | None = None) -> list[tuple[str, int]]:
     """Non-terminal orders as (id, deadline_ms), earliest deadline first."""
     hi: float | int = float("inf") if deadline_before_ms is None else deadline_before_ms
-    return [(_s(m), int(s)) for m, s in r.zrangebyscore(keys.ORDERS_ACTIVE, "-inf", hi, withscores=True)]
+    # withscores=True answers (member, score) pairs; redis-py's return type cannot say so.
+    rows = cast(ZSetScoredMembers, r.zrangebyscore(keys.ORDERS_ACTIVE, "-inf", hi, withscores=True))
+    return [(_s(m), int(s)) for m, s in rows]
 
 
 def account_order_ids(r: redis.Redis, account: str, since_ms: int | None = None) -> list[str]:
@@ -397,7 +407,13 @@ def transition(
 ) -> bool:
     """Move the order to ``to`` if the table allows it from its current state (and, when given,
     the current state is in ``allowed_from`` and field ``cas[0]`` holds ``cas[1]``). Returns
-    whether it moved. Moving to the current state only writes ``fields``."""
+    whether it moved: False is a lost compare-and-set (someone moved the order first), never an
+    error. Moving to the current state only writes ``fields``.
+
+    Raises :class:`~common.errors.IllegalTransition`, before anything is written, when
+    ``allowed_from`` names a state the table never moves to ``to`` from: a bug in the caller."""
+    for current in allowed_from or ():
+        check_move(current, to)
     cas_field, cas_value = cas or ("", "")
     moved, _state = _script("order_transition")(
         r,

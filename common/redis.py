@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from common.settings import settings
+
+# A mapping as redis-py's ``hset`` types it: keys of every encodable type. A dict's key type is
+# invariant, so a dict[str, str] does not fit: build the dict as this type (or use hash_fields).
+HashFields = dict[FieldT, EncodableT]
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, bool], redis.Redis] = {}
@@ -46,3 +52,14 @@ def server_time_ms(r: redis.Redis) -> int:
     """Redis server time in ms: the one clock every host agrees on."""
     sec, usec = r.time()
     return int(sec) * 1000 + int(usec) // 1000
+
+
+def hash_fields(values: Mapping[str, str | int | float]) -> HashFields:
+    """``values`` as a mapping for ``hset`` (see :data:`HashFields`)."""
+    return dict(values.items())
+
+
+def as_text(value: bytes | str) -> str:
+    """A reply as text: every client of :func:`get_redis` decodes, but a caller may pass one
+    that does not (``decode=False``), whose replies are bytes."""
+    return value.decode() if isinstance(value, bytes) else value

@@ -172,6 +172,7 @@ def subscribe(
     feed maps the subscription once the master is loaded (``brokergate instruments refresh``)."""
     from common import instruments as master
     from common.errors import InvalidOrder
+    from common.redis import hash_fields
 
     items = [instruments] if isinstance(instruments, str) else list(instruments)
     wanted = {_check(i, mode): mode for i in items}
@@ -183,7 +184,7 @@ def subscribe(
     if unknown:
         raise InvalidOrder("symbol", f"{', '.join(unknown)} not in the instrument master of {name}")
     with client.pipeline(transaction=True) as p:
-        p.hset(keys.feed_subs(name), mapping=wanted)
+        p.hset(keys.feed_subs(name), mapping=hash_fields(wanted))
         p.publish(keys.FEED_CONTROL, name)
         p.execute()
     return name

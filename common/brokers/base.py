@@ -182,9 +182,13 @@ def warm(adapter: BrokerAdapter) -> None:
     if not isinstance(http, requests.Session) or not base:
         return
     try:
-        # The pool requests itself will use for this host (its key carries the TLS settings).
+        # The pool requests itself will use for this host (its key carries the TLS settings);
+        # only an HTTPAdapter (ours, new_session's) has pools to warm.
+        transport = http.get_adapter(base)
+        if not isinstance(transport, HTTPAdapter):
+            return
         prepared = requests.Request("GET", base).prepare()
-        pool = http.get_adapter(base).get_connection_with_tls_context(
+        pool = transport.get_connection_with_tls_context(
             prepared, http.verify, proxies=http.proxies or None, cert=http.cert)
         if pool.pool is not None and pool.pool.qsize() and any(
                 c is not None and not c.is_closed for c in list(pool.pool.queue)):
