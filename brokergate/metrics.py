@@ -131,66 +131,73 @@ def active_order_states(r: Any) -> dict[tuple[str, str], int]:
     return counts
 
 
-def collect(snapshot: Mapping[str, Any], accounts: Mapping[str, Any], orders: Mapping[tuple[str, str], int]) -> list[Family]:
-    """Every family from a :func:`common.health.gather` snapshot, the accounts (for caps) and
-    :func:`active_order_states`. Pure: the unit of the tests and of :func:`scrape`."""
+class _Families:
+    """The families of one scrape by name, each made the first time it is named."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Family] = {}
+
+    def __call__(self, name: str, kind: str, text: str) -> Family:
+        if name not in self.by_name:
+            self.by_name[name] = Family(name, kind, text)
+        return self.by_name[name]
+
+
+def _token_families(fam: _Families, name: str, a: Mapping[str, Any], now_ms: int) -> None:
+    tok = a.get("token") or {}
+    fam("brokergate_token_present", "gauge", "1 when the account holds a token").add(
+        1 if tok.get("present") else 0, account=name, broker=a.get("broker", ""))
+    if tok.get("present"):
+        fam("brokergate_token_age_seconds", "gauge", "Seconds since the account's token was issued").add(
+            tok.get("age_s"), account=name)
+        exp = tok.get("expires_at_ms")
+        if exp:
+            fam("brokergate_token_expires_in_seconds", "gauge", "Seconds until the token expires (negative: expired)").add(
+                (exp - now_ms) / 1000, account=name)
+    le = a.get("login_error")
+    if le:
+        newer = not tok.get("present") or (le.get("at_ms") or 0) >= (tok.get("issued_at_ms") or 0)
+        kind = le.get("type") or "error"
+        fam("brokergate_login_failing", "gauge", "1 when the last login failed after the current token").add(
+            1 if newer else 0, account=name, type=kind)
+        if le.get("at_ms"):
+            fam("brokergate_login_error_timestamp_seconds", "gauge", "When the last login failed (epoch s)").add(
+                le["at_ms"] / 1000, account=name, type=kind)
+
+
+def _limiter_families(fam: _Families, name: str, a: Mapping[str, Any], caps: Mapping[str, Any]) -> None:
+    for cls, used in (a.get("limiter") or {}).items():
+        for cap in caps.get(cls, ()):
+            w = _window(cap.period_s)
+            fam("brokergate_limiter_requests", "gauge", "Requests in the limiter's sliding window now").add(
+                (used or {}).get(str(cap), 0), account=name, **{"class": cls}, window=w)
+            fam("brokergate_limiter_cap", "gauge", "The cap of that window (requests)").add(
+                cap.count, account=name, **{"class": cls}, window=w)
+    for cls in sorted(caps):
+        fam("brokergate_limiter_backoff_seconds", "gauge", "Back-off left after a broker rate-limit answer").add(
+            (a.get("backoff_s") or {}).get(cls, 0), account=name, **{"class": cls})
+
+
+def _account_families(fam: _Families, snapshot: Mapping[str, Any], accounts: Mapping[str, Any]) -> None:
+    """Token, login, limiter and order-path counters of every account."""
     now_ms = int(snapshot.get("now_ms") or 0)
-    fams: dict[str, Family] = {}
-
-    def fam(name: str, kind: str, text: str) -> Family:
-        if name not in fams:
-            fams[name] = Family(name, kind, text)
-        return fams[name]
-
-    fam("brokergate_up", "gauge", "1 when Redis answered this scrape").add(1)
-
-    # --- accounts: token, login, limiter, counters ---------------------------------------
     for name, a in (snapshot.get("accounts") or {}).items():
-        tok = a.get("token") or {}
-        fam("brokergate_token_present", "gauge", "1 when the account holds a token").add(
-            1 if tok.get("present") else 0, account=name, broker=a.get("broker", ""))
-        if tok.get("present"):
-            fam("brokergate_token_age_seconds", "gauge", "Seconds since the account's token was issued").add(
-                tok.get("age_s"), account=name)
-            exp = tok.get("expires_at_ms")
-            if exp:
-                fam("brokergate_token_expires_in_seconds", "gauge", "Seconds until the token expires (negative: expired)").add(
-                    (exp - now_ms) / 1000, account=name)
-        le = a.get("login_error")
-        if le:
-            newer = not tok.get("present") or (le.get("at_ms") or 0) >= (tok.get("issued_at_ms") or 0)
-            kind = le.get("type") or "error"
-            fam("brokergate_login_failing", "gauge", "1 when the last login failed after the current token").add(
-                1 if newer else 0, account=name, type=kind)
-            if le.get("at_ms"):
-                fam("brokergate_login_error_timestamp_seconds", "gauge", "When the last login failed (epoch s)").add(
-                    le["at_ms"] / 1000, account=name, type=kind)
-        caps = getattr(accounts.get(name), "caps", None) or {}
-        for cls, used in (a.get("limiter") or {}).items():
-            for cap in caps.get(cls, ()):
-                w = _window(cap.period_s)
-                fam("brokergate_limiter_requests", "gauge", "Requests in the limiter's sliding window now").add(
-                    (used or {}).get(str(cap), 0), account=name, **{"class": cls}, window=w)
-                fam("brokergate_limiter_cap", "gauge", "The cap of that window (requests)").add(
-                    cap.count, account=name, **{"class": cls}, window=w)
-        for cls in sorted(caps):
-            fam("brokergate_limiter_backoff_seconds", "gauge", "Back-off left after a broker rate-limit answer").add(
-                (a.get("backoff_s") or {}).get(cls, 0), account=name, **{"class": cls})
+        _token_families(fam, name, a, now_ms)
+        _limiter_families(fam, name, a, getattr(accounts.get(name), "caps", None) or {})
         for event, n in sorted((a.get("stats") or {}).items()):
             fam("brokergate_events_total", "counter", "Order-path events counted in bg:stats:<account>").add(
                 n, account=name, event=event)
 
-    for (account, state), n in sorted(orders.items()):
-        fam("brokergate_orders_active", "gauge", "Orders in flight by state").add(n, account=account, state=state)
 
-    # --- queues ----------------------------------------------------------------------------
+def _queue_families(fam: _Families, snapshot: Mapping[str, Any]) -> None:
     for q, info in sorted((snapshot.get("queues") or {}).items()):
         fam("brokergate_queue_depth", "gauge", "Messages waiting in a Celery queue").add(info.get("depth"), queue=q)
     fam("brokergate_queue_unacked", "gauge", "Messages delivered to workers and not yet acknowledged").add(
         snapshot.get("unacked", 0))
 
-    # --- feed sockets --------------------------------------------------------------------------
-    for f in snapshot.get("feed") or []:
+
+def _feed_families(fam: _Families, feeds: Iterable[Mapping[str, Any]]) -> None:
+    for f in feeds:
         lbl = {"account": f.get("account"), "socket": f.get("socket")}
         fam("brokergate_feed_connected", "gauge", "1 when the feed socket is connected").add(1 if f.get("connected") else 0, **lbl)
         fam("brokergate_feed_last_frame_age_seconds", "gauge", "Seconds since the socket's last frame").add(
@@ -204,7 +211,9 @@ def collect(snapshot: Mapping[str, Any], accounts: Mapping[str, Any], orders: Ma
         for key in ("ticks", "frames", "reconnects", "stalls", "malformed", "refused"):
             fam(f"brokergate_feed_{key}_total", "counter", f"Feed socket {key} since the feed started").add(f.get(key), **lbl)
 
-    for o in snapshot.get("order_sockets") or []:
+
+def _order_socket_families(fam: _Families, order_sockets: Iterable[Mapping[str, Any]]) -> None:
+    for o in order_sockets:
         lbl = {"account": o.get("account")}
         fam("brokergate_order_socket_connected", "gauge", "1 when the order-update socket is connected").add(
             1 if o.get("connected") else 0, **lbl)
@@ -215,8 +224,8 @@ def collect(snapshot: Mapping[str, Any], accounts: Mapping[str, Any], orders: Ma
         fam("brokergate_order_socket_reconnects_total", "counter", "Order-update socket reconnects").add(
             o.get("reconnects"), **lbl)
 
-    # --- receiver and Beat ----------------------------------------------------------------------
-    rc = snapshot.get("receiver") or {}
+
+def _receiver_and_beat_families(fam: _Families, rc: Mapping[str, Any], beat: Mapping[str, Any]) -> None:
     fam("brokergate_receiver_up", "gauge", "1 when a postback receiver reported within its heartbeat TTL").add(
         1 if rc.get("present") else 0)
     if rc.get("present"):
@@ -226,10 +235,23 @@ def collect(snapshot: Mapping[str, Any], accounts: Mapping[str, Any], orders: Ma
         if rc.get("last_postback_age_s") is not None and rc.get("last_postback_ms"):
             fam("brokergate_receiver_last_postback_age_seconds", "gauge", "Seconds since the last postback").add(
                 rc["last_postback_age_s"])
-    beat = snapshot.get("beat") or {}
     fam("brokergate_beat_heartbeat_age_seconds", "gauge", "Seconds since Beat last ticked").add(beat.get("heartbeat_age_s"))
     fam("brokergate_beat_lock_held", "gauge", "1 when a Beat holds the RedBeat lock").add(1 if beat.get("lock_held") else 0)
-    return list(fams.values())
+
+
+def collect(snapshot: Mapping[str, Any], accounts: Mapping[str, Any], orders: Mapping[tuple[str, str], int]) -> list[Family]:
+    """Every family from a :func:`common.health.gather` snapshot, the accounts (for caps) and
+    :func:`active_order_states`. Pure: the unit of the tests and of :func:`scrape`."""
+    fam = _Families()
+    fam("brokergate_up", "gauge", "1 when Redis answered this scrape").add(1)
+    _account_families(fam, snapshot, accounts)
+    for (account, state), n in sorted(orders.items()):
+        fam("brokergate_orders_active", "gauge", "Orders in flight by state").add(n, account=account, state=state)
+    _queue_families(fam, snapshot)
+    _feed_families(fam, snapshot.get("feed") or [])
+    _order_socket_families(fam, snapshot.get("order_sockets") or [])
+    _receiver_and_beat_families(fam, snapshot.get("receiver") or {}, snapshot.get("beat") or {})
+    return list(fam.by_name.values())
 
 
 def scrape(r: Any, accounts: Mapping[str, Any]) -> str:
