@@ -7,6 +7,7 @@ broker's errors into this tree at exactly one point (``common/brokers/<b>/errors
     ├── ConfigError            bad settings or accounts file, missing secret variable
     ├── InvalidOrder           an order field is wrong; nothing was enqueued or sent (.field, .reason)
     ├── DeadlineExceeded       the order could not reach the broker before its deadline; never sent
+    ├── IllegalTransition      a move the order state table forbids was asked for: a bug in the caller
     └── BrokerError            the broker (or the road to it) said no
         ├── RateLimited        the broker's own rate-limit answer: not placed; back off (.retry_after_s)
         ├── TokenExpired       the session is invalid or expired: not placed; log in again
@@ -29,6 +30,7 @@ __all__ = [
     "BrokerUnavailable",
     "ConfigError",
     "DeadlineExceeded",
+    "IllegalTransition",
     "InvalidOrder",
     "LoginFailed",
     "OrderRejected",
@@ -58,6 +60,16 @@ class InvalidOrder(BrokerGateError, ValueError):
 
 class DeadlineExceeded(BrokerGateError):
     """The order could not be sent before its deadline, so it was not sent at all."""
+
+
+class IllegalTransition(BrokerGateError):
+    """A move that ``common/orderstate.py``'s table never allows from a state the caller named:
+    a programming error, raised before anything is written (a lost compare-and-set is not one)."""
+
+    def __init__(self, current: str, to: str) -> None:
+        self.current = current
+        self.to = to
+        super().__init__(f"illegal order transition: {current} -> {to}")
 
 
 class BrokerError(BrokerGateError):

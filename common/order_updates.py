@@ -30,7 +30,8 @@ from typing import Any
 import redis
 
 from common import keys
-from common.models import TERMINAL_STATES, OrderState, OrderUpdate
+from common.models import OrderUpdate
+from common.orderstate import TERMINAL_STATES, OrderState
 
 __all__ = ["OrderUpdateListener", "on_order_update", "order_updates", "stored_update"]
 

@@ -1,4 +1,6 @@
-"""The order state machine: one transition table, and the rank that keeps updates from going backwards.
+"""The order state machine, whole: the states, one transition table, the rank that keeps updates from
+going backwards, and the sets derived from them (terminal, wake, our verdicts, broker states). The Lua
+order scripts get every one of them generated from here (``common/orderstore.py``).
 
     NEW ──► SENDING ──► OPEN ──► COMPLETE | CANCELLED | REJECTED
      │         │  └───────────► COMPLETE | CANCELLED | REJECTED
@@ -12,7 +14,37 @@ A worker that finds SENDING (a redelivery) or UNKNOWN reconciles by tag before i
 
 from __future__ import annotations
 
-from common.models import TERMINAL_STATES, OrderState
+from enum import StrEnum
+
+from common.errors import IllegalTransition
+
+__all__ = [
+    "BROKER_STATES",
+    "OUR_VERDICTS",
+    "RANK",
+    "TERMINAL_STATES",
+    "TRANSITIONS",
+    "WAKE_STATES",
+    "OrderState",
+    "can_move",
+    "check_move",
+    "is_terminal",
+]
+
+
+class OrderState(StrEnum):
+    """Where an order is. The allowed moves are :data:`TRANSITIONS`."""
+
+    NEW = "NEW"  # validated and enqueued, not yet sent
+    SENDING = "SENDING"  # a worker claimed it and may have sent it
+    OPEN = "OPEN"  # the broker holds it (open, trigger pending, partially filled)
+    COMPLETE = "COMPLETE"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"  # certainly never reached the broker
+    EXPIRED = "EXPIRED"  # not sent before its deadline; or a day order gone from the next day's book, unseen
+    UNKNOWN = "UNKNOWN"  # outcome unknown until reconciled against the order book
+
 
 S = OrderState
 
@@ -29,6 +61,11 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
     S.FAILED: frozenset(),
     S.EXPIRED: frozenset(),
 }
+
+# Settled: the states the table never leaves.
+TERMINAL_STATES: frozenset[OrderState] = frozenset(s for s, moves in TRANSITIONS.items() if not moves)
+# States a waiting handle is woken for: the broker has the order, or the order is settled.
+WAKE_STATES: frozenset[OrderState] = frozenset({S.OPEN}) | TERMINAL_STATES
 
 # Push updates may arrive late and out of order; an update is applied only when it moves
 # the order forward in this rank (OPEN -> OPEN is allowed: partial fills, modifications).
@@ -49,6 +86,13 @@ BROKER_STATES: frozenset[OrderState] = frozenset({S.OPEN, S.COMPLETE, S.REJECTED
 def can_move(current: OrderState, new: OrderState) -> bool:
     """True when the table allows ``current -> new``."""
     return new in TRANSITIONS[current]
+
+
+def check_move(current: OrderState, to: OrderState) -> None:
+    """Raise :class:`IllegalTransition` unless the table allows ``current -> to`` (staying put is
+    allowed: it only writes fields)."""
+    if to != current and not can_move(current, to):
+        raise IllegalTransition(current.value, to.value)
 
 
 def is_terminal(state: OrderState) -> bool:
