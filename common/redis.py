@@ -63,3 +63,8 @@ def as_text(value: bytes | str) -> str:
     """A reply as text: every client of :func:`get_redis` decodes, but a caller may pass one
     that does not (``decode=False``), whose replies are bytes."""
     return value.decode() if isinstance(value, bytes) else value
+
+
+def text_hash(h: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
+    """An HGETALL reply as text (see :func:`as_text`)."""
+    return {as_text(k): as_text(v) for k, v in h.items()}

@@ -41,7 +41,7 @@ from common.errors import BrokerUnavailable, LoginFailed, RateLimited
 from common.logs import redact, register_secrets
 from common.lua import LuaScript, script_text
 from common.ratelimit import Limiter
-from common.redis import get_redis, server_time_ms
+from common.redis import get_redis, server_time_ms, text_hash
 from common.settings import Account, account
 
 __all__ = [
@@ -138,7 +138,7 @@ def store_token(
 # ---- reading ---------------------------------------------------------------------------
 def read_token(account_name: str, r: redis.Redis | None = None) -> Token | None:
     """The stored token straight from Redis (no cache); None when absent or expired."""
-    h = (r or get_redis()).hgetall(keys.token(account_name))
+    h = text_hash((r or get_redis()).hgetall(keys.token(account_name)))
     if not h or not h.get("access_token"):
         return None
     tok = Token.from_hash(account_name, h)
@@ -239,7 +239,7 @@ def get_token(account_name: str) -> Token | None:
 # ---- logging in --------------------------------------------------------------------------
 def last_login_error(account_name: str, r: redis.Redis | None = None) -> dict[str, str]:
     """The last login failure (``at_ms``, ``type``, ``message``), or {} after a success."""
-    return dict((r or get_redis()).hgetall(keys.login_error(account_name)))
+    return text_hash((r or get_redis()).hgetall(keys.login_error(account_name)))
 
 
 def _record_error(r: redis.Redis, acct: Account, exc: BaseException) -> None:
