@@ -607,8 +607,11 @@ class Demo:
             if strategy is not None and not strategy.alive() and not announced:
                 announced = True
                 self.say(f"strategy finished (exit code {strategy.proc.returncode})")
-                if a.headless:
+                if a.headless and not a.hold_s:
                     break
+                if a.headless:
+                    held_until = time.monotonic() + a.hold_s
+                    deadline = min(deadline, held_until) if deadline else held_until
                 self.say("the stack keeps running: open Flower, try `brokergate status`; Ctrl-C stops everything")
             self.check_alive()
             self.stop.wait(0.2)
@@ -691,6 +694,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration-s", type=float, default=0.0, help="stop after this long (0: until Ctrl-C)")
     p.add_argument("--private-redis", action="store_true", help="always start a private redis-server")
     p.add_argument("--no-strategy", action="store_true", help="start the stack only")
+    p.add_argument("--hold-s", type=float, default=0.0,
+                   help="with --headless: keep the stack up this long after the strategy finishes (to try the CLI)")
     p.add_argument("--paper-port", type=int, default=8700)
     p.add_argument("--postback-port", type=int, default=8701)
     p.add_argument("--flower-port", type=int, default=5555)

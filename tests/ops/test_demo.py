@@ -129,7 +129,8 @@ def test_the_demo_runs_the_whole_stack_headless_and_leaves_nothing_running(tmp_p
     if missing_parts():
         pytest.skip(f"not in the tree yet: {', '.join(missing_parts())}")
     # Given a clean environment with no Redis at BROKERGATE_REDIS_URL
-    demo = DemoRun(tmp_path, "--headless", "--duration-s", "50")
+    # (held up after the strategy, so the README's CLI lines below meet a running stack)
+    demo = DemoRun(tmp_path, "--headless", "--duration-s", "90", "--hold-s", "60")
     try:
         # When the stack is up: Flower is behind the generated credentials and sees every worker
         m = demo.wait_line(r"^flower\s+(http://127\.0\.0\.1:\d+)/\s+user (\S+)\s+password (\S+)", 60)
@@ -157,6 +158,8 @@ def test_the_demo_runs_the_whole_stack_headless_and_leaves_nothing_running(tmp_p
         cli_env = {**clean_env(tmp_path), **env_file, "BROKERGATE_REDIS_URL": st.group(1),
                    "BROKERGATE_ACCOUNTS": st.group(2)}
         readme_cli_lines_work(cli_env)
+        demo.wait_line(r"strategy finished", 60)
+        demo.proc.send_signal(signal.SIGINT)  # done with the held stack: stop it as a user would
 
         # Then the strategy saw ticks and fills pushed back, and status is healthy
         rc = demo.proc.wait(120)

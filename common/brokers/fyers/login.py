@@ -108,7 +108,9 @@ def login(
         data = _post(s, f"{auth}/verify_pin_v2", "pin", {
             "request_key": request_key, "identity_type": "pin", "identifier": _b64(account.password.get()),
         })  # fmt: skip
-        inner = data.get("data") if isinstance(data.get("data"), dict) else {}
+        inner = data.get("data")
+        if not isinstance(inner, dict):
+            inner = {}
         session_token = required(inner, "access_token", "fyers login: pin")
         app_id, app_type = split_app_id(account.api_key)
         data = _post(s, f"{api}{TOKEN_PATH}", "auth code", {
