@@ -1,7 +1,7 @@
--- Helpers shared by the order scripts (prepended to each by common/orderstore.py, after the
+-- Helpers shared by the order scripts (prepended to each by common/orderscripts.py, after the
 -- generated constants TRANSITIONS, RANK, TERMINAL, WAKE, OURS, BROKER_SEEN, CHANNEL_PREFIX, DONE_TTL_S,
 -- OPEN_RECHECK_MS, CANCEL_RECHECK_MS, NOT_SENT_CANCEL, HISTORY_MAX, RETENTION_MS that come
--- from common/orderstate.py and common/models.py, so the state table has one source).
+-- from common/orderstate.py and common/orderscripts.py, so the state table has one source).
 -- Convention: KEYS[1] order hash, KEYS[2] order-done list, KEYS[3] active-orders sorted set.
 
 local function now_ms()

@@ -14,9 +14,9 @@ from common.orderstate import OrderState as S
 
 
 def test_terminal_and_wake_states_come_from_the_table() -> None:
-    assert TERMINAL_STATES == {S.COMPLETE, S.REJECTED, S.CANCELLED, S.FAILED, S.EXPIRED}
+    assert {S.COMPLETE, S.REJECTED, S.CANCELLED, S.FAILED, S.EXPIRED} == TERMINAL_STATES
     assert all(not TRANSITIONS[s] for s in TERMINAL_STATES)
-    assert WAKE_STATES == TERMINAL_STATES | {S.OPEN}
+    assert TERMINAL_STATES | {S.OPEN} == WAKE_STATES
 
 
 def test_check_move_raises_exactly_where_the_table_forbids() -> None:
