@@ -208,10 +208,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if environ is None:
         load_dotenv_once()
         environ = dict(os.environ)
-    port = _env("BROKERGATE_POSTBACK_PORT", environ, "8701")
+    port = _env("BROKERGATE_POSTBACK_PORT", environ, str(Settings.postback_port))
     if not port.isdigit():
         raise ConfigError(f"BROKERGATE_POSTBACK_PORT: {port!r} is not a port number")
-    level = _env("BROKERGATE_LOG_LEVEL", environ, "INFO").upper()
+    level = _env("BROKERGATE_LOG_LEVEL", environ, Settings.log_level).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"BROKERGATE_LOG_LEVEL: {level!r} is not a log level")
     retention = _env("BROKERGATE_ORDER_RETENTION_DAYS", environ, str(Settings.order_retention_days))
@@ -226,9 +226,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         accounts_path=_env("BROKERGATE_ACCOUNTS", environ, Settings.accounts_path),
         log_level=level,
         log_json=_env("BROKERGATE_LOG_JSON", environ, "").lower() in ("1", "true", "yes"),
-        flower_user=_env("BROKERGATE_FLOWER_USER", environ, ""),
+        flower_user=_env("BROKERGATE_FLOWER_USER", environ, Settings.flower_user),
         flower_password=Secret(_env("BROKERGATE_FLOWER_PASSWORD", environ, "")),
-        postback_host=_env("BROKERGATE_POSTBACK_HOST", environ, "127.0.0.1"),
+        postback_host=_env("BROKERGATE_POSTBACK_HOST", environ, Settings.postback_host),
         postback_port=int(port),
         order_retention_days=retention_days,
     )
@@ -289,13 +289,13 @@ def _parse_caps(t: dict[str, Any], where: str, broker: str, spec: BrokerSpec) ->
 
 def _parse_schedule(t: dict[str, Any], where: str) -> tuple[time, str]:
     """The daily login time and the time zone it is read in."""
-    lt = t.get("login_time", "08:45")
+    lt = t.get("login_time", Account.login_time.strftime("%H:%M"))
     try:
         hh, mm = str(lt).split(":")
         login_time = time(int(hh), int(mm))
     except ValueError:
         raise ConfigError(f"{where}.login_time: {lt!r} is not HH:MM") from None
-    tz = _str(t, "timezone", where, "Asia/Kolkata")
+    tz = _str(t, "timezone", where, Account.timezone)
     try:
         from zoneinfo import ZoneInfo
 
@@ -308,12 +308,12 @@ def _parse_schedule(t: dict[str, Any], where: str) -> tuple[time, str]:
 def _parse_limits(t: dict[str, Any], where: str) -> tuple[dict[str, int], float, str]:
     """``concurrency`` and ``feed_sockets``, ``deadline_s`` and the Celery ``rate_limit``."""
     ints: dict[str, int] = {}
-    for key, default in (("concurrency", 2), ("feed_sockets", 1)):
+    for key, default in (("concurrency", Account.concurrency), ("feed_sockets", Account.feed_sockets)):
         v = t.get(key, default)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{where}.{key}: must be a whole number >= 1")
         ints[key] = v
-    deadline = t.get("deadline_s", 30.0)
+    deadline = t.get("deadline_s", Account.deadline_s)
     if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not 0 < deadline <= 3600:
         raise ConfigError(f"{where}.deadline_s: must be a number of seconds in (0, 3600]")
     rate_limit = _str(t, "rate_limit", where, "")
