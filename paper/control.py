@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from paper.angel.payloads import angel_order_payload
 from paper.caps import parse_cap
-from paper.faults import FAULT_KINDS
+from paper.faults import FAULT_KINDS, Fault
 from paper.fyers.payloads import fyers_order_payload
 from paper.gateway import Paper
 from paper.kite.payloads import kite_order_payload
@@ -151,7 +151,7 @@ async def add_fault(request: Request) -> Response:
         return JSONResponse({"error": "count, duration_s, delay_s and status must be numbers"}, 400)
     user_id = body.get("user_id")
     try:
-        fault = _paper(request).state.add_fault(kind, broker, user_id, count, duration_s, delay_s, status)
+        fault = _paper(request).state.add_fault(Fault(kind, broker, user_id, count, duration_s, delay_s, status))
     except ValueError as exc:  # a status on another kind, or not a 5xx
         return JSONResponse({"error": str(exc)}, 400)
     return JSONResponse(fault.to_dict(), 201)

@@ -38,6 +38,18 @@ class Fault:
     status: int | None = None  # for kind "error_5xx": the answer's status (see Faults)
     added_at: float = field(default_factory=time.monotonic)
 
+    def __post_init__(self) -> None:
+        """Check the switch and fill in what its kind implies (see Faults)."""
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}")
+        if self.status is not None and (self.kind != "error_5xx" or not 500 <= self.status <= 599):
+            raise ValueError("status is for kind error_5xx only, and must be 500..599")
+        if self.kind == "delay" and self.delay_s is None:
+            self.delay_s = self.duration_s if self.duration_s is not None else 1.0
+            self.duration_s = None
+        if self.count is None and self.duration_s is None:
+            self.count = 1
+
     def active(self, now: float) -> bool:
         if self.count is not None and self.count <= 0:
             return False
@@ -76,26 +88,7 @@ class Faults:
     def __init__(self) -> None:
         self._faults: list[Fault] = []
 
-    def add(
-        self,
-        kind: str,
-        broker: str,
-        user_id: str | None = None,
-        count: int | None = None,
-        duration_s: float | None = None,
-        delay_s: float | None = None,
-        status: int | None = None,
-    ) -> Fault:
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}")
-        if status is not None and (kind != "error_5xx" or not 500 <= status <= 599):
-            raise ValueError("status is for kind error_5xx only, and must be 500..599")
-        if kind == "delay" and delay_s is None:
-            delay_s = duration_s if duration_s is not None else 1.0
-            duration_s = None
-        if count is None and duration_s is None:
-            count = 1
-        fault = Fault(kind, broker, user_id, count, duration_s, delay_s, status)
+    def add(self, fault: Fault) -> Fault:
         self._faults.append(fault)
         return fault
 

@@ -148,20 +148,11 @@ class PaperState:
                 callback(user)
 
     # ----- faults -----
-    def add_fault(
-        self,
-        kind: str,
-        broker: str,
-        user_id: str | None = None,
-        count: int | None = None,
-        duration_s: float | None = None,
-        delay_s: float | None = None,
-        status: int | None = None,
-    ) -> Fault:
+    def add_fault(self, fault: Fault) -> Fault:
         """Store a fault; expire_tokens also takes effect at once (the tokens are gone now)."""
-        fault = self.faults.add(kind, broker, user_id, count, duration_s, delay_s, status)
-        if kind == "expire_tokens":
-            self.expire_tokens(broker, user_id)
+        self.faults.add(fault)
+        if fault.kind == "expire_tokens":
+            self.expire_tokens(fault.broker, fault.user_id)
         return fault
 
     # ----- instruments, by each dialect's key -----
