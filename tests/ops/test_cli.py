@@ -16,24 +16,11 @@ from brokergate import cli
 from common import keys
 from common import redis as bg_redis
 from common import settings as bg_settings
+from tests.fixtures.accounts import account_toml
 
-ACCOUNTS = """
-[accounts.k1]
-broker = "kite"
-user_id = "AB1234"
-password = "env:OPS_K1_PASSWORD"
-totp_secret = "env:OPS_K1_TOTP"
-api_key = "key1"
-api_secret = "env:OPS_K1_SECRET"
-caps = { orders = ["10/s", "400/min"] }
-
-[accounts.a1]
-broker = "angel"
-user_id = "A123456"
-password = "env:OPS_A1_PASSWORD"
-totp_secret = "env:OPS_A1_TOTP"
-api_key = "key2"
-"""
+ACCOUNTS = account_toml("k1", env="OPS_K1", caps={"orders": ["10/s", "400/min"]}) + account_toml(
+    "a1", "angel", "A123456", "key2", env="OPS_A1"
+)
 ACCESS_TOKEN = "acc-tok-SECRET-1234567890"
 
 

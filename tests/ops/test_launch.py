@@ -19,18 +19,10 @@ from brokergate import cli, launch
 from common import settings as bg_settings
 from common.errors import ConfigError
 from devtools.waiting import wait_for
+from tests.fixtures.accounts import account_toml
 
 REPO = Path(__file__).resolve().parents[2]
-ACCOUNTS = """
-[accounts.k1]
-broker = "kite"
-user_id = "AB1234"
-password = "env:LAUNCH_K1_PASSWORD"
-totp_secret = "env:LAUNCH_K1_TOTP"
-api_key = "key1"
-api_secret = "env:LAUNCH_K1_SECRET"
-concurrency = 3
-"""
+ACCOUNTS = account_toml("k1", env="LAUNCH_K1", concurrency=3)
 OPTIONS = ["-P", "threads", "--prefetch-multiplier", "1", "--without-mingle", "--without-gossip", "-E"]
 
 

@@ -20,25 +20,12 @@ from brokergate import cli, metrics
 from common import keys, orderstore
 from common.models import Order
 from common.settings import parse_accounts
+from tests.fixtures.accounts import account_toml
 
 REPO = Path(__file__).resolve().parents[2]
-ACCOUNTS = """
-[accounts.k1]
-broker = "kite"
-user_id = "AB1234"
-password = "env:MET_K1_PASSWORD"
-totp_secret = "env:MET_K1_TOTP"
-api_key = "key1"
-api_secret = "env:MET_K1_SECRET"
-caps = { orders = ["10/s", "400/min"] }
-
-[accounts.a1]
-broker = "angel"
-user_id = "A123456"
-password = "env:MET_A1_PASSWORD"
-totp_secret = "env:MET_A1_TOTP"
-api_key = "key2"
-"""
+ACCOUNTS = account_toml("k1", env="MET_K1", caps={"orders": ["10/s", "400/min"]}) + account_toml(
+    "a1", "angel", "A123456", "key2", env="MET_A1"
+)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

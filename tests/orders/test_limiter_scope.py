@@ -15,22 +15,14 @@ from hypothesis import strategies as st
 from common import keys, ratelimit
 from common.errors import DeadlineExceeded
 from common.settings import Account, Cap, parse_accounts
+from tests.fixtures.accounts import account_toml
 
 US = 1_000_000
-ENV = {"PW": "pw-123456", "TOTP": "JBSWY3DPEHPK3PXP", "SECRET": "s3cr3t-api"}
+ENV = {"L_PASSWORD": "pw-123456", "L_TOTP": "JBSWY3DPEHPK3PXP", "L_SECRET": "s3cr3t-api"}
 
 
-def _table(name: str, broker: str, user_id: str, api_key: str, caps: str) -> str:
-    return f"""
-[accounts.{name}]
-broker = "{broker}"
-user_id = "{user_id}"
-password = "env:PW"
-totp_secret = "env:TOTP"
-api_key = "{api_key}"
-api_secret = "env:SECRET"
-caps = {caps}
-"""
+def _table(name: str, broker: str, user_id: str, api_key: str, caps: dict[str, list[str]]) -> str:
+    return account_toml(name, broker, user_id, api_key, env="L", caps=caps)
 
 
 def _limiter(r, acct: Account, endpoint_class: str) -> ratelimit.Limiter:
@@ -58,8 +50,8 @@ def test_two_accounts_of_one_broker_user_share_the_cap(r) -> None:
     """Given two accounts tables for one Kite user (two API keys) with orders capped at 3/min,
     When both send orders, Then together they get 3 slots in the minute, not 3 each."""
     accounts = parse_accounts(
-        _table("k1", "kite", "AB1234", "key-one", '{ orders = ["3/min"] }')
-        + _table("k2", "kite", "AB1234", "key-two", '{ orders = ["3/min"] }'), ENV)
+        _table("k1", "kite", "AB1234", "key-one", {"orders": ["3/min"]})
+        + _table("k2", "kite", "AB1234", "key-two", {"orders": ["3/min"]}), ENV)
     granted = sum(_granted_now(r, _limiter(r, accounts[n], "orders"), 3) for n in ("k1", "k2"))
     assert granted == 3
 
@@ -68,7 +60,7 @@ def test_a_shared_budget_counts_every_endpoint_class(r) -> None:
     """Given a broker whose caps span every endpoint (one budget of 4/min here), When orders
     take 3 slots and order-book reads ask for 3 more, Then only 4 requests in all get a slot."""
     accounts = parse_accounts(
-        _table("f1", "fyers", "XY12345", "APPID-100", '{ orders = ["3/min"], orderbook = ["3/min"], all = ["4/min"] }'),
+        _table("f1", "fyers", "XY12345", "APPID-100", {"orders": ["3/min"], "orderbook": ["3/min"], "all": ["4/min"]}),
         ENV)
     f1 = accounts["f1"]
     granted = _granted_now(r, _limiter(r, f1, "orders"), 3) + _granted_now(r, _limiter(r, f1, "orderbook"), 3)
@@ -87,15 +79,15 @@ def test_earliest_slot_in_is_the_latest_each_budget_allows() -> None:
 
 def test_accounts_of_different_users_do_not_share(r) -> None:
     accounts = parse_accounts(
-        _table("k1", "kite", "AB1234", "key-one", '{ orders = ["3/min"] }')
-        + _table("k2", "kite", "CD5678", "key-two", '{ orders = ["3/min"] }'), ENV)
+        _table("k1", "kite", "AB1234", "key-one", {"orders": ["3/min"]})
+        + _table("k2", "kite", "CD5678", "key-two", {"orders": ["3/min"]}), ENV)
     assert [_granted_now(r, _limiter(r, accounts[n], "orders"), 3) for n in ("k1", "k2")] == [3, 3]
 
 
 def test_one_angel_client_code_on_two_api_keys_shares_the_cap(r) -> None:
     accounts = parse_accounts(
-        _table("a1", "angel", "A123456", "key-one", '{ orders = ["2/min"] }')
-        + _table("a2", "angel", "A123456", "key-two", '{ orders = ["2/min"] }'), ENV)
+        _table("a1", "angel", "A123456", "key-one", {"orders": ["2/min"]})
+        + _table("a2", "angel", "A123456", "key-two", {"orders": ["2/min"]}), ENV)
     granted = sum(_granted_now(r, _limiter(r, accounts[n], "orders"), 2) for n in ("a1", "a2"))
     assert granted == 2
 
@@ -103,7 +95,7 @@ def test_one_angel_client_code_on_two_api_keys_shares_the_cap(r) -> None:
 def test_confirm_and_back_off_act_on_the_shared_budget(r) -> None:
     """A used slot is moved to its answer in every budget it counts in; a broker rate-limit
     answer on one class holds every class of a shared budget (one script call each)."""
-    f1 = parse_accounts(_table("f1", "fyers", "XY12345", "APPID-100", '{ all = ["100/s"] }'), ENV)["f1"]
+    f1 = parse_accounts(_table("f1", "fyers", "XY12345", "APPID-100", {"all": ["100/s"]}), ENV)["f1"]
     orders, book = ratelimit.Limiter.for_account(r, f1, "orders"), ratelimit.Limiter.for_account(r, f1, "orderbook")
     assert [b.log_key for b in orders.budgets] == [keys.limit("fyers:app:APPID-100", "orders"),
                                                    keys.limit("fyers:app:APPID-100", "all")]
@@ -153,9 +145,9 @@ def test_usage_and_status_show_the_shared_state_on_every_account(r) -> None:
     from common import health
 
     accounts = parse_accounts(
-        _table("k1", "kite", "AB1234", "key-one", '{ orders = ["3/min"] }')
-        + _table("k2", "kite", "AB1234", "key-two", '{ orders = ["3/min"] }')
-        + _table("f1", "fyers", "XY12345", "APPID-100", '{}'), ENV)
+        _table("k1", "kite", "AB1234", "key-one", {"orders": ["3/min"]})
+        + _table("k2", "kite", "AB1234", "key-two", {"orders": ["3/min"]})
+        + _table("f1", "fyers", "XY12345", "APPID-100", {}), ENV)
     _granted_now(r, _limiter(r, accounts["k1"], "orders"), 1)
     _granted_now(r, _limiter(r, accounts["k2"], "orders"), 1)
     _granted_now(r, _limiter(r, accounts["f1"], "orderbook"), 2)

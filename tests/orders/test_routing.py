@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from common import keys
 from common.settings import parse_accounts
+from tests.fixtures.accounts import account_toml
 
-TOML = """
-[accounts.k1]
-broker = "kite"
-user_id = "AB1234"
-api_key = "key"
-password = "env:P"
-totp_secret = "env:T"
-api_secret = "env:S"
-caps = { orders = ["3/s", "200/min"] }
-"""
+TOML = account_toml("k1", env="R", api_key="key", caps={"orders": ["3/s", "200/min"]})
 
 
 def _accounts():  # type: ignore[no-untyped-def]
-    return parse_accounts(TOML, environ={"P": "p", "T": "t", "S": "s"})
+    return parse_accounts(TOML, environ={"R_PASSWORD": "p", "R_TOTP": "t", "R_SECRET": "s"})
 
 
 def test_every_task_is_routed_to_a_declared_queue() -> None:

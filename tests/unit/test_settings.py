@@ -6,25 +6,11 @@ import pytest
 
 from common.errors import ConfigError
 from common.settings import Cap, load_settings, parse_accounts, parse_cap, require_secrets
+from tests.fixtures.accounts import account_toml
 
-GOOD = """
-[accounts.kite1]
-broker = "kite"
-user_id = "AB1234"
-password = "env:K_PASSWORD"
-totp_secret = "env:K_TOTP"
-api_key = "kitekey1"
-api_secret = "env:K_SECRET"
-rest_url = "http://127.0.0.1:8700"
-caps = { orders = ["3/s", "200/min"] }
-
-[accounts.angel1]
-broker = "angel"
-user_id = "A123"
-password = "env:A_MPIN"
-totp_secret = "env:A_TOTP"
-api_key = "angelkey"
-"""
+GOOD = account_toml(
+    "kite1", env="K", api_key="kitekey1", rest_url="http://127.0.0.1:8700", caps={"orders": ["3/s", "200/min"]}
+) + account_toml("angel1", "angel", "A123", "angelkey", env="A", password="env:A_MPIN")
 ENV = {"K_PASSWORD": "pw-kite-123", "K_TOTP": "JBSWY3DPEHPK3PXP", "K_SECRET": "s3cr3t-api", "A_MPIN": "7391", "A_TOTP": "JBSWY3DPEHPK3PXQ"}
 
 
@@ -119,23 +105,14 @@ def test_parse_cap(text: str, cap: Cap) -> None:
     assert parse_cap(str(cap)) == cap
 
 
-def _second(name: str, broker: str, user_id: str, api_key: str, caps: str) -> str:
-    return f"""
-[accounts.{name}]
-broker = "{broker}"
-user_id = "{user_id}"
-password = "env:K_PASSWORD"
-totp_secret = "env:K_TOTP"
-api_key = "{api_key}"
-api_secret = "env:K_SECRET"
-caps = {caps}
-"""
+def _second(name: str, broker: str, user_id: str, api_key: str, caps: dict[str, list[str]]) -> str:
+    return account_toml(name, broker, user_id, api_key, env="K", caps=caps)
 
 
 def test_two_accounts_of_one_user_with_different_caps_are_refused() -> None:
     """Kite counts per user across API keys: a second table for the same user with other caps
     would double-count or fight over one limiter. One error names both accounts and the field."""
-    text = GOOD + _second("kite2", "kite", "AB1234", "kitekey2", '{ orders = ["5/s"] }')
+    text = GOOD + _second("kite2", "kite", "AB1234", "kitekey2", {"orders": ["5/s"]})
     with pytest.raises(ConfigError) as e:
         parse_accounts(text, ENV)
     msg = str(e.value)
@@ -145,25 +122,25 @@ def test_two_accounts_of_one_user_with_different_caps_are_refused() -> None:
 
 
 def test_two_accounts_of_one_user_with_the_same_caps_share_one_scope() -> None:
-    text = GOOD + _second("kite2", "kite", "AB1234", "kitekey2", '{ orders = ["3/s", "200/min"] }')
+    text = GOOD + _second("kite2", "kite", "AB1234", "kitekey2", {"orders": ["3/s", "200/min"]})
     accounts = parse_accounts(text, ENV)
     assert accounts["kite1"].limit_scope() == accounts["kite2"].limit_scope() == "kite:user:AB1234"
     assert accounts["angel1"].limit_scope() == "angel:user:A123"
 
 
 def test_a_broker_counting_per_app_shares_by_api_key() -> None:
-    text = _second("f1", "fyers", "XY11111", "APP-100", "{}") + _second("f2", "fyers", "XY22222", "APP-100", "{}")
+    text = _second("f1", "fyers", "XY11111", "APP-100", {}) + _second("f2", "fyers", "XY22222", "APP-100", {})
     accounts = parse_accounts(text, ENV)
     assert accounts["f1"].limit_scope() == accounts["f2"].limit_scope() == "fyers:app:APP-100"
     assert accounts["f1"].shared_caps() == (Cap(10, 1), Cap(200, 60), Cap(100000, 86400))
-    lowered = _second("f1", "fyers", "XY11111", "APP-100", "{}") + _second("f2", "fyers", "XY22222", "APP-100", '{ all = ["5/s"] }')
+    lowered = _second("f1", "fyers", "XY11111", "APP-100", {}) + _second("f2", "fyers", "XY22222", "APP-100", {"all": ["5/s"]})
     with pytest.raises(ConfigError, match=r"accounts\.f2\.caps\.all: \[\"5/s\"\] disagrees with accounts\.f1\.caps\.all"):
         parse_accounts(lowered, ENV)
 
 
 def test_a_shared_budget_cap_is_refused_where_the_broker_has_none() -> None:
     with pytest.raises(ConfigError, match=r"accounts\.kite2\.caps\.all: kite counts each endpoint class on its own"):
-        parse_accounts(GOOD + _second("kite2", "kite", "ZZ9999", "k", '{ all = ["5/s"] }'), ENV)
+        parse_accounts(GOOD + _second("kite2", "kite", "ZZ9999", "k", {"all": ["5/s"]}), ENV)
 
 
 def test_every_broker_says_whose_requests_it_counts() -> None:
