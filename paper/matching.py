@@ -12,7 +12,7 @@ resting order moves one step per `tick()` (the app calls it every 200 ms).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,15 @@ def whole_number(raw: Any, message: str) -> int:
         return int(str(raw))
     except (TypeError, ValueError):
         raise OrderError("input", message) from None
+
+
+def one_of(values: Mapping[str, Any], key: str, allowed: Container[str], message: str, default: str = "") -> str:
+    """``values[key]`` as text (``default`` when absent or empty); raises OrderError("input", ``message``)
+    unless it is one of ``allowed``."""
+    value = str(values.get(key) or default)
+    if value not in allowed:
+        raise OrderError("input", message)
+    return value
 
 
 def _check_prices(order_type: str, price: int, trigger_price: int) -> None:

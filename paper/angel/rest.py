@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from paper.angel.payloads import ANGEL_ORDERTYPE, ORDERTYPE_TO_KITE, angel_order_payload
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
-from paper.matching import OrderError, OrderRequest, rupees_to_units, whole_number
+from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units, whole_number
 from paper.orders import PaperOrder, next_ist_epoch, now_ist
 from paper.universe import angel_scrip_master
 from paper.users import User, bearer_token, jwt_shaped
@@ -193,13 +193,9 @@ async def _place(call: Call) -> Response:
             return angel_error("AB1012", "Invalid Product Type")
         if call.tag is not None and len(call.tag) > 20:
             raise OrderError("input", "Invalid ordertag: at most 20 characters")
-        duration = str(body.get("duration") or "DAY")
-        if duration not in DURATIONS:
-            raise OrderError("input", "Invalid duration")
+        duration = one_of(body, "duration", DURATIONS, "Invalid duration", "DAY")
         inst = _instrument(call, body)
-        ordertype = str(body.get("ordertype") or "")
-        if ordertype not in ORDERTYPE_TO_KITE:
-            raise OrderError("input", "Invalid Order Type")
+        ordertype = one_of(body, "ordertype", ORDERTYPE_TO_KITE, "Invalid Order Type")
         req = OrderRequest(
             instrument=inst,
             variety=variety,

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
 from paper.kite.payloads import checksum_hex, kite_order_payload, trade_payload
-from paper.matching import OrderError, OrderRequest, rupees_to_units
+from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units
 from paper.orders import IST, fmt_ts, next_ist_epoch, now_ist
 from paper.universe import kite_instruments_csv
 from paper.users import User
@@ -287,12 +287,8 @@ async def _place(call: Call) -> Response:
         inst = call.state.by_symbol(exchange, symbol)
         if inst is None:
             raise OrderError("input", "Invalid `tradingsymbol`.")
-        product = str(form.get("product") or "")
-        if product not in PRODUCTS:
-            raise OrderError("input", "Invalid `product`.")
-        validity = str(form.get("validity") or "DAY")
-        if validity not in VALIDITIES:
-            raise OrderError("input", "Invalid `validity`.")
+        product = one_of(form, "product", PRODUCTS, "Invalid `product`.")
+        validity = one_of(form, "validity", VALIDITIES, "Invalid `validity`.", "DAY")
         quantity = _int_field(form, "quantity")
         if quantity is None:
             raise OrderError("input", "Missing `quantity`.")

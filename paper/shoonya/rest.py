@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
-from paper.matching import OrderError, OrderRequest, rupees_to_units, whole_number
+from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units, whole_number
 from paper.orders import next_ist_epoch, now_ist
 from paper.shoonya.payloads import (
     PRICE_TYPE_OF,
@@ -189,18 +189,10 @@ async def _place(call: Call) -> Response:
     try:
         if str(values.get("actid") or call.user.user_id) != call.user.user_id:
             raise OrderError("input", "Invalid actid")
-        prd = str(values.get("prd") or "")
-        if prd not in PRODUCTS:
-            raise OrderError("input", "Invalid Product")
-        side = SIDES.get(str(values.get("trantype") or ""))
-        if side is None:
-            raise OrderError("input", "Invalid Transaction Type")
-        prctyp = str(values.get("prctyp") or "")
-        if prctyp not in PRICE_TYPES:
-            raise OrderError("input", "Invalid Price Type")
-        ret = str(values.get("ret") or "DAY")
-        if ret not in RETENTIONS:
-            raise OrderError("input", "Invalid Retention Type")
+        prd = one_of(values, "prd", PRODUCTS, "Invalid Product")
+        side = SIDES[one_of(values, "trantype", SIDES, "Invalid Transaction Type")]
+        prctyp = one_of(values, "prctyp", PRICE_TYPES, "Invalid Price Type")
+        ret = one_of(values, "ret", RETENTIONS, "Invalid Retention Type", "DAY")
         inst = _instrument(call, values)
         div = inst.price_divisor
         req = OrderRequest(
@@ -229,9 +221,7 @@ async def _modify(call: Call) -> Response:
         order = call.own_order(str(values.get("norenordno") or ""))
         call.tag = order.tag
         div = order.instrument.price_divisor
-        prctyp = str(values.get("prctyp") or PRICE_TYPE_OF.get(order.order_type, ""))
-        if prctyp not in PRICE_TYPES:
-            raise OrderError("input", "Invalid Price Type")
+        prctyp = one_of(values, "prctyp", PRICE_TYPES, "Invalid Price Type", PRICE_TYPE_OF.get(order.order_type, ""))
         ret = str(values.get("ret") or "")
         if ret and ret not in RETENTIONS:
             raise OrderError("input", "Invalid Retention Type")
