@@ -210,6 +210,17 @@ def _utilization(arrivals_ns: list[int], n: int, cap: float, observe_s: float) -
                         "max_in_1s": max_in_window(within, NS)}
 
 
+def _measure_burst(s: Stack, user_id: str, since_ns: int, n: int, cap: float,
+                   timeout_s: float) -> tuple[float, dict[str, Any], list[int]]:
+    """Wait for a burst of ``n`` orders at the paper broker: (:func:`_utilization`, its details
+    with the refusals counted, the arrival times)."""
+    log = _wait_arrived(s, user_id, since_ns, n, timeout_s)
+    arrivals = [e["arrival_ns"] for e in log]
+    u, d = _utilization(arrivals, n, cap, UTIL_OBSERVE_S)
+    d["rate_limited"] = _refused(log)
+    return u, d, arrivals
+
+
 def bench_cap_utilization(s: Stack, progress: Progress = _noop) -> Record:
     cap = 10
     configs = [("x1", "threads", 1), ("prefork x4", "prefork", 4), ("threads x10", "threads", 10)]
@@ -237,32 +248,26 @@ def bench_cap_utilization(s: Stack, progress: Progress = _noop) -> Record:
         user = s.user_id(name)
         t0 = time.monotonic_ns()
         _burst_ours(s, name, n)
-        log = _wait_arrived(s, user, t0, n, n / cap + 10)
-        u, d = _utilization([e["arrival_ns"] for e in log], n, cap, UTIL_OBSERVE_S)
-        d["rate_limited"] = _refused(log)
+        u, d, arrivals = _measure_burst(s, user, t0, n, cap, n / cap + 10)
         ours[label], details[f"brokergate {label}"] = u, d
-        series[f"brokergate {label}"] = [e["arrival_ns"] for e in log]
+        series[f"brokergate {label}"] = arrivals
         progress(f"brokergate {label}: {u:.1%} of {cap}/s {d}")
         _stop([ours_w[i]])
         plain = Plain(accts[name])
         t0 = time.monotonic_ns()
         for _ in range(n):
             plain.send(f"plain.u{i}")
-        log = _wait_arrived(s, user, t0, n, UTIL_OBSERVE_S + 2)
-        u, d = _utilization([e["arrival_ns"] for e in log], n, cap, UTIL_OBSERVE_S)
-        d["rate_limited"] = _refused(log)
+        u, d, arrivals = _measure_burst(s, user, t0, n, cap, UTIL_OBSERVE_S + 2)
         anchor[label], details[f"Celery {label}"] = u, d
-        series[f"Celery rate_limit {label}"] = [e["arrival_ns"] for e in log]
+        series[f"Celery rate_limit {label}"] = arrivals
         progress(f"anchor Celery rate_limit {label}: {u:.1%} of {cap}/s {d}")
         _stop([plain_w[i]])
     user = s.user_id(diag_name)
     t0 = time.monotonic_ns()
     _burst_ours(s, diag_name, n)
-    log = _wait_arrived(s, user, t0, n, n / cap + 10)
-    diag_u, d = _utilization([e["arrival_ns"] for e in log], n, cap, UTIL_OBSERVE_S)
-    d["rate_limited"] = _refused(log)
+    diag_u, d, arrivals = _measure_burst(s, user, t0, n, cap, n / cap + 10)
     details["diagnostic: brokergate threads x10, account rate_limit 1000/s"] = d
-    series["brokergate threads x10, Celery rate_limit 1000/s (diagnostic)"] = [e["arrival_ns"] for e in log]
+    series["brokergate threads x10, Celery rate_limit 1000/s (diagnostic)"] = arrivals
     progress(f"diagnostic: brokergate threads x10 with Celery rate_limit 1000/s: {diag_u:.1%} {d}")
     _stop([diag_w])
     keep = ("brokergate threads x10", "brokergate threads x10, Celery rate_limit 1000/s (diagnostic)",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.report import RESULTS_DIR, max_in_window
 
@@ -24,6 +25,17 @@ def _plt():  # type: ignore[no-untyped-def]
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig: Any, ax: Any, path: Path) -> Path:
+    """Finish a chart (y from 0, legend upper right) and write it to ``path``."""
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    _plt().close(fig)
+    return path
 
 
 def sliding_counts(arrivals_ns: Sequence[int], window_ns: int = NS, step_ns: int = 10_000_000) -> tuple[list[float], list[int]]:
@@ -63,14 +75,8 @@ def plot_requests_per_second(series: Mapping[str, Sequence[int]], cap: float, pa
     ax.set_xlabel("seconds since the first request of the burst")
     ax.set_ylabel("order requests in the sliding 1 s window")
     ax.set_title(title or "Requests per sliding second at the paper broker")
-    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
 
 
 def plot_reconnect_gaps(gaps_ms: Sequence[float], path: Path | str, target_ms: float = 1500.0,
@@ -88,11 +94,5 @@ def plot_reconnect_gaps(gaps_ms: Sequence[float], path: Path | str, target_ms: f
     ax.set_xlabel("drop #")
     ax.set_ylabel("ms until ticks flow again")
     ax.set_title("Feed reconnect: tick gap around each drop")
-    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
