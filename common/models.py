@@ -95,6 +95,18 @@ def _decimal(name: str, value: Any) -> Decimal | None:
     return d
 
 
+def _price_for(order_type: str, name: str, value: Decimal | None, needed: bool) -> Decimal | None:
+    """A price field of an order of ``order_type``: > 0 where the type needs it, else None (0 as
+    None); raises InvalidOrder(``name``) when it is missing where needed or given where not."""
+    if needed:
+        if value is None or value <= 0:
+            raise InvalidOrder(name, f"a {order_type} order needs a {name} > 0")
+        return value
+    if value is not None and value != 0:
+        raise InvalidOrder(name, f"a {order_type} order takes no {name}")
+    return None
+
+
 def _enum(kind: type[StrEnum], name: str, value: Any) -> Any:
     try:
         return kind(str(value).upper())
@@ -183,23 +195,9 @@ class Order:
             raise InvalidOrder("quantity", f"must be > 0, got {self.quantity}")
         price = _decimal("price", self.price)
         trigger = _decimal("trigger_price", self.trigger_price)
-        s(self, "price", price)
-        s(self, "trigger_price", trigger)
         ot = self.order_type
-        if ot in (OrderType.LIMIT, OrderType.SL):
-            if price is None or price <= 0:
-                raise InvalidOrder("price", f"a {ot} order needs a price > 0")
-        elif price is not None and price != 0:
-            raise InvalidOrder("price", f"a {ot} order takes no price")
-        else:
-            s(self, "price", None)
-        if ot in (OrderType.SL, OrderType.SL_M):
-            if trigger is None or trigger <= 0:
-                raise InvalidOrder("trigger_price", f"a {ot} order needs a trigger_price > 0")
-        elif trigger is not None and trigger != 0:
-            raise InvalidOrder("trigger_price", f"a {ot} order takes no trigger_price")
-        else:
-            s(self, "trigger_price", None)
+        s(self, "price", _price_for(ot, "price", price, ot in (OrderType.LIMIT, OrderType.SL)))
+        s(self, "trigger_price", _price_for(ot, "trigger_price", trigger, ot in (OrderType.SL, OrderType.SL_M)))
         if not isinstance(self.client_order_id, str) or not _TAG.match(self.client_order_id):
             raise InvalidOrder("client_order_id", "1 to 20 letters or digits (it travels as the broker's tag)")
         try:
