@@ -26,13 +26,7 @@ from starlette.websockets import WebSocket
 from paper.kite import encode
 from paper.kite.payloads import kite_order_payload
 from paper.orders import PaperOrder
-from paper.sockets import (
-    TickingSocket,
-    admit,
-    deny,
-    pass_texts,
-    serve_hooked,
-)
+from paper.sockets import TickingSocket, admit, deny, pass_texts, serve_hooked
 from paper.state import PaperState
 from paper.tickrate import Batch, control_routes
 from paper.universe import PaperInstrument
