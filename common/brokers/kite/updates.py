@@ -220,6 +220,35 @@ _COMPILED = tuple(
 _REQUIRED = tuple(name for name, (_, req) in _FIELDS.items() if req)
 
 
+def _check_field(name: str, v: Any, types: tuple[str, ...], py_types: tuple[type, ...], schema: dict[str, Any]) -> None:
+    """One present field against its type and limits; raises :class:`InvalidPostback`."""
+    if v is None:
+        if "null" not in types:
+            raise InvalidPostback(name, f"must be {' or '.join(types)}, got NoneType")
+        return
+    # Fast path on the Python type; the JSON edge cases (bool is not a number, 1.0 is an
+    # integer, inf is not a number) go through the exact check.
+    fast = isinstance(v, py_types) and not isinstance(v, (bool, float))
+    if not fast and not any(_type_ok(v, t) for t in types):
+        raise InvalidPostback(name, f"must be {' or '.join(types)}, got {type(v).__name__}")
+    if isinstance(v, str):
+        _check_string(name, v, schema)
+        if name == "checksum" and not _HEX.issuperset(v):
+            raise InvalidPostback(name, "must be 64 hexadecimal digits")
+    elif isinstance(v, (int, float)):
+        if v > _MAX_INT:
+            raise InvalidPostback(name, f"larger than {_MAX_INT}")
+        if v < 0 and name in _NON_NEGATIVE:
+            raise InvalidPostback(name, "must be >= 0")
+    elif isinstance(v, list):
+        if len(v) > schema.get("maxItems", 20):
+            raise InvalidPostback(name, "too many items")
+        for item in v:
+            if not isinstance(item, str):
+                raise InvalidPostback(name, "items must be strings")
+            _check_string(name, item, schema["items"])
+
+
 def validate_postback(body: Any) -> dict[str, Any]:
     """Check a parsed postback body against the field table; return it, or raise :class:`InvalidPostback`."""
     if not isinstance(body, dict):
@@ -228,34 +257,8 @@ def validate_postback(body: Any) -> dict[str, Any]:
         if name not in body:
             raise InvalidPostback(name, "required")
     for name, types, py_types, schema in _COMPILED:
-        if name not in body:
-            continue
-        v = body[name]
-        if v is None:
-            if "null" not in types:
-                raise InvalidPostback(name, f"must be {' or '.join(types)}, got NoneType")
-            continue
-        # Fast path on the Python type; the JSON edge cases (bool is not a number, 1.0 is an
-        # integer, inf is not a number) go through the exact check.
-        fast = isinstance(v, py_types) and not isinstance(v, (bool, float))
-        if not fast and not any(_type_ok(v, t) for t in types):
-            raise InvalidPostback(name, f"must be {' or '.join(types)}, got {type(v).__name__}")
-        if isinstance(v, str):
-            _check_string(name, v, schema)
-            if name == "checksum" and not _HEX.issuperset(v):
-                raise InvalidPostback(name, "must be 64 hexadecimal digits")
-        elif isinstance(v, (int, float)):
-            if v > _MAX_INT:
-                raise InvalidPostback(name, f"larger than {_MAX_INT}")
-            if v < 0 and name in _NON_NEGATIVE:
-                raise InvalidPostback(name, "must be >= 0")
-        elif isinstance(v, list):
-            if len(v) > schema.get("maxItems", 20):
-                raise InvalidPostback(name, "too many items")
-            for item in v:
-                if not isinstance(item, str):
-                    raise InvalidPostback(name, "items must be strings")
-                _check_string(name, item, schema["items"])
+        if name in body:
+            _check_field(name, body[name], types, py_types, schema)
     return body
 
 
