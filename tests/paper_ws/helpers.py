@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import pytest
 import requests
+import websocket
 
 from devtools.waiting import wait_for as _wait_for
 from tests.fixtures.paper import PaperBroker, fresh_totp, kite_web_login
@@ -22,6 +24,37 @@ _ids = itertools.count(1)
 def wait_for(predicate: Callable[[], T], timeout_s: float = 5.0, what: str = "condition") -> T:
     """:func:`devtools.waiting.wait_for`, polling fast (socket events come within milliseconds)."""
     return _wait_for(predicate, timeout_s, interval_s=0.005, what=what)
+
+
+def wait_closed_by_server(ws: websocket.WebSocket, timeout_s: float = 5.0) -> None:
+    """Wait for the server to close ``ws``: a close frame, or the connection gone."""
+
+    def closed() -> bool:
+        try:
+            op, _ = ws.recv_data(control_frame=True)
+        except (websocket.WebSocketConnectionClosedException, OSError):
+            return True
+        return op == websocket.ABNF.OPCODE_CLOSE
+
+    wait_for(closed, timeout_s, "the server to close the socket")
+
+
+def assert_dropped_without_close_frame(ws: websocket.WebSocket) -> None:
+    """Read ``ws`` until the connection ends; a close frame on the way fails (a drop is abrupt)."""
+    with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
+        while True:
+            op, _ = ws.recv_data(control_frame=True)
+            assert op != websocket.ABNF.OPCODE_CLOSE, "expected an abrupt drop, got a close frame"
+
+
+def assert_silent(ws: websocket.WebSocket, for_s: float = 0.6) -> None:
+    """Drain what was in flight, then nothing (not even a heartbeat) for ``for_s``; the socket's
+    timeout is 5 s again after."""
+    ws.settimeout(for_s)
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        while True:
+            ws.recv()
+    ws.settimeout(5)
 
 
 @dataclass
