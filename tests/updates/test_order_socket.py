@@ -9,6 +9,7 @@ each of our orders in it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -23,6 +24,7 @@ from common import instruments, orderstore
 from common.brokers.base import adapter_for
 from common.models import Order
 from common.settings import Account
+from devtools.waiting import wait_for
 from feed import orderupdates
 from feed.order_socket import OrderSocket, start_order_sockets
 from tests.brokers import E2E_BROKERS, push_paths, ready
@@ -77,11 +79,28 @@ def wait_state(ch: Any, client_order_id: str, state: str, timeout_s: float = 10)
 
 
 def wait_until(event_or_fn: Any, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not (event_or_fn.is_set() if isinstance(event_or_fn, threading.Event) else event_or_fn()):
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition")
-        time.sleep(0.01)
+    wait_for(event_or_fn.is_set if isinstance(event_or_fn, threading.Event) else event_or_fn, timeout_s, 0.01)
+
+
+def proxied(acct: Account) -> tuple[TcpProxy, Account]:
+    """A TCP proxy in front of the account's order socket (the caller closes it), and the
+    account pointed at it."""
+    paper = urlparse(acct.order_ws_url)
+    proxy = TcpProxy(paper.hostname or "127.0.0.1", paper.port or 80)
+    return proxy, dataclasses.replace(acct, order_ws_url=f"ws://127.0.0.1:{proxy.port}{paper.path}")
+
+
+@contextlib.contextmanager
+def running_socket(acct: Account, **options: float) -> Iterator[OrderSocket]:
+    """An order socket for ``acct``, started; stopped and joined on the way out."""
+    stop = threading.Event()
+    sock = OrderSocket(acct, stop, **options)
+    sock.start()
+    try:
+        yield sock
+    finally:
+        stop.set()
+        sock.join(5)
 
 
 @by_broker
@@ -89,9 +108,7 @@ def test_live_update_and_update_missed_while_down(
     socket_account: Account, r: redis_lib.Redis, store: Any, reconciler: list[str], channel: Any
 ) -> None:
     acct = socket_account
-    paper = urlparse(acct.order_ws_url)
-    proxy = TcpProxy(paper.hostname or "127.0.0.1", paper.port or 80)
-    via_proxy = dataclasses.replace(acct, order_ws_url=f"ws://127.0.0.1:{proxy.port}{paper.path}")
+    proxy, via_proxy = proxied(acct)
     stop = threading.Event()
     threads = start_order_sockets(
         [via_proxy], stop, backoff_base_s=0.05, backoff_max_s=0.2, ping_interval_s=1.0
@@ -136,26 +153,19 @@ def test_a_silent_socket_is_replaced(
     socket_account: Account, r: redis_lib.Redis, store: Any, reconciler: list[str]
 ) -> None:
     # Given a socket whose pings keep it alive
-    acct = socket_account
-    paper = urlparse(acct.order_ws_url)
-    proxy = TcpProxy(paper.hostname or "127.0.0.1", paper.port or 80)
-    via_proxy = dataclasses.replace(acct, order_ws_url=f"ws://127.0.0.1:{proxy.port}{paper.path}")
-    stop = threading.Event()
-    sock = OrderSocket(
-        via_proxy, stop, ping_interval_s=0.1, stale_after_s=0.5, backoff_base_s=0.05, backoff_max_s=0.2
-    )
-    sock.start()
+    proxy, via_proxy = proxied(socket_account)
     try:
-        wait_until(sock.connected)
-        # When the connection goes silent without closing
-        proxy.stall()
-        # Then the watchdog drops it and a new socket connects (and asks for a reconcile)
-        wait_until(lambda: sock.connects >= 2)
-        wait_until(lambda: len(reconciler) >= 2)
+        with running_socket(
+            via_proxy, ping_interval_s=0.1, stale_after_s=0.5, backoff_base_s=0.05, backoff_max_s=0.2
+        ) as sock:
+            wait_until(sock.connected)
+            # When the connection goes silent without closing
+            proxy.stall()
+            # Then the watchdog drops it and a new socket connects (and asks for a reconcile)
+            wait_until(lambda: sock.connects >= 2)
+            wait_until(lambda: len(reconciler) >= 2)
     finally:
-        stop.set()
         proxy.close()
-        sock.join(5)
 
 
 @by_broker
@@ -163,19 +173,13 @@ def test_a_new_token_reconnects_the_socket(
     socket_account: Account, r: redis_lib.Redis, store: Any, reconciler: list[str]
 ) -> None:
     acct = socket_account
-    stop = threading.Event()
-    sock = OrderSocket(acct, stop, ping_interval_s=0.5)
-    sock.start()
-    try:
+    with running_socket(acct, ping_interval_s=0.5) as sock:
         wait_until(sock.connected)
         # When the account logs in again (a new jwt and version in the token store)
         logged_in([acct])
         # Then the socket reconnects with it
         wait_until(lambda: sock.connects >= 2)
         wait_until(sock.connected)
-    finally:
-        stop.set()
-        sock.join(5)
 
 
 @by_broker
@@ -183,19 +187,13 @@ def test_heartbeat_and_text_ping(
     socket_account: Account, r: redis_lib.Redis, store: Any, reconciler: list[str]
 ) -> None:
     acct = socket_account
-    stop = threading.Event()
-    sock = OrderSocket(acct, stop, ping_interval_s=0.2)
-    sock.start()
-    try:
+    from common import keys
+
+    with running_socket(acct, ping_interval_s=0.2) as sock:
         wait_until(sock.connected)
         # The paper broker answers each text "ping" with "pong", which keeps the watchdog fed.
-        from common import keys
-
         wait_until(lambda: r.hget(keys.order_socket_heartbeat(acct.name), "connected") == "1")
         assert 0 < r.ttl(keys.order_socket_heartbeat(acct.name)) <= 30
-    finally:
-        stop.set()
-        sock.join(5)
     assert r.hget(keys.order_socket_heartbeat(acct.name), "connected") == "0"
 
 
