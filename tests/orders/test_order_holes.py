@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -21,7 +18,7 @@ from common.redis import get_redis, server_time_ms
 from common.settings import Account, Cap, Secret
 from devtools.waiting import wait_for
 from tests.fixtures.accounts import logged_in, paper_user_of
-from tests.orders.helpers import order_requests
+from tests.orders.helpers import KiteRecorder, make_order, order_requests, slow_connections
 
 S = OrderState
 
@@ -31,12 +28,6 @@ def _acct(**kw: Any) -> Account:
                    totp_secret=Secret(""), api_secret=Secret(""), rest_url="http://127.0.0.1:9", login_url="",
                    ws_url="", order_ws_url="", caps={}, extra={"read_timeout_s": 2})
     return dataclasses.replace(base, **kw)
-
-
-def _order(**kw: Any) -> Order:
-    base: dict[str, Any] = dict(account="acct1", exchange="NSE", symbol="INFY", side="BUY", quantity=1)
-    base.update(kw)
-    return Order(**base)
 
 
 # --- 1. a cancel that arrives while the place is in flight ------------------------------------------
@@ -68,7 +59,7 @@ def test_a_cancel_during_a_place_that_then_fails_unsent_keeps_the_order_off_the_
 def test_a_cancel_request_is_honoured_by_every_later_send(r) -> None:
     """The durable mark: once a cancel is requested on an order that may be in flight, a resend
     after 'certainly not sent', a reconcile's resend and a redelivery's claim all refuse to send."""
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     assert orderstore.claim(r, o.client_order_id, "a1").verdict == "claimed"
     assert orderstore.mark_sent(r, o.client_order_id, "a1")[0] == "ok"
@@ -107,7 +98,7 @@ def test_a_cancel_requested_in_flight_is_sent_by_the_worker_that_learns_the_brok
 
     monkeypatch.setattr(bc, "adapter_for", lambda _a: Broker())
     monkeypatch.setattr(bc, "instrument", lambda _a, _o: None)
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     c = orderstore.claim(r, o.client_order_id, "a1")
     assert placing.send(r, _acct(), o, "a1", c.deadline_ms) == "CANCELLED"
@@ -122,7 +113,7 @@ def test_a_fill_after_our_own_verdict_is_stored_published_and_alarmed(verdict: s
     """We settled the order FAILED / EXPIRED / cancelled-before-send (the book lagged, a sender
     stalled), but the broker has it and it fills: the fill is stored and published, the overturn
     counted (status shows it). Before: dropped, while the position existed at the broker."""
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     orderstore.claim(r, o.client_order_id, "a1")
     orderstore.transition(r, o.client_order_id, S(verdict), allowed_from={S.SENDING}, message="our verdict")
@@ -141,7 +132,7 @@ def test_a_fill_after_our_own_verdict_is_stored_published_and_alarmed(verdict: s
 
 
 def test_an_open_sighting_after_failed_puts_the_order_back_under_watch(r) -> None:
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     orderstore.claim(r, o.client_order_id, "a1")
     orderstore.transition(r, o.client_order_id, S.FAILED, allowed_from={S.SENDING})
@@ -158,96 +149,58 @@ def test_an_open_sighting_after_failed_puts_the_order_back_under_watch(r) -> Non
 # --- 4 and 11. a request leaves within its slot, with everything read before ------------------------
 
 
-class _Recorder(BaseHTTPRequestHandler):
-    arrived: list[int] = []
-    r: Any = None
-
-    def do_POST(self) -> None:
-        type(self).arrived.append(server_time_ms(type(self).r))
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = json.dumps({"status": "success", "data": {"order_id": "B1"}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_a: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def recorder(r):
-    _Recorder.arrived = []
-    _Recorder.r = r
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
 def _store_token(r: Any) -> None:
     from common import tokens
 
     tokens.store_token("acct1", access_token="tok", expires_at_ms=server_time_ms(r) + 3_600_000, r=r)
 
 
-def _slow_connections(monkeypatch, delay_s: float) -> None:
-    import urllib3.connection
+def _kite_over_slow_connections(r: Any, recorder: KiteRecorder, monkeypatch: pytest.MonkeyPatch) -> Account:
+    """A Kite account at ``recorder`` capped at 10 orders a second, its token stored, every new
+    connection 150 ms slow, and the placing path calling its real adapter."""
+    from common.brokers.kite.rest import Adapter
+    from workers import brokercall as bc
 
-    real = urllib3.connection.HTTPConnection._new_conn
+    _store_token(r)
+    acct = _acct(rest_url=recorder.url, caps={"orders": (Cap(10, 1),)})
+    adapter = Adapter(acct, lambda: "tok")
+    slow_connections(monkeypatch, 0.15)
+    monkeypatch.setattr(bc, "adapter_for", lambda _a: adapter)
+    monkeypatch.setattr(bc, "instrument", lambda _a, _o: None)
+    return acct
 
-    def slow(self: Any) -> Any:
-        time.sleep(delay_s)  # a lost SYN, a slow TLS handshake
-        return real(self)
 
-    monkeypatch.setattr(urllib3.connection.HTTPConnection, "_new_conn", slow)
-
-
-def test_a_request_whose_connection_misses_its_slot_is_not_sent(r, recorder, monkeypatch) -> None:
+def test_a_request_whose_connection_misses_its_slot_is_not_sent(r, kite_recorder, monkeypatch) -> None:
     """Every new connection takes 150 ms, far past a slot's margin, and none can be made ahead
     (warming disabled): the request never leaves late in a later window; at its deadline the
     order ends EXPIRED, not sent. Before: it left 150 ms after its slot (11 in a second at 10/s)."""
-    from common.brokers.kite.rest import Adapter
     from workers import brokercall as bc
     from workers import placing
 
-    _store_token(r)
-    acct = _acct(rest_url=f"http://127.0.0.1:{recorder.server_address[1]}", caps={"orders": (Cap(10, 1),)})
-    adapter = Adapter(acct, lambda: "tok")
-    _slow_connections(monkeypatch, 0.15)
-    monkeypatch.setattr(bc, "adapter_for", lambda _a: adapter)
-    monkeypatch.setattr(bc, "instrument", lambda _a, _o: None)
+    acct = _kite_over_slow_connections(r, kite_recorder, monkeypatch)
     monkeypatch.setattr(bc, "warm", lambda _a: None)
     monkeypatch.setattr(bc, "UNAVAILABLE_BACKOFF_S", (0.01,))
-    o = _order(deadline_s=1.0)
+    o = make_order(deadline_s=1.0)
     orderstore.create(r, o)
     c = orderstore.claim(r, o.client_order_id, "a1")
     assert placing.send(r, acct, o, "a1", c.deadline_ms) == "EXPIRED"
-    assert _Recorder.arrived == []
+    assert kite_recorder.arrived == []
 
 
-def test_a_connection_made_ahead_lets_the_request_leave_on_its_slot(r, recorder, monkeypatch) -> None:
+def test_a_connection_made_ahead_lets_the_request_leave_on_its_slot(r, kite_recorder, monkeypatch) -> None:
     """The same slow connections, with the connection opened before the slot (as the worker
     does): the request reaches the broker right after its recorded send, within the margin."""
-    from common.brokers.kite.rest import Adapter
     from workers import brokercall as bc
     from workers import placing
 
-    _store_token(r)
-    acct = _acct(rest_url=f"http://127.0.0.1:{recorder.server_address[1]}", caps={"orders": (Cap(10, 1),)})
-    adapter = Adapter(acct, lambda: "tok")
-    _slow_connections(monkeypatch, 0.15)
-    monkeypatch.setattr(bc, "adapter_for", lambda _a: adapter)
-    monkeypatch.setattr(bc, "instrument", lambda _a, _o: None)
-    o = _order(deadline_s=5.0)
+    acct = _kite_over_slow_connections(r, kite_recorder, monkeypatch)
+    o = make_order(deadline_s=5.0)
     orderstore.create(r, o)
     c = orderstore.claim(r, o.client_order_id, "a1")
     assert placing.send(r, acct, o, "a1", c.deadline_ms) == "OPEN"
     sent_at = orderstore.read(r, o.client_order_id).sent_at_ms  # type: ignore[union-attr]
-    assert len(_Recorder.arrived) == 1 and _Recorder.arrived[0] - sent_at <= bc.LEAVE_WITHIN_MS + 20, (
-        _Recorder.arrived[0] - sent_at)
+    arrived = kite_recorder.arrived
+    assert len(arrived) == 1 and arrived[0] - sent_at <= bc.LEAVE_WITHIN_MS + 20, arrived[0] - sent_at
 
 
 def test_a_redis_error_reading_the_token_is_not_an_ambiguous_send(r, monkeypatch) -> None:
@@ -280,7 +233,7 @@ def test_a_redis_error_reading_the_token_is_not_an_ambiguous_send(r, monkeypatch
     monkeypatch.setattr(bc, "adapter_for", lambda _a: Broker())
     monkeypatch.setattr(bc, "instrument", lambda _a, _o: None)
     monkeypatch.setattr(orders, "REDIS_RETRY_S", (0.01,))
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     assert orders._riding_out_redis("place", lambda: placing.run_place(o.to_dict()), 5) == "OPEN"
     got = orderstore.get(r, o.client_order_id)
@@ -311,7 +264,7 @@ def test_a_claim_held_by_a_dead_worker_is_sent_again_before_the_deadline(r) -> N
     from workers import liveness
     from workers.sweeper import redrive_lost
 
-    dead, alive = _order(), _order()
+    dead, alive = make_order(), make_order()
     for o, who in ((dead, "worker:w1@gone"), (alive, "worker:w2@here")):
         orderstore.create(r, o)
         orderstore.mark_enqueued(r, o.client_order_id)
@@ -369,7 +322,7 @@ def test_a_whole_worker_killed_with_claimed_orders_still_places_them_in_time(mak
 def test_a_cancel_asked_after_our_verdict_survives_its_overturn(r) -> None:
     """The strategy cancels an order we had settled FAILED (nothing to do, it says); then the
     broker reports it OPEN: the cancel still stands, and the sweeper is due to act on it soon."""
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     orderstore.claim(r, o.client_order_id, "a1")
     orderstore.transition(r, o.client_order_id, S.FAILED, allowed_from={S.SENDING})
@@ -385,7 +338,7 @@ def test_a_cancel_asked_after_our_verdict_survives_its_overturn(r) -> None:
 def test_the_brokers_cancelled_with_a_fill_overturns_our_cancel_before_send(r) -> None:
     """We said 'cancelled before it was sent'; the broker says CANCELLED too, but with its order
     id and a partial fill: that fill is real money and must be stored and published."""
-    o = _order(quantity=5)
+    o = make_order(quantity=5)
     orderstore.create(r, o)
     assert orderstore.request_cancel(r, o.client_order_id) == ("cancelled", "CANCELLED")
     assert orderstore.apply_update(r, OrderUpdate(account="acct1", client_order_id=o.client_order_id,

@@ -16,21 +16,11 @@ from common import keys, orderstore
 from common import settings as bg_settings
 from common.errors import ConfigError
 from common.models import Order, OrderState, OrderUpdate
+from tests.orders.helpers import make_order, make_update
 
 S = OrderState
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
-
-
-def _order(**kw: object) -> Order:
-    base: dict[str, object] = dict(account="acct1", exchange="NSE", symbol="INFY", side="BUY", quantity=1)
-    base.update(kw)
-    return Order(**base)  # type: ignore[arg-type]
-
-
-def _update(o: Order, state: S, **kw: object) -> OrderUpdate:
-    return OrderUpdate(account=o.account, client_order_id=o.client_order_id, broker_order_id="B1",
-                       state=state, source="test", **kw)  # type: ignore[arg-type]
 
 
 def _ttl_ms(r: Any, o: Order) -> int:
@@ -60,11 +50,11 @@ def test_the_retention_is_a_setting_of_seven_days_by_default() -> None:
 
 def test_every_script_that_settles_an_order_sets_its_expiry_and_a_live_order_has_none(r) -> None:
     # Given orders settled by each script that can settle one
-    live, done, failed, expired, cancelled, unsent_cancel = (_order() for _ in range(6))
+    live, done, failed, expired, cancelled, unsent_cancel = (make_order() for _ in range(6))
     for o in (live, done, failed, expired, cancelled, unsent_cancel):
         orderstore.create(r, o)
-    assert orderstore.apply_update(r, _update(live, S.OPEN, pending_quantity=1))  # order_apply
-    assert orderstore.apply_update(r, _update(done, S.COMPLETE, filled_quantity=1))  # order_apply
+    assert orderstore.apply_update(r, make_update(live, S.OPEN, pending_quantity=1))  # order_apply
+    assert orderstore.apply_update(r, make_update(done, S.COMPLETE, filled_quantity=1))  # order_apply
     orderstore.claim(r, failed.client_order_id, "a1")
     assert orderstore.transition(r, failed.client_order_id, S.FAILED, message="boom")  # order_transition
     r.hset(keys.order(expired.client_order_id), "deadline_ms", 1)
@@ -87,26 +77,26 @@ def test_every_script_that_settles_an_order_sets_its_expiry_and_a_live_order_has
 def test_the_retention_comes_from_the_environment(r, monkeypatch: pytest.MonkeyPatch, fresh_scripts: None) -> None:
     monkeypatch.setenv("BROKERGATE_ORDER_RETENTION_DAYS", "2")
     bg_settings.settings.cache_clear()
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
-    assert orderstore.apply_update(r, _update(o, S.REJECTED, message="no margin"))
+    assert orderstore.apply_update(r, make_update(o, S.REJECTED, message="no margin"))
     assert 2 * DAY_MS - 60_000 < _ttl_ms(r, o) <= 2 * DAY_MS
 
 
 def test_an_overturned_verdict_loses_its_expiry_while_live_and_gets_it_back_when_settled(r) -> None:
     # Given an order we settled EXPIRED (it expires with the retention)
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     r.hset(keys.order(o.client_order_id), "deadline_ms", 1)
     assert orderstore.claim(r, o.client_order_id, "a1").verdict == "expired"
     assert _ttl_ms(r, o) > 0
     # When the broker reports it resting after all
-    assert orderstore.apply_update(r, _update(o, S.OPEN, pending_quantity=1))
+    assert orderstore.apply_update(r, make_update(o, S.OPEN, pending_quantity=1))
     # Then it is live: it must not vanish while money is at risk
     assert orderstore.get(r, o.client_order_id)["state"] == "OPEN"  # type: ignore[index]
     assert _ttl_ms(r, o) == -1
     # And once it fills, it expires again after the retention
-    assert orderstore.apply_update(r, _update(o, S.COMPLETE, filled_quantity=1, average_price=Decimal("1.5")))
+    assert orderstore.apply_update(r, make_update(o, S.COMPLETE, filled_quantity=1, average_price=Decimal("1.5")))
     assert WEEK_MS - 60_000 < _ttl_ms(r, o) <= WEEK_MS
 
 
@@ -116,8 +106,8 @@ def test_an_overturned_verdict_loses_its_expiry_while_live_and_gets_it_back_when
 def test_an_accounts_orders_are_listed_newest_first_until_they_expire(r) -> None:
     from common.client import orders
 
-    mine = [_order() for _ in range(3)]
-    other = _order(account="acct2")
+    mine = [make_order() for _ in range(3)]
+    other = make_order(account="acct2")
     for o in (*mine, other):
         orderstore.create(r, o)
     created = [orderstore.get(r, o.client_order_id)["created_ms"] for o in mine]  # type: ignore[index]
@@ -138,12 +128,12 @@ def test_an_accounts_orders_are_listed_newest_first_until_they_expire(r) -> None
 
 def test_the_accounts_index_is_trimmed_by_the_retention(r) -> None:
     # Given an index entry of an order created longer ago than the retention
-    old = _order()
+    old = make_order()
     orderstore.create(r, old)
     created = orderstore.get(r, old.client_order_id)["created_ms"]  # type: ignore[index]
     r.zadd(keys.account_orders("acct1"), {old.client_order_id: created - WEEK_MS - 1000})
     # When the account places another order
-    new = _order()
+    new = make_order()
     orderstore.create(r, new)
     # Then the old entry is gone, the new one is there
     assert r.zrange(keys.account_orders("acct1"), 0, -1) == [new.client_order_id]
@@ -159,14 +149,14 @@ def test_the_accounts_index_does_not_collide_with_the_sweepers(r) -> None:
 
 def test_history_keeps_the_first_entry_and_the_latest_ones_and_stays_small(r) -> None:
     # Given an order with many partial fills
-    o = _order(quantity=1000)
+    o = make_order(quantity=1000)
     orderstore.create(r, o)
     orderstore.claim(r, o.client_order_id, "a1")
     for filled in range(1, 61):
-        assert orderstore.apply_update(r, _update(o, S.OPEN, filled_quantity=filled, pending_quantity=1000 - filled))
+        assert orderstore.apply_update(r, make_update(o, S.OPEN, filled_quantity=filled, pending_quantity=1000 - filled))
     size_at_60 = r.memory_usage(keys.order(o.client_order_id))
     for filled in range(61, 301):
-        assert orderstore.apply_update(r, _update(o, S.OPEN, filled_quantity=filled, pending_quantity=1000 - filled))
+        assert orderstore.apply_update(r, make_update(o, S.OPEN, filled_quantity=filled, pending_quantity=1000 - filled))
     # Then the history holds the first entry (NEW) and the latest ones, at most HISTORY_MAX
     h = orderstore.get(r, o.client_order_id)["history"]  # type: ignore[index]
     assert len(h) == orderstore.HISTORY_MAX
@@ -182,7 +172,7 @@ def test_history_keeps_the_first_entry_and_the_latest_ones_and_stays_small(r) ->
 
 def test_history_written_before_the_cap_is_still_read(r) -> None:
     # An order stored by the previous version kept its history as one JSON list.
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     key = keys.order(o.client_order_id)
     for f in [f for f in r.hkeys(key) if f.startswith("history")]:
@@ -207,7 +197,7 @@ def test_open_orders_missing_from_the_book_at_the_next_days_login_are_settled(ma
     r = get_redis()
     # Given orders of kite1 left OPEN yesterday (their last update missed), one of which the
     # broker still has today, one of today's, and one of another account's
-    gone, kept, today, others = (_order(account=a) for a in ("kite1", "kite1", "kite1", "kite2"))
+    gone, kept, today, others = (make_order(account=a) for a in ("kite1", "kite1", "kite1", "kite2"))
     for o in (gone, kept, today, others):
         orderstore.create(r, o)
         orderstore.claim(r, o.client_order_id, "a1")

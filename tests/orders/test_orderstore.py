@@ -10,23 +10,13 @@ import pytest
 from common import keys, orderstore
 from common.errors import InvalidOrder
 from common.models import Order, OrderState, OrderUpdate
+from tests.orders.helpers import make_order, make_update
 
 S = OrderState
 
 
-def _order(**kw: object) -> Order:
-    base: dict[str, object] = dict(account="acct1", exchange="NSE", symbol="INFY", side="BUY", quantity=1)
-    base.update(kw)
-    return Order(**base)  # type: ignore[arg-type]
-
-
-def _update(o: Order, state: S, **kw: object) -> OrderUpdate:
-    return OrderUpdate(account=o.account, client_order_id=o.client_order_id, broker_order_id="B1",
-                       state=state, source="test", **kw)  # type: ignore[arg-type]
-
-
 def test_create_is_new_with_deadline_and_indexed(r) -> None:
-    o = _order(deadline_s=5)
+    o = make_order(deadline_s=5)
     deadline = orderstore.create(r, o)
     got = orderstore.get(r, o.client_order_id)
     assert got is not None and got["state"] == "NEW"
@@ -39,7 +29,7 @@ def test_create_is_new_with_deadline_and_indexed(r) -> None:
 
 
 def test_claim_is_exclusive_and_fences_an_overtaken_attempt(r) -> None:
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     assert orderstore.claim(r, o.client_order_id, "a1").verdict == "claimed"
     # a redelivery before anything was sent takes over; the first attempt can no longer send
@@ -53,7 +43,7 @@ def test_claim_is_exclusive_and_fences_an_overtaken_attempt(r) -> None:
 
 
 def test_claim_past_deadline_expires_without_sending(r) -> None:
-    o = _order(deadline_s=0.001)
+    o = make_order(deadline_s=0.001)
     orderstore.create(r, o)
     r.hset(keys.order(o.client_order_id), "deadline_ms", 1)  # long past
     c = orderstore.claim(r, o.client_order_id, "a1")
@@ -65,7 +55,7 @@ def test_claim_past_deadline_expires_without_sending(r) -> None:
 
 
 def test_mark_sent_refuses_after_deadline(r) -> None:
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     orderstore.claim(r, o.client_order_id, "a1")
     r.hset(keys.order(o.client_order_id), "deadline_ms", 1)
@@ -74,7 +64,7 @@ def test_mark_sent_refuses_after_deadline(r) -> None:
 
 
 def test_mark_sent_refuses_a_stale_slot(r) -> None:
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     orderstore.claim(r, o.client_order_id, "a1")
     sec, usec = r.time()
@@ -85,7 +75,7 @@ def test_mark_sent_refuses_a_stale_slot(r) -> None:
 
 
 def test_transition_follows_the_table_and_cas(r) -> None:
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     assert not orderstore.transition(r, o.client_order_id, S.UNKNOWN)  # NEW -> UNKNOWN is not in the table
     orderstore.claim(r, o.client_order_id, "a1")
@@ -98,18 +88,18 @@ def test_transition_follows_the_table_and_cas(r) -> None:
 
 
 def test_apply_update_moves_forward_only_publishes_changes_and_wakes(r) -> None:
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     orderstore.claim(r, o.client_order_id, "a1")
     ps = r.pubsub()
     ps.subscribe(keys.orders_channel("acct1"))
     ps.get_message(timeout=1)
-    assert orderstore.apply_update(r, _update(o, S.OPEN, pending_quantity=1))
-    assert not orderstore.apply_update(r, _update(o, S.OPEN, pending_quantity=1))  # replay
-    done = _update(o, S.COMPLETE, filled_quantity=1, average_price=Decimal("1501.35"))
+    assert orderstore.apply_update(r, make_update(o, S.OPEN, pending_quantity=1))
+    assert not orderstore.apply_update(r, make_update(o, S.OPEN, pending_quantity=1))  # replay
+    done = make_update(o, S.COMPLETE, filled_quantity=1, average_price=Decimal("1501.35"))
     assert orderstore.apply_update(r, done)
     assert not orderstore.apply_update(r, done)  # replay
-    assert not orderstore.apply_update(r, _update(o, S.OPEN))  # late OPEN never undoes COMPLETE
+    assert not orderstore.apply_update(r, make_update(o, S.OPEN))  # late OPEN never undoes COMPLETE
     got = orderstore.get(r, o.client_order_id)
     assert got and got["state"] == "COMPLETE" and got["average_price"] == "1501.35"
     assert got["broker_order_id"] == "B1" and got["filled_quantity"] == 1
@@ -123,13 +113,13 @@ def test_apply_update_moves_forward_only_publishes_changes_and_wakes(r) -> None:
 
 
 def test_open_to_open_only_when_the_fill_grows_or_fields_change(r) -> None:
-    o = _order(quantity=10)
+    o = make_order(quantity=10)
     orderstore.create(r, o)
-    assert orderstore.apply_update(r, _update(o, S.OPEN, filled_quantity=5, pending_quantity=5))
+    assert orderstore.apply_update(r, make_update(o, S.OPEN, filled_quantity=5, pending_quantity=5))
     (_, due), = orderstore.active_ids(r)
     assert due > orderstore.get(r, o.client_order_id)["created_ms"] + 3_000_000  # type: ignore[index]
-    assert not orderstore.apply_update(r, _update(o, S.OPEN, filled_quantity=2, pending_quantity=8))
-    assert orderstore.apply_update(r, _update(o, S.OPEN, filled_quantity=7, pending_quantity=3))
+    assert not orderstore.apply_update(r, make_update(o, S.OPEN, filled_quantity=2, pending_quantity=8))
+    assert orderstore.apply_update(r, make_update(o, S.OPEN, filled_quantity=7, pending_quantity=3))
     assert orderstore.get(r, o.client_order_id)["filled_quantity"] == 7  # type: ignore[index]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from common.errors import Ambiguous, TokenExpired
 from common.models import Order, OrderState
 from common.redis import server_time_ms
 from common.settings import Account, Cap, Secret
+from tests.orders.helpers import make_order, slow_connections
 
 S = OrderState
 
@@ -21,12 +23,6 @@ def _acct(caps: dict[str, tuple[Cap, ...]] | None = None) -> Account:
     return Account(name="acct1", broker="kite", user_id="U1", api_key="k", password=Secret(""),
                    totp_secret=Secret(""), api_secret=Secret(""), rest_url="http://127.0.0.1:9", login_url="",
                    ws_url="", order_ws_url="", caps=caps or {}, extra={"read_timeout_s": 0})
-
-
-def _order(**kw: Any) -> Order:
-    base: dict[str, Any] = dict(account="acct1", exchange="NSE", symbol="INFY", side="BUY", quantity=1)
-    base.update(kw)
-    return Order(**base)
 
 
 def _sent(r: Any, o: Order) -> int:
@@ -45,7 +41,7 @@ def test_reconcile_one_never_resends_on_a_book_read_issued_before_the_send_windo
 
     monkeypatch.setattr(bc, "BOOK_LAG_S", 0.3)
     monkeypatch.setattr(bc, "CONNECT_TIMEOUT_S", 0.0)
-    o = _order()
+    o = make_order()
     sent_at = _sent(r, o)
     orderstore.transition(r, o.client_order_id, S.UNKNOWN, allowed_from={S.SENDING}, cas=("attempt", "a1"))
     settle_ms = sent_at + 300
@@ -86,7 +82,7 @@ def test_reconcile_never_fails_an_order_on_a_book_read_issued_before_its_send_wi
 
     monkeypatch.setattr(bc, "account", lambda _name: acct)
     monkeypatch.setattr(bc, "adapter_for", lambda _a: SlowBook())
-    o = _order()
+    o = make_order()
     _sent(r, o)
     now = server_time_ms(r)
     # sent 100 ms ago (the window of 300 ms closes in 200 ms), the deadline long past
@@ -112,7 +108,7 @@ def test_place_order_does_not_raise_not_enqueued_when_a_worker_already_has_the_o
     tells the strategy it was not placed (and it places it again: a duplicate position)."""
     from common import client
 
-    o = _order()
+    o = make_order()
 
     class FlakyProducer:
         def send_task(self, *_a: Any, **_k: Any) -> None:
@@ -145,7 +141,7 @@ def test_a_cancel_slot_is_confirmed_when_its_answer_is_back(r, monkeypatch) -> N
 
     monkeypatch.setattr(bc, "account", lambda _name: acct)
     monkeypatch.setattr(bc, "adapter_for", lambda _a: SlowCancel())
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     orderstore.apply_update(r, __import__("common.models", fromlist=["OrderUpdate"]).OrderUpdate(
         account="acct1", client_order_id=o.client_order_id, broker_order_id="B1", state=S.OPEN, source="test"))
@@ -185,68 +181,33 @@ def test_relogin_after_token_expired_names_the_version_that_was_refused(r, monke
     monkeypatch.setattr(bc, "adapter_for", lambda _a: Adapter())
     monkeypatch.setattr(bc, "instrument", lambda _a, _o: None)
     monkeypatch.setattr(bc, "_relogin", lambda _a, stale, _rem: stale_seen.append(stale))
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     c = orderstore.claim(r, o.client_order_id, "a1")
     assert placing.send(r, acct, o, "a1", c.deadline_ms) == "OPEN"
     assert stale_seen == [v1]
 
 
-def test_an_order_whose_connection_is_made_after_its_deadline_is_not_sent(r, monkeypatch) -> None:
+def test_an_order_whose_connection_is_made_after_its_deadline_is_not_sent(r, kite_recorder, monkeypatch) -> None:
     """mark_sent checks the deadline, then the request may still need a new TCP connection (DNS,
     a lost SYN: seconds). The request must not leave once the deadline has passed meanwhile."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    import urllib3.connection
-
     from common.brokers.kite.rest import Adapter
     from workers import brokercall as bc
     from workers import placing
 
-    arrived: list[int] = []
-
-    class Kite(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            arrived.append(server_time_ms(r))
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = json.dumps({"status": "success", "data": {"order_id": "B1"}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_a: Any) -> None:
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Kite)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        acct = dataclasses.replace(_acct(), rest_url=f"http://127.0.0.1:{srv.server_address[1]}",
-                                   extra={"read_timeout_s": 5})
-        adapter = Adapter(acct, lambda: "tok")
-        real_new_conn = urllib3.connection.HTTPConnection._new_conn
-
-        def slow_new_conn(self: Any) -> Any:
-            time.sleep(0.6)  # a slow DNS answer or a retransmitted SYN
-            return real_new_conn(self)
-
-        monkeypatch.setattr(urllib3.connection.HTTPConnection, "_new_conn", slow_new_conn)
-        monkeypatch.setattr(bc, "adapter_for", lambda _a: adapter)
-        monkeypatch.setattr(bc, "instrument", lambda _a, _o: None)
-        monkeypatch.setattr(bc, "UNAVAILABLE_BACKOFF_S", (0.01,))
-        o = _order(deadline_s=0.3)
-        orderstore.create(r, o)
-        c = orderstore.claim(r, o.client_order_id, "a1")
-        state = placing.send(r, acct, o, "a1", c.deadline_ms)
-        late = [t - c.deadline_ms for t in arrived if t > c.deadline_ms]
-        assert not late, f"the order reached the broker {late} ms after its deadline"
-        assert state == "EXPIRED"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    acct = dataclasses.replace(_acct(), rest_url=kite_recorder.url, extra={"read_timeout_s": 5})
+    adapter = Adapter(acct, lambda: "tok")
+    slow_connections(monkeypatch, 0.6)  # a slow DNS answer or a retransmitted SYN
+    monkeypatch.setattr(bc, "adapter_for", lambda _a: adapter)
+    monkeypatch.setattr(bc, "instrument", lambda _a, _o: None)
+    monkeypatch.setattr(bc, "UNAVAILABLE_BACKOFF_S", (0.01,))
+    o = make_order(deadline_s=0.3)
+    orderstore.create(r, o)
+    c = orderstore.claim(r, o.client_order_id, "a1")
+    state = placing.send(r, acct, o, "a1", c.deadline_ms)
+    late = [t - c.deadline_ms for t in kite_recorder.arrived if t > c.deadline_ms]
+    assert not late, f"the order reached the broker {late} ms after its deadline"
+    assert state == "EXPIRED"
 
 
 def test_two_concurrent_modifies_of_one_order_both_take_effect(r, monkeypatch) -> None:
@@ -255,29 +216,17 @@ def test_two_concurrent_modifies_of_one_order_both_take_effect(r, monkeypatch) -
     wants the whole order; Kite's form carries every field), so the later one undoes the other."""
     import threading
 
-    from common.models import OrderUpdate
     from workers import actions
-    from workers import brokercall as bc
 
-    acct = _acct()
     sent: list[Order] = []
 
-    class Broker:
-        def modify(self, order: Order, _bid: str, changes: dict[str, Any], _inst: Any) -> str:
-            time.sleep(0.2)
-            sent.append(order.with_(**changes))
-            return "B1"
+    def slow_send(order: Order, changes: dict[str, Any]) -> None:
+        time.sleep(0.2)
+        sent.append(order.with_(**changes))
 
-        def order_by_tag(self, _tag: str) -> None:
-            return None
-
-    monkeypatch.setattr(bc, "account", lambda _name: acct)
-    monkeypatch.setattr(bc, "adapter_for", lambda _a: Broker())
-    monkeypatch.setattr(bc, "instrument", lambda _a, _o: None)
-    o = _order(order_type="LIMIT", price="1.00")
-    orderstore.create(r, o)
-    orderstore.apply_update(r, OrderUpdate(account="acct1", client_order_id=o.client_order_id,
-                                           broker_order_id="B1", state=S.OPEN, source="test"))
+    _modifies_reach(monkeypatch, slow_send)
+    o = make_order(order_type="LIMIT", price="1.00")
+    _open(r, o)
     a = threading.Thread(target=actions.run_modify, args=("acct1", o.client_order_id, {"price": "1.05"}))
     a.start()
     time.sleep(0.05)
@@ -299,7 +248,7 @@ def test_a_book_row_with_our_tag_and_a_status_we_do_not_know_is_not_absent(broke
 
     rest = importlib.import_module(f"common.brokers.{broker}.rest")
     acct = dataclasses.replace(_acct(), broker=broker)
-    o = _order()
+    o = make_order()
     if broker == "kite":
         book = {"status": "success", "data": [{"order_id": "B1", "tag": o.client_order_id, "status": "LAPSED"}]}
     else:
@@ -341,7 +290,7 @@ def test_a_cancel_of_a_claimed_but_unsent_order_stops_it_from_being_sent(r, monk
     from workers import brokercall as bc
 
     monkeypatch.setattr(bc, "account", lambda _name: _acct())
-    o = _order()
+    o = make_order()
     orderstore.create(r, o)
     assert orderstore.claim(r, o.client_order_id, "a1").verdict == "claimed"
     actions.run_cancel("acct1", o.client_order_id, deadline_s=0.2)
@@ -381,18 +330,16 @@ def _open(r: Any, o: Order) -> None:
                                            broker_order_id="B1", state=S.OPEN, source="test"))
 
 
-def test_a_modify_older_than_the_last_applied_one_is_dropped(r, monkeypatch) -> None:
-    """The client stamps each modify with the order's next sequence; a worker that gets seq 1
-    after seq 2 was applied (two workers, or a redelivery) must not undo seq 2 with it."""
-    from workers import actions
+def _modifies_reach(monkeypatch: pytest.MonkeyPatch, record: Callable[[Order, dict[str, Any]], None]) -> None:
+    """The worker's modifies of acct1 go to a stand-in broker that calls ``record(order, changes)``
+    and answers broker id B1 (and finds nothing by tag)."""
     from workers import brokercall as bc
 
     acct = _acct()
-    sent: list[dict[str, Any]] = []
 
     class Broker:
-        def modify(self, _order: Order, _bid: str, changes: dict[str, Any], _inst: Any) -> str:
-            sent.append(changes)
+        def modify(self, order: Order, _bid: str, changes: dict[str, Any], _inst: Any) -> str:
+            record(order, changes)
             return "B1"
 
         def order_by_tag(self, _tag: str) -> None:
@@ -401,7 +348,16 @@ def test_a_modify_older_than_the_last_applied_one_is_dropped(r, monkeypatch) -> 
     monkeypatch.setattr(bc, "account", lambda _name: acct)
     monkeypatch.setattr(bc, "adapter_for", lambda _a: Broker())
     monkeypatch.setattr(bc, "instrument", lambda _a, _o: None)
-    o = _order(order_type="LIMIT", price="1.00")
+
+
+def test_a_modify_older_than_the_last_applied_one_is_dropped(r, monkeypatch) -> None:
+    """The client stamps each modify with the order's next sequence; a worker that gets seq 1
+    after seq 2 was applied (two workers, or a redelivery) must not undo seq 2 with it."""
+    from workers import actions
+
+    sent: list[dict[str, Any]] = []
+    _modifies_reach(monkeypatch, lambda _order, changes: sent.append(changes))
+    o = make_order(order_type="LIMIT", price="1.00")
     _open(r, o)
     s1, s2 = orderstore.next_modify_seq(r, o.client_order_id), orderstore.next_modify_seq(r, o.client_order_id)
     assert (s1, s2) == (1, 2)
@@ -416,7 +372,7 @@ def test_a_modify_older_than_the_last_applied_one_is_dropped(r, monkeypatch) -> 
 
 def test_a_modify_whose_lock_expired_records_nothing(r) -> None:
     """The lock is fenced: a holder that outlived it (and was taken over) cannot write its request."""
-    o = _order(order_type="LIMIT", price="1.00")
+    o = make_order(order_type="LIMIT", price="1.00")
     _open(r, o)
     coid = o.client_order_id
     assert orderstore.modify_lock(r, coid, "a", 1, 50)[0] == "locked"
@@ -434,7 +390,7 @@ def test_a_modify_whose_lock_expired_records_nothing(r) -> None:
 def test_the_client_stamps_each_modify_with_the_next_sequence(r, monkeypatch) -> None:
     from common import client
 
-    o = _order(order_type="LIMIT", price="1.00")
+    o = make_order(order_type="LIMIT", price="1.00")
     _open(r, o)
     sent: list[list[Any]] = []
 
@@ -509,7 +465,7 @@ def test_a_redis_outage_mid_place_is_ridden_out_and_the_order_sent_once(where: s
     monkeypatch.setattr(bc, "CONNECT_TIMEOUT_S", 0.0)
     monkeypatch.setattr(orders, "REDIS_RETRY_S", (0.01,))
     monkeypatch.setattr(orders.orderstore, where, _flaky(getattr(orderstore, where), fail_at, before))
-    o = _order(deadline_s=5)
+    o = make_order(deadline_s=5)
     orderstore.create(r, o)
     state = orders._riding_out_redis("place", lambda: placing.run_place(o.to_dict()), 5)
     assert state == "OPEN"

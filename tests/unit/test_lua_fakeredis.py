@@ -17,9 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common import keys, orderstore, ratelimit
-from common.models import Order, OrderState, OrderUpdate
+from common.models import OrderState, OrderUpdate
 from common.orderstate import BROKER_STATES, OUR_VERDICTS, RANK, TRANSITIONS
 from common.settings import Cap
+from tests.orders.helpers import make_order
 
 S = OrderState
 US = 1_000_000
@@ -112,16 +113,11 @@ def test_a_rate_limit_answer_backs_the_class_off_and_is_counted(fr) -> None:
 # --- the order store ---------------------------------------------------------------------------
 
 
-def _order(**kw: object) -> Order:
-    base: dict[str, object] = dict(account="acct1", exchange="NSE", symbol="INFY", side="BUY", quantity=1)
-    return Order(**{**base, **kw})  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize(("current", "to"), list(itertools.product(S, S)))
 def test_transition_script_follows_the_table_exactly(fr, current: OrderState, to: OrderState) -> None:
     """Every (state, state) pair: the script moves exactly when the one table allows it, and an
     order that reaches a terminal state leaves the sweeper's index and wakes its handles."""
-    o = _order()
+    o = make_order()
     orderstore.create(fr, o)
     fr.hset(keys.order(o.client_order_id), "state", current.value)
     moved = orderstore.transition(fr, o.client_order_id, to, source="test")
@@ -138,7 +134,7 @@ def test_transition_script_follows_the_table_exactly(fr, current: OrderState, to
 @pytest.mark.parametrize(("current", "pushed"), list(itertools.product(S, S)))
 def test_a_pushed_update_applies_only_when_it_moves_the_order_forward(fr, current: OrderState,
                                                                        pushed: OrderState) -> None:
-    o = _order()
+    o = make_order()
     orderstore.create(fr, o)
     fr.hset(keys.order(o.client_order_id), "state", current.value)
     upd = OrderUpdate(account=o.account, client_order_id=o.client_order_id, broker_order_id="B1", state=pushed,
@@ -160,7 +156,7 @@ def test_a_pushed_update_applies_only_when_it_moves_the_order_forward(fr, curren
 
 
 def test_one_claim_owns_the_send_and_a_late_attempt_is_fenced(fr) -> None:
-    o = _order()
+    o = make_order()
     orderstore.create(fr, o)
     assert orderstore.claim(fr, o.client_order_id, "a1").verdict == "claimed"
     assert orderstore.claim(fr, o.client_order_id, "a2").verdict == "claimed"  # redelivery takes over
@@ -174,7 +170,7 @@ def test_one_claim_owns_the_send_and_a_late_attempt_is_fenced(fr) -> None:
 
 
 def test_modifies_of_one_order_are_sequenced_and_fenced(fr) -> None:
-    o = _order(order_type="LIMIT", price="10")
+    o = make_order(order_type="LIMIT", price="10")
     orderstore.create(fr, o)
     assert [orderstore.next_modify_seq(fr, o.client_order_id) for _ in range(3)] == [1, 2, 3]
     assert orderstore.modify_lock(fr, o.client_order_id, "t1", 1, 5000) == ("locked", 0)
