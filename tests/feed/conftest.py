@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +10,7 @@ import redis as redis_lib
 
 from common import instruments as master
 from common.models import Instrument
+from devtools.waiting import wait_for as _wait_for
 from feed.supervisor import Feed
 from paper.universe import build_universe
 from tests.fixtures.accounts import logged_in
@@ -86,11 +86,5 @@ def start_feed(r: redis_lib.Redis) -> Iterator[Callable[..., Feed]]:
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        v = predicate()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
+    """:func:`devtools.waiting.wait_for`, polling every 10 ms."""
+    return _wait_for(predicate, timeout_s, interval_s=0.01, what=what)
