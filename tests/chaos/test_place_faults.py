@@ -18,6 +18,7 @@ worker subprocesses, the receiver and the feed's push paths where a test needs t
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import random
@@ -90,6 +91,19 @@ def seen() -> Iterator[Callable[[str], Seen]]:
 
 
 # --- the four checks ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _said(capsys: pytest.CaptureFixture[str], report: list[str]) -> Iterator[dict[str, Any]]:
+    """Say ``report`` after the checks in the block: with what they checked (the block sets
+    ``out["checked"]``) or, the failure re-raised, with why they failed."""
+    out: dict[str, Any] = {}
+    try:
+        yield out
+    except AssertionError as e:
+        _say(capsys, "\n[chaos] ".join([*report, f"FAILED: {e}"]))
+        raise
+    _say(capsys, "\n[chaos] ".join([*report, f"checked: {out['checked']}"]))
 
 
 def _is_place(path: str) -> bool:
@@ -272,12 +286,8 @@ def _cancel_in_every_phase(acct: Account, paper: Any, celery_workers: Any, seen_
     wait_for(lambda: all(s["state"] in TERMINAL for s in map(_stored, ids)), 30, what="terminal")
     report = [f"{acct.broker}: {len(ids)} orders, a cancel at each phase ({per_phase} per phase):"]
     report += [f"  {chosen}: seen at cancel {dict(collections.Counter(obs))}" for chosen, obs in at_cancel.items()]
-    try:
-        checked = check_books(paper, acct, ids, cancelled, seen, states)
-    except AssertionError as e:
-        _say(capsys, "\n[chaos] ".join([*report, f"FAILED: {e}"]))
-        raise
-    _say(capsys, "\n[chaos] ".join([*report, f"checked: {checked}"]))
+    with _said(capsys, report) as out:
+        out["checked"] = check_books(paper, acct, ids, cancelled, seen, states)
 
 
 def _cancel_account(make_accounts: Any, slow_proxy: Any, paper: Any, broker: str) -> tuple[Account, Any]:
@@ -348,12 +358,8 @@ def _slow_connect(make_accounts: Any, slow_proxy: Any, celery_workers: Any, pape
               f"{closed} idle keep-alive connections closed; proxy: {proxy.delayed} held, {proxy.abandoned} "
               f"abandoned by their client, {proxy.forwarded} forwarded",
               f"order requests the broker refused for its cap (arrived bunched after a slow connect): {refused}"]
-    try:
-        checked = check_books(paper, acct, ids, cancelled, seen, states)
-    except AssertionError as e:
-        _say(capsys, "\n[chaos] ".join([*report, f"FAILED: {e}"]))
-        raise
-    _say(capsys, "\n[chaos] ".join([*report, f"checked: {checked}"]))
+    with _said(capsys, report) as out:
+        out["checked"] = check_books(paper, acct, ids, cancelled, seen, states)
 
 
 @pytest.mark.slow
@@ -408,15 +414,11 @@ def _unavailable(make_accounts: Any, celery_workers: Any, paper: Any, seen_of: A
              and e["method"] == "POST"]
     report = [f"{broker}: {len(ids)} orders, faults {dict(injected)}; order POST answers "
               f"{dict(collections.Counter(e['status'] for e in posts))}"]
-    try:
-        checked = check_books(paper, acct, ids, set(), seen, states)
+    with _said(capsys, report) as out:
+        out["checked"] = check_books(paper, acct, ids, set(), seen, states)
         # A 503 is certainly not placed and there was time: nothing may end unplaced.
         unplaced = [i for i in ids if states[i] in ("FAILED", "EXPIRED")]
         assert not unplaced, f"{len(unplaced)} orders given up after 503s although the deadline allowed a retry"
-    except AssertionError as e:
-        _say(capsys, "\n[chaos] ".join([*report, f"FAILED: {e}"]))
-        raise
-    _say(capsys, "\n[chaos] ".join([*report, f"checked: {checked}"]))
 
 
 @pytest.mark.slow
@@ -478,17 +480,13 @@ def _duplicated_and_reordered(broker: str, path: str, make_account: Any, celery_
             states = _settle(acct.name, ids, 30)
         report = [f"{broker} via {path}: {n} orders under {dup} and {reorder} "
                   f"({len(cancelled)} cancelled once OPEN)"]
-        try:
-            checked = check_books(paper, acct, ids, cancelled, seen, states)
+        with _said(capsys, report) as out:
+            out["checked"] = check_books(paper, acct, ids, cancelled, seen, states)
             book = {o["tag"]: o["status"] for o in paper.orders() if o.get("tag") in ids}
             differ = [(i, states[i], book.get(i)) for i in ids if book.get(i) and states[i] != book[i]]
             assert not differ, f"store and broker disagree: {differ[:5]}"
             backwards = no_regression(seen, ids)
             assert not backwards, f"the strategy was shown an order going backwards: {backwards[:3]}"
-        except AssertionError as e:
-            _say(capsys, "\n[chaos] ".join([*report, f"FAILED: {e}"]))
-            raise
-        _say(capsys, "\n[chaos] ".join([*report, f"checked: {checked}"]))
 
 
 @pytest.mark.slow
