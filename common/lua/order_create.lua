@@ -21,6 +21,10 @@ redis.call('HSET', KEYS[1], 'state', 'NEW', 'account', ARGV[1], 'request', ARGV[
   'broker_order_id', '', 'error', '', 'broker_status', '', 'create_nonce', ARGV[5])
 push_history('NEW', now, ARGV[4])
 redis.call('ZADD', KEYS[3], deadline, order_id())
-redis.call('ZADD', KEYS[4], now, order_id())
+-- Scored in ms with the microseconds as its fraction, so two orders created in one millisecond
+-- still list in the order Redis created them (a score tie would sort by id instead).
+local t = redis.call('TIME')
+local us = tonumber(t[2])
+redis.call('ZADD', KEYS[4], string.format('%d.%03d', tonumber(t[1]) * 1000 + math.floor(us / 1000), us % 1000), order_id())
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now - RETENTION_MS))
 return {1, deadline, now}

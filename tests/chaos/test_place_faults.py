@@ -421,9 +421,15 @@ def _unavailable(make_accounts: Any, celery_workers: Any, paper: Any, seen_of: A
         assert not unplaced, f"{len(unplaced)} orders given up after 503s although the deadline allowed a retry"
 
 
+# make test keeps one broker per fault and one case per push path (each broker's own mapping of
+# the same answers is a unit test); make chaos runs every broker and every path.
+SHORT_BROKERS = E2E_BROKERS[:1]
+SHORT_PUSH_CASES = list({path: (broker, path) for broker, path in reversed(PUSH_CASES)}.values())
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("broker", E2E_BROKERS)
+@pytest.mark.parametrize("broker", SHORT_BROKERS)
 def test_503_then_success_short(broker, make_accounts, celery_workers, paper, seen, capsys) -> None:
     """Given the broker answers its own 503 one to three times before each few orders, When
     orders are placed, Then every one is placed exactly once (retried within its deadline)."""
@@ -491,7 +497,7 @@ def _duplicated_and_reordered(broker: str, path: str, make_account: Any, celery_
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize(("broker", "path"), PUSH_CASES)
+@pytest.mark.parametrize(("broker", "path"), SHORT_PUSH_CASES)
 def test_duplicated_and_reordered_updates_short(broker, path, make_account, celery_workers, paper, seen,
                                                 capsys) -> None:
     """Given every pushed update of the account duplicated and every other one reordered, When

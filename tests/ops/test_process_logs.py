@@ -69,6 +69,9 @@ def test_worker_beat_and_feed_log_json_at_debug_and_no_secret_reaches_a_log_file
         for name in accts:
             producer.send_task("brokergate.login", args=[name], queue=keys.AUTH_QUEUE)
         wait_for(lambda: all(r.exists(keys.token(n)) for n in accts), 20, interval_s=0.05, what="every login")
+        # The login enqueues the instrument master's refresh; an order needs it (its symbol token).
+        wait_for(lambda: all(r.exists(keys.instruments_meta(n)) for n in accts), 20, interval_s=0.05,
+                 what="every instrument master")
         handles = [place_order(account=name, exchange="NSE", symbol="SBIN", side="BUY", quantity=1) for name in accts]
         for h in handles:
             assert h.wait(20)["state"] in ("OPEN", "COMPLETE")

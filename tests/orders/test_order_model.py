@@ -325,7 +325,8 @@ class OrderStoreModel(RuleBasedStateMachine):
                 self._mark_sent(self.deliveries[-1])
         elif c.verdict == "expired":
             m.verdict = "EXPIRED"
-        elif c.verdict in ("cancelled", "done") and self._stored(m)["state"] == S.CANCELLED and m.cancel_requested:
+        elif (c.verdict in ("cancelled", "done") and self._stored(m)["state"] == S.CANCELLED and m.cancel_requested
+              and not self._stored(m).get("broker_order_id")):  # the broker's own CANCELLED is no verdict of ours
             m.cancelled_unsent, m.verdict = True, "CANCELLED"
         # "reconcile": the redelivery reads the book, which is the read_the_book rule
 

@@ -38,7 +38,9 @@ def test_the_public_names_are_explicit_and_are_commons_objects() -> None:
     # Then everything a strategy needs is in it, by the documented names
     assert {"place_order", "cancel_order", "modify_order", "get_order", "subscribe_ticks", "OrderHandle",
             "on_order_update", "Order", "OrderUpdate", "Tick", "Instrument", "OrderState"} <= public
-    assert set(errors.__all__) <= public  # the whole error tree
+    # the whole error tree a strategy meets (IllegalTransition is the order store's own
+    # programming-error guard, raised inside workers, never an answer to a strategy)
+    assert set(errors.__all__) - {"IllegalTransition"} <= public
     # and each name is the implementation's own object (one class, so isinstance and except work)
     for name in brokergate.__all__:
         assert hasattr(brokergate, name), name
