@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from devtools.accounts import AccountsWriter, logged_in, paper_user_of
 from devtools.paperbroker import PaperBroker
 from devtools.processes import stop_process
 from devtools.redisserver import RedisServer, free_port
+from devtools.waiting import wait_for
 from devtools.workerprocs import WorkerProc, Workers
 from paper.launch import start_paper_process
 
@@ -186,11 +186,4 @@ class Stack:
         get_redis().delete(queue)
 
     def wait(self, predicate: Any, timeout_s: float, interval_s: float = 0.1, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            got = predicate()
-            if got:
-                return got
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
-            time.sleep(interval_s)
+        return wait_for(predicate, timeout_s, interval_s, what, error=TimeoutError)

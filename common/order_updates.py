@@ -24,14 +24,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from decimal import Decimal
 from typing import Any
 
 import redis
 
 from common import keys
 from common.models import OrderUpdate
-from common.orderstate import TERMINAL_STATES, OrderState
+from common.orderstate import TERMINAL_STATES
 
 __all__ = ["OrderUpdateListener", "on_order_update", "order_updates", "stored_update"]
 
@@ -61,22 +60,12 @@ def stored_update(order: dict[str, Any]) -> OrderUpdate:
     """The stored order (``orderstore.get``) as an :class:`OrderUpdate`: what a late listener
     has missed so far. Its ``source`` is that of the order's last change (``postback``,
     ``socket``, ``reconcile``, ``worker``, ...), ``store`` when the history names none."""
-    avg = order.get("average_price")
     history = order.get("history") or []
     source = str((history[-1] or {}).get("source") or "store") if history else "store"
-    return OrderUpdate(
-        account=str(order.get("account") or ""),
-        client_order_id=str(order.get("client_order_id") or order.get("id") or ""),
-        broker_order_id=str(order.get("broker_order_id") or ""),
-        state=OrderState(order["state"]),
-        filled_quantity=int(order.get("filled_quantity") or 0),
-        pending_quantity=int(order.get("pending_quantity") or 0),
-        average_price=None if avg in (None, "") else Decimal(str(avg)),
-        broker_status=str(order.get("broker_status") or ""),
-        message=str(order.get("error") or ""),
-        exchange_ts=str(order.get("exchange_ts") or ""),
-        source=source,
-    )
+    # The stored hash names the update's message "error" and keeps no source of its own.
+    return OrderUpdate.from_dict({**order, "client_order_id": order.get("client_order_id") or order.get("id") or "",
+                                  "account": order.get("account") or "", "message": order.get("error") or "",
+                                  "source": source})
 
 
 class _Subscription:

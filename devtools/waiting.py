@@ -10,14 +10,16 @@ T = TypeVar("T")
 
 
 def wait_for(
-    predicate: Callable[[], T], timeout_s: float = 5.0, interval_s: float = 0.02, what: str = "condition"
+    predicate: Callable[[], T], timeout_s: float = 5.0, interval_s: float = 0.02, what: str = "condition",
+    error: type[Exception] = AssertionError,
 ) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s`` with
+    ``error`` (a test's AssertionError; a benchmark's TimeoutError)."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout_s} s")
+            raise error(f"{what} not met within {timeout_s} s")
         time.sleep(interval_s)
