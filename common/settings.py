@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from common import keys
-from common.brokers import BROKER_NAMES, COUNTED_PER_APP, SHARED_BUDGET, BrokerSpec, spec_for
+from common.brokers import BROKER_NAMES, COUNTED_PER_APP, GENERIC_EXTRAS, SHARED_BUDGET, BrokerSpec, spec_for
 from common.errors import ConfigError
 
 __all__ = ["Account", "Cap", "Secret", "Settings", "load_accounts", "load_settings", "parse_cap", "require_secrets"]
@@ -140,6 +140,11 @@ class Account:
     def secrets(self) -> list[str]:
         """Every configured secret's value (resolving references: ConfigError when one is missing)."""
         return [s.get() for s in (self.password, self.totp_secret, self.api_secret) if s]
+
+    @property
+    def read_timeout_s(self) -> float:
+        """How long an order request waits for the broker's answer before it is Ambiguous."""
+        return float(self.extra.get("read_timeout_s", READ_TIMEOUT_S))
 
     def caps_for(self, endpoint_class: str) -> tuple[Cap, ...]:
         return self.caps.get(endpoint_class) or self.caps.get("other", ())
@@ -259,6 +264,28 @@ def _str(table: dict[str, Any], key: str, where: str, default: str | None = None
     return v
 
 
+READ_TIMEOUT_S = 7.0  # an order answer normally takes < 1 s; longer means "reconcile", not "wait"
+
+
+def _parse_extra(t: dict[str, Any], where: str, spec: BrokerSpec) -> dict[str, Any]:
+    """The account's `extra` table, each key one the broker reads and of its type."""
+    extra = t.get("extra", {})
+    if not isinstance(extra, dict):
+        raise ConfigError(f"{where}.extra: must be a table like {{ read_timeout_s = 7 }}")
+    known = {**GENERIC_EXTRAS, **spec.extras}
+    for key, value in extra.items():
+        kind = known.get(key)
+        if kind is None:
+            raise ConfigError(f"{where}.extra.{key}: not a setting of {spec.name} (known: {', '.join(sorted(known))})")
+        ok = {"str": isinstance(value, str),
+              "float": isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
+              "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value)}[kind]
+        if not ok:
+            raise ConfigError(f"{where}.extra.{key}: must be {'a number >= 0' if kind == 'float' else kind}, "
+                              f"got {value!r}")
+    return dict(extra)
+
+
 _ACCOUNT_FIELDS = {
     "broker", "user_id", "password", "totp_secret", "api_key", "api_secret", "rest_url", "login_url",
     "ws_url", "order_ws_url", "caps", "login_time", "timezone", "concurrency", "rate_limit",
@@ -358,7 +385,7 @@ def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Acco
         feed_sockets=ints["feed_sockets"],
         rate_limit=rate_limit,
         deadline_s=deadline_s,
-        extra=dict(t.get("extra", {})),
+        extra=_parse_extra(t, where, spec),
         **secrets,
     )
 

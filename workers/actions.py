@@ -153,7 +153,7 @@ def _modify_lock(r: redis.Redis, acct: Account, coid: str, seq: int, token: str,
     ``missing``; ``expired`` when an earlier modify still holds it at ``until``. The lock lives as
     long as its holder may still wait for a slot (until its deadline) and for the answer."""
     while True:
-        ttl_s = (max(0.0, until - time.monotonic()) + CONNECT_TIMEOUT_S + bc.read_timeout_s(acct)
+        ttl_s = (max(0.0, until - time.monotonic()) + CONNECT_TIMEOUT_S + acct.read_timeout_s
                  + MODIFY_LOCK_SLACK_S)
         verdict, _applied = orderstore.modify_lock(r, coid, token, seq, int(ttl_s * 1000))
         if verdict != "busy":

@@ -91,14 +91,10 @@ def count(r: redis.Redis, acct: str, name: str, n: int = 1) -> None:
         log.debug("stats %s not counted", name)
 
 
-def read_timeout_s(acct: Account) -> float:
-    return float(acct.extra.get("read_timeout_s", 7.0))
-
-
 def send_window_ms(acct: Account) -> int:
     """From ``sent_at_ms``, how long a request may still be legitimately in flight (connect, then
     the answer) plus the book's lag: before it has passed, an absent order may yet arrive."""
-    return int((CONNECT_TIMEOUT_S + read_timeout_s(acct) + BOOK_LAG_S) * 1000)
+    return int((CONNECT_TIMEOUT_S + acct.read_timeout_s + BOOK_LAG_S) * 1000)
 
 
 def remaining_s(r: redis.Redis, deadline_ms: int) -> float:

@@ -51,6 +51,14 @@ class BrokerSpec:
     # caps); empty when the broker counts each class separately. Stored in the account's caps
     # under SHARED_BUDGET, so an account can lower them like any class.
     shared_caps: list[str] = field(default_factory=list)
+    # The account's `extra` keys this broker reads, with their types (checked when the accounts
+    # file is read, so a typo is a start-up error naming the key, not a silently ignored setting).
+    extras: dict[str, ExtraType] = field(default_factory=dict)
+
+
+# The `extra` keys every broker reads (the order path's read timeout), with their types.
+ExtraType = Literal["str", "float", "list[str]"]
+GENERIC_EXTRAS: dict[str, ExtraType] = {"read_timeout_s": "float"}
 
 
 def broker(name: str) -> Broker:

@@ -39,7 +39,7 @@ from urllib3.util.retry import Retry
 from common.brokers import broker
 from common.errors import Ambiguous, BrokerError, BrokerUnavailable, TokenExpired
 from common.models import Instrument, Order, OrderUpdate
-from common.settings import Account
+from common.settings import READ_TIMEOUT_S, Account
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
@@ -106,7 +106,7 @@ class RestAdapterBase:
         self._token = token_getter
         self._base = account.rest_url.rstrip("/")
         self._http = new_session(base_url=self._base)
-        self._read_timeout_s = float(account.extra.get("read_timeout_s", READ_TIMEOUT_S))
+        self._read_timeout_s = account.read_timeout_s
 
     def _access_token(self) -> str:
         token = _pinned.get()
@@ -208,7 +208,7 @@ def warm(adapter: BrokerAdapter) -> None:
 # --- the HTTP road ------------------------------------------------------------------------------
 
 CONNECT_TIMEOUT_S = 3.05  # just over a TCP retransmit (3 s), so one lost SYN is survived
-READ_TIMEOUT_S = 7.0  # an order answer normally takes < 1 s; longer means "reconcile", not "wait"
+# The default read timeout is the account's (common/settings.py, one definition).
 
 
 _send_by: contextvars.ContextVar[float | None] = contextvars.ContextVar("bg_send_by", default=None)

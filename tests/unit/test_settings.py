@@ -151,3 +151,22 @@ def test_every_broker_says_whose_requests_it_counts() -> None:
         assert spec.caps_counted_per in ("user", "app"), name
         doc = __import__(f"common.brokers.{name}.spec", fromlist=["SPEC"]).__doc__ or ""
         assert "Limiter scope" in doc and "docs/brokers.md" in doc, f"{name}: record the scope facts and their source"
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('{ read_timout_s = 2 }', "extra.read_timout_s: not a setting of kite"),  # a typo is named, not ignored
+    ('{ read_timeout_s = "2" }', "extra.read_timeout_s: must be a number >= 0"),
+    ('{ imei = "x" }', "extra.imei: not a setting of kite"),  # another broker's key
+])
+def test_an_accounts_extra_is_typed_per_broker(extra: str, message: str) -> None:
+    text = account_toml("k1", "kite", env="K") + f"extra = {extra}\n"
+    with pytest.raises(ConfigError) as e:
+        parse_accounts(text, ENV)
+    assert message in str(e.value)
+
+
+def test_a_brokers_own_extras_and_the_generic_ones_are_read() -> None:
+    text = account_toml("s1", "shoonya", env="K") + (
+        'extra = { imei = "dev1", read_timeout_s = 3, symbol_exchanges = ["NSE", "NFO"] }\n')
+    acct = parse_accounts(text, ENV)["s1"]
+    assert acct.extra["imei"] == "dev1" and acct.read_timeout_s == 3.0

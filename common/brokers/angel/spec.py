@@ -25,4 +25,5 @@ SPEC = BrokerSpec(
     },
     secrets=("password", "totp_secret"),
     caps_counted_per=COUNTED_PER_USER,
+    extras={"client_local_ip": "str", "client_public_ip": "str", "mac_address": "str", "scrip_master_url": "str"},
 )

@@ -34,4 +34,5 @@ SPEC = BrokerSpec(
     shared_caps=list(_APP_LIMITS),
     # password is the 4-digit PIN of the Fyers login; api_secret the app's secret (appIdHash)
     secrets=("password", "totp_secret", "api_secret"),
+    extras={"redirect_uri": "str", "symbol_masters": "list[str]"},
 )

@@ -29,4 +29,5 @@ SPEC = BrokerSpec(
     caps_counted_per=COUNTED_PER_USER,
     # api_key is the vendor code (vc); api_secret is the API key hashed into "appkey".
     secrets=("password", "totp_secret", "api_secret"),
+    extras={"imei": "str", "symbols_url_root": "str", "symbol_exchanges": "list[str]"},
 )
