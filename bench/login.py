@@ -80,10 +80,10 @@ def run(progress: Progress = _noop) -> Iterator[Record]:
             per_account.append({k: round(v, 3) for k, v in took.items()})
             progress(f"logins {i + 1}/{REPEATS}: all {len(names)} in {lasts[-1]:.2f} s "
                      f"(first {min(took.values()):.2f} s)")
-            # Each fresh login enqueues its account's instrument refresh on the same queue; a Beat
-            # tick finds a quiet worker, so let them finish before the next repeat.
+            # The day's first login enqueues its account's instrument refresh on the same queue (a
+            # later one finds today's master); a Beat tick finds a quiet worker, so let them finish.
             t_drain = time.monotonic()
-            s.wait(lambda i=i: _refreshes_done(worker.log()) >= len(names) * (i + 1), 90, 0.2,
+            s.wait(lambda: _refreshes_done(worker.log()) >= len(names), 90, 0.2,
                    "the instrument refreshes after the logins")
             drains.append(time.monotonic() - t_drain + lasts[-1])
         seq: list[float] = []

@@ -130,7 +130,8 @@ def _on_received(request: Any = None, **_kw: Any) -> None:
     if coid:
         with _lock:
             _held[str(coid)] = time.monotonic()
-        _changed.set()
+        # Written at the next beat, not now: waking the writer here would put its Redis round
+        # trip beside the order's own on the way to the broker (measured: p50 +~0.5 ms).
 
 
 @worker_shutdown.connect
