@@ -91,12 +91,14 @@ __all__ = [
     "OPEN_RECHECK_S",
     "TERMINAL_STATES",
     "WAKE_STATES",
+    "Applied",
     "Claim",
     "StoredOrder",
     "Unsent",
     "account_order_ids",
     "active_ids",
     "annotate",
+    "apply",
     "apply_update",
     "claim",
     "create",
@@ -237,8 +239,24 @@ def mark_redriven(r: redis.Redis, client_order_id: str, redrives_seen: str, sour
 # --- pushed and reconciled updates ----------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What :func:`apply` did: whether the order changed, its state after (None: not stored),
+    and whether a cancel is pending on it (so the worker that just placed it cancels it there)."""
+
+    changed: bool
+    state: OrderState | None
+    cancel_pending: bool
+
+
 def apply_update(r: redis.Redis, update: OrderUpdate) -> bool:
-    """Apply a broker update if it moves the order forward; True when the order changed.
+    """Apply a broker update if it moves the order forward; True when the order changed (see
+    :func:`apply`)."""
+    return apply(r, update).changed
+
+
+def apply(r: redis.Redis, update: OrderUpdate) -> Applied:
+    """Apply a broker update if it moves the order forward, in one round trip.
 
     Forward means a higher :data:`common.orderstate.RANK`, or OPEN -> OPEN with a larger fill
     or changed fields (never a smaller fill). A late OPEN never undoes a COMPLETE and a replay
@@ -250,8 +268,8 @@ def apply_update(r: redis.Redis, update: OrderUpdate) -> bool:
     payload = json.dumps(update.to_dict())
     if not update.client_order_id:
         r.publish(keys.orders_channel(update.account), payload)
-        return False
-    changed, state, _known, overturned = script("order_apply")(
+        return Applied(False, None, False)
+    changed, state, _known, overturned, cancel_pending = script("order_apply")(
         r,
         [*order_keys(update.client_order_id), keys.stats(update.account)],
         [
@@ -272,4 +290,5 @@ def apply_update(r: redis.Redis, update: OrderUpdate) -> bool:
         log.error("ALARM: order %s of %s was %s by our own verdict, but the broker (%s) reports it %s: "
                   "now %s; check the account's positions", update.client_order_id, update.account,
                   text(overturned), update.source, update.state.value, text(state))
-    return bool(int(changed))
+    state = text(state)
+    return Applied(bool(int(changed)), OrderState(state) if state else None, bool(text(cancel_pending)))

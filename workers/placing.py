@@ -153,12 +153,15 @@ def send(r: redis.Redis, acct: Account, order: Order, attempt: str, deadline_ms:
         orderstore.transition(r, coid, S.UNKNOWN, allowed_from={S.SENDING}, cas=mine, message=str(e))
         got = orderstore.read(r, coid)
         return reconcile_one(r, acct, order, deadline_ms, got.sent_at_ms if got else 0)
-    orderstore.apply_update(r, OrderUpdate(account=acct.name, client_order_id=coid, broker_order_id=broker_order_id,
+    # One round trip tells the state and whether a cancel is pending: the order path reads nothing more.
+    done = orderstore.apply(r, OrderUpdate(account=acct.name, client_order_id=coid, broker_order_id=broker_order_id,
                                            state=S.OPEN, pending_quantity=order.quantity, source="worker"))
     bc.count(r, acct.name, "placed")
-    _honour_cancel(r, acct, coid)
-    got = orderstore.read(r, coid)
-    return got.state.value if got else S.OPEN.value
+    if done.cancel_pending:
+        _honour_cancel(r, acct, coid)
+        got = orderstore.read(r, coid)
+        return got.state.value if got else S.OPEN.value
+    return (done.state or S.OPEN).value
 
 
 def book_lookup(r: redis.Redis, acct: Account, tag: str, deadline_ms: int) -> OrderUpdate | None:

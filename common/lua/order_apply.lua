@@ -9,14 +9,16 @@
 -- ARGV[1] state   ARGV[2] broker_order_id   ARGV[3] filled_quantity   ARGV[4] average_price ('' none)
 -- ARGV[5] broker_status   ARGV[6] message   ARGV[7] source   ARGV[8] the update as JSON (published)
 -- ARGV[9] account (channel of an unknown order)   ARGV[10] pending_quantity   ARGV[11] exchange_ts
--- Returns {changed (1|0), state after, known (1|0), overturned verdict ('' none)}
+-- Returns {changed (1|0), state after, known (1|0), overturned verdict ('' none),
+--          cancel_requested_ms ('' none: no cancel pending)}
 local now = now_ms()
 local f = redis.call('HMGET', KEYS[1], 'state', 'filled_quantity', 'average_price', 'broker_status',
-  'broker_order_id', 'pending_quantity')
+  'broker_order_id', 'pending_quantity', 'cancel_requested_ms')
+local cancel_pending = f[7] or ''
 local cur = f[1]
 if not cur then
   redis.call('PUBLISH', CHANNEL_PREFIX .. ARGV[9], ARGV[8])
-  return {0, '', 0, ''}
+  return {0, '', 0, '', ''}
 end
 local overturned = ''
 local new = ARGV[1]
@@ -28,13 +30,13 @@ if new == cur and ours and BROKER_SEEN[new] and ARGV[2] ~= '' then
   -- it was at the broker after all; record what the broker says (its id, any fill).
   overturned = cur
 elseif new == cur then
-  if new ~= 'OPEN' or filled < cur_filled then return {0, cur, 1, ''} end
+  if new ~= 'OPEN' or filled < cur_filled then return {0, cur, 1, '', cancel_pending} end
   local same = filled == cur_filled and (ARGV[4] == '' or ARGV[4] == (f[3] or ''))
     and ARGV[5] == (f[4] or '') and (ARGV[2] == '' or ARGV[2] == (f[5] or ''))
     and ARGV[10] == (f[6] or '0')
-  if same then return {0, cur, 1, ''} end
+  if same then return {0, cur, 1, '', cancel_pending} end
 elseif not (RANK[new] and RANK[new] > RANK[cur] and TRANSITIONS[cur][new]) then
-  if not (ours and BROKER_SEEN[new]) then return {0, cur, 1, ''} end
+  if not (ours and BROKER_SEEN[new]) then return {0, cur, 1, '', cancel_pending} end
   overturned = cur
 end
 if overturned ~= '' then
@@ -52,4 +54,4 @@ redis.call('HSET', KEYS[1], 'state', new, 'broker_status', ARGV[5], 'pending_qua
 if new == 'REJECTED' and ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[6]) end
 push_history(new, now, ARGV[7])
 after_change(order_id(), new, ARGV[8], now)
-return {1, new, 1, overturned}
+return {1, new, 1, overturned, cancel_pending}
