@@ -145,7 +145,7 @@ def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -
     o = _validate(o)
     r = get_redis()
     orderstore.create(r, o, source="client")
-    queue = keys.urgent_queue(o.account) if o.urgent else keys.orders_queue(o.account)
+    queue = keys.place_queue(o.account, o.urgent)
     try:
         _celery().send_task(keys.PLACE_TASK, args=[o.to_dict()], queue=queue)
     except Exception as e:

@@ -160,6 +160,11 @@ def urgent_queue(account: str) -> str:
     return f"orders.{account}.urgent"
 
 
+def place_queue(account: str, urgent: bool) -> str:
+    """The queue of a ``brokergate.place_order`` message: urgent orders skip the line."""
+    return urgent_queue(account) if urgent else orders_queue(account)
+
+
 # --- Celery task names: stable strings a strategy may enqueue by (send_task); routed by ----------
 # workers/app.py:route_task. Everyone (client, beat, feed, workers) sends and registers them by
 # these names, never by a literal, and common/ never imports the worker code that defines them.

@@ -115,8 +115,7 @@ def _configured_accounts() -> dict[str, Account]:
 
 def queue_for_order(order: dict[str, Any]) -> str:
     """The queue of a ``brokergate.place_order`` message: urgent orders skip the line."""
-    account = str(order.get("account") or "")
-    return keys.urgent_queue(account) if order.get("urgent") else keys.orders_queue(account)
+    return keys.place_queue(str(order.get("account") or ""), bool(order.get("urgent")))
 
 
 def _account_arg(args: Any, kwargs: Any, name: str) -> str:

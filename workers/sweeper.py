@@ -30,6 +30,7 @@ from typing import Any
 import redis
 
 from common import keys, orderstore
+from common.client import send_task_by_name
 from common.errors import BrokerError, ConfigError, DeadlineExceeded
 from common.models import OrderState
 from common.redis import get_redis, server_time_ms
@@ -193,16 +194,7 @@ def _enqueued_ids(r: redis.Redis, account_names: Iterable[str]) -> tuple[set[str
 
 def _send_place(order: dict[str, Any]) -> None:
     """Enqueue ``brokergate.place_order`` exactly as the client does (common.client.place_order)."""
-    from common.client import _celery
-
-    queue = keys.urgent_queue(order["account"]) if order.get("urgent") else keys.orders_queue(order["account"])
-    _celery().send_task(keys.PLACE_TASK, args=[order], queue=queue)
-
-
-def _send_cancel(account: str, client_order_id: str) -> None:
-    from common.client import _celery
-
-    _celery().send_task(keys.CANCEL_TASK, args=[account, client_order_id], queue=keys.urgent_queue(account))
+    send_task_by_name(keys.PLACE_TASK, args=[order], queue=keys.place_queue(order["account"], bool(order.get("urgent"))))
 
 
 def _redrive(r: redis.Redis, u: orderstore.Unsent, message: str, dead_attempt: str = "") -> bool:
@@ -258,10 +250,12 @@ def redrive_lost(r: redis.Redis, now_ms: int | None = None, confirm_s: float = R
             lost &= nowhere()
         redriven += sum(_redrive(r, candidates[coid], "redriven: its worker is gone" if coid in held_by_dead
                                  else "redriven: message lost") for coid in sorted(lost))
-    # A dead worker's marks go once nothing it held can still be sent (sent again, or settled).
-    unsent_ids = {u.client_order_id for u in orderstore.unsent(r, now_ms)} if dead else set()
+    # A dead worker's marks go once every order it held is no longer waiting to be sent again
+    # (settled, claimed by another, or already redriven by an earlier sweep): read from this
+    # sweep's one scan, so an order redriven just now keeps its worker's marks one sweep longer.
+    waiting = {u.client_order_id for u in rows if not int(u.redrives or 0)}
     for name, held in dead.items():
-        if not held & unsent_ids - {u.client_order_id for u in rows if int(u.redrives or 0) >= 1}:
+        if not held & waiting:
             liveness.forget(r, name)
     return redriven
 
@@ -289,7 +283,7 @@ def sweep() -> dict[str, int]:
         elif state is S.OPEN:
             if got.cancel_requested_ms:
                 # At the broker after its cancel task gave up waiting for it: cancel it there now.
-                _send_cancel(got.account, coid)
+                send_task_by_name(keys.CANCEL_TASK, args=[got.account, coid], queue=keys.urgent_queue(got.account))
                 counts["cancels"] += 1
                 orderstore.recheck_later(r, coid, now_ms + orderstore.CANCEL_RECHECK_S * 1000 * 5)
                 continue
