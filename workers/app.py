@@ -41,14 +41,9 @@ Settings, each against a hazard of docs/architecture.md § Orders:
   only, keeping a worker from piling up on the limiter; the guarantee is the Redis limiter
   (``common/ratelimit.py``).
   Cancels and modifies have no Celery rate limit: an exit must not wait in a worker's bucket.
-* A lost broker connection (Redis restarted): Celery reconnects by itself, and tasks running
-  at that moment carry on (each order task runs its work again while Redis is unreachable, see
-  ``workers/orders.py``) and ack once done. Messages the worker had reserved but not started
-  (waiting in the rate-limit bucket) are dropped from its memory, and kombu's restore at the loss
-  fails while Redis is down, so they would sit in the transport's unacked hash until the
-  visibility timeout, past most deadlines: :class:`RestoreDropped` puts exactly those back at
-  the head of their queue as soon as the connection is back (kombu's own restore, atomic against
-  any other restorer). A copy delivered twice anyway is a no-op by the order's state claim.
+* A lost broker connection (Redis restarted): Celery reconnects by itself; what it leaves
+  undone (messages held but not started, a cleanup that stops the worker) is
+  ``workers/connection_loss.py``'s.
 """
 
 from __future__ import annotations
@@ -58,9 +53,8 @@ import logging
 import os
 from typing import Any
 
-from celery import Celery, bootsteps, signals
+from celery import Celery, signals
 from celery.signals import worker_init
-from celery.worker import state as worker_state
 from kombu import Queue
 
 from common import keys
@@ -75,6 +69,7 @@ from common.keys import (
     SWEEP_TASK,
 )
 from common.settings import Account, accounts, require_secrets, settings
+from workers.connection_loss import Consumer, RestoreDropped
 
 __all__ = [
     "PLACE_TASK",
@@ -164,49 +159,10 @@ def _includes() -> list[str]:
     return mods
 
 
-class RestoreDropped(bootsteps.StartStopStep):
-    """Consumer step: after a lost broker connection, put back the messages this worker had
-    reserved but not started (see the module docstring), once the new connection is up."""
-
-    requires = ("celery.worker.consumer.tasks:Tasks",)
-
-    def __init__(self, c: Any, **kw: Any) -> None:
-        super().__init__(c, **kw)
-        self.dropped: list[str] = []  # delivery tags
-        on_close = c.on_close
-
-        def on_close_remembering() -> None:
-            # Called on a connection loss, just before the consumer forgets the requests it holds
-            # but has not started: reserved ones, and those waiting in a rate-limit bucket.
-            held = [req for req in tuple(worker_state.reserved_requests) if req not in worker_state.active_requests]
-            for bucket in (getattr(c, "task_buckets", None) or {}).values():
-                held += [item[0] for item in tuple(getattr(bucket, "contents", ()) or ())]
-            for req in held:
-                tag = getattr(getattr(req, "message", None), "delivery_tag", None)
-                if tag:
-                    self.dropped.append(str(tag))
-            on_close()
-
-        c.on_close = on_close_remembering
-
-    def start(self, c: Any) -> None:
-        if not self.dropped:
-            return
-        restore = getattr(getattr(getattr(c.task_consumer, "channel", None), "qos", None), "restore_by_tag", None)
-        tags, self.dropped = self.dropped, []
-        if restore is None:  # not the Redis transport: it redelivers unacked messages itself
-            return
-        for tag in tags:
-            try:
-                restore(tag)  # a message acked or restored meanwhile is not in the unacked hash: no-op
-            except Exception as e:  # left to the visibility timeout
-                log.warning("could not restore message %s after reconnecting: %s", tag, e)
-        log.info("restored %d message(s) reserved but not started when the broker connection was lost", len(tags))
-
-
 app = Celery("brokergate", include=_includes())
 app.steps["consumer"].add(RestoreDropped)
 app.conf.update(
+    worker_consumer=f"{Consumer.__module__}:{Consumer.__qualname__}",
     broker_url=settings().redis_url,
     result_backend=settings().redis_url,
     task_ignore_result=True,  # handles read bg:order:<id>, never Celery results

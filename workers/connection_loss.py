@@ -1,0 +1,101 @@
+"""Riding out a lost broker connection (Redis restarted, failed over, a network blip): the
+worker's consumer keeps going, and the messages it held go back to their queues at once.
+
+Celery reconnects by itself, and tasks running at that moment carry on (each order task runs
+its work again while Redis is unreachable, see ``workers/placing.py``) and ack once done. Two
+gaps remain, each closed here:
+
+* Messages the worker had reserved but not started (waiting in the rate-limit bucket) are
+  dropped from its memory, and kombu's restore at the loss fails while Redis is down, so they
+  would sit in the transport's unacked hash until the visibility timeout, past most deadlines:
+  :class:`RestoreDropped` puts exactly those back at the head of their queue as soon as the
+  connection is back (kombu's own restore, atomic against any other restorer). A copy delivered
+  twice anyway is a no-op by the order's state claim.
+* Celery's cleanup of the lost connection can raise a non-connection error and stop the worker
+  for good (:class:`Consumer`, installed as ``worker_consumer``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import bootsteps
+from celery.worker import state as worker_state
+from celery.worker.consumer import Consumer as CeleryConsumer
+
+__all__ = ["Consumer", "RestoreDropped"]
+
+log = logging.getLogger(__name__)
+
+
+class Consumer(CeleryConsumer):  # type: ignore[misc]  # Celery ships no type hints
+    """Celery's consumer, whose cleanup after a lost connection never stops the worker.
+
+    Celery 5.7 collects the lost connection under a short socket timeout, then closes it. When
+    the loss finds the channel reading a BRPOP reply, the collect's read times out before the
+    channel is closed, and the connection's transport is dropped all the same; the close then
+    closes that channel, whose restore of its unacked messages needs the dropped transport and
+    raises ``AttributeError`` (no connection error, so Celery calls it unrecoverable and the
+    worker exits with orders in its queues; tests/orders/test_connection_loss.py stages it).
+    Nothing is lost by going on: the restore could not have reached Redis anyway, the held
+    messages stay in the unacked hash, and :class:`RestoreDropped` (or the visibility timeout)
+    puts them back once reconnected."""
+
+    def on_connection_error_after_connected(self, exc: BaseException) -> None:
+        conn = self.connection
+        if conn is not None:
+            close = conn.close
+
+            def close_tolerant() -> None:
+                try:
+                    close()
+                except AttributeError as e:
+                    log.warning("broker connection lost (%r); closing it failed (%r): reconnecting", exc, e)
+
+            # Celery closes it through ignore_errors(connection, connection.close): the instance
+            # attribute is what it calls, and the rest of Celery's cleanup runs as it should.
+            conn.close = close_tolerant
+        super().on_connection_error_after_connected(exc)
+
+
+class RestoreDropped(bootsteps.StartStopStep):
+    """Consumer step: after a lost broker connection, put back the messages this worker had
+    reserved but not started (see the module docstring), once the new connection is up."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, c: Any, **kw: Any) -> None:
+        super().__init__(c, **kw)
+        self.dropped: list[str] = []  # delivery tags
+        on_close = c.on_close
+
+        def on_close_remembering() -> None:
+            # Called on a connection loss, just before the consumer forgets the requests it holds
+            # but has not started: reserved ones, and those waiting in a rate-limit bucket.
+            held = [req for req in tuple(worker_state.reserved_requests) if req not in worker_state.active_requests]
+            for bucket in (getattr(c, "task_buckets", None) or {}).values():
+                held += [item[0] for item in tuple(getattr(bucket, "contents", ()) or ())]
+            for req in held:
+                tag = getattr(getattr(req, "message", None), "delivery_tag", None)
+                if tag:
+                    self.dropped.append(str(tag))
+            on_close()
+
+        c.on_close = on_close_remembering
+
+    def start(self, c: Any) -> None:
+        if not self.dropped:
+            return
+        restore = getattr(getattr(getattr(c.task_consumer, "channel", None), "qos", None), "restore_by_tag", None)
+        tags, self.dropped = self.dropped, []
+        if restore is None:  # not the Redis transport: it redelivers unacked messages itself
+            return
+        for tag in tags:
+            try:
+                restore(tag)  # a message acked or restored meanwhile is not in the unacked hash: no-op
+            except Exception as e:  # left to the visibility timeout
+                log.warning("could not restore message %s after reconnecting: %s", tag, e)
+        log.info("restored %d message(s) reserved but not started when the broker connection was lost", len(tags))
+
+
