@@ -40,9 +40,11 @@ from urllib3.util.retry import Retry
 from common.brokers import broker
 from common.errors import Ambiguous, BrokerError, BrokerUnavailable, TokenExpired
 from common.models import Instrument, Order, OrderUpdate
+from common.portfolio import Funds, Holding, Position, Trade
 from common.settings import READ_TIMEOUT_S, Account
 
 __all__ = [
+    "PORTFOLIO",
     "CONNECT_TIMEOUT_S",
     "NOT_FORWARDED",
     "READ_TIMEOUT_S",
@@ -95,6 +97,29 @@ class BrokerAdapter(Protocol):
     def orders(self) -> list[OrderUpdate]:
         """The day's order book, normalized (rows without a known status are skipped)."""
         ...
+
+    # Account state (``common/brokers/<broker>/portfolio.py`` translates; ``common/accountstate.py``
+    # calls these through the limiter, endpoint class :data:`PORTFOLIO`).
+    def positions(self) -> list[Position]:
+        """Today's position book (net positions, with the day's buys and sells)."""
+        ...
+
+    def holdings(self) -> list[Holding]:
+        """The demat holdings."""
+        ...
+
+    def funds(self) -> Funds:
+        """Funds and margins (per segment where the broker splits them)."""
+        ...
+
+    def trades(self) -> list[Trade]:
+        """The day's trade book (fills)."""
+        ...
+
+
+# The endpoint class of the account-state reads (positions, holdings, funds, trades): a broker's
+# spec may cap it on its own; else the account's "other" caps apply (Account.caps_for).
+PORTFOLIO = "portfolio"
 
 
 class RestAdapterBase:

@@ -12,6 +12,7 @@ from typing import Any
 
 from common.brokers.base import RestAdapterBase
 from common.models import Instrument, Order, OrderUpdate
+from common.portfolio import Funds, Holding, Position, Trade
 
 __all__ = ["Adapter"]
 
@@ -32,4 +33,18 @@ class Adapter(RestAdapterBase):
 
     def orders(self) -> list[OrderUpdate]:
         """The day's order book through ``updates``' row parser (unknown statuses skipped)."""
+        raise NotImplementedError
+
+    # Account state: fetch with self._call-like helpers, translate with pure functions in a
+    # portfolio.py of this package (rows in, generic models out), as the registered brokers do.
+    def positions(self) -> list[Position]:
+        raise NotImplementedError
+
+    def holdings(self) -> list[Holding]:
+        raise NotImplementedError
+
+    def funds(self) -> Funds:
+        raise NotImplementedError
+
+    def trades(self) -> list[Trade]:
         raise NotImplementedError
