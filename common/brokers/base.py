@@ -44,9 +44,9 @@ from common.portfolio import Funds, Holding, Position, Trade
 from common.settings import READ_TIMEOUT_S, Account
 
 __all__ = [
-    "PORTFOLIO",
     "CONNECT_TIMEOUT_S",
     "NOT_FORWARDED",
+    "PORTFOLIO",
     "READ_TIMEOUT_S",
     "BrokerAdapter",
     "RestAdapterBase",
