@@ -66,6 +66,13 @@ class PaperBroker:
         r.raise_for_status()
         return list(r.json())
 
+    def portfolio(self, broker: str, user_id: str) -> dict[str, Any]:
+        """The user's books as the paper broker keeps them (``/_paper/portfolio``): positions,
+        holdings, funds and trades, generic names, rupees as decimal strings."""
+        r = self.http.get(f"{self.url}/_paper/portfolio", params={"broker": broker, "user_id": user_id}, timeout=5)
+        r.raise_for_status()
+        return dict(r.json())
+
     def fault(self, **kw: Any) -> dict[str, Any]:
         """`fault(kind=..., broker=..., user_id=None, count=None, duration_s=None, delay_s=None)`."""
         body = {k: v for k, v in kw.items() if v is not None}

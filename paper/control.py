@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from paper import portfolio
 from paper.angel.payloads import angel_order_payload
 from paper.caps import parse_cap
 from paper.faults import FAULT_KINDS, Fault
@@ -132,6 +133,38 @@ async def orders(request: Request) -> Response:
     return JSONResponse([order_summary(o) for o in selected])
 
 
+def _rupees(units: float, divisor: int = 100) -> str:
+    """Integer (or averaged) 1/divisor rupees as an exact-enough decimal string for comparisons."""
+    return f"{units / divisor:.4f}"
+
+
+async def portfolio_books(request: Request) -> Response:
+    """The books of one user (`broker`, `user_id`), generic names, rupees as decimal strings: what
+    every dialect's positions, holdings, funds and trades endpoints serve (tests compare brokergate
+    and the official SDKs with them)."""
+    state, params = _paper(request).state, request.query_params
+    broker, user_id = params.get("broker", ""), params.get("user_id", "")
+    positions = [{"exchange": p.instrument.exchange, "symbol": p.instrument.symbol, "product": p.product,
+                  "quantity": p.quantity, "average_price": _rupees(p.average_price, p.instrument.price_divisor),
+                  "buy_quantity": p.buy_quantity, "sell_quantity": p.sell_quantity,
+                  "buy_value": _rupees(p.buy_value, p.instrument.price_divisor),
+                  "sell_value": _rupees(p.sell_value, p.instrument.price_divisor),
+                  "last_price": _rupees(p.last_price, p.instrument.price_divisor),
+                  "pnl": _rupees(p.pnl, p.instrument.price_divisor)}
+                 for p in portfolio.positions(state, broker, user_id)]
+    holdings = [{"exchange": h.instrument.exchange, "symbol": h.instrument.symbol, "quantity": h.quantity,
+                 "t1_quantity": h.t1_quantity, "average_price": _rupees(h.average_price)}
+                for h in portfolio.holdings(state, broker, user_id)]
+    f = portfolio.funds(state, broker, user_id)
+    funds = {"opening_balance": _rupees(f.opening_balance), "used_margin": _rupees(f.used_margin),
+             "available_margin": _rupees(f.available_margin), "realised": _rupees(f.realised)}
+    trades = [{"trade_id": t.trade_id, "order_id": o.order_id, "tag": o.tag, "exchange": o.instrument.exchange,
+               "symbol": o.instrument.symbol, "product": o.product, "side": o.transaction_type,
+               "quantity": t.quantity, "price": _rupees(t.price, o.instrument.price_divisor)}
+              for o, t in portfolio.trades(state, broker, user_id)]
+    return JSONResponse({"positions": positions, "holdings": holdings, "funds": funds, "trades": trades})
+
+
 async def add_fault(request: Request) -> Response:
     body = await _json(request)
     if body is None:
@@ -190,6 +223,7 @@ def routes() -> list[Route]:
         Route("/_paper/users", list_users, methods=["GET"]),
         Route("/_paper/requests", requests_log, methods=["GET"]),
         Route("/_paper/orders", orders, methods=["GET"]),
+        Route("/_paper/portfolio", portfolio_books, methods=["GET"]),
         Route("/_paper/faults", add_fault, methods=["POST"]),
         Route("/_paper/faults", list_faults, methods=["GET"]),
         Route("/_paper/reset", reset, methods=["POST"]),
