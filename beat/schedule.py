@@ -7,6 +7,8 @@
 - per account, an instrument refresh ``REFRESH_AFTER_MIN`` minutes after the login, a safety
   net should the chained one be lost (it downloads nothing when the master is under an
   hour old);
+- per account, ``brokergate.refresh_account_state`` every ``BROKERGATE_ACCOUNT_STATE_EVERY_S``
+  (60 s): positions, holdings, funds and trades read from the broker (expiring if not picked up);
 - ``brokergate.sweep_orders`` every ``SWEEP_EVERY_S`` seconds (expiring if not picked up,
   so a stopped worker never finds a pile of sweeps).
 
@@ -89,6 +91,12 @@ def build_schedule(accts: dict[str, Account]) -> dict[str, dict[str, Any]]:
             # Skipped when the refresh chained after the login already ran.
             "kwargs": {"max_age_s": REFRESH_SKIP_IF_YOUNGER_S},
             "options": {"queue": keys.AUTH_QUEUE},
+        }
+        sched[f"account_state:{name}"] = {
+            "task": keys.ACCOUNT_STATE_TASK,
+            "schedule": timedelta(seconds=settings().account_state_every_s),
+            "args": [name],
+            "options": {"queue": keys.DEFAULT_QUEUE, "expires": settings().account_state_every_s},
         }
     sched["sweep_orders"] = {
         "task": keys.SWEEP_TASK,

@@ -15,6 +15,12 @@ Ticks::
     with brokergate.subscribe_ticks(["NSE:INFY"], mode="quote", account="acct1") as ticks:
         tick = ticks.get(timeout_s=5)              # a Tick; prices in 1/tick.price_divisor rupee
 
+Account state (from Redis, with its age; ``max_age_s`` reads the broker first, within the caps)::
+
+    brokergate.positions("acct1")                  # [Position]: net qty, average, P&L marked to the ticks
+    brokergate.funds("acct1", max_age_s=5)         # Funds: available cash and margin, per segment
+    brokergate.orders("acct1", open_only=True)     # what a restarted strategy must manage again
+
 Every order update of an account, in a background thread::
 
     listener = brokergate.on_order_update("acct1", print)
@@ -35,7 +41,20 @@ from __future__ import annotations
 from importlib import metadata as _metadata
 from typing import Any
 
-from common.client import OrderHandle, cancel_order, get_order, modify_order, place_order
+from common.client import (
+    OrderHandle,
+    account_state,
+    cancel_order,
+    funds,
+    get_order,
+    holdings,
+    modify_order,
+    orders,
+    place_order,
+    pnl,
+    positions,
+    trades,
+)
 from common.errors import (
     Ambiguous,
     BrokerError,
@@ -62,6 +81,7 @@ from common.models import (
     Validity,
 )
 from common.order_updates import OrderUpdateListener, on_order_update
+from common.portfolio import Funds, Holding, Position, Segment, Trade
 from common.ticks import TickSubscription, subscribe_ticks, unsubscribe
 
 __all__ = [
@@ -72,6 +92,8 @@ __all__ = [
     "BrokerUnavailable",
     "ConfigError",
     "DeadlineExceeded",
+    "Funds",
+    "Holding",
     "Instrument",
     "InvalidOrder",
     "LoginFailed",
@@ -82,22 +104,32 @@ __all__ = [
     "OrderType",
     "OrderUpdate",
     "OrderUpdateListener",
+    "Position",
     "Product",
     "RateLimited",
+    "Segment",
     "Side",
     "Tick",
     "TickSubscription",
     "TokenExpired",
+    "Trade",
     "Validity",
     "__version__",
     "account_names",
+    "account_state",
     "cancel_order",
+    "funds",
     "get_order",
+    "holdings",
     "modify_order",
     "on_order_update",
+    "orders",
     "place_order",
+    "pnl",
+    "positions",
     "setup_logging",
     "subscribe_ticks",
+    "trades",
     "unsubscribe",
 ]
 

@@ -436,8 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=("ltp", "quote", "full"), default="quote")
     s.set_defaults(func=cmd_feed_subscribe)
 
-    from brokergate import launch, metrics
+    from brokergate import accountcli, launch, metrics
 
+    accountcli.add_commands(sub)  # positions, holdings, funds, trades
     launch.add_commands(sub)  # worker, beat: one command per process kind
     metrics.add_commands(sub)  # metrics serve
     return p

@@ -22,20 +22,26 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 import redis
 from celery import Celery
 
-from common import keys, orderstore
+from common import accountstate, keys, orderstore
 from common.errors import ConfigError, InvalidOrder
 from common.models import Order, OrderUpdate
 from common.orderstate import TERMINAL_STATES, OrderState
+from common.portfolio import Funds, Holding, Position, Trade
 from common.redis import get_redis, server_time_ms
 from common.settings import account, settings
 from common.ticks import subscribe_ticks
 
-__all__ = ["OrderHandle", "cancel_order", "get_order", "modify_order", "orders", "place_order", "subscribe_ticks"]
+__all__ = [
+    "OrderHandle", "account_state", "cancel_order", "funds", "get_order", "holdings", "modify_order", "orders",
+    "place_order", "pnl", "positions", "subscribe_ticks", "trades",
+]  # fmt: skip
 
 MODIFIABLE = frozenset({"quantity", "price", "trigger_price", "order_type", "validity"})
 
@@ -166,13 +172,70 @@ def get_order(client_order_id: str) -> dict[str, Any] | None:
     return orderstore.get(get_redis(), client_order_id)
 
 
-def orders(account: str, since_ms: int | None = None) -> list[dict[str, Any]]:
+def orders(account: str, since_ms: int | None = None, *, open_only: bool = False) -> list[dict[str, Any]]:
     """The account's stored orders created at or after ``since_ms`` (epoch ms; None: all still
-    kept, i.e. created within the retention), newest first, each as :func:`get_order` reads it.
+    kept, i.e. created within the retention), newest first, each as :func:`get_order` reads it;
+    ``open_only``: only those not settled yet (what a restarted strategy must manage again).
     For a strategy that restarts and must find its orders again, or an end-of-day report."""
     r = get_redis()
     got = (orderstore.get(r, coid) for coid in orderstore.account_order_ids(r, account, since_ms))
-    return [g for g in got if g is not None]  # one may expire between the index and the read
+    found = [g for g in got if g is not None]  # one may expire between the index and the read
+    if open_only:
+        found = [g for g in found if OrderState(g["state"]) not in TERMINAL_STATES]
+    return found
+
+
+# --- account state: from Redis (common/accountstate.py); ``max_age_s`` reads the broker first -----
+def account_state(account: str, kind: accountstate.Kind, max_age_s: float | None = None) -> accountstate.Snapshot:
+    """One kind (positions, holdings, funds, trades) with its age. From Redis; read from the
+    broker first (through the limiter, one read shared by every caller) when there is none yet
+    or it is older than ``max_age_s`` (0: always)."""
+    return accountstate.get(account, kind, max_age_s)
+
+
+def positions(account: str, max_age_s: float | None = None, *, marked: bool = True) -> list[Position]:
+    """The account's positions. ``marked``: last price and unrealised P&L from the live ticks
+    (``bg:ltp``) where the feed has them, instead of as of the last read or fill."""
+    got: list[Position] = account_state(account, "positions", max_age_s).items
+    return _marked(got) if marked else got
+
+
+def holdings(account: str, max_age_s: float | None = None) -> list[Holding]:
+    items: list[Holding] = account_state(account, "holdings", max_age_s).items
+    return items
+
+
+def funds(account: str, max_age_s: float | None = None) -> Funds | None:
+    """Funds and margins (None only if the broker was never read and could not be)."""
+    items: Funds | None = account_state(account, "funds", max_age_s).items
+    return items
+
+
+def trades(account: str, max_age_s: float | None = None) -> list[Trade]:
+    items: list[Trade] = account_state(account, "trades", max_age_s).items
+    return items
+
+
+def pnl(account: str) -> Decimal:
+    """Today's P&L of the account's positions, realised plus mark-to-market at the live ticks."""
+    total = Decimal(0)
+    for p in positions(account, marked=True):
+        total += p.realised_pnl + p.unrealised_pnl
+    return total
+
+
+def _marked(items: list[Position]) -> list[Position]:
+    if not items:
+        return items
+    prices = get_redis().hmget(keys.LTP, [f"{p.exchange}:{p.symbol}" for p in items])
+    out = []
+    for p, raw in zip(items, prices, strict=True):
+        if raw is None:
+            out.append(p)
+            continue
+        last = Decimal(raw.decode() if isinstance(raw, bytes) else str(raw))
+        out.append(replace(p, last_price=last, unrealised_pnl=(last - p.average_price) * p.quantity * p.multiplier))
+    return out
 
 
 def _stored(client_order_id: str) -> dict[str, Any]:

@@ -216,3 +216,29 @@ def worker_held(name: str) -> str:
 
 WORKERS = f"{PREFIX}workers"  # set: names of order workers that publish liveness marks
 
+
+
+# --- account state (common/accountstate.py) ------------------------------------------------------
+def account_state(account: str, kind: str) -> str:
+    """Hash item key -> JSON of one position / holding / trade (``kind``), or ``funds`` -> JSON: the
+    account's last snapshot of that kind, corrected by pushed fills between reads."""
+    return f"{PREFIX}acct:{account}:{kind}"
+
+
+def account_state_meta(account: str) -> str:
+    """Hash ``<kind>_at_ms`` (last read from the broker, Redis ms) and ``<kind>_pushed_ms`` (last
+    pushed fill applied): what a snapshot's age is counted from."""
+    return f"{PREFIX}acct:{account}:meta"
+
+
+def account_state_refreshing(account: str, kind: str) -> str:
+    """Short-lived lock: one process is reading this kind from the broker (single flight)."""
+    return f"{PREFIX}acct:{account}:{kind}:refreshing"
+
+
+def account_state_channel(account: str) -> str:
+    """Pub/sub: ``<kind>`` whenever that snapshot of the account changed (a read or a pushed fill)."""
+    return f"{PREFIX}acct:{account}:changed"
+
+
+ACCOUNT_STATE_TASK = "brokergate.refresh_account_state"

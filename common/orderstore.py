@@ -45,10 +45,11 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 
 import redis
 
-from common import keys
+from common import accountstate, keys
 from common.errors import InvalidOrder
 from common.models import Order, OrderUpdate
 from common.ordermodifies import modify_changes, modify_discard, modify_done, modify_lock, next_modify_seq
@@ -269,7 +270,7 @@ def apply(r: redis.Redis, update: OrderUpdate) -> Applied:
     if not update.client_order_id:
         r.publish(keys.orders_channel(update.account), payload)
         return Applied(False, None, False)
-    changed, state, _known, overturned, cancel_pending = script("order_apply")(
+    changed, state, _known, overturned, cancel_pending, *grew = script("order_apply")(
         r,
         [*order_keys(update.client_order_id), keys.stats(update.account)],
         [
@@ -290,5 +291,26 @@ def apply(r: redis.Redis, update: OrderUpdate) -> Applied:
         log.error("ALARM: order %s of %s was %s by our own verdict, but the broker (%s) reports it %s: "
                   "now %s; check the account's positions", update.client_order_id, update.account,
                   text(overturned), update.source, update.state.value, text(state))
+    if grew:
+        _fill_to_account_state(r, update, int(grew[0]), text(grew[1]), text(grew[2]))
     state = text(state)
     return Applied(bool(int(changed)), OrderState(state) if state else None, bool(text(cancel_pending)))
+
+
+def _fill_to_account_state(r: redis.Redis, update: OrderUpdate, filled_before: int, average_before: str,
+                           request: str) -> None:
+    """The fill this update added moves the account's position and trade book at once
+    (``common/accountstate.py``). Its price: what the new average says the added quantity cost.
+    Never fails the update: a position left behind is corrected by the next read of the book."""
+    try:
+        added = update.filled_quantity - filled_before
+        new_avg = update.average_price
+        if added <= 0 or new_avg is None or not request:
+            return
+        old_value = Decimal(average_before or "0") * filled_before
+        price = (new_avg * update.filled_quantity - old_value) / added
+        accountstate.apply_fill(r, update.account, json.loads(request), quantity=added, price=price,
+                                broker_order_id=update.broker_order_id, client_order_id=update.client_order_id,
+                                filled_total=update.filled_quantity)
+    except Exception:  # the order's own update is what matters here; positions self-correct
+        log.exception("account state: fill of %s not applied to positions", update.client_order_id)

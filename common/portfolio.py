@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["Funds", "Holding", "Position", "Segment", "Trade", "position_key"]
+__all__ = ["Funds", "Holding", "Position", "Segment", "Trade", "position_key", "with_fill"]
 
 ZERO = Decimal(0)
 
@@ -136,7 +136,7 @@ class Segment:
 
 @dataclass(frozen=True, slots=True)
 class Funds:
-    """Funds and margins. ``segments`` holds the broker's split (Kite: equity and commodity);
+    """Funds and margins. ``segments`` holds the broker's split (equity and commodity, where it splits them);
     the totals are the sums (or the broker's single figure where it has no split)."""
 
     available_cash: Decimal
@@ -186,3 +186,35 @@ class Trade:
     def from_dict(cls, d: dict[str, Any]) -> Trade:
         t: Trade = _from_dict(cls, d)
         return t
+
+
+def with_fill(pos: Position | None, *, exchange: str, symbol: str, product: str, side: str, quantity: int,
+              price: Decimal, token: str = "") -> Position:
+    """The position after one fill of ``quantity`` at ``price`` (a pushed fill, before the next read
+    from the broker). Average cost as every Indian broker's position book keeps it: a fill that
+    grows the position moves the average; one that shrinks it realises P&L at the average and
+    leaves it; one that flips it opens the remainder at the fill price."""
+    pos = pos or Position(exchange=exchange, symbol=symbol, product=product, quantity=0, average_price=ZERO,
+                          token=token)
+    buy = side.upper() == "BUY"
+    signed = quantity if buy else -quantity
+    old, new = pos.quantity, pos.quantity + signed
+    realised = pos.realised_pnl
+    if old == 0 or (old > 0) == buy:  # opens or grows
+        average = (abs(old) * pos.average_price + quantity * price) / abs(new)
+    else:
+        closed = min(quantity, abs(old))
+        realised += (price - pos.average_price) * closed * (1 if old > 0 else -1) * pos.multiplier
+        average = pos.average_price if new and (new > 0) == (old > 0) else (price if new else ZERO)
+    value = price * quantity
+    return Position(
+        exchange=pos.exchange, symbol=pos.symbol, product=pos.product, quantity=new, average_price=average,
+        buy_quantity=pos.buy_quantity + (quantity if buy else 0), buy_value=pos.buy_value + (value if buy else ZERO),
+        sell_quantity=pos.sell_quantity + (0 if buy else quantity),
+        sell_value=pos.sell_value + (ZERO if buy else value),
+        day_buy_quantity=pos.day_buy_quantity + (quantity if buy else 0),
+        day_sell_quantity=pos.day_sell_quantity + (0 if buy else quantity),
+        overnight_quantity=pos.overnight_quantity, realised_pnl=realised,
+        unrealised_pnl=(price - average) * new * pos.multiplier if new else ZERO,
+        last_price=price, multiplier=pos.multiplier, token=pos.token or token,
+    )

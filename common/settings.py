@@ -194,6 +194,10 @@ class Settings:
     # for a strategy or an operator to look back over a trading week, short enough that Redis,
     # which holds everything in memory, does not grow with every order ever placed.
     order_retention_days: float = 7.0
+    # How often Beat reads every account's positions, holdings, funds and trades from the broker
+    # (common/accountstate.py): pushed fills keep them current in between, so this only bounds
+    # the drift a missed postback can leave. Low on purpose: each read spends a request of a cap.
+    account_state_every_s: float = 60.0
 
 
 def _env(name: str, environ: dict[str, str], default: str) -> str:
@@ -226,6 +230,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         retention_days = 0.0
     if not 0 < retention_days < 3650:  # also refuses nan and inf
         raise ConfigError(f"BROKERGATE_ORDER_RETENTION_DAYS: {retention!r} is not a number of days > 0")
+    every = _env("BROKERGATE_ACCOUNT_STATE_EVERY_S", environ, str(Settings.account_state_every_s))
+    try:
+        every_s = float(every)
+    except ValueError:
+        every_s = 0.0
+    if not 5 <= every_s <= 86400:  # also refuses nan and inf
+        raise ConfigError(f"BROKERGATE_ACCOUNT_STATE_EVERY_S: {every!r} is not a number of seconds in 5..86400")
     return Settings(
         redis_url=_env("BROKERGATE_REDIS_URL", environ, Settings.redis_url),
         accounts_path=_env("BROKERGATE_ACCOUNTS", environ, Settings.accounts_path),
@@ -236,6 +247,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         postback_host=_env("BROKERGATE_POSTBACK_HOST", environ, Settings.postback_host),
         postback_port=int(port),
         order_retention_days=retention_days,
+        account_state_every_s=every_s,
     )
 
 

@@ -418,14 +418,18 @@ def relogin(account_name: str, stale_version: int, timeout_s: float = 20, *, for
 
 
 def _ask_for_instruments(account_name: str, r: redis.Redis) -> None:
-    """After a login: a missing or stale master gets refreshed by the ``auth`` queue (not here:
-    a re-login may sit on an order's path). The login stands even if asking fails."""
+    """After a login: a missing or stale master gets refreshed by the ``auth`` queue, and the
+    account's positions, holdings, funds and trades are read again by the ``default`` queue (not
+    here: a re-login may sit on an order's path). The login stands even if asking fails."""
     from common import instruments
+    from common.client import send_task_by_name
 
     try:
         instruments.request_refresh_if_stale(account_name, r)
+        send_task_by_name(keys.ACCOUNT_STATE_TASK, args=[account_name], queue=keys.DEFAULT_QUEUE)
     except Exception as e:
-        log.warning("login: account=%s: could not ask for an instrument refresh: %s", account_name, redact(str(e)))
+        log.warning("login: account=%s: could not ask for an instrument or account-state refresh: %s",
+                    account_name, redact(str(e)))
 
 
 def _reset_for_tests() -> None:

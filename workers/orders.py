@@ -26,7 +26,8 @@ import redis
 from celery import shared_task
 from celery.exceptions import Reject
 
-from common import keys, orderstore
+from common import accountstate, keys, orderstore
+from common.client import send_task_by_name
 from common.models import Order
 from common.redis import get_redis, server_time_ms
 from workers import liveness  # noqa: F401 - its signal handlers mark this worker alive
@@ -146,4 +147,16 @@ def reconcile_account(account: str) -> dict[str, int]:
     """Apply the account's order book to every order brokergate knows (after a feed gap)."""
     r = get_redis()
     ids = [coid for coid, _ in orderstore.active_ids(r)]
-    return reconcile(account, ids)
+    done = reconcile(account, ids)
+    # A feed gap may have hidden fills from the positions too: read them again (its own task, so
+    # a slow or failing read never holds up the order book's).
+    send_task_by_name(keys.ACCOUNT_STATE_TASK, args=[account], queue=keys.DEFAULT_QUEUE)
+    return done
+
+
+@shared_task(name=keys.ACCOUNT_STATE_TASK, acks_late=True)
+def refresh_account_state(account: str, kinds: list[str] | None = None) -> dict[str, int]:
+    """Read the account's positions, holdings, funds and trades from the broker into Redis
+    (common/accountstate.py): after a login, after a feed gap, on demand, and on Beat's interval."""
+    wanted = [k for k in accountstate.KINDS if kinds is None or k in kinds]
+    return accountstate.refresh_all(account, wanted, relogin=True)

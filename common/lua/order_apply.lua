@@ -10,7 +10,8 @@
 -- ARGV[5] broker_status   ARGV[6] message   ARGV[7] source   ARGV[8] the update as JSON (published)
 -- ARGV[9] account (channel of an unknown order)   ARGV[10] pending_quantity   ARGV[11] exchange_ts
 -- Returns {changed (1|0), state after, known (1|0), overturned verdict ('' none),
---          cancel_requested_ms ('' none: no cancel pending)}
+--          cancel_requested_ms ('' none: no cancel pending), and when the fill grew: the fill
+--          and average price before, and the order's request (for the account's positions)}
 local now = now_ms()
 local f = redis.call('HMGET', KEYS[1], 'state', 'filled_quantity', 'average_price', 'broker_status',
   'broker_order_id', 'pending_quantity', 'cancel_requested_ms')
@@ -54,4 +55,7 @@ redis.call('HSET', KEYS[1], 'state', new, 'broker_status', ARGV[5], 'pending_qua
 if new == 'REJECTED' and ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[6]) end
 push_history(new, now, ARGV[7])
 after_change(order_id(), new, ARGV[8], now)
+if filled > cur_filled then
+  return {1, new, 1, overturned, cancel_pending, cur_filled, f[3] or '', redis.call('HGET', KEYS[1], 'request') or ''}
+end
 return {1, new, 1, overturned, cancel_pending}
