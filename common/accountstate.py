@@ -227,10 +227,12 @@ def refresh(account_name: str, kind: Kind, r: redis.Redis | None = None, *, adap
 
 def get(account_name: str, kind: Kind, max_age_s: float | None = None, r: redis.Redis | None = None) -> Snapshot:
     """The snapshot from Redis; read from the broker first (through the limiter, single flight)
-    only when there is none yet, or ``max_age_s`` is given and it is older than that."""
+    only when there is none yet (never read, no fill pushed), or ``max_age_s`` is given and the
+    last read is older than that (0: always)."""
     r = r or get_redis()
     snap = read(r, account_name, kind)
-    if snap.at_ms == 0 or (max_age_s is not None and (snap.age_s or 0) > max_age_s) or max_age_s == 0:
+    never = snap.at_ms == 0 and snap.pushed_ms == 0
+    if never or (max_age_s is not None and (snap.age_s is None or snap.age_s > max_age_s or max_age_s == 0)):
         return refresh(account_name, kind, r)
     return snap
 
