@@ -10,7 +10,8 @@ For every account it:
 1. subscribes to its share of the instruments and prints a few ticks;
 2. prints every order update of its accounts as it is pushed (``brokergate.on_order_update``:
    postback, order-update socket or reconciliation), fills included;
-3. places a MARKET buy of one share and waits for the fill (``handle.updates()``);
+3. places a MARKET buy of one share, waits for the fill (``handle.updates()``) and prints the
+   position the pushed fill moved (``brokergate.positions``);
 4. places a LIMIT buy 5% under the market (it rests OPEN), modifies its price, and
    cancels it.
 
@@ -105,6 +106,12 @@ def trade(account: str, instrument: str, ltp: Decimal, timeout_s: float) -> dict
     else:
         out(f"FILLED {account} {buy.id} {fill.state.value} {fill.filled_quantity} @ {fill.average_price} (pushed by {fill.source or 'push'})")
         result["filled"] = {"id": buy.id, "state": fill.state.value, "price": str(fill.average_price), "source": fill.source}
+        # The pushed fill has moved the position already: read from Redis, no broker request.
+        held = [p for p in brokergate.positions(account) if p.exchange == exchange and p.symbol == symbol]
+        for p in held:
+            out(f"POSITION {account} {instrument} {p.product} {p.quantity} @ {p.average_price} "
+                f"P&L {p.realised_pnl + p.unrealised_pnl}")
+        result["position"] = sum(p.quantity for p in held)
 
     price = below(ltp, "0.05")
     rest = brokergate.place_order(Order(account=account, exchange=exchange, symbol=symbol, side="BUY", quantity=1,
