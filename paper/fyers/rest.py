@@ -1,6 +1,8 @@
 """Fyers API v3 at its own paths: the ``vagator`` login, ``/api/v3/token``, ``validate-authcode``,
-orders (``/api/v3/orders/sync``: POST place, PATCH modify, DELETE cancel), the order book,
-``/data/symbol-token`` (the data socket's symbol → HSM token lookup), the symbol master CSV and
+orders (``/api/v3/orders/sync``: POST place, PATCH modify, DELETE cancel), the order book, the
+account state (``/api/v3/positions``, ``/holdings``, ``/funds``, ``/tradebook``, from
+paper/portfolio.py's books; class "other", like every Fyers read outside the order book: Fyers
+counts them all in one budget), ``/data/symbol-token`` (the data socket's symbol → HSM token lookup), the symbol master CSV and
 the index HSM mapping.
 
 Answers follow Fyers' conventions: ``{"s": "ok" | "error", "code", "message", ...}``; a
@@ -26,7 +28,16 @@ import pyotp
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from paper.fyers.payloads import ORDER_TYPES, fyers_order_payload
+from paper import portfolio
+from paper.fyers.payloads import (
+    ORDER_TYPES,
+    PRODUCTS_IN,
+    fyers_funds,
+    fyers_holdings,
+    fyers_order_payload,
+    fyers_positions,
+    fyers_trade_row,
+)
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
 from paper.matching import OrderError, OrderRequest, rupees_to_units
 from paper.orders import PaperOrder, now_ist
@@ -37,7 +48,7 @@ __all__ = ["fyers_error", "issue_tokens", "routes"]
 
 VAGATOR = "/vagator/v2"
 API = "/api/v3"
-PRODUCTS = ("CNC", "INTRADAY", "MARGIN", "CO", "BO", "MTF")
+PRODUCTS = tuple(PRODUCTS_IN)
 VALIDITIES = ("DAY", "IOC")
 # Fyers documents orderTag as alphanumeric text; 30 characters is the limit the paper broker enforces.
 TAG_RE = re.compile(r"^[A-Za-z0-9]{1,30}$")
@@ -289,7 +300,7 @@ async def _place(call: Call) -> Response:
     _check_prices(inst, order_type, price, trigger)
     req = OrderRequest(
         instrument=inst, variety="regular", transaction_type="BUY" if side == 1 else "SELL",
-        order_type=order_type, product=product, quantity=qty, price=price, trigger_price=trigger,
+        order_type=order_type, product=PRODUCTS_IN[product], quantity=qty, price=price, trigger_price=trigger,
         validity=validity, disclosed_quantity=_int(body.get("disclosedQty") or 0, -327, "Invalid disclosedQty"),
         tag=call.tag,
     )  # fmt: skip
@@ -351,6 +362,30 @@ async def _order_book(call: Call) -> Response:
     return fyers_ok(orderBook=rows)
 
 
+async def _positions(call: Call) -> Response:
+    assert call.user is not None
+    return fyers_ok(**fyers_positions(portfolio.positions(call.state, "fyers", call.user.user_id)))
+
+
+async def _holdings(call: Call) -> Response:
+    assert call.user is not None
+    return fyers_ok(**fyers_holdings(portfolio.holdings(call.state, "fyers", call.user.user_id)))
+
+
+async def _funds(call: Call) -> Response:
+    assert call.user is not None
+    return fyers_ok(**fyers_funds(portfolio.funds(call.state, "fyers", call.user.user_id)))
+
+
+async def _tradebook(call: Call) -> Response:
+    """The day's fills; ``?order_tag=1:<tag>`` keeps one tag's (the docs' "Trades Filter By
+    Order tag")."""
+    assert call.user is not None
+    rows = [fyers_trade_row(o, t) for o, t in portfolio.trades(call.state, "fyers", call.user.user_id)]
+    tag = call.request.query_params.get("order_tag")
+    return fyers_ok(tradeBook=[r for r in rows if tag is None or r["orderTag"] == tag])
+
+
 async def _profile(call: Call) -> Response:
     assert call.user is not None
     return fyers_ok(data={"fy_id": call.user.user_id, "name": f"PAPER {call.user.user_id}", "display_name": ""})
@@ -406,6 +441,10 @@ def routes(state: object = None) -> list[Route]:
         Route(orders, _endpoint("orders", _modify), methods=["PATCH"]),
         Route(orders, _endpoint("orders", _cancel), methods=["DELETE"]),
         Route(f"{API}/orders", _endpoint("orderbook", _order_book), methods=["GET"]),
+        Route(f"{API}/positions", _endpoint("other", _positions), methods=["GET"]),
+        Route(f"{API}/holdings", _endpoint("other", _holdings), methods=["GET"]),
+        Route(f"{API}/funds", _endpoint("other", _funds), methods=["GET"]),
+        Route(f"{API}/tradebook", _endpoint("other", _tradebook), methods=["GET"]),
         Route("/data/symbol-token", _endpoint("quote", _symbol_token, auth_bare_token), methods=["POST"]),
         Route("/sym_details/index_hsm_mapping.json", _endpoint("other", _index_hsm_mapping, anonymous),
               methods=["GET"]),

@@ -1,20 +1,29 @@
-"""Fyers API v3 REST adapter (docs/brokers.md § Fyers): orders and the order book on a keep-alive
-session, JSON bodies, ``Authorization: <app_id>:<access_token>`` and ``version: 3``."""
+"""Fyers API v3 REST adapter (docs/brokers.md § Fyers): orders, the order book and the account
+state (positions, holdings, funds, trade book) on a keep-alive session, JSON bodies,
+``Authorization: <app_id>:<access_token>`` and ``version: 3``. ``portfolio.py`` reads the
+account-state answers; Fyers counts them in the app's one budget like every call (spec.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from common.brokers.base import RestAdapterBase, json_or_none, send
-from common.brokers.fyers import translate
+from common.brokers.fyers import portfolio, translate
 from common.brokers.fyers.errors import map_error
 from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
+from common.portfolio import Funds, Holding, Position, Trade
 
-__all__ = ["BOOK_PATH", "ORDERS_PATH", "Adapter"]
+__all__ = ["BOOK_PATH", "FUNDS_PATH", "HOLDINGS_PATH", "ORDERS_PATH", "POSITIONS_PATH", "TRADEBOOK_PATH",
+           "Adapter"]
 
 ORDERS_PATH = "/api/v3/orders/sync"  # POST place, PATCH modify, DELETE cancel
 BOOK_PATH = "/api/v3/orders"
+# fyers_apiv3 fyersModel.Config: API + "/positions", "/holdings", "/funds", "/tradebook" (GET)
+POSITIONS_PATH = "/api/v3/positions"
+HOLDINGS_PATH = "/api/v3/holdings"
+FUNDS_PATH = "/api/v3/funds"
+TRADEBOOK_PATH = "/api/v3/tradebook"
 
 
 class Adapter(RestAdapterBase):
@@ -53,3 +62,15 @@ class Adapter(RestAdapterBase):
 
     def orders(self) -> list[OrderUpdate]:
         return translate.book_to_updates(self.account.name, self._call("GET", BOOK_PATH))
+
+    def positions(self) -> list[Position]:
+        return portfolio.positions(self._call("GET", POSITIONS_PATH))
+
+    def holdings(self) -> list[Holding]:
+        return portfolio.holdings(self._call("GET", HOLDINGS_PATH))
+
+    def funds(self) -> Funds:
+        return portfolio.funds(self._call("GET", FUNDS_PATH))
+
+    def trades(self) -> list[Trade]:
+        return portfolio.trades(self._call("GET", TRADEBOOK_PATH))
