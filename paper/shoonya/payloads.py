@@ -1,12 +1,16 @@
 """Shoonya's (Noren's) order-book row, also the body of an ``om`` socket message, with the code
-tables it is written in; prices are rupee strings with two decimals."""
+tables it is written in, and the account-state answers (PositionBook rows, Holdings rows, Limits)
+from the books of ``paper/portfolio.py``; prices are rupee strings with two decimals."""
 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from paper.orders import PaperOrder
+from paper.portfolio import PaperFunds, PaperHolding, PaperPosition
+from paper.universe import PaperInstrument
 
 PRODUCTS = {"C": "CNC", "M": "NRML", "I": "MIS"}
 SIDES = {"B": "BUY", "S": "SELL"}
@@ -80,3 +84,65 @@ def report_type(order: PaperOrder, was_modified: bool) -> str:
     if order.status == "REJECTED":
         return "Rejected"
     return "Replaced" if was_modified else "New"
+
+
+def amount_text(units: float, divisor: int) -> str:
+    """Rupees with two decimals (half up) of a figure in 1/divisor rupees that may be fractional
+    (an average, a P&L); never "-0.00"."""
+    rupees = (Decimal(repr(float(units))) / divisor).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    return f"{rupees:.2f}" if rupees else "0.00"
+
+
+def product_code(product: str) -> str:
+    return next((c for c, n in PRODUCTS.items() if n == product), product)
+
+
+def _scrip_fields(inst: PaperInstrument) -> dict[str, str]:
+    div = inst.price_divisor
+    return {"exch": inst.exchange, "token": inst.shoonya_token, "tsym": inst.shoonya_symbol, "pp": "2",
+            "ti": rupees_text(inst.tick_size_paise, div), "ls": str(inst.lot_size)}  # fmt: skip
+
+
+def shoonya_position_row(pos: PaperPosition, user_id: str) -> dict[str, Any]:
+    """One ``PositionBook`` row. Nothing is carried in at the paper broker, so every ``cf*``
+    figure is zero and net = day; ``rpnl`` / ``urmtom`` are P&L (profit positive)."""
+    div = pos.instrument.price_divisor
+    return {
+        "stat": "Ok", "uid": user_id, "actid": user_id, **_scrip_fields(pos.instrument),
+        "prd": product_code(pos.product), "mult": "1", "prcftr": "1.000000",
+        "daybuyqty": str(pos.buy_quantity), "daysellqty": str(pos.sell_quantity),
+        "daybuyamt": amount_text(pos.buy_value, div), "daybuyavgprc": amount_text(pos.buy_price, div),
+        "daysellamt": amount_text(pos.sell_value, div), "daysellavgprc": amount_text(pos.sell_price, div),
+        "cfbuyqty": "0", "cfsellqty": "0", "cfbuyamt": "0.00", "cfbuyavgprc": "0.00", "cfsellamt": "0.00",
+        "cfsellavgprc": "0.00", "cforgavgprc": "0.00",
+        "netqty": str(pos.quantity), "netavgprc": amount_text(pos.average_price, div),
+        "lp": rupees_text(pos.last_price, div), "urmtom": amount_text(pos.unrealised, div),
+        "rpnl": amount_text(pos.realised, div),
+    }  # fmt: skip
+
+
+def shoonya_holding_row(held: PaperHolding) -> dict[str, Any]:
+    """One ``Holdings`` row: the settled quantity as ``holdqty``, today's delivery buys as
+    ``btstqty`` (T1), and delivery sells beyond them as ``usedqty`` (holdings used today)."""
+    div = held.instrument.price_divisor
+    return {
+        "stat": "Ok", "exch_tsym": [_scrip_fields(held.instrument)],
+        "holdqty": str(held.quantity), "dpqty": "0", "npoadqty": "0", "colqty": "0", "benqty": "0",
+        "unplgdqty": "0", "brkcolqty": "0", "btstqty": str(max(held.t1_quantity, 0)), "btstcolqty": "0",
+        "usedqty": str(max(-held.t1_quantity, 0)), "upldprc": rupees_text(held.average_price, div),
+    }  # fmt: skip
+
+
+def shoonya_limits(funds: PaperFunds, user_id: str) -> dict[str, Any]:
+    """The fields of the ``Limits`` answer (one segment: the whole account) beside ``stat`` and
+    ``request_time``; money in paise in ``funds``.
+    ``rpnl`` and ``urmtom`` are debits here, as Noren lists them among the margin-used components
+    (a profit negative); ``marginused`` nets the realised P&L (the paper broker's available margin
+    is opening balance + realised - used, so ``cash + payin - marginused`` is that figure)."""
+    return {
+        "actid": user_id, "cash": rupees_text(funds.opening_balance, 100), "payin": "0.00",
+        "payout": "0.00", "brkcollamt": "0.00", "unclearedcash": "0.00", "daycash": "0.00",
+        "marginused": rupees_text(funds.used_margin - funds.realised, 100), "mtomcurper": "0.00",
+        "rpnl": rupees_text(-funds.realised, 100), "urmtom": rupees_text(-funds.unrealised, 100),
+        "brokerage": "0.00",
+    }  # fmt: skip

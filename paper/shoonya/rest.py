@@ -1,6 +1,7 @@
 """Finvasia Shoonya (Noren OMS) at its own paths: QuickAuth, Logout, UserDetails, PlaceOrder,
-ModifyOrder, CancelOrder, OrderBook, TradeBook, SingleOrdHist, GetQuotes under
-``/NorenWClientTP/``, and the symbol master ``/NSE_symbols.txt.zip``.
+ModifyOrder, CancelOrder, OrderBook, TradeBook, SingleOrdHist, GetQuotes, and the account state
+(PositionBook, Holdings, Limits: ``paper/portfolio.py``'s books) under ``/NorenWClientTP/``, and
+the symbol master ``/NSE_symbols.txt.zip``.
 
 Every call is a POST whose body is ``jData=<json>`` (plus ``&jKey=<susertoken>`` after login),
 as NorenRestApiPy sends it: raw JSON after ``jData=``, read here as a form so a form-encoded body
@@ -30,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from paper import portfolio
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
 from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units, whole_number
 from paper.orders import next_ist_epoch, now_ist
@@ -39,7 +41,10 @@ from paper.shoonya.payloads import (
     PRODUCTS,
     SIDES,
     rupees_text,
+    shoonya_holding_row,
+    shoonya_limits,
     shoonya_order_payload,
+    shoonya_position_row,
 )
 from paper.universe import PaperInstrument, shoonya_symbols_txt
 from paper.users import User
@@ -279,6 +284,38 @@ async def _trade_book(call: Call) -> Response:
     return JSONResponse(rows) if rows else not_ok(NO_DATA)
 
 
+async def _account_user(call: Call, *required: str) -> str:
+    """The user id of an account-state call, whose ``uid`` and ``actid`` (and ``required``) Noren
+    requires ("Invalid Input : Missing uid or actid or prd." at Holdings)."""
+    assert call.user is not None
+    values, _ = await _form(call)
+    if any(not values.get(k) for k in ("uid", "actid", *required)):
+        raise Reply(not_ok(f"Invalid Input : Missing {' or '.join(('uid', 'actid', *required))}."))
+    if str(values["actid"]) != call.user.user_id:
+        raise Reply(not_ok("Invalid Input : Invalid actid"))
+    return call.user.user_id
+
+
+async def _position_book(call: Call) -> Response:
+    uid = await _account_user(call)
+    rows = [shoonya_position_row(p, uid) for p in portfolio.positions(call.state, "shoonya", uid)]
+    return JSONResponse(rows) if rows else not_ok(NO_DATA)
+
+
+async def _holdings(call: Call) -> Response:
+    uid = await _account_user(call, "prd")
+    values, _ = await _form(call)
+    # Only delivery holdings exist at the paper broker: another product holds nothing.
+    held = portfolio.holdings(call.state, "shoonya", uid) if values["prd"] == "C" else []
+    rows = [shoonya_holding_row(h) for h in held]
+    return JSONResponse(rows) if rows else not_ok(NO_DATA)
+
+
+async def _limits(call: Call) -> Response:
+    uid = await _account_user(call)
+    return ok(**shoonya_limits(portfolio.funds(call.state, "shoonya", uid), uid))
+
+
 async def _single_order_history(call: Call) -> Response:
     values, _ = await _form(call)
     try:
@@ -330,6 +367,11 @@ def routes(state: object = None) -> list[Route]:
         ("TradeBook", "orderbook", _trade_book, auth_jkey),
         ("SingleOrdHist", "orderbook", _single_order_history, auth_jkey),
         ("GetQuotes", "quote", _quotes, auth_jkey),
+        # Account state: Finvasia publishes no caps, so these count as "other", as the adapter's
+        # limiter counts them (its spec caps no "portfolio" class: Account.caps_for falls back).
+        ("PositionBook", "other", _position_book, auth_jkey),
+        ("Holdings", "other", _holdings, auth_jkey),
+        ("Limits", "other", _limits, auth_jkey),
     ]
     out = []
     for name, endpoint_class, handler, authenticate in calls:

@@ -1,4 +1,5 @@
-"""Shoonya (Noren) REST adapter (docs/brokers.md § Finvasia Shoonya): orders and the order book on a
+"""Shoonya (Noren) REST adapter (docs/brokers.md § Finvasia Shoonya): orders, the order book and the
+account state (PositionBook, Holdings, Limits, TradeBook; translated by ``portfolio.py``) on a
 keep-alive session. Every call is a POST of ``jData=<json>&jKey=<susertoken>`` to
 ``/NorenWClientTP/<Name>``; answers are ``{"stat": "Ok", ...}``, a JSON list (the books), or
 ``{"stat": "Not_Ok", "emsg"}``."""
@@ -8,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from common.brokers.base import RestAdapterBase, json_or_none, send
-from common.brokers.shoonya import translate
+from common.brokers.shoonya import portfolio, translate
 from common.brokers.shoonya.errors import NO_DATA, emsg_kind, map_error
 from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
+from common.portfolio import Funds, Holding, Position, Trade
 
 __all__ = ["PREFIX", "Adapter"]
 
@@ -54,3 +56,18 @@ class Adapter(RestAdapterBase):
     def orders(self) -> list[OrderUpdate]:
         rows = self._call("OrderBook", translate.book_values(self.account.user_id), empty_ok=True)
         return translate.book_to_updates(self.account.name, rows)
+
+    def positions(self) -> list[Position]:
+        rows = self._call("PositionBook", portfolio.account_values(self.account.user_id), empty_ok=True)
+        return portfolio.positions_from_rows(rows)
+
+    def holdings(self) -> list[Holding]:
+        values = portfolio.account_values(self.account.user_id, portfolio.HOLDINGS_PRODUCT)
+        return portfolio.holdings_from_rows(self._call("Holdings", values, empty_ok=True))
+
+    def funds(self) -> Funds:
+        return portfolio.funds_from_limits(self._call("Limits", portfolio.account_values(self.account.user_id)))
+
+    def trades(self) -> list[Trade]:
+        rows = self._call("TradeBook", portfolio.account_values(self.account.user_id), empty_ok=True)
+        return portfolio.trades_from_rows(rows)
