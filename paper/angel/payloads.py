@@ -1,12 +1,14 @@
-"""Angel's order-book row (also the ``orderData`` of an order-update message) and its order
-type and ``order-status`` codes."""
+"""Angel's order-book row (also the ``orderData`` of an order-update message), its order type
+and ``order-status`` codes, and the rows of the account-state answers (getPosition, getHolding,
+getRMS, getTradeBook) made from the paper books (paper/portfolio.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from paper.orders import PaperOrder
+from paper.orders import PaperOrder, PaperTrade
+from paper.portfolio import PaperFunds, PaperHolding, PaperPosition
 
 _ANGEL_STATUS = {
     "OPEN": "open",
@@ -86,3 +88,88 @@ def order_status_code(order: PaperOrder, was_modified: bool) -> str:
     if was_modified and order.status in ("OPEN", "TRIGGER PENDING"):
         return "AB04"
     return ORDER_STATUS_CODES.get(order.status, "AB01")
+
+
+# ----- account state (getPosition, getHolding, getRMS, getTradeBook) -----
+# The paper books (paper/portfolio.py) keep Angel orders' own producttype; Kite's names are
+# mapped for books kept in those.
+ANGEL_PRODUCT = {"CNC": "DELIVERY", "MIS": "INTRADAY", "NRML": "CARRYFORWARD"}
+
+
+def _rupees(units: float, div: int) -> str:
+    """A money string as Angel's position, RMS and trade-book answers carry it ("2235.80")."""
+    return f"{units / div:.2f}"
+
+
+# The contract fields every position and trade-book row repeats, for the paper universe's equities
+# (no expiry, strike -1, multiplier -1: "not applicable", as Angel sends them).
+_EQUITY_CONTRACT = {"instrumenttype": "", "symbolgroup": "EQ", "strikeprice": "-1", "optiontype": "",
+                    "expirydate": "", "precision": "2", "multiplier": "-1"}
+
+
+def angel_position_payload(pos: PaperPosition, close: int) -> dict[str, str]:
+    """One row of getPosition (nothing is carried in overnight at the paper broker: cf* are 0)."""
+    inst, div = pos.instrument, pos.instrument.price_divisor
+    buy, sell = _rupees(pos.buy_value, div), _rupees(pos.sell_value, div)
+    average = _rupees(pos.average_price, div)
+    return {
+        "exchange": inst.exchange, "symboltoken": inst.angel_token,
+        "producttype": ANGEL_PRODUCT.get(pos.product, pos.product), "tradingsymbol": inst.angel_symbol,
+        "symbolname": inst.symbol, **_EQUITY_CONTRACT,
+        "priceden": "1", "pricenum": "1", "genden": "1", "gennum": "1", "boardlotsize": "1",
+        "lotsize": str(inst.lot_size),
+        "buyqty": str(pos.buy_quantity), "sellqty": str(pos.sell_quantity), "buyamount": buy, "sellamount": sell,
+        "cfbuyqty": "0", "cfsellqty": "0", "cfbuyamount": "0", "cfsellamount": "0",
+        "buyavgprice": _rupees(pos.buy_price, div), "sellavgprice": _rupees(pos.sell_price, div),
+        "avgnetprice": average, "netvalue": _rupees(pos.sell_value - pos.buy_value, div),
+        "netqty": str(pos.quantity), "totalbuyvalue": buy, "totalsellvalue": sell,
+        "cfbuyavgprice": "0", "cfsellavgprice": "0",
+        "totalbuyavgprice": _rupees(pos.buy_price, div), "totalsellavgprice": _rupees(pos.sell_price, div),
+        "netprice": average,
+        "pnl": _rupees(pos.pnl, div), "realised": _rupees(pos.realised, div),
+        "unrealised": _rupees(pos.unrealised, div), "ltp": _rupees(pos.last_price, div), "close": _rupees(close, div),
+    }
+
+
+def angel_holding_payload(holding: PaperHolding, close: int) -> dict[str, Any]:
+    """One row of getHolding: JSON numbers, not strings; ``quantity`` is settled plus T1 and
+    ``profitandloss`` is whole rupees, as in Angel's documented example."""
+    inst, div = holding.instrument, holding.instrument.price_divisor
+    average = holding.average_price / div
+    return {
+        "tradingsymbol": inst.angel_symbol, "exchange": inst.exchange, "isin": "",
+        "t1quantity": holding.t1_quantity, "realisedquantity": holding.quantity,
+        "quantity": holding.quantity + holding.t1_quantity, "authorisedquantity": 0, "product": "DELIVERY",
+        "collateralquantity": None, "collateraltype": None, "haircut": 0,
+        "averageprice": round(average, 2), "ltp": round(holding.last_price / div, 2),
+        "symboltoken": inst.angel_token, "close": round(close / div, 2),
+        "profitandloss": round(holding.pnl / div),
+        "pnlpercentage": round((holding.last_price - holding.average_price) * 100 / holding.average_price, 2)
+        if holding.average_price else 0,
+    }
+
+
+def angel_rms_payload(funds: PaperFunds) -> dict[str, str]:
+    """getRMS: one set of limits for the account. ``net`` and ``availablecash`` are what is free
+    (opening balance + realised P&L - margin used); the margin used is all in ``utiliseddebits``."""
+    free = _rupees(funds.available_margin, 100)
+    zero = "0.00"
+    return {
+        "net": free, "availablecash": free, "availableintradaypayin": zero, "availablelimitmargin": zero,
+        "collateral": zero, "m2munrealized": _rupees(funds.unrealised, 100),
+        "m2mrealized": _rupees(funds.realised, 100), "utiliseddebits": _rupees(funds.used_margin, 100),
+        "utilisedspan": zero, "utilisedoptionpremium": zero, "utilisedholdingsales": zero, "utilisedexposure": zero,
+        "utilisedturnover": zero, "utilisedpayout": zero,
+    }
+
+
+def angel_trade_payload(order: PaperOrder, trade: PaperTrade) -> dict[str, str]:
+    """One row of getTradeBook (every value a string, as documented)."""
+    inst, div = order.instrument, order.instrument.price_divisor
+    return {
+        "exchange": inst.exchange, "producttype": ANGEL_PRODUCT.get(order.product, order.product),
+        "tradingsymbol": inst.angel_symbol, **_EQUITY_CONTRACT, "marketlot": str(inst.lot_size),
+        "tradevalue": _rupees(trade.quantity * trade.price, div), "transactiontype": order.transaction_type,
+        "fillprice": _rupees(trade.price, div), "fillsize": str(trade.quantity), "orderid": order.order_id,
+        "fillid": trade.trade_id, "filltime": trade.fill_time.strftime("%H:%M:%S"),
+    }

@@ -1,10 +1,11 @@
 """Angel One SmartAPI at its own paths: login, token renewal, logout, profile, orders, order and
-trade books, order details, LTP, and the scrip master JSON.
+trade books, order details, positions, holdings, RMS limits, LTP, and the scrip master JSON.
 
 Answers follow the SmartAPI conventions: business errors are HTTP 200 with
 `{"status": false, "message", "errorcode": "AB....", "data": null}`; the gateway's token errors are
 `{"success": false, "message", "errorCode": "AG800x", "data": ""}` (HTTP 401); the rate limit is an
-HTTP 403 with a plain-text body. An empty order or trade book is `"data": null`, as at Angel.
+HTTP 403 with a plain-text body. An empty book (orders, trades, positions, holdings) is `"data": null`, as
+at Angel.
 """
 
 from __future__ import annotations
@@ -17,11 +18,20 @@ import pyotp
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from paper.angel.payloads import ANGEL_ORDERTYPE, ORDERTYPE_TO_KITE, angel_order_payload
+from paper import portfolio
+from paper.angel.payloads import (
+    ANGEL_ORDERTYPE,
+    ORDERTYPE_TO_KITE,
+    angel_holding_payload,
+    angel_order_payload,
+    angel_position_payload,
+    angel_rms_payload,
+    angel_trade_payload,
+)
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
 from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units, whole_number
 from paper.orders import PaperOrder, next_ist_epoch, now_ist
-from paper.universe import angel_scrip_master
+from paper.universe import PaperInstrument, angel_scrip_master
 from paper.users import User, bearer_token, jwt_shaped
 
 BASE = "/rest/secure/angelbroking"
@@ -268,34 +278,49 @@ async def _order_book(call: Call) -> Response:
     return angel_ok(rows or None)
 
 
+# ----- account state, from the paper books (paper/portfolio.py) -----
+def _user_id(call: Call) -> str:
+    assert call.user is not None
+    return call.user.user_id
+
+
+def _close(call: Call, inst: PaperInstrument) -> int:
+    return int(call.state.prices.quote(inst, advance=False, depth=False)["close"])
+
+
 async def _trade_book(call: Call) -> Response:
-    rows = []
-    for order in call.own_orders():
-        div = order.instrument.price_divisor
-        for trade in order.trades:
-            rows.append(
-                {
-                    "exchange": order.instrument.exchange,
-                    "producttype": order.product,
-                    "tradingsymbol": order.instrument.angel_symbol,
-                    "instrumenttype": "",
-                    "symbolgroup": "EQ",
-                    "strikeprice": "-1",
-                    "optiontype": "",
-                    "expirydate": "",
-                    "marketlot": str(order.instrument.lot_size),
-                    "precision": "2",
-                    "multiplier": "-1",
-                    "tradevalue": trade.quantity * trade.price / div,
-                    "transactiontype": order.transaction_type,
-                    "fillprice": trade.price / div,
-                    "fillsize": trade.quantity,
-                    "orderid": order.order_id,
-                    "fillid": trade.trade_id,
-                    "filltime": trade.fill_time.strftime("%H:%M:%S"),
-                }
-            )
+    rows = [angel_trade_payload(o, t) for o, t in portfolio.trades(call.state, "angel", _user_id(call))]
     return angel_ok(rows or None)
+
+
+async def _positions(call: Call) -> Response:
+    rows = [angel_position_payload(p, _close(call, p.instrument))
+            for p in portfolio.positions(call.state, "angel", _user_id(call))]
+    return angel_ok(rows or None)
+
+
+def _holding_rows(call: Call) -> list[dict[str, Any]]:
+    return [angel_holding_payload(h, _close(call, h.instrument))
+            for h in portfolio.holdings(call.state, "angel", _user_id(call))]
+
+
+async def _holdings(call: Call) -> Response:
+    return angel_ok(_holding_rows(call) or None)
+
+
+async def _all_holdings(call: Call) -> Response:
+    """getAllHolding: the rows of getHolding and their ``totalholding`` summary."""
+    rows = _holding_rows(call)
+    value = sum(r["quantity"] * r["ltp"] for r in rows)
+    invested = sum(r["quantity"] * r["averageprice"] for r in rows)
+    total = {"totalholdingvalue": round(value, 2), "totalinvvalue": round(invested, 2),
+             "totalprofitandloss": round(value - invested, 2),
+             "totalpnlpercentage": round((value - invested) * 100 / invested, 2) if invested else 0}
+    return angel_ok({"holdings": rows, "totalholding": total})
+
+
+async def _rms(call: Call) -> Response:
+    return angel_ok(angel_rms_payload(portfolio.funds(call.state, "angel", _user_id(call))))
 
 
 async def _details(call: Call) -> Response:
@@ -355,7 +380,12 @@ def routes(state: object = None) -> list[Route]:
         Route(f"{order}/modifyOrder", _endpoint("orders", _modify), methods=["POST"]),
         Route(f"{order}/cancelOrder", _endpoint("orders", _cancel), methods=["POST"]),
         Route(f"{order}/getOrderBook", _endpoint("orderbook", _order_book), methods=["GET"]),
-        Route(f"{order}/getTradeBook", _endpoint("orderbook", _trade_book), methods=["GET"]),
+        # The account-state reads: one "portfolio" class (common/brokers/angel/spec.py).
+        Route(f"{order}/getTradeBook", _endpoint("portfolio", _trade_book), methods=["GET"]),
+        Route(f"{order}/getPosition", _endpoint("portfolio", _positions), methods=["GET"]),
+        Route(f"{BASE}/portfolio/v1/getHolding", _endpoint("portfolio", _holdings), methods=["GET"]),
+        Route(f"{BASE}/portfolio/v1/getAllHolding", _endpoint("portfolio", _all_holdings), methods=["GET"]),
+        Route(f"{BASE}/user/v1/getRMS", _endpoint("portfolio", _rms), methods=["GET"]),
         Route(f"{order}/details/{{unique_id}}", _endpoint("orderbook", _details), methods=["GET"]),
         Route(f"{order}/getLtpData", _endpoint("quote", _ltp), methods=["POST"]),
         Route("/OpenAPI_File/files/OpenAPIScripMaster.json", _endpoint("other", _scrip_master, anonymous),

@@ -63,7 +63,7 @@ def test_login_place_cancel_and_order_book(paper: PaperBroker) -> None:
     assert book[filled]["orderstatus"] == "complete" and book[filled]["filledshares"] == "3"
     assert book[filled]["tradingsymbol"] == "SBIN-EQ" and book[filled]["symboltoken"] == "3045"
     trades = client.tradeBook()["data"]
-    assert [t["orderid"] for t in trades] == [filled] and trades[0]["fillsize"] == 3
+    assert [t["orderid"] for t in trades] == [filled] and trades[0]["fillsize"] == "3"
 
     # details/{uniqueorderid}
     r = requests.get(

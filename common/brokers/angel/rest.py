@@ -1,20 +1,24 @@
-"""Angel SmartAPI REST adapter (docs/brokers.md § Angel One): orders and the order book on a
-keep-alive session, JSON bodies, the SmartAPI headers and ``Authorization: Bearer <jwt>``."""
+"""Angel SmartAPI REST adapter (docs/brokers.md § Angel One): orders, the order book and the
+account state (positions, holdings, RMS limits, trade book) on a keep-alive session, JSON bodies,
+the SmartAPI headers and ``Authorization: Bearer <jwt>``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from common.brokers.angel import translate
+from common.brokers.angel import portfolio, translate
 from common.brokers.angel.errors import map_error
 from common.brokers.angel.login import headers
 from common.brokers.base import RestAdapterBase, json_or_none, send
 from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
+from common.portfolio import Funds, Holding, Position, Trade
 
-__all__ = ["ORDER_PATH", "Adapter"]
+__all__ = ["HOLDING_PATH", "ORDER_PATH", "USER_PATH", "Adapter"]
 
 ORDER_PATH = "/rest/secure/angelbroking/order/v1"
+HOLDING_PATH = "/rest/secure/angelbroking/portfolio/v1"
+USER_PATH = "/rest/secure/angelbroking/user/v1"
 
 
 class Adapter(RestAdapterBase):
@@ -23,8 +27,9 @@ class Adapter(RestAdapterBase):
     def _headers(self) -> dict[str, str]:
         return headers(self.account, self._access_token().removeprefix("Bearer "))
 
-    def _call(self, method: str, name: str, body: dict[str, str] | None = None) -> dict[str, Any]:
-        resp = send(self._http, method, f"{self._base}{ORDER_PATH}/{name}", json=body,
+    def _call(self, method: str, name: str, body: dict[str, str] | None = None, *,
+              under: str = ORDER_PATH) -> dict[str, Any]:
+        resp = send(self._http, method, f"{self._base}{under}/{name}", json=body,
                     headers=self._headers(), read_timeout_s=self._read_timeout_s)
         parsed = json_or_none(resp)
         if resp.status_code == 200 and isinstance(parsed, dict) and parsed.get("status") is True:
@@ -50,3 +55,16 @@ class Adapter(RestAdapterBase):
 
     def orders(self) -> list[OrderUpdate]:
         return translate.book_to_updates(self.account.name, self._call("GET", "getOrderBook"))
+
+    # Account state: each read is one request (the caller counts it in the "portfolio" caps).
+    def positions(self) -> list[Position]:
+        return portfolio.positions(self._call("GET", "getPosition"))
+
+    def holdings(self) -> list[Holding]:
+        return portfolio.holdings(self._call("GET", "getHolding", under=HOLDING_PATH))
+
+    def funds(self) -> Funds:
+        return portfolio.funds(self._call("GET", "getRMS", under=USER_PATH))
+
+    def trades(self) -> list[Trade]:
+        return portfolio.trades(self._call("GET", "getTradeBook"))

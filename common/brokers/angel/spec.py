@@ -18,6 +18,9 @@ SPEC = BrokerSpec(
     caps={
         "orders": ["20/s", "500/min", "1000/hour"],
         "orderbook": ["1/s"],
+        # getPosition, getTradeBook, getHolding, getAllHolding 1/s, getRMS 2/s (SmartAPI docs,
+        # "Rate Limit", smartapi.angelone.in/docs): the account-state reads share the tightest.
+        "portfolio": ["1/s"],
         "login": ["1/s"],
         "quote": ["10/s", "500/min", "5000/hour"],
         "historical": ["3/s", "500/min", "5000/hour"],

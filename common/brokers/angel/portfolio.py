@@ -1,0 +1,157 @@
+"""Angel SmartAPI account state, pure: the bodies of ``getPosition``, ``getHolding`` (or
+``getAllHolding``), ``getRMS`` and ``getTradeBook`` -> the generic models of
+``common/portfolio.py``.
+
+Every answer is the SmartAPI envelope ``{"status": true, "message": "SUCCESS", "errorcode": "",
+"data": ...}``; an empty book is ``"data": null``. Position, RMS and trade-book values are strings
+("2235.80"); holding values are JSON numbers. Equity trading symbols carry the series
+(``RELIANCE-EQ``): the generic symbol drops ``-EQ`` as the instrument master does
+(:func:`common.brokers.angel.instruments.generic_symbol`).
+
+Quantities are units (an NFO row of one 25-lot shows ``buyqty`` 25). ``buyqty``/``sellqty`` are
+read as the day's and ``cfbuyqty``/``cfsellqty`` as what was carried in (the net position is
+``netqty``, always as sent). The RMS limits are one figure for the whole account: one segment,
+:data:`SEGMENT`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from common.brokers.angel.instruments import generic_symbol
+from common.brokers.payload import money, text, whole
+from common.models import Product
+from common.portfolio import ZERO, Funds, Holding, Position, Segment, Trade
+
+__all__ = ["PRODUCT_OF", "SEGMENT", "funds", "holdings", "positions", "product_of", "trades"]
+
+# Angel's producttype -> the generic product. MARGIN is Angel's margin delivery (MTF): bought on
+# the broker's margin and carried, like a carry-forward position, not paid in full; BO (bracket)
+# is squared off the same day.
+PRODUCT_OF: dict[str, Product] = {
+    "DELIVERY": Product.DELIVERY,
+    "INTRADAY": Product.INTRADAY,
+    "CARRYFORWARD": Product.NORMAL,
+    "MARGIN": Product.NORMAL,
+    "BO": Product.INTRADAY,
+}
+SEGMENT = "all"
+
+
+def product_of(code: Any) -> str:
+    """The generic product of Angel's ``producttype``; an unknown code is kept as sent, so a
+    position of a product we do not know is shown apart, never merged into another."""
+    raw = text(code).strip().upper()
+    found = PRODUCT_OF.get(raw)
+    return found.value if found is not None else raw
+
+
+def _rows(body: dict[str, Any], key: str | None = None) -> list[dict[str, Any]]:
+    data = body.get("data")
+    if key is not None and isinstance(data, dict):
+        data = data.get(key)
+    return [row for row in data if isinstance(row, dict)] if isinstance(data, list) else []
+
+
+def _dec(v: Any) -> Decimal:
+    found = money(v)
+    return ZERO if found is None else found
+
+
+def _symbol(row: dict[str, Any]) -> str:
+    return generic_symbol(text(row.get("tradingsymbol")).strip(), text(row.get("instrumenttype")).strip())
+
+
+def _position(row: dict[str, Any]) -> Position:
+    day_buy, day_sell = whole(row.get("buyqty")), whole(row.get("sellqty"))
+    cf_buy, cf_sell = whole(row.get("cfbuyqty")), whole(row.get("cfsellqty"))
+    buy_value = money(row.get("totalbuyvalue"))
+    sell_value = money(row.get("totalsellvalue"))
+    net = whole(row.get("netqty"))
+    average = money(row.get("avgnetprice"))
+    if average is None:
+        average = _dec(row.get("netprice"))
+    return Position(
+        exchange=text(row.get("exchange")).strip(),
+        symbol=_symbol(row),
+        product=product_of(row.get("producttype")),
+        quantity=net,
+        average_price=average if net else ZERO,
+        buy_quantity=day_buy + cf_buy,
+        buy_value=buy_value if buy_value is not None else _dec(row.get("buyamount")) + _dec(row.get("cfbuyamount")),
+        sell_quantity=day_sell + cf_sell,
+        sell_value=(sell_value if sell_value is not None
+                    else _dec(row.get("sellamount")) + _dec(row.get("cfsellamount"))),
+        day_buy_quantity=day_buy,
+        day_sell_quantity=day_sell,
+        overnight_quantity=cf_buy - cf_sell,
+        realised_pnl=_dec(row.get("realised")),
+        unrealised_pnl=_dec(row.get("unrealised")),
+        last_price=_dec(row.get("ltp")),
+        token=text(row.get("symboltoken")).strip(),
+    )
+
+
+def positions(body: dict[str, Any]) -> list[Position]:
+    """``getPosition`` -> one Position per (instrument, product) row."""
+    return [_position(row) for row in _rows(body) if row.get("tradingsymbol")]
+
+
+def _holding(row: dict[str, Any]) -> Holding:
+    return Holding(
+        exchange=text(row.get("exchange")).strip(),
+        symbol=_symbol(row),
+        # ``quantity`` is the whole holding, settled (``realisedquantity``) and T1 together.
+        quantity=whole(row.get("quantity")),
+        average_price=_dec(row.get("averageprice")),
+        t1_quantity=whole(row.get("t1quantity")),
+        last_price=_dec(row.get("ltp")),
+        pnl=_dec(row.get("profitandloss")),
+        isin=text(row.get("isin")).strip(),
+        token=text(row.get("symboltoken")).strip(),
+    )
+
+
+def holdings(body: dict[str, Any]) -> list[Holding]:
+    """``getHolding`` (``data``: the rows) or ``getAllHolding`` (``data.holdings``, beside the
+    ``totalholding`` summary) -> Holdings."""
+    data = body.get("data")
+    rows = _rows(body, "holdings") if isinstance(data, dict) else _rows(body)
+    return [_holding(row) for row in rows if row.get("tradingsymbol")]
+
+
+def funds(body: dict[str, Any]) -> Funds:
+    """``getRMS`` -> Funds of one segment: ``net`` is what a new order can use, ``availablecash``
+    the cash, ``utiliseddebits`` the total blocked (span, exposure, premium, ... included)."""
+    data = body.get("data")
+    row: dict[str, Any] = data if isinstance(data, dict) else {}
+    segment = Segment(
+        available_cash=_dec(row.get("availablecash")),
+        used_margin=_dec(row.get("utiliseddebits")),
+        available_margin=_dec(row.get("net")),
+        collateral=_dec(row.get("collateral")),
+        realised_pnl=_dec(row.get("m2mrealized")),
+        unrealised_pnl=_dec(row.get("m2munrealized")),
+    )
+    return Funds.of_segments({SEGMENT: segment})
+
+
+def _trade(row: dict[str, Any]) -> Trade:
+    return Trade(
+        trade_id=text(row.get("fillid")).strip(),
+        broker_order_id=text(row.get("orderid")).strip(),
+        exchange=text(row.get("exchange")).strip(),
+        symbol=_symbol(row),
+        product=product_of(row.get("producttype")),
+        side=text(row.get("transactiontype")).strip().upper(),
+        quantity=whole(row.get("fillsize")),
+        price=_dec(row.get("fillprice")),
+        fill_time=text(row.get("filltime")).strip(),
+    )
+
+
+def trades(body: dict[str, Any]) -> list[Trade]:
+    """``getTradeBook`` -> one Trade per fill (the trade book carries no ``ordertag``, so
+    ``client_order_id`` is "": the order book links a fill's order id to its tag)."""
+    return [_trade(row) for row in _rows(body) if row.get("fillid") or row.get("orderid")]
