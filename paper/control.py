@@ -119,6 +119,7 @@ def order_summary(order: PaperOrder) -> dict[str, Any]:
         "average_price": order.average_price(),
         "modify_count": order.modify_count,
         "created_ns": order.created_ns,
+        "fill_wall_ns": order.fill_wall_ns,
         "broker_payload": body,
     }
 
@@ -139,12 +140,13 @@ def _rupees(units: float, divisor: int = 100) -> str:
 
 
 async def portfolio_books(request: Request) -> Response:
-    """The books of one user (`broker`, `user_id`), generic names, rupees as decimal strings: what
-    every dialect's positions, holdings, funds and trades endpoints serve (tests compare brokergate
-    and the official SDKs with them)."""
+    """The books of one user (`broker`, `user_id`), generic names (products as CNC/MIS/NRML, whatever
+    code the dialect keeps), rupees as decimal strings: what every dialect's positions, holdings,
+    funds and trades endpoints serve (tests compare brokergate and the official SDKs with them)."""
     state, params = _paper(request).state, request.query_params
     broker, user_id = params.get("broker", ""), params.get("user_id", "")
-    positions = [{"exchange": p.instrument.exchange, "symbol": p.instrument.symbol, "product": p.product,
+    positions = [{"exchange": p.instrument.exchange, "symbol": p.instrument.symbol,
+                  "product": portfolio.product_kind(p.product),
                   "quantity": p.quantity, "average_price": _rupees(p.average_price, p.instrument.price_divisor),
                   "buy_quantity": p.buy_quantity, "sell_quantity": p.sell_quantity,
                   "buy_value": _rupees(p.buy_value, p.instrument.price_divisor),
@@ -159,7 +161,7 @@ async def portfolio_books(request: Request) -> Response:
     funds = {"opening_balance": _rupees(f.opening_balance), "used_margin": _rupees(f.used_margin),
              "available_margin": _rupees(f.available_margin), "realised": _rupees(f.realised)}
     trades = [{"trade_id": t.trade_id, "order_id": o.order_id, "tag": o.tag, "exchange": o.instrument.exchange,
-               "symbol": o.instrument.symbol, "product": o.product, "side": o.transaction_type,
+               "symbol": o.instrument.symbol, "product": portfolio.product_kind(o.product), "side": o.transaction_type,
                "quantity": t.quantity, "price": _rupees(t.price, o.instrument.price_divisor)}
               for o, t in portfolio.trades(state, broker, user_id)]
     return JSONResponse({"positions": positions, "holdings": holdings, "funds": funds, "trades": trades})

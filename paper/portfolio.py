@@ -30,13 +30,29 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MARGIN_RATE", "OPENING_CASH_RUPEES", "SEED_HOLDINGS", "PaperFunds", "PaperHolding", "PaperPosition",
-    "funds", "holdings", "positions", "trades",
+    "funds", "holdings", "margin_rate", "positions", "product_kind", "trades",
 ]  # fmt: skip
 
 OPENING_CASH_RUPEES = 1_000_000
 SEED_HOLDINGS: tuple[tuple[str, str, int], ...] = (("NSE", "INFY", 10), ("NSE", "RELIANCE", 5))
-# Margin rate by product (Kite's names, as PaperOrder carries them): delivery is paid in full.
+# Margin rate by product kind (Kite's names): delivery is paid in full.
 MARGIN_RATE: dict[str, float] = {"CNC": 1.0, "MIS": 0.2, "NRML": 0.15}
+# A dialect keeps its own product codes on its orders (Angel DELIVERY/CARRYFORWARD, Shoonya C/I/M,
+# ...): the kind each is, for the margin and the holdings.
+_KIND: dict[str, str] = {
+    "CNC": "CNC", "DELIVERY": "CNC", "C": "CNC",
+    "MIS": "MIS", "INTRADAY": "MIS", "I": "MIS", "CO": "MIS", "BO": "MIS", "H": "MIS", "B": "MIS",
+    "NRML": "NRML", "CARRYFORWARD": "NRML", "MARGIN": "NRML", "M": "NRML",
+}  # fmt: skip
+
+
+def product_kind(product: str) -> str:
+    """CNC, MIS or NRML for any dialect's product code (unknown: as given)."""
+    return _KIND.get(product.upper(), product)
+
+
+def margin_rate(product: str) -> float:
+    return MARGIN_RATE.get(product_kind(product), 1.0)
 
 
 @dataclass
@@ -146,7 +162,7 @@ def holdings(state: PaperState, broker: str, user_id: str) -> list[PaperHolding]
             out[(exchange, symbol)] = PaperHolding(inst, qty, 0, inst.base_price_paise,
                                                    state.prices.last_price(inst))
     for pos in positions(state, broker, user_id):
-        if pos.product != "CNC" or not pos.quantity:
+        if product_kind(pos.product) != "CNC" or not pos.quantity:
             continue
         inst = pos.instrument
         held = out.get((inst.exchange, inst.symbol))
@@ -158,7 +174,7 @@ def holdings(state: PaperState, broker: str, user_id: str) -> list[PaperHolding]
 
 def _blocked(state: PaperState, order: PaperOrder) -> int:
     price = order.price or state.prices.last_price(order.instrument)
-    return round(order.pending_quantity * price * MARGIN_RATE.get(order.product, 1.0))
+    return round(order.pending_quantity * price * margin_rate(order.product))
 
 
 def funds(state: PaperState, broker: str, user_id: str) -> PaperFunds:
@@ -167,7 +183,7 @@ def funds(state: PaperState, broker: str, user_id: str) -> PaperFunds:
     used = 0
     realised = unrealised = 0.0
     for pos in positions(state, broker, user_id):
-        used += round(abs(pos.quantity) * pos.last_price * MARGIN_RATE.get(pos.product, 1.0))
+        used += round(abs(pos.quantity) * pos.last_price * margin_rate(pos.product))
         realised += pos.realised
         unrealised += pos.unrealised
     used += sum(_blocked(state, o) for o in _orders(state, broker, user_id) if o.is_open)
