@@ -1,5 +1,6 @@
 """Kite Connect v3 at its own paths: the headless web login (/api/login, /api/twofa,
-/connect/login), /session/token, orders, trades, instruments, quotes and the profile."""
+/connect/login), /session/token, orders, instruments, quotes, the profile, and the account state
+(trades, /portfolio/positions, /portfolio/holdings, /user/margins) from paper/portfolio.py's books."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as dt
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,9 +17,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
+from paper.kite import payloads
 from paper.kite.payloads import checksum_hex, kite_order_payload, trade_payload
 from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units
 from paper.orders import IST, fmt_ts, next_ist_epoch, now_ist
+from paper.state import PaperState
 from paper.universe import kite_instruments_csv
 from paper.users import User
 
@@ -357,16 +361,28 @@ async def _order_history(call: Call) -> Response:
     return kite_ok(order.history)
 
 
-async def _trades(call: Call) -> Response:
-    return kite_ok([row for o in call.own_orders() for row in trade_payload(o)])
-
-
 async def _order_trades(call: Call) -> Response:
     try:
         order = call.own_order(call.request.path_params["order_id"], NOT_FOUND)
     except OrderError as exc:
         return _map_order_error(exc)
     return kite_ok(trade_payload(order))
+
+
+# ----- account state (paper/portfolio.py's books) -----
+def _books(build: Callable[[PaperState, str], Any]) -> Handler:
+    async def handler(call: Call) -> Response:
+        assert call.user is not None
+        return kite_ok(build(call.state, call.user.user_id))
+
+    return handler
+
+
+async def _margins_segment(call: Call) -> Response:
+    assert call.user is not None
+    body = payloads.margins_data(call.state, call.user.user_id)
+    segment = call.request.path_params["segment"]
+    return kite_ok(body[segment]) if segment in body else kite_error(400, "InputException", "Invalid segment.")
 
 
 # ----- market data -----
@@ -449,7 +465,12 @@ def routes(state: object = None) -> list[Route]:
         Route("/orders/{variety}", _endpoint("orders", _place), methods=["POST"]),
         Route("/orders/{variety}/{order_id}", _endpoint("orders", _modify), methods=["PUT"]),
         Route("/orders/{variety}/{order_id}", _endpoint("orders", _cancel), methods=["DELETE"]),
-        Route("/trades", _endpoint("orderbook", _trades), methods=["GET"]),
+        Route("/trades", _endpoint("orderbook", _books(payloads.trades_data)), methods=["GET"]),
+        # Kite documents no cap of their own for these: "all other endpoints" (other, 10/s).
+        Route("/portfolio/positions", _endpoint("other", _books(payloads.positions_data)), methods=["GET"]),
+        Route("/portfolio/holdings", _endpoint("other", _books(payloads.holdings_data)), methods=["GET"]),
+        Route("/user/margins", _endpoint("other", _books(payloads.margins_data)), methods=["GET"]),
+        Route("/user/margins/{segment}", _endpoint("other", _margins_segment), methods=["GET"]),
         Route("/instruments", _endpoint("other", _instruments, auth_optional), methods=["GET"]),
         Route("/instruments/{exchange}", _endpoint("other", _instruments, auth_optional), methods=["GET"]),
         Route("/quote", _endpoint("quote", _quote_handler("full")), methods=["GET"]),

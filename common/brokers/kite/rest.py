@@ -1,5 +1,6 @@
-"""Kite Connect REST adapter (docs/brokers.md § Zerodha): orders and the order book on a keep-alive
-session. Form-encoded bodies, ``X-Kite-Version: 3``, ``Authorization: token api_key:access_token``."""
+"""Kite Connect REST adapter (docs/brokers.md § Zerodha): orders, the order book and the account state
+(positions, holdings, margins, trades; ``portfolio.py`` reads them) on a keep-alive session.
+Form-encoded bodies, ``X-Kite-Version: 3``, ``Authorization: token api_key:access_token``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Any
 import requests
 
 from common.brokers.base import RestAdapterBase, json_or_none, send
-from common.brokers.kite import translate
+from common.brokers.kite import portfolio, translate
 from common.brokers.kite.errors import map_error
 from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
+from common.portfolio import Funds, Holding, Position, Trade
 
 __all__ = ["Adapter"]
 
@@ -49,3 +51,15 @@ class Adapter(RestAdapterBase):
 
     def orders(self) -> list[OrderUpdate]:
         return translate.book_to_updates(self.account.name, self._call("GET", "/orders"))
+
+    def positions(self) -> list[Position]:
+        return portfolio.positions_of(self._call("GET", "/portfolio/positions").get("data"))
+
+    def holdings(self) -> list[Holding]:
+        return portfolio.holdings_of(self._call("GET", "/portfolio/holdings").get("data"))
+
+    def funds(self) -> Funds:
+        return portfolio.funds_of(self._call("GET", "/user/margins").get("data"))
+
+    def trades(self) -> list[Trade]:
+        return portfolio.trades_of(self._call("GET", "/trades").get("data"))

@@ -1,0 +1,153 @@
+"""Kite account state, pure: the ``data`` of ``GET /portfolio/positions``, ``GET /portfolio/holdings``,
+``GET /user/margins`` and ``GET /trades`` -> the generic models of ``common/portfolio.py``.
+
+Kite's quirks, and what is done about them (sources in docs/brokers.md § Zerodha):
+
+* Positions come as ``{"net": [...], "day": [...]}``; ``net`` is the position (carried in plus
+  today), ``day`` only today's activity: the net rows are read.
+* Kite's ``buy_value`` / ``sell_value`` already carry the lot ``multiplier`` (MCX ``LEADMINI``:
+  quantity 1 at 161.05, multiplier 1000, buy_value 161050), while a generic Position keeps
+  price x quantity and multiplies in ``pnl_at``: they are divided by the multiplier here.
+* ``product`` CNC / MIS / NRML become the generic DELIVERY / INTRADAY / NORMAL; any other code
+  (CO, BO, MTF) is kept as Kite wrote it, so such a row is neither lost nor merged into another.
+* Holdings' ``quantity`` is documented as "Net quantity (T+1 + realised)": it already includes
+  ``t1_quantity``, so it is the generic quantity as is.
+* Margins come per segment (``equity``, ``commodity``): ``available.cash`` is the cash,
+  ``utilised.debits`` the margin used, ``net`` what a new order can use.
+* The trade book carries no tag: a Trade's client_order_id is "".
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from common.models import Product
+from common.portfolio import ZERO, Funds, Holding, Position, Segment, Trade
+
+__all__ = ["PRODUCTS", "funds_of", "holdings_of", "positions_of", "product_of", "trades_of"]
+
+# Kite's product codes -> the generic ones (translate.PRODUCT is the way out).
+PRODUCTS: dict[str, str] = {"CNC": Product.DELIVERY.value, "MIS": Product.INTRADAY.value,
+                            "NRML": Product.NORMAL.value}
+
+
+def product_of(code: Any) -> str:
+    text = str(code or "")
+    return PRODUCTS.get(text, text)
+
+
+def _dec(value: Any) -> Decimal:
+    if value is None or value == "" or isinstance(value, bool):
+        return ZERO
+    try:
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        return ZERO
+
+
+def _int(value: Any) -> int:
+    return int(_dec(value))
+
+
+def _rows(data: Any) -> list[dict[str, Any]]:
+    return [row for row in data if isinstance(row, dict)] if isinstance(data, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _token(row: dict[str, Any]) -> str:
+    token = row.get("instrument_token")
+    return "" if token in (None, "") else str(token)
+
+
+def position_of(row: dict[str, Any]) -> Position:
+    """One row of ``data.net``."""
+    multiplier = _int(row.get("multiplier")) or 1
+    return Position(
+        exchange=str(row.get("exchange") or ""),
+        symbol=str(row.get("tradingsymbol") or ""),
+        product=product_of(row.get("product")),
+        quantity=_int(row.get("quantity")),
+        average_price=_dec(row.get("average_price")),
+        buy_quantity=_int(row.get("buy_quantity")),
+        buy_value=_dec(row.get("buy_value")) / multiplier,
+        sell_quantity=_int(row.get("sell_quantity")),
+        sell_value=_dec(row.get("sell_value")) / multiplier,
+        day_buy_quantity=_int(row.get("day_buy_quantity")),
+        day_sell_quantity=_int(row.get("day_sell_quantity")),
+        overnight_quantity=_int(row.get("overnight_quantity")),
+        realised_pnl=_dec(row.get("realised")),
+        unrealised_pnl=_dec(row.get("unrealised")),
+        last_price=_dec(row.get("last_price")),
+        multiplier=multiplier,
+        token=_token(row),
+    )
+
+
+def positions_of(data: Any) -> list[Position]:
+    """``data`` of ``GET /portfolio/positions`` -> the net positions, in Kite's order."""
+    net = data.get("net") if isinstance(data, dict) else None
+    return [position_of(row) for row in _rows(net)]
+
+
+def holding_of(row: dict[str, Any]) -> Holding:
+    return Holding(
+        exchange=str(row.get("exchange") or ""),
+        symbol=str(row.get("tradingsymbol") or ""),
+        quantity=_int(row.get("quantity")),
+        average_price=_dec(row.get("average_price")),
+        t1_quantity=_int(row.get("t1_quantity")),
+        last_price=_dec(row.get("last_price")),
+        pnl=_dec(row.get("pnl")),
+        isin=str(row.get("isin") or ""),
+        token=_token(row),
+    )
+
+
+def holdings_of(data: Any) -> list[Holding]:
+    """``data`` of ``GET /portfolio/holdings``."""
+    return [holding_of(row) for row in _rows(data)]
+
+
+def segment_of(seg: dict[str, Any]) -> Segment:
+    """One segment of ``GET /user/margins`` (``equity`` or ``commodity``)."""
+    available, utilised = _dict(seg.get("available")), _dict(seg.get("utilised"))
+    return Segment(
+        available_cash=_dec(available.get("cash")),
+        used_margin=_dec(utilised.get("debits")),
+        available_margin=_dec(seg.get("net")),
+        opening_balance=_dec(available.get("opening_balance")),
+        collateral=_dec(available.get("collateral")),
+        realised_pnl=_dec(utilised.get("m2m_realised")),
+        unrealised_pnl=_dec(utilised.get("m2m_unrealised")),
+    )
+
+
+def funds_of(data: Any) -> Funds:
+    """``data`` of ``GET /user/margins`` -> Funds with one Segment per Kite segment."""
+    segments = {str(name): segment_of(seg) for name, seg in (data.items() if isinstance(data, dict) else [])
+                if isinstance(seg, dict)}
+    return Funds.of_segments(segments)
+
+
+def trade_of(row: dict[str, Any]) -> Trade:
+    return Trade(
+        trade_id=str(row.get("trade_id") or ""),
+        broker_order_id=str(row.get("order_id") or ""),
+        exchange=str(row.get("exchange") or ""),
+        symbol=str(row.get("tradingsymbol") or ""),
+        product=product_of(row.get("product")),
+        side=str(row.get("transaction_type") or ""),
+        quantity=_int(row.get("quantity")),
+        price=_dec(row.get("average_price")),
+        client_order_id="",  # Kite's trade book has no tag
+        fill_time=str(row.get("fill_timestamp") or ""),
+    )
+
+
+def trades_of(data: Any) -> list[Trade]:
+    """``data`` of ``GET /trades`` (the day's fills), in Kite's order."""
+    return [trade_of(row) for row in _rows(data)]
