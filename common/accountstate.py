@@ -40,6 +40,7 @@ from typing import Any, Final, Literal
 import redis
 
 from common import keys
+from common.brokers import spec_for
 from common.brokers.base import PORTFOLIO, BrokerAdapter, adapter_for
 from common.errors import BrokerGateError, TokenExpired
 from common.portfolio import Funds, Holding, Position, Trade, position_key, with_fill
@@ -156,7 +157,7 @@ def store(r: redis.Redis, account_name: str, kind: Kind, items: Any, asked_ms: i
 
 
 def _fetch(r: redis.Redis, acct: Account, kind: Kind, adapter: BrokerAdapter | None, deadline_ms: int) -> Any:
-    limiter = Limiter.for_account(r, acct, PORTFOLIO)
+    limiter = Limiter.for_account(r, acct, spec_for(acct.broker).read_classes.get(kind, PORTFOLIO))
     slot = limiter.acquire(deadline_ms)
     call: Callable[[], Any] = getattr(adapter or adapter_for(acct), kind)
     with limiter.used(slot):

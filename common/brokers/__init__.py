@@ -54,6 +54,10 @@ class BrokerSpec:
     # The account's `extra` keys this broker reads, with their types (checked when the accounts
     # file is read, so a typo is a start-up error naming the key, not a silently ignored setting).
     extras: dict[str, ExtraType] = field(default_factory=dict)
+    # The endpoint class each account-state read (positions, holdings, funds, trades) counts in,
+    # where it is not ``portfolio`` (common.brokers.base.PORTFOLIO): a broker that counts its trade
+    # book with its order book says so here, so the limiter counts it where the broker does.
+    read_classes: dict[str, str] = field(default_factory=dict)
 
 
 # The `extra` keys every broker reads (the order path's read timeout), with their types.

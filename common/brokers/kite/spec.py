@@ -23,4 +23,7 @@ SPEC = BrokerSpec(
         "other": ["10/s"],
     },
     caps_counted_per=COUNTED_PER_USER,
+    # The trade book (/trades) is read with the order book's reads (its "orderbook" budget), as
+    # the paper broker counts it: reading both at full rate must not add up to twice the cap.
+    read_classes={"trades": "orderbook"},
 )

@@ -30,4 +30,7 @@ SPEC = BrokerSpec(
     # api_key is the vendor code (vc); api_secret is the API key hashed into "appkey".
     secrets=("password", "totp_secret", "api_secret"),
     extras={"imei": "str", "symbols_url_root": "str", "symbol_exchanges": "list[str]"},
+    # The trade book is a book like the order book (the same defaults as the order book's reads,
+    # and the paper broker counts them together): a strategy reading both at full rate stays in it.
+    read_classes={"trades": "orderbook"},
 )
