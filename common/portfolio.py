@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["Funds", "Holding", "Position", "Segment", "Trade", "position_key", "with_fill"]
+__all__ = ["Funds", "Holding", "Margin", "Position", "Segment", "Trade", "position_key", "with_fill"]
 
 ZERO = Decimal(0)
 
@@ -186,6 +186,18 @@ class Trade:
     def from_dict(cls, d: dict[str, Any]) -> Trade:
         t: Trade = _from_dict(cls, d)
         return t
+
+
+@dataclass(frozen=True, slots=True)
+class Margin:
+    """What orders need, as the broker's own margin calculator answers (rupees)."""
+
+    total: Decimal  # the orders together, with the broker's hedge benefit where it computes one
+    orders: tuple[Decimal, ...] = ()  # each order alone, in the order asked (where the broker says)
+    charges: Decimal = ZERO  # brokerage, taxes and fees, where the broker reports them
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total": str(self.total), "orders": [str(o) for o in self.orders], "charges": str(self.charges)}
 
 
 def with_fill(pos: Position | None, *, exchange: str, symbol: str, product: str, side: str, quantity: int,

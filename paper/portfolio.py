@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MARGIN_RATE", "OPENING_CASH_RUPEES", "SEED_HOLDINGS", "PaperFunds", "PaperHolding", "PaperPosition",
-    "funds", "holdings", "margin_rate", "positions", "product_kind", "trades",
+    "funds", "holdings", "margin_for", "margin_rate", "positions", "product_kind", "trades",
 ]  # fmt: skip
 
 OPENING_CASH_RUPEES = 1_000_000
@@ -188,3 +188,12 @@ def funds(state: PaperState, broker: str, user_id: str) -> PaperFunds:
         unrealised += pos.unrealised
     used += sum(_blocked(state, o) for o in _orders(state, broker, user_id) if o.is_open)
     return PaperFunds(OPENING_CASH_RUPEES * 100, used, round(realised), round(unrealised))
+
+
+def margin_for(state: PaperState, inst: PaperInstrument, product: str, quantity: int, price: int = 0) -> int:
+    """What one order needs (units, 1/price_divisor rupees): its value at ``price`` (the last price
+    for a market order, 0) times its product's rate. The paper broker's calculators for every
+    dialect answer from this; a basket is the plain sum (no hedge benefit: the paper universe
+    has no derivatives to hedge with)."""
+    at = price or state.prices.last_price(inst)
+    return round(quantity * at * margin_rate(product))

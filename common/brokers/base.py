@@ -27,7 +27,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import requests
@@ -40,7 +40,7 @@ from urllib3.util.retry import Retry
 from common.brokers import broker
 from common.errors import Ambiguous, BrokerError, BrokerUnavailable, TokenExpired
 from common.models import Instrument, Order, OrderUpdate
-from common.portfolio import Funds, Holding, Position, Trade
+from common.portfolio import Funds, Holding, Margin, Position, Trade
 from common.settings import READ_TIMEOUT_S, Account
 
 __all__ = [
@@ -114,6 +114,11 @@ class BrokerAdapter(Protocol):
 
     def trades(self) -> list[Trade]:
         """The day's trade book (fills)."""
+        ...
+
+    def margin_required(self, orders: Sequence[tuple[Order, Instrument | None]]) -> Margin:
+        """The broker's margin calculator for these orders (each with its instrument from the
+        master), together and one by one; nothing is placed."""
         ...
 
 

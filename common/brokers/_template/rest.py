@@ -8,11 +8,12 @@ that is not a success with this broker's :func:`.errors.map_error`; nothing retr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from common.brokers.base import RestAdapterBase
 from common.models import Instrument, Order, OrderUpdate
-from common.portfolio import Funds, Holding, Position, Trade
+from common.portfolio import Funds, Holding, Margin, Position, Trade
 
 __all__ = ["Adapter"]
 
@@ -47,4 +48,7 @@ class Adapter(RestAdapterBase):
         raise NotImplementedError
 
     def trades(self) -> list[Trade]:
+        raise NotImplementedError
+
+    def margin_required(self, orders: Sequence[tuple[Order, Instrument | None]]) -> Margin:
         raise NotImplementedError
