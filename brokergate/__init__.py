@@ -48,6 +48,7 @@ from common.client import (
     funds,
     get_order,
     holdings,
+    margin_required,
     modify_order,
     orders,
     place_order,
@@ -81,7 +82,7 @@ from common.models import (
     Validity,
 )
 from common.order_updates import OrderUpdateListener, on_order_update
-from common.portfolio import Funds, Holding, Position, Segment, Trade
+from common.portfolio import Funds, Holding, Margin, Position, Segment, Trade
 from common.ticks import TickSubscription, subscribe_ticks, unsubscribe
 
 __all__ = [
@@ -97,6 +98,7 @@ __all__ = [
     "Instrument",
     "InvalidOrder",
     "LoginFailed",
+    "Margin",
     "Order",
     "OrderHandle",
     "OrderRejected",
@@ -121,6 +123,7 @@ __all__ = [
     "funds",
     "get_order",
     "holdings",
+    "margin_required",
     "modify_order",
     "on_order_update",
     "orders",

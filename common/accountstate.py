@@ -43,13 +43,14 @@ from common import keys
 from common.brokers import spec_for
 from common.brokers.base import PORTFOLIO, BrokerAdapter, adapter_for
 from common.errors import BrokerGateError, TokenExpired
-from common.portfolio import Funds, Holding, Position, Trade, position_key, with_fill
+from common.models import Instrument, Order
+from common.portfolio import Funds, Holding, Margin, Position, Trade, position_key, with_fill
 from common.ratelimit import Limiter
 from common.redis import HashFields, as_text, get_redis, server_time_ms
 from common.settings import Account, account
 
 __all__ = [
-    "KINDS", "Kind", "Snapshot", "apply_fill", "get", "read", "refresh", "store",
+    "KINDS", "Kind", "Snapshot", "apply_fill", "get", "margin_required", "read", "refresh", "store",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,18 @@ def refresh(account_name: str, kind: Kind, r: redis.Redis | None = None, *, adap
                 raise BrokerGateError(f"{account_name}: {kind} not read within {timeout_s:g} s")
     finally:
         pubsub.close()
+
+
+def margin_required(account_name: str, orders: Sequence[tuple[Order, Instrument | None]],
+                    r: redis.Redis | None = None) -> Margin:
+    """The broker's margin calculator for ``orders`` of one account (nothing is placed), through
+    the limiter (the broker's ``margins`` read class, else ``portfolio``)."""
+    r = r or get_redis()
+    acct = account(account_name)
+    limiter = Limiter.for_account(r, acct, spec_for(acct.broker).read_classes.get("margins", PORTFOLIO))
+    slot = limiter.acquire(server_time_ms(r) + int(REFRESH_TIMEOUT_S * 1000))
+    with limiter.used(slot):
+        return adapter_for(acct).margin_required(list(orders))
 
 
 def get(account_name: str, kind: Kind, max_age_s: float | None = None, r: redis.Redis | None = None) -> Snapshot:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -33,14 +33,14 @@ from common import accountstate, keys, orderstore
 from common.errors import ConfigError, InvalidOrder
 from common.models import Order, OrderUpdate
 from common.orderstate import TERMINAL_STATES, OrderState
-from common.portfolio import Funds, Holding, Position, Trade
+from common.portfolio import Funds, Holding, Margin, Position, Trade
 from common.redis import get_redis, server_time_ms
 from common.settings import account, settings
 from common.ticks import subscribe_ticks
 
 __all__ = [
-    "OrderHandle", "account_state", "cancel_order", "funds", "get_order", "holdings", "modify_order", "orders",
-    "place_order", "pnl", "positions", "subscribe_ticks", "trades",
+    "OrderHandle", "account_state", "cancel_order", "funds", "get_order", "holdings", "margin_required",
+    "modify_order", "orders", "place_order", "pnl", "positions", "subscribe_ticks", "trades",
 ]  # fmt: skip
 
 MODIFIABLE = frozenset({"quantity", "price", "trigger_price", "order_type", "validity"})
@@ -214,6 +214,24 @@ def funds(account: str, max_age_s: float | None = None) -> Funds | None:
 def trades(account: str, max_age_s: float | None = None) -> list[Trade]:
     items: list[Trade] = account_state(account, "trades", max_age_s).items
     return items
+
+
+def margin_required(orders: Order | dict[str, Any] | Sequence[Order | dict[str, Any]]) -> Margin:
+    """What an order (or a basket, all of one account) needs, from the broker's own margin
+    calculator, before it is placed; validated first as :func:`place_order` does (InvalidOrder
+    names the field). Nothing is stored or sent. One request of the account's read budget."""
+    from common import instruments
+
+    items = [orders] if isinstance(orders, (Order, dict)) else list(orders)
+    parsed = [_validate(o if isinstance(o, Order) else Order.from_dict(o)) for o in items]
+    if not parsed:
+        raise InvalidOrder("orders", "no order to price")
+    names = {o.account for o in parsed}
+    if len(names) > 1:
+        raise InvalidOrder("account", f"a basket is of one account, not {sorted(names)}")
+    r = get_redis()
+    return accountstate.margin_required(parsed[0].account,
+                                        [(o, instruments.lookup(o.account, o.instrument_key, r)) for o in parsed], r)
 
 
 def pnl(account: str) -> Decimal:
