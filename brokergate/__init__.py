@@ -63,10 +63,12 @@ from common.errors import (
     BrokerUnavailable,
     ConfigError,
     DeadlineExceeded,
+    Halted,
     InvalidOrder,
     LoginFailed,
     OrderRejected,
     RateLimited,
+    RiskRefused,
     TokenExpired,
 )
 from common.models import (
@@ -94,6 +96,7 @@ __all__ = [
     "ConfigError",
     "DeadlineExceeded",
     "Funds",
+    "Halted",
     "Holding",
     "Instrument",
     "InvalidOrder",
@@ -109,6 +112,7 @@ __all__ = [
     "Position",
     "Product",
     "RateLimited",
+    "RiskRefused",
     "Segment",
     "Side",
     "Tick",

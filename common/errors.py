@@ -30,11 +30,13 @@ __all__ = [
     "BrokerUnavailable",
     "ConfigError",
     "DeadlineExceeded",
+    "Halted",
     "IllegalTransition",
     "InvalidOrder",
     "LoginFailed",
     "OrderRejected",
     "RateLimited",
+    "RiskRefused",
     "TokenExpired",
 ]
 
@@ -56,6 +58,27 @@ class InvalidOrder(BrokerGateError, ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"invalid order: {field}: {reason}")
+
+
+class Halted(BrokerGateError):
+    """The account is halted (the kill switch, ``brokergate halt``): new entries are refused, and
+    an entry not yet sent ends REJECTED with this. Exits (``reduce_only`` orders, cancels) flow."""
+
+    def __init__(self, account: str, reason: str) -> None:
+        self.account = account
+        self.reason = reason
+        super().__init__(f"{account} is halted: {reason}")
+
+
+class RiskRefused(BrokerGateError):
+    """A pre-trade risk limit refuses the order (``limit`` names it: ``max_order_quantity``,
+    ``price_band_pct``, ...). Raised by the client before anything is enqueued, or recorded as
+    the order's REJECTED reason by the worker's authoritative check before it is sent."""
+
+    def __init__(self, limit: str, reason: str) -> None:
+        self.limit = limit
+        self.reason = reason
+        super().__init__(f"risk limit {limit}: {reason}")
 
 
 class DeadlineExceeded(BrokerGateError):

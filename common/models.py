@@ -70,6 +70,7 @@ class Validity(StrEnum):
 
 
 _TAG = re.compile(r"^[A-Za-z0-9]{1,20}$")  # the strictest broker tag rule: alphanumeric, at most 20
+_STRATEGY = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9&\-_. ]{1,40}$")
 _EXCHANGES = frozenset({"NSE", "BSE", "NFO", "BFO", "CDS", "BCD", "MCX"})
 DEFAULT_DEADLINE_S = 30.0
@@ -170,6 +171,11 @@ class Order:
     client_order_id: str = field(default_factory=new_client_order_id)
     deadline_s: float = DEFAULT_DEADLINE_S
     urgent: bool = False
+    # The strategy that sent it: its risk limits apply, and order lists and counters name it.
+    strategy: str = ""
+    # An exit: it may only reduce the position it closes (refused if it would open or grow one),
+    # and it still flows while the account is halted (common/safety.py).
+    reduce_only: bool = False
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -208,6 +214,9 @@ class Order:
             raise InvalidOrder("deadline_s", f"must be in (0, 3600] seconds, got {self.deadline_s}")
         s(self, "deadline_s", deadline)
         s(self, "urgent", bool(self.urgent))
+        if not isinstance(self.strategy, str) or (self.strategy and not _STRATEGY.match(self.strategy)):
+            raise InvalidOrder("strategy", f"{self.strategy!r}: 1 to 32 letters, digits, '-' or '_'")
+        s(self, "reduce_only", bool(self.reduce_only))
 
     def check_instrument(self, instrument: Instrument) -> None:
         """Lot size and tick size, which only the instrument master knows."""
