@@ -12,6 +12,7 @@ resting order moves one step per `tick()` (the app calls it every 200 ms).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -246,8 +247,9 @@ class MatchingEngine:
 
     def _fill(self, order: PaperOrder, price: int) -> None:
         qty = order.quantity - order.filled_quantity
-        now = now_ist()
-        order.trades.append(PaperTrade(self.state.next_trade_id(), order.order_id, qty, price, now))
+        now, wall_ns = now_ist(), time.time_ns()
+        order.trades.append(PaperTrade(self.state.next_trade_id(), order.order_id, qty, price, now, wall_ns))
+        order.fill_wall_ns = wall_ns
         order.filled_quantity += qty
         order.filled_value += qty * price
         order.status = "COMPLETE"

@@ -45,6 +45,9 @@ class PaperTrade:
     quantity: int
     price: int  # 1/price_divisor rupees
     fill_time: dt.datetime
+    # time.time_ns() of the fill: a clock other processes on the machine share (benchmarks time
+    # a fill's way to brokergate's snapshots from it); fill_time is IST to the second.
+    fill_wall_ns: int = 0
 
 
 @dataclass
@@ -81,6 +84,7 @@ class PaperOrder:
     history: list[dict[str, Any]] = field(default_factory=list)
     trades: list[PaperTrade] = field(default_factory=list)
     created_ns: int = field(default_factory=time.monotonic_ns)
+    fill_wall_ns: int | None = None  # the last fill's PaperTrade.fill_wall_ns
 
     @property
     def pending_quantity(self) -> int:

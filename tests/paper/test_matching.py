@@ -165,3 +165,21 @@ def test_admitted_requests_never_exceed_any_window(offsets_ns: list[int]) -> Non
     for i, start in enumerate(admitted):
         assert sum(1 for t in admitted[i:] if t - start < 1_000_000_000) <= 3
     assert len(admitted) <= 5
+
+
+def test_a_fill_carries_the_wall_clock_other_processes_share() -> None:
+    """Benchmarks time a fill's way to brokergate from the moment the paper broker made it."""
+    import time
+
+    from paper.control import order_summary
+
+    state, engine, user, _ = make()
+    before = time.time_ns()
+    order = engine.place(user, request(state, order_type="MARKET"))
+    after = time.time_ns()
+    assert order.status == "COMPLETE"
+    assert before <= order.trades[0].fill_wall_ns == order.fill_wall_ns <= after
+    assert order_summary(order)["fill_wall_ns"] == order.fill_wall_ns
+    tick = order.instrument.tick_size_paise
+    resting = engine.place(user, request(state, price=tick))
+    assert resting.status == "OPEN" and order_summary(resting)["fill_wall_ns"] is None
