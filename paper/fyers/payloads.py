@@ -1,6 +1,7 @@
 """Fyers' order-book row, its order type and status codes, and the raw field names its order
 socket sends the same row in; the account-state answers (positions, holdings, funds, trade
-book) from paper/portfolio.py's books, in the shapes of the Fyers API v3 docs' samples."""
+book) from paper/portfolio.py's books, and the margin calculator's, in the shapes of the
+Fyers API v3 docs' samples."""
 
 from __future__ import annotations
 
@@ -194,3 +195,13 @@ def fyers_trade_row(order: PaperOrder, trade: PaperTrade) -> dict[str, Any]:
         "tradeNumber": trade.trade_id, "row": int(trade.trade_id), "symbol": inst.fyers_symbol,
         "orderTag": _tag_of(order),
     }  # fmt: skip
+
+
+def fyers_margin(needed: int, funds: PaperFunds) -> dict[str, Any]:
+    """The body of ``POST /api/v3/multiorder/margin`` past ``s``/``code``/``message`` (paise in):
+    what the orders need, the free margin, and the account's margin once they are placed (what
+    is already used plus theirs, as Fyers reports ``margin_new_order``)."""
+    return {"data": {
+        "margin_avail": rupees_number(funds.available_margin, 100), "margin_total": rupees_number(needed, 100),
+        "margin_new_order": rupees_number(funds.used_margin + needed, 100),
+    }}  # fmt: skip

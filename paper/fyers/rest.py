@@ -1,7 +1,8 @@
 """Fyers API v3 at its own paths: the ``vagator`` login, ``/api/v3/token``, ``validate-authcode``,
 orders (``/api/v3/orders/sync``: POST place, PATCH modify, DELETE cancel), the order book, the
 account state (``/api/v3/positions``, ``/holdings``, ``/funds``, ``/tradebook``, from
-paper/portfolio.py's books; class "other", like every Fyers read outside the order book: Fyers
+paper/portfolio.py's books) and the margin calculator (``/api/v3/multiorder/margin``, from
+``portfolio.margin_for``), class "other" like every Fyers read outside the order book (Fyers
 counts them all in one budget), ``/data/symbol-token`` (the data socket's symbol → HSM token lookup), the symbol master CSV and
 the index HSM mapping.
 
@@ -34,6 +35,7 @@ from paper.fyers.payloads import (
     PRODUCTS_IN,
     fyers_funds,
     fyers_holdings,
+    fyers_margin,
     fyers_order_payload,
     fyers_positions,
     fyers_trade_row,
@@ -386,6 +388,41 @@ async def _tradebook(call: Call) -> Response:
     return fyers_ok(tradeBook=[r for r in rows if tag is None or r["orderTag"] == tag])
 
 
+def _margin_leg(call: Call, leg: Any) -> int:
+    """What one leg of a margin request needs (paise), checked as a placed order's fields are; a
+    limit price prices LIMIT and SL legs, the last price the others."""
+    if not isinstance(leg, dict):
+        raise Reply(fyers_error(-50, "Invalid input"))
+    inst = call.state.by_fyers_symbol(str(leg.get("symbol") or ""))
+    if inst is None:
+        raise Reply(fyers_error(-300, "Please provide a valid symbol"))
+    if _int(leg.get("side"), -313, "Please provide a valid order side of either buy or sell") not in (1, -1):
+        raise Reply(fyers_error(-313, "Please provide a valid order side of either buy or sell"))
+    order_type = ORDER_TYPES.get(_int(leg.get("type"), -101, "Please provide a valid order type"))
+    product = str(leg.get("productType") or "")
+    if order_type is None or product not in PRODUCTS:
+        raise Reply(fyers_error(-101, "Please provide a valid order type") if order_type is None
+                    else fyers_error(-314, "Please provide a valid product type for the order"))
+    qty = _int(leg.get("qty"), -310, "Please provide a valid order quantity")
+    if qty <= 0:
+        raise Reply(fyers_error(-310, "Please provide a valid order quantity"))
+    price = _units(leg.get("limitPrice") or 0, inst.price_divisor, -308, "Please provide a valid limitPrice")
+    if order_type in ("LIMIT", "SL") and price <= 0:
+        raise Reply(fyers_error(-308, "Please provide a valid limitPrice"))
+    at = price if order_type in ("LIMIT", "SL") else 0
+    return portfolio.margin_for(call.state, inst, PRODUCTS_IN[product], qty, at)
+
+
+async def _margin(call: Call) -> Response:
+    """A basket's margin: the plain sum of its legs (the paper universe has nothing to hedge)."""
+    assert call.user is not None
+    legs = (await _json_body(call)).get("data")
+    if not isinstance(legs, list) or not legs:
+        return fyers_error(-50, "Invalid input")
+    needed = sum(_margin_leg(call, leg) for leg in legs)
+    return fyers_ok(**fyers_margin(needed, portfolio.funds(call.state, "fyers", call.user.user_id)))
+
+
 async def _profile(call: Call) -> Response:
     assert call.user is not None
     return fyers_ok(data={"fy_id": call.user.user_id, "name": f"PAPER {call.user.user_id}", "display_name": ""})
@@ -445,6 +482,7 @@ def routes(state: object = None) -> list[Route]:
         Route(f"{API}/holdings", _endpoint("other", _holdings), methods=["GET"]),
         Route(f"{API}/funds", _endpoint("other", _funds), methods=["GET"]),
         Route(f"{API}/tradebook", _endpoint("other", _tradebook), methods=["GET"]),
+        Route(f"{API}/multiorder/margin", _endpoint("other", _margin), methods=["POST"]),
         Route("/data/symbol-token", _endpoint("quote", _symbol_token, auth_bare_token), methods=["POST"]),
         Route("/sym_details/index_hsm_mapping.json", _endpoint("other", _index_hsm_mapping, anonymous),
               methods=["GET"]),

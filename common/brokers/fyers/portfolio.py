@@ -19,21 +19,31 @@
   commodityAmount), read by title: two Segments, ``equity`` and ``commodity``.
 * Trade-book ``orderTag`` echoes our tag with a source prefix ("1:<tag>"), removed as the
   order book's is (``updates.order_tag``), so ``client_order_id`` is the tag we sent.
+* The margin calculator is ``POST /api/v3/multiorder/margin`` (docs "Margin Calculator" ->
+  "Multiorder Margin"; not in the fyers_apiv3 SDK): ``{"data": [legs]}``, each leg the place
+  request's own fields (``translate.order_body``) cut to the calculator's (``MARGIN_LEG_FIELDS``).
+  The answer's ``data`` has ``margin_avail`` (free margin), ``margin_total`` (what these orders
+  need together) and ``margin_new_order`` (the account's margin once they are placed: existing
+  positions and orders included, so larger than ``margin_total`` with anything open): the
+  generic total is ``margin_total``. No per-order split and no charges are reported. The span
+  calculator (``POST api.fyers.in/api/v2/span_margin``, derivatives only) is not used.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from common.brokers.fyers.translate import order_body
 from common.brokers.fyers.updates import order_tag
 from common.brokers.payload import money, text, whole
-from common.models import Product
-from common.portfolio import ZERO, Funds, Holding, Position, Segment, Trade
+from common.models import Instrument, Order, Product
+from common.portfolio import ZERO, Funds, Holding, Margin, Position, Segment, Trade
 
 __all__ = [
-    "FUND_TITLES", "PRODUCTS", "SEGMENTS", "SIDES", "exchange_symbol", "funds", "holdings", "positions", "product_of",
-    "trades",
+    "FUND_TITLES", "MARGIN_LEG_FIELDS", "PRODUCTS", "SEGMENTS", "SIDES", "exchange_symbol", "funds", "holdings",
+    "margin", "margin_request", "positions", "product_of", "trades",
 ]  # fmt: skip
 
 PRODUCTS: dict[str, str] = {
@@ -61,6 +71,11 @@ FUND_TITLES: dict[str, str] = {
     "Collaterals": "collateral",
     "Realized Profit and Loss": "realised_pnl",
 }
+
+
+# The leg fields of /api/v3/multiorder/margin (docs' request sample; the place request's names).
+MARGIN_LEG_FIELDS = ("symbol", "qty", "side", "type", "productType", "limitPrice", "stopLoss", "stopPrice",
+                     "takeProfit")  # fmt: skip
 
 
 def _dec(v: Any) -> Decimal:
@@ -190,3 +205,20 @@ def _trade(row: dict[str, Any]) -> Trade:
 def trades(body: dict[str, Any]) -> list[Trade]:
     """``GET /api/v3/tradebook`` (``tradeBook``): one Trade per fill, in Fyers' order."""
     return [_trade(row) for row in _rows(body, "tradeBook") if text(row.get("symbol"))]
+
+
+def margin_request(orders: Sequence[tuple[Order, Instrument | None]]) -> dict[str, Any]:
+    """The body of ``POST /api/v3/multiorder/margin``: each order as it would be placed."""
+    legs = []
+    for order, instrument in orders:
+        body = order_body(order, instrument)
+        legs.append({k: body[k] for k in MARGIN_LEG_FIELDS})
+    return {"data": legs}
+
+
+def margin(body: dict[str, Any], asked: int = 0) -> Margin:
+    """The answer of ``POST /api/v3/multiorder/margin`` for ``asked`` orders. Fyers gives one
+    figure for the basket: it is the one order's own when one was asked."""
+    data = body.get("data") if isinstance(body, dict) else None
+    total = _dec(data.get("margin_total")) if isinstance(data, dict) else ZERO
+    return Margin(total=total, orders=(total,) if asked == 1 else ())

@@ -1,10 +1,12 @@
-"""Fyers API v3 REST adapter (docs/brokers.md § Fyers): orders, the order book and the account
-state (positions, holdings, funds, trade book) on a keep-alive session, JSON bodies,
-``Authorization: <app_id>:<access_token>`` and ``version: 3``. ``portfolio.py`` reads the
-account-state answers; Fyers counts them in the app's one budget like every call (spec.py)."""
+"""Fyers API v3 REST adapter (docs/brokers.md § Fyers): orders, the order book, the account
+state (positions, holdings, funds, trade book) and the margin calculator on a keep-alive
+session, JSON bodies, ``Authorization: <app_id>:<access_token>`` and ``version: 3``.
+``portfolio.py`` builds the calculator's request and reads the account-state and margin
+answers; Fyers counts them in the app's one budget like every call (spec.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from common.brokers.base import RestAdapterBase, json_or_none, send
@@ -12,10 +14,10 @@ from common.brokers.fyers import portfolio, translate
 from common.brokers.fyers.errors import map_error
 from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
-from common.portfolio import Funds, Holding, Position, Trade
+from common.portfolio import Funds, Holding, Margin, Position, Trade
 
-__all__ = ["BOOK_PATH", "FUNDS_PATH", "HOLDINGS_PATH", "ORDERS_PATH", "POSITIONS_PATH", "TRADEBOOK_PATH",
-           "Adapter"]
+__all__ = ["BOOK_PATH", "FUNDS_PATH", "HOLDINGS_PATH", "MARGIN_PATH", "ORDERS_PATH", "POSITIONS_PATH",
+           "TRADEBOOK_PATH", "Adapter"]
 
 ORDERS_PATH = "/api/v3/orders/sync"  # POST place, PATCH modify, DELETE cancel
 BOOK_PATH = "/api/v3/orders"
@@ -24,6 +26,8 @@ POSITIONS_PATH = "/api/v3/positions"
 HOLDINGS_PATH = "/api/v3/holdings"
 FUNDS_PATH = "/api/v3/funds"
 TRADEBOOK_PATH = "/api/v3/tradebook"
+# Not in fyers_apiv3's Config; the docs' "Multiorder Margin" (fyers-go-sdk: OrderCheckMarginURL)
+MARGIN_PATH = "/api/v3/multiorder/margin"
 
 
 class Adapter(RestAdapterBase):
@@ -74,3 +78,6 @@ class Adapter(RestAdapterBase):
 
     def trades(self) -> list[Trade]:
         return portfolio.trades(self._call("GET", TRADEBOOK_PATH))
+
+    def margin_required(self, orders: Sequence[tuple[Order, Instrument | None]]) -> Margin:
+        return portfolio.margin(self._call("POST", MARGIN_PATH, portfolio.margin_request(orders)), len(orders))
