@@ -1,5 +1,6 @@
-"""Kite's order and trade bodies, its account-state bodies (positions, holdings, margins), and its
-SHA-256 checksums (session token, postbacks)."""
+"""Kite's order and trade bodies, its account-state bodies (positions, holdings, margins), its margin
+calculators' answers (``POST /margins/orders``, ``/margins/basket``), and its SHA-256 checksums
+(session token, postbacks)."""
 
 from __future__ import annotations
 
@@ -216,3 +217,37 @@ def margins_data(state: PaperState, user_id: str) -> dict[str, Any]:
 def trades_data(state: PaperState, user_id: str) -> list[dict[str, Any]]:
     """``GET /trades``: every fill of the day, in fill order."""
     return [trade_row(order, trade) for order, trade in portfolio.trades(state, "kite", user_id)]
+
+
+# ----- margin calculators: paper/portfolio.py's margin_for in Kite's shapes (margins.py reads the orders) -----
+def _charges(tax_type: str) -> dict[str, Any]:
+    """Kite's ``charges`` block: the paper broker charges nothing, so every amount is 0."""
+    return {"transaction_tax": 0, "transaction_tax_type": tax_type, "exchange_turnover_charge": 0,
+            "sebi_turnover_charge": 0, "brokerage": 0, "stamp_duty": 0,
+            "gst": {"igst": 0, "cgst": 0, "sgst": 0, "total": 0}, "total": 0}
+
+
+def _margin_block(total: float | int, *, kind: str = "", symbol: str = "", exchange: str = "",
+                  leverage: float | int = 0, tax_type: str = "") -> dict[str, Any]:
+    """Kite's margin structure (an order's, or a basket's ``initial`` / ``final`` with empty names).
+    The paper's only component is the product's rate on the value: it is shown as ``var``, where
+    Kite shows an equity order's margin."""
+    return {"type": kind, "tradingsymbol": symbol, "exchange": exchange, "span": 0, "exposure": 0,
+            "option_premium": 0, "additional": 0, "bo": 0, "cash": 0, "var": total,
+            "pnl": {"realised": 0, "unrealised": 0}, "leverage": leverage, "charges": _charges(tax_type),
+            "total": total}  # fmt: skip
+
+
+def order_margin_payload(inst: PaperInstrument, product: str, units: int) -> dict[str, Any]:
+    """One order's answer of ``POST /margins/orders`` (and of the basket's ``orders``): ``units``
+    (1/price_divisor rupees) as margin_for gave them."""
+    return _margin_block(_money(units, inst.price_divisor), kind="commodity" if inst.exchange == "MCX" else "equity",
+                         symbol=inst.symbol, exchange=inst.exchange,
+                         leverage=_money(100 / portfolio.margin_rate(product), 100), tax_type="stt")
+
+
+def basket_margins_data(rows: list[dict[str, Any]], total_rupees: float) -> dict[str, Any]:
+    """``POST /margins/basket`` of the orders' ``rows``: the plain sum (no hedge benefit at the paper
+    broker), so ``final`` is ``initial``; the basket's own ``charges`` block, all 0 as every charge."""
+    total = _money(total_rupees, 1)
+    return {"initial": _margin_block(total), "final": _margin_block(total), "orders": rows, "charges": _charges("")}

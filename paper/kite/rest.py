@@ -1,6 +1,7 @@
 """Kite Connect v3 at its own paths: the headless web login (/api/login, /api/twofa,
 /connect/login), /session/token, orders, instruments, quotes, the profile, and the account state
-(trades, /portfolio/positions, /portfolio/holdings, /user/margins) from paper/portfolio.py's books."""
+(trades, /portfolio/positions, /portfolio/holdings, /user/margins) from paper/portfolio.py's books, and
+the margin calculators (/margins/orders, /margins/basket) from its margin_for."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
-from paper.kite import payloads
+from paper.kite import margins, payloads
 from paper.kite.payloads import checksum_hex, kite_order_payload, trade_payload
 from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units
 from paper.orders import IST, fmt_ts, next_ist_epoch, now_ist
@@ -385,6 +386,17 @@ async def _margins_segment(call: Call) -> Response:
     return kite_ok(body[segment]) if segment in body else kite_error(400, "InputException", "Invalid segment.")
 
 
+async def _margins(call: Call) -> Response:
+    """``POST /margins/orders`` and ``/margins/basket`` (query consider_positions, mode: nothing to net
+    or compact at the paper broker)."""
+    try:
+        rows, total = margins.priced(call.state, await call.request.body())
+    except OrderError as exc:
+        return _map_order_error(exc)
+    basket = call.request.url.path.endswith("/basket")
+    return kite_ok(payloads.basket_margins_data(rows, total) if basket else rows)
+
+
 # ----- market data -----
 async def _instruments(call: Call) -> Response:
     exchange = call.request.path_params.get("exchange")
@@ -471,6 +483,8 @@ def routes(state: object = None) -> list[Route]:
         Route("/portfolio/holdings", _endpoint("other", _books(payloads.holdings_data)), methods=["GET"]),
         Route("/user/margins", _endpoint("other", _books(payloads.margins_data)), methods=["GET"]),
         Route("/user/margins/{segment}", _endpoint("other", _margins_segment), methods=["GET"]),
+        Route("/margins/orders", _endpoint("other", _margins), methods=["POST"]),
+        Route("/margins/basket", _endpoint("other", _margins), methods=["POST"]),
         Route("/instruments", _endpoint("other", _instruments, auth_optional), methods=["GET"]),
         Route("/instruments/{exchange}", _endpoint("other", _instruments, auth_optional), methods=["GET"]),
         Route("/quote", _endpoint("quote", _quote_handler("full")), methods=["GET"]),

@@ -15,17 +15,31 @@ Kite's quirks, and what is done about them (sources in docs/brokers.md § Zerodh
 * Margins come per segment (``equity``, ``commodity``): ``available.cash`` is the cash,
   ``utilised.debits`` the margin used, ``net`` what a new order can use.
 * The trade book carries no tag: a Trade's client_order_id is "".
+* Margins are asked of ``POST /margins/basket?consider_positions=true`` (a JSON list of orders, the
+  place form's fields as numbers): ``final.total`` is the basket with Kite's hedge (spread) benefit
+  and the open positions netted, ``orders[].total`` each order alone. Charges are the sum of the
+  orders' ``charges.total``: the basket's own ``charges`` block is not their sum (Zerodha's example
+  answer lists brokerage 40 with a total of 0), so it is read only when no order carries charges.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from common.models import Product
-from common.portfolio import ZERO, Funds, Holding, Position, Segment, Trade
+from common.brokers.kite import translate
+from common.models import Instrument, Order, Product
+from common.portfolio import ZERO, Funds, Holding, Margin, Position, Segment, Trade
 
-__all__ = ["PRODUCTS", "funds_of", "holdings_of", "positions_of", "product_of", "trades_of"]
+__all__ = ["MARGIN_PATH", "PRODUCTS", "funds_of", "holdings_of", "margin_of", "margin_orders", "positions_of",
+           "product_of", "trades_of"]
+
+# The basket calculator, with consider_positions=true (the official SDK's default, sent explicitly)
+# so that an order that closes or hedges an open position is priced as Kite would block it.
+MARGIN_PATH = "/margins/basket?consider_positions=true"
+# The calculators' documented order fields, as the place form (translate.order_form) names them.
+_MARGIN_TEXT = ("exchange", "tradingsymbol", "transaction_type", "product", "order_type")
 
 # Kite's product codes -> the generic ones (translate.PRODUCT is the way out).
 PRODUCTS: dict[str, str] = {"CNC": Product.DELIVERY.value, "MIS": Product.INTRADAY.value,
@@ -151,3 +165,36 @@ def trade_of(row: dict[str, Any]) -> Trade:
 def trades_of(data: Any) -> list[Trade]:
     """``data`` of ``GET /trades`` (the day's fills), in Kite's order."""
     return [trade_of(row) for row in _rows(data)]
+
+
+def _number(text: str | None) -> float:
+    """A price of the place form as a JSON number (the calculators take numbers; 0 when absent)."""
+    return float(Decimal(text)) if text else 0.0
+
+
+def margin_orders(orders: Sequence[tuple[Order, Instrument | None]]) -> list[dict[str, Any]]:
+    """The JSON list of ``POST /margins/basket``: each order's fields as ``POST /orders/regular``
+    would send them (one translation: translate.order_form), without what the calculators do not
+    take (validity, tag, market_protection), with the variety of the path and numbers as numbers.
+    Kite names instruments by exchange and trading symbol, so the instrument adds nothing."""
+    out = []
+    for order, _instrument in orders:
+        form = translate.order_form(order)
+        row: dict[str, Any] = {key: form[key] for key in _MARGIN_TEXT}
+        row.update(variety=translate.VARIETY, quantity=int(form["quantity"]), price=_number(form.get("price")),
+                   trigger_price=_number(form.get("trigger_price")))
+        out.append(row)
+    return out
+
+
+def margin_of(data: Any) -> Margin:
+    """``data`` of ``POST /margins/basket`` -> Margin: ``final.total`` together (``initial.total``
+    when there is no final), ``orders[].total`` one by one, the orders' charges summed."""
+    body = _dict(data)
+    final, initial = _dict(body.get("final")), _dict(body.get("initial"))
+    rows = _rows(body.get("orders"))
+    charged = [_dict(row.get("charges")) for row in rows if isinstance(row.get("charges"), dict)]
+    charges = (sum((_dec(c.get("total")) for c in charged), ZERO) if charged
+               else _dec(_dict(body.get("charges")).get("total")))
+    return Margin(total=_dec(final.get("total") if "total" in final else initial.get("total")),
+                  orders=tuple(_dec(row.get("total")) for row in rows), charges=charges)

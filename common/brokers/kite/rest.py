@@ -1,9 +1,11 @@
 """Kite Connect REST adapter (docs/brokers.md § Zerodha): orders, the order book and the account state
-(positions, holdings, margins, trades; ``portfolio.py`` reads them) on a keep-alive session.
-Form-encoded bodies, ``X-Kite-Version: 3``, ``Authorization: token api_key:access_token``."""
+(positions, holdings, margins, trades; ``portfolio.py`` reads them) and the margin calculator on a
+keep-alive session. Form-encoded bodies (the calculator's is JSON), ``X-Kite-Version: 3``,
+``Authorization: token api_key:access_token``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import requests
@@ -13,7 +15,7 @@ from common.brokers.kite import portfolio, translate
 from common.brokers.kite.errors import map_error
 from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
-from common.portfolio import Funds, Holding, Position, Trade
+from common.portfolio import ZERO, Funds, Holding, Margin, Position, Trade
 
 __all__ = ["Adapter"]
 
@@ -24,8 +26,8 @@ class Adapter(RestAdapterBase):
     def _headers(self) -> dict[str, str]:
         return {"X-Kite-Version": "3", "Authorization": f"token {self.account.api_key}:{self._access_token()}"}
 
-    def _call(self, method: str, path: str, data: dict[str, str] | None = None) -> dict[str, Any]:
-        resp: requests.Response = send(self._http, method, f"{self._base}{path}", data=data,
+    def _call(self, method: str, path: str, data: dict[str, str] | None = None, json: Any = None) -> dict[str, Any]:
+        resp: requests.Response = send(self._http, method, f"{self._base}{path}", data=data, json=json,
                                        headers=self._headers(), read_timeout_s=self._read_timeout_s)
         body = json_or_none(resp)
         if resp.status_code == 200 and isinstance(body, dict) and body.get("status") == "success":
@@ -63,3 +65,9 @@ class Adapter(RestAdapterBase):
 
     def trades(self) -> list[Trade]:
         return portfolio.trades_of(self._call("GET", "/trades").get("data"))
+
+    def margin_required(self, orders: Sequence[tuple[Order, Instrument | None]]) -> Margin:
+        if not orders:
+            return Margin(ZERO)  # nothing to price: no request
+        body = self._call("POST", portfolio.MARGIN_PATH, json=portfolio.margin_orders(orders))
+        return portfolio.margin_of(body.get("data"))
