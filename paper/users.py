@@ -24,6 +24,7 @@ DEFAULT_CAPS: dict[str, dict[str, list[str]]] = {
         "quote": ["10/s", "500/min", "5000/hour"],
         "orderbook": ["1/s"],
         "portfolio": ["1/s"],  # getPosition, getTradeBook, getHolding, getRMS (common/brokers/angel/spec.py)
+        "margin": ["10/s"],  # margin/v1/batch (common/brokers/angel/spec.py)
         "login": ["1/s", "1000/hour"],
         "other": ["3/s"],
     },

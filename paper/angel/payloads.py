@@ -1,6 +1,7 @@
 """Angel's order-book row (also the ``orderData`` of an order-update message), its order type
-and ``order-status`` codes, and the rows of the account-state answers (getPosition, getHolding,
-getRMS, getTradeBook) made from the paper books (paper/portfolio.py)."""
+and ``order-status`` codes, the rows of the account-state answers (getPosition, getHolding,
+getRMS, getTradeBook) made from the paper books (paper/portfolio.py), and the margin
+calculator's answer (margin/v1/batch) from paper/portfolio.py's margin_for."""
 
 from __future__ import annotations
 
@@ -172,4 +173,24 @@ def angel_trade_payload(order: PaperOrder, trade: PaperTrade) -> dict[str, str]:
         "tradevalue": _rupees(trade.quantity * trade.price, div), "transactiontype": order.transaction_type,
         "fillprice": _rupees(trade.price, div), "fillsize": str(trade.quantity), "orderid": order.order_id,
         "fillid": trade.trade_id, "filltime": trade.fill_time.strftime("%H:%M:%S"),
+    }
+
+
+# ----- margin calculator (margin/v1/batch) -----
+def angel_margin_payload(legs: list[tuple[str, str, float]]) -> dict[str, Any]:
+    """The ``data`` of margin/v1/batch for legs of (exchange, productType, rupees), in Angel's
+    documented shape: JSON numbers, ``marginBreakup`` one row per (exchange, productType). The
+    paper universe is cash equities with no hedge benefit and no option premium, so all of it is
+    ``nonNFOMargin`` (margin outside NFO) and the other components are 0."""
+    by_kind: dict[tuple[str, str], float] = {}
+    for exchange, product, rupees in legs:
+        by_kind[exchange, product] = by_kind.get((exchange, product), 0.0) + rupees
+    total = round(sum(rupees for _, _, rupees in legs), 2)
+    return {
+        "totalMarginRequired": total,
+        "marginComponents": {"netPremium": 0, "spanMargin": 0, "marginBenefit": 0, "deliveryMargin": 0,
+                             "nonNFOMargin": total, "totOptionsPremium": 0},
+        "marginBreakup": [{"exchange": exchange, "productType": product, "totalMarginRequired": round(rupees, 2)}
+                          for (exchange, product), rupees in by_kind.items()],
+        "optionsBuy": {"totOptionsPremium": 0, "optionDetails": []},
     }

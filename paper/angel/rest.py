@@ -1,5 +1,6 @@
 """Angel One SmartAPI at its own paths: login, token renewal, logout, profile, orders, order and
-trade books, order details, positions, holdings, RMS limits, LTP, and the scrip master JSON.
+trade books, order details, positions, holdings, RMS limits, the margin calculator, LTP, and the
+scrip master JSON.
 
 Answers follow the SmartAPI conventions: business errors are HTTP 200 with
 `{"status": false, "message", "errorcode": "AB....", "data": null}`; the gateway's token errors are
@@ -23,6 +24,7 @@ from paper.angel.payloads import (
     ANGEL_ORDERTYPE,
     ORDERTYPE_TO_KITE,
     angel_holding_payload,
+    angel_margin_payload,
     angel_order_payload,
     angel_position_payload,
     angel_rms_payload,
@@ -323,6 +325,50 @@ async def _rms(call: Call) -> Response:
     return angel_ok(angel_rms_payload(portfolio.funds(call.state, "angel", _user_id(call))))
 
 
+# At most 50 positions a request (SmartAPI forum, the margin calculator's announcement).
+MAX_MARGIN_POSITIONS = 50
+
+
+def _margin_leg(call: Call, leg: Any) -> tuple[str, str, float]:
+    """One ``positions`` entry -> (exchange, productType, rupees) from paper/portfolio.py's
+    margin_for. A market order (``orderType`` MARKET or STOPLOSS_MARKET, or a price of 0: the
+    SDKs' examples send no orderType) is priced at the last price."""
+    if not isinstance(leg, dict):
+        raise OrderError("input", "Invalid positions")
+    product = str(leg.get("productType") or "")
+    if product not in PRODUCTS:
+        raise OrderError("product", "Invalid Product Type")
+    one_of(leg, "tradeType", ("BUY", "SELL"), "Invalid tradeType")
+    ordertype = str(leg.get("orderType") or "")
+    if ordertype and ordertype not in ORDERTYPE_TO_KITE:
+        raise OrderError("input", "Invalid Order Type")
+    inst = _instrument(call, {"exchange": leg.get("exchange"), "symboltoken": leg.get("token")})
+    quantity = _quantity(leg.get("qty"))
+    if quantity <= 0:
+        raise OrderError("input", "Invalid quantity")
+    price = rupees_to_units(leg.get("price"), inst.price_divisor, "price")
+    if ordertype in ("MARKET", "STOPLOSS_MARKET"):
+        price = 0
+    units = portfolio.margin_for(call.state, inst, product, quantity, price)
+    return inst.exchange, product, units / inst.price_divisor
+
+
+async def _margin(call: Call) -> Response:
+    body = await _json_body(call)
+    legs = body.get("positions")
+    try:
+        if not isinstance(legs, list) or not 0 < len(legs) <= MAX_MARGIN_POSITIONS:
+            raise OrderError("input", f"positions: 1 to {MAX_MARGIN_POSITIONS} entries")
+        priced = [_margin_leg(call, leg) for leg in legs]
+    except OrderError as exc:
+        if exc.kind == "symbol":
+            return angel_error("AB1009", "Symbol Not Found")
+        if exc.kind == "product":
+            return angel_error("AB1012", "Invalid Product Type")
+        return _map_order_error(exc)
+    return angel_ok(angel_margin_payload(priced))
+
+
 async def _details(call: Call) -> Response:
     try:
         order = _own_order(call, call.request.path_params["unique_id"], by_unique=True)
@@ -386,6 +432,8 @@ def routes(state: object = None) -> list[Route]:
         Route(f"{BASE}/portfolio/v1/getHolding", _endpoint("portfolio", _holdings), methods=["GET"]),
         Route(f"{BASE}/portfolio/v1/getAllHolding", _endpoint("portfolio", _all_holdings), methods=["GET"]),
         Route(f"{BASE}/user/v1/getRMS", _endpoint("portfolio", _rms), methods=["GET"]),
+        # Its own cap (common/brokers/angel/spec.py "margin").
+        Route(f"{BASE}/margin/v1/batch", _endpoint("margin", _margin), methods=["POST"]),
         Route(f"{order}/details/{{unique_id}}", _endpoint("orderbook", _details), methods=["GET"]),
         Route(f"{order}/getLtpData", _endpoint("quote", _ltp), methods=["POST"]),
         Route("/OpenAPI_File/files/OpenAPIScripMaster.json", _endpoint("other", _scrip_master, anonymous),

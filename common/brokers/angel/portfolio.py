@@ -12,19 +12,28 @@ Quantities are units (an NFO row of one 25-lot shows ``buyqty`` 25). ``buyqty``/
 read as the day's and ``cfbuyqty``/``cfsellqty`` as what was carried in (the net position is
 ``netqty``, always as sent). The RMS limits are one figure for the whole account: one segment,
 :data:`SEGMENT`.
+
+The margin calculator (``POST margin/v1/batch``) takes ``{"positions": [...]}``, at most
+:data:`MAX_MARGIN_POSITIONS`, each made from the order's ``placeOrder`` body (the same instrument
+check and codes); it answers ``data.totalMarginRequired`` for the basket with its hedge benefit,
+and no figure per order nor any charges.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from common.brokers.angel.instruments import generic_symbol
+from common.brokers.angel.translate import order_body
 from common.brokers.payload import money, text, whole
-from common.models import Product
-from common.portfolio import ZERO, Funds, Holding, Position, Segment, Trade
+from common.errors import InvalidOrder
+from common.models import Instrument, Order, Product
+from common.portfolio import ZERO, Funds, Holding, Margin, Position, Segment, Trade
 
-__all__ = ["PRODUCT_OF", "SEGMENT", "funds", "holdings", "positions", "product_of", "trades"]
+__all__ = ["MAX_MARGIN_POSITIONS", "PRODUCT_OF", "SEGMENT", "funds", "holdings", "margin", "margin_request",
+           "positions", "product_of", "trades"]
 
 # Angel's producttype -> the generic product. MARGIN is Angel's margin delivery (MTF): bought on
 # the broker's margin and carried, like a carry-forward position, not paid in full; BO (bracket)
@@ -155,3 +164,42 @@ def trades(body: dict[str, Any]) -> list[Trade]:
     """``getTradeBook`` -> one Trade per fill (the trade book carries no ``ordertag``, so
     ``client_order_id`` is "": the order book links a fill's order id to its tag)."""
     return [_trade(row) for row in _rows(body) if row.get("fillid") or row.get("orderid")]
+
+
+# "You can include up to 50 positions in a single API request" (SmartAPI forum, the margin
+# calculator's announcement).
+MAX_MARGIN_POSITIONS = 50
+
+
+def _margin_position(body: dict[str, str]) -> dict[str, Any]:
+    """One ``positions`` entry from a ``placeOrder`` body: quantity and price as JSON numbers,
+    as the documented request and the SDKs send them (``price`` 0 for a market order)."""
+    return {
+        "exchange": body["exchange"],
+        "qty": int(body["quantity"]),
+        "price": float(body["price"]),
+        "productType": body["producttype"],
+        "token": body["symboltoken"],
+        "tradeType": body["transactiontype"],
+        "orderType": body["ordertype"],
+    }
+
+
+def margin_request(orders: Sequence[tuple[Order, Instrument | None]]) -> dict[str, Any]:
+    """The body of the margin calculator for these orders (each with its instrument), in order."""
+    if len(orders) > MAX_MARGIN_POSITIONS:
+        raise InvalidOrder("orders", f"Angel's margin calculator takes at most {MAX_MARGIN_POSITIONS} orders, "
+                                     f"not {len(orders)}")
+    return {"positions": [_margin_position(order_body(order, inst)) for order, inst in orders]}
+
+
+def margin(body: dict[str, Any], asked: int) -> Margin | None:
+    """The calculator's answer for ``asked`` orders -> Margin: ``totalMarginRequired`` is the
+    basket's total (``marginBreakup`` splits it by exchange and product, not by order), so the
+    figure of each order is known only when one was asked; Angel reports no charges here. None
+    for an answer without the total."""
+    data = body.get("data")
+    total = money(data.get("totalMarginRequired")) if isinstance(data, dict) else None
+    if total is None:
+        return None
+    return Margin(total=total, orders=(total,) if asked == 1 else ())

@@ -1,9 +1,10 @@
-"""Angel SmartAPI REST adapter (docs/brokers.md § Angel One): orders, the order book and the
-account state (positions, holdings, RMS limits, trade book) on a keep-alive session, JSON bodies,
-the SmartAPI headers and ``Authorization: Bearer <jwt>``."""
+"""Angel SmartAPI REST adapter (docs/brokers.md § Angel One): orders, the order book, the
+account state (positions, holdings, RMS limits, trade book) and the margin calculator on a
+keep-alive session, JSON bodies, the SmartAPI headers and ``Authorization: Bearer <jwt>``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from common.brokers.angel import portfolio, translate
@@ -12,13 +13,14 @@ from common.brokers.angel.login import headers
 from common.brokers.base import RestAdapterBase, json_or_none, send
 from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
-from common.portfolio import Funds, Holding, Position, Trade
+from common.portfolio import ZERO, Funds, Holding, Margin, Position, Trade
 
-__all__ = ["HOLDING_PATH", "ORDER_PATH", "USER_PATH", "Adapter"]
+__all__ = ["HOLDING_PATH", "MARGIN_PATH", "ORDER_PATH", "USER_PATH", "Adapter"]
 
 ORDER_PATH = "/rest/secure/angelbroking/order/v1"
 HOLDING_PATH = "/rest/secure/angelbroking/portfolio/v1"
 USER_PATH = "/rest/secure/angelbroking/user/v1"
+MARGIN_PATH = "/rest/secure/angelbroking/margin/v1"
 
 
 class Adapter(RestAdapterBase):
@@ -27,7 +29,7 @@ class Adapter(RestAdapterBase):
     def _headers(self) -> dict[str, str]:
         return headers(self.account, self._access_token().removeprefix("Bearer "))
 
-    def _call(self, method: str, name: str, body: dict[str, str] | None = None, *,
+    def _call(self, method: str, name: str, body: dict[str, Any] | None = None, *,
               under: str = ORDER_PATH) -> dict[str, Any]:
         resp = send(self._http, method, f"{self._base}{under}/{name}", json=body,
                     headers=self._headers(), read_timeout_s=self._read_timeout_s)
@@ -68,3 +70,12 @@ class Adapter(RestAdapterBase):
 
     def trades(self) -> list[Trade]:
         return portfolio.trades(self._call("GET", "getTradeBook"))
+
+    def margin_required(self, orders: Sequence[tuple[Order, Instrument | None]]) -> Margin:
+        if not orders:
+            return Margin(total=ZERO)
+        body = self._call("POST", "batch", portfolio.margin_request(orders), under=MARGIN_PATH)
+        found = portfolio.margin(body, len(orders))
+        if found is None:
+            raise Ambiguous("Angel: margin calculator success without totalMarginRequired")
+        return found

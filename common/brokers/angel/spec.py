@@ -21,6 +21,10 @@ SPEC = BrokerSpec(
         # getPosition, getTradeBook, getHolding, getAllHolding 1/s, getRMS 2/s (SmartAPI docs,
         # "Rate Limit", smartapi.angelone.in/docs): the account-state reads share the tightest.
         "portfolio": ["1/s"],
+        # The margin calculator (margin/v1/batch) has its own: "Access Rate Limit: 10 request per
+        # second" (SmartAPI forum, "Calculate Margin Requirements with SmartAPI's New Margin
+        # Calculator API", smartapi.angelbroking.com/topic/4010).
+        "margin": ["10/s"],
         "login": ["1/s"],
         "quote": ["10/s", "500/min", "5000/hour"],
         "historical": ["3/s", "500/min", "5000/hour"],
@@ -28,5 +32,6 @@ SPEC = BrokerSpec(
     },
     secrets=("password", "totp_secret"),
     caps_counted_per=COUNTED_PER_USER,
+    read_classes={"margins": "margin"},
     extras={"client_local_ip": "str", "client_public_ip": "str", "mac_address": "str", "scrip_master_url": "str"},
 )
