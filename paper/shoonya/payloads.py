@@ -1,6 +1,7 @@
 """Shoonya's (Noren's) order-book row, also the body of an ``om`` socket message, with the code
-tables it is written in, and the account-state answers (PositionBook rows, Holdings rows, Limits)
-from the books of ``paper/portfolio.py``; prices are rupee strings with two decimals."""
+tables it is written in, and the account-state answers (PositionBook rows, Holdings rows, Limits,
+and the margin calculators GetOrderMargin and GetBasketMargin) from the books of
+``paper/portfolio.py``; prices are rupee strings with two decimals."""
 
 from __future__ import annotations
 
@@ -146,3 +147,36 @@ def shoonya_limits(funds: PaperFunds, user_id: str) -> dict[str, Any]:
         "rpnl": rupees_text(-funds.realised, 100), "urmtom": rupees_text(-funds.unrealised, 100),
         "brokerage": "0.00",
     }  # fmt: skip
+
+
+def _two(rupees: Decimal) -> str:
+    return f"{rupees.quantize(Decimal('0.01'), ROUND_HALF_UP):.2f}"
+
+
+def _used_before(funds: PaperFunds) -> Decimal:
+    # Limits' marginused (shoonya_limits): the basket margin is documented as the difference.
+    return Decimal(funds.used_margin - funds.realised) / 100
+
+
+def shoonya_order_margin(funds: PaperFunds, need: Decimal) -> dict[str, Any]:
+    """The fields of a ``GetOrderMargin`` answer for an order that needs ``need`` rupees: ``cash``
+    as Limits says it, ``marginusedprev`` Limits' ``marginused``, ``ordermargin`` the need, and
+    ``marginused`` the total after the order or, with "Insufficient Balance", the shortfall
+    (what the docs' "meaning changes with remarks" says, read from published answers in which
+    ``marginused = marginusedprev + ordermargin - cash`` when the balance is short)."""
+    cash, before = Decimal(funds.opening_balance) / 100, _used_before(funds)
+    short = before + need - cash
+    return {
+        "cash": _two(cash), "marginused": _two(short if short > 0 else before + need),
+        "remarks": "Insufficient Balance" if short > 0 else "Order Success",
+        "marginusedprev": _two(before), "ordermargin": _two(need),
+    }  # fmt: skip
+
+
+def shoonya_basket_margin(funds: PaperFunds, need: Decimal) -> dict[str, Any]:
+    """The fields of a ``GetBasketMargin`` answer for orders that need ``need`` rupees together:
+    ``marginused`` includes the account's margin used (Limits' ``marginused``); after the trades
+    the same margin stays used (``marginusedtrade``: nothing at the paper broker nets or hedges).
+    ``remarks`` carries a rejection reason; the published answers leave it empty otherwise."""
+    total = _used_before(funds) + need
+    return {"marginused": _two(total), "marginusedtrade": _two(total), "remarks": ""}

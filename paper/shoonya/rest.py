@@ -1,7 +1,8 @@
 """Finvasia Shoonya (Noren OMS) at its own paths: QuickAuth, Logout, UserDetails, PlaceOrder,
-ModifyOrder, CancelOrder, OrderBook, TradeBook, SingleOrdHist, GetQuotes, and the account state
-(PositionBook, Holdings, Limits: ``paper/portfolio.py``'s books) under ``/NorenWClientTP/``, and
-the symbol master ``/NSE_symbols.txt.zip``.
+ModifyOrder, CancelOrder, OrderBook, TradeBook, SingleOrdHist, GetQuotes, the account state
+(PositionBook, Holdings, Limits: ``paper/portfolio.py``'s books) and the margin calculators
+(GetOrderMargin, GetBasketMargin: ``paper/portfolio.py``'s margin_for) under ``/NorenWClientTP/``,
+and the symbol master ``/NSE_symbols.txt.zip``.
 
 Every call is a POST whose body is ``jData=<json>`` (plus ``&jKey=<susertoken>`` after login),
 as NorenRestApiPy sends it: raw JSON after ``jData=``, read here as a form so a form-encoded body
@@ -23,6 +24,7 @@ import json
 import secrets
 import time
 import zipfile
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -41,8 +43,10 @@ from paper.shoonya.payloads import (
     PRODUCTS,
     SIDES,
     rupees_text,
+    shoonya_basket_margin,
     shoonya_holding_row,
     shoonya_limits,
+    shoonya_order_margin,
     shoonya_order_payload,
     shoonya_position_row,
 )
@@ -316,6 +320,44 @@ async def _limits(call: Call) -> Response:
     return ok(**shoonya_limits(portfolio.funds(call.state, "shoonya", uid), uid))
 
 
+def _margin_need(call: Call, values: Any) -> Decimal:
+    """Rupees one calculator order needs, from margin_for (a market order at the last price)."""
+    if not isinstance(values, dict):
+        raise OrderError("input", "Invalid basketlists")
+    prd = one_of(values, "prd", PRODUCTS, "Invalid Product")
+    one_of(values, "trantype", SIDES, "Invalid Transaction Type")
+    prctyp = one_of(values, "prctyp", PRICE_TYPES, "Invalid Price Type")
+    inst = _instrument(call, values)
+    div = inst.price_divisor
+    price = 0 if prctyp in ("MKT", "SL-MKT") else _price(values, "prc", div)
+    units = portfolio.margin_for(call.state, inst, prd, _quantity(values.get("qty")), price)
+    return Decimal(units) / div
+
+
+async def _order_margin(call: Call) -> Response:
+    uid = await _account_user(call)
+    values, _ = await _form(call)
+    try:
+        need = _margin_need(call, values)
+    except OrderError as exc:
+        return _order_error(exc)
+    return ok(**shoonya_order_margin(portfolio.funds(call.state, "shoonya", uid), need))
+
+
+async def _basket_margin(call: Call) -> Response:
+    uid = await _account_user(call)
+    values, _ = await _form(call)
+    others = values.get("basketlists") or []
+    try:
+        if not isinstance(others, list):
+            raise OrderError("input", "Invalid basketlists")
+        # A plain sum: the paper universe has nothing to hedge with (margin_for).
+        need = sum((_margin_need(call, v) for v in [values, *others]), Decimal(0))
+    except OrderError as exc:
+        return _order_error(exc)
+    return ok(**shoonya_basket_margin(portfolio.funds(call.state, "shoonya", uid), need))
+
+
 async def _single_order_history(call: Call) -> Response:
     values, _ = await _form(call)
     try:
@@ -367,11 +409,13 @@ def routes(state: object = None) -> list[Route]:
         ("TradeBook", "orderbook", _trade_book, auth_jkey),
         ("SingleOrdHist", "orderbook", _single_order_history, auth_jkey),
         ("GetQuotes", "quote", _quotes, auth_jkey),
-        # Account state: Finvasia publishes no caps, so these count as "other", as the adapter's
-        # limiter counts them (its spec caps no "portfolio" class: Account.caps_for falls back).
+        # Account state and margins: Finvasia publishes no caps, so these count as "other", as the
+        # adapter's limiter counts them (its spec caps no "portfolio" class: Account.caps_for falls back).
         ("PositionBook", "other", _position_book, auth_jkey),
         ("Holdings", "other", _holdings, auth_jkey),
         ("Limits", "other", _limits, auth_jkey),
+        ("GetOrderMargin", "other", _order_margin, auth_jkey),
+        ("GetBasketMargin", "other", _basket_margin, auth_jkey),
     ]
     out = []
     for name, endpoint_class, handler, authenticate in calls:

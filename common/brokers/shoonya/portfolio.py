@@ -19,23 +19,38 @@ data...}``, read here as an empty book. What the payloads leave to interpretatio
   listed among the "Margin Used components" and the sample's ``marginused`` is ``grexpo +
   urmtom``: they are debits there, a loss positive, so they are negated into P&L. Available
   margin is ``cash + payin + daycash + brkcollamt - marginused``.
+* Margin calculators (Shoonya's API documentation, "Order Margin" and "Basket Margin"): the
+  ``jData`` of ``GetOrderMargin`` is an order's fields as ``PlaceOrder`` sends them (``uid, actid,
+  exch, tsym, qty, prc, trgprc, prd, trantype, prctyp``); ``GetBasketMargin`` takes the first order
+  the same way and the others in ``basketlists`` (``exch, tsym, qty, prc, trgprc, prd, trantype,
+  prctyp`` each). ``GetOrderMargin`` answers ``ordermargin`` ("Margin required for this order"),
+  ``marginusedprev`` ("Margin used excluding this order"), ``cash`` and ``marginused`` (whose
+  "meaning changes with remarks": the total after the order, or with "Insufficient Balance" the
+  shortfall), so ``ordermargin`` is the figure; an answer without it (the older table lists only
+  ``cash`` and ``marginused``, "Total margin used") is read as ``marginused - marginusedprev``.
+  ``GetBasketMargin`` answers ``marginused`` ("Total margin used", the account's included) and
+  ``marginusedtrade`` ("Margin used after trade"); the documented basket margin is its
+  ``marginused`` minus Limits' ``marginused``. Noren reports no charges and no per-order figures
+  for a basket.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
 from common.brokers.payload import money, text, whole
 from common.brokers.shoonya.errors import NO_DATA, emsg_kind, map_error
 from common.brokers.shoonya.instruments import generic_symbol
-from common.models import Product
-from common.portfolio import Funds, Holding, Position, Segment, Trade
+from common.brokers.shoonya.translate import order_values
+from common.models import Instrument, Order, Product
+from common.portfolio import Funds, Holding, Margin, Position, Segment, Trade
 
 __all__ = [
-    "HOLDINGS_PRODUCT", "PRODUCTS", "SEGMENT", "account_values", "funds_from_limits", "holdings_from_rows", "is_empty_book",
-    "positions_from_rows", "trades_from_rows",
+    "HOLDINGS_PRODUCT", "MARGIN_FIELDS", "PRODUCTS", "SEGMENT", "account_values", "basket_margin",
+    "basket_margin_values", "funds_from_limits", "holdings_from_rows", "is_empty_book", "order_margin",
+    "order_margin_values", "positions_from_rows", "trades_from_rows", "used_before_basket",
 ]  # fmt: skip
 
 ZERO = Decimal(0)
@@ -45,6 +60,8 @@ SIDES = {"B": "BUY", "S": "SELL"}
 SEGMENT = "all"  # Limits without ``seg``: the whole account, every segment together
 HOLDINGS_PRODUCT = "C"  # the SDK's get_holdings default (ProductType.Delivery)
 _PREFERRED_EXCHANGE = "NSE"
+# An order's fields in the calculators' jData (and in each basketlists entry), as PlaceOrder's.
+MARGIN_FIELDS = ("exch", "tsym", "qty", "prc", "trgprc", "prd", "trantype", "prctyp")
 
 
 def account_values(user_id: str, product: str | None = None) -> dict[str, str]:
@@ -168,3 +185,54 @@ def trades_from_rows(body: Any) -> list[Trade]:
               price=_dec(row.get("flprc")), client_order_id=text(row.get("remarks")), fill_time=text(row.get("fltm")))
         for row in _rows(body)
     ]  # fmt: skip
+
+
+# ----- margin calculators ---------------------------------------------------------------------------
+def _leg(order: Order, instrument: Instrument | None, user_id: str) -> dict[str, str]:
+    # PlaceOrder's own translation (symbol, product, price type, prices), its order fields only.
+    values = order_values(order, instrument, user_id)
+    return {k: values[k] for k in MARGIN_FIELDS if k in values}
+
+
+def order_margin_values(order: Order, instrument: Instrument | None, user_id: str) -> dict[str, str]:
+    """``GetOrderMargin``'s ``jData`` for one order."""
+    return {**account_values(user_id), **_leg(order, instrument, user_id)}
+
+
+def basket_margin_values(orders: Sequence[tuple[Order, Instrument | None]], user_id: str) -> dict[str, Any]:
+    """``GetBasketMargin``'s ``jData``: the first order as ``GetOrderMargin`` sends it, the rest in
+    ``basketlists`` ("Out of basketlists, the parameter provided will be considered as the first order")."""
+    (first, instrument), *rest = orders
+    values: dict[str, Any] = order_margin_values(first, instrument, user_id)
+    if rest:
+        values["basketlists"] = [_leg(o, i, user_id) for o, i in rest]
+    return values
+
+
+def _ok(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict) or body.get("stat") != "Ok":
+        raise map_error(200, body, "")
+    return body
+
+
+def order_margin(body: Any) -> Margin:
+    """A ``GetOrderMargin`` answer -> the Margin of its one order (a refusal raises). "Insufficient
+    Balance" in ``remarks`` is no refusal: the margin is still what the order needs."""
+    body = _ok(body)
+    need = money(body.get("ordermargin"))
+    if need is None:
+        need = _dec(body.get("marginused")) - _dec(body.get("marginusedprev"))
+    return Margin(total=need, orders=(need,))
+
+
+def used_before_basket(body: Any) -> Decimal | None:
+    """The account's margin used before the basket, where the answer carries it (``marginusedprev``,
+    as ``GetOrderMargin`` names it; the documented basket answer does not, and Limits' ``marginused``
+    is then the figure to subtract)."""
+    return money(_ok(body).get("marginusedprev"))
+
+
+def basket_margin(body: Any, used_before: Decimal) -> Margin:
+    """A ``GetBasketMargin`` answer -> the Margin of the orders together: its ``marginused`` (the
+    account's margin included) less ``used_before``, the margin used without them."""
+    return Margin(total=_dec(_ok(body).get("marginused")) - used_before)

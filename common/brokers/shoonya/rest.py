@@ -1,11 +1,13 @@
 """Shoonya (Noren) REST adapter (docs/brokers.md § Finvasia Shoonya): orders, the order book and the
-account state (PositionBook, Holdings, Limits, TradeBook; translated by ``portfolio.py``) on a
-keep-alive session. Every call is a POST of ``jData=<json>&jKey=<susertoken>`` to
+account state (PositionBook, Holdings, Limits, TradeBook) and the margin calculators
+(GetOrderMargin, GetBasketMargin), translated by ``portfolio.py``, on a keep-alive session. Every call is a POST of ``jData=<json>&jKey=<susertoken>`` to
 ``/NorenWClientTP/<Name>``; answers are ``{"stat": "Ok", ...}``, a JSON list (the books), or
 ``{"stat": "Not_Ok", "emsg"}``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from common.brokers.base import RestAdapterBase, json_or_none, send
@@ -13,7 +15,7 @@ from common.brokers.shoonya import portfolio, translate
 from common.brokers.shoonya.errors import NO_DATA, emsg_kind, map_error
 from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
-from common.portfolio import Funds, Holding, Position, Trade
+from common.portfolio import Funds, Holding, Margin, Position, Trade
 
 __all__ = ["PREFIX", "Adapter"]
 
@@ -23,7 +25,7 @@ PREFIX = "/NorenWClientTP"
 class Adapter(RestAdapterBase):
     """:class:`common.brokers.base.BrokerAdapter` for Shoonya."""
 
-    def _call(self, name: str, values: dict[str, str], *, empty_ok: bool = False) -> Any:
+    def _call(self, name: str, values: dict[str, Any], *, empty_ok: bool = False) -> Any:
         resp = send(self._http, "POST", f"{self._base}{PREFIX}/{name}",
                     data=translate.jdata(values, self._access_token()), read_timeout_s=self._read_timeout_s)  # fmt: skip
         parsed = json_or_none(resp)
@@ -71,3 +73,20 @@ class Adapter(RestAdapterBase):
     def trades(self) -> list[Trade]:
         rows = self._call("TradeBook", portfolio.account_values(self.account.user_id), empty_ok=True)
         return portfolio.trades_from_rows(rows)
+
+    def margin_required(self, orders: Sequence[tuple[Order, Instrument | None]]) -> Margin:
+        """One order: ``GetOrderMargin``. Several: ``GetBasketMargin`` (Noren's margin for them
+        together), less the margin used without them: the answer's ``marginusedprev`` where it
+        carries one, else Limits' ``marginused`` as Shoonya documents it (a second request)."""
+        if not orders:
+            return Margin(total=Decimal(0))
+        uid = self.account.user_id
+        if len(orders) == 1:
+            order, instrument = orders[0]
+            return portfolio.order_margin(self._call("GetOrderMargin",
+                                                     portfolio.order_margin_values(order, instrument, uid)))  # fmt: skip
+        body = self._call("GetBasketMargin", portfolio.basket_margin_values(orders, uid))
+        before = portfolio.used_before_basket(body)
+        if before is None:
+            before = self.funds().used_margin
+        return portfolio.basket_margin(body, before)
