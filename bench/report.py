@@ -34,7 +34,7 @@ class Record:
     repeats: int = 1
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-    suite: str = ""  # the bench module that measured it (orders, login, feed, postback)
+    suite: str = ""  # the bench module that measured it (orders, login, feed, postback, account)
 
 
 def median_spread(samples: Sequence[float]) -> tuple[float, str]:
