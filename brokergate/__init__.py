@@ -47,6 +47,7 @@ from common.client import (
     cancel_order,
     funds,
     get_order,
+    halt,
     holdings,
     margin_required,
     modify_order,
@@ -54,6 +55,7 @@ from common.client import (
     place_order,
     pnl,
     positions,
+    resume,
     trades,
 )
 from common.errors import (
@@ -126,6 +128,7 @@ __all__ = [
     "cancel_order",
     "funds",
     "get_order",
+    "halt",
     "holdings",
     "margin_required",
     "modify_order",
@@ -134,6 +137,7 @@ __all__ = [
     "place_order",
     "pnl",
     "positions",
+    "resume",
     "setup_logging",
     "subscribe_ticks",
     "trades",

@@ -29,7 +29,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from common import accountstate, keys, orderstore
+from common import accountstate, keys, orderstore, safety
 from common.errors import ConfigError, InvalidOrder
 from common.models import Order, OrderUpdate
 from common.orderstate import TERMINAL_STATES, OrderState
@@ -39,8 +39,8 @@ from common.settings import account, settings
 from common.ticks import subscribe_ticks
 
 __all__ = [
-    "OrderHandle", "account_state", "cancel_order", "funds", "get_order", "holdings", "margin_required",
-    "modify_order", "orders", "place_order", "pnl", "positions", "subscribe_ticks", "trades",
+    "OrderHandle", "account_state", "cancel_order", "funds", "get_order", "halt", "holdings", "margin_required",
+    "modify_order", "orders", "place_order", "pnl", "positions", "resume", "subscribe_ticks", "trades",
 ]  # fmt: skip
 
 MODIFIABLE = frozenset({"quantity", "price", "trigger_price", "order_type", "validity"})
@@ -143,13 +143,15 @@ def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -
     """Validate, store as NEW and enqueue an order; returns its handle.
 
     Pass an :class:`Order`, a dict of its fields, or the fields as keywords. Raises
-    :class:`InvalidOrder` (naming the field) before anything is stored or enqueued."""
+    :class:`InvalidOrder` (naming the field), or :class:`Halted` (the account is halted and the
+    order is no ``reduce_only`` exit), before anything is stored or enqueued."""
     if isinstance(order, Order):
         o = order.with_(**fields) if fields else order
     else:
         o = Order.from_dict({**(order or {}), **fields})
     o = _validate(o)
     r = get_redis()
+    safety.check_entry(o, r)
     orderstore.create(r, o, source="client")
     queue = keys.place_queue(o.account, o.urgent)
     try:
@@ -232,6 +234,20 @@ def margin_required(orders: Order | dict[str, Any] | Sequence[Order | dict[str, 
     r = get_redis()
     return accountstate.margin_required(parsed[0].account,
                                         [(o, instruments.lookup(o.account, o.instrument_key, r)) for o in parsed], r)
+
+
+def halt(accounts: str | Sequence[str] | None, reason: str, *, square_off: bool = False) -> safety.HaltReport:
+    """The kill switch (``brokergate halt``): ``accounts`` (one, several, or None for every
+    account) send no entry from now on; every order that may be at the broker is cancelled on
+    the urgent lane; ``square_off`` closes every open position with MARKET exits."""
+    names = [accounts] if isinstance(accounts, str) else (None if accounts is None else list(accounts))
+    return safety.halt(names, reason, square_off=square_off, by="client")
+
+
+def resume(accounts: str | Sequence[str] | None) -> list[str]:
+    """Lift the halt of ``accounts`` (None: every halt)."""
+    names = [accounts] if isinstance(accounts, str) else (None if accounts is None else list(accounts))
+    return safety.resume(names, by="client")
 
 
 def pnl(account: str) -> Decimal:

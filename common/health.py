@@ -86,6 +86,12 @@ def _judge_token(out: _Problems, name: str, acct: Mapping[str, Any], now_ms: int
 
 
 def _judge_orders(out: _Problems, name: str, acct: Mapping[str, Any]) -> None:
+    halt = acct.get("halt")
+    if halt:
+        # Deliberate, so a warning (a healthcheck must not restart the stack over it), but first.
+        out.append(Problem("warning", f"halt:{name}",
+                           f"HALTED{' (every account)' if halt.get('scope') == '*' else ''} by {halt.get('by')}: "
+                           f"{halt.get('reason')}; only exits flow (brokergate resume)"))
     overturned = (acct.get("stats") or {}).get("verdict_overturned")
     if overturned:
         # Orders we had settled as not at the broker turned up there: positions may exist

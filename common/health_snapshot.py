@@ -260,7 +260,16 @@ def _read_account(
         "backoff_s": backoff,
         "stats": {k: _num(v) for k, v in (r.hgetall(keys.stats(name)) or {}).items()},
         "feed_subscriptions": subs,
+        "halt": _read_halt(r, name),
     }
+
+
+def _read_halt(r: Any, name: str) -> dict[str, Any] | None:
+    """The kill switch's halt in force on the account (its own, else every account's), or None."""
+    from common.safety import halted
+
+    h = halted(name, r)
+    return None if h is None else {"scope": h.scope, "reason": h.reason, "at_ms": h.at_ms, "by": h.by}
 
 
 def _read_accounts(r: Any, accounts: Mapping[str, Any], now_ms: int, errors: list[str]) -> dict[str, Any]:

@@ -64,6 +64,25 @@ def stats(account: str) -> str:
     return f"{PREFIX}stats:{account}"
 
 
+# --- pre-trade risk limits (common/risk.py) ------------------------------------------------------
+def risk_limits(scope: str) -> str:
+    """Hash limit -> value: the run-time overrides of a scope's limits (``account:<name>`` or
+    ``strategy:<name>``) over the accounts file's; ``none`` lifts a limit. No TTL."""
+    return f"{PREFIX}risk:limits:{scope}"
+
+
+def risk_open(account: str) -> str:
+    """Set: the account's orders let through by the worker's risk check and not settled yet (the
+    order scripts drop them when settled): ``max_open_orders`` counts it, O(1)."""
+    return f"{PREFIX}risk:open:{account}"
+
+
+def risk_rate(scope: str) -> str:
+    """Sorted set: client_order_id -> Redis ms it was let through, the last 60 s, per
+    ``strategy:<name>`` (or ``account:<name>`` for orders without one): ``max_orders_per_minute``."""
+    return f"{PREFIX}risk:rate:{scope}"
+
+
 # --- orders (workers/orders.py, common/orderstore.py) ----------------------------------
 def order(client_order_id: str) -> str:
     """Hash: state, account, broker_order_id, request, history, last error, deadline. Expires
@@ -242,3 +261,14 @@ def account_state_channel(account: str) -> str:
 
 
 ACCOUNT_STATE_TASK = "brokergate.refresh_account_state"
+
+
+# --- trading safety (common/safety.py) -------------------------------------------------------------
+def halt(account: str) -> str:
+    """Hash reason, at_ms, by, square_off: the account is halted (the kill switch) until resumed.
+    No TTL: a halt survives every restart."""
+    return f"{PREFIX}halt:{account}"
+
+
+HALT_ALL = f"{PREFIX}halt-all"  # hash as halt(): every account is halted (``brokergate halt --all``)
+HALT_CHANNEL = f"{PREFIX}halt-changed"  # pub/sub: "<account or *> halted|resumed"

@@ -149,26 +149,33 @@ def create(r: redis.Redis, order: Order, source: str = "client") -> int:
 class Claim:
     """What :func:`claim` found (see ``order_claim.lua``)."""
 
-    verdict: str  # claimed, expired, reconcile, done, missing
+    verdict: str  # claimed, expired, reconcile, done, halted, missing
     state: str
     sent_at_ms: int
     deadline_ms: int
     now_ms: int
 
 
-def claim(r: redis.Redis, client_order_id: str, attempt: str, source: str = "worker") -> Claim:
-    """Take the order for sending (NEW -> SENDING), atomically; see :class:`Claim`."""
-    v, state, sent_at, deadline, now = script("order_claim")(r, order_keys(client_order_id), [attempt, source])
+def claim(r: redis.Redis, client_order_id: str, attempt: str, source: str = "worker", *, account: str = "",
+          reduce_only: bool = False) -> Claim:
+    """Take the order for sending (NEW -> SENDING), atomically; see :class:`Claim`. An entry of a
+    halted ``account`` is settled REJECTED instead (verdict ``halted``)."""
+    v, state, sent_at, deadline, now = script("order_claim")(
+        r, [*order_keys(client_order_id), keys.halt(account), keys.HALT_ALL],
+        [attempt, source, "1" if reduce_only else ""])
     return Claim(text(v), text(state), int(sent_at), int(deadline), int(now))
 
 
 def mark_sent(r: redis.Redis, client_order_id: str, attempt: str, source: str = "worker", *,
-              slot_us: int = 0, late_tolerance_us: int = 0) -> tuple[str, int]:
+              slot_us: int = 0, late_tolerance_us: int = 0, account: str = "",
+              reduce_only: bool = False) -> tuple[str, int]:
     """Record that the request leaves now. Returns (verdict, Redis time in us): ``ok``, ``lost``
     (not ours any more), ``expired`` (now EXPIRED), ``cancelled`` (a cancel was requested: now
-    CANCELLED) or ``late`` (too long after ``slot_us``)."""
+    CANCELLED), ``halted`` (``account`` is halted and the order is no exit: now REJECTED) or
+    ``late`` (too long after ``slot_us``)."""
     v, _deadline, _now_ms, now_us = script("order_mark_sent")(
-        r, order_keys(client_order_id), [attempt, source, slot_us, late_tolerance_us])
+        r, [*order_keys(client_order_id), keys.halt(account), keys.HALT_ALL],
+        [attempt, source, slot_us, late_tolerance_us, "1" if reduce_only else ""])
     return text(v), int(now_us)
 
 

@@ -75,16 +75,21 @@ def run_place(order_dict: dict[str, Any], source: str = "worker") -> str:
         orderstore.transition(r, order.client_order_id, S.FAILED, allowed_from={S.NEW}, message=str(e), source=source)
         return S.FAILED.value
     attempt = uuid.uuid4().hex
-    c = orderstore.claim(r, order.client_order_id, attempt, source)
+    c = orderstore.claim(r, order.client_order_id, attempt, source, account=order.account,
+                          reduce_only=order.reduce_only)
     if c.verdict == "missing":
         # Enqueued by name without the client: the deadline starts now.
         _ensure_created(r, order)
-        c = orderstore.claim(r, order.client_order_id, attempt, source)
+        c = orderstore.claim(r, order.client_order_id, attempt, source, account=order.account,
+                          reduce_only=order.reduce_only)
     if c.verdict == "claimed":
         return send(r, acct, order, attempt, c.deadline_ms)
     if c.verdict == "reconcile":
         bc.count(r, acct.name, "redelivered_after_send")
         return reconcile_one(r, acct, order, c.deadline_ms, c.sent_at_ms)
+    if c.verdict == "halted":
+        bc.count(r, acct.name, "halted_refused")  # refused by the kill switch at the claim
+        return c.state
     if c.verdict == "done":
         bc.count(r, acct.name, "duplicates_avoided")
         _honour_cancel(r, acct, order.client_order_id)
@@ -116,7 +121,8 @@ def send(r: redis.Redis, acct: Account, order: Order, attempt: str, deadline_ms:
 
     def gate(slot_us: int) -> tuple[str, int]:
         return orderstore.mark_sent(r, coid, attempt, slot_us=slot_us,
-                                    late_tolerance_us=ratelimit.LATE_TOLERANCE_MS * 1000)
+                                    late_tolerance_us=ratelimit.LATE_TOLERANCE_MS * 1000,
+                                    account=order.account, reduce_only=order.reduce_only)
 
     def not_sent() -> None:
         # Certainly not placed: forget the send, so a redelivery may take over instead of reconciling.
@@ -132,6 +138,8 @@ def send(r: redis.Redis, acct: Account, order: Order, attempt: str, deadline_ms:
     except bc.NotSent as e:
         if e.verdict == "expired":
             bc.count(r, acct.name, "expired")
+        elif e.verdict == "halted":
+            bc.count(r, acct.name, "halted_refused")
         got = orderstore.read(r, coid)
         return got.state.value if got else "LOST"
     except DeadlineExceeded as e:

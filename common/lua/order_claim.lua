@@ -1,7 +1,11 @@
 -- Claim an order for sending: NEW -> SENDING atomically, so only one worker may send it.
+-- An entry of a halted account is refused here already (REJECTED with the halt's reason), before it waits for a limiter slot: a queue of entries behind a halt drains at once.
+-- The send gate (order_mark_sent.lua) checks again, atomically with the send.
 -- KEYS[1] order hash   KEYS[2] order-done list   KEYS[3] active-orders sorted set
+-- KEYS[4] the account's halt hash   KEYS[5] the halt of every account
 -- ARGV[1] attempt (a fresh random id of this delivery: the fencing token for mark_sent)
 -- ARGV[2] source (worker name, for the history; kept as claimed_by for the sweeper's liveness check)
+-- ARGV[3] '1' when the order is reduce_only (an exit: it flows while halted)
 -- Returns {verdict, state, sent_at_ms, deadline_ms, now_ms}; verdict is
 --   (a cancel requested meanwhile, never sent: now CANCELLED, verdict done)
 --   claimed    this delivery owns the order (NEW, or SENDING that was never sent: a redelivery
@@ -9,6 +13,7 @@
 --   expired    past its deadline before anything was sent: now EXPIRED
 --   reconcile  SENDING after the request may have left, or UNKNOWN: look it up by tag first
 --   done       already OPEN or terminal: nothing to do
+--   halted     the account is halted and the order is an entry: now REJECTED, never sent
 --   missing    no such order
 local now = now_ms()
 local f = redis.call('HMGET', KEYS[1], 'state', 'sent_at_ms', 'deadline_ms', 'cancel_requested_ms')
@@ -23,6 +28,13 @@ if state == 'NEW' or (state == 'SENDING' and sent_at == '') then
   if now > deadline then
     settle(id, 'EXPIRED', ARGV[2], 'no slot before the deadline', now)
     return {'expired', 'EXPIRED', 0, deadline, now}
+  end
+  if ARGV[3] ~= '1' then
+    local why = redis.call('HGET', KEYS[4], 'reason') or redis.call('HGET', KEYS[5], 'reason')
+    if why then
+      settle(id, 'REJECTED', ARGV[2], 'halted: ' .. why, now)
+      return {'halted', 'REJECTED', 0, deadline, now}
+    end
   end
   if state == 'NEW' then
     redis.call('HSET', KEYS[1], 'state', 'SENDING', 'attempt', ARGV[1], 'updated_ms', now, 'claimed_ms', now,
