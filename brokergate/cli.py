@@ -436,10 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=("ltp", "quote", "full"), default="quote")
     s.set_defaults(func=cmd_feed_subscribe)
 
-    from brokergate import accountcli, launch, metrics, safetycli
+    from brokergate import accountcli, launch, metrics, riskcli, safetycli
 
     accountcli.add_commands(sub)  # positions, holdings, funds, trades
     safetycli.add_commands(sub)  # halt, resume
+    riskcli.add_commands(sub)  # risk show, set, clear
     launch.add_commands(sub)  # worker, beat: one command per process kind
     metrics.add_commands(sub)  # metrics serve
     return p

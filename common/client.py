@@ -29,7 +29,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from common import accountstate, keys, orderstore, safety
+from common import accountstate, keys, orderstore, risk, safety
 from common.errors import ConfigError, InvalidOrder
 from common.models import Order, OrderUpdate
 from common.orderstate import TERMINAL_STATES, OrderState
@@ -143,8 +143,9 @@ def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -
     """Validate, store as NEW and enqueue an order; returns its handle.
 
     Pass an :class:`Order`, a dict of its fields, or the fields as keywords. Raises
-    :class:`InvalidOrder` (naming the field), or :class:`Halted` (the account is halted and the
-    order is no ``reduce_only`` exit), before anything is stored or enqueued."""
+    :class:`InvalidOrder` (naming the field), :class:`Halted` (the account is halted and the
+    order is no ``reduce_only`` exit), or :class:`RiskRefused` (a risk limit of its account or
+    strategy, named; common/risk.py), before anything is stored or enqueued."""
     if isinstance(order, Order):
         o = order.with_(**fields) if fields else order
     else:
@@ -152,6 +153,7 @@ def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -
     o = _validate(o)
     r = get_redis()
     safety.check_entry(o, r)
+    risk.check(o, r)
     orderstore.create(r, o, source="client")
     queue = keys.place_queue(o.account, o.urgent)
     try:

@@ -75,6 +75,7 @@ def prelude() -> str:
         f"local OPEN_RECHECK_MS = {OPEN_RECHECK_S * 1000}\n"
         f"local HISTORY_MAX = {HISTORY_MAX}\n"
         f"local RETENTION_MS = {retention_ms()}\n"
+        f"local RISK_OPEN_PREFIX = {json.dumps(keys.risk_open(''))}\n"
     )
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from common import keys
 from common.brokers import BROKER_NAMES, COUNTED_PER_APP, GENERIC_EXTRAS, SHARED_BUDGET, BrokerSpec, spec_for
 from common.errors import ConfigError
+from common.risklimits import RiskLimits, parse_limits, parse_strategies
 
 __all__ = ["Account", "Cap", "Secret", "Settings", "load_accounts", "load_settings", "parse_cap", "require_secrets"]
 
@@ -136,6 +137,7 @@ class Account:
     deadline_s: float = 30.0
     feed_sockets: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    risk: RiskLimits = field(default_factory=RiskLimits)  # pre-trade limits (common/risk.py), overridable at run time
 
     def secrets(self) -> list[str]:
         """Every configured secret's value (resolving references: ConfigError when one is missing)."""
@@ -301,7 +303,7 @@ def _parse_extra(t: dict[str, Any], where: str, spec: BrokerSpec) -> dict[str, A
 _ACCOUNT_FIELDS = {
     "broker", "user_id", "password", "totp_secret", "api_key", "api_secret", "rest_url", "login_url",
     "ws_url", "order_ws_url", "caps", "login_time", "timezone", "concurrency", "rate_limit",
-    "deadline_s", "feed_sockets", "extra",
+    "deadline_s", "feed_sockets", "extra", "risk",
 }  # fmt: skip
 
 
@@ -398,6 +400,7 @@ def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Acco
         rate_limit=rate_limit,
         deadline_s=deadline_s,
         extra=_parse_extra(t, where, spec),
+        risk=parse_limits(t.get("risk"), f"{where}.risk"),
         **secrets,
     )
 
@@ -441,6 +444,7 @@ def parse_accounts(text: str, environ: Mapping[str, str] | None = None, source: 
         raise ConfigError(f"{source}: no [accounts.<name>] table")
     accounts = {name: _parse_account(name, t, environ) for name, t in table.items()}
     _check_shared_scopes(accounts)
+    parse_strategies(doc.get("strategies"))  # read by common/risk.py; checked here, so a bad one fails at start
     return accounts
 
 

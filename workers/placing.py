@@ -16,6 +16,8 @@
   sends again within the deadline, through the limiter again.
 * A cancel requested while the order was in flight is honoured by whoever learns the broker's
   order id: the placing worker right after the answer, or the reconcile that adopts it.
+* Before every send, the authoritative pre-trade risk check (:func:`common.risk.check`): a
+  refusal settles the order REJECTED with the limit and its numbers; it is never sent.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 import redis
 
-from common import orderstore, ratelimit
+from common import orderstore, ratelimit, risk
 from common.errors import (
     Ambiguous,
     BrokerError,
@@ -39,6 +41,7 @@ from common.errors import (
     LoginFailed,
     OrderRejected,
     RateLimited,
+    RiskRefused,
 )
 from common.models import Order, OrderState, OrderUpdate
 from common.redis import server_time_ms
@@ -132,6 +135,12 @@ def send(r: redis.Redis, acct: Account, order: Order, attempt: str, deadline_ms:
         orderstore.transition(r, coid, state, allowed_from={S.SENDING}, cas=mine, message=message)
         return state.value
 
+    try:
+        # The authoritative risk check (common/risk.py): atomic across every worker and host for the
+        # counted limits; refused -> REJECTED with the limit named, never sent (counted by check).
+        risk.check(order, r, authoritative=True, account=acct)
+    except RiskRefused as e:
+        return settle(S.REJECTED, str(e))
     try:
         broker_order_id = bc.call(r, acct, bc.ORDERS, lambda a: a.place(order, inst), deadline_ms=deadline_ms,
                                   urgent=order.urgent, gate=gate, not_sent=not_sent)

@@ -14,6 +14,8 @@
   a cancel is enqueued on the urgent lane.
 * A non-terminal order from before the current trading day that the book at the account's next
   login no longer shows (its last update was missed) -> EXPIRED (:func:`settle_stale`).
+* An account whose day loss (realised + marked at the live ticks) has reached its
+  ``max_daily_loss`` -> halted (:func:`common.risk.sweep_daily_loss`), first, so it waits on nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 import redis
 
-from common import keys, orderstore
+from common import keys, orderstore, risk
 from common.client import send_task_by_name
 from common.errors import BrokerError, ConfigError, DeadlineExceeded
 from common.models import OrderState
@@ -260,11 +262,19 @@ def redrive_lost(r: redis.Redis, now_ms: int | None = None, confirm_s: float = R
     return redriven
 
 
+def _daily_loss(r: redis.Redis) -> int:
+    try:
+        return len(risk.sweep_daily_loss(r))
+    except Exception:  # the sweeper's own work goes on whatever a halt ran into
+        log.exception("sweeper: the daily-loss check failed")
+        return 0
+
+
 def sweep() -> dict[str, int]:
     """Settle what dead workers left behind (see the module docstring)."""
     r = get_redis()
     now_ms = server_time_ms(r)
-    counts = {"expired": 0, "reconciled": 0, "redriven": 0, "cancels": 0}
+    counts = {"expired": 0, "reconciled": 0, "redriven": 0, "cancels": 0, "risk_halted": _daily_loss(r)}
     stuck: dict[str, list[str]] = {}
     for coid, _due in orderstore.active_ids(r, now_ms):
         got = orderstore.read(r, coid)

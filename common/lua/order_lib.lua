@@ -1,6 +1,6 @@
 -- Helpers shared by the order scripts (prepended to each by common/orderscripts.py, after the
 -- generated constants TRANSITIONS, RANK, TERMINAL, WAKE, OURS, BROKER_SEEN, CHANNEL_PREFIX, DONE_TTL_S,
--- OPEN_RECHECK_MS, CANCEL_RECHECK_MS, NOT_SENT_CANCEL, HISTORY_MAX, RETENTION_MS that come
+-- OPEN_RECHECK_MS, CANCEL_RECHECK_MS, NOT_SENT_CANCEL, HISTORY_MAX, RETENTION_MS, RISK_OPEN_PREFIX that come
 -- from common/orderstate.py and common/orderscripts.py, so the state table has one source).
 -- Convention: KEYS[1] order hash, KEYS[2] order-done list, KEYS[3] active-orders sorted set.
 
@@ -45,7 +45,19 @@ end
 -- no settled order can miss its expiry. A live one never expires: when a broker sighting revives
 -- an order we had settled (order_apply.lua's overturn), it loses its expiry again, since money
 -- may be at risk. (The wake-up list keeps its own short TTL.)
+-- The account's open-orders set (common/risk.py's max_open_orders; the worker's risk step adds an
+-- order as it lets it through) loses a settled order here, and regains one a broker sighting
+-- shows open (a revived verdict, or an order from before the set existed). Its key is built from
+-- the order's account, as the channel is: brokergate runs on one Redis, not a cluster.
 local function after_change(id, state, publish_json, at_ms)
+  local account = redis.call('HGET', KEYS[1], 'account')
+  if account then
+    if TERMINAL[state] then
+      redis.call('SREM', RISK_OPEN_PREFIX .. account, id)
+    elseif state == 'OPEN' or state == 'UNKNOWN' then
+      redis.call('SADD', RISK_OPEN_PREFIX .. account, id)
+    end
+  end
   if WAKE[state] then
     redis.call('RPUSH', KEYS[2], state)
     redis.call('EXPIRE', KEYS[2], DONE_TTL_S)
@@ -62,7 +74,6 @@ local function after_change(id, state, publish_json, at_ms)
     if (redis.call('HGET', KEYS[1], 'cancel_requested_ms') or '') ~= '' then recheck = CANCEL_RECHECK_MS end
     redis.call('ZADD', KEYS[3], 'XX', at_ms + recheck, id)
   end
-  local account = redis.call('HGET', KEYS[1], 'account')
   if account and publish_json then redis.call('PUBLISH', CHANNEL_PREFIX .. account, publish_json) end
 end
 

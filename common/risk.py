@@ -1,0 +1,301 @@
+"""Pre-trade risk limits, per account and per strategy (issue #18): checked by the client before an
+order is stored, and again by the worker just before it is sent, the authoritative check.
+
+Limits (``common/risklimits.py`` says what each means) come from the accounts file (per account
+``risk = { ... }``, per strategy ``[strategies.<name>]``) and are overridden at run time by a Redis
+hash per scope (:func:`keys.risk_limits` of ``account:<name>`` / ``strategy:<name>``; ``brokergate
+risk set``), read on every check, so a change holds for the next order everywhere. An order's
+limits are the tighter of its account's and its strategy's.
+
+* :func:`check` (``authoritative=False``, the client): one round trip (``risk_read.lua``: the
+  overrides, the last price, the positions and their prices when a limit needs them, the counts),
+  then the arithmetic in Python. Fast and clear, but a view: orders other processes are letting
+  through at the same moment are not seen.
+* :func:`check` (``authoritative=True``, the worker, before the limiter slot): the same, then
+  ``risk_admit.lua``, which in one atomic step refuses beyond ``max_open_orders`` and
+  ``max_orders_per_minute`` or lets the order through and records it in both counts, so the two
+  limits hold across every strategy process, worker and host. A refusal there settles the order
+  REJECTED with the :class:`RiskRefused` text; it is never sent.
+
+**Open orders, exactly and in O(1).** :func:`keys.risk_open` is a set per account: the worker's
+admit step adds an order as it lets it through; the order scripts' ``after_change``
+(``common/lua/order_lib.lua``) removes it when the order settles, in the same script that settles
+it, and adds it back if a broker sighting shows it open again (an overturned verdict, or an order
+from before the set existed). ``SCARD`` is the count, and admit's ``SISMEMBER`` makes a resend
+after a reconcile count once. Counting admitted orders rather than stored ones means a burst of
+queued orders is refused only as far as it would really cross the limit (orders still NEW in the
+queue are not open anywhere yet). Should a removal ever be missed (the order hash deleted by
+hand), admit drops settled or vanished members before it refuses, so the count heals itself.
+The alternatives were worse: counting the account's order index is O(orders); a counter
+incremented and decremented by scripts drifts for good after one miss.
+
+**Orders per minute** is a sliding 60 s log per rate scope (:func:`keys.risk_rate`: the strategy,
+or the account for orders without one), one member per order let through (a resend is not a new
+order). Orders let through that then expire, are cancelled or halted before sending still count:
+the limit is on what the strategy asked to send.
+
+**Daily loss** (realised plus mark-to-market at ``bg:ltp``, the account's positions snapshot):
+entries are refused once the loss reaches the limit, and the sweeper (Beat, every 5 s) halts an
+account whose own ``max_daily_loss`` is reached (:func:`sweep_daily_loss`: ``common.safety.halt``
+with ``by="risk"``), so a crossing halts it within about 5 s of the tick that crossed it. A halt
+by this limit comes back at the next sweep after a resume unless the limit is raised first.
+
+Every refusal counts ``risk_refused`` and ``risk_refused:<limit>`` in ``bg:stats:<account>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from typing import Any, Final
+
+import redis
+
+from common import keys
+from common.errors import ConfigError, RiskRefused
+from common.lua import LuaScript, script_text
+from common.models import Order
+from common.portfolio import Position
+from common.redis import as_text, get_redis
+from common.risklimits import (
+    Exposure,
+    RiskLimits,
+    day_pnl,
+    is_exit,
+    judge,
+    load_strategies,
+)
+from common.settings import Account, accounts, settings
+
+__all__ = [
+    "RATE_WINDOW_MS", "RiskLimits", "ScopeLimits", "account_pnl", "account_scope", "check", "clear_limits", "count_refusal",
+    "limits_in_force", "scope_limits", "set_limits", "strategies", "strategy_scope", "sweep_daily_loss",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW_MS: Final = 60_000
+_NEEDS_POSITIONS = ("max_position", "max_daily_loss")
+
+
+def account_scope(name: str) -> str:
+    return f"account:{name}"
+
+
+def strategy_scope(name: str) -> str:
+    return f"strategy:{name}"
+
+
+_strategies_of: tuple[object, dict[str, RiskLimits]] | None = None
+
+
+def strategies() -> dict[str, RiskLimits]:
+    """The ``[strategies.<name>]`` limits of the accounts file, read again whenever the accounts
+    are (``settings.accounts`` is the process's one reading of the file)."""
+    global _strategies_of
+    try:
+        accts: object = accounts()
+    except ConfigError:
+        accts = None  # no accounts file: no strategy limits either (nothing can be placed anyway)
+    got = _strategies_of
+    if got is None or got[0] is not accts:
+        got = _strategies_of = (accts, load_strategies(settings().accounts_path))
+    return got[1]
+
+
+def _file_limits(scope: str) -> RiskLimits:
+    """The accounts file's limits of a scope; none for an account it does not name (the client
+    and the worker refuse such an account's orders before they ask; its run-time limits apply)."""
+    kind, _, name = scope.partition(":")
+    if kind == "account":
+        try:
+            return accounts()[name].risk
+        except (ConfigError, KeyError):
+            return RiskLimits()
+    return strategies().get(name, RiskLimits())
+
+
+@cache
+def _script(name: str) -> LuaScript:
+    if name == "risk_admit":
+        from common.orderscripts import prelude
+
+        return LuaScript(prelude() + script_text(name))  # TERMINAL, from the state table
+    return LuaScript(script_text(name))
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return {as_text(flat[i]): as_text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _override(file: RiskLimits, raw: Mapping[str, str], scope: str) -> RiskLimits:
+    try:
+        return file.overridden(raw, keys.risk_limits(scope))
+    except ConfigError as e:
+        # Written by hand past `brokergate risk set`'s checks: refuse rather than guess (fail closed).
+        raise RiskRefused("config", str(e)) from None
+
+
+@dataclass(frozen=True)
+class _Read:
+    limits: RiskLimits
+    sources: dict[str, str]
+    exposure: Exposure
+
+
+def _read(order: Order, r: redis.Redis, acct: Account | None) -> _Read:
+    acct_scope = account_scope(order.account)
+    strat_scope = strategy_scope(order.strategy) if order.strategy else ""
+    acct_file = acct.risk if acct is not None else _file_limits(acct_scope)
+    strat_file = _file_limits(strat_scope) if strat_scope else RiskLimits()
+    need = order.reduce_only or any(getattr(x, k) is not None for x in (acct_file, strat_file) for k in _NEEDS_POSITIONS)
+    rate = keys.risk_rate(strat_scope or acct_scope)
+    got = _script("risk_read")(r, [keys.risk_limits(acct_scope), keys.risk_limits(strat_scope or acct_scope),
+                                   keys.LTP, keys.account_state(order.account, "positions"),
+                                   keys.risk_open(order.account), rate],
+                               [order.instrument_key, "1" if need else "", "1" if strat_scope else "", RATE_WINDOW_MS])
+    acct_raw, strat_raw, ltp, pos_flat, prices, open_n, minute_n, _now = got
+    acct_lim = _override(acct_file, _pairs(acct_raw), acct_scope)
+    strat_lim = _override(strat_file, _pairs(strat_raw), strat_scope) if strat_scope else RiskLimits()
+    limits = acct_lim.tighter(strat_lim)
+    sources = {}
+    for k, v in limits.to_dict().items():
+        mine = getattr(acct_lim, k)
+        sources[k] = f"account {order.account}" if mine is not None and str(mine) == v else f"strategy {order.strategy}"
+    positions = [Position.from_dict(json.loads(as_text(pos_flat[i + 1]))) for i in range(0, len(pos_flat), 2)]
+    last_prices = {f"{p.exchange}:{p.symbol}": Decimal(as_text(x)) for p, x in zip(positions, prices, strict=True) if x}
+    same = [p for p in positions if p.exchange == order.exchange and p.symbol == order.symbol]
+    exposure = Exposure(
+        last_price=Decimal(as_text(ltp)) if ltp else None,
+        net_position=sum(p.quantity for p in same),
+        product_position=sum(p.quantity for p in same if p.product == order.product.value),
+        day_pnl=day_pnl(positions, last_prices) if limits.max_daily_loss is not None else None,
+        open_orders=int(open_n), orders_last_minute=int(minute_n))
+    return _Read(limits, sources, exposure)
+
+
+def count_refusal(r: redis.Redis, account: str, limit: str) -> None:
+    with r.pipeline(transaction=False) as p:
+        p.hincrby(keys.stats(account), "risk_refused", 1)
+        p.hincrby(keys.stats(account), f"risk_refused:{limit}", 1)
+        p.execute()
+
+
+def check(order: Order, r: redis.Redis | None = None, *, authoritative: bool = False,
+          account: Account | None = None) -> None:
+    """Raise :class:`RiskRefused` (``.limit``, ``.reason`` with the numbers) when ``order`` breaks
+    a limit in force; counted in the account's stats. ``authoritative`` (the worker, just before
+    sending): also let it through max_open_orders and max_orders_per_minute atomically, recording
+    it in both counts (see the module docstring). ``account``: the order's account when the caller
+    holds it already (else read from the accounts file)."""
+    r = r or get_redis()
+    read = _read(order, r, account)
+    try:
+        judge(order, read.limits, read.exposure, counts=not authoritative, sources=read.sources)
+    except RiskRefused as e:
+        count_refusal(r, order.account, e.limit)
+        raise
+    if not authoritative:
+        return
+    # An exit is recorded in the counts but never refused by them: a square-off must flow.
+    free = is_exit(order, read.exposure.product_position)
+    lim = read.limits
+    rate = keys.risk_rate(strategy_scope(order.strategy) if order.strategy else account_scope(order.account))
+    verdict, n, limit = _script("risk_admit")(
+        r, [keys.risk_open(order.account), rate, keys.stats(order.account)],
+        [order.client_order_id, "" if free or lim.max_open_orders is None else lim.max_open_orders,
+         "" if free or lim.max_orders_per_minute is None else lim.max_orders_per_minute,
+         RATE_WINDOW_MS, keys.order("")])
+    verdict = as_text(verdict)
+    if verdict == "max_open_orders":
+        raise RiskRefused(verdict, f"{n} orders open, at most {limit} (limit of {read.sources.get(verdict)})")
+    if verdict == "max_orders_per_minute":
+        raise RiskRefused(verdict, f"{n} orders in the last minute, at most {limit} "
+                                   f"(limit of {read.sources.get(verdict)})")
+
+
+# --- the limits of a scope: the file's, the run-time overrides, what is in force ---------------------
+@dataclass(frozen=True)
+class ScopeLimits:
+    scope: str
+    file: RiskLimits
+    overrides: dict[str, str]
+    in_force: RiskLimits
+
+
+def scope_limits(scope: str, r: redis.Redis | None = None) -> ScopeLimits:
+    """A scope's (``account:<name>`` / ``strategy:<name>``) limits: the file's, the overrides, and
+    the two together."""
+    r = r or get_redis()
+    file = _file_limits(scope)
+    raw = {as_text(k): as_text(v) for k, v in r.hgetall(keys.risk_limits(scope)).items()}
+    return ScopeLimits(scope, file, raw, file.overridden(raw, keys.risk_limits(scope)))
+
+
+def limits_in_force(account: str, strategy: str = "", r: redis.Redis | None = None) -> RiskLimits:
+    """The limits an order of ``account`` (and ``strategy``) meets now."""
+    lim = scope_limits(account_scope(account), r).in_force
+    return lim.tighter(scope_limits(strategy_scope(strategy), r).in_force) if strategy else lim
+
+
+def set_limits(scope: str, values: Mapping[str, Any], r: redis.Redis | None = None) -> ScopeLimits:
+    """Override limits of a scope at run time (``none`` lifts one); each value checked as in the
+    file first (ConfigError naming it), then written at once; the next check everywhere sees it."""
+    r = r or get_redis()
+    RiskLimits().overridden({k: str(v) for k, v in values.items()}, f"risk limits of {scope}")
+    if values:
+        r.hset(keys.risk_limits(scope), mapping={k: str(v).strip() for k, v in values.items()})
+    log.warning("risk limits of %s set at run time: %s", scope, dict(values))
+    return scope_limits(scope, r)
+
+
+def clear_limits(scope: str, names: list[str] | None = None, r: redis.Redis | None = None) -> ScopeLimits:
+    """Drop run-time overrides of a scope (``names``, or all): the file's limits apply again."""
+    r = r or get_redis()
+    if names:
+        r.hdel(keys.risk_limits(scope), *names)
+    else:
+        r.delete(keys.risk_limits(scope))
+    log.warning("risk limits of %s: run-time overrides cleared (%s)", scope, ", ".join(names or ["all"]))
+    return scope_limits(scope, r)
+
+
+# --- daily loss: from the sweeper ----------------------------------------------------------------
+def account_pnl(account: str, r: redis.Redis) -> Decimal:
+    """The account's day P&L as the limit judges it (realised + marked at ``bg:ltp``)."""
+    rows = [Position.from_dict(json.loads(v)) for v in r.hvals(keys.account_state(account, "positions"))]
+    if not rows:
+        return Decimal(0)
+    names = [f"{p.exchange}:{p.symbol}" for p in rows]
+    prices = {n: Decimal(as_text(v)) for n, v in zip(names, r.hmget(keys.LTP, names), strict=True) if v}
+    return day_pnl(rows, prices)
+
+
+def sweep_daily_loss(r: redis.Redis | None = None) -> list[str]:
+    """Halt every account whose day loss has reached its own ``max_daily_loss`` and is not halted
+    yet (``common.safety.halt``, ``by="risk"``); returns the accounts halted. Run by the sweeper."""
+    from common import safety
+
+    r = r or get_redis()
+    halted: list[str] = []
+    for name in accounts():
+        try:
+            limit = scope_limits(account_scope(name), r).in_force.max_daily_loss
+        except ConfigError as e:
+            log.error("risk: %s: %s", name, e)
+            continue
+        if limit is None:
+            continue
+        pnl = account_pnl(name, r)
+        if -pnl < limit or safety.halted(name, r) is not None:
+            continue
+        reason = (f"risk limit max_daily_loss: day P&L {pnl:.2f} reached the loss limit {limit} "
+                  f"(raise it with `brokergate risk set {name} max_daily_loss=...` before resuming)")
+        safety.halt([name], reason, by="risk", r=r)
+        r.hincrby(keys.stats(name), "risk_halted", 1)
+        halted.append(name)
+    return halted
