@@ -29,12 +29,13 @@ def _cmd_halt(args: argparse.Namespace) -> int:
     from common.safety import halt
 
     report = halt(_targets(args), args.reason, square_off=args.square_off, by="cli")
-    doc = {"accounts": report.accounts, "at_ms": report.at_ms, "cancels": report.cancels,
-           "exits": report.exits, "errors": report.errors}
+    doc = {"accounts": report.accounts, "at_ms": report.at_ms, "dropped": report.dropped,
+           "cancels": report.cancels, "exits": report.exits, "errors": report.errors}
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         print(f"HALTED {', '.join(report.accounts) or '(no account configured)'}: {args.reason}")
+        print(f"  queued entries refused: {report.dropped}")
         print(f"  cancels enqueued on the urgent lane: {len(report.cancels)}")
         if args.square_off:
             print(f"  square-off orders placed: {len(report.exits)}")

@@ -9,7 +9,8 @@ no TTL: it survives restarts of every process) and is enforced in three places:
 * **The order gate** (``common/lua/order_mark_sent.lua``) refuses, atomically with the decision
   to send, every entry whose limiter slot comes after the halt: it ends REJECTED with the halt's
   reason and is never sent late. Entries already queued or waiting for a slot meet it there.
-* **The halt itself** (:func:`halt`) enqueues a cancel, on the urgent lane, of every order of the
+* **The halt itself** (:func:`halt`) takes the entries still queued out of the account's queues
+  (REJECTED at once, not one by one behind Celery's rate limit), enqueues a cancel, on the urgent lane, of every order of the
   account that may be at the broker (OPEN, or sent and not settled), and with ``square_off``
   reads the positions afresh and places one MARKET ``reduce_only`` exit per open position, on
   the urgent lane (the adapters add the market protection each broker requires).
@@ -20,6 +21,8 @@ Exits still flow: cancels, and orders marked ``reduce_only``, which may only red
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from common import accountstate, keys
 from common.errors import Halted, InvalidOrder
 from common.models import Order, OrderState, Side
 from common.orderstate import TERMINAL_STATES
+from common.queued import place_of
 from common.redis import HashFields, as_text, get_redis, server_time_ms
 
 __all__ = ["Halt", "HaltReport", "check_entry", "halt", "halted", "halts", "resume"]
@@ -64,6 +68,7 @@ class HaltReport:
     at_ms: int
     cancels: list[str] = field(default_factory=list)  # client_order_ids whose cancel was enqueued
     exits: list[str] = field(default_factory=list)  # client_order_ids of the square-off orders
+    dropped: int = 0  # entries taken out of the queues and settled REJECTED
     errors: list[str] = field(default_factory=list)
 
 
@@ -130,6 +135,33 @@ def _cancel_open(r: redis.Redis, account: str, report: HaltReport) -> None:
             report.errors.append(f"cancel {o['client_order_id']}: {e}")
 
 
+def _drop_queued_entries(r: redis.Redis, account: str, reason: str, report: HaltReport) -> None:
+    """Take the entries still waiting in the account's queues out of them and settle them REJECTED
+    now: behind Celery's per-worker rate limit they would otherwise reach the claim's refusal at
+    that rate, one by one. A message a worker pops meanwhile is not removed (LREM finds nothing)
+    and meets the claim's refusal instead."""
+    from common import orderstore
+
+    for q in (keys.urgent_queue(account), keys.orders_queue(account)):
+        for lst in keys.queue_lists(q):
+            entries = []
+            for raw in r.lrange(lst, 0, -1):
+                with contextlib.suppress(ValueError):
+                    got = place_of(json.loads(raw))
+                    if got is not None and not got.order.get("reduce_only"):
+                        entries.append((raw, got.client_order_id))
+            if not entries:
+                continue
+            with r.pipeline(transaction=False) as p:
+                for raw, _ in entries:
+                    p.lrem(lst, 1, as_text(raw))
+                removed = p.execute()
+            for (_, coid), n in zip(entries, removed, strict=True):
+                if n and orderstore.transition(r, coid, OrderState.REJECTED, allowed_from={OrderState.NEW},
+                                               source="halt", message=f"halted: {reason}"):
+                    report.dropped += 1
+
+
 def _in_flight(r: redis.Redis, account: str) -> int:
     """Orders of the account sent and not answered yet (their fills may still land)."""
     return sum(1 for o in _open_orders(r, account)
@@ -186,6 +218,7 @@ def halt(accounts: list[str] | None, reason: str, *, square_off: bool = False, b
     log.warning("HALT %s by %s: %s", "every account" if accounts is None else ", ".join(targets), by, reason)
     report = HaltReport(accounts=targets, at_ms=at)
     for name in targets:
+        _drop_queued_entries(r, name, reason, report)
         _cancel_open(r, name, report)
         if square_off:
             _square_off(r, name, report)

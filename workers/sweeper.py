@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -35,6 +34,7 @@ from common import keys, orderstore, risk
 from common.client import send_task_by_name
 from common.errors import BrokerError, ConfigError, DeadlineExceeded
 from common.models import OrderState
+from common.queued import place_of
 from common.redis import get_redis, server_time_ms
 from workers import brokercall as bc
 from workers import liveness
@@ -140,30 +140,8 @@ def settle_stale(account_name: str) -> int:
 
 
 def _place_order_id(envelope: Any) -> str | None:
-    """The client_order_id a kombu message of ``brokergate.place_order`` carries (None: another
-    task, or not decodable). Celery protocol 2: the task name and id are headers, the body is
-    ``[args, kwargs, embed]`` (JSON, base64 on the Redis transport); protocol 1: all in the body."""
-    try:
-        headers = envelope.get("headers") or {}
-        body = envelope["body"]
-        if (envelope.get("properties") or {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        payload = json.loads(body)
-        if isinstance(payload, dict):  # protocol 1
-            task, task_id = payload.get("task"), payload.get("id")
-            args, kwargs = payload.get("args") or [], payload.get("kwargs") or {}
-        else:
-            task, task_id = headers.get("task"), headers.get("id")
-            args, kwargs = payload[0] or [], payload[1] or {}
-        if task != keys.PLACE_TASK:
-            return None
-        order = args[0] if args else kwargs.get("order")
-        coid = order.get("client_order_id") if isinstance(order, dict) else None
-        if not coid and task_id:  # enqueued by name without an id: place_order derives it so
-            coid = str(task_id).replace("-", "")[:20]
-        return str(coid) if coid else None
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError):  # binascii.Error is a ValueError
-        return None
+    got = place_of(envelope)
+    return got.client_order_id if got else None
 
 
 def _enqueued_ids(r: redis.Redis, account_names: Iterable[str]) -> tuple[set[str], set[str]]:
