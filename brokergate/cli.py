@@ -169,6 +169,10 @@ def render_status(snapshot: dict[str, Any], health: Any, console: Any = None) ->
     c.print(f"Receiver: {rc_text}")
     c.print(f"Beat: {beat_text}")
     c.print(f"Workers: {', '.join(sorted(workers)) if workers else '[red]none answered[/red]'}")
+    for name, a in snapshot["accounts"].items():  # pre-trade risk refusals (common/risk.py), from the counters
+        refused = {k.split(":", 1)[1]: v for k, v in (a.get("stats") or {}).items() if k.startswith("risk_refused:")}
+        if refused:
+            c.print(f"Risk refusals {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(refused.items())))
     if health.problems:
         for p in health.problems:
             colour = "red" if p.level == "error" else "yellow"

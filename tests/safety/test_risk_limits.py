@@ -322,3 +322,17 @@ def test_the_cli_sets_shows_and_clears_limits_at_run_time(accounts_file: Any, r:
     assert _cli("risk", "clear", "a1", "max_order_quantity") == 0
     assert risk.limits_in_force("a1") == RiskLimits(max_order_quantity=500)
     assert _cli("risk", "clear", "a1") == 0 and not r.exists(keys.risk_limits("account:a1"))
+
+
+def test_status_shows_the_refusals_of_each_account(capsys: Any) -> None:
+    from types import SimpleNamespace
+
+    from brokergate.cli import render_status
+
+    account = {"broker": "kite", "token": {"present": False}, "backoff_s": {}, "limiter": {},
+               "stats": {"placed": 3, "risk_refused": 3, "risk_refused:max_position": 1, "risk_refused:price_band_pct": 2}}
+    snap = {"now_ms": 0, "accounts": {"a1": account, "a2": {**account, "stats": {}}}, "queues": {}, "feed": [],
+            "receiver": {}, "beat": {}, "workers": {}}
+    render_status(snap, SimpleNamespace(problems=[], healthy=True))
+    out = capsys.readouterr().out
+    assert "Risk refusals a1: max_position 1, price_band_pct 2" in out and "Risk refusals a2" not in out
