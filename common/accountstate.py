@@ -33,7 +33,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, Literal
 
@@ -43,6 +43,7 @@ from common import keys
 from common.brokers import spec_for
 from common.brokers.base import PORTFOLIO, BrokerAdapter, adapter_for
 from common.errors import BrokerGateError, TokenExpired
+from common.lua import LuaScript, script_text
 from common.models import Instrument, Order
 from common.portfolio import Funds, Holding, Margin, Position, Trade, position_key, with_fill
 from common.ratelimit import Limiter
@@ -77,6 +78,7 @@ class Snapshot:
     at_ms: int  # last read from the broker (Redis epoch ms; 0: never)
     pushed_ms: int  # last pushed fill applied (0: none since the read)
     now_ms: int
+    prices: dict[str, Decimal] = field(default_factory=dict)  # EXCHANGE:SYMBOL -> last price (with_prices)
 
     @property
     def age_s(self) -> float | None:
@@ -104,21 +106,35 @@ def _encode(item: Any) -> str:
     return json.dumps(item.to_dict(), separators=(",", ":"))
 
 
-def read(r: redis.Redis, account_name: str, kind: Kind) -> Snapshot:
-    """The snapshot as stored, in one round trip."""
-    with r.pipeline(transaction=True) as p:
-        p.hgetall(keys.account_state(account_name, kind))
-        p.hmget(keys.account_state_meta(account_name), f"{kind}_at_ms", f"{kind}_pushed_ms")
-        p.time()
-        raw, (at, pushed), (sec, usec) = p.execute()
-    decode = _DECODE[kind]
-    values = [decode(json.loads(v)) for v in raw.values()]
+_READ = LuaScript(script_text("account_state_read"))
+_DECODED: dict[tuple[str, bytes], Any] = {}  # raw JSON -> model: a snapshot changes little between reads
+_DECODED_MAX = 20_000
+
+
+def _decode(kind: str, raw: bytes) -> Any:
+    got = _DECODED.get((kind, raw))
+    if got is None:
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        got = _DECODED[(kind, raw)] = _DECODE[kind](json.loads(raw))
+    return got
+
+
+def read(r: redis.Redis, account_name: str, kind: Kind, *, with_prices: bool = False) -> Snapshot:
+    """The snapshot as stored, in one round trip; ``with_prices``: the positions' last prices from
+    the feed too (``Snapshot.prices``, by ``EXCHANGE:SYMBOL``)."""
+    rows, at, pushed, now, prices = _READ(
+        r, [keys.account_state(account_name, kind), keys.account_state_meta(account_name), keys.LTP],
+        [kind, "1" if with_prices and kind == "positions" else ""])
+    raws = rows[1::2]
+    values = [_decode(kind, v if isinstance(v, bytes) else str(v).encode()) for v in raws]
     items: Any
     if kind == "funds":
         items = values[0] if values else None
     else:
         items = sorted(values, key=lambda i: _field(kind, i))
-    return Snapshot(kind, items, int(at or 0), int(pushed or 0), int(sec) * 1000 + int(usec) // 1000)
+    marks = {f"{v.exchange}:{v.symbol}": Decimal(as_text(p)) for v, p in zip(values, prices, strict=False) if p}
+    return Snapshot(kind, items, int(at or 0), int(pushed or 0), int(now), marks)
 
 
 def store(r: redis.Redis, account_name: str, kind: Kind, items: Any, asked_ms: int) -> bool:
@@ -239,15 +255,17 @@ def margin_required(account_name: str, orders: Sequence[tuple[Order, Instrument 
         return adapter_for(acct).margin_required(list(orders))
 
 
-def get(account_name: str, kind: Kind, max_age_s: float | None = None, r: redis.Redis | None = None) -> Snapshot:
+def get(account_name: str, kind: Kind, max_age_s: float | None = None, r: redis.Redis | None = None, *,
+        with_prices: bool = False) -> Snapshot:
     """The snapshot from Redis; read from the broker first (through the limiter, single flight)
     only when there is none yet (never read, no fill pushed), or ``max_age_s`` is given and the
     last read is older than that (0: always)."""
     r = r or get_redis()
-    snap = read(r, account_name, kind)
+    snap = read(r, account_name, kind, with_prices=with_prices)
     never = snap.at_ms == 0 and snap.pushed_ms == 0
     if never or (max_age_s is not None and (snap.age_s is None or snap.age_s > max_age_s or max_age_s == 0)):
-        return refresh(account_name, kind, r)
+        refresh(account_name, kind, r)
+        return read(r, account_name, kind, with_prices=with_prices)
     return snap
 
 

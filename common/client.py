@@ -199,9 +199,18 @@ def account_state(account: str, kind: accountstate.Kind, max_age_s: float | None
 
 def positions(account: str, max_age_s: float | None = None, *, marked: bool = True) -> list[Position]:
     """The account's positions. ``marked``: last price and unrealised P&L from the live ticks
-    (``bg:ltp``) where the feed has them, instead of as of the last read or fill."""
-    got: list[Position] = account_state(account, "positions", max_age_s).items
-    return _marked(got) if marked else got
+    (``bg:ltp``) where the feed has them, instead of as of the last read or fill (one round trip
+    either way)."""
+    snap = accountstate.get(account, "positions", max_age_s, with_prices=marked)
+    got: list[Position] = snap.items
+    if not marked or not snap.prices:
+        return got
+    out = []
+    for p in got:
+        last = snap.prices.get(f"{p.exchange}:{p.symbol}")
+        out.append(p if last is None else replace(
+            p, last_price=last, unrealised_pnl=(last - p.average_price) * p.quantity * p.multiplier))
+    return out
 
 
 def holdings(account: str, max_age_s: float | None = None) -> list[Holding]:
@@ -258,20 +267,6 @@ def pnl(account: str) -> Decimal:
     for p in positions(account, marked=True):
         total += p.realised_pnl + p.unrealised_pnl
     return total
-
-
-def _marked(items: list[Position]) -> list[Position]:
-    if not items:
-        return items
-    prices = get_redis().hmget(keys.LTP, [f"{p.exchange}:{p.symbol}" for p in items])
-    out = []
-    for p, raw in zip(items, prices, strict=True):
-        if raw is None:
-            out.append(p)
-            continue
-        last = Decimal(raw.decode() if isinstance(raw, bytes) else str(raw))
-        out.append(replace(p, last_price=last, unrealised_pnl=(last - p.average_price) * p.quantity * p.multiplier))
-    return out
 
 
 def _stored(client_order_id: str) -> dict[str, Any]:
