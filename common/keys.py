@@ -72,8 +72,9 @@ def risk_limits(scope: str) -> str:
 
 
 def risk_open(account: str) -> str:
-    """Set: the account's orders let through by the worker's risk check and not settled yet (the
-    order scripts drop them when settled): ``max_open_orders`` counts it, O(1)."""
+    """Set: the account's orders let through by the worker's risk check or open at the broker, and
+    not settled yet (the order scripts add OPEN ones and drop settled ones): ``max_open_orders``
+    counts it, O(1)."""
     return f"{PREFIX}risk:open:{account}"
 
 

@@ -1,6 +1,6 @@
 -- The worker's authoritative risk step, atomic across every worker and host: let an order through
 -- only within max_open_orders (per account) and max_orders_per_minute (per rate scope), and record
--- it in both whatever the limits (so a limit set at run time counts what is already open). An order
+-- it in both (run when either limit is in force; the order scripts count OPEN orders anyway). An order
 -- let through before (a resend after a reconcile) is neither counted nor refused again.
 -- Preceded by the order scripts' generated constants (TERMINAL; common/orderscripts.py prelude).
 -- KEYS[1] the account's open-orders set (risk_open)   KEYS[2] the rate scope's sorted set (risk_rate)

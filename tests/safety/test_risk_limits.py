@@ -250,6 +250,14 @@ def test_the_worker_step_lets_exactly_the_limit_through_under_contention(account
     assert r.hget(keys.stats("a1"), "risk_refused:max_open_orders") == "19"
 
 
+def test_without_a_count_limit_the_worker_step_writes_nothing(accounts_file: Any, r: Any) -> None:
+    accounts_file(risk={"max_order_quantity": 10})
+    o = order()
+    orderstore.create(r, o)
+    risk.check(o, authoritative=True)
+    assert not r.exists(keys.risk_open("a1")) and not r.exists(keys.risk_rate("account:a1"))
+
+
 def test_the_open_count_heals_when_a_removal_was_missed(accounts_file: Any, r: Any) -> None:
     accounts_file(risk={"max_open_orders": 1})
     r.sadd(keys.risk_open("a1"), "GONE0000000000000000")  # an order hash deleted by hand
