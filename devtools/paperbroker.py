@@ -80,6 +80,13 @@ class PaperBroker:
         r.raise_for_status()
         return dict(r.json())
 
+    def rule_rejections(self) -> dict[str, int]:
+        """Requests the paper broker refused under the 2026 retail-algo rules, by rule name
+        (paper/rules.py); empty when none was."""
+        r = self.http.get(f"{self.url}/_paper/health", timeout=5)
+        r.raise_for_status()
+        return dict(r.json().get("rule_rejections") or {})
+
     def reset(self) -> None:
         self.http.post(f"{self.url}/_paper/reset", timeout=5).raise_for_status()
 

@@ -28,6 +28,7 @@ from paper.kite.payloads import kite_order_payload
 from paper.orders import PaperOrder, now_ist
 from paper.prices import PriceSimulator
 from paper.requestlog import RequestLog
+from paper.rules import RuleRejections
 from paper.universe import PaperInstrument, build_universe
 from paper.users import User, bearer_token
 
@@ -58,6 +59,7 @@ class PaperState:
         self.prices = PriceSimulator(seed)
         self.log = RequestLog()
         self.faults = Faults()
+        self.rule_rejections = RuleRejections()  # paper/rules.py: what the 2026 rules refused
         self.orders: dict[str, PaperOrder] = {}
         self._order_seq = itertools.count(1)
         self._trade_seq = itertools.count(1)
@@ -207,6 +209,7 @@ class PaperState:
         self.orders.clear()
         self.log.clear()
         self.faults.clear()
+        self.rule_rejections.clear()
         self.prices.reset()
         self.kite_login_requests.clear()
         self.kite_web_sessions.clear()

@@ -1,0 +1,33 @@
+"""The one counter of what the paper broker refused under the retail-algo rules of 2026 (docs/brokers.md
+§ "The 2026 retail-algo rules"), by rule name: ``PaperState.rule_rejections``, served by
+``GET /_paper/health`` as ``rule_rejections`` and read by ``PaperBroker.rule_rejections()``.
+
+Each rule refuses in its broker's own answer shape, as the brokers do, and counts here once per refused
+request, so a test (or ``make chaos``) can assert that brokergate never trips a rule: every count 0.
+A new rule adds its name below and calls ``state.rule_rejections.count(NAME)`` where it refuses.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+__all__ = ["STATIC_IP", "RuleRejections"]
+
+# An order request (endpoint class "orders") from a client address other than the user's registered_ip.
+STATIC_IP = "static_ip"
+
+
+class RuleRejections:
+    """Requests refused by a rule, by rule name; cleared by ``POST /_paper/reset``."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+
+    def count(self, rule: str) -> None:
+        self._counts[rule] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    def clear(self) -> None:
+        self._counts.clear()
