@@ -32,16 +32,18 @@ import redis
 
 from common import accountstate, keys
 from common.errors import Halted, InvalidOrder
+from common.lua import LuaScript, script_text
 from common.models import Order, OrderState, Side
 from common.orderstate import TERMINAL_STATES
 from common.queued import place_of
-from common.redis import HashFields, as_text, get_redis, server_time_ms
+from common.redis import as_text, get_redis
 
 __all__ = ["Halt", "HaltReport", "check_entry", "halt", "halted", "halts", "resume"]
 
 log = logging.getLogger(__name__)
 ALL = "*"
 SQUARE_OFF_WAIT_S = 10.0  # longest wait for entries in flight at the halt to be answered
+_HALT_SET = LuaScript(script_text("halt_set"))
 
 
 @dataclass(frozen=True)
@@ -205,16 +207,12 @@ def halt(accounts: list[str] | None, reason: str, *, square_off: bool = False, b
     if not reason.strip():
         raise ValueError("a halt needs a reason")
     r = r or get_redis()
-    at = server_time_ms(r)
-    fields: HashFields = {"reason": reason, "at_ms": at, "by": by, "square_off": "1" if square_off else ""}
     targets = list(accounts) if accounts is not None else list(configured())
-    with r.pipeline(transaction=True) as p:
-        for name in (targets if accounts is not None else []):
-            p.hset(keys.halt(name), mapping=fields)
-        if accounts is None:
-            p.hset(keys.HALT_ALL, mapping=fields)
-        p.publish(keys.HALT_CHANNEL, f"{','.join(accounts) if accounts is not None else ALL} halted")
-        p.execute()
+    hashes = [keys.halt(name) for name in targets] if accounts is not None else [keys.HALT_ALL]
+    # The halt's time is taken in Redis with the write: entries the gate let go before it were
+    # sent at or before it, none after (a clock read before the write would leave a gap).
+    at = int(_HALT_SET(r, hashes, [reason, by, "1" if square_off else "", keys.HALT_CHANNEL,
+                                   f"{','.join(accounts) if accounts is not None else ALL} halted"]))
     log.warning("HALT %s by %s: %s", "every account" if accounts is None else ", ".join(targets), by, reason)
     report = HaltReport(accounts=targets, at_ms=at)
     for name in targets:
