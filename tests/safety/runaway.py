@@ -51,11 +51,14 @@ class Runaway:
         return out
 
 
-def start(account: str, processes: int, orders_each: int) -> Runaway:
+def start(account: str, processes: int, orders_each: int = 0, *, orders_total: int = 0) -> Runaway:
+    """``processes`` strategies placing ``orders_each`` orders each, or ``orders_total`` between them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BG_TEST_")}  # strategies hold no secret
-    return Runaway([subprocess.Popen([sys.executable, "-c", _STRATEGY, account, str(orders_each)], env=env,
+    counts = ([orders_total // processes + (i < orders_total % processes) for i in range(processes)]
+              if orders_total else [orders_each] * processes)
+    return Runaway([subprocess.Popen([sys.executable, "-c", _STRATEGY, account, str(n)], env=env,
                                      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                    for _ in range(processes)])
+                    for n in counts])
 
 
 def halt_all_from_the_cli(reason: str) -> dict[str, Any]:
@@ -84,7 +87,7 @@ def check_halted_cleanly(paper: Any, user: str, account: str, placed: list[str],
     assert all(n == 1 for n in tags.values()), "an order reached the broker twice"
     entries = [t for t in tags if t in set(placed)]
     late = [t for t in entries if int((orderstore.get(r, t) or {}).get("sent_at_ms") or 0) > halt_at_ms]
-    assert late == [], f"{len(late)} entries sent after the halt"
+    assert late == [], f"{len(late)} entries sent after the halt at {halt_at_ms}: {[orderstore.get(r, t) for t in late[:3]]}"
     got = states()
     assert got["MISSING"] == 0, "an order was lost"
     stats = r.hgetall(keys.stats(account))

@@ -98,12 +98,16 @@ def test_a_runaway_strategy_is_stopped_by_halt_all(make_accounts, celery_workers
     run_runaway(make_accounts, celery_workers, paper, processes=3, orders_each=40)
 
 
-def run_runaway(make_accounts: Any, celery_workers: Any, paper: Any, *, processes: int, orders_each: int) -> dict[str, int]:
+def run_runaway(make_accounts: Any, celery_workers: Any, paper: Any, *, processes: int, orders_each: int = 0,
+                orders_total: int = 0) -> dict[str, int]:
+    """Run the runaway (``orders_each`` per process, or ``orders_total`` between them), halt it from
+    the CLI and check it stopped cleanly; returns the counts of the check, of the halt's report and
+    how many processes the halt stopped in their loop (the rest had placed everything)."""
     acct = ready(make_accounts(kite=1, angel=0)["kite1"])
     user = paper_user_of(acct).user_id
     both = [keys.urgent_queue(acct.name), keys.orders_queue(acct.name)]
     celery_workers.start_many([(both, {"concurrency": 4}), ([keys.urgent_queue(acct.name)], {})])
-    strategies = runaway.start(acct.name, processes, orders_each)
+    strategies = runaway.start(acct.name, processes, orders_each, orders_total=orders_total)
     wait_for(lambda: len(order_requests(paper.requests(), user)) >= 10, 30, what="the runaway under way")
     report = runaway.halt_all_from_the_cli("runaway strategy")
     results = strategies.results()
@@ -111,4 +115,5 @@ def run_runaway(make_accounts: Any, celery_workers: Any, paper: Any, *, processe
     counts = runaway.check_halted_cleanly(paper, user, acct.name, placed, int(report["at_ms"]))
     assert report["exits"], "the long position was not squared off"
     safety.resume(None, by="test")
-    return counts
+    return {**counts, "stopped_in_loop": sum(1 for res in results if res["halted"]), "cancels": len(report["cancels"]),
+            "exits": len(report["exits"]), "dropped": int(report.get("dropped") or 0)}
