@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-__all__ = ["STATIC_IP", "RuleRejections"]
+__all__ = ["MARKET_PROTECTION", "STATIC_IP", "RuleRejections"]
 
 # An order request (endpoint class "orders") from a client address other than the user's registered_ip.
 STATIC_IP = "static_ip"
+# A MARKET or SL-M order (placed, or modified into one) without the broker's market protection, or
+# at a broker that refuses them from API clients (each dialect's place and modify).
+MARKET_PROTECTION = "market_protection"
 
 
 class RuleRejections:
