@@ -1,7 +1,7 @@
 """``brokergate halt`` and ``brokergate resume``: the kill switch (common/safety.py).
 
     brokergate halt --all --reason "runaway strategy"              # every account, present and future
-    brokergate halt --account kite1 --account angel1 --square-off --reason "daily loss"
+    brokergate halt --account acct1 --account acct2 --square-off --reason "daily loss"
     brokergate resume --all
 
 ``halt`` prints what it did (cancels and square-off orders enqueued) and exits 0; 1 when a cancel

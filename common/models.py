@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -72,8 +73,23 @@ class Validity(StrEnum):
 _TAG = re.compile(r"^[A-Za-z0-9]{1,20}$")  # the strictest broker tag rule: alphanumeric, at most 20
 _STRATEGY = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9&\-_. ]{1,40}$")
+_DERIVATIVE_SYMBOL = re.compile(r"^[A-Za-z0-9&\-_.:]{1,60}$")
 _EXCHANGES = frozenset({"NSE", "BSE", "NFO", "BFO", "CDS", "BCD", "MCX"})
 DEFAULT_DEADLINE_S = 30.0
+
+
+def _derivative(symbol: str) -> str | None:
+    """The canonical form of a generic derivative symbol (UNDERLYING:EXPIRY:STRIKE:RIGHT or
+    UNDERLYING:EXPIRY:FUT), None when it is none; a malformed one raises InvalidOrder saying what
+    is wrong."""
+    if ":" not in symbol or not _DERIVATIVE_SYMBOL.match(symbol):
+        return None
+    from common.derivatives import parse_symbol
+
+    try:
+        return parse_symbol(symbol).symbol
+    except ValueError as e:
+        raise InvalidOrder("symbol", str(e)) from None
 
 
 def new_client_order_id() -> str:
@@ -128,6 +144,13 @@ class Instrument:
     name: str = ""
     instrument_type: str = "EQ"
     broker_symbol: str = ""  # the broker's own trading symbol when it differs (e.g. "INFY-EQ" with its series)
+    # Derivatives (common/derivatives.py): ``symbol`` is then the generic UNDERLYING:EXPIRY[:STRIKE]:RIGHT|FUT.
+    kind: str = "equity"  # equity, index, future, option
+    underlying: str = ""
+    expiry: date | None = None
+    strike: Decimal | None = None
+    right: str = ""  # CE or PE
+    freeze_quantity: int = 0  # the exchange's most per order, where the broker's master says (0: unknown)
 
     @property
     def key(self) -> str:
@@ -136,6 +159,13 @@ class Instrument:
     def to_dict(self) -> dict[str, str | int]:
         d = asdict(self)
         d["tick_size"] = str(self.tick_size)
+        for name in ("kind", "underlying", "expiry", "strike", "right", "freeze_quantity"):
+            if not d[name]:  # equities stay as small as they were
+                del d[name]
+        if self.expiry is not None:
+            d["expiry"] = self.expiry.isoformat()
+        if self.strike is not None:
+            d["strike"] = str(self.strike)
         return d
 
     @classmethod
@@ -149,6 +179,12 @@ class Instrument:
             name=str(d.get("name", "")),
             instrument_type=str(d.get("instrument_type", "EQ")),
             broker_symbol=str(d.get("broker_symbol", "")),
+            kind=str(d.get("kind") or "equity"),
+            underlying=str(d.get("underlying") or ""),
+            expiry=date.fromisoformat(d["expiry"]) if d.get("expiry") else None,
+            strike=Decimal(str(d["strike"])) if d.get("strike") not in (None, "") else None,
+            right=str(d.get("right") or ""),
+            freeze_quantity=int(d.get("freeze_quantity") or 0),
         )
 
 
@@ -185,7 +221,10 @@ class Order:
         if exchange not in _EXCHANGES:
             raise InvalidOrder("exchange", f"{self.exchange!r} is not one of {', '.join(sorted(_EXCHANGES))}")
         s(self, "exchange", exchange)
-        if not isinstance(self.symbol, str) or not _SYMBOL.match(self.symbol):
+        canonical = _derivative(self.symbol) if isinstance(self.symbol, str) else None
+        if canonical:
+            s(self, "symbol", canonical)
+        elif not isinstance(self.symbol, str) or not _SYMBOL.match(self.symbol):
             raise InvalidOrder("symbol", f"{self.symbol!r} is not a trading symbol")
         s(self, "side", _enum(Side, "side", self.side))
         s(self, "order_type", _enum(OrderType, "order_type", self.order_type))
