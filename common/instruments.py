@@ -20,7 +20,9 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
@@ -33,8 +35,8 @@ from common.redis import HashFields, as_text, get_redis, server_time_ms
 from common.settings import account
 
 __all__ = [
-    "age_s", "all_for", "by_token", "is_stale", "lookup", "refresh", "request_refresh_if_stale",
-    "store", "unknown",
+    "age_s", "all_for", "by_token", "contracts", "expiries", "is_stale", "lookup", "lookup_many", "refresh",
+    "request_refresh_if_stale", "store", "unknown",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -47,15 +49,18 @@ def store(account_name: str, instruments: Iterable[Instrument], r: redis.Redis |
     r = r or get_redis()
     suffix = f":tmp:{uuid.uuid4().hex}"
     live_fwd, live_rev = keys.instruments(account_name), keys.instrument_tokens(account_name)
-    tmp_fwd, tmp_rev = live_fwd + suffix, live_rev + suffix
+    live_chains = keys.instrument_chains(account_name)
+    tmp_fwd, tmp_rev, tmp_chains = live_fwd + suffix, live_rev + suffix, live_chains + suffix
     count = 0
     fwd: HashFields = {}
     rev: HashFields = {}
+    chains = _Chains()
     try:
         with r.pipeline(transaction=False) as pipe:
             for inst in instruments:
                 fwd[inst.key] = json.dumps(inst.to_dict(), separators=(",", ":"))
                 rev[inst.token] = inst.key
+                chains.add(inst)
                 count += 1
                 if len(fwd) >= _CHUNK:
                     pipe.hset(tmp_fwd, mapping=fwd)
@@ -68,6 +73,11 @@ def store(account_name: str, instruments: Iterable[Instrument], r: redis.Redis |
                 pipe.hset(tmp_fwd, mapping=fwd)
                 pipe.hset(tmp_rev, mapping=rev)
                 pipe.execute()
+            chain_fields = chains.fields()
+            if chain_fields:
+                pipe.hset(tmp_chains, mapping=chain_fields)
+                pipe.expire(tmp_chains, _TMP_TTL_S)
+                pipe.execute()
         if count == 0:
             # An empty download is a broken download: keep yesterday's list.
             raise BrokerGateError(f"instrument master for {account_name}: the broker's list is empty")
@@ -77,6 +87,11 @@ def store(account_name: str, instruments: Iterable[Instrument], r: redis.Redis |
             tx.rename(tmp_rev, live_rev)
             tx.persist(live_fwd)
             tx.persist(live_rev)
+            if chain_fields:
+                tx.rename(tmp_chains, live_chains)
+                tx.persist(live_chains)
+            else:
+                tx.delete(live_chains)
             tx.hset(
                 keys.instruments_meta(account_name),
                 mapping={"refreshed_at_ms": server_time_ms(r), "count": count},
@@ -86,8 +101,63 @@ def store(account_name: str, instruments: Iterable[Instrument], r: redis.Redis |
             tx.publish(keys.FEED_CONTROL, account_name)
             tx.execute()
     finally:
-        r.delete(tmp_fwd, tmp_rev)
+        r.delete(tmp_fwd, tmp_rev, tmp_chains)
     return count
+
+
+class _Chains:
+    """The derivative index of a master while it is stored: per underlying its expiries, per
+    expiry its options and future, so an option chain is one hash field, not a scan."""
+
+    def __init__(self) -> None:
+        self.expiries: dict[str, dict[str, set[str]]] = {}
+        self.contracts: dict[str, dict[str, Any]] = {}
+
+    def add(self, inst: Instrument) -> None:
+        if inst.kind not in ("future", "option") or inst.expiry is None:
+            return
+        base = f"{inst.exchange}:{inst.underlying}"
+        when = inst.expiry.isoformat()
+        self.expiries.setdefault(base, {}).setdefault(when, set()).add(inst.kind)
+        entry = self.contracts.setdefault(f"{base}:{when}", {"options": [], "future": ""})
+        if inst.kind == "future":
+            entry["future"] = inst.symbol
+        else:
+            entry["options"].append([str(inst.strike), inst.right, inst.symbol])
+
+    def fields(self) -> HashFields:
+        out: HashFields = {}
+        for base, by_expiry in self.expiries.items():
+            out[base] = json.dumps({e: sorted(k) for e, k in sorted(by_expiry.items())}, separators=(",", ":"))
+        for key, entry in self.contracts.items():
+            entry["options"].sort(key=lambda o: (Decimal(o[0]), o[1]))
+            out[key] = json.dumps(entry, separators=(",", ":"))
+        return out
+
+
+def expiries(account_name: str, underlying: str, exchange: str = "NFO",
+             r: redis.Redis | None = None) -> dict[date, list[str]]:
+    """The live expiries of ``underlying``'s contracts in the account's master, each with the kinds
+    listed on it (``future``, ``option``), soonest first."""
+    raw = (r or get_redis()).hget(keys.instrument_chains(account_name), f"{exchange}:{underlying.upper()}")
+    return {date.fromisoformat(e): k for e, k in json.loads(raw).items()} if raw else {}
+
+
+def contracts(account_name: str, underlying: str, expiry: date, exchange: str = "NFO",
+              r: redis.Redis | None = None) -> dict[str, Any]:
+    """The contracts of one expiry: ``{"options": [[strike, right, symbol], ...], "future": symbol}``
+    (strikes ascending; empty when the master lists none)."""
+    raw = (r or get_redis()).hget(keys.instrument_chains(account_name),
+                                  f"{exchange}:{underlying.upper()}:{expiry.isoformat()}")
+    return json.loads(raw) if raw else {"options": [], "future": ""}
+
+
+def lookup_many(account_name: str, keys_: list[str], r: redis.Redis | None = None) -> list[Instrument | None]:
+    """The instruments of ``keys_`` ("EXCHANGE:SYMBOL"), None where the master has none; one round trip."""
+    if not keys_:
+        return []
+    raw = (r or get_redis()).hmget(keys.instruments(account_name), keys_)
+    return [Instrument.from_dict(json.loads(v)) if v else None for v in raw]
 
 
 def age_s(account_name: str, r: redis.Redis | None = None) -> float | None:

@@ -91,6 +91,12 @@ def order(client_order_id: str) -> str:
     return f"{PREFIX}order:{client_order_id}"
 
 
+def parent_order(client_order_id: str) -> str:
+    """JSON {request, children}: an order sliced above the freeze quantity (common/slicing.py);
+    expires with the retention."""
+    return f"{PREFIX}parent:{client_order_id}"
+
+
 def modify_lock(client_order_id: str) -> str:
     """Short fenced lock: one modify of an order at a time, across every worker (value: its token)."""
     return f"{PREFIX}modify-lock:{client_order_id}"
@@ -120,6 +126,13 @@ def instruments(account: str) -> str:
 def instrument_tokens(account: str) -> str:
     """Hash broker token -> EXCHANGE:SYMBOL, the reverse map the feed decodes with."""
     return f"{PREFIX}instruments:{account}:by-token"
+
+
+def instrument_chains(account: str) -> str:
+    """Hash ``EXCHANGE:UNDERLYING`` -> JSON {expiry: [kinds]} and ``EXCHANGE:UNDERLYING:EXPIRY`` ->
+    JSON of that expiry's contracts ([[strike, right, symbol], ...] and the future's symbol): what
+    ``expiries`` and ``option_chain`` read in one field (common/instruments.py)."""
+    return f"{PREFIX}instruments:{account}:chains"
 
 
 def instruments_meta(account: str) -> str:
