@@ -113,7 +113,8 @@ def test_kite_csv_parses_into_generic_instruments() -> None:
     got = {i.key: i for i in kite_instruments.parse_csv(csv)}
     assert got["NSE:INFY"].token == "408065" and got["NSE:INFY"].tick_size == Decimal("0.05")
     assert got["NSE:NIFTY 50"].instrument_type == "INDEX" and got["NSE:NIFTY 50"].tick_size > 0
-    assert got["NFO:NIFTY24DECFUT"].lot_size == 25 and got["NFO:NIFTY24DECFUT"].tick_size == Decimal("0.1")
+    fut = got["NFO:NIFTY:2024-12-26:FUT"]  # a future takes the generic key (tests/derivatives)
+    assert (fut.lot_size, fut.tick_size, fut.broker_symbol) == (25, Decimal("0.1"), "NIFTY24DECFUT")
 
 
 def test_angel_scrip_master_strips_eq_and_converts_paise() -> None:

@@ -176,10 +176,10 @@ def margin_orders(orders: Sequence[tuple[Order, Instrument | None]]) -> list[dic
     """The JSON list of ``POST /margins/basket``: each order's fields as ``POST /orders/regular``
     would send them (one translation: translate.order_form), without what the calculators do not
     take (validity, tag, market_protection), with the variety of the path and numbers as numbers.
-    Kite names instruments by exchange and trading symbol, so the instrument adds nothing."""
+    A future or option is named by its instrument's trading symbol, as the place form names it."""
     out = []
-    for order, _instrument in orders:
-        form = translate.order_form(order)
+    for order, instrument in orders:
+        form = translate.order_form(order, instrument)
         row: dict[str, Any] = {key: form[key] for key in _MARGIN_TEXT}
         row.update(variety=translate.VARIETY, quantity=int(form["quantity"]), price=_number(form.get("price")),
                    trigger_price=_number(form.get("trigger_price")))

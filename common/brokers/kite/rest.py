@@ -35,7 +35,7 @@ class Adapter(RestAdapterBase):
         raise map_error(resp.status_code, body, resp.text)
 
     def place(self, order: Order, instrument: Instrument | None) -> str:
-        body = self._call("POST", f"/orders/{translate.VARIETY}", translate.order_form(order))
+        body = self._call("POST", f"/orders/{translate.VARIETY}", translate.order_form(order, instrument))
         order_id = translate.order_id_of(body)
         if not order_id:
             raise Ambiguous("Kite: success without an order_id")

@@ -1,5 +1,9 @@
 """Kite translation, pure: a generic Order -> the form fields of ``POST /orders/regular``; a
-Kite answer or order-book row -> OrderUpdate (the status table lives in ``updates.py``)."""
+Kite answer or order-book row -> OrderUpdate (the status table lives in ``updates.py``).
+
+An equity's generic symbol is Kite's trading symbol (``INFY``). A future or option is named by the
+master's row (its ``tradingsymbol`` and exchange NFO/BFO, from the instrument), never by formatting
+the generic key; without its instrument the order is refused before anything is sent."""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ from typing import Any
 
 from common.brokers import orderbook
 from common.brokers.kite.updates import order_to_update
-from common.models import Order, OrderType, OrderUpdate, Product
+from common.derivatives import is_derivative_symbol
+from common.errors import InvalidOrder
+from common.models import Instrument, Order, OrderType, OrderUpdate, Product
 
-__all__ = ["MARKET_PROTECTION", "PRODUCT", "VARIETY", "book_to_updates", "modify_form", "order_form",
-           "order_id_of"]
+__all__ = ["MARKET_PROTECTION", "PRODUCT", "VARIETY", "book_to_updates", "contract_of", "modify_form",
+           "order_form", "order_id_of"]
 
 VARIETY = "regular"
 PRODUCT = {Product.DELIVERY: "CNC", Product.INTRADAY: "MIS", Product.NORMAL: "NRML"}
@@ -24,11 +30,24 @@ def _money(v: Decimal | None) -> str:
     return "0" if v is None else format(v, "f")
 
 
-def order_form(order: Order) -> dict[str, str]:
-    """The form fields of a new regular order; the client_order_id travels as ``tag``."""
+def contract_of(order: Order, instrument: Instrument | None) -> tuple[str, str]:
+    """(exchange, tradingsymbol) Kite names the order's instrument by: an equity's own symbol; a
+    derivative's row in the master (InvalidOrder("symbol") when there is none for its key)."""
+    if not is_derivative_symbol(order.symbol):
+        return order.exchange, order.symbol
+    if instrument is None or not instrument.broker_symbol or instrument.key != order.instrument_key:
+        raise InvalidOrder("symbol", f"{order.instrument_key}: no such contract in the account's Kite instrument "
+                                     "master (expired, or the master is not loaded)")
+    return instrument.exchange, instrument.broker_symbol
+
+
+def order_form(order: Order, instrument: Instrument | None = None) -> dict[str, str]:
+    """The form fields of a new regular order; the client_order_id travels as ``tag``. A future or
+    option needs its ``instrument`` from the master (:func:`contract_of`)."""
+    exchange, tradingsymbol = contract_of(order, instrument)
     form = {
-        "exchange": order.exchange,
-        "tradingsymbol": order.symbol,
+        "exchange": exchange,
+        "tradingsymbol": tradingsymbol,
         "transaction_type": order.side.value,
         "quantity": str(order.quantity),
         "product": PRODUCT[order.product],
