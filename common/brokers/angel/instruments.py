@@ -7,6 +7,10 @@ symbols carry the series (``INFY-EQ``): the generic symbol drops the ``-EQ`` so 
 original for order requests. Other series (``-BE``, ``-BL``) stay, as at Kite. Index
 names are upper-cased (``Nifty 50`` -> ``NIFTY 50``, Kite's spelling).
 
+Futures and options of NFO and BFO become generic contracts (``NFO:NIFTY:2026-10-06:22100:PE``,
+:mod:`common.brokers.angel.contracts`); contracts that expired before the master's trading day
+are dropped (the file is republished every morning, about 08:30 IST).
+
 The real file is a public URL that needs no login; a paper broker (any non-default
 ``rest_url``) serves it at the same path under its own root.
 """
@@ -15,10 +19,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import requests
 
+from common.brokers.angel import contracts
 from common.brokers.angel.spec import SPEC
 from common.brokers.base import get_file, session_or_new
 from common.brokers.payload import lot_size, tick_size
@@ -39,7 +46,9 @@ def generic_symbol(symbol: str, instrument_type: str) -> str:
     return symbol[:-3] if symbol.endswith("-EQ") else symbol
 
 
-def parse_rows(rows: Iterable[dict[str, Any]]) -> Iterator[Instrument]:
+def parse_rows(rows: Iterable[dict[str, Any]], today: date | None = None) -> Iterator[Instrument]:
+    """Every row as a generic Instrument; ``today`` (the master's trading day) drops expired
+    futures and options (None keeps them all)."""
     for row in rows:
         token = str(row.get("token") or "").strip()
         symbol = str(row.get("symbol") or "").strip()
@@ -47,6 +56,11 @@ def parse_rows(rows: Iterable[dict[str, Any]]) -> Iterator[Instrument]:
         if not token or not symbol or not exchange:
             continue
         itype = str(row.get("instrumenttype") or "").strip()
+        if exchange in contracts.SEGMENTS and itype in contracts.KINDS:
+            found = contracts.derivative(row, today)
+            if found is not None:
+                yield found
+            continue
         yield Instrument(
             exchange=exchange,
             symbol=generic_symbol(symbol, itype),
@@ -56,14 +70,15 @@ def parse_rows(rows: Iterable[dict[str, Any]]) -> Iterator[Instrument]:
             name=str(row.get("name") or "").strip(),
             instrument_type="INDEX" if itype in _INDEX_TYPES else (itype or "EQ"),
             broker_symbol=symbol,
+            kind="index" if itype in _INDEX_TYPES else "equity",
         )
 
 
-def parse_json(data: bytes | str) -> Iterator[Instrument]:
+def parse_json(data: bytes | str, today: date | None = None) -> Iterator[Instrument]:
     rows = json.loads(data)
     if not isinstance(rows, list):
         raise ValueError("the scrip master is not a JSON list")
-    return parse_rows(rows)
+    return parse_rows(rows, today)
 
 
 def url(account: Account) -> str:
@@ -82,5 +97,7 @@ def download(account: Account, session: requests.Session | None = None) -> bytes
 def fetch(
     account: Account, access_token: str | None = None, session: requests.Session | None = None
 ) -> list[Instrument]:
-    """The instrument list (the scrip master is public: the token is not needed)."""
-    return list(parse_json(download(account, session)))
+    """The instrument list (the scrip master is public: the token is not needed); contracts that
+    expired before today in the account's time zone are left out."""
+    today = datetime.now(ZoneInfo(account.timezone)).date()
+    return list(parse_json(download(account, session), today))

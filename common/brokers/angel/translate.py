@@ -1,6 +1,11 @@
 """Angel SmartAPI translation, pure: a generic Order + Instrument -> the JSON of ``placeOrder``
 (every value a string); an answer or ``getOrderBook`` row -> OrderUpdate (the status table
-lives in ``updates.py``)."""
+lives in ``updates.py``).
+
+A future or option (``NFO:NIFTY:2026-10-06:22100:PE``) goes out under the scrip master's own
+trading symbol and token (``NIFTY06OCT2622100PE``, ``40672``) and its exchange (NFO or BFO),
+never a formatted one; without the master's row it is refused before anything is sent.
+``Product.NORMAL`` is Angel's ``CARRYFORWARD``."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 
 from common.brokers import orderbook
 from common.brokers.angel.updates import order_to_update
+from common.derivatives import is_derivative_symbol
 from common.errors import InvalidOrder
 from common.models import Instrument, Order, OrderType, OrderUpdate, Product
 
@@ -30,8 +36,9 @@ def variety(order: Order) -> str:
 
 
 def trading_symbol(instrument: Instrument) -> str:
-    """Angel's own symbol ("INFY-EQ"); the instrument master stores it as broker_symbol."""
-    if instrument.broker_symbol:
+    """Angel's own symbol ("INFY-EQ", "NIFTY06OCT2622100PE"); the instrument master stores it as
+    broker_symbol. Only an equity's may be made up when a stored row lacks it."""
+    if instrument.broker_symbol or instrument.kind in ("future", "option"):
         return instrument.broker_symbol
     return f"{instrument.symbol}-EQ" if instrument.instrument_type == "EQ" else instrument.symbol
 
@@ -41,6 +48,11 @@ def _require(instrument: Instrument | None, order: Order) -> Instrument:
         # Angel needs the symbol token: an order for an instrument the master does not know
         # cannot be sent (refresh the instrument master).
         raise InvalidOrder("symbol", f"{order.instrument_key} is not in the instrument master of {order.account}")
+    if is_derivative_symbol(order.symbol) and (instrument.kind not in ("future", "option")
+                                               or not instrument.broker_symbol):
+        # A contract's Angel symbol is only ever read from the master, never built from the key.
+        raise InvalidOrder("symbol", f"{order.instrument_key}: the instrument master of {order.account} "
+                                     "has no Angel trading symbol for this contract")
     return instrument
 
 
