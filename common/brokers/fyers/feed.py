@@ -106,9 +106,11 @@ def login_messages(api_key: str, user_id: str, access_token: str, feed_token: st
 
 
 def key_of(instrument: Instrument) -> Key:
+    """The HSM topic of an instrument and its Fytoken: ``sf|nse_fo|46945`` for the NFO contract
+    of Fytoken ``101126090146945`` (``bse_fo`` for BFO), ``if|nse_cm|Nifty 50`` for an index."""
     fytoken = str(instrument.token)
     segment = SEGMENTS.get(fytoken[:4], "nse_cm")
-    if instrument.instrument_type == "INDEX":
+    if instrument.instrument_type == "INDEX" or instrument.kind == "index":
         ticker = instrument.broker_symbol
         name = INDEX_NAMES.get(ticker) or instrument.name or ticker.split(":")[-1].split("-")[0]
         return f"{codec.INDEX}|{segment}|{name}", fytoken

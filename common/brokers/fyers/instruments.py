@@ -8,11 +8,20 @@ The files have no header row; the columns (Fyers "Symbol Master" docs) are: 0 Fy
 12 currency, 20 commodity), 12 scrip code (the exchange token), 13 underlying symbol,
 14 underlying scrip code, 15 strike, 16 option type, 17 underlying Fytoken, then reserved.
 
-The Fytoken is exchange (2 digits) + segment (2) + padding + the exchange token
-("10100000003045" is NSE cash token 3045): it becomes ``Instrument.token``, and the ticker
-``broker_symbol``. As for Angel, the generic symbol drops ``-EQ`` (``NSE:SBIN`` is the same
-instrument on every broker) and keeps other series; an index takes its name upper-cased
-(``Nifty 50`` -> ``NIFTY 50``, Kite's spelling).
+The Fytoken is exchange (2 digits) + segment (2) + six digits (a derivative's expiry as
+YYMMDD, zeros otherwise) + the exchange token ("10100000003045" is NSE cash token 3045,
+"101126090146945" the NFO contract 46945 expiring 2026-09-01): it becomes ``Instrument.token``,
+and the ticker ``broker_symbol``. As for Angel, the generic symbol drops ``-EQ`` (``NSE:SBIN``
+is the same instrument on every broker) and keeps other series; an index takes its name
+upper-cased (``Nifty 50`` -> ``NIFTY 50``, Kite's spelling).
+
+Derivatives (``NSE_FO.csv`` -> NFO, ``BSE_FO.csv`` -> BFO, by the exchange and segment columns)
+get the generic key of :mod:`common.derivatives` from the row's own columns, never from the
+ticker's text: underlying (column 13), expiry (column 8, the contract's last trading moment in
+epoch seconds, read as an IST date), strike (column 15, rupees; ``-1.0`` on futures) and option
+type (column 16: CE, PE, or XX for a future). The CSV carries no freeze quantity (the JSON
+masters' ``qtyFreeze`` is not read), so ``freeze_quantity`` stays 0. A contract that expired
+before ``today`` (the master's trading date) is dropped: the master is refreshed daily.
 
 The files are public; a paper broker (any non-default ``rest_url``) serves them at the same
 path under its own root. ``extra.symbol_masters`` (default ``["NSE_CM"]``) picks the files.
@@ -23,17 +32,22 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import requests
 
 from common.brokers.base import get_file, session_or_new
 from common.brokers.fyers.spec import SPEC
 from common.brokers.payload import lot_size, tick_size
+from common.derivatives import DERIVATIVE_EXCHANGES, format_strike, future_symbol, option_symbol
 from common.models import Instrument
 from common.settings import Account
 
-__all__ = ["PUBLIC_ROOT", "SYMBOL_MASTER_DIR", "download", "fetch", "parse_csv", "parse_rows", "urls"]
+__all__ = ["IST", "PUBLIC_ROOT", "SYMBOL_MASTER_DIR", "contract", "download", "fetch", "parse_csv", "parse_rows",
+           "trading_date", "urls"]
 
 SYMBOL_MASTER_DIR = "/sym_details"
 PUBLIC_ROOT = "https://public.fyers.in"
@@ -44,43 +58,109 @@ _EXCHANGES = {("10", "10"): "NSE", ("10", "11"): "NFO", ("10", "12"): "CDS", ("1
 _COLUMNS = 18
 
 
-def _kind(ticker: str, exchange: str, option_type: str) -> str:
-    if ticker.endswith("-INDEX"):
-        return "INDEX"
-    if exchange in ("NSE", "BSE"):
-        return "EQ"
-    return option_type if option_type in ("CE", "PE") else "FUT"
+IST = ZoneInfo("Asia/Kolkata")
+_RIGHTS = frozenset({"CE", "PE"})
 
 
-def parse_rows(rows: Iterable[list[str]]) -> Iterator[Instrument]:
+def trading_date() -> date:
+    """Today in India: the date a master downloaded now is valid for."""
+    return datetime.now(IST).date()
+
+
+def _expiry(raw: str, seen: dict[str, date | None]) -> date | None:
+    """Column 8 (epoch seconds of the contract's last trading moment) as an IST date. A master
+    has a few dozen distinct expiries in 100k rows: each is converted once."""
+    if raw in seen:
+        return seen[raw]
+    try:
+        day: date | None = datetime.fromtimestamp(int(raw), IST).date() if raw else None
+    except (ValueError, OverflowError, OSError):
+        day = None
+    seen[raw] = day
+    return day
+
+
+def _strike(raw: str) -> Decimal | None:
+    try:
+        strike = Decimal(raw)
+    except InvalidOperation:
+        return None
+    return Decimal(format_strike(strike)) if strike.is_finite() and strike > 0 else None
+
+
+def contract(row: list[str], exchange: str, today: date | None, seen: dict[str, date | None]) -> Instrument | None:
+    """A futures or options row (NFO, BFO, ...) as a generic Instrument; None when the row is
+    not a usable contract (no underlying, expiry or strike) or expired before ``today``."""
+    underlying = row[13].strip().upper()
+    expiry = _expiry(row[8].strip(), seen)
+    if expiry is None or not underlying or ":" in underlying or (today is not None and expiry < today):
+        return None
+    right = row[16].strip().upper()
+    strike: Decimal | None = None
+    if right in _RIGHTS:
+        strike = _strike(row[15].strip())
+        if strike is None:
+            return None
+        symbol, kind, instrument_type = option_symbol(underlying, expiry, strike, right), "option", right
+    else:
+        right = ""
+        symbol, kind, instrument_type = future_symbol(underlying, expiry), "future", "FUT"
+    return Instrument(
+        exchange=exchange,
+        symbol=symbol,
+        token=row[0].strip(),
+        lot_size=lot_size(row[3]),
+        tick_size=tick_size(row[4]),
+        name=row[1].strip(),
+        instrument_type=instrument_type,
+        broker_symbol=row[9].strip(),
+        kind=kind,
+        underlying=underlying,
+        expiry=expiry,
+        strike=strike,
+        right=right,
+    )
+
+
+def _cash(row: list[str], exchange: str) -> Instrument:
+    fytoken, name, ticker = row[0].strip(), row[1].strip(), row[9].strip()
+    bare = ticker.split(":", 1)[1]
+    index = ticker.endswith("-INDEX")
+    return Instrument(
+        exchange=exchange,
+        symbol=(name or bare.removesuffix("-INDEX")).upper() if index else bare.removesuffix("-EQ"),
+        token=fytoken,
+        lot_size=lot_size(row[3]),
+        tick_size=tick_size(row[4]),
+        name=name,
+        instrument_type="INDEX" if index else "EQ",
+        broker_symbol=ticker,
+        kind="index" if index else "equity",
+    )
+
+
+def parse_rows(rows: Iterable[list[str]], today: date | None = None) -> Iterator[Instrument]:
+    """Instruments of every file's rows; derivatives that expired before ``today`` (default: the
+    trading date in India) are left out."""
+    today = today or trading_date()
+    seen: dict[str, date | None] = {}
     for row in rows:
         if len(row) < _COLUMNS:
             continue
-        fytoken, name, ticker = row[0].strip(), row[1].strip(), row[9].strip()
         exchange = _EXCHANGES.get((row[10].strip(), row[11].strip()))
-        if not fytoken or ":" not in ticker or exchange is None:
+        if exchange is None or not row[0].strip() or ":" not in row[9]:
             continue
-        kind = _kind(ticker, exchange, row[16].strip())
-        bare = ticker.split(":", 1)[1]
-        if kind == "INDEX":
-            symbol = (name or bare.removesuffix("-INDEX")).upper()
+        if exchange in DERIVATIVE_EXCHANGES:
+            inst = contract(row, exchange, today, seen)
+            if inst is not None:
+                yield inst
         else:
-            symbol = bare.removesuffix("-EQ")
-        yield Instrument(
-            exchange=exchange,
-            symbol=symbol,
-            token=fytoken,
-            lot_size=lot_size(row[3]),
-            tick_size=tick_size(row[4]),
-            name=name,
-            instrument_type=kind,
-            broker_symbol=ticker,
-        )
+            yield _cash(row, exchange)
 
 
-def parse_csv(data: bytes | str) -> Iterator[Instrument]:
+def parse_csv(data: bytes | str, today: date | None = None) -> Iterator[Instrument]:
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    return parse_rows(csv.reader(io.StringIO(text)))
+    return parse_rows(csv.reader(io.StringIO(text)), today)
 
 
 def urls(account: Account) -> list[str]:

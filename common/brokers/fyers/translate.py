@@ -11,6 +11,12 @@ the float whose shortest repr is the same decimal, so the bytes on the wire are 
 Our client_order_id (1-20 ASCII letters and digits, ``common.models``) is sent unchanged as
 ``orderTag``, which Fyers accepts as alphanumeric text; the order book echoes it back with
 a source prefix that ``updates.order_tag`` removes, so the mapping is the identity.
+
+A future or option goes out under the ticker of its instrument-master row (``NSE:NIFTY2690123000CE``
+for NFO, ``BSE:SENSEX2691082000CE`` for BFO: the ticker's prefix is the exchange, its row the
+segment, so the body has no exchange field), never one built from the generic key; with no
+master row it is refused before anything is sent. ``Product.NORMAL`` (carry forward) is
+``MARGIN``, Fyers' product for derivatives; ``CNC`` is for equity delivery only.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 from common.brokers import orderbook
 from common.brokers.fyers.updates import order_tag, order_to_update
+from common.derivatives import DERIVATIVE_EXCHANGES, is_derivative_symbol
 from common.errors import InvalidOrder
 from common.models import Instrument, Order, OrderType, OrderUpdate, Product, Side, Validity
 
@@ -37,12 +44,17 @@ def _price(v: Decimal | None) -> float | int:
 
 
 def fyers_symbol(order: Order, instrument: Instrument | None) -> str:
-    """Fyers' symbol ticker ("NSE:SBIN-EQ"): the instrument master's, else EXCHANGE:SYMBOL-EQ."""
-    if instrument is not None and instrument.broker_symbol and ":" in instrument.broker_symbol:
-        return instrument.broker_symbol
-    if instrument is not None and instrument.instrument_type not in ("EQ", ""):
-        # Derivatives have no derivable ticker: refresh the instrument master.
-        raise InvalidOrder("symbol", f"{order.instrument_key} has no Fyers symbol in the instrument master")
+    """Fyers' symbol ticker ("NSE:SBIN-EQ"): the instrument master's, else EXCHANGE:SYMBOL-EQ
+    for an equity. A derivative has no ticker but its master row's: without one it is refused."""
+    derivative = order.exchange in DERIVATIVE_EXCHANGES or is_derivative_symbol(order.symbol)
+    ticker = instrument.broker_symbol if instrument is not None else ""
+    # Another contract's row is no row for this one (a strike or an expiry apart).
+    same = instrument is not None and instrument.key == order.instrument_key
+    if ":" in ticker and (same or not derivative):
+        return ticker
+    if derivative or (instrument is not None and instrument.instrument_type not in ("EQ", "")):
+        raise InvalidOrder("symbol", f"{order.instrument_key} has no Fyers symbol in the instrument master "
+                                     "(not listed, expired, or the master needs a refresh)")  # fmt: skip
     return f"{order.exchange}:{order.symbol}-EQ"
 
 
