@@ -7,15 +7,31 @@ last_trade_time (epoch s), exchange_timestamp (epoch s), exchange_timestamp_ms, 
 upper_circuit, lower_circuit, week52_high, week52_low, depth {"buy": [{"price", "quantity",
 "orders"}] * 5, "sell": [...] * 5}; the last five only with depth=True. With advance=True the
 price moves one step first.
+
+Derivatives (issue #16) follow their underlying's price: a future at the spot plus the cost of
+carry to expiry, an option at its Black-Scholes value (no rates, the underlying's volatility of
+paper/derivatives.py), i.e. intrinsic value plus a time value that shrinks with days to expiry and
+distance from the money; both with a small jitter of their own, on the tick grid, never below a
+tick. Moving a derivative does not move its underlying: the two move when each is stepped (the
+tick clock steps what sockets subscribe; matching steps the underlying of a resting order too).
+A derivative's ``oi`` (units) starts from its moneyness and days to expiry and moves by a few lots
+a step; ``oi_day_high``/``oi_day_low`` track it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import random
 import time
 from typing import Any
 
 from paper.universe import PaperInstrument
+
+CARRY_RATE = 0.065  # a year, for futures' basis over the spot
+# A session's remaining fraction of a day on the trading date, so an expiring option keeps some
+# time value on its last day.
+EXPIRY_DAY_FRACTION = 0.25
 
 
 class PriceSimulator:
@@ -25,14 +41,19 @@ class PriceSimulator:
     instrument does not depend on which others were asked for, nor in what order.
     """
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, today: dt.date | None = None) -> None:
         self.seed = seed
+        self.today = today or dt.date.today()  # days to expiry count from it
         self._series: dict[int, Series] = {}
 
     def _series_of(self, inst: PaperInstrument) -> Series:
         series = self._series.get(inst.kite_token)
         if series is None:
-            series = Series(inst, random.Random(f"{self.seed}:{inst.kite_token}"))
+            rng = random.Random(f"{self.seed}:{inst.kite_token}")
+            if inst.spot is not None and inst.expiry is not None:
+                series = DerivativeSeries(inst, rng, self._series_of(inst.spot), self.today)
+            else:
+                series = Series(inst, rng)
             self._series[inst.kite_token] = series
         return series
 
@@ -147,3 +168,96 @@ class Series:
             "week52_low": self._on_grid(self.close * 0.7, tick),
             "depth": {"buy": buy, "sell": sell},
         }
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def option_value(spot: float, strike: float, years: float, volatility: float, right: str) -> float:
+    """Black-Scholes without rates: intrinsic value plus a time value that falls with ``years`` to
+    expiry and with the distance of ``strike`` from ``spot`` (any price unit, returned in it)."""
+    intrinsic = max(0.0, spot - strike) if right == "CE" else max(0.0, strike - spot)
+    spread = volatility * math.sqrt(max(years, 0.0))
+    if spread <= 0.0 or spot <= 0.0 or strike <= 0.0:
+        return intrinsic
+    d1 = (math.log(spot / strike) + spread * spread / 2) / spread
+    d2 = d1 - spread
+    if right == "CE":
+        value = spot * _normal_cdf(d1) - strike * _normal_cdf(d2)
+    else:
+        value = strike * _normal_cdf(-d2) - spot * _normal_cdf(-d1)
+    return max(intrinsic, value)
+
+
+def years_to_expiry(today: dt.date, expiry: dt.date) -> float:
+    return (max(0, (expiry - today).days) + EXPIRY_DAY_FRACTION) / 365.0
+
+
+class DerivativeSeries(Series):
+    """A future's or option's walk: its fair value at the underlying's price now, plus a jitter of
+    a few ticks of its own; open interest that moves slowly."""
+
+    def __init__(self, inst: PaperInstrument, rng: random.Random, spot: Series, today: dt.date) -> None:
+        assert inst.expiry is not None
+        self.inst = inst
+        self.rng = rng
+        self.spot = spot
+        self.years = years_to_expiry(today, inst.expiry)
+        self.jitter = 0
+        self.close = self.fair(spot.close)
+        self.open = self.fair(spot.open)
+        self.last = self.open
+        self.high = self.low = self.open
+        lot = max(1, inst.lot_size)
+        self.volume = lot * rng.randint(100, 5_000)
+        self.turnover = self.volume * self.open
+        self.last_quantity = 0
+        self.sequence = 0
+        self.last_trade_time = int(time.time())
+        self.oi = self._opening_oi(rng)
+        self.oi_high = self.oi_low = self.oi
+
+    def fair(self, spot_price: int) -> int:
+        """The contract's value at ``spot_price`` (paise), with this series' jitter, on the grid."""
+        inst = self.inst
+        tick = max(1, inst.tick_size_paise)
+        if inst.kind == "future":
+            value = spot_price * (1 + CARRY_RATE * self.years)
+        else:
+            value = option_value(spot_price, inst.strike_paise, self.years, inst.volatility or 0.15, inst.right)
+        return max(tick, self._on_grid(value, tick) + self.jitter * tick)
+
+    def _opening_oi(self, rng: random.Random) -> int:
+        """Most open interest at the money and in the near expiries; futures a steady amount."""
+        inst, lot = self.inst, max(1, self.inst.lot_size)
+        if inst.kind == "future":
+            return lot * rng.randint(20_000, 40_000)
+        spot = max(1, self.inst.base_price_paise)
+        distance = abs(inst.strike_paise - spot) / (spot * 0.01)  # in percent of the spot
+        near = 1.0 / (1.0 + 10 * self.years)
+        lots = 5_000 * math.exp(-distance * distance / 8) * near + rng.randint(50, 500)
+        return lot * int(lots)
+
+    def step(self) -> int:
+        tick = max(1, self.inst.tick_size_paise)
+        # A bounded walk of its own, so a contract moves even while its underlying is still.
+        self.jitter = max(-3, min(3, self.jitter + self.rng.choice((-1, 0, 0, 1))))
+        self.last = max(tick, self.fair(self.spot.last))
+        self.high = max(self.high, self.last)
+        self.low = min(self.low, self.last)
+        self.sequence += 1
+        lot = max(1, self.inst.lot_size)
+        self.last_quantity = lot * self.rng.randint(1, 20)
+        self.volume += self.last_quantity
+        self.turnover += self.last_quantity * self.last
+        self.oi = max(0, self.oi + lot * self.rng.choice((-2, -1, 0, 0, 0, 1, 2, 3)))
+        self.oi_high = max(self.oi_high, self.oi)
+        self.oi_low = min(self.oi_low, self.oi)
+        self.last_trade_time = int(time.time())
+        return self.last
+
+    def snapshot(self, depth: bool = True) -> dict[str, Any]:
+        values = super().snapshot(depth)
+        values.update(oi=self.oi, oi_day_high=self.oi_high, oi_day_low=self.oi_low)
+        return values

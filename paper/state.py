@@ -17,12 +17,14 @@ simulator, the orders with their listeners, the request log, the faults, and the
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import itertools
 import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from paper.derivatives import trading_date
 from paper.faults import Fault, Faults
 from paper.kite.payloads import kite_order_payload
 from paper.orders import PaperOrder, now_ist
@@ -42,21 +44,25 @@ SessionListener = Callable[[User], None]
 class PaperState:
     """Everything the paper broker knows; one instance per process, used from the event loop."""
 
-    def __init__(self, seed: int = 0, users: list[User] | None = None) -> None:
+    def __init__(self, seed: int = 0, users: list[User] | None = None, today: dt.date | None = None) -> None:
         self.seed = seed
         self.users: dict[tuple[str, str], User] = {}
         self._config_users: list[User] = list(users or [])
-        self.universe: list[PaperInstrument] = build_universe()
+        # The trading date the derivative universe is listed for (PAPER_TRADING_DATE pins it).
+        self.trading_date = today or trading_date()
+        self.universe: list[PaperInstrument] = build_universe(self.trading_date)
         self._by_kite_token = {i.kite_token: i for i in self.universe}
         self._by_angel_token = {(i.angel_exchange_type, i.angel_token): i for i in self.universe}
         self._by_symbol: dict[tuple[str, str], PaperInstrument] = {}
         for inst in self.universe:
             self._by_symbol[(inst.exchange, inst.symbol)] = inst
+        for inst in self.universe:  # Kite's names first: another broker's never shadows them
             self._by_symbol.setdefault((inst.exchange, inst.angel_symbol), inst)
+            self._by_symbol.setdefault((inst.exchange, inst.shoonya_symbol), inst)
         self._by_shoonya_token = {(i.exchange, i.shoonya_token): i for i in self.universe}
         self._by_fyers_symbol = {i.fyers_symbol: i for i in self.universe}
         self._by_fyers_topic = {i.angel_symbol if i.is_index else i.fyers_exchange_token: i for i in self.universe}
-        self.prices = PriceSimulator(seed)
+        self.prices = PriceSimulator(seed, self.trading_date)
         self.log = RequestLog()
         self.faults = Faults()
         self.rule_rejections = RuleRejections()  # paper/rules.py: what the 2026 rules refused
@@ -165,17 +171,20 @@ class PaperState:
         return self._by_angel_token.get((exchange_type, str(token)))
 
     def by_symbol(self, exchange: str, symbol: str) -> PaperInstrument | None:
-        """By Kite's trading symbol ("SBIN") or Angel's and Shoonya's ("SBIN-EQ", "Nifty 50")."""
+        """By Kite's trading symbol ("SBIN", "NIFTY25D1624000CE") or Angel's and Shoonya's
+        ("SBIN-EQ", "Nifty 50", "NIFTY16DEC2524000CE", "NIFTY16DEC25C24000"); derivatives on NFO/BFO."""
         return self._by_symbol.get((exchange, symbol))
 
     def by_shoonya_token(self, exchange: str, token: str) -> PaperInstrument | None:
         return self._by_shoonya_token.get((exchange, str(token)))
 
     def by_fyers_symbol(self, ticker: str) -> PaperInstrument | None:
+        """By Fyers' ticker ("NSE:SBIN-EQ", "NSE:NIFTY25D1624000CE", "BSE:SENSEX-INDEX")."""
         return self._by_fyers_symbol.get(ticker)
 
     def by_fyers_topic(self, segment_token: str) -> PaperInstrument | None:
-        """By the exchange token of an HSM topic ("3045"), or an index's name ("Nifty 50")."""
+        """By the exchange token of an HSM topic ("3045", a derivative's "35012"; tokens never
+        collide across segments here), or an index's name ("Nifty 50")."""
         return self._by_fyers_topic.get(segment_token)
 
     # ----- orders -----

@@ -10,9 +10,10 @@ from each other, as at the real brokers.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Kite segment ids (low byte of instrument_token) and Angel exchange types, per docs/brokers.md.
@@ -44,6 +45,24 @@ class PaperInstrument:
     is_index: bool = False
     price_divisor: int = 100
     base_price_paise: int = 0
+    # Derivatives (paper/derivatives.py; issue #16). kind: equity, index, future, option;
+    # underlying: the derivatives' name ("NIFTY", also set on the index itself); strike in paise.
+    kind: str = "equity"
+    underlying: str = ""
+    expiry: dt.date | None = None
+    strike_paise: int = 0
+    right: str = ""  # CE or PE
+    freeze_quantity: int = 0  # the exchange's most per order, in units (0: none modelled)
+    monthly: bool = False  # the expiry is the month's last (Kite's monthly symbol form)
+    volatility: float = 0.0  # the option price model's annual volatility (paper/prices.py)
+    # Identities that do not derive from the fields above (derivatives, indices beyond Nifty 50);
+    # empty means "derived", as for the equities: read them through the properties below.
+    fyers_ticker: str = ""
+    fyers_fytoken: str = ""
+    shoonya_tsym: str = ""
+    shoonya_tok: str = ""
+    # The underlying's paper instrument, whose price a derivative's follows.
+    spot: PaperInstrument | None = field(default=None, repr=False, compare=False)
 
     @property
     def exchange_token(self) -> int:
@@ -54,35 +73,43 @@ class PaperInstrument:
         return not self.is_index
 
     @property
+    def is_derivative(self) -> bool:
+        return self.kind in ("future", "option")
+
+    @property
     def shoonya_token(self) -> str:
-        """Shoonya's token: the NSE exchange token, as Angel's; NSE indices are 26000 + n where
-        Angel has 99926000 + n (Nifty 50: 26000, Nifty Bank: 26009)."""
+        """Shoonya's token: the exchange token, as Angel's; NSE indices are 26000 + n where Angel
+        has 99926000 + n (Nifty 50: 26000, Nifty Bank: 26009); BSE indices the index code."""
+        if self.shoonya_tok:
+            return self.shoonya_tok
         if self.is_index and self.angel_token.startswith("999"):
             return str(int(self.angel_token) - 99_900_000)
         return self.angel_token
 
     @property
     def shoonya_symbol(self) -> str:
-        """Shoonya's trading symbol, the same as Angel's ("SBIN-EQ", "Nifty 50")."""
-        return self.angel_symbol
+        """Shoonya's trading symbol: Angel's ("SBIN-EQ", "Nifty 50") but for derivatives
+        ("NIFTY16DEC25C24000")."""
+        return self.shoonya_tsym or self.angel_symbol
 
     @property
     def fyers_exchange_token(self) -> str:
-        """The NSE exchange token Fyers uses: Angel's, and for indices without Angel's 999 prefix
-        (Nifty 50: 26000)."""
-        if self.is_index and self.angel_token.startswith("999"):
-            return self.angel_token[3:]
+        """The exchange token Fyers uses: Angel's, and for indices Shoonya's (Nifty 50: 26000)."""
+        if self.is_index:
+            return self.shoonya_token
         return self.angel_token
 
     @property
     def fyers_token(self) -> str:
         """The Fytoken: exchange 10 (NSE), segment 10 (cash), six zeros, the exchange token
-        ("10100000003045" is SBIN, "101000000026000" Nifty 50)."""
-        return f"1010000000{self.fyers_exchange_token}"
+        ("10100000003045" is SBIN, "101000000026000" Nifty 50); derivatives carry their own."""
+        return self.fyers_fytoken or f"1010000000{self.fyers_exchange_token}"
 
     @property
     def fyers_symbol(self) -> str:
-        """Fyers' symbol ticker: "NSE:SBIN-EQ", and "NSE:NIFTY50-INDEX" for the index."""
+        """Fyers' symbol ticker: "NSE:SBIN-EQ", "NSE:NIFTY50-INDEX", "NSE:NIFTY25D1624000CE"."""
+        if self.fyers_ticker:
+            return self.fyers_ticker
         if self.is_index:
             return f"{self.exchange}:{self.symbol.replace(' ', '')}-INDEX"
         return f"{self.exchange}:{self.symbol}-EQ"
@@ -131,8 +158,10 @@ def _fixture_rows() -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def build_universe() -> list[PaperInstrument]:
-    """Every instrument, in a stable order: the index, the known names, fixtures, generated."""
+def build_universe(derivatives_on: dt.date | None = None) -> list[PaperInstrument]:
+    """Every instrument, in a stable order: the index, the known names, fixtures, generated; with
+    ``derivatives_on`` a trading date, then the indices the derivatives need and the contracts
+    listed on that date (paper/derivatives.py). Without it, the equities and Nifty 50 only."""
     out: list[PaperInstrument] = [
         PaperInstrument(
             exchange="NSE",
@@ -148,6 +177,8 @@ def build_universe() -> list[PaperInstrument]:
             segment="INDICES",
             is_index=True,
             base_price_paise=2_400_000,
+            kind="index",
+            underlying="NIFTY",
         )
     ]
     seen_tokens = {256265}
@@ -169,7 +200,19 @@ def build_universe() -> list[PaperInstrument]:
         symbol = f"PAPER{i:04d}"
         token = (GENERATED_TOKEN_BASE + i) << 8 | KITE_SEGMENT_NSE
         out.append(_equity(symbol, token, f"PAPER EQUITY {i:04d}", 5, _base_price_paise(symbol, 5)))
+    if derivatives_on is not None:
+        from paper import derivatives  # it builds on PaperInstrument, defined here
+
+        out.extend(derivatives.index_instruments())
+        spots = {inst.symbol: inst for inst in out if inst.exchange in ("NSE", "BSE")}
+        out.extend(derivatives.derivative_universe(derivatives_on, spots))
     return out
+
+
+def _listed(inst: PaperInstrument) -> bool:
+    """In the equity-format masters below: equities and indices. Each dialect exports the
+    derivatives in its own master format (paper/<broker>/)."""
+    return not inst.is_derivative
 
 
 KITE_CSV_COLUMNS = [
@@ -199,7 +242,7 @@ def kite_instruments_csv(instruments: list[PaperInstrument], exchange: str | Non
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(KITE_CSV_COLUMNS)
     for inst in instruments:
-        if exchange is not None and inst.exchange != exchange:
+        if (exchange is not None and inst.exchange != exchange) or not _listed(inst):
             continue
         writer.writerow(
             [
@@ -223,12 +266,12 @@ def kite_instruments_csv(instruments: list[PaperInstrument], exchange: str | Non
 def angel_scrip_master(instruments: list[PaperInstrument]) -> list[dict[str, str]]:
     """Angel's OpenAPIScripMaster.json rows; tick_size is in paise, as a string ("5.000000")."""
     rows: list[dict[str, str]] = []
-    for inst in instruments:
+    for inst in filter(_listed, instruments):
         rows.append(
             {
                 "token": inst.angel_token,
                 "symbol": inst.angel_symbol,
-                "name": "NIFTY" if inst.is_index else inst.symbol,
+                "name": (inst.underlying or "NIFTY") if inst.is_index else inst.symbol,
                 "expiry": "",
                 "strike": "-1.000000" if not inst.is_index else "0.000000",
                 "lotsize": str(inst.lot_size),
@@ -248,10 +291,10 @@ def shoonya_symbols_txt(instruments: list[PaperInstrument], exchange: str = "NSE
     above and, as in Finvasia's files, a trailing comma on every line; tick size in rupees."""
     lines = [",".join(SHOONYA_SYMBOLS_COLUMNS) + ","]
     for inst in instruments:
-        if inst.exchange != exchange:
+        if inst.exchange != exchange or not _listed(inst):
             continue
         tick = f"{inst.tick_size_paise / inst.price_divisor:.2f}"
-        symbol = "NIFTY" if inst.is_index else inst.symbol
+        symbol = (inst.underlying or "NIFTY") if inst.is_index else inst.symbol
         kind = "INDEX" if inst.is_index else "EQ"
         lines.append(f"{inst.exchange},{inst.shoonya_token},{inst.lot_size},{symbol},{inst.shoonya_symbol},{kind},{tick},")
     return "\n".join(lines) + "\n"
@@ -264,8 +307,9 @@ def fyers_symbol_master_csv(instruments: list[PaperInstrument], exchange: str = 
     underlying Fytoken and three reserved columns."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
+    code = 12 if exchange == "BSE" else 10  # Fyers' exchange codes: NSE 10, BSE 12
     for inst in instruments:
-        if inst.exchange != exchange:
+        if inst.exchange != exchange or not _listed(inst):
             continue
         tick = f"{inst.tick_size_paise / inst.price_divisor:.2f}" if not inst.is_index else "0.05"
         name = inst.angel_symbol if inst.is_index else inst.name
@@ -273,7 +317,7 @@ def fyers_symbol_master_csv(instruments: list[PaperInstrument], exchange: str = 
         underlying = ticker.split(":", 1)[1].rsplit("-", 1)[0]
         writer.writerow([
             inst.fyers_token, name, 10 if inst.is_index else 0, inst.lot_size, tick, "",
-            "0915-1530|1815-1915:", "1764547200", "", ticker, 10, 10, inst.fyers_exchange_token,
+            "0915-1530|1815-1915:", "1764547200", "", ticker, code, 10, inst.fyers_exchange_token,
             underlying, inst.fyers_exchange_token, "-1.0", "XX", inst.fyers_token, "None", "0", "0.0",
         ])  # fmt: skip
     return buf.getvalue()
