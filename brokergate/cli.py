@@ -108,7 +108,7 @@ def render_status(snapshot: dict[str, Any], health: Any, console: Any = None) ->
     c = console or Console()
     now = snapshot["now_ms"]
     t = Table(title="Accounts", title_justify="left")
-    for col in ("account", "broker", "token age", "expires", "last login error", "limiter", "backoff"):
+    for col in ("account", "broker", "token age", "expires", "last login error", "limiter", "backoff", "order egress"):
         t.add_column(col)
     for name, a in snapshot["accounts"].items():
         tok = a["token"]
@@ -124,7 +124,7 @@ def render_status(snapshot: dict[str, Any], health: Any, console: Any = None) ->
         limiter = "; ".join(f"{k}: {_fmt_usage(v)}" for k, v in a["limiter"].items()) or "-"
         if a.get("limiter_shared_with"):  # the same counts show on each: the broker counts them as one
             limiter += f" (shared with {', '.join(a['limiter_shared_with'])})"
-        t.add_row(name, a["broker"], age, expires, le_text, limiter, backoff)
+        t.add_row(name, a["broker"], age, expires, le_text, limiter, backoff, a.get("order_egress") or "default")
     c.print(t)
 
     consumers: dict[str, list[str]] = {}

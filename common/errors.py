@@ -13,6 +13,8 @@ broker's errors into this tree at exactly one point (``common/brokers/<b>/errors
         ├── TokenExpired       the session is invalid or expired: not placed; log in again
         ├── LoginFailed        wrong password, TOTP secret or API secret: retrying cannot help
         ├── OrderRejected      the broker refused the order (margin, validation, OMS): final
+        │   └── EgressRefused  the broker refused an order request for the IP it came from (the static-IP
+        │                      rule): final until the operator fixes the account's egress or registration
         ├── Ambiguous          the request may or may not have taken effect (timeout, reset after send):
         │                      reconcile by tag before anything is resent
         └── BrokerUnavailable  the request certainly did not take effect (connect refused, 5xx before
@@ -30,6 +32,7 @@ __all__ = [
     "BrokerUnavailable",
     "ConfigError",
     "DeadlineExceeded",
+    "EgressRefused",
     "Halted",
     "IllegalTransition",
     "InvalidOrder",
@@ -126,6 +129,25 @@ class LoginFailed(BrokerError):
 
 class OrderRejected(BrokerError):
     """The broker refused the order for a reason that retrying will not fix."""
+
+
+class EgressRefused(OrderRejected):
+    """The broker refused an order request (place, modify, cancel) for the address it came from: the
+    SEBI retail-algo rules of 2026 let a client's orders come only from its registered static IP. Not
+    processed, and the same request from the same egress fails again, so it is final (an
+    OrderRejected: the order ends REJECTED after one request, never retried or re-logged in).
+    ``seen_ip``: the address the broker says it saw ("" when its answer does not say)."""
+
+    def __init__(self, broker: str, answer: str, *, console: str, seen_ip: str = "", **kw: object) -> None:
+        self.seen_ip = seen_ip
+        seen = f" {seen_ip}" if seen_ip else ""
+        super().__init__(
+            f"{broker}: order request refused for its source IP{seen}, not the client's registered static IP "
+            f"({answer}). Runbook: register this host's static egress IP at {console}, or send the account's "
+            "orders from the registered address: extra.order_source_address (a local IP to bind) or "
+            "extra.order_proxy (a proxy whose egress is registered) in the accounts file",
+            **kw,  # type: ignore[arg-type]
+        )
 
 
 class Ambiguous(BrokerError):

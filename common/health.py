@@ -99,6 +99,14 @@ def _judge_orders(out: _Problems, name: str, acct: Mapping[str, Any]) -> None:
         out.append(Problem("error", f"orders:{name}",
                            f"{overturned} order(s) we settled as not at the broker were seen there: "
                            "check the account's positions"))
+    refused = (acct.get("stats") or {}).get("egress_refused")
+    if refused:
+        # The broker refused order requests for their source IP (the static-IP rule): nothing of
+        # this account can trade until the egress or the registration is fixed.
+        out.append(Problem("warning", f"egress:{name}",
+                           f"{refused} order request(s) refused for their source IP (order egress: "
+                           f"{acct.get('order_egress') or 'default'}): register this host's static IP at "
+                           "the broker's developer console, or set extra.order_source_address / order_proxy"))
     for cls, left_s in (acct.get("backoff_s") or {}).items():
         out.append(Problem("warning", f"limiter:{name}:{cls}",
                            f"backing off after a broker rate-limit answer ({left_s:.1f} s left)"))

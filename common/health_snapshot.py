@@ -20,6 +20,7 @@ Snapshot shape (every time in ms of Redis server time; every age in seconds)::
           "backoff_s": {"orders": 0.8},          # only classes in backoff
           "stats": {"rate_limited": "0", ...},
           "feed_subscriptions": 3,
+          "order_egress": "default",   # or "source 203.0.113.7", "proxy http://proxy:3128" (no password)
         }, ...
       },
       "queues": {"orders.acct1": {"depth": 0}, "auth": {"depth": 0}, ...},
@@ -261,7 +262,15 @@ def _read_account(
         "stats": {k: _num(v) for k, v in (r.hgetall(keys.stats(name)) or {}).items()},
         "feed_subscriptions": subs,
         "halt": _read_halt(r, name),
+        "order_egress": _order_egress(acct),
     }
+
+
+def _order_egress(acct: Any) -> str:
+    """Where the account's order requests leave from (its extras; never a proxy's password)."""
+    from common.brokers.egress import OrderEgress
+
+    return OrderEgress.of(getattr(acct, "extra", None) or {}).describe()
 
 
 def _read_halt(r: Any, name: str) -> dict[str, Any] | None:

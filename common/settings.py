@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from common import keys
-from common.brokers import BROKER_NAMES, COUNTED_PER_APP, GENERIC_EXTRAS, SHARED_BUDGET, BrokerSpec, spec_for
+from common.brokers import BROKER_NAMES, COUNTED_PER_APP, SHARED_BUDGET, BrokerSpec, spec_for
 from common.errors import ConfigError
 from common.risklimits import RiskLimits, parse_limits, parse_strategies
 
@@ -286,17 +286,10 @@ def _parse_extra(t: dict[str, Any], where: str, spec: BrokerSpec) -> dict[str, A
     extra = t.get("extra", {})
     if not isinstance(extra, dict):
         raise ConfigError(f"{where}.extra: must be a table like {{ read_timeout_s = 7 }}")
-    known = {**GENERIC_EXTRAS, **spec.extras}
     for key, value in extra.items():
-        kind = known.get(key)
-        if kind is None:
-            raise ConfigError(f"{where}.extra.{key}: not a setting of {spec.name} (known: {', '.join(sorted(known))})")
-        ok = {"str": isinstance(value, str),
-              "float": isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
-              "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value)}[kind]
-        if not ok:
-            raise ConfigError(f"{where}.extra.{key}: must be {'a number >= 0' if kind == 'float' else kind}, "
-                              f"got {value!r}")
+        problem = spec.extra_problem(key, value)
+        if problem:
+            raise ConfigError(f"{where}.extra.{key}: {problem}")
     return dict(extra)
 
 

@@ -27,6 +27,7 @@ class PaperUser:
     api_secret: str
     caps: dict[str, list[str]] = field(default_factory=dict)
     postback_url: str | None = None
+    registered_ip: str | None = None  # the static IP its order requests must come from (None: any)
 
 
 class PaperBroker:
@@ -49,6 +50,7 @@ class PaperBroker:
             "api_secret": kw.pop("api_secret", f"secret{user_id.lower()}"),
             "caps": kw.pop("caps", {}),
             "postback_url": kw.pop("postback_url", None),
+            "registered_ip": kw.pop("registered_ip", None),
         }
         if kw:
             raise TypeError(f"unknown user fields: {sorted(kw)}")

@@ -3,6 +3,7 @@ page of the Kite login redirect. Not part of any broker's API, so never logged o
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from starlette.requests import Request
@@ -42,6 +43,12 @@ def user_from_mapping(data: dict[str, Any]) -> User:
     for values in caps.values():
         for cap in values:
             parse_cap(cap)
+    registered_ip = data.get("registered_ip") or None
+    if registered_ip is not None:
+        try:
+            registered_ip = str(ipaddress.ip_address(str(registered_ip)))
+        except ValueError:
+            raise ValueError(f"registered_ip must be an IP address, got {registered_ip!r}") from None
     return User(
         broker=str(data["broker"]),
         user_id=str(data["user_id"]),
@@ -51,6 +58,7 @@ def user_from_mapping(data: dict[str, Any]) -> User:
         api_secret=str(data.get("api_secret") or ""),
         caps={str(k): [str(c) for c in v] for k, v in caps.items()},
         postback_url=data.get("postback_url") or None,
+        registered_ip=registered_ip,
     )
 
 

@@ -1,7 +1,8 @@
 """The request pipeline every broker endpoint goes through, in the order the brokers apply it:
-authenticate, faults (delay, error_5xx, rate_limit), caps, the handler, then the request log
-(an error_5xx with a gateway status replaces the handler's answer: see paper.faults.Faults);
-plus the ASGI wrapper that can drop a connection after the handler ran (accept_then_drop).
+authenticate, the static-IP rule (an order request from an address other than the user's registered
+one), faults (delay, error_5xx, rate_limit), caps, the handler, then the request log (an error_5xx
+with a gateway status replaces the handler's answer: see paper.faults.Faults); plus the ASGI wrapper
+that can drop a connection after the handler ran (accept_then_drop).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from paper.caps import CapLimiter
 from paper.kite.postbacks import PostbackSender
 from paper.matching import MatchingEngine, OrderError
 from paper.orders import PaperOrder
+from paper.rules import STATIC_IP
 from paper.state import PaperState
 from paper.users import User
 
@@ -104,6 +106,8 @@ class Dialect:
     broker: str
     unavailable: Callable[[], Response]
     rate_limited: Callable[[], Response]
+    # An order request from a client address (the argument) other than the user's registered_ip.
+    ip_refused: Callable[[str], Response]
 
 
 Handler = Callable[[Call], Awaitable[Response]]
@@ -144,6 +148,7 @@ async def run_endpoint(
         response.status_code,
         tag=call.tag,
         arrival_ns=arrival_ns,
+        client=request.client.host if request.client else None,
     )
     return response
 
@@ -153,6 +158,7 @@ async def _before_handler(call: Call, dialect: Dialect) -> int | None:
     answer that stops it here, else returns the status of a gateway error that replaces the
     broker's answer afterwards (None: the broker's answer stands)."""
     state, uid = call.state, call.user_id
+    _check_source_ip(call, dialect)
     delay = state.faults.take_fault("delay", dialect.broker, uid)
     if delay is not None:
         await asyncio.sleep(delay.delay_s or 0)
@@ -168,6 +174,18 @@ async def _before_handler(call: Call, dialect: Dialect) -> int | None:
             raise Reply(dialect.rate_limited())
     # A gateway status: the broker acts first, and the gateway loses its answer.
     return error.status if error is not None else None
+
+
+def _check_source_ip(call: Call, dialect: Dialect) -> None:
+    """The 2026 static-IP rule: only order requests are checked (the brokers let books, positions,
+    logins and sockets come from anywhere), and only for a user with a registered_ip."""
+    registered = call.user.registered_ip if call.user is not None else None
+    if call.endpoint_class != "orders" or not registered:
+        return
+    client = call.request.client.host if call.request.client else ""
+    if client != registered:
+        call.state.rule_rejections.count(STATIC_IP)
+        raise Reply(dialect.ip_refused(client))
 
 
 _GATEWAY_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 504: "Gateway Time-out"}

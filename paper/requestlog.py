@@ -21,9 +21,11 @@ class RequestLog:
         status: int,
         tag: str | None = None,
         arrival_ns: int | None = None,
+        client: str | None = None,
     ) -> dict[str, Any]:
-        """Log one request; `arrival_ns` (`time.monotonic_ns()`) defaults to now. Handshakes are
-        logged with status 101 (accepted) or the refusal's 4xx."""
+        """Log one request; `arrival_ns` (`time.monotonic_ns()`) defaults to now; `client`: the address
+        it came from (what the static-IP rule checks). Handshakes are logged with status 101
+        (accepted) or the refusal's 4xx."""
         entry = {
             "arrival_ns": arrival_ns if arrival_ns is not None else time.monotonic_ns(),
             "broker": broker,
@@ -33,6 +35,7 @@ class RequestLog:
             "path": path,
             "status": status,
             "tag": tag,
+            "client": client,
         }
         # Responses finish out of arrival order (a delayed one ends last); keep the list sorted.
         idx = len(self._entries)

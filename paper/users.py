@@ -65,7 +65,9 @@ def jwt_shaped(header: dict[str, Any], claims: dict[str, Any]) -> str:
 
 @dataclass
 class User:
-    """A broker login. `caps` overrides DEFAULT_CAPS per endpoint class.
+    """A broker login. `caps` overrides DEFAULT_CAPS per endpoint class. `registered_ip`: the static
+    IP the user registered at the broker (the 2026 rule); when set, its order requests from any other
+    client address are refused (paper.gateway), as the brokers do.
 
     Session fields by dialect: `access_token` is Kite's and Fyers' access token and Shoonya's
     session key; `jwt_token` / `refresh_token` are Angel's (`refresh_token` also Fyers');
@@ -81,6 +83,7 @@ class User:
     api_secret: str = field(default="", repr=False)
     caps: dict[str, list[str]] = field(default_factory=dict)
     postback_url: str | None = None
+    registered_ip: str | None = None
     access_token: str | None = field(default=None, repr=False)
     public_token: str | None = field(default=None, repr=False)  # Kite
     enctoken: str | None = field(default=None, repr=False)  # Kite
@@ -112,5 +115,6 @@ class User:
             "api_key": self.api_key,
             "caps": self.effective_caps(),
             "postback_url": self.postback_url,
+            "registered_ip": self.registered_ip,
             "logged_in": self.token_expires_at > time.time(),
         }

@@ -6,6 +6,8 @@ order-book reads all go through :func:`call`, so they cannot disagree on what an
     rate-limit answer  -> the class backs off for the exceeded window (every worker), then again
     unavailable        -> certainly not processed: again after a jittered back-off, within the deadline
     ambiguous          -> raised: the caller reconciles by tag; nothing is ever resent blindly
+    egress refused     -> counted (``egress_refused``, for ``brokergate status``) and raised: the broker
+                          refused the request's source IP, a final OrderRejected (no retry, no re-login)
     anything else      -> raised to the caller (OrderRejected, InvalidOrder, ...)
 
 Each try takes a limiter slot first (DeadlineExceeded when none is left before the deadline),
@@ -37,6 +39,7 @@ from common.errors import (
     BrokerUnavailable,
     ConfigError,
     DeadlineExceeded,
+    EgressRefused,
     LoginFailed,
     RateLimited,
     TokenExpired,
@@ -140,7 +143,7 @@ def call(r: redis.Redis, acct: Account, endpoint_class: str, request: Callable[[
     relogged = False
     unavailable = 0
     while True:
-        warm(adapter)
+        warm(adapter, order=endpoint_class == ORDERS)
         version = 0
         try:
             slot_us = limiter.acquire(deadline_ms, urgent=urgent)
@@ -170,6 +173,9 @@ def call(r: redis.Redis, acct: Account, endpoint_class: str, request: Callable[[
             relogged = True
             count(r, acct.name, "relogins")
             _relogin(acct, version, remaining_s(r, deadline_ms))
+        except EgressRefused:
+            count(r, acct.name, "egress_refused")
+            raise
         except RateLimited as e:
             if not_sent is not None:
                 not_sent()

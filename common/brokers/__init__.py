@@ -11,8 +11,10 @@ name to its record; ``spec.SPEC`` holds the defaults the settings need (real hos
 from __future__ import annotations
 
 import importlib
+import ipaddress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:  # the records import the adapters, which import settings, which imports this
     from common.brokers.contracts import Broker
@@ -59,10 +61,62 @@ class BrokerSpec:
     # book with its order book says so here, so the limiter counts it where the broker does.
     read_classes: dict[str, str] = field(default_factory=dict)
 
+    def extra_problem(self, key: str, value: Any) -> str | None:
+        """What is wrong with an account's ``extra.<key> = value`` for this broker (a key it does not
+        read, or a value not of the key's type), or None when it is fine."""
+        known = {**GENERIC_EXTRAS, **self.extras}
+        kind = known.get(key)
+        if kind is None:
+            return f"not a setting of {self.name} (known: {', '.join(sorted(known))})"
+        return extra_problem(kind, value)
+
 
 # The `extra` keys every broker reads (the order path's read timeout), with their types.
-ExtraType = Literal["str", "float", "list[str]"]
+ExtraType = Literal["str", "float", "list[str]", "ip", "proxy_url"]
 GENERIC_EXTRAS: dict[str, ExtraType] = {"read_timeout_s": "float"}
+# The order egress of the 2026 static-IP rule (common/brokers/base.py): place, modify and cancel leave
+# from this local address and/or through this proxy; every other request keeps the default route.
+GENERIC_EXTRAS["order_source_address"] = "ip"  # an IP of this host to bind the order requests' sockets to
+GENERIC_EXTRAS["order_proxy"] = "proxy_url"  # an http:// or https:// proxy for the order requests
+
+
+def extra_problem(kind: ExtraType, value: Any) -> str | None:
+    """What is wrong with ``value`` as an `extra` of type ``kind`` (what it must be and what it was,
+    never a proxy's password), or None when it is fine."""
+    if kind == "float":
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        return None if ok else f"must be a number >= 0, got {value!r}"
+    if kind == "list[str]":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return None if ok else f"must be list[str], got {value!r}"
+    if not isinstance(value, str):
+        return f"must be a string, got {value!r}"
+    if kind == "ip":
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            return f"must be an IP address of this host, like 203.0.113.7 or 2001:db8::7, got {value!r}"
+    elif kind == "proxy_url" and not _proxy_url_ok(value):
+        return f"must be an http:// or https:// proxy URL like http://proxy.example:3128, got {redact_url(value)!r}"
+    return None
+
+
+def _proxy_url_ok(value: str) -> bool:
+    url = urlsplit(value)
+    try:
+        url.port  # noqa: B018 (reading it validates it: ValueError for a port that is not a number)
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.hostname)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user part replaced by ``***`` (safe to log or show)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def broker(name: str) -> Broker:

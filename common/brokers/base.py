@@ -16,6 +16,11 @@ mid-answer) is Ambiguous: the broker may have acted on it, so reconcile before a
 A request sent inside :func:`sending_by` does not leave when its connection is only made after
 the given moment (a new connection can take seconds: DNS, a lost SYN); that is a failure before
 the send (BrokerUnavailable), so an order's deadline holds up to the moment its bytes leave.
+
+Order egress (the 2026 static-IP rule, ``common/brokers/egress.py``): an account whose extras name an
+``order_source_address`` or an ``order_proxy`` gets a second keep-alive session, on that road, for its
+order calls (place, modify, cancel: each adapter passes ``order=True`` to :meth:`RestAdapterBase._session`);
+everything else keeps the default road. Both sessions are :func:`new_session`'s, deadline-aware alike.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from common.brokers import broker
+from common.brokers.egress import OrderEgress
 from common.errors import Ambiguous, BrokerError, BrokerUnavailable, TokenExpired
 from common.models import Instrument, Order, OrderUpdate
 from common.portfolio import Funds, Holding, Margin, Position, Trade
@@ -137,7 +143,16 @@ class RestAdapterBase:
         self._token = token_getter
         self._base = account.rest_url.rstrip("/")
         self._http = new_session(base_url=self._base)
+        egress = OrderEgress.of(account.extra)
+        # Order calls leave from the address the broker has registered; without one set, the same session.
+        self._order_http = self._http if egress.default else new_session(
+            base_url=self._base, source_address=egress.source_address, proxy=egress.proxy)
         self._read_timeout_s = account.read_timeout_s
+
+    def _session(self, order: bool = False) -> requests.Session:
+        """The session a request goes on: the order egress's for an order call (place, modify, cancel),
+        the default one for every other (login, books, positions, instruments)."""
+        return self._order_http if order else self._http
 
     def _access_token(self) -> str:
         token = _pinned.get()
@@ -207,11 +222,12 @@ def pinned_token(access_token: str) -> Iterator[None]:
 _warm_pools: weakref.WeakKeyDictionary[requests.Session, HTTPConnectionPool] = weakref.WeakKeyDictionary()
 
 
-def warm(adapter: BrokerAdapter) -> None:
+def warm(adapter: BrokerAdapter, order: bool = False) -> None:
     """Open a connection to the adapter's host when its session has no idle one, so that a
     request bound to a limiter slot does not spend its slot on DNS, TCP and TLS. Best effort:
-    a failure here is met again, and classified, by the request itself."""
-    http = getattr(adapter, "_http", None)
+    a failure here is met again, and classified, by the request itself. ``order``: the session of
+    the order calls (their own egress, when the account has one)."""
+    http = (order and getattr(adapter, "_order_http", None)) or getattr(adapter, "_http", None)
     base = getattr(adapter, "_base", None)
     if not isinstance(http, requests.Session) or not base:
         return
@@ -293,28 +309,52 @@ class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _DeadlineHTTPSConnection
 
 
+_POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 class _DeadlineAdapter(HTTPAdapter):
+    """Every pool (direct, or through a proxy) makes deadline-aware connections, bound to
+    ``source_address`` when one is given (urllib3 binds each new socket to it before connecting)."""
+
+    def __init__(self, *args: Any, source_address: str = "", **kwargs: Any) -> None:
+        self._bind: dict[str, Any] = {"source_address": (source_address, 0)} if source_address else {}
+        super().__init__(*args, **kwargs)  # calls init_poolmanager, which reads _bind
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        super().init_poolmanager(*args, **{**kwargs, **self._bind})
+        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **{**proxy_kwargs, **self._bind})
+        manager.pool_classes_by_scheme = _POOL_CLASSES
+        return manager
 
 
-def new_session(pool_size: int = 4, base_url: str | None = None) -> requests.Session:
+def new_session(pool_size: int = 4, base_url: str | None = None, *, source_address: str = "",
+                proxy: str = "") -> requests.Session:
     """A keep-alive session. urllib3 must never retry on its own: a silent resend of an order
     POST is exactly the duplicate this project exists to prevent.
 
     With ``base_url`` (every request goes to that host), the environment's proxy and CA-bundle
     settings are read once, here, with requests' own rules (``NO_PROXY`` included): requests
     otherwise re-reads them, scanning the whole environment, on every request, which cost
-    ~0.5 ms of every order's send path (measured by cProfile on the worker)."""
+    ~0.5 ms of every order's send path (measured by cProfile on the worker).
+
+    ``source_address`` (a local IP) binds every connection to it; ``proxy`` (an http(s) URL) sends
+    every request through it. Either one is an explicit egress: the environment's proxies are then
+    not used (an environment proxy would make the broker see the proxy's address instead)."""
     s = requests.Session()
-    if base_url is not None:
+    explicit = bool(source_address or proxy)
+    if explicit:
+        s.proxies.update({"http": proxy, "https": proxy} if proxy else {})
+    elif base_url is not None:
         s.proxies.update(requests.utils.get_environ_proxies(base_url))
+    if base_url is not None or explicit:
         bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         if bundle:
             s.verify = bundle
         s.trust_env = False
-    adapter = _DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size,
+    adapter = _DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size, source_address=source_address,
                                max_retries=Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0,
                                                  raise_on_redirect=False, raise_on_status=False))
     s.mount("http://", adapter)

@@ -60,6 +60,10 @@ DIALECT = Dialect(
     broker="angel",
     unavailable=lambda: angel_error("AB1004", "Something Went Wrong, Please Try After Sometime", 503),
     rate_limited=lambda: PlainTextResponse(RATE_LIMIT_TEXT, 403),
+    # Angel publishes no answer for it: the gateway's envelope (a refused order answered without
+    # "status" is the one report) with our wording (docs/brokers.md, 2026 rules).
+    ip_refused=lambda ip: JSONResponse({"success": False, "message": f"Request from unregistered IP {ip}",
+                                        "errorCode": "", "data": ""}, 403),
 )
 
 

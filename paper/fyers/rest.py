@@ -70,6 +70,8 @@ DIALECT = Dialect(
     broker="fyers",
     unavailable=lambda: fyers_error(-96, "An unexpected error occurred. Please contact support.", 503),
     rate_limited=lambda: JSONResponse(RATE_LIMIT, 429),
+    # Fyers publishes no answer for it: its error envelope, our code and wording (docs/brokers.md).
+    ip_refused=lambda ip: fyers_error(-403, f"IP {ip} is not whitelisted for API orders", 403),
 )
 
 

@@ -50,6 +50,8 @@ DIALECT = Dialect(
     rate_limited=lambda: JSONResponse(
         {"status": "error", "message": "Too many requests", "error_type": "NetworkException"}, 429
     ),
+    # The wording seen from Kite (docs/brokers.md, 2026 rules); its status and error_type are not published.
+    ip_refused=lambda ip: kite_error(403, "PermissionException", f"IP ({ip}) is not allowed"),
 )
 
 

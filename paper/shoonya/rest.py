@@ -75,6 +75,8 @@ DIALECT = Dialect(
     broker="shoonya",
     unavailable=lambda: not_ok("Service Unavailable : try after some time", 503),
     rate_limited=lambda: not_ok("Rate limit exceeded : too many requests", 429),
+    # Finvasia publishes no answer for it: Noren's refusal envelope, our wording (docs/brokers.md).
+    ip_refused=lambda ip: not_ok(f"Invalid IP : {ip} is not a registered static IP"),
 )
 
 

@@ -178,7 +178,7 @@ def test_a_request_whose_connection_misses_its_slot_is_not_sent(r, kite_recorder
     from workers import placing
 
     acct = _kite_over_slow_connections(r, kite_recorder, monkeypatch)
-    monkeypatch.setattr(bc, "warm", lambda _a: None)
+    monkeypatch.setattr(bc, "warm", lambda _a, **_kw: None)
     monkeypatch.setattr(bc, "UNAVAILABLE_BACKOFF_S", (0.01,))
     o = make_order(deadline_s=1.0)
     orderstore.create(r, o)

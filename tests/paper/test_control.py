@@ -61,8 +61,9 @@ def test_request_log_in_arrival_order_with_classes_statuses_and_tags(paper: Pape
     entries = paper.requests()
     assert [e["arrival_ns"] for e in entries] == sorted(e["arrival_ns"] for e in entries)
     assert {tuple(sorted(e)) for e in entries} == {
-        ("arrival_ns", "broker", "endpoint_class", "method", "path", "status", "tag", "user_id")
+        ("arrival_ns", "broker", "client", "endpoint_class", "method", "path", "status", "tag", "user_id")
     }
+    assert {e["client"] for e in entries} == {"127.0.0.1"}  # the address each request came from
     summary = [(e["endpoint_class"], e["method"], e["path"], e["status"], e["tag"], e["user_id"]) for e in entries]
     assert summary[:3] == [
         ("login", "POST", "/api/login", 200, None, user.user_id),

@@ -3,6 +3,8 @@
 Every documented error code is a row of a table (a test checks each one); a status or body not in
 it is Ambiguous when the request may have been acted on, BrokerUnavailable when it certainly
 was not (:func:`common.brokers.base.status_error` for answers that are not the broker's own).
+First of all (past the rate limit), :func:`common.brokers.egress.refusal` with the broker's message:
+an order refused for its source IP is EgressRefused, with the broker's console in the runbook step.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 (``self._base``), the token (``self._access_token()``) and ``order_by_tag``. Each call goes
 through :func:`common.brokers.base.send` (transport failures mapped there) and maps every answer
 that is not a success with this broker's :func:`.errors.map_error`; nothing retries here.
+The order calls (place, modify, cancel) send on ``self._session(order=True)``, every other call on
+``self._session()``: the account's order egress (the 2026 static-IP rule) applies to them alone.
 """
 
 from __future__ import annotations

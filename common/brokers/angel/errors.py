@@ -10,6 +10,8 @@ unreadable answer is Ambiguous.
 AB1004 / AB2000 / AB2001 ("Something went wrong", "internal error") are BrokerUnavailable with
 a 503 status (the gateway refused before the OMS) and Ambiguous otherwise, 500, 502 and 504
 included (the OMS may have acted before it failed, timed out or the proxy lost its answer).
+An order from an IP other than the app's registered primary static IP (the 2026 rule; Angel publishes
+no wording or code for it) -> EgressRefused, read from the message (or the raw body) alone.
 During login (``during_login=True``) nothing can have been placed: those codes, a 5xx and an
 answer that is not JSON are BrokerUnavailable; every other code (a token code included) is
 LoginFailed: the same credentials fail again.
@@ -20,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.brokers.base import NOT_FORWARDED, status_error
+from common.brokers.egress import refusal
 from common.errors import (
     Ambiguous,
     BrokerError,
@@ -30,7 +33,10 @@ from common.errors import (
     TokenExpired,
 )
 
-__all__ = ["ERROR_CODES", "RATE_LIMIT_TEXT", "map_error"]
+__all__ = ["ERROR_CODES", "IP_CONSOLE", "RATE_LIMIT_TEXT", "map_error"]
+
+# Where an Angel client registers its static IP (the runbook step of EgressRefused).
+IP_CONSOLE = "smartapi.angelbroking.com (My Apps: the app's primary static IP, IPv4)"
 
 RATE_LIMIT_TEXT = "access denied because of exceeding access rate"
 
@@ -80,6 +86,13 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
         return RateLimited("Angel: access rate exceeded", retry_after_s=1.0, code="403", http_status=403)
     if during_login and (http_status >= 500 or not isinstance(body, dict)):
         return BrokerUnavailable(f"Angel: HTTP {http_status}", http_status=http_status)
+    if not during_login:
+        said = str(body.get("message") or "") if isinstance(body, dict) else text
+        code = str(body.get("errorcode") or body.get("errorCode") or "") if isinstance(body, dict) else ""
+        egress = refusal("Angel", f"{code}: {said}" if code else said, console=IP_CONSOLE, code=code or None,
+                         http_status=http_status)
+        if egress is not None:
+            return egress
     if isinstance(body, dict):
         code = str(body.get("errorcode") or body.get("errorCode") or "")
         message = f"Angel {code}: {body.get('message') or ''}".strip()

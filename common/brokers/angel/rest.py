@@ -30,8 +30,8 @@ class Adapter(RestAdapterBase):
         return headers(self.account, self._access_token().removeprefix("Bearer "))
 
     def _call(self, method: str, name: str, body: dict[str, Any] | None = None, *,
-              under: str = ORDER_PATH) -> dict[str, Any]:
-        resp = send(self._http, method, f"{self._base}{under}/{name}", json=body,
+              under: str = ORDER_PATH, order: bool = False) -> dict[str, Any]:
+        resp = send(self._session(order), method, f"{self._base}{under}/{name}", json=body,
                     headers=self._headers(), read_timeout_s=self._read_timeout_s)
         parsed = json_or_none(resp)
         if resp.status_code == 200 and isinstance(parsed, dict) and parsed.get("status") is True:
@@ -39,7 +39,7 @@ class Adapter(RestAdapterBase):
         raise map_error(resp.status_code, parsed, resp.text)
 
     def place(self, order: Order, instrument: Instrument | None) -> str:
-        body = self._call("POST", "placeOrder", translate.order_body(order, instrument))
+        body = self._call("POST", "placeOrder", translate.order_body(order, instrument), order=True)
         order_id = translate.order_id_of(body)
         if not order_id:
             raise Ambiguous("Angel: success without an orderid")
@@ -48,11 +48,11 @@ class Adapter(RestAdapterBase):
     def modify(self, order: Order, broker_order_id: str, changes: dict[str, Any],
                instrument: Instrument | None) -> str:
         new = order.with_(**changes)
-        body = self._call("POST", "modifyOrder", translate.modify_body(new, broker_order_id, instrument))
+        body = self._call("POST", "modifyOrder", translate.modify_body(new, broker_order_id, instrument), order=True)
         return translate.order_id_of(body) or broker_order_id
 
     def cancel(self, order: Order, broker_order_id: str) -> str:
-        body = self._call("POST", "cancelOrder", translate.cancel_body(order, broker_order_id))
+        body = self._call("POST", "cancelOrder", translate.cancel_body(order, broker_order_id), order=True)
         return translate.order_id_of(body) or broker_order_id
 
     def orders(self) -> list[OrderUpdate]:

@@ -6,6 +6,8 @@ failed). The code table is data (``ERROR_CODES``, from the error sheet of Fyers'
 ``fyers-api-sample-code`` repository and the v3 docs); ``map_error`` adds what the status says:
 
 * -429 / -353 or the message "request limit reached", or HTTP 429 -> RateLimited: not processed.
+* an order from an IP other than the app's whitelisted static IP (the 2026 rule; Fyers publishes no
+  wording or code for it) -> EgressRefused, read from the message (or the raw body) alone.
 * -8 / -15 / -16 / -17 (token expired, invalid, not authenticated), or HTTP 401 -> TokenExpired.
 * -201 / -202 / -204 / -205 ("Connection error. Please try again") and -96 ("an unexpected
   error occurred") -> Ambiguous: the OMS may have reached the exchange before the connection
@@ -23,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.brokers.base import NOT_FORWARDED, status_error
+from common.brokers.egress import refusal
 from common.errors import (
     Ambiguous,
     BrokerError,
@@ -33,7 +36,10 @@ from common.errors import (
     TokenExpired,
 )
 
-__all__ = ["ERROR_CODES", "RATE_LIMIT_TEXT", "map_error"]
+__all__ = ["ERROR_CODES", "IP_CONSOLE", "RATE_LIMIT_TEXT", "map_error"]
+
+# Where a Fyers client registers its static IP (the runbook step of EgressRefused).
+IP_CONSOLE = "myapi.fyers.in (the app's static IP; a family's shared IP through support)"
 
 RATE_LIMIT_TEXT = "request limit reached"
 
@@ -113,6 +119,9 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
         kw: dict[str, Any] = {"code": None if code is None else str(code), "http_status": http_status}
         if code in (-429, -353) or RATE_LIMIT_TEXT in str(body.get("message") or "").lower() or http_status == 429:
             return RateLimited(message, retry_after_s=1.0, **kw)
+        egress = None if during_login else refusal("Fyers", message, console=IP_CONSOLE, **kw)
+        if egress is not None:
+            return egress
         if during_login:
             return (BrokerUnavailable if http_status >= 500 else LoginFailed)(message, **kw)
         kind = ERROR_CODES.get(code) if code is not None else None
@@ -127,4 +136,5 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
         return (Ambiguous if 500 <= http_status <= 599 else OrderRejected)(message, **kw)
     if http_status == 429:
         return RateLimited("Fyers: HTTP 429", retry_after_s=1.0, http_status=429)
-    return status_error("Fyers", http_status, text)
+    return (None if during_login else refusal("Fyers", text, console=IP_CONSOLE, http_status=http_status)) or \
+        status_error("Fyers", http_status, text)

@@ -40,8 +40,9 @@ class Adapter(RestAdapterBase):
             "version": "3",
         }
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        resp = send(self._http, method, f"{self._base}{path}", json=body, headers=self._headers(),
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, *,
+              order: bool = False) -> dict[str, Any]:
+        resp = send(self._session(order), method, f"{self._base}{path}", json=body, headers=self._headers(),
                     read_timeout_s=self._read_timeout_s)
         parsed = json_or_none(resp)
         if resp.status_code == 200 and isinstance(parsed, dict) and str(parsed.get("s")).lower() == "ok":
@@ -49,7 +50,7 @@ class Adapter(RestAdapterBase):
         raise map_error(resp.status_code, parsed, resp.text)
 
     def place(self, order: Order, instrument: Instrument | None) -> str:
-        body = self._call("POST", ORDERS_PATH, translate.order_body(order, instrument))
+        body = self._call("POST", ORDERS_PATH, translate.order_body(order, instrument), order=True)
         order_id = translate.order_id_of(body)
         if not order_id:
             raise Ambiguous("Fyers: success without an order id")
@@ -57,11 +58,12 @@ class Adapter(RestAdapterBase):
 
     def modify(self, order: Order, broker_order_id: str, changes: dict[str, Any],
                instrument: Instrument | None) -> str:
-        body = self._call("PATCH", ORDERS_PATH, translate.modify_body(order.with_(**changes), broker_order_id))
+        body = self._call("PATCH", ORDERS_PATH, translate.modify_body(order.with_(**changes), broker_order_id),
+                          order=True)
         return translate.order_id_of(body) or broker_order_id
 
     def cancel(self, order: Order, broker_order_id: str) -> str:
-        body = self._call("DELETE", ORDERS_PATH, translate.cancel_body(broker_order_id))
+        body = self._call("DELETE", ORDERS_PATH, translate.cancel_body(broker_order_id), order=True)
         return translate.order_id_of(body) or broker_order_id
 
     def orders(self) -> list[OrderUpdate]:

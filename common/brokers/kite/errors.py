@@ -4,6 +4,9 @@ Kite errors are ``{"status": "error", "message", "error_type"}`` with an HTTP st
 table is data (``ERROR_TYPES``); ``map_error`` adds what the status says:
 
 * 429 (a NetworkException "Too many requests") -> RateLimited: not processed.
+* an order from an IP not on the developer console's IP whitelist (the 2026 static-IP rule; the one
+  wording seen is "IP (<address>) is not allowed", status and error_type unpublished) -> EgressRefused,
+  read from the message alone, before a 403 could pass for an expired token (a re-login cannot help).
 * 504 / "timed out" NetworkException -> Ambiguous: "order request timed out" may still have
   placed the order; look it up by tag before any retry (docs/brokers.md).
 * 503 NetworkException -> BrokerUnavailable: the gateway could not reach the OMS, nothing was
@@ -22,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.brokers.base import NOT_FORWARDED, status_error
+from common.brokers.egress import refusal
 from common.errors import (
     Ambiguous,
     BrokerError,
@@ -32,7 +36,10 @@ from common.errors import (
     TokenExpired,
 )
 
-__all__ = ["ERROR_TYPES", "map_error"]
+__all__ = ["ERROR_TYPES", "IP_CONSOLE", "map_error"]
+
+# Where a Kite client registers its static IP (the runbook step of EgressRefused).
+IP_CONSOLE = "developers.kite.trade (Profile > IP Whitelist; one change per calendar week)"
 
 ERROR_TYPES: dict[str, type[BrokerError]] = {
     "TokenException": TokenExpired,  # session expired or invalidated: log in again
@@ -54,6 +61,13 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
         return RateLimited("Kite: too many requests", retry_after_s=1.0, code="429", http_status=429)
     if during_login and (http_status >= 500 or not isinstance(body, dict)):
         return BrokerUnavailable(f"Kite: HTTP {http_status}", http_status=http_status)
+    if not during_login:
+        said = str(body.get("message") or "") if isinstance(body, dict) else text
+        error_type = str(body.get("error_type") or "") if isinstance(body, dict) else ""
+        egress = refusal("Kite", f"{error_type}: {said}" if error_type else said, console=IP_CONSOLE,
+                         code=error_type or None, http_status=http_status)
+        if egress is not None:
+            return egress
     if not during_login and (not isinstance(body, dict) or body.get("status") != "error"):
         return status_error("Kite", http_status, text)
     error_type = str(body.get("error_type") or "GeneralException")

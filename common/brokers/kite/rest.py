@@ -26,8 +26,9 @@ class Adapter(RestAdapterBase):
     def _headers(self) -> dict[str, str]:
         return {"X-Kite-Version": "3", "Authorization": f"token {self.account.api_key}:{self._access_token()}"}
 
-    def _call(self, method: str, path: str, data: dict[str, str] | None = None, json: Any = None) -> dict[str, Any]:
-        resp: requests.Response = send(self._http, method, f"{self._base}{path}", data=data, json=json,
+    def _call(self, method: str, path: str, data: dict[str, str] | None = None, json: Any = None, *,
+              order: bool = False) -> dict[str, Any]:
+        resp: requests.Response = send(self._session(order), method, f"{self._base}{path}", data=data, json=json,
                                        headers=self._headers(), read_timeout_s=self._read_timeout_s)
         body = json_or_none(resp)
         if resp.status_code == 200 and isinstance(body, dict) and body.get("status") == "success":
@@ -35,7 +36,8 @@ class Adapter(RestAdapterBase):
         raise map_error(resp.status_code, body, resp.text)
 
     def place(self, order: Order, instrument: Instrument | None) -> str:
-        body = self._call("POST", f"/orders/{translate.VARIETY}", translate.order_form(order, instrument))
+        body = self._call("POST", f"/orders/{translate.VARIETY}", translate.order_form(order, instrument),
+                          order=True)
         order_id = translate.order_id_of(body)
         if not order_id:
             raise Ambiguous("Kite: success without an order_id")
@@ -44,11 +46,12 @@ class Adapter(RestAdapterBase):
     def modify(self, order: Order, broker_order_id: str, changes: dict[str, Any],
                instrument: Instrument | None) -> str:
         new = order.with_(**changes)
-        body = self._call("PUT", f"/orders/{translate.VARIETY}/{broker_order_id}", translate.modify_form(new))
+        body = self._call("PUT", f"/orders/{translate.VARIETY}/{broker_order_id}", translate.modify_form(new),
+                          order=True)
         return translate.order_id_of(body) or broker_order_id
 
     def cancel(self, order: Order, broker_order_id: str) -> str:
-        body = self._call("DELETE", f"/orders/{translate.VARIETY}/{broker_order_id}")
+        body = self._call("DELETE", f"/orders/{translate.VARIETY}/{broker_order_id}", order=True)
         return translate.order_id_of(body) or broker_order_id
 
     def orders(self) -> list[OrderUpdate]:

@@ -9,6 +9,8 @@ decides anything except the two login cases below.
 
 * HTTP 429, or an emsg about too many requests -> RateLimited (Finvasia documents no rate-limit
   answer; the paper broker sends a 429 with a Not_Ok body, and both shapes are read).
+* An order from an IP other than the registered static IP (the 2026 rule; Finvasia publishes no
+  wording for it) -> EgressRefused, read from the emsg (or the raw body) alone, whatever its kind.
 * 503 -> BrokerUnavailable: the gateway refused before the OMS (a 502 may come after it
   forwarded the request: Ambiguous, as any other answer that is not Noren's).
 * ``Server Timeout`` and 500 / 504 without a Noren body -> Ambiguous: the OMS may have acted.
@@ -25,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.brokers.base import NOT_FORWARDED, status_error
+from common.brokers.egress import refusal
 from common.errors import (
     Ambiguous,
     BrokerError,
@@ -35,7 +38,10 @@ from common.errors import (
     TokenExpired,
 )
 
-__all__ = ["KINDS", "NO_DATA", "emsg_kind", "map_error"]
+__all__ = ["IP_CONSOLE", "KINDS", "NO_DATA", "emsg_kind", "map_error"]
+
+# Where a Shoonya client registers its static IP (the runbook step of EgressRefused).
+IP_CONSOLE = "trade.shoonya.com (Profile > API Key: the static IP)"
 
 KINDS: dict[str, type[BrokerError]] = {
     "session expired": TokenExpired,  # the susertoken is invalid or expired: log in again
@@ -68,6 +74,10 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
     message = f"Shoonya: {emsg}" if emsg else f"Shoonya: HTTP {http_status}"
     if http_status == 429 or KINDS.get(kind) is RateLimited:
         return RateLimited(message, retry_after_s=1.0, code=kind or "429", http_status=http_status)
+    egress = None if during_login else refusal("Shoonya", emsg or text, console=IP_CONSOLE, code=kind or None,
+                                                 http_status=http_status)
+    if egress is not None:
+        return egress
     if http_status in NOT_FORWARDED:
         return BrokerUnavailable(message, code=kind or None, http_status=http_status)
     noren = isinstance(body, dict) and body.get("stat") == "Not_Ok"

@@ -25,8 +25,8 @@ PREFIX = "/NorenWClientTP"
 class Adapter(RestAdapterBase):
     """:class:`common.brokers.base.BrokerAdapter` for Shoonya."""
 
-    def _call(self, name: str, values: dict[str, Any], *, empty_ok: bool = False) -> Any:
-        resp = send(self._http, "POST", f"{self._base}{PREFIX}/{name}",
+    def _call(self, name: str, values: dict[str, Any], *, empty_ok: bool = False, order: bool = False) -> Any:
+        resp = send(self._session(order), "POST", f"{self._base}{PREFIX}/{name}",
                     data=translate.jdata(values, self._access_token()), read_timeout_s=self._read_timeout_s)  # fmt: skip
         parsed = json_or_none(resp)
         if resp.status_code == 200:
@@ -38,7 +38,7 @@ class Adapter(RestAdapterBase):
         raise map_error(resp.status_code, parsed, resp.text)
 
     def place(self, order: Order, instrument: Instrument | None) -> str:
-        body = self._call("PlaceOrder", translate.order_values(order, instrument, self.account.user_id))
+        body = self._call("PlaceOrder", translate.order_values(order, instrument, self.account.user_id), order=True)
         order_id = translate.order_id_of(body) if isinstance(body, dict) else ""
         if not order_id:
             raise Ambiguous("Shoonya: success without a norenordno")
@@ -48,11 +48,11 @@ class Adapter(RestAdapterBase):
                instrument: Instrument | None) -> str:
         new = order.with_(**changes)
         body = self._call("ModifyOrder", translate.modify_values(new, broker_order_id, instrument,
-                                                                 self.account.user_id))  # fmt: skip
+                                                                 self.account.user_id), order=True)  # fmt: skip
         return (translate.order_id_of(body) if isinstance(body, dict) else "") or broker_order_id
 
     def cancel(self, order: Order, broker_order_id: str) -> str:
-        body = self._call("CancelOrder", translate.cancel_values(broker_order_id, self.account.user_id))
+        body = self._call("CancelOrder", translate.cancel_values(broker_order_id, self.account.user_id), order=True)
         return (translate.order_id_of(body) if isinstance(body, dict) else "") or broker_order_id
 
     def orders(self) -> list[OrderUpdate]:
