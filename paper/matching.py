@@ -92,6 +92,15 @@ def _check_prices(order_type: str, price: int, trigger_price: int) -> None:
         raise OrderError("input", "Invalid `trigger_price`.")
 
 
+def freeze_message(inst: PaperInstrument, quantity: int) -> str:
+    """The exchange's refusal of an order above the contract's freeze quantity (one text for every
+    dialect: each renders the REJECTED order, or the input error of a modify, in its own shape)."""
+    return (
+        f"Quantity {quantity} is above the freeze quantity {inst.freeze_quantity} of {inst.symbol}: "
+        "the exchange refuses a larger order (split it into orders of at most the freeze quantity)."
+    )
+
+
 class MatchingEngine:
     def __init__(self, state: PaperState, on_change: Callable[[PaperOrder], None] | None = None) -> None:
         self.state = state
@@ -165,6 +174,8 @@ class MatchingEngine:
             return "Instrument is not tradable (index)."
         if req.quantity % inst.lot_size:
             return f"Quantity should be a multiple of lot size {inst.lot_size}."
+        if inst.freeze_quantity and req.quantity > inst.freeze_quantity:
+            return freeze_message(inst, req.quantity)
         for value in (req.price, req.trigger_price):
             if value and tick and value % tick:
                 return (
@@ -191,6 +202,9 @@ class MatchingEngine:
             raise OrderError("input", "Invalid `quantity`.")
         if quantity is not None and quantity % order.instrument.lot_size:
             raise OrderError("input", "Quantity should be a multiple of lot size.")
+        freeze = order.instrument.freeze_quantity
+        if quantity is not None and freeze and quantity > freeze:
+            raise OrderError("input", freeze_message(order.instrument, quantity))
         tick = order.instrument.tick_size_paise
         if tick and any(value and value % tick for value in (price, trigger_price)):
             raise OrderError("input", "Price should be a multiple of tick size.")
@@ -257,12 +271,14 @@ class MatchingEngine:
         self._changed(order)
 
     def tick(self) -> None:
-        """Move the price of every instrument with a resting order one step, then match."""
+        """Move the price of every instrument with a resting order one step (a derivative's
+        underlying first, once), then match."""
         resting = [o for o in self.state.orders.values() if o.is_open]
         moved: set[int] = set()
         for order in resting:
-            token = order.instrument.kite_token
-            if token not in moved:
-                self.state.prices.advance(order.instrument)
-                moved.add(token)
+            inst = order.instrument
+            for each in (inst.spot, inst):
+                if each is not None and each.kite_token not in moved:
+                    self.state.prices.advance(each)
+                    moved.add(each.kite_token)
             self._try_fill(order)
