@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from paper import portfolio
+from paper.angel.master import scrip_master
 from paper.angel.payloads import (
     ANGEL_ORDERTYPE,
     ORDERTYPE_TO_KITE,
@@ -33,7 +34,7 @@ from paper.angel.payloads import (
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
 from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units, whole_number
 from paper.orders import PaperOrder, next_ist_epoch, now_ist
-from paper.universe import PaperInstrument, angel_scrip_master
+from paper.universe import PaperInstrument
 from paper.users import User, bearer_token, jwt_shaped
 
 BASE = "/rest/secure/angelbroking"
@@ -407,7 +408,7 @@ async def _ltp(call: Call) -> Response:
 async def _scrip_master(call: Call) -> Response:
     body = call.paper.cache.get("angel_scrip_master")
     if body is None:
-        body = json.dumps(angel_scrip_master(call.state.universe)).encode()
+        body = json.dumps(scrip_master(call.state.universe)).encode()
         call.paper.cache["angel_scrip_master"] = body
     return Response(body, 200, media_type="application/json")
 

@@ -15,9 +15,10 @@ import pytest
 
 from common.brokers.angel import contracts, feed, translate
 from common.brokers.angel.instruments import parse_json, parse_rows
-from common.derivatives import parse_symbol
+from common.derivatives import future_symbol, option_symbol, parse_symbol
 from common.errors import InvalidOrder
 from common.models import Instrument, Order
+from devtools.waiting import wait_for
 from paper.angel import encode
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "angel" / "scrip_master_fo.json"
@@ -168,3 +169,127 @@ def test_the_feed_key_and_open_interest_of_a_contract() -> None:
     # LTP and Quote packets carry no open interest: 0, never a stale value
     ticks, _ = feed.decode(encode.angel_ltp(4, "866186", 2, 1, 5_000), table, 8)
     assert (ticks[0].instrument_key, ticks[0].oi) == (sensex.key, 0)
+
+
+# ----- the paper broker's master, orders and ticks -----
+PINNED = date(2026, 12, 7)  # a Monday: NIFTY's weekly (Tuesday) and SENSEX's (Thursday) both listed
+
+
+def test_the_paper_master_reads_as_the_paper_universe() -> None:
+    """The paper Angel's OpenAPIScripMaster.json rows, read by brokergate's parser, name exactly
+    the contracts of the paper universe, by generic key, with their tokens and lot sizes."""
+    from paper.angel.master import scrip_master
+    from paper.universe import build_universe
+
+    universe = build_universe(PINNED)
+    rows = json.loads(json.dumps(scrip_master(universe)))  # through the wire form
+    parsed = {i.key: i for i in parse_rows(rows, PINNED) if i.kind in ("future", "option")}
+    want = {}
+    for p in universe:
+        if p.is_derivative:
+            assert p.expiry is not None
+            sym = (option_symbol(p.underlying, p.expiry, Decimal(p.strike_paise) / 100, p.right)
+                   if p.kind == "option" else future_symbol(p.underlying, p.expiry))
+            want[f"{p.exchange}:{sym}"] = p
+    assert set(parsed) == set(want) and any(k.startswith("BFO:SENSEX") for k in want)
+    for key, p in want.items():
+        got = parsed[key]
+        assert (got.token, got.lot_size, got.freeze_quantity) == (p.angel_token, p.lot_size, p.freeze_quantity)
+        assert got.tick_size == Decimal(p.tick_size_paise) / 100 and feed.key_of(got) == (p.angel_exchange_type,
+                                                                                          p.angel_token)
+    # the real file's shapes: BFO in the exchange's own pattern, NFO DD MON YY
+    row = next(r for r in rows if r["exch_seg"] == "BFO" and r["instrumenttype"] == "OPTIDX")
+    assert contracts.expiry_of(row["expiry"]) is not None and not row["symbol"].startswith(
+        "SENSEX" + row["expiry"][:5] + row["expiry"][-2:])
+
+
+def _nifty_option(master_rows: list[Instrument]) -> Instrument:
+    """NIFTY's soonest-expiring call at the strike nearest the paper index's reference (24,000)."""
+    calls = [i for i in master_rows if i.underlying == "NIFTY" and i.kind == "option" and i.right == "CE"]
+    soonest = min(i.expiry for i in calls if i.expiry is not None)
+    return min((i for i in calls if i.expiry == soonest), key=lambda i: abs((i.strike or 0) - 24000))
+
+
+@pytest.fixture
+def angel_with_derivatives(make_accounts: Any, r: Any) -> tuple[Any, Instrument]:
+    """angel1, logged in, with the paper broker's master (its NIFTY contracts and the index) stored."""
+    from common import instruments
+    from common.brokers.angel.instruments import fetch
+    from tests.fixtures.accounts import logged_in
+
+    acct = make_accounts(kite=0, angel=1)["angel1"]
+    logged_in([acct])
+    rows = fetch(acct)
+    kept = [i for i in rows if i.underlying == "NIFTY" or i.key == "NSE:NIFTY 50"]
+    instruments.store(acct.name, kept, r)
+    return acct, _nifty_option(kept)
+
+
+@pytest.mark.slow
+def test_an_option_ordered_by_generic_key_reaches_the_paper_broker_under_angels_symbol(
+        angel_with_derivatives: tuple[Any, Instrument], celery_workers: Any, paper: Any) -> None:
+    from common import keys
+    from common.client import place_order
+
+    acct, option = angel_with_derivatives
+    celery_workers.start([keys.urgent_queue(acct.name), keys.orders_queue(acct.name)])
+    # a marketable LIMIT (Angel refuses MARKET orders from the API): it fills at the last price
+    h = place_order(account=acct.name, exchange="NFO", symbol=option.symbol, side="BUY", quantity=option.lot_size,
+                    order_type="LIMIT", price="4000", product="NORMAL")
+    got = h.wait(20)  # sent and accepted (Angel pushes fills on its order socket, not started here)
+    assert got["broker_order_id"]
+    row = wait_for(lambda: next((o for o in paper.orders() if o.get("tag") == h.id and o.get("status") == "COMPLETE"),
+                                None), 15, what="the option order filled at the paper broker")
+    sent = row["broker_payload"]
+    assert (sent["tradingsymbol"], sent["symboltoken"], sent["exchange"]) == (option.broker_symbol, option.token, "NFO")
+    assert (sent["producttype"], sent["quantity"]) == ("CARRYFORWARD", str(option.lot_size))
+
+
+@pytest.mark.slow
+def test_ticks_of_an_option_subscribed_by_generic_key_carry_open_interest(
+        angel_with_derivatives: tuple[Any, Instrument], paper: Any, r: Any) -> None:
+    from common.ticks import subscribe_ticks
+    from feed.supervisor import Feed
+
+    acct, option = angel_with_derivatives
+    f = Feed({acct.name: acct}, r, heartbeat_s=0.1, backoff_base_s=0.05, token_poll_s=0.5)
+    f.start()
+    try:
+        with subscribe_ticks([option.key], "full", account=acct.name, r=r) as sub:
+            tick = sub.get(10)
+            while tick is not None and tick.instrument_key != option.key:
+                tick = sub.get(10)
+    finally:
+        f.stop()
+    assert tick is not None, "no tick of the option"
+    assert (tick.exchange, tick.symbol, tick.token, tick.mode) == ("NFO", option.symbol, option.token, "full")
+    assert tick.oi > 0 and tick.oi % option.lot_size == 0 and tick.last_price > 0
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:ssl.OP_NO:DeprecationWarning")  # the SDK's own TLS options
+def test_the_official_sdk_trades_a_contract_read_from_the_paper_master(paper: Any, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """SmartAPI has no call for the scrip master: its users download the JSON and pick the row
+    (the docs' "Instruments" page). The official SmartConnect then quotes and orders the row's
+    symbol and token."""
+    import requests
+
+    from tests.fixtures.paper import angel_session
+
+    monkeypatch.chdir(tmp_path)  # SmartConnect() writes ./logs
+    rows = requests.get(f"{paper.url}/OpenAPI_File/files/OpenAPIScripMaster.json", timeout=30).json()
+    row = next(r for r in rows if r["exch_seg"] == "NFO" and r["instrumenttype"] == "OPTIDX" and r["name"] == "NIFTY")
+    assert set(row) >= {"token", "symbol", "name", "expiry", "strike", "lotsize", "instrumenttype", "exch_seg",
+                        "tick_size", "freeze_qty"}
+    user = paper.add_user(broker="angel", caps={"orders": ["1000/s"], "quote": ["1000/s"], "other": ["1000/s"],
+                                                "login": ["1000/s"], "orderbook": ["1000/s"]})
+    client = angel_session(paper, user)
+    ltp = client.ltpData("NFO", row["symbol"], row["token"])
+    assert ltp["status"] is True and ltp["data"]["symboltoken"] == row["token"] and ltp["data"]["ltp"] > 0
+    order_id = client.placeOrder({
+        "variety": "NORMAL", "tradingsymbol": row["symbol"], "symboltoken": row["token"], "transactiontype": "BUY",
+        "exchange": "NFO", "ordertype": "LIMIT", "producttype": "CARRYFORWARD", "duration": "DAY",
+        "price": "4000", "quantity": row["lotsize"]})
+    book = {o["orderid"]: o for o in client.orderBook()["data"]}
+    assert book[order_id]["orderstatus"] == "complete" and book[order_id]["symboltoken"] == row["token"]

@@ -1,0 +1,56 @@
+"""The paper Angel's ``OpenAPIScripMaster.json``: the equity and index rows of
+:func:`paper.universe.angel_scrip_master` and the derivative universe's futures and options in the
+real file's row shape (issue #16; docs/brokers.md § Derivative instrument masters).
+
+A contract's row: ``token`` (the exchange token), ``symbol`` (NFO ``NIFTY16DEC2524000CE`` /
+``NIFTY30DEC25FUT``; BFO in the exchange's own pattern, as Angel lists it: ``SENSEX25D1880000CE``
+weekly, ``SENSEX25DEC80000CE`` monthly, ``SENSEX25DECFUT``, which is the Kite-style symbol),
+``name`` (the underlying), ``expiry`` ``16DEC2025``, ``strike`` in paise with six decimals
+(``-1.000000`` on futures), ``lotsize``, ``instrumenttype`` OPTIDX / OPTSTK / FUTIDX / FUTSTK,
+``exch_seg`` NFO / BFO, ``tick_size`` in paise, ``freeze_qty`` (the first quantity the exchange
+freezes: the most an order may carry plus one, NIFTY ``1801``; ``0`` where none is modelled) and
+``is_cas_enabled``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from paper.universe import PaperInstrument, angel_scrip_master
+
+__all__ = ["contract_row", "scrip_master"]
+
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+def _instrument_type(inst: PaperInstrument) -> str:
+    index = inst.spot is not None and inst.spot.is_index
+    return ("OPT" if inst.kind == "option" else "FUT") + ("IDX" if index else "STK")
+
+
+def contract_row(inst: PaperInstrument) -> dict[str, Any]:
+    """One future or option as a scrip-master row."""
+    assert inst.expiry is not None, inst
+    expiry = f"{inst.expiry.day:02d}{_MONTHS[inst.expiry.month - 1]}{inst.expiry.year}"
+    return {
+        "token": inst.angel_token,
+        "symbol": inst.symbol if inst.exchange == "BFO" else inst.angel_symbol,
+        "name": inst.underlying,
+        "expiry": expiry,
+        "strike": f"{inst.strike_paise}.000000" if inst.kind == "option" else "-1.000000",
+        "lotsize": str(inst.lot_size),
+        "instrumenttype": _instrument_type(inst),
+        "exch_seg": inst.exchange,
+        "tick_size": f"{inst.tick_size_paise}.000000",
+        "freeze_qty": str(inst.freeze_quantity + 1 if inst.freeze_quantity else 0),
+        "is_cas_enabled": False,
+    }
+
+
+def scrip_master(instruments: Iterable[PaperInstrument]) -> list[dict[str, Any]]:
+    """Every row: equities and indices first, then the contracts."""
+    listed = list(instruments)
+    rows: list[dict[str, Any]] = list(angel_scrip_master(listed))
+    rows.extend(contract_row(i) for i in listed if i.is_derivative)
+    return rows
