@@ -10,13 +10,15 @@ from typing import Any
 
 from paper.orders import PaperOrder, PaperTrade, rupees_number
 from paper.portfolio import PaperFunds, PaperHolding, PaperPosition
+from paper.universe import PaperInstrument
 
 ORDER_TYPES = {1: "LIMIT", 2: "MARKET", 3: "SL-M", 4: "SL"}
 # Fyers productType -> the paper's product (Kite's names, which paper/portfolio.py's margin rates
 # use); CO, BO and MTF have no Kite name and stay as they are.
 PRODUCTS_IN = {"CNC": "CNC", "INTRADAY": "MIS", "MARGIN": "NRML", "CO": "CO", "BO": "BO", "MTF": "MTF"}
 PRODUCTS_OUT = {v: k for k, v in PRODUCTS_IN.items()}
-# The paper universe is NSE cash: Fyers' exchange code 10 (NSE), segment 10 (capital market).
+# Fyers' exchange code 10 (NSE), segment 10 (capital market): the equities'. Every instrument's
+# own pair is its Fytoken's first four digits (10 11 NFO, 12 11 BFO): exchange_segment().
 NSE, CASH = 10, 10
 ORDER_TYPE_CODES = {v: k for k, v in ORDER_TYPES.items()}
 STATUS_CODES = {"OPEN": 6, "TRIGGER PENDING": 6, "COMPLETE": 2, "CANCELLED": 1, "REJECTED": 5}
@@ -35,6 +37,13 @@ RAW_ORDER_FIELDS = {
 
 def fyers_product(product: str) -> str:
     return PRODUCTS_OUT.get(product, product)
+
+
+def exchange_segment(inst: PaperInstrument) -> tuple[int, int]:
+    """Fyers' (exchange, segment) codes of an instrument, from its Fytoken: (10, 10) NSE cash,
+    (10, 11) NSE F&O, (12, 11) BSE F&O."""
+    token = inst.fyers_token
+    return int(token[:2]), int(token[2:4])
 
 
 def _tag_of(order: PaperOrder) -> str:
@@ -59,8 +68,8 @@ def fyers_order_payload(order: PaperOrder) -> dict[str, Any]:
         "tradedPrice": order.average_price(),
         "type": ORDER_TYPE_CODES.get(order.order_type, 2),
         "fyToken": inst.fyers_token,
-        "exchange": 10,
-        "segment": 10,
+        "exchange": exchange_segment(inst)[0],
+        "segment": exchange_segment(inst)[1],
         "symbol": inst.fyers_symbol,
         "instrument": 0,
         "message": order.status_message or "",
@@ -108,10 +117,10 @@ def fyers_position_row(pos: PaperPosition, serial: int) -> dict[str, Any]:
         "buyQty": pos.buy_quantity, "buyAvg": _rupees(pos.buy_price, div), "buyVal": _rupees(pos.buy_value, div),
         "sellQty": pos.sell_quantity, "sellAvg": _rupees(pos.sell_price, div),
         "sellVal": _rupees(pos.sell_value, div), "slNo": serial, "fyToken": inst.fyers_token,
-        "crossCurrency": "N", "rbiRefRate": 1.0, "qtyMulti_com": 1.0, "segment": CASH,
+        "crossCurrency": "N", "rbiRefRate": 1.0, "qtyMulti_com": 1.0, "segment": exchange_segment(inst)[1],
         "symbol": inst.fyers_symbol, "id": f"{inst.fyers_symbol}-{product}",
         "cfBuyQty": 0, "cfSellQty": 0, "dayBuyQty": pos.buy_quantity, "daySellQty": pos.sell_quantity,
-        "exchange": NSE,
+        "exchange": exchange_segment(inst)[0],
     }  # fmt: skip
 
 
@@ -187,8 +196,9 @@ def fyers_trade_row(order: PaperOrder, trade: PaperTrade) -> dict[str, Any]:
     inst, div = order.instrument, order.instrument.price_divisor
     return {
         "clientId": order.user_id, "orderDateTime": trade.fill_time.strftime("%d-%b-%Y %H:%M:%S"),
-        "orderNumber": order.order_id, "exchangeOrderNo": order.exchange_order_id or "", "exchange": NSE,
-        "side": 1 if order.transaction_type == "BUY" else -1, "segment": CASH,
+        "orderNumber": order.order_id, "exchangeOrderNo": order.exchange_order_id or "",
+        "exchange": exchange_segment(inst)[0], "segment": exchange_segment(inst)[1],
+        "side": 1 if order.transaction_type == "BUY" else -1,
         "orderType": ORDER_TYPE_CODES.get(order.order_type, 2), "fyToken": inst.fyers_token,
         "productType": fyers_product(order.product), "tradedQty": trade.quantity,
         "tradePrice": rupees_number(trade.price, div), "tradeValue": rupees_number(trade.quantity * trade.price, div),

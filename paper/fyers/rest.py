@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from paper import portfolio
+from paper.fyers import master
 from paper.fyers.payloads import (
     ORDER_TYPES,
     PRODUCTS_IN,
@@ -448,13 +449,18 @@ async def _symbol_token(call: Call) -> Response:
 
 
 async def _symbol_master(call: Call) -> Response:
+    """NSE_CM.csv, BSE_CM.csv (the indices), and NSE_FO.csv / BSE_FO.csv of the trading date."""
     name = call.request.path_params["name"]
-    if name != "NSE_CM":
+    if name not in ("NSE_CM", "BSE_CM") and name not in master.FILES:
         return PlainTextResponse("Not Found", 404)
-    body = call.paper.cache.get("fyers_nse_cm")
+    key, state = f"fyers_{name.lower()}", call.state
+    body = call.paper.cache.get(key)
     if body is None:
-        body = fyers_symbol_master_csv(call.state.universe).encode()
-        call.paper.cache["fyers_nse_cm"] = body
+        if name.endswith("_CM"):
+            body = fyers_symbol_master_csv(state.universe, name[:3]).encode()
+        else:
+            body = master.fo_csv(state.universe, name, state.trading_date).encode()
+        call.paper.cache[key] = body
     return Response(body, 200, media_type="text/csv")
 
 

@@ -68,6 +68,9 @@ REFUSED_GRACE_S = 10.0
 # MAX_UNACKED frames behind gets no data until it acknowledges (the SDK acknowledges as asked).
 ACK_EVERY = 10
 MAX_UNACKED = 3 * ACK_EVERY
+# The Fytoken's exchange and segment digits -> the HSM topic's segment (fyers_apiv3 map.json
+# exch_seg_dict): a topic names an instrument only in its own segment.
+HSM_SEGMENTS = {"1010": "nse_cm", "1011": "nse_fo", "1210": "bse_cm", "1211": "bse_fo"}
 _PACKETS_PER_FRAME = 1000
 def _fields(data: bytes) -> dict[int, bytes]:
     """A request's fields (``B`` id, ``>H`` length, value) after the 4-byte head; the head's
@@ -230,7 +233,9 @@ class FyersDataSocket(TickingSocket):
         for topic in topics:
             kind, _, rest = topic.partition("|")
             segment, _, token = rest.partition("|")
-            inst = self.state.by_fyers_topic(token) if segment == "nse_cm" else None
+            inst = self.state.by_fyers_topic(token)
+            if inst is not None and HSM_SEGMENTS.get(inst.fyers_token[:4]) != segment:
+                inst = None
             if inst is None or kind not in ("sf", "if", "dp") or (kind == "if") != inst.is_index:
                 ok = False
                 continue
@@ -285,8 +290,9 @@ class FyersDataSocket(TickingSocket):
         if last is None:
             inst = sub.inst
             precision = len(str(inst.price_divisor)) - 1  # 100 -> 2: prices in 1/10**precision rupee
-            name = inst.angel_symbol if inst.is_index else f"{inst.symbol}-EQ"
-            return enc.snapshot(sub.tid, sub.topic, values, 1, precision, "NSE", inst.fyers_exchange_token, name)
+            exchange, _, bare = inst.fyers_symbol.partition(":")
+            name = inst.angel_symbol if inst.is_index else bare  # SBIN-EQ, NIFTY26D0823250CE
+            return enc.snapshot(sub.tid, sub.topic, values, 1, precision, exchange, inst.fyers_exchange_token, name)
         if self.channel_modes.get(sub.channel, FULL_MODE) == LITE_MODE:
             if sub.kind == "dp":
                 return None

@@ -22,6 +22,7 @@ from common.brokers.fyers import portfolio as fyers_portfolio
 from common.errors import InvalidOrder
 from common.models import Instrument, Order
 from paper.fyers import encode
+from tests.paper.test_fyers_sdk import sdk  # noqa: F401 (the SDK pointed at the paper broker)
 from tests.paths import DATA
 
 NSE_FO = (DATA / "fyers" / "NSE_FO_rows.csv").read_text()
@@ -175,3 +176,155 @@ def test_a_derivative_order_without_its_contract_is_refused_before_sending() -> 
         translate.order_body(_order("NIFTY26SEPFUT"), None)
     # An equity needs no master row: its ticker is EXCHANGE:SYMBOL-EQ.
     assert translate.order_body(_order("SBIN", "NSE", quantity=1, product="DELIVERY"), None)["symbol"] == "NSE:SBIN-EQ"
+
+
+# ----- the paper broker's masters, orders and ticks -----
+PINNED = date(2026, 12, 7)  # a Monday: NIFTY's weekly (Tuesday) and SENSEX's (Thursday) both listed
+
+
+def test_the_paper_masters_read_as_the_paper_universe() -> None:
+    """The paper Fyers' NSE_FO.csv and BSE_FO.csv, read by brokergate's parser, name exactly the
+    contracts of the paper universe, by generic key, with their Fytokens, tickers and lot sizes."""
+    from common.derivatives import future_symbol, option_symbol
+    from paper.fyers.master import FILES, fo_csv
+    from paper.universe import build_universe
+
+    universe = build_universe(PINNED)
+    texts = {name: fo_csv(universe, name, PINNED) for name in FILES}
+    parsed = {i.key: i for text in texts.values() for i in fyers_instruments.parse_csv(text, PINNED)}
+    want = {}
+    for p in universe:
+        if p.is_derivative:
+            assert p.expiry is not None
+            sym = (option_symbol(p.underlying, p.expiry, Decimal(p.strike_paise) / 100, p.right)
+                   if p.kind == "option" else future_symbol(p.underlying, p.expiry))  # fmt: skip
+            want[f"{p.exchange}:{sym}"] = p
+    assert set(parsed) == set(want) and any(k.startswith("BFO:SENSEX") for k in want)
+    assert {i.exchange for i in fyers_instruments.parse_csv(texts["BSE_FO"], PINNED)} == {"BFO"}
+    for key, p in want.items():
+        got = parsed[key]
+        assert (got.token, got.broker_symbol, got.lot_size) == (p.fyers_token, p.fyers_symbol, p.lot_size)
+        assert got.tick_size == Decimal(p.tick_size_paise) / 100
+        segment = "nse_fo" if p.exchange == "NFO" else "bse_fo"
+        assert fyers_feed.key_of(got) == (f"sf|{segment}|{p.fyers_exchange_token}", p.fyers_token)
+    # the live file's shapes, column for column (tests/data/fyers/NSE_FO_rows.csv)
+    row = next(line.split(",") for line in texts["NSE_FO"].splitlines() if ",NIFTY," in line and ",CE," in line)
+    assert len(row) == 21 and row[6] == "0915-1530|1815-1915:" and row[16] == "CE" and row[15].endswith(".0")
+    assert row[1].startswith("NIFTY ") and row[1].endswith(" CE") and row[18:] == ["None", "0", "0.0"]
+
+
+def _nifty_option(master_rows: list[Instrument]) -> Instrument:
+    """NIFTY's soonest-expiring call at the strike nearest the paper index's reference (24,000)."""
+    calls = [i for i in master_rows if i.underlying == "NIFTY" and i.kind == "option" and i.right == "CE"]
+    soonest = min(i.expiry for i in calls if i.expiry is not None)
+    return min((i for i in calls if i.expiry == soonest), key=lambda i: abs((i.strike or 0) - 24000))
+
+
+@pytest.fixture
+def fyers_with_derivatives(make_accounts: Any, r: Any) -> tuple[Any, Instrument]:
+    """fyers1, logged in, with the paper broker's master (its NIFTY contracts and the index) stored,
+    downloaded from the paper as from public.fyers.in (the default files: NSE_CM, BSE_CM, NSE_FO, BSE_FO)."""
+    from tests.fixtures.accounts import logged_in
+
+    acct = make_accounts(kite=0, angel=0, fyers=1)["fyers1"]
+    logged_in([acct])
+    rows = fyers_instruments.fetch(acct)
+    assert {"NSE:NIFTY 50", "BSE:SENSEX"} <= {i.key for i in rows if i.kind == "index"}
+    assert {i.exchange for i in rows if i.kind in ("future", "option")} == {"NFO", "BFO"}
+    kept = [i for i in rows if i.underlying == "NIFTY" or i.key == "NSE:NIFTY 50"]
+    instruments.store(acct.name, kept, r)
+    return acct, _nifty_option(kept)
+
+
+@pytest.mark.slow
+def test_an_option_ordered_by_generic_key_reaches_the_paper_broker_under_its_fyers_ticker(
+        fyers_with_derivatives: tuple[Any, Instrument], celery_workers: Any, paper: Any) -> None:
+    import threading
+
+    from common import keys
+    from common.client import place_order
+    from feed.order_socket import start_order_sockets
+
+    acct, option = fyers_with_derivatives
+    celery_workers.start([keys.urgent_queue(acct.name), keys.orders_queue(acct.name)])
+    stop = threading.Event()
+    (sock,) = start_order_sockets([acct], stop)  # Fyers pushes fills on its order socket
+    try:
+        assert sock.connected.wait(10)  # type: ignore[attr-defined]
+        # a marketable LIMIT: it fills at the last price
+        h = place_order(account=acct.name, exchange="NFO", symbol=option.symbol, side="BUY",
+                        quantity=option.lot_size, order_type="LIMIT", price="4000", product="NORMAL")
+        got = h.wait(20, final=True)
+    finally:
+        stop.set()
+        sock.join(5)
+    assert got["state"] == "COMPLETE" and got["filled_quantity"] == option.lot_size
+    (row,) = [o for o in paper.orders() if o.get("tag") == h.id]
+    sent = row["broker_payload"]
+    assert (sent["symbol"], sent["fyToken"], sent["exchange"], sent["segment"]) == (
+        option.broker_symbol, option.token, 10, 11)
+    assert (sent["productType"], sent["qty"], sent["status"]) == ("MARGIN", option.lot_size, 2)
+
+
+@pytest.mark.slow
+def test_ticks_of_an_option_subscribed_by_generic_key_carry_open_interest(
+        fyers_with_derivatives: tuple[Any, Instrument], paper: Any, r: Any) -> None:
+    from common.ticks import subscribe_ticks
+    from feed.supervisor import Feed
+
+    acct, option = fyers_with_derivatives
+    f = Feed({acct.name: acct}, r, heartbeat_s=0.1, backoff_base_s=0.05, token_poll_s=0.5)
+    f.start()
+    try:
+        with subscribe_ticks([option.key], "full", account=acct.name, r=r) as sub:
+            tick = sub.get(10)
+            while tick is not None and tick.instrument_key != option.key:
+                tick = sub.get(10)
+    finally:
+        f.stop()
+    assert tick is not None, "no tick of the option"
+    assert (tick.exchange, tick.symbol, tick.token, tick.mode) == ("NFO", option.symbol, option.token, "full")
+    assert tick.oi > 0 and tick.oi % option.lot_size == 0 and tick.last_price > 0
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("sdk")
+def test_the_official_sdk_trades_and_streams_a_contract_read_from_the_paper_master(paper: Any) -> None:
+    """fyers-apiv3 has no call for the symbol masters: its users download the CSV (the docs read it
+    with pandas; csv here) and pick the row. The official FyersModel then orders the row's ticker,
+    and its data socket resolves the ticker (/data/symbol-token) to the row's nse_fo topic and
+    parses the paper's packets. (The SDK's messages leave OI out, though the packet carries it:
+    data_ws.py pops "OI"; the paper's last packet shows it.)"""
+    import csv
+    import io
+
+    import requests
+
+    from devtools.waiting import wait_for
+    from tests.paper.test_fyers_sdk import APP_ID, ROOMY, DataSocket, model, sdk_login
+
+    text = requests.get(f"{paper.url}/sym_details/NSE_FO.csv", timeout=30).text
+    row = next(r for r in csv.reader(io.StringIO(text)) if r[13] == "NIFTY" and r[16] == "CE")
+    fytoken, ticker, lot = row[0], row[9], int(row[3])
+    user = paper.add_user(broker="fyers", api_key=APP_ID, caps=ROOMY)
+    token = sdk_login(paper, user)
+    fyers = model(user, token)
+    placed = fyers.place_order({"symbol": ticker, "qty": lot, "type": 1, "side": 1, "productType": "MARGIN",
+                                "limitPrice": 4000, "stopPrice": 0, "validity": "DAY", "disclosedQty": 0,
+                                "offlineOrder": False, "stopLoss": 0, "takeProfit": 0, "orderTag": "fo1"})  # fmt: skip
+    assert placed["s"] == "ok", placed
+    book = {o["id"]: o for o in fyers.orderbook()["orderBook"]}
+    assert (book[placed["id"]]["status"], book[placed["id"]]["fyToken"], book[placed["id"]]["segment"]) == (
+        2, fytoken, 11)
+    ds = DataSocket(paper, user, token, lite=False)
+    try:
+        ds.connect([ticker])
+        wait_for(lambda: any(m.get("symbol") == ticker for m in ds.ticks("sf")), 10, what="the SDK's option tick")
+        assert not ds.errors
+        last = paper.http.get(f"{paper.url}/_paper/ticks/last", params={"broker": "fyers", "token": row[12]},
+                              timeout=5).json()  # fmt: skip
+    finally:
+        ds.close()
+    assert last and last[0]["topic"] == f"sf|nse_fo|{row[12]}" and last[0]["values"]["oi"] > 0
+    tick = next(m for m in ds.ticks("sf") if m.get("symbol") == ticker)
+    assert tick["ltp"] > 0 and "OI" not in tick

@@ -24,7 +24,9 @@ masters' ``qtyFreeze`` is not read), so ``freeze_quantity`` stays 0. A contract 
 before ``today`` (the master's trading date) is dropped: the master is refreshed daily.
 
 The files are public; a paper broker (any non-default ``rest_url``) serves them at the same
-path under its own root. ``extra.symbol_masters`` (default ``["NSE_CM"]``) picks the files.
+path under its own root. ``extra.symbol_masters`` picks the files; the default, ``NSE_CM``,
+``BSE_CM``, ``NSE_FO`` and ``BSE_FO``, has the equities, the indices the options are written on
+(``BSE:SENSEX``) and the NFO and BFO contracts.
 """
 
 from __future__ import annotations
@@ -46,12 +48,13 @@ from common.derivatives import DERIVATIVE_EXCHANGES, format_strike, future_symbo
 from common.models import Instrument
 from common.settings import Account
 
-__all__ = ["IST", "PUBLIC_ROOT", "SYMBOL_MASTER_DIR", "contract", "download", "fetch", "parse_csv", "parse_rows",
-           "trading_date", "urls"]
+__all__ = ["DEFAULT_MASTERS", "IST", "PUBLIC_ROOT", "SYMBOL_MASTER_DIR", "contract", "download", "fetch", "parse_csv",
+           "parse_rows", "trading_date", "urls"]
 
 SYMBOL_MASTER_DIR = "/sym_details"
 PUBLIC_ROOT = "https://public.fyers.in"
 TIMEOUT_S = (3.05, 120.0)
+DEFAULT_MASTERS = ("NSE_CM", "BSE_CM", "NSE_FO", "BSE_FO")
 # (exchange code, segment code) -> the generic exchange
 _EXCHANGES = {("10", "10"): "NSE", ("10", "11"): "NFO", ("10", "12"): "CDS", ("12", "10"): "BSE",
               ("12", "11"): "BFO", ("11", "20"): "MCX", ("12", "12"): "BCD"}
@@ -167,7 +170,7 @@ def urls(account: Account) -> list[str]:
     """The public URLs for the real broker; ``<rest_url>`` + the same paths for any other root."""
     base = account.rest_url.rstrip("/")
     root = PUBLIC_ROOT if base == SPEC.rest_url.rstrip("/") else base
-    names: Any = account.extra.get("symbol_masters", ["NSE_CM"])
+    names: Any = account.extra.get("symbol_masters", DEFAULT_MASTERS)
     return [f"{root}{SYMBOL_MASTER_DIR}/{n}.csv" for n in names]
 
 
