@@ -70,38 +70,58 @@ def trading_date() -> date:
     return datetime.now(IST).date()
 
 
-def _expiry(raw: str, seen: dict[str, date | None]) -> date | None:
-    """Column 8 (epoch seconds of the contract's last trading moment) as an IST date. A master
-    has a few dozen distinct expiries in 100k rows: each is converted once."""
-    if raw in seen:
-        return seen[raw]
-    try:
-        day: date | None = datetime.fromtimestamp(int(raw), IST).date() if raw else None
-    except (ValueError, OverflowError, OSError):
-        day = None
-    seen[raw] = day
-    return day
+class _Seen:
+    """Column values already converted: a master's 100k rows repeat a few dozen expiries and tick
+    sizes and a few thousand strikes, so each distinct text is converted once."""
+
+    def __init__(self) -> None:
+        self.expiries: dict[str, date | None] = {}
+        self.strikes: dict[str, Decimal | None] = {}
+        self.ticks: dict[str, Decimal] = {}
+        self.lots: dict[str, int] = {}
+
+    def expiry(self, raw: str) -> date | None:
+        """Column 8 (epoch seconds of the contract's last trading moment) as an IST date."""
+        if raw not in self.expiries:
+            try:
+                self.expiries[raw] = datetime.fromtimestamp(int(raw), IST).date() if raw else None
+            except (ValueError, OverflowError, OSError):
+                self.expiries[raw] = None
+        return self.expiries[raw]
+
+    def strike(self, raw: str) -> Decimal | None:
+        if raw not in self.strikes:
+            try:
+                strike = Decimal(raw)
+            except InvalidOperation:
+                strike = Decimal("NaN")
+            ok = strike.is_finite() and strike > 0
+            self.strikes[raw] = Decimal(format_strike(strike)) if ok else None
+        return self.strikes[raw]
+
+    def tick(self, raw: str) -> Decimal:
+        if raw not in self.ticks:
+            self.ticks[raw] = tick_size(raw)
+        return self.ticks[raw]
+
+    def lot(self, raw: str) -> int:
+        if raw not in self.lots:
+            self.lots[raw] = lot_size(raw)
+        return self.lots[raw]
 
 
-def _strike(raw: str) -> Decimal | None:
-    try:
-        strike = Decimal(raw)
-    except InvalidOperation:
-        return None
-    return Decimal(format_strike(strike)) if strike.is_finite() and strike > 0 else None
-
-
-def contract(row: list[str], exchange: str, today: date | None, seen: dict[str, date | None]) -> Instrument | None:
+def contract(row: list[str], exchange: str, today: date | None, seen: _Seen | None = None) -> Instrument | None:
     """A futures or options row (NFO, BFO, ...) as a generic Instrument; None when the row is
     not a usable contract (no underlying, expiry or strike) or expired before ``today``."""
+    seen = seen or _Seen()
     underlying = row[13].strip().upper()
-    expiry = _expiry(row[8].strip(), seen)
+    expiry = seen.expiry(row[8].strip())
     if expiry is None or not underlying or ":" in underlying or (today is not None and expiry < today):
         return None
     right = row[16].strip().upper()
     strike: Decimal | None = None
     if right in _RIGHTS:
-        strike = _strike(row[15].strip())
+        strike = seen.strike(row[15].strip())
         if strike is None:
             return None
         symbol, kind, instrument_type = option_symbol(underlying, expiry, strike, right), "option", right
@@ -112,8 +132,8 @@ def contract(row: list[str], exchange: str, today: date | None, seen: dict[str, 
         exchange=exchange,
         symbol=symbol,
         token=row[0].strip(),
-        lot_size=lot_size(row[3]),
-        tick_size=tick_size(row[4]),
+        lot_size=seen.lot(row[3]),
+        tick_size=seen.tick(row[4]),
         name=row[1].strip(),
         instrument_type=instrument_type,
         broker_symbol=row[9].strip(),
@@ -146,7 +166,7 @@ def parse_rows(rows: Iterable[list[str]], today: date | None = None) -> Iterator
     """Instruments of every file's rows; derivatives that expired before ``today`` (default: the
     trading date in India) are left out."""
     today = today or trading_date()
-    seen: dict[str, date | None] = {}
+    seen = _Seen()
     for row in rows:
         if len(row) < _COLUMNS:
             continue
