@@ -19,7 +19,7 @@ from typing import Any
 
 from paper.universe import PaperInstrument, angel_scrip_master
 
-__all__ = ["contract_row", "scrip_master"]
+__all__ = ["contract_fields", "contract_row", "scrip_master", "trading_symbol"]
 
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
@@ -29,15 +29,34 @@ def _instrument_type(inst: PaperInstrument) -> str:
     return ("OPT" if inst.kind == "option" else "FUT") + ("IDX" if index else "STK")
 
 
+def _expiry(inst: PaperInstrument) -> str:
+    assert inst.expiry is not None, inst
+    return f"{inst.expiry.day:02d}{_MONTHS[inst.expiry.month - 1]}{inst.expiry.year}"
+
+
+def trading_symbol(inst: PaperInstrument) -> str:
+    """Angel's trading symbol, in the master and in every book alike."""
+    return inst.symbol if inst.is_derivative and inst.exchange == "BFO" else inst.angel_symbol
+
+
+def contract_fields(inst: PaperInstrument) -> dict[str, str] | None:
+    """The contract columns of a future's or option's getPosition and getTradeBook rows, as users'
+    captured rows show them (``"instrumenttype": "OPTIDX", "symbolgroup": "XX", "strikeprice":
+    "40200.0", "optiontype": "CE", "expirydate": "29MAR2023"``); None for anything else."""
+    if not inst.is_derivative:
+        return None
+    strike = f"{inst.strike_paise / 100:.1f}" if inst.kind == "option" else "-1"
+    return {"instrumenttype": _instrument_type(inst), "symbolgroup": "XX", "strikeprice": strike,
+            "optiontype": inst.right, "expirydate": _expiry(inst), "precision": "2", "multiplier": "-1"}
+
+
 def contract_row(inst: PaperInstrument) -> dict[str, Any]:
     """One future or option as a scrip-master row."""
-    assert inst.expiry is not None, inst
-    expiry = f"{inst.expiry.day:02d}{_MONTHS[inst.expiry.month - 1]}{inst.expiry.year}"
     return {
         "token": inst.angel_token,
-        "symbol": inst.symbol if inst.exchange == "BFO" else inst.angel_symbol,
+        "symbol": trading_symbol(inst),
         "name": inst.underlying,
-        "expiry": expiry,
+        "expiry": _expiry(inst),
         "strike": f"{inst.strike_paise}.000000" if inst.kind == "option" else "-1.000000",
         "lotsize": str(inst.lot_size),
         "instrumenttype": _instrument_type(inst),

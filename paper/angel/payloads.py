@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from paper.angel.master import contract_fields, trading_symbol
 from paper.orders import PaperOrder, PaperTrade
 from paper.portfolio import PaperFunds, PaperHolding, PaperPosition
 
@@ -32,6 +33,7 @@ def angel_order_payload(order: PaperOrder) -> dict[str, Any]:
     div = order.instrument.price_divisor
     status = _ANGEL_STATUS.get(order.status, order.status.lower())
     last_fill = order.trades[-1] if order.trades else None
+    contract = contract_fields(order.instrument)
     return {
         "variety": order.variety,
         "ordertype": ANGEL_ORDERTYPE.get(order.order_type, order.order_type),
@@ -44,15 +46,16 @@ def angel_order_payload(order: PaperOrder) -> dict[str, Any]:
         "squareoff": 0.0,
         "stoploss": 0.0,
         "trailingstoploss": 0.0,
-        "tradingsymbol": order.instrument.angel_symbol,
+        "tradingsymbol": trading_symbol(order.instrument),
         "transactiontype": order.transaction_type,
         "exchange": order.instrument.exchange,
         "symboltoken": order.instrument.angel_token,
         "ordertag": order.tag or "",
-        "instrumenttype": "",
-        "strikeprice": -1.0,
-        "optiontype": "",
-        "expirydate": "",
+        # a contract's as users' captured rows show them ("OPTSTK", 1480, "CE", "25NOV2025")
+        "instrumenttype": contract["instrumenttype"] if contract else "",
+        "strikeprice": float(contract["strikeprice"]) if contract else -1.0,
+        "optiontype": contract["optiontype"] if contract else "",
+        "expirydate": contract["expirydate"] if contract else "",
         "lotsize": str(order.instrument.lot_size),
         "cancelsize": str(order.cancelled_quantity),
         "averageprice": order.average_price(),
@@ -115,8 +118,9 @@ def angel_position_payload(pos: PaperPosition, close: int) -> dict[str, str]:
     average = _rupees(pos.average_price, div)
     return {
         "exchange": inst.exchange, "symboltoken": inst.angel_token,
-        "producttype": ANGEL_PRODUCT.get(pos.product, pos.product), "tradingsymbol": inst.angel_symbol,
-        "symbolname": inst.symbol, **_EQUITY_CONTRACT,
+        "producttype": ANGEL_PRODUCT.get(pos.product, pos.product), "tradingsymbol": trading_symbol(inst),
+        "symbolname": inst.underlying if inst.is_derivative else inst.symbol,
+        **(contract_fields(inst) or _EQUITY_CONTRACT),
         "priceden": "1", "pricenum": "1", "genden": "1", "gennum": "1", "boardlotsize": "1",
         "lotsize": str(inst.lot_size),
         "buyqty": str(pos.buy_quantity), "sellqty": str(pos.sell_quantity), "buyamount": buy, "sellamount": sell,
@@ -169,7 +173,8 @@ def angel_trade_payload(order: PaperOrder, trade: PaperTrade) -> dict[str, str]:
     inst, div = order.instrument, order.instrument.price_divisor
     return {
         "exchange": inst.exchange, "producttype": ANGEL_PRODUCT.get(order.product, order.product),
-        "tradingsymbol": inst.angel_symbol, **_EQUITY_CONTRACT, "marketlot": str(inst.lot_size),
+        "tradingsymbol": trading_symbol(inst), **(contract_fields(inst) or _EQUITY_CONTRACT),
+        "marketlot": str(inst.lot_size),
         "tradevalue": _rupees(trade.quantity * trade.price, div), "transactiontype": order.transaction_type,
         "fillprice": _rupees(trade.price, div), "fillsize": str(trade.quantity), "orderid": order.order_id,
         "fillid": trade.trade_id, "filltime": trade.fill_time.strftime("%H:%M:%S"),

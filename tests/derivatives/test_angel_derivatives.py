@@ -243,6 +243,9 @@ def test_an_option_ordered_by_generic_key_reaches_the_paper_broker_under_angels_
     sent = row["broker_payload"]
     assert (sent["tradingsymbol"], sent["symboltoken"], sent["exchange"]) == (option.broker_symbol, option.token, "NFO")
     assert (sent["producttype"], sent["quantity"]) == ("CARRYFORWARD", str(option.lot_size))
+    # the order book row describes the contract as Angel's do
+    assert (sent["instrumenttype"], sent["optiontype"], sent["strikeprice"]) == ("OPTIDX", "CE", float(option.strike or 0))
+    assert contracts.expiry_of(sent["expirydate"]) == option.expiry
 
 
 @pytest.mark.slow
@@ -279,17 +282,29 @@ def test_the_official_sdk_trades_a_contract_read_from_the_paper_master(paper: An
 
     monkeypatch.chdir(tmp_path)  # SmartConnect() writes ./logs
     rows = requests.get(f"{paper.url}/OpenAPI_File/files/OpenAPIScripMaster.json", timeout=30).json()
-    row = next(r for r in rows if r["exch_seg"] == "NFO" and r["instrumenttype"] == "OPTIDX" and r["name"] == "NIFTY")
-    assert set(row) >= {"token", "symbol", "name", "expiry", "strike", "lotsize", "instrumenttype", "exch_seg",
-                        "tick_size", "freeze_qty"}
+    picked = [next(r for r in rows if r["exch_seg"] == seg and r["instrumenttype"] == "OPTIDX" and r["name"] == name)
+              for seg, name in (("NFO", "NIFTY"), ("BFO", "SENSEX"))]
+    assert set(picked[0]) >= {"token", "symbol", "name", "expiry", "strike", "lotsize", "instrumenttype", "exch_seg",
+                              "tick_size", "freeze_qty"}
     user = paper.add_user(broker="angel", caps={"orders": ["1000/s"], "quote": ["1000/s"], "other": ["1000/s"],
-                                                "login": ["1000/s"], "orderbook": ["1000/s"]})
+                                                "login": ["1000/s"], "orderbook": ["1000/s"], "portfolio": ["1000/s"]})
     client = angel_session(paper, user)
-    ltp = client.ltpData("NFO", row["symbol"], row["token"])
-    assert ltp["status"] is True and ltp["data"]["symboltoken"] == row["token"] and ltp["data"]["ltp"] > 0
-    order_id = client.placeOrder({
-        "variety": "NORMAL", "tradingsymbol": row["symbol"], "symboltoken": row["token"], "transactiontype": "BUY",
-        "exchange": "NFO", "ordertype": "LIMIT", "producttype": "CARRYFORWARD", "duration": "DAY",
-        "price": "4000", "quantity": row["lotsize"]})
+    placed = {}
+    for row in picked:
+        ltp = client.ltpData(row["exch_seg"], row["symbol"], row["token"])
+        assert ltp["status"] is True and ltp["data"]["symboltoken"] == row["token"] and ltp["data"]["ltp"] > 0
+        placed[client.placeOrder({
+            "variety": "NORMAL", "tradingsymbol": row["symbol"], "symboltoken": row["token"], "transactiontype": "BUY",
+            "exchange": row["exch_seg"], "ordertype": "LIMIT", "producttype": "CARRYFORWARD", "duration": "DAY",
+            "price": "9000", "quantity": row["lotsize"]})] = row
     book = {o["orderid"]: o for o in client.orderBook()["data"]}
-    assert book[order_id]["orderstatus"] == "complete" and book[order_id]["symboltoken"] == row["token"]
+    positions = {p["symboltoken"]: p for p in client.position()["data"]}
+    for order_id, row in placed.items():
+        # the books name the contract as the master does (BFO's own symbol pattern included)
+        got = book[order_id]
+        assert (got["orderstatus"], got["symboltoken"], got["tradingsymbol"], got["expirydate"]) == (
+            "complete", row["token"], row["symbol"], row["expiry"])
+        position = positions[row["token"]]
+        assert (position["tradingsymbol"], position["instrumenttype"], position["netqty"]) == (
+            row["symbol"], "OPTIDX", row["lotsize"])
+        assert float(position["strikeprice"]) * 100 == float(row["strike"])
