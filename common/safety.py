@@ -36,7 +36,7 @@ from common.lua import LuaScript, script_text
 from common.models import Order, OrderState, Side
 from common.orderstate import TERMINAL_STATES
 from common.queued import place_of
-from common.redis import as_text, get_redis
+from common.redis import as_text, get_redis, server_time_ms
 
 __all__ = ["Halt", "HaltReport", "check_entry", "halt", "halted", "halts", "resume"]
 
@@ -170,6 +170,23 @@ def _in_flight(r: redis.Redis, account: str) -> int:
                if o["state"] in (OrderState.SENDING.value, OrderState.UNKNOWN.value) and o.get("sent_at_ms"))
 
 
+def _positions_read_now(r: redis.Redis, account: str) -> list[Any]:
+    """The positions from a read from the broker asked after this call. A read answered while a
+    fill was pushed is not stored (common/accountstate.py), and the snapshot left may lack fills the
+    broker has: a MARKET entry answered OPEN whose fill is learned only when the halt's cancel of it
+    runs, while this read is under way. So read again until a read is stored."""
+    since = server_time_ms(r)
+    until = time.monotonic() + SQUARE_OFF_WAIT_S
+    while True:
+        snap = accountstate.get(account, "positions", max_age_s=0)
+        if snap.at_ms >= since:
+            return list(snap.items or [])
+        if time.monotonic() >= until:
+            log.warning("square-off of %s: no read of the positions stored within %.0f s; closing what the "
+                        "snapshot shows", account, SQUARE_OFF_WAIT_S)
+            return list(snap.items or [])
+
+
 def _square_off(r: redis.Redis, account: str, report: HaltReport, strategy: str = "") -> None:
     from common.client import place_order
 
@@ -179,7 +196,7 @@ def _square_off(r: redis.Redis, account: str, report: HaltReport, strategy: str 
     while _in_flight(r, account) and time.monotonic() < until:
         time.sleep(0.05)
     try:
-        positions = accountstate.get(account, "positions", max_age_s=0).items
+        positions = _positions_read_now(r, account)
     except Exception as e:  # the broker could not be read: say so; the cancels stand
         report.errors.append(f"positions of {account} not read: {e}")
         return

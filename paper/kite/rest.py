@@ -19,11 +19,11 @@ from starlette.routing import Route
 
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
 from paper.kite import margins, payloads
+from paper.kite.master import instruments_csv
 from paper.kite.payloads import checksum_hex, kite_order_payload, trade_payload
 from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units
 from paper.orders import IST, fmt_ts, next_ist_epoch, now_ist
 from paper.state import PaperState
-from paper.universe import kite_instruments_csv
 from paper.users import User
 
 VARIETIES = ("regular", "amo", "co", "iceberg", "auction")
@@ -405,7 +405,7 @@ async def _instruments(call: Call) -> Response:
     key = f"kite_csv:{exchange or '*'}"
     body = call.paper.cache.get(key)
     if body is None:
-        body = kite_instruments_csv(call.state.universe, exchange)
+        body = instruments_csv(call.state.universe, exchange)
         call.paper.cache[key] = body
     return Response(body, 200, media_type="text/csv")
 
@@ -436,9 +436,9 @@ def _quote_body(call: Call, mode: str) -> dict[str, Any]:
                 "sell_quantity": q["sell_quantity"],
                 "volume": q["volume"],
                 "average_price": q["average_price"] / div,
-                "oi": 0,
-                "oi_day_high": 0,
-                "oi_day_low": 0,
+                "oi": q.get("oi", 0),
+                "oi_day_high": q.get("oi_day_high", 0),
+                "oi_day_low": q.get("oi_day_low", 0),
                 "net_change": (q["last_price"] - q["close"]) / div,
                 "lower_circuit_limit": q["lower_circuit"] / div,
                 "upper_circuit_limit": q["upper_circuit"] / div,

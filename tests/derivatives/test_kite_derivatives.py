@@ -6,7 +6,7 @@ Golden rows: tests/data/kite/instruments_fo.csv (sources in instruments_fo.md)."
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,8 +17,10 @@ from common.brokers.kite import feed as kite_feed
 from common.brokers.kite import instruments as kite_instruments
 from common.brokers.kite import portfolio as kite_portfolio
 from common.brokers.kite import translate
+from common.derivatives import future_symbol, option_symbol
 from common.errors import InvalidOrder
 from common.models import Instrument, Order
+from devtools.waiting import wait_for
 from tests.paths import KITE_FIXTURES
 
 GOLDEN = (KITE_FIXTURES / "instruments_fo.csv").read_text()
@@ -130,3 +132,125 @@ def test_a_derivative_order_without_its_contract_is_refused_before_sending() -> 
         translate.order_form(_order("NIFTY:2026-04-21:24400:CE"), master["NFO:NIFTY:2026-04-21:24350:CE"])
     # An equity needs no master row: its generic symbol is Kite's.
     assert translate.order_form(_order("INFY", "NSE", quantity=1, product="DELIVERY"))["tradingsymbol"] == "INFY"
+
+
+# ----- the paper broker's Kite dump, orders and ticks -----
+
+PINNED = date(2026, 12, 7)  # a Monday: NIFTY's weekly (Tuesday) and SENSEX's (Thursday) both listed
+
+
+def _generic_key(p: Any) -> str:
+    if p.kind == "future":
+        return f"{p.exchange}:{future_symbol(p.underlying, p.expiry)}"
+    return f"{p.exchange}:{option_symbol(p.underlying, p.expiry, Decimal(p.strike_paise) / 100, p.right)}"
+
+
+def test_the_paper_dump_reads_as_the_paper_universe() -> None:
+    """The paper Kite dump (equities, then futures and options), read by brokergate's parser, names
+    exactly the paper universe's contracts by generic key, with Kite's tokens, symbols and lots."""
+    from paper.kite.master import instruments_csv
+    from paper.universe import build_universe
+
+    universe = build_universe(PINNED)
+    want = {_generic_key(p): p for p in universe if p.is_derivative}
+    parsed = {i.key: i for i in kite_instruments.parse_csv(instruments_csv(universe), PINNED)}
+    assert {k for k, i in parsed.items() if i.kind in ("future", "option")} == set(want)
+    assert any(k.startswith("BFO:SENSEX:") for k in want) and any(k.startswith("NFO:INFY:") for k in want)
+    for key, p in want.items():
+        got = parsed[key]
+        assert (got.token, got.broker_symbol, got.lot_size) == (str(p.kite_token), p.symbol, p.lot_size)
+        assert got.tick_size == Decimal(p.tick_size_paise) / 100 and got.exchange == p.exchange
+    # one exchange's dump (GET /instruments/BFO) holds that exchange's rows only
+    bfo = list(kite_instruments.parse_csv(instruments_csv(universe, "BFO"), PINNED))
+    assert bfo and {i.exchange for i in bfo} == {"BFO"}
+    assert {i.key for i in bfo} == {k for k in want if k.startswith("BFO:")}
+    # the day after a weekly's expiry the parser drops it
+    weekly = min(p.expiry for p in want.values() if p.underlying == "NIFTY")
+    later = {i.key for i in kite_instruments.parse_csv(instruments_csv(universe, "NFO"), weekly + timedelta(days=1))}
+    assert not any(f":{weekly.isoformat()}:" in k for k in later)
+
+
+def _nifty_call(master_rows: list[Instrument]) -> Instrument:
+    """NIFTY's soonest-expiring call at the strike nearest the paper index's reference (24,000)."""
+    calls = [i for i in master_rows if i.underlying == "NIFTY" and i.kind == "option" and i.right == "CE"]
+    soonest = min(i.expiry for i in calls if i.expiry is not None)
+    return min((i for i in calls if i.expiry == soonest), key=lambda i: abs((i.strike or 0) - 24000))
+
+
+@pytest.fixture
+def kite_with_derivatives(make_accounts: Any, r: Any) -> tuple[Any, Instrument]:
+    """kite1, logged in, with the paper broker's dump (its NIFTY contracts and the index) stored."""
+    from tests.fixtures.accounts import logged_in
+
+    acct = make_accounts(kite=1, angel=0)["kite1"]
+    tokens = logged_in({acct.name: acct})
+    rows = kite_instruments.fetch(acct, tokens[acct.name].access_token)
+    kept = [i for i in rows if i.underlying == "NIFTY" or i.key == "NSE:NIFTY 50"]
+    instruments.store(acct.name, kept, r)
+    return acct, _nifty_call(kept)
+
+
+@pytest.mark.slow
+def test_an_option_ordered_by_generic_key_reaches_the_paper_broker_under_kites_symbol(
+        kite_with_derivatives: tuple[Any, Instrument], celery_workers: Any, paper: Any) -> None:
+    from common import keys
+    from common.client import place_order
+
+    acct, option = kite_with_derivatives
+    celery_workers.start([keys.urgent_queue(acct.name), keys.orders_queue(acct.name)])
+    h = place_order(account=acct.name, exchange="NFO", symbol=option.symbol, side="BUY", quantity=option.lot_size,
+                    product="NORMAL")
+    assert h.wait(20)["broker_order_id"]
+    row = wait_for(lambda: next((o for o in paper.orders() if o.get("tag") == h.id and o.get("status") == "COMPLETE"),
+                                None), 15, what="the option order filled at the paper broker")
+    sent = row["broker_payload"]
+    assert (sent["tradingsymbol"], sent["exchange"], sent["instrument_token"]) == (
+        option.broker_symbol, "NFO", int(option.token))
+    assert (sent["product"], sent["quantity"], sent["filled_quantity"]) == ("NRML", option.lot_size, option.lot_size)
+
+
+@pytest.mark.slow
+def test_ticks_of_an_option_subscribed_by_generic_key_carry_open_interest(
+        kite_with_derivatives: tuple[Any, Instrument], paper: Any, r: Any) -> None:
+    from common.ticks import subscribe_ticks
+    from feed.supervisor import Feed
+
+    acct, option = kite_with_derivatives
+    f = Feed({acct.name: acct}, r, heartbeat_s=0.1, backoff_base_s=0.05, token_poll_s=0.5)
+    f.start()
+    try:
+        with subscribe_ticks([option.key], "full", account=acct.name, r=r) as sub:
+            tick = sub.get(10)
+            while tick is not None and tick.instrument_key != option.key:
+                tick = sub.get(10)
+    finally:
+        f.stop()
+    assert tick is not None, "no tick of the option"
+    assert (tick.exchange, tick.symbol, tick.token, tick.mode) == ("NFO", option.symbol, option.token, "full")
+    assert tick.oi > 0 and tick.oi % option.lot_size == 0 and tick.last_price > 0 and tick.price_divisor == 100
+
+
+@pytest.mark.slow
+def test_the_official_sdk_reads_the_paper_dump_and_trades_a_contract_from_it(paper: Any) -> None:
+    """kiteconnect's own instruments("NFO") / ("BFO") parse the paper dump (dates, floats, ints),
+    and its quote and place_order take the contract by the row's exchange and trading symbol."""
+    from tests.fixtures.paper import kite_session
+
+    user = paper.add_user(broker="kite", caps={"orders": ["1000/s"], "quote": ["1000/s"], "other": ["1000/s"],
+                                               "login": ["1000/s"], "orderbook": ["1000/s"]})
+    kite = kite_session(paper, user)
+    nfo, bfo = kite.instruments("NFO"), kite.instruments("BFO")
+    assert {r["exchange"] for r in nfo} == {"NFO"} and {r["segment"] for r in bfo} == {"BFO-OPT", "BFO-FUT"}
+    row = next(r for r in nfo if r["name"] == "NIFTY" and r["instrument_type"] == "CE")
+    assert isinstance(row["expiry"], date) and isinstance(row["strike"], float) and row["lot_size"] == 65
+    assert row["instrument_token"] & 0xFF == 2 and row["instrument_token"] >> 8 == int(row["exchange_token"])  # the SDK keeps it a str
+    assert next(r for r in bfo if r["name"] == "SENSEX")["instrument_token"] & 0xFF == 5
+    key = f"NFO:{row['tradingsymbol']}"
+    quote = kite.quote(key)[key]
+    assert quote["instrument_token"] == row["instrument_token"] and quote["last_price"] > 0 and quote["oi"] > 0
+    order_id = kite.place_order(variety="regular", exchange="NFO", tradingsymbol=row["tradingsymbol"],
+                                transaction_type="BUY", quantity=row["lot_size"], product="NRML",
+                                order_type="LIMIT", price=round(quote["last_price"] * 2, 1), validity="DAY")
+    placed = next(o for o in kite.orders() if o["order_id"] == order_id)
+    assert (placed["status"], placed["tradingsymbol"], placed["instrument_token"]) == (
+        "COMPLETE", row["tradingsymbol"], row["instrument_token"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from common import accountstate, keys, orderstore, safety
 from common.client import place_order, send_task_by_name
 from common.errors import Halted, InvalidOrder
 from common.models import Order
-from common.redis import get_redis
+from common.portfolio import Position
+from common.redis import get_redis, server_time_ms
 from devtools.waiting import wait_for
 from tests.brokers import ready
 from tests.fixtures.accounts import paper_user_of
@@ -88,6 +90,28 @@ def test_entries_queued_behind_a_halt_end_rejected_without_reaching_the_broker(m
     at_broker = {e["tag"] for e in order_requests(paper.requests(), user)}
     assert not at_broker & set(rejected)
     assert all(int(got[c].get("sent_at_ms") or 0) <= at for c in at_broker)
+
+
+def test_square_off_sizes_its_exits_from_a_read_stored_after_the_halt(make_accounts, r, monkeypatch) -> None:
+    """Given a positions read that was not stored (a fill pushed meanwhile: the snapshot still shows
+    3 of the 5 the broker holds), When the account is halted with square-off, Then it reads again
+    and closes the 5 the stored read shows, not the 3."""
+    from common import client
+
+    make_accounts(kite=1, angel=0)
+
+    def snapshot(quantity: int, at_ms: int) -> accountstate.Snapshot:
+        row = Position(exchange="NSE", symbol="INFY", product="INTRADAY", quantity=quantity, average_price=Decimal(100))
+        return accountstate.Snapshot("positions", [row], at_ms=at_ms, pushed_ms=at_ms, now_ms=at_ms)
+
+    reads = [snapshot(3, 1), snapshot(5, server_time_ms(r) + 60_000)]
+    monkeypatch.setattr(accountstate, "get", lambda *a, **kw: reads.pop(0))
+    exits: list[dict[str, Any]] = []
+    monkeypatch.setattr(client, "place_order", lambda **kw: exits.append(kw) or SimpleNamespace(id="exit"))
+    report = safety.halt(["kite1"], "stale read", square_off=True, by="test")
+    assert [(e["side"], e["quantity"], e["reduce_only"]) for e in exits] == [("SELL", 5, True)]
+    assert report.exits == ["exit"] and not reads
+    safety.resume(["kite1"], by="test")
 
 
 def test_a_runaway_strategy_is_stopped_by_halt_all(make_accounts, celery_workers, paper) -> None:

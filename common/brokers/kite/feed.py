@@ -46,6 +46,9 @@ binary_refusal = no_binary_refusal
 
 
 def key_of(instrument: Instrument) -> Key:
+    """The instrument_token, for every segment: an NFO or BFO contract's token carries its segment in
+    the low byte (NFO 2, BFO 5) as an equity's does (NSE 1), so nothing else is needed. Open interest
+    comes in full mode only (the 184-byte packet; quote and LTP packets have none)."""
     return int(instrument.token)
 
 
