@@ -33,7 +33,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Final, Literal
 
@@ -196,8 +196,32 @@ def _read_from_broker(r: redis.Redis, acct: Account, kind: Kind, adapter: Broker
         tokens.relogin(acct.name, tok.version if tok else 0, refresh_instruments=False)
         asked_ms = server_time_ms(r)
         items = _fetch(r, acct, kind, adapter, deadline_ms)
+    if kind != "funds":
+        items = _generic_names(r, acct.name, items)
     if not store(r, acct.name, kind, items, asked_ms):
         log.info("account state: %s %s read not stored: a fill was pushed after it was asked", acct.name, kind)
+
+
+def _generic_names(r: redis.Redis, account_name: str, items: list[Any]) -> list[Any]:
+    """Rows named as the instrument master names them (a derivative by its generic key: the broker
+    reports ``NIFTY25D1624000CE``, the strategy trades ``NIFTY:2025-12-16:24000:CE``), found by the
+    row's token in the master's reverse map; a row whose token the master does not know, or knows
+    on another exchange (tokens repeat across segments at some brokers), keeps its own name."""
+    from common.instruments import token_field
+
+    fields = [token_field(i.exchange, i.token) if getattr(i, "token", "") else "" for i in items]
+    wanted = [f for f in fields if f]
+    if not wanted:
+        return items
+    found = dict(zip(wanted, r.hmget(keys.instrument_tokens(account_name), wanted), strict=True))
+    out = []
+    for item, f in zip(items, fields, strict=True):
+        key = as_text(found.get(f) or b"")
+        _, _, symbol = key.partition(":")
+        if key and symbol != item.symbol:
+            item = replace(item, symbol=symbol)
+        out.append(item)
+    return out
 
 
 def refresh(account_name: str, kind: Kind, r: redis.Redis | None = None, *, adapter: BrokerAdapter | None = None,

@@ -30,12 +30,13 @@ import redis
 from celery import Celery
 
 from common import accountstate, keys, orderstore, risk, safety
+from common.brokers import market_orders, spec_for
 from common.errors import ConfigError, InvalidOrder
-from common.models import Order, OrderUpdate
+from common.models import Order, OrderType, OrderUpdate
 from common.orderstate import TERMINAL_STATES, OrderState
 from common.portfolio import Funds, Holding, Margin, Position, Trade
 from common.redis import get_redis, server_time_ms
-from common.settings import account, settings
+from common.settings import Account, account, settings
 from common.ticks import subscribe_ticks
 
 __all__ = [
@@ -120,11 +121,16 @@ class OrderHandle:
         return f"OrderHandle({self.id!r}, account={self.account!r})"
 
 
-def _validate(order: Order) -> Order:
+def _validate(order: Order, *, placing: bool = True) -> Order:
+    """The order checked as the broker would (fields, then lot and tick size from the instrument
+    master when it is loaded); ``placing``: also that its broker takes its order type from API
+    clients (a margin query for an order that may not be placed is still answered)."""
     try:
         acct = account(order.account)
     except ConfigError as e:
         raise InvalidOrder("account", str(e)) from None
+    if placing:
+        _check_market_orders(order, acct)
     if order.deadline_s == Order.__dataclass_fields__["deadline_s"].default and acct.deadline_s != order.deadline_s:
         order = order.with_(deadline_s=acct.deadline_s)  # the account's default deadline
     from common import instruments
@@ -137,6 +143,19 @@ def _validate(order: Order) -> Order:
         # The master is loaded and does not know it: the broker would refuse it (and count it).
         raise InvalidOrder("symbol", f"{order.instrument_key} is not in the instrument master of {order.account}")
     return order
+
+
+def _check_market_orders(order: Order, acct: Account) -> None:
+    """A MARKET or SL-M order on an account whose broker refuses them from API clients (the 2026
+    retail-algo rules; ``BrokerSpec.market_orders``) is refused here, naming ``order_type``: the
+    broker would refuse it and count the attempt, and converting it to a LIMIT silently would
+    change what the strategy asked for."""
+    if order.order_type not in (OrderType.MARKET, OrderType.SL_M):
+        return
+    if market_orders(spec_for(acct.broker), acct.extra) == "refused":
+        raise InvalidOrder("order_type", f"{acct.broker} refuses {order.order_type.value} orders from API clients "
+                           "under the SEBI retail-algo rules (since 1 April 2026); place a LIMIT or SL order "
+                           f"(or set extra.market_orders = \"plain\" on account {acct.name} if its broker takes them)")
 
 
 def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -> OrderHandle:
@@ -236,7 +255,7 @@ def margin_required(orders: Order | dict[str, Any] | Sequence[Order | dict[str, 
     from common import instruments
 
     items = [orders] if isinstance(orders, (Order, dict)) else list(orders)
-    parsed = [_validate(o if isinstance(o, Order) else Order.from_dict(o)) for o in items]
+    parsed = [_validate(o if isinstance(o, Order) else Order.from_dict(o), placing=False) for o in items]
     if not parsed:
         raise InvalidOrder("orders", "no order to price")
     names = {o.account for o in parsed}

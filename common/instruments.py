@@ -1,8 +1,8 @@
 """The instrument master: ``EXCHANGE:SYMBOL`` <-> broker token, per account, in Redis.
 
 Storage: hash :func:`keys.instruments` (``"NSE:INFY"`` -> JSON of
-:meth:`Instrument.to_dict`) and hash :func:`keys.instrument_tokens` (token ->
-``"NSE:INFY"``). :func:`refresh` downloads the broker's list (parsed by the pure
+:meth:`Instrument.to_dict`) and hash :func:`keys.instrument_tokens` (``"NSE|<token>"`` ->
+``"NSE:INFY"``: tokens repeat across segments at some brokers). :func:`refresh` downloads the broker's list (parsed by the pure
 functions in ``common/brokers/<broker>/instruments.py``), writes both hashes under
 temporary names and RENAMEs them over the live ones in one MULTI, so a reader sees the
 old list or the new one, never half of either. The same transaction stamps
@@ -30,13 +30,13 @@ import redis
 from common import keys
 from common.brokers import broker
 from common.errors import BrokerGateError, TokenExpired
-from common.models import Instrument
+from common.models import EXCHANGES, Instrument
 from common.redis import HashFields, as_text, get_redis, server_time_ms
 from common.settings import account
 
 __all__ = [
     "age_s", "all_for", "by_token", "contracts", "expiries", "is_stale", "lookup", "lookup_many", "refresh",
-    "request_refresh_if_stale", "store", "unknown",
+    "request_refresh_if_stale", "store", "token_field", "unknown",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def store(account_name: str, instruments: Iterable[Instrument], r: redis.Redis |
         with r.pipeline(transaction=False) as pipe:
             for inst in instruments:
                 fwd[inst.key] = json.dumps(inst.to_dict(), separators=(",", ":"))
-                rev[inst.token] = inst.key
+                rev[token_field(inst.exchange, inst.token)] = inst.key
                 chains.add(inst)
                 count += 1
                 if len(fwd) >= _CHUNK:
@@ -242,11 +242,20 @@ def unknown(account_name: str, keys_: Iterable[str], r: redis.Redis | None = Non
     return [k for k, v in zip(wanted, found, strict=True) if v is None]
 
 
-def by_token(account_name: str, token: str | int, r: redis.Redis | None = None) -> Instrument | None:
-    """The instrument for a broker token, or None."""
+def token_field(exchange: str, token: str | int) -> str:
+    """The reverse map's field: tokens repeat across segments at some brokers (an NFO token can be
+    an NSE one at Angel), so the exchange is part of it."""
+    return f"{exchange}|{token}"
+
+
+def by_token(account_name: str, token: str | int, r: redis.Redis | None = None, *,
+             exchange: str | None = None) -> Instrument | None:
+    """The instrument for a broker token on ``exchange``, or None; without ``exchange``, the one
+    instrument of any exchange with that token (None when none, or several)."""
     r = r or get_redis()
-    key = r.hget(keys.instrument_tokens(account_name), str(token))
-    return lookup(account_name, as_text(key), r) if key else None
+    names = [exchange] if exchange else sorted(EXCHANGES)
+    found = [k for k in r.hmget(keys.instrument_tokens(account_name), [token_field(e, token) for e in names]) if k]
+    return lookup(account_name, as_text(found[0]), r) if len(found) == 1 else None
 
 
 def all_for(account_name: str, r: redis.Redis | None = None) -> dict[str, Instrument]:

@@ -74,7 +74,7 @@ _TAG = re.compile(r"^[A-Za-z0-9]{1,20}$")  # the strictest broker tag rule: alph
 _STRATEGY = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9&\-_. ]{1,40}$")
 _DERIVATIVE_SYMBOL = re.compile(r"^[A-Za-z0-9&\-_.:]{1,60}$")
-_EXCHANGES = frozenset({"NSE", "BSE", "NFO", "BFO", "CDS", "BCD", "MCX"})
+EXCHANGES = frozenset({"NSE", "BSE", "NFO", "BFO", "CDS", "BCD", "MCX"})
 DEFAULT_DEADLINE_S = 30.0
 
 
@@ -218,8 +218,8 @@ class Order:
         if not isinstance(self.account, str) or not self.account:
             raise InvalidOrder("account", "required")
         exchange = str(self.exchange).upper()
-        if exchange not in _EXCHANGES:
-            raise InvalidOrder("exchange", f"{self.exchange!r} is not one of {', '.join(sorted(_EXCHANGES))}")
+        if exchange not in EXCHANGES:
+            raise InvalidOrder("exchange", f"{self.exchange!r} is not one of {', '.join(sorted(EXCHANGES))}")
         s(self, "exchange", exchange)
         canonical = _derivative(self.symbol) if isinstance(self.symbol, str) else None
         if canonical:

@@ -178,6 +178,7 @@ class Trade:
     price: Decimal
     client_order_id: str = ""  # our tag, where the broker's trade book carries it (else "")
     fill_time: str = ""  # the broker's timestamp text
+    token: str = ""  # the broker's instrument token, where its trade book carries it
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)

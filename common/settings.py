@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from common import keys
-from common.brokers import BROKER_NAMES, COUNTED_PER_APP, SHARED_BUDGET, BrokerSpec, spec_for
+from common.brokers import BROKER_NAMES, COUNTED_PER_APP, SHARED_BUDGET, BrokerSpec, market_orders, spec_for
 from common.errors import ConfigError
 from common.risklimits import RiskLimits, parse_limits, parse_strategies
 
@@ -290,6 +290,10 @@ def _parse_extra(t: dict[str, Any], where: str, spec: BrokerSpec) -> dict[str, A
         problem = spec.extra_problem(key, value)
         if problem:
             raise ConfigError(f"{where}.extra.{key}: {problem}")
+    try:
+        market_orders(spec, extra)
+    except ValueError as e:
+        raise ConfigError(f"{where}.extra.{e}") from None
     return dict(extra)
 
 

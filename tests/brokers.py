@@ -15,7 +15,8 @@ A pytest plugin (registered by tests/conftest.py). Fixtures:
   its instrument master (MASTER_SYMBOLS) from the paper broker.
 
 Helpers: :func:`only`, :func:`ready` (logged in, with an instrument master: :func:`load_master`),
-:func:`token_works`, :func:`first_login_step`, :func:`login_requests`, :func:`push_paths`.
+:func:`token_works`, :func:`first_login_step`, :func:`login_requests`, :func:`push_paths`,
+:func:`marketable` (an order that fills at once, within the broker's 2026 rules).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from common.brokers import BROKER_NAMES
+from common.brokers import BROKER_NAMES, spec_for
 from common.brokers import broker as broker_record
 from common.models import Instrument
 from common.settings import Account
@@ -39,6 +40,7 @@ __all__ = [
     "load_master",
     "login_requests",
     "make_account",
+    "marketable",
     "only",
     "push_paths",
     "ready",
@@ -67,6 +69,16 @@ def push_paths(broker: str) -> list[str]:
     if record.feed.TICKER_CARRIES_ORDER_UPDATES:
         paths.append("ticker")
     return paths
+
+
+def marketable(broker: str, side: str = "BUY") -> dict[str, str]:
+    """The order fields of an order that fills at once at the paper broker within ``broker``'s
+    2026 rules: none (a MARKET order) where the broker takes market orders from API clients
+    (``BrokerSpec.market_orders``), else a LIMIT priced through every paper price (the client
+    refuses a MARKET order there)."""
+    if spec_for(broker).market_orders != "refused":
+        return {}
+    return {"order_type": "LIMIT", "price": "10000.00" if side.upper() == "BUY" else "0.05"}
 
 
 # (broker, push path) for every push path of every broker.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +31,16 @@ CountedPer = Literal["user", "app"]
 # The pseudo endpoint class of a budget that every request counts in, whatever its class (a broker
 # whose caps span all its endpoints); in an accounts file: ``caps = { all = ["10/s"] }``.
 SHARED_BUDGET = "all"
+
+# How a broker takes MARKET and SL-M orders from API clients under the SEBI retail-algo rules in
+# force since 1 April 2026 (docs/brokers.md § "The 2026 retail-algo rules"):
+# "protected": only with the broker's market-protection field, which its translate always adds;
+# "refused": not at all, so brokergate refuses them at the client (InvalidOrder naming order_type)
+#   instead of letting the broker count a rejection;
+# "plain": as they are (the broker applies its own protection, or asks for nothing).
+MarketOrders = Literal["protected", "refused", "plain"]
+# The account's `extra` key that overrides its broker's policy (see :func:`market_orders`).
+MARKET_ORDERS_EXTRA = "market_orders"
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,10 @@ class BrokerSpec:
     # book with its order book says so here, so the limiter counts it where the broker does.
     read_classes: dict[str, str] = field(default_factory=dict)
 
+    # MARKET and SL-M orders under the 2026 rules. "refused" by default: a broker whose rules are
+    # not known yet must not be sent an order it may count as a rule violation.
+    market_orders: MarketOrders = "refused"
+
     def extra_problem(self, key: str, value: Any) -> str | None:
         """What is wrong with an account's ``extra.<key> = value`` for this broker (a key it does not
         read, or a value not of the key's type), or None when it is fine."""
@@ -71,9 +86,10 @@ class BrokerSpec:
         return extra_problem(kind, value)
 
 
-# The `extra` keys every broker reads (the order path's read timeout), with their types.
+# The `extra` keys every broker reads (the order path's read timeout, the market-order policy),
+# with their types.
 ExtraType = Literal["str", "float", "list[str]", "ip", "proxy_url"]
-GENERIC_EXTRAS: dict[str, ExtraType] = {"read_timeout_s": "float"}
+GENERIC_EXTRAS: dict[str, ExtraType] = {"read_timeout_s": "float", MARKET_ORDERS_EXTRA: "str"}
 # The order egress of the 2026 static-IP rule (common/brokers/base.py): place, modify and cancel leave
 # from this local address and/or through this proxy; every other request keeps the default route.
 GENERIC_EXTRAS["order_source_address"] = "ip"  # an IP of this host to bind the order requests' sockets to
@@ -117,6 +133,22 @@ def redact_url(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def market_orders(spec: BrokerSpec, extra: Mapping[str, Any]) -> MarketOrders:
+    """An account's market-order policy: its broker's (``BrokerSpec.market_orders``) unless its
+    ``extra.market_orders`` says otherwise. An account may always refuse them, and may send them
+    "plain" where its broker's policy is "refused" (the operator's broker accepts them after
+    all); nothing else, since no other field is known. ValueError names what is allowed."""
+    value = extra.get(MARKET_ORDERS_EXTRA)
+    if value is None or value == spec.market_orders:
+        return spec.market_orders
+    if value == "refused" or (value == "plain" and spec.market_orders == "refused"):
+        chosen: MarketOrders = value
+        return chosen
+    allowed = sorted({spec.market_orders, "refused"} | ({"plain"} if spec.market_orders == "refused" else set()))
+    raise ValueError(f"{MARKET_ORDERS_EXTRA} = {value!r} is not possible for {spec.name} "
+                     f"(its broker's is {spec.market_orders!r}; allowed: {', '.join(allowed)})")
 
 
 def broker(name: str) -> Broker:

@@ -7,6 +7,11 @@ Answers follow the SmartAPI conventions: business errors are HTTP 200 with
 `{"success": false, "message", "errorCode": "AG800x", "data": ""}` (HTTP 401); the rate limit is an
 HTTP 403 with a plain-text body. An empty book (orders, trades, positions, holdings) is `"data": null`, as
 at Angel.
+
+The 2026 rules (paper/rules.py): "Market orders and IOC orders are now strictly prohibited for
+algorithmic trading" (Angel One, 25 Feb 2026), so placeOrder and modifyOrder refuse MARKET and
+STOPLOSS_MARKET. Angel documents no answer for it: the business-error shape with AB4008 (the OMS
+refused) and the message below are the paper broker's choice.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from paper.angel.payloads import (
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
 from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units, whole_number
 from paper.orders import PaperOrder, next_ist_epoch, now_ist
+from paper.rules import MARKET_PROTECTION
 from paper.universe import PaperInstrument
 from paper.users import User, bearer_token, jwt_shaped
 
@@ -43,6 +49,9 @@ PRODUCTS = ("DELIVERY", "CARRYFORWARD", "MARGIN", "INTRADAY", "BO")
 DURATIONS = ("DAY", "IOC")
 EXCHANGE_TYPES = {"NSE": 1, "NFO": 2, "BSE": 3, "BFO": 4, "MCX": 5, "NCDEX": 7, "CDS": 13}
 RATE_LIMIT_TEXT = "Access denied because of exceeding access rate"
+MARKET_TYPES = ("MARKET", "STOPLOSS_MARKET")
+MARKET_REFUSED = ("Market orders are prohibited for algorithmic trading under the SEBI retail algo framework. "
+                  "Please use a Limit order.")
 
 
 def angel_ok(data: Any) -> JSONResponse:
@@ -173,6 +182,14 @@ async def _profile(call: Call) -> Response:
 
 
 # ----- orders -----
+def _market_refused(call: Call, ordertype: str) -> Response | None:
+    """Angel's refusal of a MARKET or STOPLOSS_MARKET order from the API, counted; None for the rest."""
+    if ordertype not in MARKET_TYPES:
+        return None
+    call.state.rule_rejections.count(MARKET_PROTECTION)
+    return angel_error("AB4008", MARKET_REFUSED)
+
+
 def _map_order_error(exc: OrderError) -> Response:
     if exc.kind == "not_found":
         return angel_error("AB1013", "Order not found")
@@ -213,6 +230,8 @@ async def _place(call: Call) -> Response:
         duration = one_of(body, "duration", DURATIONS, "Invalid duration", "DAY")
         inst = _instrument(call, body)
         ordertype = one_of(body, "ordertype", ORDERTYPE_TO_KITE, "Invalid Order Type")
+        if (refused := _market_refused(call, ordertype)) is not None:
+            return refused
         req = OrderRequest(
             instrument=inst,
             variety=variety,
@@ -252,6 +271,8 @@ async def _modify(call: Call) -> Response:
         ordertype = str(body.get("ordertype") or ANGEL_ORDERTYPE[order.order_type])
         if ordertype not in ORDERTYPE_TO_KITE:
             raise OrderError("input", "Invalid Order Type")
+        if (refused := _market_refused(call, ordertype)) is not None:
+            return refused
         price = body.get("price")
         trigger = body.get("triggerprice")
         call.paper.engine.modify(

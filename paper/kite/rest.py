@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
-from paper.kite import margins, payloads
+from paper.kite import margins, payloads, protection
 from paper.kite.master import instruments_csv
 from paper.kite.payloads import checksum_hex, kite_order_payload, trade_payload
 from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units
@@ -312,6 +312,8 @@ async def _place(call: Call) -> Response:
             disclosed_quantity=_int_field(form, "disclosed_quantity", 0) or 0,
             tag=call.tag,
         )
+        if (refused := protection.refusal(call.state, form, req.order_type)) is not None:
+            return refused
         order = call.paper.engine.place(call.user, req)
     except OrderError as exc:
         return _map_order_error(exc)
@@ -327,6 +329,8 @@ async def _modify(call: Call) -> Response:
         div = order.instrument.price_divisor
         price = _text(form, "price")
         trigger = _text(form, "trigger_price")
+        if (refused := protection.refusal(call.state, form, str(form.get("order_type") or ""), order.order_type)):
+            return refused
         call.paper.engine.modify(
             order,
             quantity=_int_field(form, "quantity"),

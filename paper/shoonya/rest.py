@@ -14,6 +14,10 @@ broker sends HTTP 429 with ``{"stat": "Not_Ok", "emsg": "Rate limit exceeded : .
 
 The SDK joins ``host + "/PlaceOrder"``, so a host configured with a trailing slash (as Finvasia's
 examples do) requests ``/NorenWClientTP//PlaceOrder``: both spellings are served.
+
+The 2026 rules (paper/rules.py): PlaceOrder and ModifyOrder refuse the MKT and SL-MKT price types
+from API clients, as Shoonya does since April 2026 ("Rejected : ALGO_CHK: MKT Order type not
+allowed for API order", reported live by public integrations; the SL-MKT text is assumed the same).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from paper import portfolio
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, make_endpoint
 from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units, whole_number
 from paper.orders import next_ist_epoch, now_ist
+from paper.rules import MARKET_PROTECTION
 from paper.shoonya.payloads import (
     PRICE_TYPE_OF,
     PRICE_TYPES,
@@ -161,6 +166,18 @@ async def _user_details(call: Call) -> Response:
 
 
 # ----- orders -----
+MARKET_TYPES = ("MKT", "SL-MKT")
+MARKET_REFUSED = "Rejected : ALGO_CHK: MKT Order type not allowed for API order"
+
+
+def _market_refused(call: Call, prctyp: str) -> Response | None:
+    """Noren's refusal of an MKT or SL-MKT order from the API, counted; None for the rest."""
+    if prctyp not in MARKET_TYPES:
+        return None
+    call.state.rule_rejections.count(MARKET_PROTECTION)
+    return not_ok(MARKET_REFUSED)
+
+
 def _order_error(exc: OrderError) -> Response:
     if exc.kind == "not_found":
         return not_ok("Rejected : ORA:Order not found")
@@ -203,6 +220,8 @@ async def _place(call: Call) -> Response:
         prd = one_of(values, "prd", PRODUCTS, "Invalid Product")
         side = SIDES[one_of(values, "trantype", SIDES, "Invalid Transaction Type")]
         prctyp = one_of(values, "prctyp", PRICE_TYPES, "Invalid Price Type")
+        if (refused := _market_refused(call, prctyp)) is not None:
+            return refused
         ret = one_of(values, "ret", RETENTIONS, "Invalid Retention Type", "DAY")
         inst = _instrument(call, values)
         div = inst.price_divisor
@@ -233,6 +252,8 @@ async def _modify(call: Call) -> Response:
         call.tag = order.tag
         div = order.instrument.price_divisor
         prctyp = one_of(values, "prctyp", PRICE_TYPES, "Invalid Price Type", PRICE_TYPE_OF.get(order.order_type, ""))
+        if (refused := _market_refused(call, prctyp)) is not None:
+            return refused
         ret = str(values.get("ret") or "")
         if ret and ret not in RETENTIONS:
             raise OrderError("input", "Invalid Retention Type")

@@ -21,7 +21,7 @@ from common.client import place_order, positions
 from common.models import Product
 from common.redis import get_redis
 from devtools.waiting import wait_for
-from tests.brokers import ready
+from tests.brokers import marketable, ready
 from tests.fixtures.accounts import paper_user_of
 from tests.paths import REPO
 from tests.updates.test_end_to_end import pushing
@@ -51,8 +51,8 @@ def test_positions_trades_and_funds_agree_with_the_brokers_books(broker, make_ac
     acct = ready(make_account())
     celery_workers.start([keys.urgent_queue(acct.name), keys.orders_queue(acct.name)])
     user = paper_user_of(acct).user_id
-    fills = [place_order(account=acct.name, exchange="NSE", symbol=s, side=side, quantity=q, product=prod)
-             for s, side, q, prod in (("INFY", "BUY", 5, "INTRADAY"), ("INFY", "SELL", 2, "INTRADAY"),
+    fills = [place_order(account=acct.name, exchange="NSE", symbol=s, side=side, quantity=q, product=prod,
+                         **marketable(broker, side)) for s, side, q, prod in (("INFY", "BUY", 5, "INTRADAY"), ("INFY", "SELL", 2, "INTRADAY"),
                                       ("SBIN", "BUY", 3, "DELIVERY"))]
     resting = place_order(account=acct.name, exchange="NSE", symbol="TCS", side="BUY", quantity=1,
                           order_type="LIMIT", price="1.00", product="INTRADAY")

@@ -34,7 +34,7 @@ from common.client import OrderHandle, place_order
 from common.redis import get_redis
 from common.settings import Account
 from devtools.waiting import wait_for
-from tests.brokers import E2E_BROKERS, PUSH_CASES, ready
+from tests.brokers import E2E_BROKERS, PUSH_CASES, marketable, ready
 from tests.chaos.test_chaos import TERMINAL, _say, _settle
 from tests.fixtures.accounts import paper_user_of
 from tests.updates.test_end_to_end import pushing
@@ -190,8 +190,9 @@ def _phase(coid: str) -> str:
 
 
 def _order(acct: Account, *, limit: bool = False, deadline_s: float = 20) -> OrderHandle:
-    # A LIMIT buy far below the market rests OPEN; a MARKET order fills at once.
-    extra = {"order_type": "LIMIT", "price": "100.00"} if limit else {}
+    # A LIMIT buy far below the market rests OPEN; a MARKET order (a LIMIT through the price where
+    # the broker refuses market orders) fills at once.
+    extra = {"order_type": "LIMIT", "price": "100.00"} if limit else marketable(acct.broker)
     return place_order(account=acct.name, exchange="NSE", symbol="INFY", side="BUY", quantity=1,
                        deadline_s=deadline_s, **extra)
 

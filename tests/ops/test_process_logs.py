@@ -19,7 +19,7 @@ from celery import Celery
 from common import keys
 from common.client import place_order
 from devtools.waiting import wait_for
-from tests.brokers import E2E_BROKERS
+from tests.brokers import E2E_BROKERS, marketable
 from tests.fixtures.accounts import paper_user_of
 from tests.fixtures.workers import REPO
 
@@ -72,7 +72,8 @@ def test_worker_beat_and_feed_log_json_at_debug_and_no_secret_reaches_a_log_file
         # The login enqueues the instrument master's refresh; an order needs it (its symbol token).
         wait_for(lambda: all(r.exists(keys.instruments_meta(n)) for n in accts), 20, interval_s=0.05,
                  what="every instrument master")
-        handles = [place_order(account=name, exchange="NSE", symbol="SBIN", side="BUY", quantity=1) for name in accts]
+        handles = [place_order(account=name, exchange="NSE", symbol="SBIN", side="BUY", quantity=1,
+                               **marketable(accts[name].broker)) for name in accts]
         for h in handles:
             assert h.wait(20)["state"] in ("OPEN", "COMPLETE")
         # ... and the feed connects every account's socket with those tokens

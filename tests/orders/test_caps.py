@@ -9,7 +9,7 @@ from common.client import place_order
 from common.ratelimit import max_in_window
 from common.redis import get_redis
 from devtools.waiting import wait_for
-from tests.brokers import ready
+from tests.brokers import marketable, ready
 from tests.fixtures.accounts import logged_in, paper_user_of
 from tests.orders.helpers import order_requests
 
@@ -39,8 +39,8 @@ def test_three_workers_hold_3_per_second(make_account, celery_workers, paper) ->
     name = acct.name
     ready(acct)
     celery_workers.start_many([(_queues(name), {}) for _ in range(3)])
-    handles = [place_order(account=name, exchange="NSE", symbol="INFY", side="BUY", quantity=1, deadline_s=60)
-               for _ in range(ORDERS)]
+    handles = [place_order(account=name, exchange="NSE", symbol="INFY", side="BUY", quantity=1, deadline_s=60,
+                           **marketable(acct.broker)) for _ in range(ORDERS)]
     ids = [h.id for h in handles]
     wait_for(lambda: _settled(ids, ("OPEN", "COMPLETE")), 40, 0.2, f"all {ORDERS} orders at the broker")
     user = paper_user_of(acct).user_id

@@ -14,7 +14,7 @@ from common.errors import RateLimited
 from common.models import TERMINAL_STATES
 from common.redis import get_redis
 from devtools.waiting import wait_for
-from tests.brokers import ready
+from tests.brokers import marketable, ready
 from tests.fixtures.accounts import logged_in, paper_user_of
 from tests.orders.helpers import order_requests
 
@@ -81,8 +81,8 @@ def test_exactly_once_through_a_worker_crash_and_dropped_answers(make_account, c
     victim, _other = celery_workers.start_many([(both, {"concurrency": 2, "env": env}),
                                                  (both, {"concurrency": 2, "env": env})])
     paper.fault(kind="accept_then_drop", broker=broker, user_id=user, count=3)
-    ids = [place_order(account=name, exchange="NSE", symbol="INFY", side="BUY", quantity=1, deadline_s=25).id
-           for _ in range(30)]
+    ids = [place_order(account=name, exchange="NSE", symbol="INFY", side="BUY", quantity=1, deadline_s=25,
+                       **marketable(broker)).id for _ in range(30)]
     wait_for(lambda: len(order_requests(paper.requests(), user)) >= 8, 10, what="orders under way")
     paper.fault(kind="delay", broker=broker, user_id=user, count=4, delay_s=1.5)
     time.sleep(0.3)  # chaos timing, not correctness: let the delayed requests leave the victim

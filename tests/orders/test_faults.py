@@ -7,7 +7,7 @@ import pytest
 from common import keys
 from common.client import place_order
 from common.redis import get_redis
-from tests.brokers import ready
+from tests.brokers import marketable, ready
 from tests.fixtures.accounts import paper_user_of
 from tests.orders.helpers import order_requests
 
@@ -28,7 +28,7 @@ def test_faults_are_ridden_out_and_each_order_is_placed_once(broker, make_accoun
     handles = []
     for kind, count in (("rate_limit", 1), ("error_5xx", 2), ("accept_then_drop", 1)):
         paper.fault(kind=kind, broker=broker, user_id=user, count=count)
-        h = place_order(account=name, exchange="NSE", symbol="INFY", side="BUY", quantity=1)
+        h = place_order(account=name, exchange="NSE", symbol="INFY", side="BUY", quantity=1, **marketable(broker))
         assert h.wait(20)["state"] in ("OPEN", "COMPLETE"), (kind, h.get())
         handles.append(h)
     placed = [o for o in paper.orders() if o.get("tag") in {h.id for h in handles}]

@@ -8,7 +8,7 @@ from common import keys
 from common.client import place_order
 from common.errors import InvalidOrder
 from common.redis import get_redis
-from tests.brokers import ready
+from tests.brokers import marketable, ready
 from tests.fixtures.accounts import logged_in, paper_user_of
 from tests.orders.helpers import order_requests
 
@@ -48,7 +48,7 @@ def test_an_order_reaches_the_broker_once_and_the_handle_sees_it(make_account, c
     name = acct.name
     ready(acct)
     celery_workers.start([keys.urgent_queue(name), keys.orders_queue(name)])
-    h = place_order(account=name, exchange="NSE", symbol="INFY", side="BUY", quantity=1)
+    h = place_order(account=name, exchange="NSE", symbol="INFY", side="BUY", quantity=1, **marketable(acct.broker))
     got = h.wait(15)
     assert got["state"] in ("OPEN", "COMPLETE"), got
     assert got["broker_order_id"]

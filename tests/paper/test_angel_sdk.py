@@ -53,7 +53,8 @@ def test_login_place_cancel_and_order_book(paper: PaperBroker) -> None:
     assert client.userId == user.user_id and client.getfeedToken()
     # Then it can place (resting and filled), cancel, and read the books
     resting = client.placeOrder(order_params(ordertag="angel1"))
-    filled = client.placeOrder(order_params(ordertype="MARKET", price="0", quantity="3"))
+    # Angel refuses MARKET orders from the API (2026 rules): a marketable LIMIT fills at once.
+    filled = client.placeOrder(order_params(price="900", quantity="3"))
     assert resting and filled
     cancelled = client.cancelOrder(resting, "NORMAL")
     assert cancelled["status"] is True and cancelled["data"]["orderid"] == resting

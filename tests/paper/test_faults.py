@@ -56,8 +56,8 @@ def test_accept_then_drop_angel(paper: PaperBroker) -> None:
         requests.post(
             f"{paper.url}/rest/secure/angelbroking/order/v1/placeOrder",
             json={"variety": "NORMAL", "tradingsymbol": "SBIN-EQ", "symboltoken": "3045", "transactiontype": "BUY",
-                  "exchange": "NSE", "ordertype": "MARKET", "producttype": "DELIVERY", "duration": "DAY",
-                  "price": "0", "quantity": "1", "ordertag": "angeldrop"},
+                  "exchange": "NSE", "ordertype": "LIMIT", "producttype": "DELIVERY", "duration": "DAY",
+                  "price": "900", "quantity": "1", "ordertag": "angeldrop"},
             headers={"Authorization": f"Bearer {jwt}", "X-PrivateKey": user.api_key},
             timeout=5,
         )

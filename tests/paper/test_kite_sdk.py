@@ -89,7 +89,7 @@ def test_place_modify_cancel_and_books_match_fixtures(paper: PaperBroker) -> Non
     kite = kite_session(paper, user)
     # A marketable order fills at once; a low limit rests OPEN.
     filled = str(kite.place_order(variety="regular", exchange="NSE", tradingsymbol="SBIN", transaction_type="BUY",
-                                  quantity=2, product="CNC", order_type="MARKET", tag="mkt1"))
+                                  quantity=2, product="CNC", order_type="MARKET", market_protection=-1, tag="mkt1"))
     resting = place_limit(kite, 10, tag="lim1")
     assert kite.modify_order("regular", resting, price=10.5, quantity=3) == resting
     assert kite.cancel_order("regular", resting) == resting
@@ -138,7 +138,7 @@ def test_invalid_orders_raise_input_exception_and_count_against_cap(paper: Paper
     kite = kite_session(paper, user)
     with pytest.raises(kex.InputException):
         kite.place_order(variety="regular", exchange="NSE", tradingsymbol="INFY", transaction_type="HOLD",
-                         quantity=1, product="CNC", order_type="MARKET")
+                         quantity=1, product="CNC", order_type="MARKET", market_protection=-1)
     with pytest.raises(kex.InputException):
         place_limit(kite, 10, tradingsymbol="NOSUCHSYMBOL")
     with pytest.raises(kex.InputException):

@@ -59,7 +59,7 @@ def test_postback_on_status_change_with_fixture_shape_and_checksum(paper: PaperB
     user = paper.add_user(broker="kite", caps=ROOMY, postback_url=receiver.url)
     kite = kite_session(paper, user)
     order_id = kite.place_order(variety="regular", exchange="NSE", tradingsymbol="SBIN", transaction_type="BUY",
-                                quantity=1, product="CNC", order_type="MARKET", tag="pb1")
+                                quantity=1, product="CNC", order_type="MARKET", market_protection=-1, tag="pb1")
     bodies = paper.wait_for(lambda: [b for b in receiver.snapshot() if b["status"] == "COMPLETE"] or None)
     body = bodies[0]
     fixture = json.loads((FIXTURES / "postback.json").read_text())
@@ -76,7 +76,7 @@ def test_duplicate_and_reordered_postbacks(paper: PaperBroker, receiver: Receive
     paper.fault(kind="duplicate_postback", broker="kite", count=1)
     paper.fault(kind="reorder_postbacks", broker="kite", count=1)
     kite.place_order(variety="regular", exchange="NSE", tradingsymbol="SBIN", transaction_type="BUY",
-                     quantity=1, product="CNC", order_type="MARKET")
+                     quantity=1, product="CNC", order_type="MARKET", market_protection=-1)
     # OPEN is held back (reorder), COMPLETE goes out twice (duplicate), then the held OPEN.
     statuses = paper.wait_for(lambda: [b["status"] for b in receiver.snapshot()] if len(receiver.snapshot()) >= 3
                               else None)

@@ -53,8 +53,9 @@ def test_login_place_modify_cancel_and_books(paper: PaperBroker) -> None:
     resting = api.place_order(buy_or_sell="B", product_type="C", exchange="NSE", tradingsymbol="SBIN-EQ",
                               quantity=1, discloseqty=0, price_type="LMT", price=10.05, trigger_price=None,
                               retention="DAY", remarks="shoonya1")  # fmt: skip
+    # Shoonya refuses MKT orders from the API (2026 rules): a marketable LMT fills at once.
     filled = api.place_order(buy_or_sell="B", product_type="I", exchange="NSE", tradingsymbol="SBIN-EQ",
-                             quantity=3, discloseqty=0, price_type="MKT", price=0, retention="DAY")  # fmt: skip
+                             quantity=3, discloseqty=0, price_type="LMT", price=900, retention="DAY")  # fmt: skip
     assert resting["stat"] == "Ok" and filled["stat"] == "Ok"
     modified = api.modify_order(orderno=resting["norenordno"], exchange="NSE", tradingsymbol="SBIN-EQ",
                                 newquantity=2, newprice_type="LMT", newprice=11.00)  # fmt: skip
@@ -64,7 +65,7 @@ def test_login_place_modify_cancel_and_books(paper: PaperBroker) -> None:
     assert (row["status"], row["qty"], row["prc"], row["remarks"], row["tsym"], row["token"]) == (
         "OPEN", "2", "11.00", "shoonya1", "SBIN-EQ", "3045")
     assert book[filled["norenordno"]]["status"] == "COMPLETE" and book[filled["norenordno"]]["fillshares"] == "3"
-    assert book[filled["norenordno"]]["prd"] == "I" and book[filled["norenordno"]]["prctyp"] == "MKT"
+    assert book[filled["norenordno"]]["prd"] == "I" and book[filled["norenordno"]]["prctyp"] == "LMT"
     cancelled = api.cancel_order(orderno=resting["norenordno"])
     assert cancelled["stat"] == "Ok" and cancelled["result"] == resting["norenordno"]
     assert {r["norenordno"]: r["status"] for r in api.get_order_book()}[resting["norenordno"]] == "CANCELED"
@@ -90,7 +91,7 @@ def test_refusals_are_not_ok_with_noren_messages(paper: PaperBroker) -> None:
     api = noren(paper, user)
     # an unknown symbol, a missing order, a stale session key
     assert api.place_order(buy_or_sell="B", product_type="C", exchange="NSE", tradingsymbol="NOPE-EQ", quantity=1,
-                           discloseqty=0, price_type="MKT") is None  # fmt: skip
+                           discloseqty=0, price_type="LMT", price=10) is None  # fmt: skip
     answer = post(paper, "OrderBook", {"uid": user.user_id}, "nonsense")
     assert (answer["stat"], answer["emsg"]) == ("Not_Ok", "Session Expired : Invalid Session Key")
     assert api.cancel_order(orderno="123") is None

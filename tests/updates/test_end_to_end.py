@@ -19,7 +19,7 @@ from common.settings import Account
 from devtools.waiting import wait_for
 from feed.order_socket import start_order_sockets
 from feed.postback import create_app, serve_in_thread
-from tests.brokers import PUSH_CASES, ready
+from tests.brokers import PUSH_CASES, marketable, ready
 from tests.fixtures.accounts import paper_user_of
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,7 @@ def test_wait_is_fed_by_the_push_path(
         user = paper_user_of(acct).user_id
         before = len(paper.requests())
         # When a strategy places a market order and waits for it to settle
-        h = place_order(account=name, exchange="NSE", symbol="SBIN", side="BUY", quantity=1)
+        h = place_order(account=name, exchange="NSE", symbol="SBIN", side="BUY", quantity=1, **marketable(broker))
         got = h.wait(20, final=True)
         # Then it is COMPLETE with the exact fill price, pushed by that path
         assert got["state"] == "COMPLETE", got

@@ -157,6 +157,7 @@ def _trade(row: dict[str, Any]) -> Trade:
         quantity=whole(row.get("fillsize")),
         price=_dec(row.get("fillprice")),
         fill_time=text(row.get("filltime")).strip(),
+        token=text(row.get("symboltoken")).strip(),
     )
 
 

@@ -34,4 +34,10 @@ SPEC = BrokerSpec(
     caps_counted_per=COUNTED_PER_USER,
     read_classes={"margins": "margin"},
     extras={"client_local_ip": "str", "client_public_ip": "str", "mac_address": "str", "scrip_master_url": "str"},
+    # "Market orders and IOC orders are now strictly prohibited for algorithmic trading" from
+    # 1 April 2026 (Angel One, "What's Changing in Angel One's SmartAPI Access from April 1, 2026",
+    # angelone.in, 25 Feb 2026). placeOrder has no market-protection field and Angel documents no
+    # error for it: refused at the client (MARKET and STOPLOSS_MARKET); an account whose Angel
+    # still takes them can say `extra.market_orders = "plain"`.
+    market_orders="refused",
 )

@@ -198,7 +198,7 @@ def _trade(row: dict[str, Any]) -> Trade:
         symbol=symbol, product=product_of(row.get("productType")),
         side=SIDES.get(whole(row.get("side")), ""), quantity=whole(row.get("tradedQty")),
         price=_dec(row.get("tradePrice")), client_order_id=order_tag(row.get("orderTag")),
-        fill_time=text(row.get("orderDateTime")),
+        fill_time=text(row.get("orderDateTime")), token=text(row.get("fyToken") or row.get("fytoken")),
     )  # fmt: skip
 
 

@@ -35,4 +35,9 @@ SPEC = BrokerSpec(
     # password is the 4-digit PIN of the Fyers login; api_secret the app's secret (appIdHash)
     secrets=("password", "totp_secret", "api_secret"),
     extras={"redirect_uri": "str", "symbol_masters": "list[str]"},
+    # "Market orders will be converted to MPP (Market Price Protection) orders" from 1 April 2026
+    # (support.fyers.in, "What are the new SEBI rules for retail algo trading from April 01, 2026?"):
+    # Fyers protects them itself; the place request has no protection field (fyers-apiv3 3.2.0 has
+    # `mpp` on smart orders only), so MARKET and SL-M are sent as they are.
+    market_orders="plain",
 )

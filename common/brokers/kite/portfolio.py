@@ -159,6 +159,7 @@ def trade_of(row: dict[str, Any]) -> Trade:
         price=_dec(row.get("average_price")),
         client_order_id="",  # Kite's trade book has no tag
         fill_time=str(row.get("fill_timestamp") or ""),
+        token=_token(row),
     )
 
 

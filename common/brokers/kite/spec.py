@@ -26,4 +26,9 @@ SPEC = BrokerSpec(
     # The trade book (/trades) is read with the order book's reads (its "orderbook" budget), as
     # the paper broker counts it: reading both at full rate must not add up to twice the cap.
     read_classes={"trades": "orderbook"},
+    # Since 1 April 2026 MARKET and SL-M orders need `market_protection` (-1 or 0 < p <= 100); without
+    # it Kite answers InputException "Market orders without market protection are not allowed via
+    # API. ..." (kite.trade forum, "Preparing to comply with SEBI's retail algo rules", and comment
+    # 52991); translate.py sends -1, Kite's automatic band, on place and modify.
+    market_orders="protected",
 )

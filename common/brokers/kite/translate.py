@@ -21,8 +21,8 @@ __all__ = ["MARKET_PROTECTION", "PRODUCT", "VARIETY", "book_to_updates", "contra
 
 VARIETY = "regular"
 PRODUCT = {Product.DELIVERY: "CNC", Product.INTRADAY: "MIS", Product.NORMAL: "NRML"}
-# Since the 2025 SEBI rules market and SL-M orders need market protection; -1 asks Kite for its
-# automatic protection band (a percentage would be 0 < p <= 100).
+# Since 1 April 2026 (SEBI's retail-algo rules) MARKET and SL-M orders need market protection; -1
+# asks Kite for its automatic protection band (a percentage would be 0 < p <= 100; 0 is refused).
 MARKET_PROTECTION = "-1"
 
 
@@ -72,6 +72,9 @@ def modify_form(order: Order) -> dict[str, str]:
         form["price"] = _money(order.price)
     if order.trigger_price is not None:
         form["trigger_price"] = _money(order.trigger_price)
+    if order.order_type in (OrderType.MARKET, OrderType.SL_M):
+        # A modify to MARKET or SL-M needs it as a placement does (Kite forum, comment 52331).
+        form["market_protection"] = MARKET_PROTECTION
     return form
 
 

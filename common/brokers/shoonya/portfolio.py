@@ -182,7 +182,8 @@ def trades_from_rows(body: Any) -> list[Trade]:
         Trade(trade_id=text(row.get("flid")), broker_order_id=text(row.get("norenordno")),
               exchange=text(row.get("exch")), symbol=_symbol(row.get("tsym")), product=_product(row),
               side=SIDES.get(text(row.get("trantype")), text(row.get("trantype"))), quantity=whole(row.get("flqty")),
-              price=_dec(row.get("flprc")), client_order_id=text(row.get("remarks")), fill_time=text(row.get("fltm")))
+              price=_dec(row.get("flprc")), client_order_id=text(row.get("remarks")), fill_time=text(row.get("fltm")),
+              token=text(row.get("token")))
         for row in _rows(body)
     ]  # fmt: skip
 

@@ -33,4 +33,10 @@ SPEC = BrokerSpec(
     # The trade book is a book like the order book (the same defaults as the order book's reads,
     # and the paper broker counts them together): a strategy reading both at full rate stays in it.
     read_classes={"trades": "orderbook"},
+    # Shoonya refuses MKT (and, reportedly, SL-MKT) price types from API clients since April 2026:
+    # {"stat": "Not_Ok", "emsg": "Rejected : ALGO_CHK: MKT Order type not allowed for API order"}
+    # (reported live by several public integrations; Finvasia published no announcement we found,
+    # nor that `mkt_protection` makes them acceptable): refused at the client; an account whose
+    # Shoonya takes them can say `extra.market_orders = "plain"`.
+    market_orders="refused",
 )
