@@ -251,5 +251,6 @@ def test_symbol_files_parse_to_generic_instruments() -> None:
     assert got["NIFTY 50"].instrument_type == "INDEX" and got["ABC-BE"].tick_size == Decimal("0.01")
     nfo = ("Exchange,Token,LotSize,Symbol,TradingSymbol,Expiry,Instrument,OptionType,StrikePrice,TickSize,\n"
            "NFO,35001,75,NIFTY,NIFTY26DEC24F,26-DEC-2024,FUTIDX,XX,0,0.05,\n")  # fmt: skip
-    (fut,) = parse_text(nfo)
-    assert (fut.exchange, fut.symbol, fut.lot_size, fut.instrument_type) == ("NFO", "NIFTY26DEC24F", 75, "FUTIDX")
+    (fut,) = parse_text(nfo)  # a contract: its generic key, Shoonya's symbol kept (tests/derivatives)
+    assert (fut.exchange, fut.symbol, fut.lot_size, fut.instrument_type) == ("NFO", "NIFTY:2024-12-26:FUT", 75, "FUTIDX")
+    assert (fut.kind, fut.broker_symbol) == ("future", "NIFTY26DEC24F")

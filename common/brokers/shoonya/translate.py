@@ -7,6 +7,11 @@ The body is built as the SDK builds it (``'jData=' + json.dumps(values) + '&jKey
 not form-encoded), with the trading symbol URL-encoded inside the JSON as the SDK and the README
 ask ("use url encoding to avoid special char error for symbols like M&M"): Noren decodes the
 form, so that is the one spelling its parser is known to accept.
+
+A future or option (``NFO:NIFTY:2026-08-18:18550:CE``) goes out under the symbol master's own
+trading symbol and exchange (``NIFTY18AUG26C18550`` on NFO, ``SENSEX2591181200CE`` on BFO), never
+a formatted one; without the master's row it is refused before anything is sent.
+``Product.NORMAL`` is Noren's ``M`` (carry forward).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from urllib.parse import quote_plus
 
 from common.brokers import orderbook
 from common.brokers.shoonya.updates import order_to_update
+from common.derivatives import is_derivative_symbol
+from common.errors import InvalidOrder
 from common.models import Instrument, Order, OrderType, OrderUpdate, Product, Side
 
 __all__ = ["PRICE_TYPE", "PRODUCT", "SIDE", "book_to_updates", "book_values", "cancel_values", "jdata",
@@ -40,8 +47,15 @@ def _money(v: Decimal | None) -> str:
 
 
 def trading_symbol(order: Order, instrument: Instrument | None) -> str:
-    """Shoonya's own symbol ("SBIN-EQ"), which its symbol master stores as broker_symbol; NSE
-    equities without a master entry get the series suffix, everything else is sent as named."""
+    """Shoonya's own symbol ("SBIN-EQ", "NIFTY18AUG26C18550"), which its symbol master stores as
+    broker_symbol; NSE equities without a master entry get the series suffix, other equities are
+    sent as named. A future or option is only ever named by its own row in the master."""
+    if is_derivative_symbol(order.symbol):
+        if (instrument is None or instrument.kind not in ("future", "option") or not instrument.broker_symbol
+                or instrument.key != order.instrument_key):
+            raise InvalidOrder("symbol", f"{order.instrument_key}: no such contract in the account's Shoonya "
+                                         "symbol master (expired, or NFO/BFO not in extra.symbol_exchanges)")
+        return instrument.broker_symbol
     if instrument is not None and instrument.broker_symbol:
         return instrument.broker_symbol
     if order.exchange == "NSE" and (instrument is None or instrument.instrument_type == "EQ"):
