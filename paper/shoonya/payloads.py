@@ -11,6 +11,7 @@ from typing import Any
 
 from paper.orders import PaperOrder
 from paper.portfolio import PaperFunds, PaperHolding, PaperPosition
+from paper.shoonya.master import trading_symbol
 from paper.universe import PaperInstrument
 
 PRODUCTS = {"C": "CNC", "M": "NRML", "I": "MIS"}
@@ -41,7 +42,7 @@ def shoonya_order_payload(order: PaperOrder) -> dict[str, Any]:
         "uid": order.user_id,
         "actid": order.user_id,
         "exch": inst.exchange,
-        "tsym": inst.shoonya_symbol,
+        "tsym": trading_symbol(inst),
         "token": inst.shoonya_token,
         "qty": str(order.quantity),
         "dscqty": str(order.disclosed_quantity),
@@ -100,7 +101,7 @@ def product_code(product: str) -> str:
 
 def _scrip_fields(inst: PaperInstrument) -> dict[str, str]:
     div = inst.price_divisor
-    return {"exch": inst.exchange, "token": inst.shoonya_token, "tsym": inst.shoonya_symbol, "pp": "2",
+    return {"exch": inst.exchange, "token": inst.shoonya_token, "tsym": trading_symbol(inst), "pp": "2",
             "ti": rupees_text(inst.tick_size_paise, div), "ls": str(inst.lot_size)}  # fmt: skip
 
 

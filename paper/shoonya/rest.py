@@ -2,7 +2,8 @@
 ModifyOrder, CancelOrder, OrderBook, TradeBook, SingleOrdHist, GetQuotes, the account state
 (PositionBook, Holdings, Limits: ``paper/portfolio.py``'s books) and the margin calculators
 (GetOrderMargin, GetBasketMargin: ``paper/portfolio.py``'s margin_for) under ``/NorenWClientTP/``,
-and the symbol master ``/NSE_symbols.txt.zip``.
+and the symbol masters ``/NSE_symbols.txt.zip``, ``/BSE_...``, ``/NFO_...`` and ``/BFO_...``
+(``paper/shoonya/master.py``).
 
 Every call is a POST whose body is ``jData=<json>`` (plus ``&jKey=<susertoken>`` after login),
 as NorenRestApiPy sends it: raw JSON after ``jData=``, read here as a form so a form-encoded body
@@ -23,11 +24,9 @@ allowed for API order", reported live by public integrations; the SL-MKT text is
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import secrets
 import time
-import zipfile
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
@@ -42,6 +41,8 @@ from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymou
 from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units, whole_number
 from paper.orders import next_ist_epoch, now_ist
 from paper.rules import MARKET_PROTECTION
+from paper.shoonya.master import EXCHANGES as SYMBOL_EXCHANGES
+from paper.shoonya.master import symbols_zip, trading_symbol
 from paper.shoonya.payloads import (
     PRICE_TYPE_OF,
     PRICE_TYPES,
@@ -55,13 +56,13 @@ from paper.shoonya.payloads import (
     shoonya_order_payload,
     shoonya_position_row,
 )
-from paper.universe import PaperInstrument, shoonya_symbols_txt
+from paper.universe import PaperInstrument
 from paper.users import User
 
 __all__ = ["PREFIX", "SYMBOLS_ZIP_PATH", "routes"]
 
 PREFIX = "/NorenWClientTP"
-SYMBOLS_ZIP_PATH = "/NSE_symbols.txt.zip"
+SYMBOLS_ZIP_PATH = "/{exchange}_symbols.txt.zip"
 RETENTIONS = ("DAY", "IOC", "EOS")
 SESSION_EXPIRED = "Session Expired : Invalid Session Key"
 NO_DATA = 'Error Occurred : 5 "no data"'
@@ -398,21 +399,21 @@ async def _quotes(call: Call) -> Response:
         return not_ok(NO_DATA)
     q = call.state.prices.quote(inst)
     div = inst.price_divisor
-    return ok(exch=inst.exchange, tsym=inst.shoonya_symbol, token=inst.shoonya_token, pp="2",
+    return ok(exch=inst.exchange, tsym=trading_symbol(inst), token=inst.shoonya_token, pp="2",
               ls=str(inst.lot_size), ti=rupees_text(inst.tick_size_paise, div), lp=rupees_text(q["last_price"], div),
               o=rupees_text(q["open"], div), h=rupees_text(q["high"], div), l=rupees_text(q["low"], div),
               c=rupees_text(q["close"], div), v=str(q["volume"]))  # fmt: skip
 
 
-async def _symbols_zip(call: Call) -> Response:
-    body = call.paper.cache.get("shoonya_nse_symbols_zip")
-    if body is None:
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("NSE_symbols.txt", shoonya_symbols_txt(call.state.universe, "NSE"))
-        body = buf.getvalue()
-        call.paper.cache["shoonya_nse_symbols_zip"] = body
-    return Response(body, 200, media_type="application/zip")
+def _symbols_zip(exchange: str) -> Handler:
+    async def handler(call: Call) -> Response:
+        key = f"shoonya_{exchange.lower()}_symbols_zip"
+        body = call.paper.cache.get(key)
+        if body is None:
+            body = call.paper.cache[key] = symbols_zip(call.state.universe, exchange)
+        return Response(body, 200, media_type="application/zip")
+
+    return handler
 
 
 def _endpoint(endpoint_class: str, handler: Handler, authenticate: Authenticator = auth_jkey) -> Any:
@@ -445,7 +446,9 @@ def routes(state: object = None) -> list[Route]:
         endpoint = _endpoint(endpoint_class, handler, authenticate)
         out.append(Route(f"{PREFIX}/{name}", endpoint, methods=["POST"]))
         out.append(Route(f"{PREFIX}//{name}", endpoint, methods=["POST"]))
-    out.append(Route(SYMBOLS_ZIP_PATH, _endpoint("other", _symbols_zip, anonymous), methods=["GET"]))
+    for exchange in SYMBOL_EXCHANGES:
+        path = SYMBOLS_ZIP_PATH.format(exchange=exchange)
+        out.append(Route(path, _endpoint("other", _symbols_zip(exchange), anonymous), methods=["GET"]))
     # Calls the paper broker does not implement still answer as Noren (the SDK parses every answer).
     out.append(Route(f"{PREFIX}/{{name:path}}", _unknown, methods=["GET", "POST"]))
     return out

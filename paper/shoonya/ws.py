@@ -32,6 +32,7 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from paper.orders import PaperOrder
+from paper.shoonya.master import trading_symbol
 from paper.shoonya.payloads import report_type, rupees_text, shoonya_order_payload
 from paper.sockets import (
     SocketFaults,
@@ -233,7 +234,7 @@ class ShoonyaSocket(TickingSocket):
                 before = sent.get(stream)
                 head = {"t": f"{stream}{'k' if before is None else 'f'}", "e": inst.exchange, "tk": inst.shoonya_token}
                 if before is None:
-                    head.update(ts=inst.shoonya_symbol, pp="2", ls=str(inst.lot_size),
+                    head.update(ts=trading_symbol(inst), pp="2", ls=str(inst.lot_size),
                                 ti=rupees_text(inst.tick_size_paise, inst.price_divisor))  # fmt: skip
                     changed = fields
                 else:
