@@ -79,7 +79,7 @@ def test_trades_of_the_docs_sample() -> None:
     got = portfolio.trades(golden("tradebook.json"))
     assert got[0] == Trade(trade_id="52605023", broker_order_id="120080789075", exchange="NSE", symbol="PNB",
                            product="DELIVERY", side="BUY", quantity=10, price=D("32.7"), client_order_id="Ordertag",
-                           fill_time="07-Aug-2020 13:51:12")  # fmt: skip
+                           fill_time="07-Aug-2020 13:51:12", token="101000000010666")  # fmt: skip
     assert [(t.symbol, t.quantity, t.price, t.broker_order_id) for t in got[1:]] == [
         ("CENTRUM", 19, D("14.1"), "120080789139"), ("IDFNIFTYET", 4, D("115.5"), "120080797993")]
 

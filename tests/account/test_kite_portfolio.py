@@ -85,7 +85,7 @@ def test_trades_carry_no_tag() -> None:
     got = portfolio.trades_of(fixture("trades.json")["data"])
     assert got[0] == Trade(trade_id="10000000", broker_order_id="200000000000000", exchange="NSE", symbol="SBIN",
                            product="DELIVERY", side="BUY", quantity=1, price=D("420.65"), client_order_id="",
-                           fill_time="2021-05-31 09:16:39")
+                           fill_time="2021-05-31 09:16:39", token="779521")
     assert [(t.product, t.price) for t in got[1:]] == [("INTRADAY", D("72.755")), ("NORMAL", D(4852)),
                                                       ("NORMAL", D(4852))]
 

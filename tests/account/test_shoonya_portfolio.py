@@ -113,7 +113,7 @@ def test_limits_sample() -> None:
 
 def test_trade_book_sample() -> None:
     common = {"exchange": "NSE", "symbol": "ACCELYA", "product": "NORMAL", "quantity": 180, "price": D("800.00"),
-              "client_order_id": "WC TEST Order", "fill_time": "01-01-1980 00:00:00"}  # fmt: skip
+              "client_order_id": "WC TEST Order", "fill_time": "01-01-1980 00:00:00", "token": "7053"}  # fmt: skip
     assert portfolio.trades_from_rows(golden("trade_book.json")) == [
         Trade(trade_id="102", broker_order_id="20121300065715", side="SELL", **common),
         Trade(trade_id="101", broker_order_id="20121300065716", side="BUY", **common),
