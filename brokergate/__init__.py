@@ -41,16 +41,21 @@ from __future__ import annotations
 from importlib import metadata as _metadata
 from typing import Any
 
+from common.chains import ChainRow, OptionChain
 from common.client import (
     OrderHandle,
     account_state,
+    atm_strike,
     cancel_order,
+    expiries,
     funds,
+    future,
     get_order,
     halt,
     holdings,
     margin_required,
     modify_order,
+    option_chain,
     orders,
     place_order,
     pnl,
@@ -88,6 +93,7 @@ from common.models import (
 )
 from common.order_updates import OrderUpdateListener, on_order_update
 from common.portfolio import Funds, Holding, Margin, Position, Segment, Trade
+from common.slicing import SlicedHandle
 from common.ticks import TickSubscription, subscribe_ticks, unsubscribe
 
 __all__ = [
@@ -96,6 +102,7 @@ __all__ = [
     "BrokerError",
     "BrokerGateError",
     "BrokerUnavailable",
+    "ChainRow",
     "ConfigError",
     "DeadlineExceeded",
     "EgressRefused",
@@ -106,6 +113,7 @@ __all__ = [
     "InvalidOrder",
     "LoginFailed",
     "Margin",
+    "OptionChain",
     "Order",
     "OrderHandle",
     "OrderRejected",
@@ -119,6 +127,7 @@ __all__ = [
     "RiskRefused",
     "Segment",
     "Side",
+    "SlicedHandle",
     "Tick",
     "TickSubscription",
     "TokenExpired",
@@ -127,14 +136,18 @@ __all__ = [
     "__version__",
     "account_names",
     "account_state",
+    "atm_strike",
     "cancel_order",
+    "expiries",
     "funds",
+    "future",
     "get_order",
     "halt",
     "holdings",
     "margin_required",
     "modify_order",
     "on_order_update",
+    "option_chain",
     "orders",
     "place_order",
     "pnl",

@@ -23,16 +23,20 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import redis
 from celery import Celery
 
-from common import accountstate, keys, orderstore, risk, safety
+from common import accountstate, keys, orderstore, risk, safety, slicing
 from common.brokers import market_orders, spec_for
+from common.chains import atm_strike, expiries, future, option_chain
+from common.derivatives import is_derivative_symbol
 from common.errors import ConfigError, InvalidOrder
-from common.models import Order, OrderType, OrderUpdate
+from common.models import Instrument, Order, OrderType, OrderUpdate, new_client_order_id
 from common.orderstate import TERMINAL_STATES, OrderState
 from common.portfolio import Funds, Holding, Margin, Position, Trade
 from common.redis import get_redis, server_time_ms
@@ -40,8 +44,9 @@ from common.settings import Account, account, settings
 from common.ticks import subscribe_ticks
 
 __all__ = [
-    "OrderHandle", "account_state", "cancel_order", "funds", "get_order", "halt", "holdings", "margin_required",
-    "modify_order", "orders", "place_order", "pnl", "positions", "resume", "subscribe_ticks", "trades",
+    "OrderHandle", "account_state", "atm_strike", "cancel_order", "expiries", "funds", "future", "get_order", "halt",
+    "holdings", "margin_required", "modify_order", "option_chain", "orders", "place_order", "pnl", "positions",
+    "resume", "subscribe_ticks", "trades",
 ]  # fmt: skip
 
 MODIFIABLE = frozenset({"quantity", "price", "trigger_price", "order_type", "validity"})
@@ -139,10 +144,20 @@ def _validate(order: Order, *, placing: bool = True) -> Order:
     inst = instruments.lookup(order.account, order.instrument_key, r)
     if inst is not None:
         order.check_instrument(inst)
+        if inst.expiry is not None and inst.expiry < _today(acct, r):
+            raise InvalidOrder("symbol", f"{order.instrument_key} expired on {inst.expiry.isoformat()}")
     elif r.exists(keys.instruments(order.account)):
         # The master is loaded and does not know it: the broker would refuse it (and count it).
         raise InvalidOrder("symbol", f"{order.instrument_key} is not in the instrument master of {order.account}")
+    elif is_derivative_symbol(order.symbol):
+        raise InvalidOrder("symbol", f"{order.instrument_key}: no instrument master of {order.account} is loaded "
+                                     "(a derivative is placed by looking it up there)")
     return order
+
+
+def _today(acct: Any, r: redis.Redis) -> date:
+    """The account's trading date (its time zone) on Redis's clock."""
+    return datetime.fromtimestamp(server_time_ms(r) / 1000, ZoneInfo(acct.timezone)).date()
 
 
 def _check_market_orders(order: Order, acct: Account) -> None:
@@ -158,13 +173,15 @@ def _check_market_orders(order: Order, acct: Account) -> None:
                            f"(or set extra.market_orders = \"plain\" on account {acct.name} if its broker takes them)")
 
 
-def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -> OrderHandle:
+def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -> OrderHandle | slicing.SlicedHandle:
     """Validate, store as NEW and enqueue an order; returns its handle.
 
     Pass an :class:`Order`, a dict of its fields, or the fields as keywords. Raises
     :class:`InvalidOrder` (naming the field), :class:`Halted` (the account is halted and the
     order is no ``reduce_only`` exit), or :class:`RiskRefused` (a risk limit of its account or
-    strategy, named; common/risk.py), before anything is stored or enqueued."""
+    strategy, named; common/risk.py), before anything is stored or enqueued. A derivative order
+    above its contract's freeze quantity is sliced into at most ten children that settle as one
+    parent (a :class:`common.slicing.SlicedHandle`; more than ten slices: InvalidOrder)."""
     if isinstance(order, Order):
         o = order.with_(**fields) if fields else order
     else:
@@ -173,6 +190,30 @@ def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -
     r = get_redis()
     safety.check_entry(o, r)
     risk.check(o, r)
+    inst = _instrument_of(o, r)
+    sizes = slicing.plan(o.quantity, inst.lot_size, inst.freeze_quantity) if inst else [o.quantity]
+    if len(sizes) > 1:
+        return _place_sliced(r, o, sizes)
+    return _enqueue(r, o)
+
+
+def _instrument_of(o: Order, r: redis.Redis) -> Instrument | None:
+    from common import instruments
+
+    return instruments.lookup(o.account, o.instrument_key, r) if is_derivative_symbol(o.symbol) else None
+
+
+def _place_sliced(r: redis.Redis, parent: Order, sizes: list[int]) -> slicing.SlicedHandle:
+    """Above the freeze quantity: a parent record, then each child placed as an order of its own."""
+    children = [parent.with_(quantity=q, client_order_id=new_client_order_id()) for q in sizes]
+    slicing.store_parent(r, parent, children, orderstore.retention_ms())
+    for child in children:
+        _enqueue(r, child)
+    return slicing.SlicedHandle(parent.client_order_id, parent.account, [c.client_order_id for c in children],
+                                parent.to_dict(), r)
+
+
+def _enqueue(r: redis.Redis, o: Order) -> OrderHandle:
     orderstore.create(r, o, source="client")
     queue = keys.place_queue(o.account, o.urgent)
     try:
@@ -191,8 +232,17 @@ def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -
 
 def get_order(client_order_id: str) -> dict[str, Any] | None:
     """The stored order (see :func:`common.orderstore.get`), or None. A settled order is kept for
-    ``BROKERGATE_ORDER_RETENTION_DAYS`` (default 7) after it settled, then None."""
-    return orderstore.get(get_redis(), client_order_id)
+    ``BROKERGATE_ORDER_RETENTION_DAYS`` (default 7) after it settled, then None. A sliced order's
+    id gives the parent: its children summed (:func:`common.slicing.aggregate`)."""
+    r = get_redis()
+    got = orderstore.get(r, client_order_id)
+    if got is not None:
+        return got
+    parent = slicing.read_parent(r, client_order_id)
+    if parent is None:
+        return None
+    return slicing.SlicedHandle(client_order_id, parent["request"]["account"], parent["children"],
+                                parent["request"], r).get()
 
 
 def orders(account: str, since_ms: int | None = None, *, open_only: bool = False) -> list[dict[str, Any]]:
