@@ -35,7 +35,7 @@ from typing import Any
 
 import redis
 
-from common import orderstore
+from common import marketprotection, orderstore
 from common.brokers.base import CONNECT_TIMEOUT_S
 from common.errors import (
     Ambiguous,
@@ -215,6 +215,13 @@ def _modify(r: redis.Redis, acct: Account, coid: str, changes: dict[str, Any], d
     merged = orderstore.modify_changes(r, coid, seq, changes)
     target = json.dumps(order.with_(**merged).to_dict())
     inst = bc.instrument(acct, order)
+    try:
+        wire = marketprotection.as_sent(r, acct, order.with_(**merged), inst)
+    except InvalidOrder as e:
+        orderstore.annotate(r, coid, {"modify_status": f"rejected: {e}"})
+        return "REJECTED"
+    if wire.order_type.value != merged.get("order_type", order.order_type.value):
+        merged = {**merged, "order_type": wire.order_type.value, "price": str(wire.price)}
     try:
         bc.call(r, acct, bc.ORDERS, lambda a: a.modify(order, broker_order_id, merged, inst),
                 deadline_ms=deadline_ms, urgent=True)

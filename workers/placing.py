@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 
-from common import orderstore, ratelimit, risk
+from common import marketprotection, orderstore, ratelimit, risk
 from common.errors import (
     Ambiguous,
     BrokerError,
@@ -142,7 +142,11 @@ def send(r: redis.Redis, acct: Account, order: Order, attempt: str, deadline_ms:
     except RiskRefused as e:
         return settle(S.REJECTED, str(e))
     try:
-        broker_order_id = bc.call(r, acct, bc.ORDERS, lambda a: a.place(order, inst), deadline_ms=deadline_ms,
+        wire = marketprotection.as_sent(r, acct, order, inst)
+    except InvalidOrder as e:
+        return settle(S.REJECTED, str(e))
+    try:
+        broker_order_id = bc.call(r, acct, bc.ORDERS, lambda a: a.place(wire, inst), deadline_ms=deadline_ms,
                                   urgent=order.urgent, gate=gate, not_sent=not_sent)
     except bc.NotSent as e:
         if e.verdict == "expired":

@@ -37,8 +37,10 @@ SHARED_BUDGET = "all"
 # "protected": only with the broker's market-protection field, which its translate always adds;
 # "refused": not at all, so brokergate refuses them at the client (InvalidOrder naming order_type)
 #   instead of letting the broker count a rejection;
-# "plain": as they are (the broker applies its own protection, or asks for nothing).
-MarketOrders = Literal["protected", "refused", "plain"]
+# "plain": as they are (the broker applies its own protection, or asks for nothing);
+# "limit": an account's choice where its broker refuses them: brokergate's own protection sends a
+#   MARKET as a LIMIT at the last price +/- extra.market_protection_pct (common/marketprotection.py).
+MarketOrders = Literal["protected", "refused", "plain", "limit"]
 # The account's `extra` key that overrides its broker's policy (see :func:`market_orders`).
 MARKET_ORDERS_EXTRA = "market_orders"
 
@@ -89,7 +91,8 @@ class BrokerSpec:
 # The `extra` keys every broker reads (the order path's read timeout, the market-order policy),
 # with their types.
 ExtraType = Literal["str", "float", "list[str]", "ip", "proxy_url"]
-GENERIC_EXTRAS: dict[str, ExtraType] = {"read_timeout_s": "float", MARKET_ORDERS_EXTRA: "str"}
+GENERIC_EXTRAS: dict[str, ExtraType] = {"read_timeout_s": "float", MARKET_ORDERS_EXTRA: "str",
+                                         "market_protection_pct": "float"}
 # The order egress of the 2026 static-IP rule (common/brokers/base.py): place, modify and cancel leave
 # from this local address and/or through this proxy; every other request keeps the default route.
 GENERIC_EXTRAS["order_source_address"] = "ip"  # an IP of this host to bind the order requests' sockets to
@@ -137,16 +140,18 @@ def redact_url(url: str) -> str:
 
 def market_orders(spec: BrokerSpec, extra: Mapping[str, Any]) -> MarketOrders:
     """An account's market-order policy: its broker's (``BrokerSpec.market_orders``) unless its
-    ``extra.market_orders`` says otherwise. An account may always refuse them, and may send them
-    "plain" where its broker's policy is "refused" (the operator's broker accepts them after
+    ``extra.market_orders`` says otherwise. An account may always refuse them, and where its
+    broker's policy is "refused" may send them "limit" (brokergate's own protection) or
+    "plain" (the operator's broker accepts them after
     all); nothing else, since no other field is known. ValueError names what is allowed."""
     value = extra.get(MARKET_ORDERS_EXTRA)
     if value is None or value == spec.market_orders:
         return spec.market_orders
-    if value == "refused" or (value == "plain" and spec.market_orders == "refused"):
+    if value == "refused" or (value in ("plain", "limit") and spec.market_orders == "refused"):
         chosen: MarketOrders = value
         return chosen
-    allowed = sorted({spec.market_orders, "refused"} | ({"plain"} if spec.market_orders == "refused" else set()))
+    allowed = sorted({spec.market_orders, "refused"}
+                     | ({"plain", "limit"} if spec.market_orders == "refused" else set()))
     raise ValueError(f"{MARKET_ORDERS_EXTRA} = {value!r} is not possible for {spec.name} "
                      f"(its broker's is {spec.market_orders!r}; allowed: {', '.join(allowed)})")
 
