@@ -13,7 +13,9 @@ For every account it:
 3. places a MARKET buy of one share, waits for the fill (``handle.updates()``) and prints the
    position the pushed fill moved (``brokergate.positions``);
 4. places a LIMIT buy 5% under the market (it rests OPEN), modifies its price, and
-   cancels it.
+   cancels it;
+5. buys one lot of the nearest NIFTY expiry's ATM call (``brokergate.option_chain`` and the live
+   index price; the same code on every broker) and waits for the fill.
 
 The last line is ``RESULT {json}`` with what it saw; the exit code is 0 when every step
 worked.
@@ -129,12 +131,40 @@ def trade(account: str, instrument: str, ltp: Decimal, timeout_s: float) -> dict
     return result
 
 
+def trade_atm_call(account: str, underlying: str, spot_key: str, timeout_s: float) -> dict[str, Any]:
+    """Buy one lot of the nearest expiry's ATM call of ``underlying`` at market and wait for the fill:
+    the same code on every broker (the contract is found in the account's master by its generic key)."""
+    expiry = brokergate.expiries(underlying, account=account, kind="option")[0]
+    chain = brokergate.option_chain(underlying, expiry, account=account)
+    spot = watch_ticks(account, [spot_key], 1, timeout_s).get(spot_key)  # the feed prices the ATM strike
+    if spot is None:
+        out(f"NO TICKS for {spot_key} within {timeout_s:g} s")
+        return {"filled": None}
+    call = chain.row(chain.atm(spot)).call
+    assert call is not None
+    # Its own price too: where the broker refuses MARKET orders, brokergate's protection prices it.
+    watch_ticks(account, [call.key], 1, timeout_s)
+    buy = brokergate.place_order(Order(account=account, exchange=call.exchange, symbol=call.symbol, side="BUY",
+                                       quantity=call.lot_size, order_type="MARKET", product="NORMAL"))
+    out(f"PLACED {account} {buy.id} BUY {call.lot_size} {call.key} MARKET (ATM of {underlying} {spot}; "
+        f"the broker's {call.broker_symbol})")
+    fill = wait_state(buy, {"COMPLETE", "REJECTED", "CANCELLED"}, timeout_s)
+    if fill is None:
+        out(f"NO PUSH for {buy.id} within {timeout_s:g} s")
+        return {"instrument": call.key, "filled": None}
+    out(f"FILLED {account} {buy.id} {fill.state.value} {fill.filled_quantity} {call.key} @ {fill.average_price}")
+    return {"instrument": call.key, "filled": {"id": buy.id, "state": fill.state.value, "price": str(fill.average_price)}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m examples.strategy", description=__doc__.split("\n\n")[0])
     p.add_argument("--accounts", help="comma-separated account names (default: every account)")
     p.add_argument("--instruments", default=DEFAULT_INSTRUMENTS)
     p.add_argument("--ticks", type=int, default=3, help="ticks to print per instrument")
     p.add_argument("--timeout-s", type=float, default=30.0, help="longest wait for any one step")
+    p.add_argument("--option-underlying", default="NIFTY",
+                   help="buy one lot of this underlying's ATM call on every account ('' skips it)")
+    p.add_argument("--option-spot", default="NSE:NIFTY 50", help="the underlying's spot instrument (prices the ATM)")
     args = p.parse_args(argv)
     brokergate.setup_logging()
 
@@ -158,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             summary["accounts"][a] = res
             if not (res.get("filled") and res["filled"]["state"] == "COMPLETE" and res["rested"].get("cancelled")):
                 summary["ok"] = False
+            if args.option_underlying:
+                opt = trade_atm_call(a, args.option_underlying, args.option_spot, step_s)
+                res["option"] = opt
+                if not (opt.get("filled") and opt["filled"]["state"] == "COMPLETE"):
+                    summary["ok"] = False
     except Exception as e:
         log.exception("strategy failed")
         summary.update(ok=False, error=f"{type(e).__name__}: {e}")

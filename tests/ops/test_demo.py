@@ -175,6 +175,10 @@ def test_the_demo_runs_the_whole_stack_headless_and_leaves_nothing_running(tmp_p
         assert acct["filled"] and acct["filled"]["state"] == "COMPLETE", f"{account}: no fill pushed\n{out}"
         assert acct["filled"]["source"] in ("postback", "socket"), acct
         assert acct["rested"]["open"] and acct["rested"]["cancelled"], acct
+        # The same code bought the NIFTY ATM call on every broker, found by its generic key.
+        option = acct["option"]
+        assert option["instrument"].startswith("NFO:NIFTY:") and option["instrument"].endswith(":CE"), option
+        assert option["filled"] and option["filled"]["state"] == "COMPLETE", f"{account}: {option}\n{out}"
     assert result["ok"]
     status = json.loads((demo.workdir / "status.json").read_text())
     assert status["healthy"], status["problems"]
