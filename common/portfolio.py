@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
-from typing import Any
+from typing import Any, Self, cast
 
 __all__ = ["Funds", "Holding", "Margin", "Position", "Segment", "Trade", "position_key", "with_fill"]
 
@@ -31,22 +31,28 @@ def _dec(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def _to_dict(obj: Any) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(obj).items()}
+class _Record:
+    """``to_dict``/``from_dict`` of a flat model: Decimals as their exact text (JSON in Redis and the
+    API), read back by each field's declared type; a missing key takes the field's default."""
 
+    __slots__ = ()  # the models are slotted dataclasses: no __dict__ from the base
 
-def _from_dict(cls: type, d: dict[str, Any]) -> Any:
-    kwargs: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name not in d:
-            continue
-        v = d[f.name]
-        kwargs[f.name] = _dec(v) if f.type == "Decimal" else (int(v) if f.type == "int" else v)
-    return cls(**kwargs)
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(cast(Any, self)).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        kwargs: dict[str, Any] = {}
+        for f in fields(cast(Any, cls)):
+            if f.name not in d:
+                continue
+            v = d[f.name]
+            kwargs[f.name] = _dec(v) if f.type == "Decimal" else (int(v) if f.type == "int" else v)
+        return cls(**kwargs)
 
 
 @dataclass(frozen=True, slots=True)
-class Position:
+class Position(_Record):
     """A net position in one instrument and product, as the broker's position book shows it for
     today (``day_*``: today's trades only; net: today's plus what was carried in)."""
 
@@ -81,17 +87,9 @@ class Position:
         open_value = Decimal(self.quantity) * last_price * self.multiplier
         return (self.sell_value - self.buy_value) * self.multiplier + open_value
 
-    def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Position:
-        p: Position = _from_dict(cls, d)
-        return p
-
 
 @dataclass(frozen=True, slots=True)
-class Holding:
+class Holding(_Record):
     """Delivery holdings in the demat account (settled, plus today's T1 where the broker says)."""
 
     exchange: str
@@ -104,17 +102,9 @@ class Holding:
     isin: str = ""
     token: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Holding:
-        h: Holding = _from_dict(cls, d)
-        return h
-
 
 @dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(_Record):
     """Margins of one segment (``equity``, ``commodity``) where the broker splits them."""
 
     available_cash: Decimal  # cash that can be used now (opening balance plus payin, minus what is blocked)
@@ -124,14 +114,6 @@ class Segment:
     collateral: Decimal = ZERO
     realised_pnl: Decimal = ZERO
     unrealised_pnl: Decimal = ZERO
-
-    def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Segment:
-        s: Segment = _from_dict(cls, d)
-        return s
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +147,7 @@ class Funds:
 
 
 @dataclass(frozen=True, slots=True)
-class Trade:
+class Trade(_Record):
     """One fill (an execution of an order at the exchange)."""
 
     trade_id: str
@@ -179,14 +161,6 @@ class Trade:
     client_order_id: str = ""  # our tag, where the broker's trade book carries it (else "")
     fill_time: str = ""  # the broker's timestamp text
     token: str = ""  # the broker's instrument token, where its trade book carries it
-
-    def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Trade:
-        t: Trade = _from_dict(cls, d)
-        return t
 
 
 @dataclass(frozen=True, slots=True)
