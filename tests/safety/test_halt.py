@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from common import accountstate, keys, orderstore, safety
 from common.client import place_order, send_task_by_name
 from common.errors import Halted, InvalidOrder
-from common.models import Order
+from common.models import Order, OrderState
 from common.portfolio import Position
 from common.redis import get_redis, server_time_ms
 from devtools.waiting import wait_for
@@ -111,6 +112,31 @@ def test_square_off_sizes_its_exits_from_a_read_stored_after_the_halt(make_accou
     report = safety.halt(["kite1"], "stale read", square_off=True, by="test")
     assert [(e["side"], e["quantity"], e["reduce_only"]) for e in exits] == [("SELL", 5, True)]
     assert report.exits == ["exit"] and not reads
+    safety.resume(["kite1"], by="test")
+
+
+def test_square_off_reads_the_positions_once_the_halts_cancels_are_settled(make_accounts, r, monkeypatch) -> None:
+    """Given an order OPEN at the broker whose fill is not learned yet (a MARKET entry answered
+    OPEN), When the account is halted with square-off, Then the positions are read only once the
+    halt's cancel of it has settled it (here COMPLETE, as a cancel that finds it filled leaves it):
+    read before, the snapshot may miss that fill or count it twice."""
+    make_accounts(kite=1, angel=0)
+    o = Order(account="kite1", exchange="NSE", symbol="INFY", side="BUY", quantity=1, deadline_s=60)
+    orderstore.create(r, o)
+    orderstore.transition(r, o.client_order_id, OrderState.OPEN, fields={"sent_at_ms": server_time_ms(r)})
+    seen: list[str] = []
+
+    def read(*_a: Any, **_kw: Any) -> accountstate.Snapshot:
+        seen.append((orderstore.get(r, o.client_order_id) or {})["state"])
+        return accountstate.Snapshot("positions", [], at_ms=server_time_ms(r) + 60_000, pushed_ms=0, now_ms=0)
+
+    monkeypatch.setattr(accountstate, "get", read)
+    settle = threading.Timer(0.3, lambda: orderstore.transition(r, o.client_order_id, OrderState.COMPLETE,
+                                                                source="test"))
+    settle.start()
+    report = safety.halt(["kite1"], "fill learned late", square_off=True, by="test")
+    settle.join()
+    assert report.cancels == [o.client_order_id] and seen == ["COMPLETE"]
     safety.resume(["kite1"], by="test")
 
 
