@@ -23,7 +23,10 @@ What keeps them fresh:
   ``max_age_s=0`` in a loop costs at most the cap's rate of requests.
 * **A read never undoes a newer push**: a positions or trades read answered while a fill was
   pushed after it was asked may miss that fill, so it is not stored (the snapshot with the pushed
-  fill stays, and the next read corrects both).
+  fill stays, and the next read corrects both). The other way round, a fill pushed shortly after
+  a read may be in it already (the broker had it when asked, its update came later): then the
+  workers read positions and trades again at once (:data:`READ_RACE_MS`), so a fill counted twice
+  lasts one read, not until Beat's next.
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ FUNDS_FIELD = "funds"
 REFRESH_TIMEOUT_S = 10.0  # a read waits this long at most for its slot and the broker's answer
 _LOCK_MS = int((REFRESH_TIMEOUT_S + 5) * 1000)  # outlives a read, so a crashed reader frees it soon
 _PUSH_RETRIES = 20
+# A fill pushed within this of the last positions read may be in it already: read again (see
+# _ask_for_a_read). Longer than a fill's way from the broker to us after the broker counted it.
+READ_RACE_MS = 5_000
 
 _DECODE: dict[str, Callable[[dict[str, Any]], Any]] = {
     "positions": Position.from_dict, "holdings": Holding.from_dict, "trades": Trade.from_dict, "funds": Funds.from_dict,
@@ -317,6 +323,7 @@ def apply_fill(r: redis.Redis, account_name: str, request: dict[str, Any], *, qu
             try:
                 p.watch(positions)
                 raw = p.hget(positions, pkey)
+                read_at = int(p.hget(meta, "positions_at_ms") or 0)
                 old = Position.from_dict(json.loads(raw)) if raw else None
                 new = with_fill(old, exchange=exchange, symbol=symbol, product=product, side=side,
                                 quantity=quantity, price=price)
@@ -327,11 +334,28 @@ def apply_fill(r: redis.Redis, account_name: str, request: dict[str, Any], *, qu
                 p.publish(keys.account_state_channel(account_name), "positions")
                 p.publish(keys.account_state_channel(account_name), "trades")
                 p.execute()
+                if read_at and now - read_at < READ_RACE_MS:
+                    _ask_for_a_read(r, account_name)
                 return
             except redis.WatchError:
                 continue
     log.error("account state: %s fill of %s not applied (contention); the next read corrects it",
               account_name, client_order_id)
+
+
+def _ask_for_a_read(r: redis.Redis, account_name: str) -> None:
+    """A fill pushed just after a read may be in that read already (the broker had it when asked;
+    its update came later) and is now counted twice: the workers read positions and trades again
+    at once (at most one request a :data:`READ_RACE_MS` per account) instead of at Beat's interval."""
+    if not r.set(keys.account_state_refreshing(account_name, "reread"), "1", nx=True, px=READ_RACE_MS):
+        return
+    try:
+        from common.client import send_task_by_name
+
+        send_task_by_name(keys.ACCOUNT_STATE_TASK, args=[account_name], kwargs={"kinds": ["positions", "trades"]},
+                          queue=keys.DEFAULT_QUEUE)
+    except Exception as e:  # Beat's periodic read corrects it then
+        log.warning("account state: %s: could not ask for a read after a fill: %s", account_name, e)
 
 
 def refresh_all(account_name: str, kinds: Sequence[Kind] = KINDS, *, relogin: bool = True) -> dict[str, int]:

@@ -164,3 +164,30 @@ def test_a_restarted_strategy_rebuilds_its_orders_and_positions_from_the_client_
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got == {"open": [resting.id], "positions": [["INFY", 3]]}
+
+
+def test_a_fill_pushed_just_after_a_read_that_had_it_is_not_counted_twice_for_long(make_accounts, celery_workers,
+                                                                                   paper) -> None:
+    """Given a fill the broker had when the positions were read, When its update is pushed just
+    after (it moves the position again: counted twice), Then the workers read the positions again
+    at once and the snapshot agrees with the broker, without waiting for Beat's next read."""
+    from common import orderstore
+    from common.models import OrderState, OrderUpdate
+
+    acct = ready(make_accounts(kite=1, angel=0)["kite1"])
+    user = paper_user_of(acct).user_id
+    celery_workers.start([keys.urgent_queue(acct.name), keys.orders_queue(acct.name), keys.DEFAULT_QUEUE])
+    h = place_order(account=acct.name, exchange="NSE", symbol="INFY", side="BUY", quantity=3, product="INTRADAY")
+    _filled_at_paper(paper, [h.id])
+    r = get_redis()
+    assert [p.quantity for p in accountstate.refresh(acct.name, "positions").items] == [3]
+    (at_broker,) = [o for o in paper.orders() if o["tag"] == h.id]
+    got = orderstore.read(r, h.id)
+    update = OrderUpdate(account=acct.name, client_order_id=h.id, broker_order_id=got.broker_order_id,
+                         state=OrderState.COMPLETE, filled_quantity=3, average_price=Decimal(str(at_broker["average_price"])),
+                         source="postback")
+    orderstore.apply(r, update)
+    assert [p.quantity for p in accountstate.read(r, acct.name, "positions").items] == [6]  # counted twice, for now
+    wait_for(lambda: [p.quantity for p in accountstate.read(r, acct.name, "positions").items] == [3], 15,
+             what="the positions read again")
+    assert [p["quantity"] for p in paper.portfolio("kite", user)["positions"]] == [3]
