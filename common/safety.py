@@ -27,6 +27,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import redis
@@ -34,6 +35,7 @@ import redis
 from common import accountstate, keys
 from common.errors import Halted, InvalidOrder
 from common.lua import LuaScript, script_text
+from common.marketprotection import limit_price
 from common.models import Order, OrderState, Side
 from common.orderstate import TERMINAL_STATES
 from common.queued import place_of
@@ -43,7 +45,9 @@ __all__ = ["Halt", "HaltReport", "check_entry", "halt", "halted", "halts", "resu
 
 log = logging.getLogger(__name__)
 ALL = "*"
-SQUARE_OFF_WAIT_S = 10.0  # longest wait for entries in flight at the halt to be answered
+SQUARE_OFF_WAIT_S = 10.0
+# How far through the last price a square-off LIMIT goes where the broker refuses MARKET orders.
+SQUARE_OFF_BAND_PCT = Decimal("2")  # longest wait for entries in flight at the halt to be answered
 _HALT_SET = LuaScript(script_text("halt_set"))
 
 
@@ -206,6 +210,21 @@ def _positions_read_now(r: redis.Redis, account: str) -> list[Any]:
             return list(snap.items or [])
 
 
+def _market_refused(account: str) -> bool:
+    from common.brokers import market_orders, spec_for
+    from common.settings import account as account_of
+
+    acct = account_of(account)
+    return market_orders(spec_for(acct.broker), acct.extra) == "refused"
+
+
+def _tick(r: redis.Redis, account: str, key: str) -> Decimal:
+    from common import instruments
+
+    inst = instruments.lookup(account, key, r)
+    return inst.tick_size if inst is not None else Decimal("0.05")
+
+
 def _square_off(r: redis.Redis, account: str, report: HaltReport, cancelled: list[str], strategy: str = "") -> None:
     from common.client import place_order
 
@@ -223,14 +242,21 @@ def _square_off(r: redis.Redis, account: str, report: HaltReport, cancelled: lis
     except Exception as e:  # the broker could not be read: say so; the cancels stand
         report.errors.append(f"positions of {account} not read: {e}")
         return
+    refused = _market_refused(account)
     for p in positions:
         if not p.quantity:
             continue
         side = "SELL" if p.quantity > 0 else "BUY"
+        # Where the broker refuses MARKET orders (and the account did not choose brokergate's
+        # protection), the exit is a LIMIT through the fresh read's last price by the band.
+        kind: dict[str, Any] = {"order_type": "MARKET"}
+        if refused and p.last_price:
+            kind = {"order_type": "LIMIT",
+                    "price": limit_price(Side(side), p.last_price, SQUARE_OFF_BAND_PCT, _tick(r, account, p.key))}
         try:
             h = place_order(account=account, exchange=p.exchange, symbol=p.symbol, side=side,
-                            quantity=abs(p.quantity), product=p.product, order_type="MARKET",
-                            reduce_only=True, urgent=True, strategy=strategy)
+                            quantity=abs(p.quantity), product=p.product, reduce_only=True, urgent=True,
+                            strategy=strategy, **kind)
             report.exits.append(h.id)
         except Exception as e:
             report.errors.append(f"square-off {p.key}: {e}")
