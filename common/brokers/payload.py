@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 
 def money(v: Any) -> Decimal | None:
@@ -24,6 +24,13 @@ def money(v: Any) -> Decimal | None:
     except ArithmeticError:
         return None
     return d if d.is_finite() else None
+
+
+def amount(v: Any) -> Decimal:
+    """Exact rupees as :func:`money` reads them, 0 for a missing or unreadable value (a book's
+    blank figure is no money); the value keeps its own places ("0.00" stays 0.00)."""
+    found = money(v)
+    return Decimal(0) if found is None else found
 
 
 def whole(v: Any) -> int:
@@ -71,3 +78,21 @@ def tick_size(v: Any, per_rupee: int = 1) -> Decimal:
     if not value.is_finite() or value <= 0:
         return DEFAULT_TICK
     return (value / per_rupee).normalize()
+
+
+class DayAndCarried(TypedDict):
+    """A generic Position's quantities, as keywords (``Position(**day_and_carried(...))``)."""
+
+    buy_quantity: int
+    sell_quantity: int
+    day_buy_quantity: int
+    day_sell_quantity: int
+    overnight_quantity: int
+
+
+def day_and_carried(day_buy: int, day_sell: int, carried_buy: int, carried_sell: int) -> DayAndCarried:
+    """A position's quantities from a book that splits today's buys and sells from those carried
+    forward from earlier days: bought and sold are both together, overnight is the carried net."""
+    return DayAndCarried(buy_quantity=day_buy + carried_buy, sell_quantity=day_sell + carried_sell,
+                         day_buy_quantity=day_buy, day_sell_quantity=day_sell,
+                         overnight_quantity=carried_buy - carried_sell)

@@ -13,7 +13,15 @@ import requests
 from common.brokers import orderbook
 from common.brokers.base import get_file, json_or_none, request_once, session_or_new
 from common.brokers.loginflow import required, totp_now
-from common.brokers.payload import DEFAULT_TICK, fill_price, lot_size, text, tick_size
+from common.brokers.payload import (
+    DEFAULT_TICK,
+    amount,
+    day_and_carried,
+    fill_price,
+    lot_size,
+    text,
+    tick_size,
+)
 from common.errors import BrokerUnavailable, LoginFailed, TokenExpired
 from common.models import OrderState, OrderUpdate
 
@@ -50,6 +58,17 @@ def test_fill_price_is_none_before_a_fill() -> None:
 
 def test_text() -> None:
     assert text(None) == "" and text(0) == "0" and text("a") == "a"
+
+
+def test_amount_is_exact_and_zero_when_unreadable() -> None:
+    assert amount(109.4) == Decimal("109.4") and str(amount("0.00")) == "0.00" and amount(-2) == Decimal(-2)
+    assert [amount(v) for v in (None, "", "x", True, "NaN", float("inf"))] == [Decimal(0)] * 6
+
+
+def test_day_and_carried_quantities() -> None:
+    assert day_and_carried(day_buy=5, day_sell=2, carried_buy=10, carried_sell=4) == {
+        "buy_quantity": 15, "sell_quantity": 6, "day_buy_quantity": 5, "day_sell_quantity": 2,
+        "overnight_quantity": 6}  # fmt: skip
 
 
 def _known(account: str, row: dict[str, Any], source: str) -> OrderUpdate | None:

@@ -22,12 +22,11 @@ and no figure per order nor any charges.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 from common.brokers.angel.instruments import generic_symbol
 from common.brokers.angel.translate import order_body
-from common.brokers.payload import money, text, whole
+from common.brokers.payload import amount, day_and_carried, money, text, whole
 from common.errors import InvalidOrder
 from common.models import Instrument, Order, Product
 from common.portfolio import ZERO, Funds, Holding, Margin, Position, Segment, Trade
@@ -63,42 +62,34 @@ def _rows(body: dict[str, Any], key: str | None = None) -> list[dict[str, Any]]:
     return [row for row in data if isinstance(row, dict)] if isinstance(data, list) else []
 
 
-def _dec(v: Any) -> Decimal:
-    found = money(v)
-    return ZERO if found is None else found
-
-
 def _symbol(row: dict[str, Any]) -> str:
     return generic_symbol(text(row.get("tradingsymbol")).strip(), text(row.get("instrumenttype")).strip())
 
 
 def _position(row: dict[str, Any]) -> Position:
-    day_buy, day_sell = whole(row.get("buyqty")), whole(row.get("sellqty"))
-    cf_buy, cf_sell = whole(row.get("cfbuyqty")), whole(row.get("cfsellqty"))
+    quantities = day_and_carried(whole(row.get("buyqty")), whole(row.get("sellqty")),
+                                 whole(row.get("cfbuyqty")), whole(row.get("cfsellqty")))
     buy_value = money(row.get("totalbuyvalue"))
     sell_value = money(row.get("totalsellvalue"))
     net = whole(row.get("netqty"))
     average = money(row.get("avgnetprice"))
     if average is None:
-        average = _dec(row.get("netprice"))
+        average = amount(row.get("netprice"))
     return Position(
         exchange=text(row.get("exchange")).strip(),
         symbol=_symbol(row),
         product=product_of(row.get("producttype")),
         quantity=net,
         average_price=average if net else ZERO,
-        buy_quantity=day_buy + cf_buy,
-        buy_value=buy_value if buy_value is not None else _dec(row.get("buyamount")) + _dec(row.get("cfbuyamount")),
-        sell_quantity=day_sell + cf_sell,
+        buy_value=(buy_value if buy_value is not None
+                   else amount(row.get("buyamount")) + amount(row.get("cfbuyamount"))),
         sell_value=(sell_value if sell_value is not None
-                    else _dec(row.get("sellamount")) + _dec(row.get("cfsellamount"))),
-        day_buy_quantity=day_buy,
-        day_sell_quantity=day_sell,
-        overnight_quantity=cf_buy - cf_sell,
-        realised_pnl=_dec(row.get("realised")),
-        unrealised_pnl=_dec(row.get("unrealised")),
-        last_price=_dec(row.get("ltp")),
+                    else amount(row.get("sellamount")) + amount(row.get("cfsellamount"))),
+        realised_pnl=amount(row.get("realised")),
+        unrealised_pnl=amount(row.get("unrealised")),
+        last_price=amount(row.get("ltp")),
         token=text(row.get("symboltoken")).strip(),
+        **quantities,
     )
 
 
@@ -113,10 +104,10 @@ def _holding(row: dict[str, Any]) -> Holding:
         symbol=_symbol(row),
         # ``quantity`` is the whole holding, settled (``realisedquantity``) and T1 together.
         quantity=whole(row.get("quantity")),
-        average_price=_dec(row.get("averageprice")),
+        average_price=amount(row.get("averageprice")),
         t1_quantity=whole(row.get("t1quantity")),
-        last_price=_dec(row.get("ltp")),
-        pnl=_dec(row.get("profitandloss")),
+        last_price=amount(row.get("ltp")),
+        pnl=amount(row.get("profitandloss")),
         isin=text(row.get("isin")).strip(),
         token=text(row.get("symboltoken")).strip(),
     )
@@ -136,12 +127,12 @@ def funds(body: dict[str, Any]) -> Funds:
     data = body.get("data")
     row: dict[str, Any] = data if isinstance(data, dict) else {}
     segment = Segment(
-        available_cash=_dec(row.get("availablecash")),
-        used_margin=_dec(row.get("utiliseddebits")),
-        available_margin=_dec(row.get("net")),
-        collateral=_dec(row.get("collateral")),
-        realised_pnl=_dec(row.get("m2mrealized")),
-        unrealised_pnl=_dec(row.get("m2munrealized")),
+        available_cash=amount(row.get("availablecash")),
+        used_margin=amount(row.get("utiliseddebits")),
+        available_margin=amount(row.get("net")),
+        collateral=amount(row.get("collateral")),
+        realised_pnl=amount(row.get("m2mrealized")),
+        unrealised_pnl=amount(row.get("m2munrealized")),
     )
     return Funds.of_segments({SEGMENT: segment})
 
@@ -155,7 +146,7 @@ def _trade(row: dict[str, Any]) -> Trade:
         product=product_of(row.get("producttype")),
         side=text(row.get("transactiontype")).strip().upper(),
         quantity=whole(row.get("fillsize")),
-        price=_dec(row.get("fillprice")),
+        price=amount(row.get("fillprice")),
         fill_time=text(row.get("filltime")).strip(),
         token=text(row.get("symboltoken")).strip(),
     )

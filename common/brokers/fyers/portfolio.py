@@ -37,7 +37,7 @@ from typing import Any
 
 from common.brokers.fyers.translate import order_body
 from common.brokers.fyers.updates import order_tag
-from common.brokers.payload import money, text, whole
+from common.brokers.payload import amount, money, text, whole
 from common.models import Instrument, Order, Product
 from common.portfolio import ZERO, Funds, Holding, Margin, Position, Segment, Trade
 
@@ -78,11 +78,6 @@ MARGIN_LEG_FIELDS = ("symbol", "qty", "side", "type", "productType", "limitPrice
                      "takeProfit")  # fmt: skip
 
 
-def _dec(v: Any) -> Decimal:
-    d = money(v)
-    return ZERO if d is None else d
-
-
 def _rows(body: dict[str, Any], key: str) -> list[dict[str, Any]]:
     rows = body.get(key) if isinstance(body, dict) else None
     return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
@@ -112,20 +107,20 @@ def _position(row: dict[str, Any]) -> Position:
     if net:
         avg = money(row.get("avgPrice"))
         if avg is None:  # the docs' table has no avgPrice (its sample has): the side's average
-            avg = _dec(row.get("buyAvg") if net > 0 else row.get("sellAvg"))
+            avg = amount(row.get("buyAvg") if net > 0 else row.get("sellAvg"))
     else:
         avg = ZERO
-    realised = _dec(row.get("realized_profit"))
+    realised = amount(row.get("realized_profit"))
     unrealised = money(row.get("unrealized_profit"))
     if unrealised is None:
-        unrealised = _dec(row.get("pl")) - realised
+        unrealised = amount(row.get("pl")) - realised
     return Position(
         exchange=exchange, symbol=symbol, product=product_of(row.get("productType")), quantity=net,
-        average_price=avg, buy_quantity=whole(row.get("buyQty")), buy_value=_dec(row.get("buyVal")),
-        sell_quantity=whole(row.get("sellQty")), sell_value=_dec(row.get("sellVal")),
+        average_price=avg, buy_quantity=whole(row.get("buyQty")), buy_value=amount(row.get("buyVal")),
+        sell_quantity=whole(row.get("sellQty")), sell_value=amount(row.get("sellVal")),
         day_buy_quantity=whole(row.get("dayBuyQty")), day_sell_quantity=whole(row.get("daySellQty")),
         overnight_quantity=whole(row.get("cfBuyQty")) - whole(row.get("cfSellQty")),
-        realised_pnl=realised, unrealised_pnl=unrealised, last_price=_dec(row.get("ltp")),
+        realised_pnl=realised, unrealised_pnl=unrealised, last_price=amount(row.get("ltp")),
         multiplier=whole(row.get("qtyMulti_com")) or 1, token=text(row.get("fyToken") or row.get("fytoken")),
     )  # fmt: skip
 
@@ -160,9 +155,9 @@ def holdings(body: dict[str, Any]) -> list[Holding]:
                                       "token": ""})  # fmt: skip
         acc["qty"] += held
         acc["t1"] += t1
-        acc["cost"] += _dec(row.get("costPrice")) * held
-        acc["pnl"] += _dec(row.get("pl"))
-        acc["ltp"] = _dec(row.get("ltp")) or acc["ltp"]
+        acc["cost"] += amount(row.get("costPrice")) * held
+        acc["pnl"] += amount(row.get("pl"))
+        acc["ltp"] = amount(row.get("ltp")) or acc["ltp"]
         acc["isin"] = acc["isin"] or text(row.get("isin"))
         acc["token"] = acc["token"] or text(row.get("fyToken") or row.get("fytoken"))
     return [
@@ -181,7 +176,7 @@ def funds(body: dict[str, Any]) -> Funds:
         if name is None:
             continue
         for amount_key, seg in SEGMENTS.items():
-            values[seg][name] = _dec(line.get(amount_key))
+            values[seg][name] = amount(line.get(amount_key))
     segments = {
         seg: Segment(available_cash=v.get("available_cash", ZERO), used_margin=v.get("used_margin", ZERO),
                      available_margin=v.get("available_margin", ZERO), opening_balance=v.get("opening_balance", ZERO),
@@ -197,7 +192,7 @@ def _trade(row: dict[str, Any]) -> Trade:
         trade_id=text(row.get("tradeNumber")), broker_order_id=text(row.get("orderNumber")), exchange=exchange,
         symbol=symbol, product=product_of(row.get("productType")),
         side=SIDES.get(whole(row.get("side")), ""), quantity=whole(row.get("tradedQty")),
-        price=_dec(row.get("tradePrice")), client_order_id=order_tag(row.get("orderTag")),
+        price=amount(row.get("tradePrice")), client_order_id=order_tag(row.get("orderTag")),
         fill_time=text(row.get("orderDateTime")), token=text(row.get("fyToken") or row.get("fytoken")),
     )  # fmt: skip
 
@@ -220,5 +215,5 @@ def margin(body: dict[str, Any], asked: int = 0) -> Margin:
     """The answer of ``POST /api/v3/multiorder/margin`` for ``asked`` orders. Fyers gives one
     figure for the basket: it is the one order's own when one was asked."""
     data = body.get("data") if isinstance(body, dict) else None
-    total = _dec(data.get("margin_total")) if isinstance(data, dict) else ZERO
+    total = amount(data.get("margin_total")) if isinstance(data, dict) else ZERO
     return Margin(total=total, orders=(total,) if asked == 1 else ())

@@ -25,10 +25,11 @@ Kite's quirks, and what is done about them (sources in docs/brokers.md § Zerodh
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from common.brokers.kite import translate
+from common.brokers.payload import amount, whole
 from common.models import Instrument, Order, Product
 from common.portfolio import ZERO, Funds, Holding, Margin, Position, Segment, Trade
 
@@ -51,19 +52,6 @@ def product_of(code: Any) -> str:
     return PRODUCTS.get(text, text)
 
 
-def _dec(value: Any) -> Decimal:
-    if value is None or value == "" or isinstance(value, bool):
-        return ZERO
-    try:
-        return value if isinstance(value, Decimal) else Decimal(str(value))
-    except InvalidOperation:
-        return ZERO
-
-
-def _int(value: Any) -> int:
-    return int(_dec(value))
-
-
 def _rows(data: Any) -> list[dict[str, Any]]:
     return [row for row in data if isinstance(row, dict)] if isinstance(data, list) else []
 
@@ -79,23 +67,23 @@ def _token(row: dict[str, Any]) -> str:
 
 def position_of(row: dict[str, Any]) -> Position:
     """One row of ``data.net``."""
-    multiplier = _int(row.get("multiplier")) or 1
+    multiplier = whole(row.get("multiplier")) or 1
     return Position(
         exchange=str(row.get("exchange") or ""),
         symbol=str(row.get("tradingsymbol") or ""),
         product=product_of(row.get("product")),
-        quantity=_int(row.get("quantity")),
-        average_price=_dec(row.get("average_price")),
-        buy_quantity=_int(row.get("buy_quantity")),
-        buy_value=_dec(row.get("buy_value")) / multiplier,
-        sell_quantity=_int(row.get("sell_quantity")),
-        sell_value=_dec(row.get("sell_value")) / multiplier,
-        day_buy_quantity=_int(row.get("day_buy_quantity")),
-        day_sell_quantity=_int(row.get("day_sell_quantity")),
-        overnight_quantity=_int(row.get("overnight_quantity")),
-        realised_pnl=_dec(row.get("realised")),
-        unrealised_pnl=_dec(row.get("unrealised")),
-        last_price=_dec(row.get("last_price")),
+        quantity=whole(row.get("quantity")),
+        average_price=amount(row.get("average_price")),
+        buy_quantity=whole(row.get("buy_quantity")),
+        buy_value=amount(row.get("buy_value")) / multiplier,
+        sell_quantity=whole(row.get("sell_quantity")),
+        sell_value=amount(row.get("sell_value")) / multiplier,
+        day_buy_quantity=whole(row.get("day_buy_quantity")),
+        day_sell_quantity=whole(row.get("day_sell_quantity")),
+        overnight_quantity=whole(row.get("overnight_quantity")),
+        realised_pnl=amount(row.get("realised")),
+        unrealised_pnl=amount(row.get("unrealised")),
+        last_price=amount(row.get("last_price")),
         multiplier=multiplier,
         token=_token(row),
     )
@@ -111,11 +99,11 @@ def holding_of(row: dict[str, Any]) -> Holding:
     return Holding(
         exchange=str(row.get("exchange") or ""),
         symbol=str(row.get("tradingsymbol") or ""),
-        quantity=_int(row.get("quantity")),
-        average_price=_dec(row.get("average_price")),
-        t1_quantity=_int(row.get("t1_quantity")),
-        last_price=_dec(row.get("last_price")),
-        pnl=_dec(row.get("pnl")),
+        quantity=whole(row.get("quantity")),
+        average_price=amount(row.get("average_price")),
+        t1_quantity=whole(row.get("t1_quantity")),
+        last_price=amount(row.get("last_price")),
+        pnl=amount(row.get("pnl")),
         isin=str(row.get("isin") or ""),
         token=_token(row),
     )
@@ -130,13 +118,13 @@ def segment_of(seg: dict[str, Any]) -> Segment:
     """One segment of ``GET /user/margins`` (``equity`` or ``commodity``)."""
     available, utilised = _dict(seg.get("available")), _dict(seg.get("utilised"))
     return Segment(
-        available_cash=_dec(available.get("cash")),
-        used_margin=_dec(utilised.get("debits")),
-        available_margin=_dec(seg.get("net")),
-        opening_balance=_dec(available.get("opening_balance")),
-        collateral=_dec(available.get("collateral")),
-        realised_pnl=_dec(utilised.get("m2m_realised")),
-        unrealised_pnl=_dec(utilised.get("m2m_unrealised")),
+        available_cash=amount(available.get("cash")),
+        used_margin=amount(utilised.get("debits")),
+        available_margin=amount(seg.get("net")),
+        opening_balance=amount(available.get("opening_balance")),
+        collateral=amount(available.get("collateral")),
+        realised_pnl=amount(utilised.get("m2m_realised")),
+        unrealised_pnl=amount(utilised.get("m2m_unrealised")),
     )
 
 
@@ -155,8 +143,8 @@ def trade_of(row: dict[str, Any]) -> Trade:
         symbol=str(row.get("tradingsymbol") or ""),
         product=product_of(row.get("product")),
         side=str(row.get("transaction_type") or ""),
-        quantity=_int(row.get("quantity")),
-        price=_dec(row.get("average_price")),
+        quantity=whole(row.get("quantity")),
+        price=amount(row.get("average_price")),
         client_order_id="",  # Kite's trade book has no tag
         fill_time=str(row.get("fill_timestamp") or ""),
         token=_token(row),
@@ -195,7 +183,7 @@ def margin_of(data: Any) -> Margin:
     final, initial = _dict(body.get("final")), _dict(body.get("initial"))
     rows = _rows(body.get("orders"))
     charged = [_dict(row.get("charges")) for row in rows if isinstance(row.get("charges"), dict)]
-    charges = (sum((_dec(c.get("total")) for c in charged), ZERO) if charged
-               else _dec(_dict(body.get("charges")).get("total")))
-    return Margin(total=_dec(final.get("total") if "total" in final else initial.get("total")),
-                  orders=tuple(_dec(row.get("total")) for row in rows), charges=charges)
+    charges = (sum((amount(c.get("total")) for c in charged), ZERO) if charged
+               else amount(_dict(body.get("charges")).get("total")))
+    return Margin(total=amount(final.get("total") if "total" in final else initial.get("total")),
+                  orders=tuple(amount(row.get("total")) for row in rows), charges=charges)

@@ -40,7 +40,7 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-from common.brokers.payload import money, text, whole
+from common.brokers.payload import amount, day_and_carried, money, text, whole
 from common.brokers.shoonya.errors import NO_DATA, emsg_kind, map_error
 from common.brokers.shoonya.instruments import generic_symbol
 from common.brokers.shoonya.translate import order_values
@@ -89,10 +89,6 @@ def _rows(body: Any) -> Iterator[dict[str, Any]]:
     yield from (row for row in body if isinstance(row, dict) and row.get("stat", "Ok") == "Ok")
 
 
-def _dec(v: Any) -> Decimal:
-    return money(v) or ZERO
-
-
 def _product(row: dict[str, Any]) -> str:
     code = text(row.get("prd") or row.get("prarr"))
     return PRODUCTS.get(code, code)  # an unknown code is kept, never guessed
@@ -106,26 +102,22 @@ def positions_from_rows(body: Any) -> list[Position]:
     """A ``PositionBook`` answer (a list, or the "no data" refusal) -> Positions, in its order."""
     out = []
     for row in _rows(body):
-        cf_buy, cf_sell = whole(row.get("cfbuyqty")), whole(row.get("cfsellqty"))
-        day_buy, day_sell = whole(row.get("daybuyqty")), whole(row.get("daysellqty"))
+        quantities = day_and_carried(whole(row.get("daybuyqty")), whole(row.get("daysellqty")),
+                                     whole(row.get("cfbuyqty")), whole(row.get("cfsellqty")))
         out.append(Position(
             exchange=text(row.get("exch")),
             symbol=_symbol(row.get("tsym")),
             product=_product(row),
             quantity=whole(row.get("netqty")),
-            average_price=_dec(row.get("netavgprc")),
-            buy_quantity=day_buy + cf_buy,
-            buy_value=_dec(row.get("daybuyamt")) + _dec(row.get("cfbuyamt")),
-            sell_quantity=day_sell + cf_sell,
-            sell_value=_dec(row.get("daysellamt")) + _dec(row.get("cfsellamt")),
-            day_buy_quantity=day_buy,
-            day_sell_quantity=day_sell,
-            overnight_quantity=cf_buy - cf_sell,
-            realised_pnl=_dec(row.get("rpnl")),
-            unrealised_pnl=_dec(row.get("urmtom")),
-            last_price=_dec(row.get("lp")),
+            average_price=amount(row.get("netavgprc")),
+            buy_value=amount(row.get("daybuyamt")) + amount(row.get("cfbuyamt")),
+            sell_value=amount(row.get("daysellamt")) + amount(row.get("cfsellamt")),
+            realised_pnl=amount(row.get("rpnl")),
+            unrealised_pnl=amount(row.get("urmtom")),
+            last_price=amount(row.get("lp")),
             multiplier=whole(row.get("mult")) or 1,
             token=text(row.get("token")),
+            **quantities,
         ))  # fmt: skip
     return out
 
@@ -149,7 +141,7 @@ def holdings_from_rows(body: Any) -> list[Holding]:
         if not quantity:
             continue
         out.append(Holding(exchange=text(scrip.get("exch")), symbol=_symbol(scrip.get("tsym")), quantity=quantity,
-                           average_price=_dec(row.get("upldprc")), t1_quantity=q["btstqty"],
+                           average_price=amount(row.get("upldprc")), t1_quantity=q["btstqty"],
                            token=text(scrip.get("token"))))  # fmt: skip
     return out
 
@@ -158,19 +150,19 @@ def funds_from_limits(body: Any) -> Funds:
     """A ``Limits`` answer -> Funds with its one segment, :data:`SEGMENT` (a refusal raises)."""
     if not isinstance(body, dict) or body.get("stat") != "Ok":
         raise map_error(200, body, "")
-    cash, payin = _dec(body.get("cash")), _dec(body.get("payin"))
-    collateral = _dec(body.get("brkcollamt"))
-    used = _dec(body.get("marginused"))
+    cash, payin = amount(body.get("cash")), amount(body.get("payin"))
+    collateral = amount(body.get("brkcollamt"))
+    used = amount(body.get("marginused"))
     unrealised_debit = money(body.get("urmtom"))
     if unrealised_debit is None:
-        unrealised_debit = _dec(body.get("unmtom"))
+        unrealised_debit = amount(body.get("unmtom"))
     segment = Segment(
         available_cash=cash + payin,
         used_margin=used,
-        available_margin=cash + payin + _dec(body.get("daycash")) + collateral - used,
+        available_margin=cash + payin + amount(body.get("daycash")) + collateral - used,
         opening_balance=cash,
         collateral=collateral,
-        realised_pnl=ZERO - _dec(body.get("rpnl")),
+        realised_pnl=ZERO - amount(body.get("rpnl")),
         unrealised_pnl=ZERO - unrealised_debit,
     )
     return Funds.of_segments({SEGMENT: segment})
@@ -182,8 +174,8 @@ def trades_from_rows(body: Any) -> list[Trade]:
         Trade(trade_id=text(row.get("flid")), broker_order_id=text(row.get("norenordno")),
               exchange=text(row.get("exch")), symbol=_symbol(row.get("tsym")), product=_product(row),
               side=SIDES.get(text(row.get("trantype")), text(row.get("trantype"))), quantity=whole(row.get("flqty")),
-              price=_dec(row.get("flprc")), client_order_id=text(row.get("remarks")), fill_time=text(row.get("fltm")),
-              token=text(row.get("token")))
+              price=amount(row.get("flprc")), client_order_id=text(row.get("remarks")),
+              fill_time=text(row.get("fltm")), token=text(row.get("token")))
         for row in _rows(body)
     ]  # fmt: skip
 
@@ -222,7 +214,7 @@ def order_margin(body: Any) -> Margin:
     body = _ok(body)
     need = money(body.get("ordermargin"))
     if need is None:
-        need = _dec(body.get("marginused")) - _dec(body.get("marginusedprev"))
+        need = amount(body.get("marginused")) - amount(body.get("marginusedprev"))
     return Margin(total=need, orders=(need,))
 
 
@@ -236,4 +228,4 @@ def used_before_basket(body: Any) -> Decimal | None:
 def basket_margin(body: Any, used_before: Decimal) -> Margin:
     """A ``GetBasketMargin`` answer -> the Margin of the orders together: its ``marginused`` (the
     account's margin included) less ``used_before``, the margin used without them."""
-    return Margin(total=_dec(_ok(body).get("marginused")) - used_before)
+    return Margin(total=amount(_ok(body).get("marginused")) - used_before)
