@@ -123,3 +123,17 @@ def test_derivative_orders_need_a_master(make_accounts: Any) -> None:
     with pytest.raises(InvalidOrder, match="no instrument master"):
         place_order(account="kite1", exchange="NFO", symbol=option_symbol("NIFTY", WEEKLY, 24000, "CE"),
                     side="BUY", quantity=LOT)
+
+
+def test_a_subscription_to_a_contract_the_master_no_longer_lists_is_refused(make_accounts: Any, r: Any) -> None:
+    """The daily refresh drops expired contracts (each broker's parser; tests/derivatives/test_<b>_
+    derivatives.py), so a tick subscription to one gets a clear error instead of silence."""
+    from common.ticks import subscribe
+
+    make_accounts(kite=1, angel=0)
+    live = [i for i in _master() if i.expiry is None or i.expiry >= TODAY]
+    instruments.store("kite1", live)
+    expired = "NFO:" + option_symbol("NIFTY", TODAY - timedelta(days=1), 24000, "CE")
+    with pytest.raises(InvalidOrder, match="not in the instrument master"):
+        subscribe([expired], "quote", account="kite1", r=r)
+    subscribe(["NFO:" + option_symbol("NIFTY", WEEKLY, 24000, "CE")], "quote", account="kite1", r=r)
