@@ -15,11 +15,11 @@ import pytest
 
 from common.brokers.angel import contracts, feed, translate
 from common.brokers.angel.instruments import parse_json, parse_rows
-from common.derivatives import future_symbol, option_symbol, parse_symbol
+from common.derivatives import parse_symbol
 from common.errors import InvalidOrder
 from common.models import Instrument, Order
-from devtools.waiting import wait_for
 from paper.angel import encode
+from tests.derivatives import helpers
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "angel" / "scrip_master_fo.json"
 BEFORE_ALL = date(2024, 1, 1)  # a trading day on which none of the golden contracts has expired
@@ -118,12 +118,7 @@ def test_rows_that_cannot_be_read_whole_are_skipped() -> None:
 
 # ----- orders -----
 def _order(key: str, **kw: Any) -> Order:
-    exchange, symbol = key.split(":", 1)
-    fields: dict[str, Any] = {"account": "angel1", "exchange": exchange, "symbol": symbol, "side": "BUY",
-                              "quantity": 65, "order_type": "LIMIT", "price": "101.05", "product": "NRML",
-                              "client_order_id": "t1"}
-    fields.update(kw)
-    return Order(**fields)
+    return helpers.limit_order("angel1", key, **{"product": "NRML", **kw})
 
 
 def test_a_derivative_order_goes_out_under_the_masters_symbol_and_token() -> None:
@@ -172,7 +167,6 @@ def test_the_feed_key_and_open_interest_of_a_contract() -> None:
 
 
 # ----- the paper broker's master, orders and ticks -----
-PINNED = date(2026, 12, 7)  # a Monday: NIFTY's weekly (Tuesday) and SENSEX's (Thursday) both listed
 
 
 def test_the_paper_master_reads_as_the_paper_universe() -> None:
@@ -181,16 +175,10 @@ def test_the_paper_master_reads_as_the_paper_universe() -> None:
     from paper.angel.master import scrip_master
     from paper.universe import build_universe
 
-    universe = build_universe(PINNED)
+    universe = build_universe(helpers.PINNED)
     rows = json.loads(json.dumps(scrip_master(universe)))  # through the wire form
-    parsed = {i.key: i for i in parse_rows(rows, PINNED) if i.kind in ("future", "option")}
-    want = {}
-    for p in universe:
-        if p.is_derivative:
-            assert p.expiry is not None
-            sym = (option_symbol(p.underlying, p.expiry, Decimal(p.strike_paise) / 100, p.right)
-                   if p.kind == "option" else future_symbol(p.underlying, p.expiry))
-            want[f"{p.exchange}:{sym}"] = p
+    parsed = {i.key: i for i in parse_rows(rows, helpers.PINNED) if i.kind in ("future", "option")}
+    want = helpers.paper_contracts(universe)
     assert set(parsed) == set(want) and any(k.startswith("BFO:SENSEX") for k in want)
     for key, p in want.items():
         got = parsed[key]
@@ -203,44 +191,26 @@ def test_the_paper_master_reads_as_the_paper_universe() -> None:
         "SENSEX" + row["expiry"][:5] + row["expiry"][-2:])
 
 
-def _nifty_option(master_rows: list[Instrument]) -> Instrument:
-    """NIFTY's soonest-expiring call at the strike nearest the paper index's reference (24,000)."""
-    calls = [i for i in master_rows if i.underlying == "NIFTY" and i.kind == "option" and i.right == "CE"]
-    soonest = min(i.expiry for i in calls if i.expiry is not None)
-    return min((i for i in calls if i.expiry == soonest), key=lambda i: abs((i.strike or 0) - 24000))
-
-
 @pytest.fixture
 def angel_with_derivatives(make_accounts: Any, r: Any) -> tuple[Any, Instrument]:
     """angel1, logged in, with the paper broker's master (its NIFTY contracts and the index) stored."""
-    from common import instruments
     from common.brokers.angel.instruments import fetch
     from tests.fixtures.accounts import logged_in
 
     acct = make_accounts(kite=0, angel=1)["angel1"]
     logged_in([acct])
-    rows = fetch(acct)
-    kept = [i for i in rows if i.underlying == "NIFTY" or i.key == "NSE:NIFTY 50"]
-    instruments.store(acct.name, kept, r)
-    return acct, _nifty_option(kept)
+    return acct, helpers.store_nifty(acct.name, fetch(acct), r)
 
 
 @pytest.mark.slow
 def test_an_option_ordered_by_generic_key_reaches_the_paper_broker_under_angels_symbol(
         angel_with_derivatives: tuple[Any, Instrument], celery_workers: Any, paper: Any) -> None:
-    from common import keys
-    from common.client import place_order
-
     acct, option = angel_with_derivatives
-    celery_workers.start([keys.urgent_queue(acct.name), keys.orders_queue(acct.name)])
     # a marketable LIMIT (Angel refuses MARKET orders from the API): it fills at the last price
-    h = place_order(account=acct.name, exchange="NFO", symbol=option.symbol, side="BUY", quantity=option.lot_size,
-                    order_type="LIMIT", price="4000", product="NORMAL")
+    h = helpers.order_option(acct, option, celery_workers, order_type="LIMIT", price="4000")
     got = h.wait(20)  # sent and accepted (Angel pushes fills on its order socket, not started here)
     assert got["broker_order_id"]
-    row = wait_for(lambda: next((o for o in paper.orders() if o.get("tag") == h.id and o.get("status") == "COMPLETE"),
-                                None), 15, what="the option order filled at the paper broker")
-    sent = row["broker_payload"]
+    sent = helpers.filled_payload(paper, h)
     assert (sent["tradingsymbol"], sent["symboltoken"], sent["exchange"]) == (option.broker_symbol, option.token, "NFO")
     assert (sent["producttype"], sent["quantity"]) == ("CARRYFORWARD", str(option.lot_size))
     # the order book row describes the contract as Angel's do
@@ -251,22 +221,8 @@ def test_an_option_ordered_by_generic_key_reaches_the_paper_broker_under_angels_
 @pytest.mark.slow
 def test_ticks_of_an_option_subscribed_by_generic_key_carry_open_interest(
         angel_with_derivatives: tuple[Any, Instrument], paper: Any, r: Any) -> None:
-    from common.ticks import subscribe_ticks
-    from feed.supervisor import Feed
-
     acct, option = angel_with_derivatives
-    f = Feed({acct.name: acct}, r, heartbeat_s=0.1, backoff_base_s=0.05, token_poll_s=0.5)
-    f.start()
-    try:
-        with subscribe_ticks([option.key], "full", account=acct.name, r=r) as sub:
-            tick = sub.get(10)
-            while tick is not None and tick.instrument_key != option.key:
-                tick = sub.get(10)
-    finally:
-        f.stop()
-    assert tick is not None, "no tick of the option"
-    assert (tick.exchange, tick.symbol, tick.token, tick.mode) == ("NFO", option.symbol, option.token, "full")
-    assert tick.oi > 0 and tick.oi % option.lot_size == 0 and tick.last_price > 0
+    helpers.option_tick(acct, option, r)
 
 
 @pytest.mark.slow

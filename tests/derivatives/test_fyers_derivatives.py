@@ -22,6 +22,7 @@ from common.brokers.fyers import portfolio as fyers_portfolio
 from common.errors import InvalidOrder
 from common.models import Instrument, Order
 from paper.fyers import encode
+from tests.derivatives import helpers
 from tests.paper.test_fyers_sdk import sdk  # noqa: F401 (the SDK pointed at the paper broker)
 from tests.paths import DATA
 
@@ -55,16 +56,7 @@ def _golden(today: date = ON) -> dict[str, Instrument]:
 @pytest.mark.parametrize("ticker", sorted(EXPECTED))
 def test_a_golden_row_reads_as_its_generic_contract(ticker: str) -> None:
     inst = _golden()[ticker]
-    key, token, lot, tick = EXPECTED[ticker]
-    assert (inst.key, inst.token, inst.lot_size, inst.tick_size) == (key, token, lot, Decimal(tick))
-    parts = key.split(":")
-    assert inst.exchange == parts[0] and inst.underlying == parts[1] and inst.expiry == date.fromisoformat(parts[2])
-    if parts[-1] == "FUT":
-        assert (inst.kind, inst.strike, inst.right, inst.instrument_type) == ("future", None, "", "FUT")
-    else:
-        assert (inst.kind, inst.strike, inst.right, inst.instrument_type) == ("option", Decimal(parts[3]), parts[4],
-                                                                              parts[4])  # fmt: skip
-        assert str(inst.strike) == parts[3]  # 23000.0 in the row, one spelling in the key
+    helpers.assert_reads_as(inst, *EXPECTED[ticker])
     assert inst.freeze_quantity == 0  # the CSV master does not carry it
     assert inst.name  # Fyers' "symbol details", e.g. "NIFTY 01 Sep 26 23000 CE"
 
@@ -179,28 +171,20 @@ def test_a_derivative_order_without_its_contract_is_refused_before_sending() -> 
 
 
 # ----- the paper broker's masters, orders and ticks -----
-PINNED = date(2026, 12, 7)  # a Monday: NIFTY's weekly (Tuesday) and SENSEX's (Thursday) both listed
 
 
 def test_the_paper_masters_read_as_the_paper_universe() -> None:
     """The paper Fyers' NSE_FO.csv and BSE_FO.csv, read by brokergate's parser, name exactly the
     contracts of the paper universe, by generic key, with their Fytokens, tickers and lot sizes."""
-    from common.derivatives import future_symbol, option_symbol
     from paper.fyers.master import FILES, fo_csv
     from paper.universe import build_universe
 
-    universe = build_universe(PINNED)
-    texts = {name: fo_csv(universe, name, PINNED) for name in FILES}
-    parsed = {i.key: i for text in texts.values() for i in fyers_instruments.parse_csv(text, PINNED)}
-    want = {}
-    for p in universe:
-        if p.is_derivative:
-            assert p.expiry is not None
-            sym = (option_symbol(p.underlying, p.expiry, Decimal(p.strike_paise) / 100, p.right)
-                   if p.kind == "option" else future_symbol(p.underlying, p.expiry))  # fmt: skip
-            want[f"{p.exchange}:{sym}"] = p
+    universe = build_universe(helpers.PINNED)
+    texts = {name: fo_csv(universe, name, helpers.PINNED) for name in FILES}
+    parsed = {i.key: i for text in texts.values() for i in fyers_instruments.parse_csv(text, helpers.PINNED)}
+    want = helpers.paper_contracts(universe)
     assert set(parsed) == set(want) and any(k.startswith("BFO:SENSEX") for k in want)
-    assert {i.exchange for i in fyers_instruments.parse_csv(texts["BSE_FO"], PINNED)} == {"BFO"}
+    assert {i.exchange for i in fyers_instruments.parse_csv(texts["BSE_FO"], helpers.PINNED)} == {"BFO"}
     for key, p in want.items():
         got = parsed[key]
         assert (got.token, got.broker_symbol, got.lot_size) == (p.fyers_token, p.fyers_symbol, p.lot_size)
@@ -211,13 +195,6 @@ def test_the_paper_masters_read_as_the_paper_universe() -> None:
     row = next(line.split(",") for line in texts["NSE_FO"].splitlines() if ",NIFTY," in line and ",CE," in line)
     assert len(row) == 21 and row[6] == "0915-1530|1815-1915:" and row[16] == "CE" and row[15].endswith(".0")
     assert row[1].startswith("NIFTY ") and row[1].endswith(" CE") and row[18:] == ["None", "0", "0.0"]
-
-
-def _nifty_option(master_rows: list[Instrument]) -> Instrument:
-    """NIFTY's soonest-expiring call at the strike nearest the paper index's reference (24,000)."""
-    calls = [i for i in master_rows if i.underlying == "NIFTY" and i.kind == "option" and i.right == "CE"]
-    soonest = min(i.expiry for i in calls if i.expiry is not None)
-    return min((i for i in calls if i.expiry == soonest), key=lambda i: abs((i.strike or 0) - 24000))
 
 
 @pytest.fixture
@@ -231,9 +208,7 @@ def fyers_with_derivatives(make_accounts: Any, r: Any) -> tuple[Any, Instrument]
     rows = fyers_instruments.fetch(acct)
     assert {"NSE:NIFTY 50", "BSE:SENSEX"} <= {i.key for i in rows if i.kind == "index"}
     assert {i.exchange for i in rows if i.kind in ("future", "option")} == {"NFO", "BFO"}
-    kept = [i for i in rows if i.underlying == "NIFTY" or i.key == "NSE:NIFTY 50"]
-    instruments.store(acct.name, kept, r)
-    return acct, _nifty_option(kept)
+    return acct, helpers.store_nifty(acct.name, rows, r)
 
 
 @pytest.mark.slow
@@ -241,19 +216,15 @@ def test_an_option_ordered_by_generic_key_reaches_the_paper_broker_under_its_fye
         fyers_with_derivatives: tuple[Any, Instrument], celery_workers: Any, paper: Any) -> None:
     import threading
 
-    from common import keys
-    from common.client import place_order
     from feed.order_socket import start_order_sockets
 
     acct, option = fyers_with_derivatives
-    celery_workers.start([keys.urgent_queue(acct.name), keys.orders_queue(acct.name)])
     stop = threading.Event()
     (sock,) = start_order_sockets([acct], stop)  # Fyers pushes fills on its order socket
     try:
         assert sock.connected.wait(10)  # type: ignore[attr-defined]
         # a marketable LIMIT: it fills at the last price
-        h = place_order(account=acct.name, exchange="NFO", symbol=option.symbol, side="BUY",
-                        quantity=option.lot_size, order_type="LIMIT", price="4000", product="NORMAL")
+        h = helpers.order_option(acct, option, celery_workers, order_type="LIMIT", price="4000")
         got = h.wait(20, final=True)
     finally:
         stop.set()
@@ -269,22 +240,8 @@ def test_an_option_ordered_by_generic_key_reaches_the_paper_broker_under_its_fye
 @pytest.mark.slow
 def test_ticks_of_an_option_subscribed_by_generic_key_carry_open_interest(
         fyers_with_derivatives: tuple[Any, Instrument], paper: Any, r: Any) -> None:
-    from common.ticks import subscribe_ticks
-    from feed.supervisor import Feed
-
     acct, option = fyers_with_derivatives
-    f = Feed({acct.name: acct}, r, heartbeat_s=0.1, backoff_base_s=0.05, token_poll_s=0.5)
-    f.start()
-    try:
-        with subscribe_ticks([option.key], "full", account=acct.name, r=r) as sub:
-            tick = sub.get(10)
-            while tick is not None and tick.instrument_key != option.key:
-                tick = sub.get(10)
-    finally:
-        f.stop()
-    assert tick is not None, "no tick of the option"
-    assert (tick.exchange, tick.symbol, tick.token, tick.mode) == ("NFO", option.symbol, option.token, "full")
-    assert tick.oi > 0 and tick.oi % option.lot_size == 0 and tick.last_price > 0
+    helpers.option_tick(acct, option, r)
 
 
 @pytest.mark.slow

@@ -17,10 +17,9 @@ from common.brokers.kite import feed as kite_feed
 from common.brokers.kite import instruments as kite_instruments
 from common.brokers.kite import portfolio as kite_portfolio
 from common.brokers.kite import translate
-from common.derivatives import future_symbol, option_symbol
 from common.errors import InvalidOrder
 from common.models import Instrument, Order
-from devtools.waiting import wait_for
+from tests.derivatives import helpers
 from tests.paths import KITE_FIXTURES
 
 GOLDEN = (KITE_FIXTURES / "instruments_fo.csv").read_text()
@@ -53,15 +52,7 @@ def _golden(trading_date: date = EPOCH) -> dict[str, Instrument]:
 @pytest.mark.parametrize("tradingsymbol", sorted(EXPECTED))
 def test_a_golden_row_reads_as_its_generic_contract(tradingsymbol: str) -> None:
     inst = _golden()[tradingsymbol]
-    key, token, lot, tick = EXPECTED[tradingsymbol]
-    assert (inst.key, inst.token, inst.lot_size, inst.tick_size) == (key, token, lot, Decimal(tick))
-    parts = key.split(":")
-    assert inst.exchange == parts[0] and inst.underlying == parts[1] and inst.expiry == date.fromisoformat(parts[2])
-    if parts[-1] == "FUT":
-        assert (inst.kind, inst.strike, inst.right, inst.instrument_type) == ("future", None, "", "FUT")
-    else:
-        assert (inst.kind, inst.strike, inst.right) == ("option", Decimal(parts[3]), parts[4])
-        assert str(inst.strike) == parts[3]  # 23500.0 in the row, one spelling in the key
+    helpers.assert_reads_as(inst, *EXPECTED[tradingsymbol])
     assert inst.freeze_quantity == 0  # Kite's dump does not publish it
 
 
@@ -136,24 +127,15 @@ def test_a_derivative_order_without_its_contract_is_refused_before_sending() -> 
 
 # ----- the paper broker's Kite dump, orders and ticks -----
 
-PINNED = date(2026, 12, 7)  # a Monday: NIFTY's weekly (Tuesday) and SENSEX's (Thursday) both listed
-
-
-def _generic_key(p: Any) -> str:
-    if p.kind == "future":
-        return f"{p.exchange}:{future_symbol(p.underlying, p.expiry)}"
-    return f"{p.exchange}:{option_symbol(p.underlying, p.expiry, Decimal(p.strike_paise) / 100, p.right)}"
-
-
 def test_the_paper_dump_reads_as_the_paper_universe() -> None:
     """The paper Kite dump (equities, then futures and options), read by brokergate's parser, names
     exactly the paper universe's contracts by generic key, with Kite's tokens, symbols and lots."""
     from paper.kite.master import instruments_csv
     from paper.universe import build_universe
 
-    universe = build_universe(PINNED)
-    want = {_generic_key(p): p for p in universe if p.is_derivative}
-    parsed = {i.key: i for i in kite_instruments.parse_csv(instruments_csv(universe), PINNED)}
+    universe = build_universe(helpers.PINNED)
+    want = helpers.paper_contracts(universe)
+    parsed = {i.key: i for i in kite_instruments.parse_csv(instruments_csv(universe), helpers.PINNED)}
     assert {k for k, i in parsed.items() if i.kind in ("future", "option")} == set(want)
     assert any(k.startswith("BFO:SENSEX:") for k in want) and any(k.startswith("NFO:INFY:") for k in want)
     for key, p in want.items():
@@ -161,20 +143,13 @@ def test_the_paper_dump_reads_as_the_paper_universe() -> None:
         assert (got.token, got.broker_symbol, got.lot_size) == (str(p.kite_token), p.symbol, p.lot_size)
         assert got.tick_size == Decimal(p.tick_size_paise) / 100 and got.exchange == p.exchange
     # one exchange's dump (GET /instruments/BFO) holds that exchange's rows only
-    bfo = list(kite_instruments.parse_csv(instruments_csv(universe, "BFO"), PINNED))
+    bfo = list(kite_instruments.parse_csv(instruments_csv(universe, "BFO"), helpers.PINNED))
     assert bfo and {i.exchange for i in bfo} == {"BFO"}
     assert {i.key for i in bfo} == {k for k in want if k.startswith("BFO:")}
     # the day after a weekly's expiry the parser drops it
     weekly = min(p.expiry for p in want.values() if p.underlying == "NIFTY")
     later = {i.key for i in kite_instruments.parse_csv(instruments_csv(universe, "NFO"), weekly + timedelta(days=1))}
     assert not any(f":{weekly.isoformat()}:" in k for k in later)
-
-
-def _nifty_call(master_rows: list[Instrument]) -> Instrument:
-    """NIFTY's soonest-expiring call at the strike nearest the paper index's reference (24,000)."""
-    calls = [i for i in master_rows if i.underlying == "NIFTY" and i.kind == "option" and i.right == "CE"]
-    soonest = min(i.expiry for i in calls if i.expiry is not None)
-    return min((i for i in calls if i.expiry == soonest), key=lambda i: abs((i.strike or 0) - 24000))
 
 
 @pytest.fixture
@@ -185,25 +160,16 @@ def kite_with_derivatives(make_accounts: Any, r: Any) -> tuple[Any, Instrument]:
     acct = make_accounts(kite=1, angel=0)["kite1"]
     tokens = logged_in({acct.name: acct})
     rows = kite_instruments.fetch(acct, tokens[acct.name].access_token)
-    kept = [i for i in rows if i.underlying == "NIFTY" or i.key == "NSE:NIFTY 50"]
-    instruments.store(acct.name, kept, r)
-    return acct, _nifty_call(kept)
+    return acct, helpers.store_nifty(acct.name, rows, r)
 
 
 @pytest.mark.slow
 def test_an_option_ordered_by_generic_key_reaches_the_paper_broker_under_kites_symbol(
         kite_with_derivatives: tuple[Any, Instrument], celery_workers: Any, paper: Any) -> None:
-    from common import keys
-    from common.client import place_order
-
     acct, option = kite_with_derivatives
-    celery_workers.start([keys.urgent_queue(acct.name), keys.orders_queue(acct.name)])
-    h = place_order(account=acct.name, exchange="NFO", symbol=option.symbol, side="BUY", quantity=option.lot_size,
-                    product="NORMAL")
+    h = helpers.order_option(acct, option, celery_workers)
     assert h.wait(20)["broker_order_id"]
-    row = wait_for(lambda: next((o for o in paper.orders() if o.get("tag") == h.id and o.get("status") == "COMPLETE"),
-                                None), 15, what="the option order filled at the paper broker")
-    sent = row["broker_payload"]
+    sent = helpers.filled_payload(paper, h)
     assert (sent["tradingsymbol"], sent["exchange"], sent["instrument_token"]) == (
         option.broker_symbol, "NFO", int(option.token))
     assert (sent["product"], sent["quantity"], sent["filled_quantity"]) == ("NRML", option.lot_size, option.lot_size)
@@ -212,22 +178,8 @@ def test_an_option_ordered_by_generic_key_reaches_the_paper_broker_under_kites_s
 @pytest.mark.slow
 def test_ticks_of_an_option_subscribed_by_generic_key_carry_open_interest(
         kite_with_derivatives: tuple[Any, Instrument], paper: Any, r: Any) -> None:
-    from common.ticks import subscribe_ticks
-    from feed.supervisor import Feed
-
     acct, option = kite_with_derivatives
-    f = Feed({acct.name: acct}, r, heartbeat_s=0.1, backoff_base_s=0.05, token_poll_s=0.5)
-    f.start()
-    try:
-        with subscribe_ticks([option.key], "full", account=acct.name, r=r) as sub:
-            tick = sub.get(10)
-            while tick is not None and tick.instrument_key != option.key:
-                tick = sub.get(10)
-    finally:
-        f.stop()
-    assert tick is not None, "no tick of the option"
-    assert (tick.exchange, tick.symbol, tick.token, tick.mode) == ("NFO", option.symbol, option.token, "full")
-    assert tick.oi > 0 and tick.oi % option.lot_size == 0 and tick.last_price > 0 and tick.price_divisor == 100
+    assert helpers.option_tick(acct, option, r).price_divisor == 100
 
 
 @pytest.mark.slow

@@ -18,10 +18,10 @@ import pytest
 
 from common.brokers.shoonya import codec, contracts, feed, translate
 from common.brokers.shoonya.instruments import parse_text, parse_zip
-from common.derivatives import future_symbol, option_symbol, parse_symbol
+from common.derivatives import parse_symbol
 from common.errors import InvalidOrder
 from common.models import Instrument, Order
-from devtools.waiting import wait_for
+from tests.derivatives import helpers
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "shoonya"
 BEFORE_ALL = date(2024, 1, 1)  # a trading day on which none of the golden contracts has expired
@@ -143,12 +143,7 @@ def test_rows_that_cannot_be_read_whole_are_skipped() -> None:
 
 # ----- orders -----
 def _order(key: str, **kw: Any) -> Order:
-    exchange, symbol = key.split(":", 1)
-    fields: dict[str, Any] = {"account": "shoonya1", "exchange": exchange, "symbol": symbol, "side": "BUY",
-                              "quantity": 65, "order_type": "LIMIT", "price": "101.05", "product": "NORMAL",
-                              "client_order_id": "t1"}
-    fields.update(kw)
-    return Order(**fields)
+    return helpers.limit_order("shoonya1", key, **kw)
 
 
 def test_a_derivative_order_goes_out_under_the_masters_symbol_and_exchange() -> None:
@@ -198,7 +193,6 @@ def test_the_feed_key_and_open_interest_of_a_contract() -> None:
 
 
 # ----- the paper broker's masters, orders and ticks -----
-PINNED = date(2026, 12, 7)  # a Monday: NIFTY's weekly (Tuesday) and SENSEX's (Thursday) both listed
 
 
 def test_the_paper_masters_read_as_the_paper_universe() -> None:
@@ -208,15 +202,9 @@ def test_the_paper_masters_read_as_the_paper_universe() -> None:
     from paper.shoonya.master import symbols_txt, symbols_zip, trading_symbol
     from paper.universe import build_universe
 
-    universe = build_universe(PINNED)
-    parsed = {i.key: i for ex in ("NFO", "BFO") for i in parse_zip(symbols_zip(universe, ex), PINNED)}
-    want = {}
-    for p in universe:
-        if p.is_derivative:
-            assert p.expiry is not None
-            sym = (option_symbol(p.underlying, p.expiry, Decimal(p.strike_paise) / 100, p.right)
-                   if p.kind == "option" else future_symbol(p.underlying, p.expiry))  # fmt: skip
-            want[f"{p.exchange}:{sym}"] = p
+    universe = build_universe(helpers.PINNED)
+    parsed = {i.key: i for ex in ("NFO", "BFO") for i in parse_zip(symbols_zip(universe, ex), helpers.PINNED)}
+    want = helpers.paper_contracts(universe)
     assert set(parsed) == set(want) and any(k.startswith("BFO:SENSEX") for k in want)
     for key, p in want.items():
         got = parsed[key]
@@ -234,18 +222,10 @@ def test_the_paper_masters_read_as_the_paper_universe() -> None:
     assert {fut[4], opt[4]} <= {i.broker_symbol for i in parsed.values()}
 
 
-def _nifty_option(master_rows: list[Instrument]) -> Instrument:
-    """NIFTY's soonest-expiring call at the strike nearest the paper index's reference (24,000)."""
-    calls = [i for i in master_rows if i.underlying == "NIFTY" and i.kind == "option" and i.right == "CE"]
-    soonest = min(i.expiry for i in calls if i.expiry is not None)
-    return min((i for i in calls if i.expiry == soonest), key=lambda i: abs((i.strike or 0) - 24000))
-
-
 @pytest.fixture
 def shoonya_with_derivatives(make_accounts: Any, r: Any) -> tuple[Any, Instrument]:
     """shoonya1, logged in, with the paper broker's master (its NIFTY contracts and the index)
     stored, downloaded from the paper as from api.shoonya.com (the default files: NSE, BSE, NFO, BFO)."""
-    from common import instruments
     from common.brokers.shoonya.instruments import fetch
     from tests.fixtures.accounts import logged_in
 
@@ -254,27 +234,18 @@ def shoonya_with_derivatives(make_accounts: Any, r: Any) -> tuple[Any, Instrumen
     rows = fetch(acct)
     assert {"NSE:NIFTY 50", "BSE:SENSEX"} <= {i.key for i in rows if i.kind == "index"}
     assert {i.exchange for i in rows if i.kind in ("future", "option")} == {"NFO", "BFO"}
-    kept = [i for i in rows if i.underlying == "NIFTY" or i.key == "NSE:NIFTY 50"]
-    instruments.store(acct.name, kept, r)
-    return acct, _nifty_option(kept)
+    return acct, helpers.store_nifty(acct.name, rows, r)
 
 
 @pytest.mark.slow
 def test_an_option_ordered_by_generic_key_reaches_the_paper_broker_under_shoonyas_symbol(
         shoonya_with_derivatives: tuple[Any, Instrument], celery_workers: Any, paper: Any) -> None:
-    from common import keys
-    from common.client import place_order
-
     acct, option = shoonya_with_derivatives
-    celery_workers.start([keys.urgent_queue(acct.name), keys.orders_queue(acct.name)])
     # a marketable LIMIT (Shoonya refuses MKT orders from the API): it fills at the last price
-    h = place_order(account=acct.name, exchange="NFO", symbol=option.symbol, side="BUY", quantity=option.lot_size,
-                    order_type="LIMIT", price="4000", product="NORMAL")
+    h = helpers.order_option(acct, option, celery_workers, order_type="LIMIT", price="4000")
     got = h.wait(20)  # sent and accepted (Shoonya pushes fills on its market-data socket, not started here)
     assert got["broker_order_id"]
-    row = wait_for(lambda: next((o for o in paper.orders() if o.get("tag") == h.id and o.get("status") == "COMPLETE"),
-                                None), 15, what="the option order filled at the paper broker")
-    sent = row["broker_payload"]
+    sent = helpers.filled_payload(paper, h)
     assert (sent["tsym"], sent["token"], sent["exch"]) == (option.broker_symbol, option.token, "NFO")
     assert (sent["prd"], sent["qty"], sent["fillshares"]) == ("M", str(option.lot_size), str(option.lot_size))
 
@@ -282,22 +253,8 @@ def test_an_option_ordered_by_generic_key_reaches_the_paper_broker_under_shoonya
 @pytest.mark.slow
 def test_ticks_of_an_option_subscribed_by_generic_key_carry_open_interest(
         shoonya_with_derivatives: tuple[Any, Instrument], paper: Any, r: Any) -> None:
-    from common.ticks import subscribe_ticks
-    from feed.supervisor import Feed
-
     acct, option = shoonya_with_derivatives
-    f = Feed({acct.name: acct}, r, heartbeat_s=0.1, backoff_base_s=0.05, token_poll_s=0.5)
-    f.start()
-    try:
-        with subscribe_ticks([option.key], "full", account=acct.name, r=r) as sub:
-            tick = sub.get(10)
-            while tick is not None and tick.instrument_key != option.key:
-                tick = sub.get(10)
-    finally:
-        f.stop()
-    assert tick is not None, "no tick of the option"
-    assert (tick.exchange, tick.symbol, tick.token, tick.mode) == ("NFO", option.symbol, option.token, "full")
-    assert tick.oi > 0 and tick.oi % option.lot_size == 0 and tick.last_price > 0
+    helpers.option_tick(acct, option, r)
 
 
 @pytest.mark.slow
