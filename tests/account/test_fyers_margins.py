@@ -22,22 +22,18 @@ from typing import Any
 
 import pytest
 
-from common.brokers.fyers import login as fyers_login
 from common.brokers.fyers import portfolio, translate
 from common.brokers.fyers.rest import MARGIN_PATH, Adapter
 from common.errors import OrderRejected, TokenExpired
 from common.models import Instrument, Order
 from common.portfolio import Margin
-from common.settings import Account, Secret
-from devtools.paperbroker import PaperBroker, PaperUser
 from paper import portfolio as books
-from paper.app import create_app
-from paper.server import uvicorn_kwargs
 from paper.state import PaperState
+from tests.account.helpers import InProcessPaper, in_process_paper
+from tests.account.test_fyers_portfolio import fyers_logged_in
 from tests.paths import DATA
 
 D = Decimal
-ROOMY = {c: ["1000/s"] for c in ("orders", "orderbook", "other", "login", "quote")}
 FIELDS = ["symbol", "qty", "side", "type", "productType", "limitPrice", "stopLoss", "stopPrice", "takeProfit"]
 
 
@@ -73,38 +69,10 @@ def test_the_request_is_the_place_translation_cut_to_the_calculator_fields() -> 
 
 
 # --- (b) against the paper broker ------------------------------------------------------------------------
-class InProcessPaper:
-    def __init__(self, state: PaperState, url: str) -> None:
-        self.state, self.url, self.broker = state, url, PaperBroker(url)
-
-
 @pytest.fixture
 def inproc() -> Iterator[InProcessPaper]:
-    from feed.postback import serve_in_thread
-
-    state = PaperState(seed=11)
-    kwargs = {k: v for k, v in uvicorn_kwargs().items() if k != "access_log"}
-    server = serve_in_thread(create_app(state), **kwargs)
-    try:
-        yield InProcessPaper(state, server.url)
-    finally:
-        server.stop()
-
-
-def _account(paper: InProcessPaper, user: PaperUser) -> Account:
-    ws = paper.url.replace("http://", "ws://")
-    return Account(name="fyers1", broker="fyers", user_id=user.user_id, api_key=user.api_key,
-                   password=Secret(user.password), totp_secret=Secret(user.totp_secret),
-                   api_secret=Secret(user.api_secret), rest_url=paper.url, login_url=paper.url,
-                   ws_url=f"{ws}/hsm/v1-5/prod", order_ws_url=f"{ws}/trade/v3", caps={})  # fmt: skip
-
-
-def _logged_in(paper: InProcessPaper, user_id: str) -> tuple[PaperUser, Adapter, str]:
-    user = paper.broker.add_user(broker="fyers", user_id=user_id, password="1234", api_key="ABCD1234-100",
-                                 caps=ROOMY)  # fmt: skip
-    account = _account(paper, user)
-    token = fyers_login.login(account)["access_token"]
-    return user, Adapter(account, lambda: token), token
+    with in_process_paper(seed=11) as paper:
+        yield paper
 
 
 def _tick_below(state: PaperState, symbol: str, fraction: float) -> Decimal:
@@ -128,7 +96,7 @@ def test_margin_required_is_the_paper_brokers_and_the_sdk_reads_it(inproc: InPro
 
     # Given a logged-in Fyers account with an order resting (so the account already uses margin)
     state = inproc.state
-    user, adapter, token = _logged_in(inproc, "XF22222")
+    user, adapter, token = fyers_logged_in(inproc, "XF22222")
     resting = Order(account="fyers1", exchange="NSE", symbol="TCS", side="BUY", quantity=2, product="DELIVERY",
                     order_type="LIMIT", price=_tick_below(state, "TCS", 0.5))  # fmt: skip
     adapter.place(resting, None)
@@ -174,7 +142,7 @@ def test_margin_required_is_the_paper_brokers_and_the_sdk_reads_it(inproc: InPro
 
 
 def test_refusals_go_through_the_error_map(inproc: InProcessPaper) -> None:
-    _, adapter, _ = _logged_in(inproc, "XF33333")
+    _, adapter, _ = fyers_logged_in(inproc, "XF33333")
     unknown = Order(account="fyers1", exchange="NSE", symbol="NOSUCHCO", side="BUY", quantity=1)
     with pytest.raises(OrderRejected) as refused:
         adapter.margin_required([(unknown, None)])

@@ -26,11 +26,10 @@ from common.errors import TokenExpired
 from common.models import Order
 from common.portfolio import Funds, Holding, Position, Segment, Trade
 from common.settings import Account, Secret
-from devtools.paperbroker import PaperBroker, PaperUser
+from devtools.paperbroker import PaperUser
 from paper import portfolio as books
-from paper.app import create_app
-from paper.server import uvicorn_kwargs
 from paper.state import PaperState
+from tests.account.helpers import InProcessPaper, in_process_paper
 from tests.paths import DATA
 
 D = Decimal
@@ -139,30 +138,29 @@ def test_empty_and_malformed_answers() -> None:
 
 
 # --- (b) against the paper broker ------------------------------------------------------------------------
-class InProcessPaper:
-    def __init__(self, state: PaperState, url: str) -> None:
-        self.state, self.url, self.broker = state, url, PaperBroker(url)
-
-
 @pytest.fixture
 def inproc() -> Iterator[InProcessPaper]:
-    from feed.postback import serve_in_thread
-
-    state = PaperState(seed=7)
-    kwargs = {k: v for k, v in uvicorn_kwargs().items() if k != "access_log"}
-    server = serve_in_thread(create_app(state), **kwargs)
-    try:
-        yield InProcessPaper(state, server.url)
-    finally:
-        server.stop()
+    with in_process_paper(seed=7) as paper:
+        yield paper
 
 
-def _account(paper: InProcessPaper, user: PaperUser) -> Account:
+def fyers_account(paper: InProcessPaper, user: PaperUser) -> Account:
+    """The account of ``user`` at the in-process paper broker (its REST, login and sockets)."""
     ws = paper.url.replace("http://", "ws://")
     return Account(name="fyers1", broker="fyers", user_id=user.user_id, api_key=user.api_key,
                    password=Secret(user.password), totp_secret=Secret(user.totp_secret),
                    api_secret=Secret(user.api_secret), rest_url=paper.url, login_url=paper.url,
                    ws_url=f"{ws}/hsm/v1-5/prod", order_ws_url=f"{ws}/trade/v3", caps={})  # fmt: skip
+
+
+def fyers_logged_in(paper: InProcessPaper, user_id: str) -> tuple[PaperUser, Adapter, str]:
+    """A new paper user (roomy caps) logged in by brokergate's own login: the user, the adapter on
+    that session and its access token."""
+    user = paper.broker.add_user(broker="fyers", user_id=user_id, password="1234", api_key="ABCD1234-100",
+                                 caps=ROOMY)  # fmt: skip
+    account = fyers_account(paper, user)
+    token = fyers_login.login(account)["access_token"]
+    return user, Adapter(account, lambda: token), token
 
 
 def _step_price(state: PaperState, symbol: str) -> None:
@@ -216,11 +214,7 @@ def test_account_state_agrees_with_the_books_and_the_sdk(inproc: InProcessPaper,
     from fyers_apiv3 import fyersModel
 
     # Given a Fyers account logged in at the paper broker with our own login, and some fills
-    user = inproc.broker.add_user(broker="fyers", user_id="XF12345", password="1234", api_key="ABCD1234-100",
-                                  caps=ROOMY)  # fmt: skip
-    account = _account(inproc, user)
-    token = fyers_login.login(account)["access_token"]
-    adapter = Adapter(account, lambda: token)
+    user, adapter, token = fyers_logged_in(inproc, "XF12345")
     orders = _trade_a_little(inproc, adapter)
     state, uid = inproc.state, user.user_id
 
@@ -298,7 +292,7 @@ def test_account_state_agrees_with_the_books_and_the_sdk(inproc: InProcessPaper,
 def test_a_refused_token_is_mapped_by_the_error_map(inproc: InProcessPaper) -> None:
     user = inproc.broker.add_user(broker="fyers", user_id="XF54321", password="1234", api_key="ABCD1234-100",
                                   caps=ROOMY)  # fmt: skip
-    adapter = Adapter(_account(inproc, user), lambda: "not-a-token")
+    adapter = Adapter(fyers_account(inproc, user), lambda: "not-a-token")
     for read in (adapter.positions, adapter.holdings, adapter.funds, adapter.trades):
         with pytest.raises(TokenExpired):
             read()
