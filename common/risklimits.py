@@ -34,6 +34,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
 
+from common.algorules import ALGO_ID, parse_algo_id
 from common.errors import ConfigError, RiskRefused
 from common.models import Order, OrderType, Side
 from common.portfolio import Position
@@ -135,7 +136,8 @@ def parse_limits(table: Any, where: str) -> RiskLimits:
 
 def parse_strategies(table: Any, where: str = "strategies") -> dict[str, RiskLimits]:
     """The accounts file's ``[strategies.<name>]`` tables: each name as ``Order.strategy`` spells
-    it, each table the limits of the orders that name it."""
+    it, each table the limits of the orders that name it (and, checked here and read by
+    ``common.algorules.algo_id_of``, the strategy's exchange ``algo_id``)."""
     if table is None:
         return {}
     if not isinstance(table, dict):
@@ -144,6 +146,9 @@ def parse_strategies(table: Any, where: str = "strategies") -> dict[str, RiskLim
     for name, t in table.items():
         if not _STRATEGY_NAME.match(name):
             raise ConfigError(f"{where}.{name}: strategy names are 1-32 letters, digits, '_' or '-'")
+        if isinstance(t, dict) and ALGO_ID in t:
+            parse_algo_id(t[ALGO_ID], f"{where}.{name}")
+            t = {k: v for k, v in t.items() if k != ALGO_ID}
         out[name] = parse_limits(t, f"{where}.{name}")
     return out
 

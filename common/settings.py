@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from common import keys
+from common.algorules import check_clients, registered_algo
 from common.brokers import BROKER_NAMES, COUNTED_PER_APP, SHARED_BUDGET, BrokerSpec, market_orders, spec_for
 from common.errors import ConfigError
 from common.risklimits import RiskLimits, parse_limits, parse_strategies
@@ -138,6 +139,7 @@ class Account:
     feed_sockets: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
     risk: RiskLimits = field(default_factory=RiskLimits)  # pre-trade limits (common/risk.py), overridable at run time
+    registered_algo: bool = False  # a strategy registered with the exchange: may send > 10 orders/s (common/algorules.py)
 
     def secrets(self) -> list[str]:
         """Every configured secret's value (resolving references: ConfigError when one is missing)."""
@@ -300,7 +302,7 @@ def _parse_extra(t: dict[str, Any], where: str, spec: BrokerSpec) -> dict[str, A
 _ACCOUNT_FIELDS = {
     "broker", "user_id", "password", "totp_secret", "api_key", "api_secret", "rest_url", "login_url",
     "ws_url", "order_ws_url", "caps", "login_time", "timezone", "concurrency", "rate_limit",
-    "deadline_s", "feed_sockets", "extra", "risk",
+    "deadline_s", "feed_sockets", "extra", "risk", "registered_algo",
 }  # fmt: skip
 
 
@@ -381,8 +383,7 @@ def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Acco
     login_time, tz = _parse_schedule(t, where)
     ints, deadline_s, rate_limit = _parse_limits(t, where)
     return Account(
-        name=name,
-        broker=broker,
+        name=name, broker=broker,
         user_id=_str(t, "user_id", where),
         api_key=_str(t, "api_key", where),
         rest_url=_str(t, "rest_url", where, spec.rest_url).rstrip("/"),
@@ -398,6 +399,7 @@ def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Acco
         deadline_s=deadline_s,
         extra=_parse_extra(t, where, spec),
         risk=parse_limits(t.get("risk"), f"{where}.risk"),
+        registered_algo=registered_algo(t, where, caps),  # refuses caps above the 2026 rule's 10/s
         **secrets,
     )
 
@@ -441,6 +443,7 @@ def parse_accounts(text: str, environ: Mapping[str, str] | None = None, source: 
         raise ConfigError(f"{source}: no [accounts.<name>] table")
     accounts = {name: _parse_account(name, t, environ) for name, t in table.items()}
     _check_shared_scopes(accounts)
+    check_clients(accounts.values())  # the 2026 rule's 10 orders/s per client, across a client's apps
     parse_strategies(doc.get("strategies"))  # read by common/risk.py; checked here, so a bad one fails at start
     return accounts
 

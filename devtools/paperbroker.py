@@ -28,6 +28,7 @@ class PaperUser:
     caps: dict[str, list[str]] = field(default_factory=dict)
     postback_url: str | None = None
     registered_ip: str | None = None  # the static IP its order requests must come from (None: any)
+    registered_algo: bool = False  # a strategy registered with the exchange: > 10 orders/s allowed
 
 
 class PaperBroker:
@@ -51,6 +52,7 @@ class PaperBroker:
             "caps": kw.pop("caps", {}),
             "postback_url": kw.pop("postback_url", None),
             "registered_ip": kw.pop("registered_ip", None),
+            "registered_algo": kw.pop("registered_algo", False),
         }
         if kw:
             raise TypeError(f"unknown user fields: {sorted(kw)}")

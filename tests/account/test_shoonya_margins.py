@@ -33,6 +33,7 @@ from devtools.accounts import AccountsWriter, paper_user_of
 from paper import portfolio as books
 from paper.universe import PaperInstrument
 from tests.account.test_shoonya_portfolio import INFY, ROOMY, SBIN, InProcessPaper, noren
+from tests.brokers import marketable
 from tests.fixtures.paper import PaperUser, fresh_totp
 from tests.paths import DATA
 
@@ -131,7 +132,8 @@ def needs(paper: InProcessPaper, inst: Instrument, product: str, quantity: int, 
 def test_the_adapter_agrees_with_the_paper_broker(live: tuple[InProcessPaper, Adapter, PaperUser]) -> None:
     paper, adapter, user = live
     # Given an account that already uses margin: an intraday buy filled at the market
-    adapter.place(Order(account="shoonya1", exchange="NSE", symbol="SBIN", side="BUY", quantity=5), SBIN)
+    adapter.place(Order(account="shoonya1", exchange="NSE", symbol="SBIN", side="BUY", quantity=5,
+                        **marketable("shoonya")), SBIN)  # a fill (Shoonya refuses MKT from API clients)
     used = adapter.funds().used_margin
     assert used > 0
     limit = Order(account="shoonya1", exchange="NSE", symbol="SBIN", side="BUY", quantity=10, order_type="LIMIT",
@@ -164,7 +166,8 @@ def test_the_adapter_agrees_with_the_paper_broker(live: tuple[InProcessPaper, Ad
 
 def test_the_answers_read_by_the_official_client(live: tuple[InProcessPaper, Adapter, PaperUser]) -> None:
     paper, adapter, user = live
-    adapter.place(Order(account="shoonya1", exchange="NSE", symbol="INFY", side="BUY", quantity=4), INFY)
+    adapter.place(Order(account="shoonya1", exchange="NSE", symbol="INFY", side="BUY", quantity=4,
+                        **marketable("shoonya")), INFY)
     api = noren(paper, user, adapter)
     key = api._NorenApi__susertoken
     uid = user.user_id

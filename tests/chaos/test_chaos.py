@@ -133,7 +133,8 @@ def _place_many(account: str, n: int, deadline_s: float) -> list[str]:
 
 def _kill_chaos(make_accounts: Any, celery_workers: Any, paper: Any, capsys: Any, *, n: int, kills: int,
                 gap_s: tuple[float, float], cap: str, seed: int) -> None:
-    accts = make_accounts(kite=1, angel=0, caps={"orders": [cap]}, extra={"read_timeout_s": 2})
+    # Caps above the 2026 rule's 10/s: a registered algo (common/algorules.py), for the load's sake.
+    accts = make_accounts(kite=1, angel=0, caps={"orders": [cap]}, extra={"read_timeout_s": 2}, registered_algo=True)
     logged_in(accts)
     user = paper_user_of(accts["kite1"]).user_id
     both = [keys.urgent_queue("kite1"), keys.orders_queue("kite1")]
@@ -317,7 +318,8 @@ def test_broker_drops_errors_and_stalls_at_random_no_duplicate(make_accounts, ce
     """Given 2 workers at 50/s and the feed, When the paper broker at random drops connections
     after accepting, answers 5xx, delays answers past the read timeout, and drops and stalls the
     feed socket, Then no order is duplicated, every order ends terminal, and ticks keep publishing."""
-    accts = make_accounts(kite=1, angel=0, caps={"orders": ["50/s"]}, extra={"read_timeout_s": 1})
+    accts = make_accounts(kite=1, angel=0, caps={"orders": ["50/s"]}, extra={"read_timeout_s": 1},
+                          registered_algo=True)  # above the 2026 rule's 10/s (common/algorules.py)
     logged_in(accts)
     user = paper_user_of(accts["kite1"]).user_id
     both = [keys.urgent_queue("kite1"), keys.orders_queue("kite1")]

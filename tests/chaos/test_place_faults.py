@@ -386,7 +386,9 @@ def test_slow_connect(broker, make_accounts, slow_proxy, celery_workers, paper, 
 
 def _unavailable(make_accounts: Any, celery_workers: Any, paper: Any, seen_of: Any, capsys: Any, broker: str, *,
                  n: int, bursts: int, gateway: bool, seed: int) -> None:
-    accts = make_accounts(**{"kite": 0, "angel": 0, broker: 1}, caps={"orders": ["20/s"]}, extra={"read_timeout_s": 2})
+    # 20/s is above the 2026 rule's 10/s: a registered algo (common/algorules.py), for the load's sake.
+    accts = make_accounts(**{"kite": 0, "angel": 0, broker: 1}, caps={"orders": ["20/s"]}, extra={"read_timeout_s": 2},
+                          registered_algo=True)
     acct = ready(next(a for a in accts.values() if a.broker == broker))
     user = paper_user_of(acct).user_id
     _workers(celery_workers, acct)

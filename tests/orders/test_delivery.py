@@ -72,7 +72,8 @@ def test_exactly_once_through_a_worker_crash_and_dropped_answers(make_account, c
     worker SIGKILLed while its requests are in flight, When 30 orders are placed, Then each
     client_order_id reaches the broker at most once and every order ends terminal: orders whose
     outcome was lost are adopted from the order book, not sent again."""
-    acct = make_account(caps={"orders": ["50/s"]}, extra={"read_timeout_s": 2})
+    acct = make_account(caps={"orders": ["50/s"]}, extra={"read_timeout_s": 2},
+                        registered_algo=True)  # above the 2026 rule's 10/s (common/algorules.py)
     name, broker = acct.name, acct.broker
     ready(acct)
     user = paper_user_of(acct).user_id

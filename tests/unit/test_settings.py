@@ -22,7 +22,7 @@ def test_good_file_resolves_secrets_and_defaults() -> None:
     assert kite.login_url == "https://kite.zerodha.com"  # real host by default
     assert kite.caps["orders"] == (Cap(3, 1), Cap(200, 60))
     assert kite.caps["quote"] == (Cap(1, 1),)  # broker default kept for other classes
-    assert accounts["angel1"].caps["orders"] == (Cap(20, 1), Cap(500, 60), Cap(1000, 3600))
+    assert accounts["angel1"].caps["orders"] == (Cap(10, 1), Cap(500, 60), Cap(1000, 3600))  # the 2026 rule
     assert kite.login_time.hour == 8 and kite.login_time.minute == 45
     assert kite.celery_rate_limit() == "3/s"
 

@@ -3,8 +3,14 @@
 Limiter scope (docs/brokers.md § Angel One SmartAPI, **Caps (per client code; SmartAPI forum,
 "Changes in API Rate Limit")**): counted per client code (``user_id``), whatever the API key
 (``X-PrivateKey``), so two accounts tables of one client code share one limiter state. Each
-endpoint group has its own caps (placeOrder/modifyOrder/cancelOrder 20/s, 500/min, 1,000/hour;
-getOrderBook 1/s; ...): no budget shared across classes.
+endpoint group has its own caps (placeOrder/modifyOrder/cancelOrder 500/min, 1,000/hour; getOrderBook
+1/s; ...): no budget shared across classes.
+
+Orders per second: the forum's 20/s ("Changes in API Rate Limit") is above the exchanges' 2026
+retail-algo rule of 10 orders per second per client (common/algorules.py), so the default is 10/s.
+A reading of SmartAPI's current "Rate Limit" page (docs/brokers.md § Angel One) gave 9/s for the
+three order calls together; not confirmed from a source we could cite, so not the default: an
+account lowers it with ``caps = { orders = ["9/s", "500/min", "1000/hour"] }``.
 """
 
 from common.brokers import COUNTED_PER_USER, BrokerSpec
@@ -16,7 +22,7 @@ SPEC = BrokerSpec(
     ws_url="wss://smartapisocket.angelone.in/smart-stream",
     order_ws_url="wss://tns.angelone.in/smart-order-update",
     caps={
-        "orders": ["20/s", "500/min", "1000/hour"],
+        "orders": ["10/s", "500/min", "1000/hour"],
         "orderbook": ["1/s"],
         # getPosition, getTradeBook, getHolding, getAllHolding 1/s, getRMS 2/s (SmartAPI docs,
         # "Rate Limit", smartapi.angelone.in/docs): the account-state reads share the tightest.

@@ -10,6 +10,7 @@ from typing import Any
 
 import requests
 
+from common.algorules import algo_id_of
 from common.brokers.base import RestAdapterBase, json_or_none, send
 from common.brokers.kite import portfolio, translate
 from common.brokers.kite.errors import map_error
@@ -36,8 +37,8 @@ class Adapter(RestAdapterBase):
         raise map_error(resp.status_code, body, resp.text)
 
     def place(self, order: Order, instrument: Instrument | None) -> str:
-        body = self._call("POST", f"/orders/{translate.VARIETY}", translate.order_form(order, instrument),
-                          order=True)
+        form = translate.order_form(order, instrument, algo_id=algo_id_of(order.strategy))
+        body = self._call("POST", f"/orders/{translate.VARIETY}", form, order=True)
         order_id = translate.order_id_of(body)
         if not order_id:
             raise Ambiguous("Kite: success without an order_id")

@@ -41,9 +41,11 @@ def contract_of(order: Order, instrument: Instrument | None) -> tuple[str, str]:
     return instrument.exchange, instrument.broker_symbol
 
 
-def order_form(order: Order, instrument: Instrument | None = None) -> dict[str, str]:
+def order_form(order: Order, instrument: Instrument | None = None, algo_id: str = "") -> dict[str, str]:
     """The form fields of a new regular order; the client_order_id travels as ``tag``. A future or
-    option needs its ``instrument`` from the master (:func:`contract_of`)."""
+    option needs its ``instrument`` from the master (:func:`contract_of`). ``algo_id``: the exchange
+    algo id of the order's strategy, Kite's optional ``algo_id`` (kiteconnect 5.2.2 ``place_order``;
+    not a modify field)."""
     exchange, tradingsymbol = contract_of(order, instrument)
     form = {
         "exchange": exchange,
@@ -61,6 +63,8 @@ def order_form(order: Order, instrument: Instrument | None = None) -> dict[str, 
         form["trigger_price"] = _money(order.trigger_price)
     if order.order_type in (OrderType.MARKET, OrderType.SL_M):
         form["market_protection"] = MARKET_PROTECTION
+    if algo_id:
+        form["algo_id"] = algo_id
     return form
 
 
