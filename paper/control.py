@@ -49,6 +49,9 @@ def user_from_mapping(data: dict[str, Any]) -> User:
             registered_ip = str(ipaddress.ip_address(str(registered_ip)))
         except ValueError:
             raise ValueError(f"registered_ip must be an IP address, got {registered_ip!r}") from None
+    registered_algo = data.get("registered_algo", False)
+    if not isinstance(registered_algo, bool):
+        raise ValueError(f"registered_algo must be true or false, got {registered_algo!r}")
     return User(
         broker=str(data["broker"]),
         user_id=str(data["user_id"]),
@@ -59,6 +62,7 @@ def user_from_mapping(data: dict[str, Any]) -> User:
         caps={str(k): [str(c) for c in v] for k, v in caps.items()},
         postback_url=data.get("postback_url") or None,
         registered_ip=registered_ip,
+        registered_algo=registered_algo,
     )
 
 

@@ -1,8 +1,9 @@
 """The request pipeline every broker endpoint goes through, in the order the brokers apply it:
 authenticate, the static-IP rule (an order request from an address other than the user's registered
-one), faults (delay, error_5xx, rate_limit), caps, the handler, then the request log (an error_5xx
-with a gateway status replaces the handler's answer: see paper.faults.Faults); plus the ASGI wrapper
-that can drop a connection after the handler ran (accept_then_drop).
+one), the orders-per-second rule (more than 10 order requests in a second from a user whose strategy
+is not registered), faults (delay, error_5xx, rate_limit), caps, the handler, then the request log
+(an error_5xx with a gateway status replaces the handler's answer: see paper.faults.Faults); plus the
+ASGI wrapper that can drop a connection after the handler ran (accept_then_drop).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from paper.caps import CapLimiter
 from paper.kite.postbacks import PostbackSender
 from paper.matching import MatchingEngine, OrderError
 from paper.orders import PaperOrder
-from paper.rules import STATIC_IP
+from paper.rules import ORDERS_PER_SECOND, ORDERS_PER_SECOND_LIMIT, STATIC_IP
 from paper.state import PaperState
 from paper.users import User
 
@@ -159,6 +160,7 @@ async def _before_handler(call: Call, dialect: Dialect) -> int | None:
     broker's answer afterwards (None: the broker's answer stands)."""
     state, uid = call.state, call.user_id
     _check_source_ip(call, dialect)
+    _check_orders_per_second(call, dialect)
     delay = state.faults.take_fault("delay", dialect.broker, uid)
     if delay is not None:
         await asyncio.sleep(delay.delay_s or 0)
@@ -186,6 +188,28 @@ def _check_source_ip(call: Call, dialect: Dialect) -> None:
     if client != registered:
         call.state.rule_rejections.count(STATIC_IP)
         raise Reply(dialect.ip_refused(client))
+
+
+# The rule's sliding window lives in the caps limiter under a class no endpoint has, so it is
+# cleared with the caps at POST /_paper/reset.
+_RULE_CLASS = "rule:" + ORDERS_PER_SECOND
+
+
+def _check_orders_per_second(call: Call, dialect: Dialect) -> None:
+    """The 2026 rule of at most 10 orders per second per client per exchange unless the strategy is
+    registered with the exchange: a user who is not `registered_algo` gets at most
+    ORDERS_PER_SECOND_LIMIT order requests (place, modify, cancel) in any sliding second, refused
+    beyond in the dialect's rate-limit answer (Kite's 429 is what Zerodha announced). The gateway
+    does not know the exchange before the handler reads the body, so it counts across a user's
+    exchanges: stricter than the rule, never laxer. Before the caps, so a request over the rule is
+    counted as a rule rejection even where the user's caps would refuse it too; a refused request
+    takes no slot, as with the caps."""
+    user = call.user
+    if call.endpoint_class != "orders" or user is None or user.registered_algo:
+        return
+    if not call.paper.limiter.admit(dialect.broker, user.user_id, _RULE_CLASS, [f"{ORDERS_PER_SECOND_LIMIT}/s"]):
+        call.state.rule_rejections.count(ORDERS_PER_SECOND)
+        raise Reply(dialect.rate_limited())
 
 
 _GATEWAY_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 504: "Gateway Time-out"}

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from collections import Counter
 
-__all__ = ["MARKET_PROTECTION", "STATIC_IP", "RuleRejections"]
+__all__ = ["MARKET_PROTECTION", "ORDERS_PER_SECOND", "ORDERS_PER_SECOND_LIMIT", "STATIC_IP", "RuleRejections"]
 
 # An order request (endpoint class "orders") from a client address other than the user's registered_ip.
 STATIC_IP = "static_ip"
 # A MARKET or SL-M order (placed, or modified into one) without the broker's market protection, or
 # at a broker that refuses them from API clients (each dialect's place and modify).
 MARKET_PROTECTION = "market_protection"
+# More than ORDERS_PER_SECOND_LIMIT order requests (endpoint class "orders": place, modify, cancel) in
+# a sliding second from a user who is not a registered_algo (paper.gateway).
+ORDERS_PER_SECOND = "orders_per_second"
+ORDERS_PER_SECOND_LIMIT = 10
 
 
 class RuleRejections:

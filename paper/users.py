@@ -20,7 +20,7 @@ DEFAULT_CAPS: dict[str, dict[str, list[str]]] = {
         "other": ["10/s"],
     },
     "angel": {
-        "orders": ["20/s", "500/min", "1000/hour"],
+        "orders": ["10/s", "500/min", "1000/hour"],  # the 2026 rule's 10/s (common/brokers/angel/spec.py)
         "quote": ["10/s", "500/min", "5000/hour"],
         "orderbook": ["1/s"],
         "portfolio": ["1/s"],  # getPosition, getTradeBook, getHolding, getRMS (common/brokers/angel/spec.py)
@@ -67,7 +67,9 @@ def jwt_shaped(header: dict[str, Any], claims: dict[str, Any]) -> str:
 class User:
     """A broker login. `caps` overrides DEFAULT_CAPS per endpoint class. `registered_ip`: the static
     IP the user registered at the broker (the 2026 rule); when set, its order requests from any other
-    client address are refused (paper.gateway), as the brokers do.
+    client address are refused (paper.gateway), as the brokers do. `registered_algo`: its strategy is
+    registered with the exchange, so the 2026 rule of 10 order requests per second does not apply
+    (paper.gateway refuses the 11th in a second of any other user); its caps still do.
 
     Session fields by dialect: `access_token` is Kite's and Fyers' access token and Shoonya's
     session key; `jwt_token` / `refresh_token` are Angel's (`refresh_token` also Fyers');
@@ -84,6 +86,7 @@ class User:
     caps: dict[str, list[str]] = field(default_factory=dict)
     postback_url: str | None = None
     registered_ip: str | None = None
+    registered_algo: bool = False
     access_token: str | None = field(default=None, repr=False)
     public_token: str | None = field(default=None, repr=False)  # Kite
     enctoken: str | None = field(default=None, repr=False)  # Kite
@@ -116,5 +119,6 @@ class User:
             "caps": self.effective_caps(),
             "postback_url": self.postback_url,
             "registered_ip": self.registered_ip,
+            "registered_algo": self.registered_algo,
             "logged_in": self.token_expires_at > time.time(),
         }

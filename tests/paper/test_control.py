@@ -39,7 +39,8 @@ def test_starts_fast_with_config_users_that_survive_reset(tmp_path: Path) -> Non
 
 
 def test_keep_alive_round_trip_is_not_delayed_by_nagle(paper: PaperBroker) -> None:
-    user = paper.add_user(broker="kite", caps={"orders": ["1000/s"], "orderbook": ["1000/s"]})
+    # 20 orders back to back: a registered algo, so the 2026 rule's 10/s does not stop the loop.
+    user = paper.add_user(broker="kite", caps={"orders": ["1000/s"], "orderbook": ["1000/s"]}, registered_algo=True)
     kite = kite_session(paper, user)
     http = requests.Session()
     headers = {"X-Kite-Version": "3", "Authorization": f"token {user.api_key}:{kite.access_token}"}
@@ -87,7 +88,8 @@ def test_request_log_in_arrival_order_with_classes_statuses_and_tags(paper: Pape
 
 
 def test_caps_hold_in_every_window(paper: PaperBroker) -> None:
-    user = paper.add_user(broker="kite", caps={"orders": ["2/s", "3/min"]})
+    # The caps alone: the polls below ask faster than the 2026 rule's 10/s, which a registered algo may.
+    user = paper.add_user(broker="kite", caps={"orders": ["2/s", "3/min"]}, registered_algo=True)
     kite = kite_session(paper, user)
     kite.place_order(variety="regular", **ORDER)
     kite.place_order(variety="regular", **ORDER)

@@ -215,6 +215,7 @@ def test_orders_from_the_registered_source_address_go_through_and_reads_keep_the
 
 
 @pytest.mark.slow
+@pytest.mark.trips_rules
 def test_an_order_from_the_wrong_egress_is_rejected_clearly_after_one_request(
         make_accounts, celery_workers, paper: PaperBroker) -> None:
     # Given the same registration but an account with the default egress (127.0.0.1)

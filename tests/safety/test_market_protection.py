@@ -88,6 +88,7 @@ def test_market_and_sl_m_orders_reach_the_broker_protected_or_are_refused_at_the
     assert paper.rule_rejections() == {}
 
 
+@pytest.mark.trips_rules
 @pytest.mark.slow
 def test_an_account_may_send_them_plain_and_the_brokers_refusal_is_a_rejection(
         make_accounts: Any, celery_workers: Any, paper: PaperBroker) -> None:  # fmt: skip
@@ -103,6 +104,7 @@ def test_an_account_may_send_them_plain_and_the_brokers_refusal_is_a_rejection(
 
 
 # --- straight to the paper broker: each broker's own refusal --------------------------------------
+@pytest.mark.trips_rules
 def test_kite_refuses_market_and_sl_m_without_market_protection(paper: PaperBroker) -> None:
     """The official kiteconnect client, at the paper broker: a MARKET or SL-M order without
     market_protection (or with 0) is Kite's InputException; with -1 or a percentage it is taken, and
@@ -135,6 +137,7 @@ def test_kite_translation_sends_market_protection_on_place_and_modify() -> None:
     assert "market_protection" not in kite_translate.modify_form(limit)
 
 
+@pytest.mark.trips_rules
 @pytest.mark.usefixtures("_sdk_logs_in_tmp")
 def test_angel_refuses_market_and_stoploss_market_orders(paper: PaperBroker) -> None:
     """The official SmartConnect client, at the paper broker: MARKET and STOPLOSS_MARKET are refused
@@ -156,6 +159,7 @@ def test_angel_refuses_market_and_stoploss_market_orders(paper: PaperBroker) -> 
     assert paper.rule_rejections() == {"market_protection": 3}
 
 
+@pytest.mark.trips_rules
 def test_shoonya_refuses_mkt_and_sl_mkt_price_types(paper: PaperBroker) -> None:
     """NorenApi at the paper broker: MKT and SL-MKT are refused with Noren's ALGO_CHK answer (the
     SDK returns None for it), on place and on modify; brokergate reads it as an OrderRejected."""

@@ -27,7 +27,7 @@ from common.settings import Account
 from devtools.waiting import wait_for
 from feed import orderupdates
 from feed.order_socket import OrderSocket, start_order_sockets
-from tests.brokers import E2E_BROKERS, push_paths, ready
+from tests.brokers import E2E_BROKERS, marketable, push_paths, ready
 from tests.fixtures.accounts import logged_in
 from tests.updates.conftest import new_order
 from tests.updates.tcpproxy import TcpProxy
@@ -121,7 +121,7 @@ def test_live_update_and_update_missed_while_down(
         wait_until(sock.connected)
         wait_until(lambda: len(reconciler) >= 1)
         # When an order fills, Then its update arrives through the socket with the fill price
-        live = new_order(r, acct.name)
+        live = new_order(r, acct.name, **marketable(acct.broker))  # one the broker takes under the 2026 rules
         place_market(acct, r, live)
         msg = wait_state(ch, live, "COMPLETE")
         assert msg["source"] == "socket" and msg["average_price"] not in (None, "", "0")
@@ -131,7 +131,7 @@ def test_live_update_and_update_missed_while_down(
         proxy.down()
         wait_until(lambda: not sock.connected.is_set())
         # When an order fills while nobody listens
-        missed = new_order(r, acct.name)
+        missed = new_order(r, acct.name, **marketable(acct.broker))
         place_market(acct, r, missed)
         assert store.get(r, missed)["state"] == "NEW"
         # Then, once the socket is back, the reconcile it asks for brings the update
