@@ -25,7 +25,8 @@ from paper import portfolio as books
 from paper.universe import PaperInstrument
 from paper.users import DEFAULT_CAPS
 from tests.account import test_angel_portfolio as shared
-from tests.account.test_angel_portfolio import ROOMY, Angel, LivePaper
+from tests.account.helpers import InProcessPaper
+from tests.account.test_angel_portfolio import ROOMY, Angel
 
 pytestmark = pytest.mark.filterwarnings("ignore:ssl.OP_NO:DeprecationWarning")
 live_paper = shared.live_paper  # the in-process paper broker (a fixture, shared with the portfolio tests)
@@ -103,12 +104,12 @@ def test_the_margin_calculator_has_its_own_documented_cap() -> None:
 
 # --- against the paper broker --------------------------------------------------------------------------
 @pytest.fixture
-def angel(live_paper: LivePaper, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Angel]:
+def angel(live_paper: InProcessPaper, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Angel]:
     """One Angel account at the in-process paper broker, logged in by brokergate; roomy caps."""
     yield from shared._angel(live_paper, redis_url, tmp_path, monkeypatch, {**ROOMY, "margin": ["1000/s"]})
 
 
-def _paper(live: LivePaper, symbol: str) -> PaperInstrument:
+def _paper(live: InProcessPaper, symbol: str) -> PaperInstrument:
     inst = live.state.by_symbol("NSE", symbol)
     assert inst is not None
     return inst
@@ -124,7 +125,7 @@ def _rupees(units: int, inst: PaperInstrument) -> Decimal:
     return D(units) / inst.price_divisor
 
 
-def test_limit_and_market_orders_cost_what_the_paper_computes(live_paper: LivePaper, angel: Angel) -> None:
+def test_limit_and_market_orders_cost_what_the_paper_computes(live_paper: InProcessPaper, angel: Angel) -> None:
     sbin, infy = _paper(live_paper, "SBIN"), _paper(live_paper, "INFY")
     state = live_paper.state
     limit = _order(qty=10, order_type="LIMIT", price=D("801.35"), product="INTRADAY")
@@ -142,12 +143,12 @@ def test_limit_and_market_orders_cost_what_the_paper_computes(live_paper: LivePa
     basket = angel.adapter.margin_required([(limit, _ours(sbin)), (market, _ours(infy))])
     assert basket == Margin(total=expected + at_last)  # the plain sum; no figure per order in a basket
 
-    seen = [(e["endpoint_class"], e["status"]) for e in live_paper.control.requests()
+    seen = [(e["endpoint_class"], e["status"]) for e in live_paper.broker.requests()
             if e["path"].endswith("/margin/v1/batch")]
     assert seen == [("margin", 200)] * 3
 
 
-def test_the_sdk_reads_the_same_answer_in_angels_shape(live_paper: LivePaper, angel: Angel) -> None:
+def test_the_sdk_reads_the_same_answer_in_angels_shape(live_paper: InProcessPaper, angel: Angel) -> None:
     sbin, infy = _paper(live_paper, "SBIN"), _paper(live_paper, "INFY")
     orders = [(_order(qty=10, order_type="LIMIT", price=D("801.35"), product="INTRADAY"), _ours(sbin)),
               (_order("INFY", qty=3, order_type="MARKET", product="DELIVERY"), _ours(infy))]
@@ -168,7 +169,7 @@ def test_the_sdk_reads_the_same_answer_in_angels_shape(live_paper: LivePaper, an
         books.margin_for(live_paper.state, infy, "DELIVERY", 3), infy)
 
 
-def test_the_paper_refuses_what_angel_refuses(live_paper: LivePaper, angel: Angel) -> None:
+def test_the_paper_refuses_what_angel_refuses(live_paper: InProcessPaper, angel: Angel) -> None:
     ghost = Instrument(exchange="NSE", symbol="GHOST", token="999999", broker_symbol="GHOST-EQ")
     with pytest.raises(OrderRejected) as unknown:
         angel.adapter.margin_required([(_order("GHOST"), ghost)])
@@ -179,7 +180,7 @@ def test_the_paper_refuses_what_angel_refuses(live_paper: LivePaper, angel: Ange
     assert angel.adapter.margin_required([]) == Margin(total=D(0))  # nothing asked, nothing sent
 
 
-def test_the_client_prices_through_the_margin_class(live_paper: LivePaper, angel: Angel) -> None:
+def test_the_client_prices_through_the_margin_class(live_paper: InProcessPaper, angel: Angel) -> None:
     import brokergate
     from common import instruments
 
@@ -188,5 +189,5 @@ def test_the_client_prices_through_the_margin_class(live_paper: LivePaper, angel
     margin = brokergate.margin_required(_order(qty=4, order_type="LIMIT", price=D("801.35"), product="NORMAL"))
     expected = _rupees(books.margin_for(live_paper.state, sbin, "CARRYFORWARD", 4, 80135), sbin)
     assert margin == Margin(total=expected, orders=(expected,))
-    [seen] = [e for e in live_paper.control.requests() if e["path"].endswith("/margin/v1/batch")]
+    [seen] = [e for e in live_paper.broker.requests() if e["path"].endswith("/margin/v1/batch")]
     assert (seen["endpoint_class"], seen["status"]) == ("margin", 200)

@@ -9,7 +9,6 @@ directly; the rest is the real road: brokergate's login, the adapter's HTTP, the
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,13 +22,9 @@ from common.brokers.angel.rest import Adapter
 from common.brokers.angel.spec import SPEC
 from common.errors import RateLimited
 from common.portfolio import Funds, Holding, Position, Segment, Trade
-from devtools.accounts import AccountsWriter, logged_in
-from devtools.paperbroker import PaperBroker
-from devtools.waiting import wait_for
+from devtools.accounts import logged_in
 from paper import portfolio as books
-from paper.app import create_app
-from paper.server import uvicorn_kwargs
-from paper.state import PaperState
+from tests.account.helpers import InProcessPaper, accounts_at, in_process_paper
 from tests.brokers import marketable
 
 # The SDK sets deprecated TLS options at construction; not ours to fix.
@@ -108,32 +103,11 @@ def test_the_account_state_reads_share_the_tightest_documented_cap() -> None:
 
 
 # --- against the paper broker --------------------------------------------------------------------------
-@dataclass
-class LivePaper:
-    state: PaperState
-    control: PaperBroker
-
-
 @pytest.fixture
-def live_paper() -> Iterator[LivePaper]:
+def live_paper() -> Iterator[InProcessPaper]:
     """A paper broker in this process, so the test can read its books (paper/portfolio.py)."""
-    import uvicorn
-
-    from feed.postback import listen_socket
-
-    state = PaperState(seed=7)
-    sock = listen_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(state), log_level="warning", **uvicorn_kwargs()))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="paper-in-test", daemon=True)
-    thread.start()
-    wait_for(lambda: server.started or not thread.is_alive(), timeout_s=10, what="the paper broker listening")
-    assert server.started, "the paper broker did not start"
-    control = PaperBroker(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    yield LivePaper(state, control)
-    control.http.close()
-    server.should_exit = True
-    thread.join(10)
+    with in_process_paper() as paper:
+        yield paper
 
 
 @dataclass
@@ -143,26 +117,21 @@ class Angel:
     sdk: Any  # SmartApi.SmartConnect on the same session
 
 
-def _angel(live: LivePaper, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def _angel(live: InProcessPaper, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
            caps: dict[str, list[str]] | None) -> Iterator[Angel]:
     from SmartApi import SmartConnect
 
-    from common import settings as bg_settings
-
     monkeypatch.chdir(tmp_path)  # SmartConnect() writes ./logs/<date>/app.log
-    accounts = AccountsWriter(live.control, tmp_path / "accounts.toml", monkeypatch.setenv).make(
-        kite=0, angel=1, caps=caps)
-    account = accounts["angel1"]
-    token = logged_in(accounts)["angel1"]
-    jwt = token.access_token.removeprefix("Bearer ")
-    sdk = SmartConnect(api_key=account.api_key, access_token=jwt, root=live.control.url)
-    yield Angel(account, Adapter(account, lambda: jwt), sdk)
-    bg_settings.settings.cache_clear()
-    bg_settings.accounts.cache_clear()
+    with accounts_at(live, tmp_path, monkeypatch, kite=0, angel=1, caps=caps) as accounts:
+        account = accounts["angel1"]
+        token = logged_in(accounts)["angel1"]
+        jwt = token.access_token.removeprefix("Bearer ")
+        sdk = SmartConnect(api_key=account.api_key, access_token=jwt, root=live.url)
+        yield Angel(account, Adapter(account, lambda: jwt), sdk)
 
 
 @pytest.fixture
-def angel(live_paper: LivePaper, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Angel]:
+def angel(live_paper: InProcessPaper, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Angel]:
     """One Angel account at the in-process paper broker, logged in by brokergate; roomy caps."""
     yield from _angel(live_paper, redis_url, tmp_path, monkeypatch, ROOMY)
 
@@ -183,7 +152,7 @@ def _rupees(units: float) -> Decimal:
     return D(f"{units / 100:.2f}")
 
 
-def _trade_fills(live: LivePaper, angel: Angel) -> list[str]:
+def _trade_fills(live: InProcessPaper, angel: Angel) -> list[str]:
     """BUY 10 SBIN, SELL 4 of them (DELIVERY), BUY 3 INFY (INTRADAY); all filled at once."""
     sdk = angel.sdk
     ids = [_market(sdk, "BUY", "SBIN-EQ", "3045", 10, "DELIVERY"), _market(sdk, "SELL", "SBIN-EQ", "3045", 4, "DELIVERY"),
@@ -193,7 +162,7 @@ def _trade_fills(live: LivePaper, angel: Angel) -> list[str]:
     return ids
 
 
-def test_positions_agree_with_the_paper_books_and_the_sdk(live_paper: LivePaper, angel: Angel) -> None:
+def test_positions_agree_with_the_paper_books_and_the_sdk(live_paper: InProcessPaper, angel: Angel) -> None:
     _trade_fills(live_paper, angel)
     uid = angel.account.user_id
     book = {(p.instrument.symbol, p.product): p for p in books.positions(live_paper.state, "angel", uid)}
@@ -218,7 +187,7 @@ def test_positions_agree_with_the_paper_books_and_the_sdk(live_paper: LivePaper,
     assert (sbin["producttype"], sbin["netqty"], sbin["buyqty"], sbin["sellqty"]) == ("DELIVERY", "6", "10", "4")
 
 
-def test_trades_agree_with_the_paper_books_and_the_sdk(live_paper: LivePaper, angel: Angel) -> None:
+def test_trades_agree_with_the_paper_books_and_the_sdk(live_paper: InProcessPaper, angel: Angel) -> None:
     ids = _trade_fills(live_paper, angel)
     uid = angel.account.user_id
     book = [(t.trade_id, o.order_id, o.transaction_type, t.quantity, D(t.price) / 100)
@@ -232,7 +201,7 @@ def test_trades_agree_with_the_paper_books_and_the_sdk(live_paper: LivePaper, an
     assert all(isinstance(v, str) for row in read["data"] for v in row.values())  # every value a string
 
 
-def test_holdings_and_funds_agree_with_the_paper_books_and_the_sdk(live_paper: LivePaper, angel: Angel) -> None:
+def test_holdings_and_funds_agree_with_the_paper_books_and_the_sdk(live_paper: InProcessPaper, angel: Angel) -> None:
     _trade_fills(live_paper, angel)
     uid = angel.account.user_id
     held = {h.instrument.symbol: h for h in books.holdings(live_paper.state, "angel", uid)}
@@ -258,18 +227,18 @@ def test_holdings_and_funds_agree_with_the_paper_books_and_the_sdk(live_paper: L
 
 
 @pytest.fixture
-def angel_default_caps(live_paper: LivePaper, redis_url: str, tmp_path: Path,
+def angel_default_caps(live_paper: InProcessPaper, redis_url: str, tmp_path: Path,
                        monkeypatch: pytest.MonkeyPatch) -> Iterator[Angel]:
     """An Angel account whose paper user has the dialect's default caps (portfolio 1/s)."""
     yield from _angel(live_paper, redis_url, tmp_path, monkeypatch, None)
 
 
-def test_the_portfolio_reads_share_one_cap_at_the_paper_broker(live_paper: LivePaper,
+def test_the_portfolio_reads_share_one_cap_at_the_paper_broker(live_paper: InProcessPaper,
                                                               angel_default_caps: Angel) -> None:
     adapter = angel_default_caps.adapter
     assert adapter.positions() == []  # an empty book is "data": null
     with pytest.raises(RateLimited):
         adapter.funds()  # another account-state read within the same second: Angel's 403
-    seen = [(e["path"].rsplit("/", 1)[-1], e["endpoint_class"], e["status"]) for e in live_paper.control.requests()
+    seen = [(e["path"].rsplit("/", 1)[-1], e["endpoint_class"], e["status"]) for e in live_paper.broker.requests()
             if e["path"].endswith(("/getPosition", "/getRMS"))]
     assert seen == [("getPosition", "portfolio", 200), ("getRMS", "portfolio", 403)]

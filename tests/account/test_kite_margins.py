@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,11 +26,11 @@ from common.brokers.kite.rest import Adapter
 from common.errors import OrderRejected, RateLimited, TokenExpired
 from common.models import Instrument, Order
 from common.portfolio import Margin
-from devtools.accounts import AccountsWriter, paper_user_of
+from devtools.accounts import paper_user_of
 from devtools.paperbroker import PaperBroker
-from devtools.waiting import wait_for
 from paper import portfolio as books
 from paper.state import PaperState
+from tests.account.helpers import accounts_at, in_process_paper
 from tests.fixtures.paper import kite_session
 from tests.paths import KITE_FIXTURES
 
@@ -98,34 +96,12 @@ class Kite:
 @pytest.fixture
 def kite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Kite]:
     """A paper broker in this process (its state at hand) and one Kite account logged in there."""
-    import uvicorn
-
-    from common import settings as bg_settings
-    from paper.app import create_app
-    from paper.server import uvicorn_kwargs
-
-    state = PaperState(seed=7)
-    sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(state), log_level="warning", **uvicorn_kwargs()))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="paper-in-test", daemon=True)
-    thread.start()
-    wait_for(lambda: server.started or not thread.is_alive(), timeout_s=10, what="the paper broker listening")
-    assert server.started, "the paper broker did not start"
-    control = PaperBroker(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    try:
-        account = AccountsWriter(control, tmp_path / "accounts.toml", monkeypatch.setenv).make(
-            kite=1, angel=0, caps=ROOMY)["kite1"]
+    with in_process_paper() as paper, accounts_at(paper, tmp_path, monkeypatch, kite=1, angel=0,
+                                                  caps=ROOMY) as accounts:
+        account = accounts["kite1"]
         user = paper_user_of(account)
-        sdk = kite_session(control, user)
-        yield Kite(state, control, Adapter(account, lambda: sdk.access_token), sdk, user.user_id)
-    finally:
-        bg_settings.settings.cache_clear()
-        bg_settings.accounts.cache_clear()
-        control.http.close()
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+        sdk = kite_session(paper.broker, user)
+        yield Kite(paper.state, paper.broker, Adapter(account, lambda: sdk.access_token), sdk, user.user_id)
 
 
 def _paper_margin(kite: Kite, order: Order) -> Decimal:

@@ -24,17 +24,16 @@ import pytest
 import requests
 
 from common.brokers.shoonya import portfolio
-from common.brokers.shoonya.login import login
 from common.brokers.shoonya.rest import Adapter
 from common.errors import OrderRejected, TokenExpired
 from common.models import Instrument, Order
 from common.portfolio import Margin
-from devtools.accounts import AccountsWriter, paper_user_of
 from paper import portfolio as books
 from paper.universe import PaperInstrument
-from tests.account.test_shoonya_portfolio import INFY, ROOMY, SBIN, InProcessPaper, noren
+from tests.account.helpers import InProcessPaper
+from tests.account.test_shoonya_portfolio import INFY, SBIN, noren, shoonya_at_paper
 from tests.brokers import marketable
-from tests.fixtures.paper import PaperUser, fresh_totp
+from tests.fixtures.paper import PaperUser
 from tests.paths import DATA
 
 D = Decimal
@@ -101,19 +100,8 @@ def test_the_requests_are_the_place_translation_cut_to_the_calculator_fields() -
 # ----- (b) the paper broker -----------------------------------------------------------------------------
 @pytest.fixture
 def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[InProcessPaper, Adapter, PaperUser]]:
-    from common import settings as bg_settings
-
-    paper = InProcessPaper()
-    try:
-        accounts = AccountsWriter(paper.broker, tmp_path / "accounts.toml", monkeypatch.setenv).make(
-            kite=0, angel=0, shoonya=1, caps=ROOMY)
-        account = accounts["shoonya1"]
-        token = login(account, totp_code=fresh_totp)["access_token"]
-        yield paper, Adapter(account, lambda: token), paper_user_of(account)
-    finally:
-        paper.stop()
-        bg_settings.settings.cache_clear()
-        bg_settings.accounts.cache_clear()
+    with shoonya_at_paper(tmp_path, monkeypatch) as got:
+        yield got
 
 
 def paper_instrument(paper: InProcessPaper, inst: Instrument) -> PaperInstrument:

@@ -9,9 +9,8 @@ nothing moves its prices here but the quotes a test asks for (no resting orders,
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,12 @@ from common.brokers.shoonya.rest import Adapter
 from common.errors import OrderRejected, TokenExpired
 from common.models import Instrument, Order
 from common.portfolio import Funds, Holding, Position, Segment, Trade
-from devtools.accounts import AccountsWriter, paper_user_of
+from devtools.accounts import paper_user_of
 from devtools.waiting import wait_for
 from paper import portfolio as books
-from paper.state import PaperState
+from tests.account.helpers import InProcessPaper, accounts_at, in_process_paper
 from tests.brokers import marketable
-from tests.fixtures.paper import PaperBroker, PaperUser, fresh_totp
+from tests.fixtures.paper import PaperUser, fresh_totp
 from tests.paths import DATA
 
 D = Decimal
@@ -128,50 +127,22 @@ def test_request_values_are_the_sdks() -> None:
 
 
 # ----- (b) the paper broker, after real fills ---------------------------------------------------------
-class InProcessPaper:
-    """The paper broker's app on uvicorn in a thread, with its state at hand."""
-
-    def __init__(self) -> None:
-        import uvicorn
-
-        from paper.app import create_app
-        from paper.server import uvicorn_kwargs
-
-        self.state = PaperState(seed=7)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(self.state), log_level="warning", **uvicorn_kwargs())
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-        self.thread.start()
-        wait_for(lambda: self.server.started or not self.thread.is_alive(), timeout_s=10)
-        assert self.server.started, "the paper broker did not start"
-        self.broker = PaperBroker(self.url)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.broker.http.close()
-        self.sock.close()
+@contextmanager
+def shoonya_at_paper(tmp_path: Path,
+                     monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[InProcessPaper, Adapter, PaperUser]]:
+    """shoonya1 at a paper broker in this process (its state at hand), logged in by brokergate's own
+    login: the paper broker, the adapter on that session and the paper user."""
+    with in_process_paper() as paper, accounts_at(paper, tmp_path, monkeypatch, kite=0, angel=0, shoonya=1,
+                                                  caps=ROOMY) as accounts:  # fmt: skip
+        account = accounts["shoonya1"]
+        token = login(account, totp_code=fresh_totp)["access_token"]
+        yield paper, Adapter(account, lambda: token), paper_user_of(account)
 
 
 @pytest.fixture
 def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[InProcessPaper, Adapter, PaperUser]]:
-    from common import settings as bg_settings
-
-    paper = InProcessPaper()
-    try:
-        accounts = AccountsWriter(paper.broker, tmp_path / "accounts.toml", monkeypatch.setenv).make(
-            kite=0, angel=0, shoonya=1, caps=ROOMY)
-        account = accounts["shoonya1"]
-        token = login(account, totp_code=fresh_totp)["access_token"]
-        yield paper, Adapter(account, lambda: token), paper_user_of(account)
-    finally:
-        paper.stop()
-        bg_settings.settings.cache_clear()
-        bg_settings.accounts.cache_clear()
+    with shoonya_at_paper(tmp_path, monkeypatch) as got:
+        yield got
 
 
 def noren(paper: InProcessPaper, user: PaperUser, adapter: Adapter) -> Any:
