@@ -244,7 +244,7 @@ def unknown(account_name: str, keys_: Iterable[str], r: redis.Redis | None = Non
 
 def token_field(exchange: str, token: str | int) -> str:
     """The reverse map's field: tokens repeat across segments at some brokers (an NFO token can be
-    an NSE one at Angel), so the exchange is part of it."""
+    an NSE one at some brokers), so the exchange is part of it."""
     return f"{exchange}|{token}"
 
 

@@ -4,7 +4,8 @@ clients (the 2026 retail-algo rules; ``BrokerSpec.market_orders``).
 An account opts in with ``extra.market_orders = "limit"``: its MARKET orders are then sent as LIMIT
 orders at the last traded price plus (a buy) or minus (a sell) ``extra.market_protection_pct``
 (default :data:`DEFAULT_PCT`), and its SL-M orders as SL orders whose limit is that far beyond the
-trigger. This is what the brokers' own protection does (Kite's ``market_protection``, Fyers' MPP):
+trigger. This is what the brokers' own protection does where they have one (a market-protection field,
+or the broker's own conversion):
 the order fills like a market order in a normal market and rests instead of sweeping the book in a
 thin one. The conversion happens in the worker just before the send (the freshest price), the order
 keeps the type the strategy asked for in the store, and the price it went out at is recorded on

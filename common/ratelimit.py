@@ -293,6 +293,13 @@ class Limiter:
                 else:
                     confirm_in(self.r, self.budgets, slot_us, answered=answered)
 
+    def release(self, slot_us: int) -> None:
+        """The request of ``slot_us`` was never sent (its gate refused it: late, halted, cancelled,
+        expired): the slot is free again, so it does not spend a window's budget for nothing."""
+        if slot_us:
+            with contextlib.suppress(redis.RedisError):
+                release_in(self.r, self.budgets, slot_us)
+
     def note_rate_limited(self, retry_after_s: float | None = None, margin_ms: int = SAFETY_MARGIN_MS) -> int:
         """The broker answered with its rate-limit response (see :func:`note_rate_limited`).
         The budget that backs off is the outermost one the request counted in: the shared

@@ -155,6 +155,10 @@ def call(r: redis.Redis, acct: Account, endpoint_class: str, request: Callable[[
                 leave_by = time.monotonic() + LEAVE_WITHIN_MS / 1000
             else:
                 verdict, now_us = gate(slot_us)
+                if verdict != "ok":
+                    # Nothing left: the slot goes back, so a late wake-up does not spend a window's
+                    # budget (a 20/min cap lost an order's slot to each late wake-up).
+                    limiter.release(slot_us)
                 if verdict == "late":
                     count(r, acct.name, "late_slots")
                     continue  # woke too long after the slot: take a new one rather than crowd a window

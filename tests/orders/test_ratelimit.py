@@ -213,3 +213,15 @@ def test_backoff_is_one_second_when_no_window_is_full_by_our_log(r) -> None:
     before = ratelimit.reserve(r, "other", "orders", caps).now_us
     end = ratelimit.note_rate_limited(r, "n", "orders", caps, retry_after_s=1.0)
     assert US <= end - before < US + 50_000
+
+
+def test_a_released_slot_spends_no_budget(r) -> None:
+    """A slot whose request never left (its gate refused it: late, halted, ...) goes back: with
+    2 per minute, two released slots leave both for the next requests, now."""
+    caps = [Cap(2, 60)]
+    lim = ratelimit.Limiter(r, "a", "orders", caps)
+    now_ms = int(r.time()[0]) * 1000
+    for _ in range(2):
+        lim.release(lim.acquire(now_ms + 1000))
+    first, second = lim.acquire(now_ms + 1000), lim.acquire(now_ms + 1000)
+    assert second - first < 1_000_000  # both within the second: neither waited out the minute
