@@ -22,7 +22,6 @@ import pytest
 from celery.worker.consumer import Consumer as CeleryConsumer
 
 from common import keys
-from workers.app import app
 from workers.connection_loss import Consumer
 
 
@@ -35,6 +34,9 @@ def _consumer_after_a_collect_that_left_a_channel_open(cls: type, url: str, queu
         producer.publish({"n": 1}, routing_key=queue.routing_key, declare=[queue])
     assert conn.default_channel.basic_get(queue.name, no_ack=False) is not None
     conn.collect = lambda socket_timeout=None: conn._do_close_transport()
+    # Imported here, not at collection: the app binds the broker URL of the moment it is imported.
+    from workers.app import app
+
     consumer = cls.__new__(cls)
     consumer.app, consumer.connection = app, conn
     # What the rest of Celery's cleanup reads, as a one-process worker has them:
