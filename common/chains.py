@@ -99,13 +99,33 @@ def expiries(underlying: str, exchange: str = "NFO", account: str | None = None,
     return [e for e, kinds in got.items() if kind is None or kind in kinds]
 
 
+# A chain changes only when its master is stored again: decoded chains are kept per master version
+# (its refreshed_at_ms), so a strategy asking every tick pays one Redis read, not 400 decodes.
+_CHAINS: dict[tuple[str, str, str, date], tuple[str, OptionChain]] = {}
+_CHAINS_MAX = 256
+
+
 def option_chain(underlying: str, expiry: date | str, exchange: str = "NFO",
                  account: str | None = None) -> OptionChain:
     """Every strike of one expiry with its call and put (tokens, lot size, tick size: the account's
-    broker's), and the expiry's future where one is listed. Two Redis round trips."""
+    broker's), and the expiry's future where one is listed. One Redis round trip while the master
+    is the same (the chain decoded then is reused), three after a refresh."""
     r = get_redis()
     when = date.fromisoformat(expiry) if isinstance(expiry, str) else expiry
     name = _account(account, underlying, exchange, r)
+    cache_key = (name, exchange, underlying.upper(), when)
+    version = as_text(r.hget(keys.instruments_meta(name), "refreshed_at_ms") or b"")
+    cached = _CHAINS.get(cache_key)
+    if cached is not None and cached[0] == version and version:
+        return cached[1]
+    chain = _read_chain(r, name, underlying, when, exchange)
+    if len(_CHAINS) >= _CHAINS_MAX:
+        _CHAINS.clear()
+    _CHAINS[cache_key] = (version, chain)
+    return chain
+
+
+def _read_chain(r: redis.Redis, name: str, underlying: str, when: date, exchange: str) -> OptionChain:
     entry = instruments.contracts(name, underlying, when, exchange, r)
     wanted = [f"{exchange}:{sym}" for _, _, sym in entry["options"]]
     if entry["future"]:

@@ -157,15 +157,24 @@ class Instrument:
         return f"{self.exchange}:{self.symbol}"
 
     def to_dict(self) -> dict[str, str | int]:
-        d = asdict(self)
-        d["tick_size"] = str(self.tick_size)
-        for name in ("kind", "underlying", "expiry", "strike", "right", "freeze_quantity"):
-            if not d[name]:  # equities stay as small as they were
-                del d[name]
+        # By hand, not dataclasses.asdict (which deep-copies every field): a master is 100k+ of
+        # these, and asdict was ~70% of storing one (bench/derivatives.py).
+        d: dict[str, str | int] = {
+            "exchange": self.exchange, "symbol": self.symbol, "token": self.token, "lot_size": self.lot_size,
+            "tick_size": str(self.tick_size), "name": self.name, "instrument_type": self.instrument_type,
+            "broker_symbol": self.broker_symbol, "kind": self.kind,
+        }  # fmt: skip
+        # Derivatives only: equities stay as small as they were.
+        if self.underlying:
+            d["underlying"] = self.underlying
         if self.expiry is not None:
             d["expiry"] = self.expiry.isoformat()
         if self.strike is not None:
             d["strike"] = str(self.strike)
+        if self.right:
+            d["right"] = self.right
+        if self.freeze_quantity:
+            d["freeze_quantity"] = self.freeze_quantity
         return d
 
     @classmethod

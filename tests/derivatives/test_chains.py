@@ -137,3 +137,11 @@ def test_a_subscription_to_a_contract_the_master_no_longer_lists_is_refused(make
     with pytest.raises(InvalidOrder, match="not in the instrument master"):
         subscribe([expired], "quote", account="kite1", r=r)
     subscribe(["NFO:" + option_symbol("NIFTY", WEEKLY, 24000, "CE")], "quote", account="kite1", r=r)
+
+
+def test_a_chain_is_decoded_once_per_master_and_again_after_a_refresh(master: str, r: Any) -> None:
+    first = option_chain("NIFTY", WEEKLY)
+    assert option_chain("NIFTY", WEEKLY) is first  # the same master: the decoded chain again
+    rows = [i for i in _master() if not (i.kind == "option" and i.strike == Decimal(23800))]
+    instruments.store(master, rows)  # a new master version (a refresh dropped a strike)
+    assert option_chain("NIFTY", WEEKLY).strikes[0] == Decimal(23850)
