@@ -56,7 +56,7 @@ bench: install
 	$(BIN)/python -m bench
 
 chaos: install
-	$(BIN)/python -m pytest -q -m chaos tests/chaos
+	$(BIN)/python -m pytest -q -m chaos tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -31,6 +31,9 @@ def _settled(ids: list[str], states: tuple[str, ...]) -> bool:
 ORDERS = 60
 
 
+# Kite's in make test; every broker's in make chaos (20 s each, mostly waiting, but a test slot).
+@pytest.mark.parametrize("broker", ["kite", *(pytest.param(b, marks=pytest.mark.chaos) for b in ("angel", "fyers",
+                                                                                                  "shoonya"))])
 def test_three_workers_hold_3_per_second(make_account, celery_workers, paper) -> None:
     """Given three worker processes on one account capped at 3/s, When 60 orders are enqueued at
     once, Then the broker never sees more than 3 order requests in any sliding second, and never
