@@ -316,8 +316,8 @@ def _fill_to_account_state(r: redis.Redis, update: OrderUpdate, filled_before: i
             return
         old_value = Decimal(average_before or "0") * filled_before
         price = (new_avg * update.filled_quantity - old_value) / added
-        accountstate.apply_fill(r, update.account, json.loads(request), quantity=added, price=price,
-                                broker_order_id=update.broker_order_id, client_order_id=update.client_order_id,
-                                filled_total=update.filled_quantity)
+        accountstate.apply_fill_soon(update.account, json.loads(request), quantity=added, price=price,
+                                     broker_order_id=update.broker_order_id, client_order_id=update.client_order_id,
+                                     filled_total=update.filled_quantity)
     except Exception:  # the order's own update is what matters here; positions self-correct
         log.exception("account state: fill of %s not applied to positions", update.client_order_id)

@@ -138,6 +138,10 @@ def test_an_order_update_that_adds_a_fill_moves_the_position_and_the_trade_book(
     update(OrderState.OPEN, 3, "100")
     update(OrderState.COMPLETE, 5, "101.2")
     update(OrderState.COMPLETE, 5, "101.2")
+    # Applied by the process's applier thread, off the update's path (accountstate.apply_fill_soon).
+    from devtools.waiting import wait_for
+
+    wait_for(lambda: len(accountstate.read(r, acct, "trades").items) == 2, 5, what="both fills applied")
     [pos] = accountstate.read(r, acct, "positions").items
     assert (pos.quantity, pos.average_price, pos.product) == (5, D("101.2"), "INTRADAY")
     trades: list[Trade] = accountstate.read(r, acct, "trades").items
