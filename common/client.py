@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import redis
 from celery import Celery
 
-from common import accountstate, keys, orderstore, risk, safety, slicing
+from common import accountstate, keys, orderstore, risk, safety, slicing, tradingday
 from common.brokers import market_orders, spec_for
 from common.chains import atm_strike, expiries, future, option_chain
 from common.derivatives import is_derivative_symbol
@@ -95,18 +92,10 @@ class OrderHandle:
         """The order once the broker has it (OPEN) or it is settled (COMPLETE, REJECTED, CANCELLED,
         FAILED, EXPIRED); with ``final=True`` only once settled. Returns the stored order (state,
         broker_order_id, filled_quantity, average_price, error, history, ...). Raises TimeoutError."""
-        until = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            got = self.get()
-            if got is not None:
-                state = OrderState(got["state"])
-                if state in TERMINAL_STATES or (state == OrderState.OPEN and not final):
-                    return got
-            remaining = 1.0 if until is None else until - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"order {self.id} is {got['state'] if got else 'missing'} after {timeout_s} s")
-            # Woken by every state change a handle cares about; the 1 s cap only bounds a lost wake-up.
-            self.r.blpop([keys.order_done(self.id)], timeout=min(remaining, 1.0))
+        from common.order_updates import at_broker_or_settled, wait_stored
+
+        return wait_stored(self.r, [self.id], self.get, lambda got: at_broker_or_settled(got["state"], final),
+                           timeout_s, self.id)
 
     def updates(self, timeout_s: float | None = None) -> Iterator[OrderUpdate]:
         """This order's updates: the order as stored now, then each pushed update, ending once
@@ -127,9 +116,15 @@ class OrderHandle:
 
 
 def _validate(order: Order, *, placing: bool = True) -> Order:
+    """The order checked as the broker would (see :func:`_validated`)."""
+    return _validated(order, placing=placing)[0]
+
+
+def _validated(order: Order, *, placing: bool = True) -> tuple[Order, Instrument | None]:
     """The order checked as the broker would (fields, then lot and tick size from the instrument
-    master when it is loaded); ``placing``: also that its broker takes its order type from API
-    clients (a margin query for an order that may not be placed is still answered)."""
+    master when it is loaded), with its instrument (None: no master loaded); ``placing``: also
+    that its broker takes its order type from API clients (a margin query for an order that may
+    not be placed is still answered)."""
     try:
         acct = account(order.account)
     except ConfigError as e:
@@ -144,7 +139,7 @@ def _validate(order: Order, *, placing: bool = True) -> Order:
     inst = instruments.lookup(order.account, order.instrument_key, r)
     if inst is not None:
         order.check_instrument(inst)
-        if inst.expiry is not None and inst.expiry < _today(acct, r):
+        if inst.expiry is not None and inst.expiry < tradingday.local_date(acct, server_time_ms(r)):
             raise InvalidOrder("symbol", f"{order.instrument_key} expired on {inst.expiry.isoformat()}")
     elif r.exists(keys.instruments(order.account)):
         # The master is loaded and does not know it: the broker would refuse it (and count it).
@@ -152,12 +147,7 @@ def _validate(order: Order, *, placing: bool = True) -> Order:
     elif is_derivative_symbol(order.symbol):
         raise InvalidOrder("symbol", f"{order.instrument_key}: no instrument master of {order.account} is loaded "
                                      "(a derivative is placed by looking it up there)")
-    return order
-
-
-def _today(acct: Any, r: redis.Redis) -> date:
-    """The account's trading date (its time zone) on Redis's clock."""
-    return datetime.fromtimestamp(server_time_ms(r) / 1000, ZoneInfo(acct.timezone)).date()
+    return order, inst
 
 
 def _check_market_orders(order: Order, acct: Account) -> None:
@@ -186,21 +176,15 @@ def place_order(order: Order | dict[str, Any] | None = None, /, **fields: Any) -
         o = order.with_(**fields) if fields else order
     else:
         o = Order.from_dict({**(order or {}), **fields})
-    o = _validate(o)
+    o, inst = _validated(o)
     r = get_redis()
     safety.check_entry(o, r)
     risk.check(o, r)
-    inst = _instrument_of(o, r)
+    # Slices above the freeze quantity (only a derivative's master row carries one).
     sizes = slicing.plan(o.quantity, inst.lot_size, inst.freeze_quantity) if inst else [o.quantity]
     if len(sizes) > 1:
         return _place_sliced(r, o, sizes)
     return _enqueue(r, o)
-
-
-def _instrument_of(o: Order, r: redis.Redis) -> Instrument | None:
-    from common import instruments
-
-    return instruments.lookup(o.account, o.instrument_key, r) if is_derivative_symbol(o.symbol) else None
 
 
 def _place_sliced(r: redis.Redis, parent: Order, sizes: list[int]) -> slicing.SlicedHandle:
@@ -302,18 +286,14 @@ def margin_required(orders: Order | dict[str, Any] | Sequence[Order | dict[str, 
     """What an order (or a basket, all of one account) needs, from the broker's own margin
     calculator, before it is placed; validated first as :func:`place_order` does (InvalidOrder
     names the field). Nothing is stored or sent. One request of the account's read budget."""
-    from common import instruments
-
     items = [orders] if isinstance(orders, (Order, dict)) else list(orders)
-    parsed = [_validate(o if isinstance(o, Order) else Order.from_dict(o), placing=False) for o in items]
+    parsed = [_validated(o if isinstance(o, Order) else Order.from_dict(o), placing=False) for o in items]
     if not parsed:
         raise InvalidOrder("orders", "no order to price")
-    names = {o.account for o in parsed}
+    names = {o.account for o, _ in parsed}
     if len(names) > 1:
         raise InvalidOrder("account", f"a basket is of one account, not {sorted(names)}")
-    r = get_redis()
-    return accountstate.margin_required(parsed[0].account,
-                                        [(o, instruments.lookup(o.account, o.instrument_key, r)) for o in parsed], r)
+    return accountstate.margin_required(parsed[0][0].account, parsed)
 
 
 def halt(accounts: str | Sequence[str] | None, reason: str, *, square_off: bool = False) -> safety.HaltReport:

@@ -20,14 +20,13 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import redis
 
-from common import keys
+from common import keys, tradingday
 from common.brokers import broker
 from common.errors import BrokerGateError, TokenExpired
 from common.models import EXCHANGES, Instrument
@@ -175,9 +174,7 @@ def is_stale(account_name: str, r: redis.Redis | None = None) -> bool:
     at = r.hget(keys.instruments_meta(account_name), "refreshed_at_ms")
     if at is None or not r.exists(keys.instruments(account_name)):
         return True
-    now = datetime.fromtimestamp(server_time_ms(r) / 1000, ZoneInfo(account(account_name).timezone))
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    return int(at) < day_start.timestamp() * 1000
+    return int(at) < tradingday.day_start_ms(account(account_name), server_time_ms(r))
 
 
 def request_refresh_if_stale(account_name: str, r: redis.Redis | None = None) -> bool:

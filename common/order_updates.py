@@ -32,7 +32,8 @@ from common import keys
 from common.models import OrderUpdate
 from common.orderstate import TERMINAL_STATES
 
-__all__ = ["OrderUpdateListener", "on_order_update", "order_updates", "stored_update"]
+__all__ = ["OrderUpdateListener", "at_broker_or_settled", "on_order_update", "order_updates", "stored_update",
+           "wait_stored"]
 
 log = logging.getLogger("brokergate.order_updates")
 
@@ -234,3 +235,24 @@ def order_updates(
             until = None if timeout_s is None else time.monotonic() + timeout_s
     finally:
         sub.close()
+
+
+def at_broker_or_settled(state: str, final: bool) -> bool:
+    """What a handle's ``wait`` waits for: settled, or (unless ``final``) OPEN at the broker."""
+    return state in {s.value for s in TERMINAL_STATES} or (state == "OPEN" and not final)
+
+
+def wait_stored(r: redis.Redis, client_order_ids: list[str], read: Callable[[], dict[str, Any] | None],
+                ready: Callable[[dict[str, Any]], bool], timeout_s: float | None, name: str) -> dict[str, Any]:
+    """``read()`` once ``ready`` says so; woken by every state change a handle cares about (the
+    orders' wake-up lists), the 1 s cap only bounding a lost wake-up. TimeoutError after
+    ``timeout_s`` (None: never)."""
+    until = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        got = read()
+        if got is not None and ready(got):
+            return got
+        remaining = 1.0 if until is None else until - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"order {name} is {got['state'] if got else 'missing'} after {timeout_s} s")
+        r.blpop([keys.order_done(c) for c in client_order_ids], timeout=min(remaining, 1.0))

@@ -110,17 +110,12 @@ class SlicedHandle:
 
     def wait(self, timeout_s: float | None = 30.0, *, final: bool = False) -> dict[str, Any]:
         """The parent once every child is at the broker or settled (``final``: settled)."""
-        until = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            got = self.get()
-            if got is not None:
-                states = [S(c["state"]) for c in got["children"]]
-                if all(s in TERMINAL_STATES or (s is S.OPEN and not final) for s in states):
-                    return got
-            remaining = 1.0 if until is None else until - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"order {self.id} is {got['state'] if got else 'missing'} after {timeout_s} s")
-            self.r.blpop([keys.order_done(c) for c in self.children], timeout=min(remaining, 1.0))
+        from common.order_updates import at_broker_or_settled, wait_stored
+
+        def ready(got: dict[str, Any]) -> bool:
+            return all(at_broker_or_settled(c["state"], final) for c in got["children"])
+
+        return wait_stored(self.r, self.children, self.get, ready, timeout_s, self.id)
 
     def updates(self, timeout_s: float | None = None) -> Iterator[OrderUpdate]:
         """The parent as it is now, then again each time a child changes, ending once settled."""

@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
-from datetime import time as dtime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import redis
 from celery import current_app, shared_task
 
-from common import instruments, keys, tokens
+from common import instruments, keys, tokens, tradingday
 from common.errors import (
     BrokerError,
     BrokerGateError,
@@ -40,24 +37,12 @@ from common.errors import (
 )
 from common.logs import redact
 from common.redis import get_redis, server_time_ms
-from common.settings import Account, account
+from common.settings import account
 
-__all__ = ["login", "login_concurrently", "login_now", "refresh_instruments", "trading_day", "trading_day_start_ms"]
+__all__ = ["login", "login_concurrently", "login_now", "refresh_instruments"]
 
 log = logging.getLogger(__name__)
 DONE_TTL_S = 3 * 86400
-
-
-def trading_day(acct: Account, now_ms: int) -> str:
-    """The account's local date (its timezone) at ``now_ms``: the day a login belongs to."""
-    return datetime.fromtimestamp(now_ms / 1000, ZoneInfo(acct.timezone)).date().isoformat()
-
-
-def trading_day_start_ms(acct: Account, now_ms: int) -> int:
-    """Epoch ms of local midnight (the account's timezone) that began the day of ``now_ms``."""
-    tz = ZoneInfo(acct.timezone)
-    day = datetime.fromtimestamp(now_ms / 1000, tz).date()
-    return int(datetime.combine(day, dtime(0), tzinfo=tz).timestamp() * 1000)
 
 
 def _settle_stale(account_name: str) -> int:
@@ -83,7 +68,7 @@ def login_now(account_name: str, force: bool = True, *, timeout_s: float = 30.0,
     ``instruments_inline``, ``instruments`` is the count loaded (0: today's master was kept)."""
     r = get_redis()
     acct = account(account_name)
-    day = trading_day(acct, server_time_ms(r))
+    day = tradingday.local_date(acct, server_time_ms(r)).isoformat()  # the day a login belongs to
     done = keys.login_done(account_name, day)
     summary: dict[str, Any]
     if not force and r.exists(done):

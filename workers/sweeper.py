@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from common import keys, orderstore, risk
+from common import keys, orderstore, risk, tradingday
 from common.client import send_task_by_name
 from common.errors import BrokerError, ConfigError, DeadlineExceeded
 from common.models import OrderState
@@ -121,20 +121,19 @@ def settle_stale(account_name: str) -> int:
     (:data:`STALE_MESSAGE`), counted as ``stale_expired``. Reads the book only when there is such
     an order. Also trims the account's order index, for an account that stopped placing orders.
     Returns how many were settled."""
-    from workers.login import trading_day, trading_day_start_ms  # workers.login calls this: import when used
 
     r = get_redis()
     now_ms = server_time_ms(r)
     orderstore.trim_account_index(r, account_name, now_ms)
     acct = bc.account(account_name)
-    day_start_ms = trading_day_start_ms(acct, now_ms)
+    day_start_ms = tradingday.day_start_ms(acct, now_ms)
     ids = orderstore.stale_ids(r, account_name, day_start_ms)
     if not ids:
         return 0
     n = reconcile(account_name, ids, stale_before_ms=day_start_ms)["stale"]
     if n:
         log.warning("login: %d order(s) of %s from before %s were %s: EXPIRED", n, account_name,
-                    trading_day(acct, now_ms), STALE_MESSAGE)
+                    tradingday.local_date(acct, now_ms).isoformat(), STALE_MESSAGE)
         bc.count(r, account_name, "stale_expired", n)
     return n
 
