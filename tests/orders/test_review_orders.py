@@ -116,7 +116,7 @@ def test_place_order_does_not_raise_not_enqueued_when_a_worker_already_has_the_o
             orderstore.claim(r, o.client_order_id, "w1")
             raise ConnectionError("connection reset while publishing")
 
-    monkeypatch.setattr(client, "_validate", lambda order: order)
+    monkeypatch.setattr(client, "_validated", lambda order: (order, None))
     monkeypatch.setattr(client, "_celery", lambda: FlakyProducer())
     h = client.place_order(o)
     assert h.id == o.client_order_id
