@@ -273,3 +273,28 @@ def test_a_cancel_deadline_counts_from_its_enqueue(r, monkeypatch, broker) -> No
     actions.run_cancel(args[0], args[1], args[2], args[3] - 1000)  # waited 1 s in the queue
     assert cancels == []
     assert str(orderstore.get(r, o.client_order_id)["cancel_status"]).startswith("not sent")  # type: ignore[index]
+
+
+# --- 9. an ambiguous cancel is never retried --------------------------------------------------
+
+
+def test_an_ambiguous_cancel_is_sent_again_until_the_broker_confirms(r, monkeypatch, broker) -> None:
+    """Cancels are idempotent at the broker: one whose answer was lost is sent again (counted as
+    cancels_resent) while the order is live and the deadline allows, until one is answered."""
+    from workers import actions
+
+    o = _open(r)
+    cancels: list[str] = []
+
+    def cancel(_o: Order, bid: str) -> str:
+        cancels.append(bid)
+        if len(cancels) < 3:
+            raise Ambiguous("read timeout after the cancel left")
+        return bid
+
+    monkeypatch.setattr(broker, "cancel", cancel, raising=False)
+    actions.run_cancel("acct1", o.client_order_id, 5.0)
+    assert cancels == ["B1", "B1", "B1"]
+    got = orderstore.get(r, o.client_order_id)
+    assert got is not None and got["cancel_status"] == "sent", got
+    assert r.hget("bg:stats:acct1", "cancels_resent") == "2"
