@@ -4,6 +4,8 @@
     brokergate worker ACCOUNT --urgent-only    orders.<A>.urgent alone, one thread: exits never wait
     brokergate worker --auth                   auth,default: logins, instrument refresh, sweeper, reconciliation
     brokergate worker --queues Q1,Q2           any other queue the app declares
+    brokergate worker --pooled [ACCOUNT ...]   many accounts' lanes in one process (all without ACCOUNT);
+                                               --shard I/N takes every Nth of them (sorted), from the Ith
     brokergate beat                            the RedBeat scheduler (one runs at a time: a Redis lock)
 
 Each prints the Celery command with ``--print`` and otherwise *becomes* it (``exec``): the
@@ -20,28 +22,44 @@ start), task events on (Flower). The node name is ``<kind>-<account>@<host>`` so
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from common import keys
 from common.errors import ConfigError
 
-__all__ = ["WorkerLayout", "add_commands", "beat_argv", "worker_argv", "worker_layout"]
+__all__ = [
+    "POOLED_ENV",
+    "WorkerLayout",
+    "add_commands",
+    "beat_argv",
+    "parse_shard",
+    "pooled_layout",
+    "worker_argv",
+    "worker_env",
+    "worker_layout",
+    "worker_plan",
+]
 
 AUTH_CONCURRENCY = 2  # logins of several accounts at 08:45 run side by side; refreshes are rare
 BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+POOLED_ENV = "BROKERGATE_WORKER_POOLED"  # workers/pooled.py's name for it (a unit test holds them equal)
 
 
 @dataclass(frozen=True)
 class WorkerLayout:
-    """What one worker consumes: its node name (before ``@host``), queues in -Q order, threads."""
+    """What one worker consumes: its node name (before ``@host``), queues in -Q order, threads;
+    whether it is pooled, and the ``brokergate worker`` arguments that run it."""
 
     node: str
     queues: tuple[str, ...]
     concurrency: int
+    pooled: bool = False
+    args: tuple[str, ...] = ()
 
 
 def worker_layout(
@@ -59,34 +77,103 @@ def worker_layout(
     command that names no kind, or more than one."""
     kinds = sum((account is not None, auth, bool(queues)))
     if kinds != 1:
-        raise ConfigError("say which worker: an ACCOUNT, --auth or --queues (exactly one)")
+        raise ConfigError("say which worker: an ACCOUNT, --auth, --queues or --pooled (exactly one)")
     if urgent_only and account is None:
         raise ConfigError("--urgent-only needs an ACCOUNT")
     if auth:
-        layout = WorkerLayout("auth", (keys.AUTH_QUEUE, keys.DEFAULT_QUEUE), AUTH_CONCURRENCY)
+        layout = WorkerLayout("auth", (keys.AUTH_QUEUE, keys.DEFAULT_QUEUE), AUTH_CONCURRENCY, args=("--auth",))
     elif queues:
-        layout = WorkerLayout("extra", tuple(queues), 1)
+        layout = WorkerLayout("extra", tuple(queues), 1, args=("--queues", ",".join(queues)))
     else:
         assert account is not None
-        if account not in accounts:
-            known = ", ".join(sorted(accounts)) or "none"
-            raise ConfigError(f"unknown account {account!r} (known: {known})")
+        _check_known([account], accounts)
         if urgent_only:
-            layout = WorkerLayout(f"urgent-{account}", (keys.urgent_queue(account),), 1)
+            layout = WorkerLayout(f"urgent-{account}", (keys.urgent_queue(account),), 1,
+                                  args=(account, "--urgent-only"))  # fmt: skip
         else:
-            acct = accounts[account]
-            conc = getattr(acct, "concurrency", None)
-            if conc is None and isinstance(acct, Mapping):
-                conc = acct.get("concurrency")
             layout = WorkerLayout(f"orders-{account}", (keys.urgent_queue(account), keys.orders_queue(account)),
-                                  int(conc or 2))  # fmt: skip
+                                  _concurrency(accounts[account]), args=(account,))  # fmt: skip
     if concurrency is not None:
         if concurrency < 1:
             raise ConfigError(f"--concurrency must be >= 1, got {concurrency}")
-        layout = WorkerLayout(layout.node, layout.queues, concurrency)
+        layout = replace(layout, concurrency=concurrency, args=(*layout.args, "-c", str(concurrency)))
     if name:
-        layout = WorkerLayout(name, layout.queues, layout.concurrency)
+        layout = replace(layout, node=name, args=(*layout.args, "-n", name))
     return layout
+
+
+def _concurrency(acct: Any) -> int:
+    conc = getattr(acct, "concurrency", None)
+    if conc is None and isinstance(acct, Mapping):
+        conc = acct.get("concurrency")
+    return int(conc or 2)
+
+
+def _check_known(names: Sequence[str], accounts: Mapping[str, Any]) -> None:
+    for account in names:
+        if account not in accounts:
+            known = ", ".join(sorted(accounts)) or "none"
+            raise ConfigError(f"unknown account {account!r} (known: {known})")
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N), 0 <= I < N; ConfigError naming ``--shard`` otherwise."""
+    i, sep, n = shard.partition("/")
+    try:
+        index, count = int(i), int(n)
+    except ValueError:
+        index, count = -1, 0
+    if not sep or count < 1 or not 0 <= index < count:
+        raise ConfigError(f"--shard must be I/N with 0 <= I < N (e.g. 0/2), got {shard!r}")
+    return index, count
+
+
+def pooled_layout(
+    names: Sequence[str] = (), *, accounts: Mapping[str, Any], shard: str | None = None, name: str | None = None
+) -> WorkerLayout:
+    """One pooled worker (``brokergate worker --pooled [ACCOUNT ...] [--shard I/N]``): the accounts
+    ``names`` (every account of ``accounts`` when empty), sorted, those whose index % N == I with
+    a shard; node ``pool-<I>of<N>`` (``pool`` unsharded); each account's urgent then orders queue;
+    one thread per lane's prefetch (workers/pooled.py). ConfigError for an unknown account, a bad
+    shard or one that takes no account."""
+    from workers.pooled import lanes
+
+    _check_known(names, accounts)
+    chosen = sorted(set(names or accounts))
+    node, args = "pool", ["--pooled", *names]
+    if shard is not None:
+        index, count = parse_shard(shard)
+        chosen = [a for k, a in enumerate(chosen) if k % count == index]
+        node, args = f"pool-{index}of{count}", [*args, "--shard", shard]
+    if not chosen:
+        raise ConfigError(f"--pooled: no account to serve (accounts: {len(accounts)}, --shard {shard})")
+    if name:
+        node, args = name, [*args, "-n", name]
+    table = lanes(accounts, chosen)
+    return WorkerLayout(node, tuple(q for q, _ in table), sum(p for _, p in table), pooled=True, args=tuple(args))
+
+
+def worker_plan(accounts: Mapping[str, Any], *, pooled_above: int = 4, accounts_per_pool: int = 50) -> list[WorkerLayout]:
+    """The default workers for ``accounts``: up to ``pooled_above`` accounts, each its own order
+    worker and urgent-only worker; more, ceil(n / ``accounts_per_pool``) pooled shards (a process
+    costs ~70 MB: two per account do not scale); and the auth worker."""
+    if accounts_per_pool < 1:
+        raise ConfigError(f"accounts_per_pool must be >= 1, got {accounts_per_pool}")
+    names = sorted(accounts)
+    plan: list[WorkerLayout] = []
+    if len(names) <= pooled_above:
+        for a in names:
+            plan += [worker_layout(a, accounts=accounts), worker_layout(a, accounts=accounts, urgent_only=True)]
+    else:
+        count = math.ceil(len(names) / accounts_per_pool)
+        shards = [None] if count == 1 else [f"{i}/{count}" for i in range(count)]
+        plan += [pooled_layout(accounts=accounts, shard=s) for s in shards]
+    return [*plan, worker_layout(auth=True, accounts=accounts)]
+
+
+def worker_env(layout: WorkerLayout) -> dict[str, str]:
+    """The environment a worker of ``layout`` needs besides the deployment's: the pooled mark."""
+    return {POOLED_ENV: "1"} if layout.pooled else {}
 
 
 def worker_argv(layout: WorkerLayout, *, loglevel: str = "INFO", python: str | None = None) -> list[str]:
@@ -105,25 +192,41 @@ def beat_argv(*, loglevel: str = "INFO", python: str | None = None) -> list[str]
             "--loglevel", loglevel]  # fmt: skip
 
 
-def _run(argv: list[str], print_only: bool) -> int:
+def _run(argv: list[str], print_only: bool, env: Mapping[str, str] | None = None) -> int:
+    env = dict(env or {})
     if print_only:
-        print(" ".join(argv))
+        print(" ".join([*(f"{k}={v}" for k, v in env.items()), *argv]))
         return 0
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(argv[0], argv)  # never returns
+    os.execve(argv[0], argv, {**os.environ, **env})  # never returns
     return 0  # pragma: no cover
+
+
+def layout_from_args(args: argparse.Namespace, accts: Mapping[str, Any]) -> WorkerLayout:
+    """The layout a parsed ``brokergate worker`` command line asks for."""
+    queues = [q for q in (args.queues or "").split(",") if q]
+    pooled = getattr(args, "pooled", None)
+    if pooled is None:
+        if getattr(args, "shard", None):
+            raise ConfigError("--shard needs --pooled")
+        return worker_layout(args.account, accounts=accts, urgent_only=args.urgent_only, auth=args.auth,
+                             queues=queues, concurrency=args.concurrency, name=args.name)  # fmt: skip
+    if args.urgent_only or args.auth or queues:
+        raise ConfigError("--pooled takes accounts only (no --urgent-only, --auth or --queues)")
+    if args.concurrency is not None:
+        raise ConfigError("--concurrency does not apply to --pooled: its threads are the sum of its lanes' prefetch")
+    names = [*([args.account] if args.account else []), *pooled]
+    return pooled_layout(names, accounts=accts, shard=args.shard, name=args.name)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from brokergate.cli import load_accounts_for_reading
 
     # Secrets are not needed to choose the queues; the worker itself loads them strictly.
-    accts = load_accounts_for_reading() if args.account else {}
-    queues = [q for q in (args.queues or "").split(",") if q]
-    layout = worker_layout(args.account, accounts=accts, urgent_only=args.urgent_only, auth=args.auth,
-                           queues=queues, concurrency=args.concurrency, name=args.name)  # fmt: skip
-    return _run(worker_argv(layout, loglevel=args.loglevel), args.print)
+    accts = load_accounts_for_reading() if args.account or args.pooled is not None else {}
+    layout = layout_from_args(args, accts)
+    return _run(worker_argv(layout, loglevel=args.loglevel), args.print, worker_env(layout))
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
@@ -138,8 +241,11 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--urgent-only", action="store_true", help="consume orders.ACCOUNT.urgent alone (one thread)")
     s.add_argument("--auth", action="store_true", help="consume auth,default (logins, refreshes, sweeper)")
     s.add_argument("--queues", metavar="Q1,Q2", help="consume these queues (any other the app declares)")
-    s.add_argument("-c", "--concurrency", type=int, help="threads (default: the account's concurrency, 1 urgent, 2 auth)")
-    s.add_argument("-n", "--name", help="node name before @host (default: orders-A, urgent-A, auth)")
+    s.add_argument("--pooled", nargs="*", metavar="ACCOUNT",
+                   help="one pooled worker for these accounts' lanes (default: every account)")
+    s.add_argument("--shard", metavar="I/N", help="with --pooled: the accounts whose sorted index %% N == I")
+    s.add_argument("-c", "--concurrency", type=int, help="threads (default: the account's concurrency, 1 urgent, 2 auth; pooled: its lanes' prefetch)")
+    s.add_argument("-n", "--name", help="node name before @host (default: orders-A, urgent-A, auth, pool, pool-IofN)")
     s.add_argument("--loglevel", default="INFO")
     s.add_argument("--print", action="store_true", help="print the Celery command instead of running it")
     s.set_defaults(func=cmd_worker)
