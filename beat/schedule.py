@@ -47,7 +47,7 @@ from zoneinfo import ZoneInfo
 from celery.schedules import crontab
 from celery.signals import beat_init
 
-from common import keys
+from common import keys, redisconf
 from common.errors import ConfigError
 from common.settings import Account, accounts, settings
 
@@ -187,7 +187,9 @@ def configure(app: Any) -> None:
     app.conf.timezone = APP_TIMEZONE
     app.conf.enable_utc = True
     app.conf.beat_scheduler = "redbeat.RedBeatScheduler"
-    app.conf.redbeat_redis_url = settings().redis_url
+    from common.redis import redis_conf
+
+    app.conf.update(**redisconf.redbeat_conf(redis_conf()))  # plain, TLS + ACL or Sentinel
     app.conf.redbeat_key_prefix = keys.REDBEAT_PREFIX
     app.conf.redbeat_lock_timeout = LOCK_TIMEOUT_S
     app.conf.beat_max_loop_interval = MAX_LOOP_INTERVAL_S

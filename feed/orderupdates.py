@@ -138,9 +138,11 @@ def _celery_send(account: str) -> None:
             if _celery_app is None:
                 import celery
 
-                from common.settings import settings
+                from common.redis import redis_conf
+                from common.redisconf import celery_conf
 
-                _celery_app = celery.Celery("brokergate-feed", broker=settings().redis_url)
+                _celery_app = celery.Celery("brokergate-feed")
+                _celery_app.conf.update(**celery_conf(redis_conf()))
             app = _celery_app
     app.send_task(keys.RECONCILE_TASK, args=[account], queue=keys.DEFAULT_QUEUE)
 

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis
+from redis.sentinel import SentinelConnectionPool
 
 from common import keys
 from common.brokers import broker
@@ -231,6 +232,17 @@ def _request_reconcile(session: FeedSession) -> None:
     threading.Thread(target=ask, name="feed-reconcile", daemon=True).start()
 
 
+def _undecoded(r: redis.Redis) -> redis.Redis:
+    """A client to ``r``'s server without response decoding (the publisher reads only integer
+    replies); with Sentinel, one whose pool follows the master too."""
+    pool = r.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        client: redis.Redis = pool.sentinel_manager.master_for(pool.service_name, decode_responses=False)
+        return client
+    kwargs = {**pool.connection_kwargs, "decode_responses": False}
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
 class Feed:
     """Every account's feed in one process. ``start()``, ``stop()``; ``run(stop_event)`` blocks."""
 
@@ -247,10 +259,7 @@ class Feed:
     ) -> None:
         self.redis = r  # decoded responses
         if publisher is None:
-            # the publisher reads only integer replies: a pool without response decoding
-            pool = r.connection_pool
-            kwargs = {**pool.connection_kwargs, "decode_responses": False}
-            publisher = Publisher(redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)))
+            publisher = Publisher(_undecoded(r))
         self.publisher = publisher
         self.heartbeat_s = heartbeat_s
         self.heartbeat_ttl_s = heartbeat_ttl_s
