@@ -36,6 +36,8 @@ def compose_accounts() -> dict[str, Any]:
 
 
 SECRET_SERVICES = {"paper", "beat", "postback", "feed"}  # and every worker: they log in, send or verify
+SENTINELS = ["sentinel-1", "sentinel-2", "sentinel-3"]
+REDIS_SERVICES = {"redis", "redis-replica", *SENTINELS}  # the `ha` profile adds all but redis
 
 
 def celery_argv(argv: list[str], accts: dict[str, Any]) -> list[str]:
@@ -99,7 +101,7 @@ def test_redis_is_persistent_noeviction_and_health_checked(compose: dict[str, An
 
 def test_every_app_service_shares_the_image_redis_and_accounts(compose: dict[str, Any]) -> None:
     for name, svc in compose["services"].items():
-        if name == "redis":
+        if name in REDIS_SERVICES:
             continue
         assert svc["build"] == "." and svc["image"] == "brokergate:latest", name
         env = svc["environment"]
@@ -171,7 +173,7 @@ def test_every_service_runs_the_demos_command(compose: dict[str, Any], compose_a
     assert "python -m paper --host 0.0.0.0 --port 8700 --config /tmp/paper.toml --seed 1" in paper
     assert "--write-paper-config /tmp/paper.toml --postback-base http://postback:8701" in paper
     # and nothing in compose that the demo does not run (but Redis, which the demo may reuse)
-    assert set(services) - {"redis"} == set(specs)
+    assert set(services) - REDIS_SERVICES == set(specs)
 
 
 def test_every_queue_has_a_consumer_in_compose_and_in_the_demo(compose: dict[str, Any], compose_accounts: dict[str, Any]) -> None:
@@ -245,3 +247,41 @@ def test_demo_secrets_cover_every_reference_and_paper_users_carry_them() -> None
     parsed = tomllib.loads(demo.paper_config(users))
     assert [u["user_id"] for u in parsed["users"]] == [u["user_id"] for u in users]
     assert len(env["BROKERGATE_FLOWER_PASSWORD"]) >= 12
+
+
+def test_the_ha_profile_is_a_replica_and_three_sentinels_the_services_follow(compose: dict[str, Any]) -> None:
+    """The `ha` profile has the failover harness's shape (devtools/redisha.py): a persistent
+    replica of `redis` and three sentinels, quorum 2; every app service waits for the sentinels
+    when they run and takes their addresses from the two variables the README says to set."""
+    services = compose["services"]
+    replica = services["redis-replica"]
+    cmd = replica["command"]
+    assert replica["profiles"] == ["ha"] and "profiles" not in services["redis"]
+    assert cmd[cmd.index("--replicaof") + 1: cmd.index("--replicaof") + 3] == ["redis", "6379"]
+    assert cmd[cmd.index("--appendonly") + 1] == "yes" and cmd[cmd.index("--maxmemory-policy") + 1] == "noeviction"
+    assert replica["volumes"][0].endswith(":/data") and replica["volumes"] != services["redis"]["volumes"]
+    # Three sentinels on hosts (volumes, names) of their own, monitoring redis:6379 with quorum 2
+    monitors = set()
+    for name in SENTINELS:
+        svc = services[name]
+        script = svc["command"][-1]
+        assert svc["profiles"] == ["ha"] and svc["hostname"] == name, name
+        assert "redis-server /data/sentinel.conf --sentinel" in script and "'port 26379'" in script, name
+        monitors |= {line for line in script.split("'") if line.startswith("sentinel monitor ")}
+        assert "get-master-addr-by-name brokergate" in " ".join(svc["healthcheck"]["test"]), name
+    assert monitors == {"sentinel monitor brokergate redis 6379 2"}
+    assert len({services[n]["volumes"][0] for n in SENTINELS}) == 3
+    # Every app service: waits for each sentinel if it runs, and is given the sentinels' variables
+    for name, svc in services.items():
+        if name in REDIS_SERVICES:
+            continue
+        for s in SENTINELS:
+            assert svc["depends_on"][s] == {"condition": "service_healthy", "required": False}, name
+        env = svc["environment"]
+        assert env["BROKERGATE_REDIS_SENTINELS"] == "${BROKERGATE_REDIS_SENTINELS:-}", name
+        assert env["BROKERGATE_REDIS_MASTER"] == "${BROKERGATE_REDIS_MASTER:-}", name
+    # and the README's values name these very sentinels and master
+    readme = (REPO / "README.md").read_text()
+    assert "COMPOSE_PROFILES=ha" in readme
+    assert f"BROKERGATE_REDIS_SENTINELS={','.join(f'{s}:26379' for s in SENTINELS)}" in readme
+    assert "BROKERGATE_REDIS_MASTER=brokergate" in readme
