@@ -7,6 +7,7 @@ Writes of state go through :mod:`common.orderstore`; these only read, or tidy an
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -25,6 +26,7 @@ __all__ = [
     "active_ids",
     "forget_index",
     "get",
+    "get_many",
     "mark_enqueued",
     "read",
     "recheck_later",
@@ -41,7 +43,19 @@ _INT_FIELDS = ("deadline_ms", "created_ms", "updated_ms", "filled_quantity", "pe
 
 def get(r: redis.Redis, client_order_id: str) -> dict[str, Any] | None:
     """The stored order, decoded (ints as ints, history as a list, request as a dict), or None."""
-    raw = r.hgetall(keys.order(client_order_id))
+    return _decoded(client_order_id, r.hgetall(keys.order(client_order_id)))
+
+
+def get_many(r: redis.Redis, client_order_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+    """:func:`get` of each order, in one round trip."""
+    with r.pipeline(transaction=False) as p:
+        for coid in client_order_ids:
+            p.hgetall(keys.order(coid))
+        raws = p.execute()
+    return [_decoded(coid, raw) for coid, raw in zip(client_order_ids, raws, strict=True)]
+
+
+def _decoded(client_order_id: str, raw: dict[Any, Any]) -> dict[str, Any] | None:
     if not raw:
         return None
     d: dict[str, Any] = {text(k): text(v) for k, v in raw.items()}

@@ -30,7 +30,7 @@ moves are this module; the reads and the indexes :mod:`common.orderrecords`; mod
 :mod:`common.ordermodifies`; the scripts' generated prelude, keys and timings :mod:`common.orderscripts`.
 
 Who calls what:
-- client: :func:`create`
+- client: :func:`create` (a group's children: :func:`create_many`, one round trip)
 - cancel: :func:`request_cancel` (durable; every later send honours it)
 - order worker: :func:`claim`, :func:`mark_sent`, :func:`transition`, :func:`apply_update`,
   :func:`modify_lock` / :func:`modify_done` (modifies of one order one at a time, fenced)
@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -60,6 +61,7 @@ from common.orderrecords import (
     active_ids,
     forget_index,
     get,
+    get_many,
     mark_enqueued,
     read,
     recheck_later,
@@ -103,8 +105,10 @@ __all__ = [
     "apply_update",
     "claim",
     "create",
+    "create_many",
     "forget_index",
     "get",
+    "get_many",
     "mark_enqueued",
     "mark_redriven",
     "mark_sent",
@@ -132,14 +136,30 @@ def create(r: redis.Redis, order: Order, source: str = "client") -> int:
     """Store ``order`` as NEW with its deadline on Redis time; returns the deadline (epoch ms).
 
     Raises InvalidOrder("client_order_id") when the id is already in use."""
-    created, deadline_ms, _now = script("order_create")(
-        r,
-        create_keys(order),
-        [order.account, json.dumps(order.to_dict()), int(order.deadline_s * 1000), source, uuid.uuid4().hex],
-    )
+    created, deadline_ms, _now = script("order_create")(r, create_keys(order), _create_args(order, source))
     if not int(created):
         raise InvalidOrder("client_order_id", f"{order.client_order_id} is already in use")
     return int(deadline_ms)
+
+
+def _create_args(order: Order, source: str) -> list[str | int]:
+    return [order.account, json.dumps(order.to_dict()), int(order.deadline_s * 1000), source, uuid.uuid4().hex]
+
+
+def create_many(r: redis.Redis, orders: Sequence[Order], source: str = "client") -> list[int | Exception]:
+    """:func:`create` of each order in one round trip (a pipeline of the same script, each create
+    atomic and idempotent on its own exactly as alone): per order its deadline (epoch ms), or the
+    error that refused it (InvalidOrder for an id in use) while the others are stored."""
+    replies = script("order_create").batch(r, [(create_keys(o), _create_args(o, source)) for o in orders])
+    out: list[int | Exception] = []
+    for o, reply in zip(orders, replies, strict=True):
+        if isinstance(reply, Exception):
+            out.append(reply)
+        elif not int(reply[0]):
+            out.append(InvalidOrder("client_order_id", f"{o.client_order_id} is already in use"))
+        else:
+            out.append(int(reply[1]))
+    return out
 
 
 # --- the worker's moves -------------------------------------------------------------------------

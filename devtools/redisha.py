@@ -376,15 +376,18 @@ class RedisHA:
         the sentinels (docs/architecture.md § Redis)."""
         scheme = "rediss" if self.tls_files else "redis"
         env = {
-            # The data URL: its scheme says TLS and its path the database; the host is whatever
-            # the sentinels name.
-            "BROKERGATE_REDIS_URL": f"{scheme}://{HOST}:{self.primary.port}/0",
+            # With Sentinel only the URL's scheme (TLS or not) and database count; its host is
+            # the master name, for the reader.
+            "BROKERGATE_REDIS_URL": f"{scheme}://{self.master_name}/0",
             "BROKERGATE_REDIS_SENTINELS": ",".join(f"{h}:{p}" for h, p in self.sentinel_addresses),
             "BROKERGATE_REDIS_MASTER": self.master_name,
             "BROKERGATE_REDIS_WAIT_REPLICAS": "1",
         }
         if self.username is not None and self.password is not None:
-            env.update(BROKERGATE_REDIS_USERNAME=self.username, BROKERGATE_REDIS_PASSWORD=self.password)
+            # The sentinels admit the same ACL user as the data nodes.
+            env.update(BROKERGATE_REDIS_USERNAME=self.username, BROKERGATE_REDIS_PASSWORD=self.password,
+                       BROKERGATE_REDIS_SENTINEL_USERNAME=self.username,
+                       BROKERGATE_REDIS_SENTINEL_PASSWORD=self.password)  # fmt: skip
         if self.tls_files is not None:
             env["BROKERGATE_REDIS_TLS_CA"] = str(self.tls_files.ca)
             if self.client_certs:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -35,3 +36,21 @@ class LuaScript:
         except redis.exceptions.NoScriptError:
             r.script_load(self.source)
             return r.evalsha(self.sha, len(keys), *keys, *args)
+
+    def batch(self, r: redis.Redis, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """The script once per ``(keys, args)``, in one non-transactional pipeline: one round trip
+        for many independent calls, each atomic on its own as with a call. Returns each call's
+        reply, or the error it met (the others still ran)."""
+        got = self._pipelined(r, calls)
+        missing = [i for i, g in enumerate(got) if isinstance(g, redis.exceptions.NoScriptError)]
+        if missing:  # a NOSCRIPT call did not run: load the script and run those again
+            r.script_load(self.source)
+            for i, again in zip(missing, self._pipelined(r, [calls[i] for i in missing]), strict=True):
+                got[i] = again
+        return got
+
+    def _pipelined(self, r: redis.Redis, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        with r.pipeline(transaction=False) as p:
+            for keys, args in calls:
+                p.evalsha(self.sha, len(keys), *keys, *args)
+            return list(p.execute(raise_on_error=False))
