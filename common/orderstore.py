@@ -47,6 +47,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import redis
 
@@ -174,16 +175,20 @@ class Claim:
     sent_at_ms: int
     deadline_ms: int
     now_ms: int
+    risk_reply: list[Any] | None = None  # the risk read's reply, when asked for and claimed
 
 
 def claim(r: redis.Redis, client_order_id: str, attempt: str, source: str = "worker", *, account: str = "",
-          reduce_only: bool = False) -> Claim:
+          reduce_only: bool = False, risk_read: tuple[list[str], list[Any]] | None = None) -> Claim:
     """Take the order for sending (NEW -> SENDING), atomically; see :class:`Claim`. An entry of a
-    halted ``account`` is settled REJECTED instead (verdict ``halted``)."""
-    v, state, sent_at, deadline, now = script("order_claim")(
-        r, [*order_keys(client_order_id), keys.halt(account), keys.HALT_ALL],
-        [attempt, source, "1" if reduce_only else ""])
-    return Claim(text(v), text(state), int(sent_at), int(deadline), int(now))
+    halted ``account`` is settled REJECTED instead (verdict ``halted``). ``risk_read``: the keys
+    and arguments of the pre-trade risk read (``common.risk.read_query``), made in the same script
+    when the claim is taken (``Claim.risk_reply``), so the worker's check costs no round trip."""
+    extra_keys, extra_args = risk_read or ([], [])
+    v, state, sent_at, deadline, now, *got = script("order_claim")(
+        r, [*order_keys(client_order_id), keys.halt(account), keys.HALT_ALL, *extra_keys],
+        [attempt, source, "1" if reduce_only else "", *extra_args])
+    return Claim(text(v), text(state), int(sent_at), int(deadline), int(now), got[0] if got else None)
 
 
 def mark_sent(r: redis.Redis, client_order_id: str, attempt: str, source: str = "worker", *,

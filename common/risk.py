@@ -11,14 +11,18 @@ limits are the tighter of its account's and its strategy's.
   overrides, the last price, the positions and their prices when a limit needs them, the counts),
   then the arithmetic in Python. Fast and clear, but a view: orders other processes are letting
   through at the same moment are not seen.
-* :func:`check` (``authoritative=True``, the worker, before the limiter slot): the same, then,
-  when either count limit is in force for the order, ``risk_admit.lua``, which in one atomic step
-  refuses beyond ``max_open_orders`` and ``max_orders_per_minute`` or lets the order through and
-  records it in both counts, so the two limits hold across every strategy process, worker and
-  host. A refusal there settles the order REJECTED with the :class:`RiskRefused` text; it is
-  never sent. Without a count limit the order pays no write: the read is the whole cost (a write
-  round trip costs several reads on a Redis with an append-only file: measured 0.4-0.6 ms against
-  0.15 ms here).
+* :func:`check` (``authoritative=True``, the worker, before the limiter slot): the same read,
+  made by the order's claim (``order_claim.lua`` runs order_lib.lua's ``risk_read``, the one
+  ``risk_read.lua`` runs; :func:`read_query` says what it reads, ``prefetched`` hands its reply
+  over), so the check costs the order no round trip of its own; then, when either count limit is
+  in force for the order, ``risk_admit.lua``, which in one atomic step refuses beyond
+  ``max_open_orders`` and ``max_orders_per_minute`` or lets the order through and records it in
+  both counts, so the two limits hold across every strategy process, worker and host. A refusal
+  there settles the order REJECTED with the :class:`RiskRefused` text; it is never sent. Without
+  a count limit the order pays no write and no extra round trip (a write round trip costs several
+  reads on a Redis with an append-only file: measured 0.4-0.6 ms against 0.15 ms here). The admit
+  stays a script of its own, after the judge in Python: taken in the claim it would count orders
+  a later limit refuses (the per-minute log keeps them) or need the limits' arithmetic in Lua.
 
 **Open orders, exactly and in O(1).** :func:`keys.risk_open` is a set per account: the worker's
 admit step adds an order as it lets it through; the order scripts' ``after_change``
@@ -77,8 +81,9 @@ from common.risklimits import (
 from common.settings import Account, accounts, settings
 
 __all__ = [
-    "RATE_WINDOW_MS", "RiskLimits", "ScopeLimits", "account_pnl", "account_scope", "check", "clear_limits", "count_refusal",
-    "limits_in_force", "scope_limits", "set_limits", "strategies", "strategy_scope", "sweep_daily_loss",
+    "RATE_WINDOW_MS", "ReadQuery", "RiskLimits", "ScopeLimits", "account_pnl", "account_scope", "check", "clear_limits",
+    "count_refusal", "limits_in_force", "read_query", "scope_limits", "set_limits", "strategies", "strategy_scope",
+    "sweep_daily_loss",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -126,11 +131,13 @@ def _file_limits(scope: str) -> RiskLimits:
 
 @cache
 def _script(name: str) -> LuaScript:
-    if name == "risk_admit":
-        from common.orderscripts import prelude
+    from common.orderscripts import prelude
 
-        return LuaScript(prelude() + script_text(name))  # TERMINAL, from the state table
-    return LuaScript(script_text(name))
+    if name == "risk_read":
+        # order_lib.lua's risk_read, which the worker's claim runs too (one source). Read only, so
+        # not an order script: nothing of it to wait for a replica on.
+        return LuaScript(prelude() + script_text("order_lib") + "\n" + script_text(name))
+    return LuaScript(prelude() + script_text(name))  # risk_admit: TERMINAL, from the state table
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
@@ -146,26 +153,46 @@ def _override(file: RiskLimits, raw: Mapping[str, str], scope: str) -> RiskLimit
 
 
 @dataclass(frozen=True)
+class ReadQuery:
+    """One order's risk read: the keys and arguments of order_lib.lua's ``risk_read`` (run by
+    ``risk_read.lua``, or by the worker's claim: ``orderstore.claim(..., risk_read=(q.keys, q.args))``),
+    and the file's limits its reply is judged with."""
+
+    keys: list[str]
+    args: list[Any]
+    acct_file: RiskLimits
+    strat_file: RiskLimits
+
+
+def read_query(order: Order, acct: Account | None = None) -> ReadQuery:
+    """What the risk read of ``order`` asks Redis (``acct``: its account when the caller holds it)."""
+    acct_scope = account_scope(order.account)
+    strat_scope = strategy_scope(order.strategy) if order.strategy else ""
+    acct_file = acct.risk if acct is not None else _file_limits(acct_scope)
+    strat_file = _file_limits(strat_scope) if strat_scope else RiskLimits()
+    need = order.reduce_only or any(getattr(x, k) is not None for x in (acct_file, strat_file) for k in _NEEDS_POSITIONS)
+    return ReadQuery(
+        [keys.risk_limits(acct_scope), keys.risk_limits(strat_scope or acct_scope), keys.LTP,
+         keys.account_state(order.account, "positions"), keys.risk_open(order.account),
+         keys.risk_rate(strat_scope or acct_scope)],
+        [order.instrument_key, "1" if need else "", "1" if strat_scope else "", RATE_WINDOW_MS],
+        acct_file, strat_file)
+
+
+@dataclass(frozen=True)
 class _Read:
     limits: RiskLimits
     sources: dict[str, str]
     exposure: Exposure
 
 
-def _read(order: Order, r: redis.Redis, acct: Account | None) -> _Read:
+def _read(order: Order, q: ReadQuery, got: list[Any]) -> _Read:
+    """The limits in force and the exposure, from the risk read's reply ``got``."""
     acct_scope = account_scope(order.account)
     strat_scope = strategy_scope(order.strategy) if order.strategy else ""
-    acct_file = acct.risk if acct is not None else _file_limits(acct_scope)
-    strat_file = _file_limits(strat_scope) if strat_scope else RiskLimits()
-    need = order.reduce_only or any(getattr(x, k) is not None for x in (acct_file, strat_file) for k in _NEEDS_POSITIONS)
-    rate = keys.risk_rate(strat_scope or acct_scope)
-    got = _script("risk_read")(r, [keys.risk_limits(acct_scope), keys.risk_limits(strat_scope or acct_scope),
-                                   keys.LTP, keys.account_state(order.account, "positions"),
-                                   keys.risk_open(order.account), rate],
-                               [order.instrument_key, "1" if need else "", "1" if strat_scope else "", RATE_WINDOW_MS])
     acct_raw, strat_raw, ltp, pos_flat, prices, open_n, minute_n, _now = got
-    acct_lim = _override(acct_file, _pairs(acct_raw), acct_scope)
-    strat_lim = _override(strat_file, _pairs(strat_raw), strat_scope) if strat_scope else RiskLimits()
+    acct_lim = _override(q.acct_file, _pairs(acct_raw), acct_scope)
+    strat_lim = _override(q.strat_file, _pairs(strat_raw), strat_scope) if strat_scope else RiskLimits()
     limits = acct_lim.tighter(strat_lim)
     sources = {}
     for k, v in limits.to_dict().items():
@@ -191,14 +218,19 @@ def count_refusal(r: redis.Redis, account: str, limit: str) -> None:
 
 
 def check(order: Order, r: redis.Redis | None = None, *, authoritative: bool = False,
-          account: Account | None = None) -> None:
+          account: Account | None = None, prefetched: tuple[ReadQuery, list[Any]] | None = None) -> None:
     """Raise :class:`RiskRefused` (``.limit``, ``.reason`` with the numbers) when ``order`` breaks
     a limit in force; counted in the account's stats. ``authoritative`` (the worker, just before
     sending): also let it through max_open_orders and max_orders_per_minute atomically when
-    either is in force, recording it in both counts (see the module docstring). ``account``: the order's account when the caller
-    holds it already (else read from the accounts file)."""
+    either is in force, recording it in both counts (see the module docstring). ``account``: the
+    order's account when the caller holds it already (else read from the accounts file).
+    ``prefetched``: the read already made, as (:func:`read_query`, its reply) (the worker's claim
+    makes it: then this check reads nothing itself)."""
     r = r or get_redis()
-    read = _read(order, r, account)
+    if prefetched is None:
+        q = read_query(order, account)
+        prefetched = (q, _script("risk_read")(r, q.keys, q.args))
+    read = _read(order, *prefetched)
     try:
         judge(order, read.limits, read.exposure, counts=not authoritative, sources=read.sources)
     except RiskRefused as e:

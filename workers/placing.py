@@ -17,7 +17,9 @@
 * A cancel requested while the order was in flight is honoured by whoever learns the broker's
   order id: the placing worker right after the answer, or the reconcile that adopts it.
 * Before every send, the authoritative pre-trade risk check (:func:`common.risk.check`): a
-  refusal settles the order REJECTED with the limit and its numbers; it is never sent.
+  refusal settles the order REJECTED with the limit and its numbers; it is never sent. Its read is
+  made by the claim, in the same script (an order with no limit in force pays no round trip for
+  it); a resend after a reconcile reads for itself.
 """
 
 from __future__ import annotations
@@ -78,15 +80,18 @@ def run_place(order_dict: dict[str, Any], source: str = "worker") -> str:
         orderstore.transition(r, order.client_order_id, S.FAILED, allowed_from={S.NEW}, message=str(e), source=source)
         return S.FAILED.value
     attempt = uuid.uuid4().hex
+    # The authoritative risk check's read rides in the claim: no round trip of its own (see send).
+    q = risk.read_query(order, acct)
     c = orderstore.claim(r, order.client_order_id, attempt, source, account=order.account,
-                          reduce_only=order.reduce_only)
+                         reduce_only=order.reduce_only, risk_read=(q.keys, q.args))
     if c.verdict == "missing":
         # Enqueued by name without the client: the deadline starts now.
         _ensure_created(r, order)
         c = orderstore.claim(r, order.client_order_id, attempt, source, account=order.account,
-                          reduce_only=order.reduce_only)
+                             reduce_only=order.reduce_only, risk_read=(q.keys, q.args))
     if c.verdict == "claimed":
-        return send(r, acct, order, attempt, c.deadline_ms)
+        return send(r, acct, order, attempt, c.deadline_ms,
+                    risk_read=(q, c.risk_reply) if c.risk_reply is not None else None)
     if c.verdict == "reconcile":
         bc.count(r, acct.name, "redelivered_after_send")
         return reconcile_one(r, acct, order, c.deadline_ms, c.sent_at_ms)
@@ -116,8 +121,10 @@ def _honour_cancel(r: redis.Redis, acct: Account, coid: str) -> None:
     cancel_at_broker(r, acct, got, deadline_ms=server_time_ms(r) + int(bc.DEFAULT_ACTION_DEADLINE_S * 1000))
 
 
-def send(r: redis.Redis, acct: Account, order: Order, attempt: str, deadline_ms: int) -> str:
-    """Send an order this delivery has claimed; resend only when the broker certainly did not take it."""
+def send(r: redis.Redis, acct: Account, order: Order, attempt: str, deadline_ms: int,
+         risk_read: tuple[risk.ReadQuery, list[Any]] | None = None) -> str:
+    """Send an order this delivery has claimed; resend only when the broker certainly did not take it.
+    ``risk_read``: the risk read its claim made (else the check reads it: a resend after a reconcile)."""
     coid = order.client_order_id
     mine = ("attempt", attempt)
     inst = bc.instrument(acct, order)
@@ -138,7 +145,7 @@ def send(r: redis.Redis, acct: Account, order: Order, attempt: str, deadline_ms:
     try:
         # The authoritative risk check (common/risk.py): atomic across every worker and host for the
         # counted limits; refused -> REJECTED with the limit named, never sent (counted by check).
-        risk.check(order, r, authoritative=True, account=acct)
+        risk.check(order, r, authoritative=True, account=acct, prefetched=risk_read)
     except RiskRefused as e:
         return settle(S.REJECTED, str(e))
     try:

@@ -6,7 +6,15 @@
 -- ARGV[1] attempt (a fresh random id of this delivery: the fencing token for mark_sent)
 -- ARGV[2] source (worker name, for the history; kept as claimed_by for the sweeper's liveness check)
 -- ARGV[3] '1' when the order is reduce_only (an exit: it flows while halted)
--- Returns {verdict, state, sent_at_ms, deadline_ms, now_ms}; verdict is
+-- The worker's pre-trade risk read (order_lib.lua risk_read), made here when the claim is taken, so
+-- the authoritative check (common/risk.py) costs the order no round trip of its own; given by the
+-- worker, omitted by other callers (then nothing is read):
+-- KEYS[6] the account's run-time limits hash   KEYS[7] the strategy's   KEYS[8] bg:ltp
+-- KEYS[9] the account's positions hash   KEYS[10] its open-orders set   KEYS[11] the rate scope's sorted set
+-- ARGV[4] the order's EXCHANGE:SYMBOL   ARGV[5] '1' when the file's limits need the positions
+-- ARGV[6] '1' when the order has a strategy   ARGV[7] the rate window in ms
+-- Returns {verdict, state, sent_at_ms, deadline_ms, now_ms[, risk read]}; the risk read (risk_read's
+-- reply) only with verdict claimed and the risk keys given; verdict is
 --   (a cancel requested meanwhile, never sent: now CANCELLED, verdict done)
 --   claimed    this delivery owns the order (NEW, or SENDING that was never sent: a redelivery
 --              of a message whose first worker died or was overtaken; the old attempt is fenced off)
@@ -43,7 +51,9 @@ if state == 'NEW' or (state == 'SENDING' and sent_at == '') then
   else
     redis.call('HSET', KEYS[1], 'attempt', ARGV[1], 'updated_ms', now, 'claimed_ms', now, 'claimed_by', ARGV[2])
   end
-  return {'claimed', 'SENDING', 0, deadline, now}
+  if #KEYS < 11 then return {'claimed', 'SENDING', 0, deadline, now} end
+  return {'claimed', 'SENDING', 0, deadline, now, risk_read({KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]},
+    {ARGV[4], ARGV[5], ARGV[6], ARGV[7]}, now)}
 end
 if state == 'SENDING' or state == 'UNKNOWN' then
   return {'reconcile', state, tonumber(sent_at) or 0, deadline, now}

@@ -89,3 +89,46 @@ local function order_id()
   -- KEYS[1] is <prefix>order:<id>; the id is everything after the last ':'
   return string.match(KEYS[1], '([^:]+)$')
 end
+
+-- The pre-trade risk check's read (common/risk.py), read only. One source for the client's check
+-- (risk_read.lua) and the worker's authoritative one, which rides in the claim (order_claim.lua),
+-- so an order with no limit in force pays no round trip of its own for it. Key names come as
+-- arguments (each script declares them in its own KEYS).
+-- k: {the account's run-time limits hash, the strategy's (read only when it has one), bg:ltp,
+--     the account's positions hash, its open-orders set (risk_open), the rate scope's sorted set (risk_rate)}
+-- a: {the order's EXCHANGE:SYMBOL, '1' when the file's limits need the positions, '1' when the order
+--     has a strategy, the rate window in ms}
+-- Returns {account overrides (flat field/value list), strategy overrides (flat), last price ('' none),
+--          positions (flat field/JSON list; empty unless needed), their last prices ('' none, in the
+--          positions' order), open orders, orders let through within the window, now_ms}
+local function risk_read(k, a, now)
+  local has_strat = a[3] == '1'
+  local acct = redis.call('HGETALL', k[1])
+  local strat = {}
+  if has_strat then strat = redis.call('HGETALL', k[2]) end
+  local need = a[2] == '1'
+  if not need then
+    -- A run-time override may set a limit that needs the positions though the file's do not.
+    for _, h in ipairs({k[1], has_strat and k[2] or nil}) do
+      if redis.call('HEXISTS', h, 'max_position') == 1 or redis.call('HEXISTS', h, 'max_daily_loss') == 1 then
+        need = true
+      end
+    end
+  end
+  local positions, prices = {}, {}
+  if need then
+    positions = redis.call('HGETALL', k[4])
+    local names = {}
+    for i = 1, #positions, 2 do
+      -- a position's field is EXCHANGE:SYMBOL:PRODUCT; its price is under EXCHANGE:SYMBOL
+      names[#names + 1] = string.match(positions[i], '^(.*):[^:]*$') or positions[i]
+    end
+    if #names > 0 then
+      for i, p in ipairs(redis.call('HMGET', k[3], unpack(names))) do prices[i] = p or '' end
+    end
+  end
+  local ltp = redis.call('HGET', k[3], a[1]) or ''
+  local open = redis.call('SCARD', k[5])
+  local minute = redis.call('ZCOUNT', k[6], '(' .. (now - tonumber(a[4])), '+inf')
+  return {acct, strat, ltp, positions, prices, open, minute, now}
+end

@@ -180,3 +180,34 @@ def test_modifies_of_one_order_are_sequenced_and_fenced(fr) -> None:
     assert orderstore.modify_lock(fr, o.client_order_id, "t3", 1, 5000)[0] == "stale"  # seq 1 is applied
     assert orderstore.modify_lock(fr, o.client_order_id, "t2", 2, 5000) == ("locked", 1)
     assert orderstore.modify_lock(fr, "nosuchorder", "t9", 9, 5000)[0] == "missing"
+
+
+def test_the_claim_makes_the_same_risk_read_as_the_client_check_and_only_when_it_claims(fr) -> None:
+    """The worker's authoritative risk read rides in its claim (order_claim.lua, order_lib.lua's
+    risk_read): Given overrides on both scopes, a last price, a position and both counts, When
+    the claim is taken with the read's keys, Then its reply is risk_read.lua's on the same state;
+    a claim that does not take the order (reconcile, missing) reads nothing."""
+    import json
+    from decimal import Decimal
+
+    from common import risk
+    from common.portfolio import Position
+
+    o = make_order(strategy="s1", side="SELL", reduce_only=True)  # an exit: the positions are read
+    orderstore.create(fr, o)
+    fr.hset(keys.risk_limits("account:acct1"), "max_open_orders", "3")
+    fr.hset(keys.risk_limits("strategy:s1"), "max_orders_per_minute", "9")
+    fr.hset(keys.LTP, "NSE:INFY", "1500.5")
+    pos = Position("NSE", "INFY", "INTRADAY", 4, Decimal("1490"))
+    fr.hset(keys.account_state("acct1", "positions"), "NSE:INFY:INTRADAY", json.dumps(pos.to_dict()))
+    fr.sadd(keys.risk_open("acct1"), "OTHER")
+    q = risk.read_query(o)
+    c = orderstore.claim(fr, o.client_order_id, "a1", risk_read=(q.keys, q.args))
+    alone = risk._script("risk_read")(fr, q.keys, q.args)
+    assert c.verdict == "claimed" and c.risk_reply is not None
+    assert c.risk_reply[:-1] == alone[:-1]  # all but the time it was read
+    assert c.risk_reply[:3] == [["max_open_orders", "3"], ["max_orders_per_minute", "9"], "1500.5"]
+    assert (c.risk_reply[4], c.risk_reply[5]) == (["1500.5"], 1)
+    assert orderstore.mark_sent(fr, o.client_order_id, "a1")[0] == "ok"
+    assert orderstore.claim(fr, o.client_order_id, "a2", risk_read=(q.keys, q.args)).risk_reply is None
+    assert orderstore.claim(fr, "nosuchorder", "a3", risk_read=(q.keys, q.args)).risk_reply is None
