@@ -1,10 +1,11 @@
 """``make bench``: run every benchmark suite, print one table, write bench/results/latest.json.
 
     python -m bench                 # everything
-    python -m bench --only feed     # one suite (orders, login, feed, postback, account, safety, derivatives)
+    python -m bench --only feed     # one suite (orders, login, feed, postback, account, safety, derivatives, scale)
 
 Each suite module ``bench.<name>`` exposes ``run(progress) -> Iterable[Record]``. Pictures go to
-bench/results/*.png (bench/pictures.py).
+bench/results/*.png (bench/pictures.py). ``scale`` (bench/scale.py) is the many-accounts suite:
+pooled workers beside one worker per account at 1-100 accounts, fan-out, the paper broker's CPU.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import traceback
 
 from bench.report import RESULTS_DIR, Record, markdown_table, merged, print_table, write_json
 
-SUITES = ("orders", "login", "feed", "postback", "account", "safety", "derivatives")
+SUITES = ("orders", "login", "feed", "postback", "account", "safety", "derivatives", "scale")
 
 
 def _pictures(records: list[Record]) -> None:

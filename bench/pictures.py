@@ -3,6 +3,7 @@
 - :func:`plot_requests_per_second`: requests in the sliding second ending at each moment of a
   burst, one line per series (brokergate and plain Celery ``rate_limit``), against the cap.
 - :func:`plot_reconnect_gaps`: the tick gap around each feed drop (the reconnect benchmark).
+- :func:`plot_scale_cost`: the many-accounts cost curve, pooled vs dedicated workers (bench/scale.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from bench.report import RESULTS_DIR, max_in_window
 
-__all__ = ["RESULTS_DIR", "plot_reconnect_gaps", "plot_requests_per_second", "sliding_counts"]
+__all__ = ["RESULTS_DIR", "plot_reconnect_gaps", "plot_requests_per_second", "plot_scale_cost", "sliding_counts"]
 
 NS = 1_000_000_000
 
@@ -96,3 +97,52 @@ def plot_reconnect_gaps(gaps_ms: Sequence[float], path: Path | str, target_ms: f
     ax.set_title("Feed reconnect: tick gap around each drop")
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, ax, path)
+
+
+def plot_scale_cost(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """The scale suite's cost curve (bench/scale.py): per mode (pooled, dedicated), against the
+    number of accounts, total worker RSS and worker processes; cap use per account (min and
+    median) and enqueue -> broker p99 of the orders the cap lets through at once."""
+    plt = _plt()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), dpi=110)
+    styles = {"pooled": ("tab:blue", "o"), "dedicated": ("tab:orange", "s")}
+    panels = (
+        (axes[0][0], "total worker RSS (MB, peak in the burst)", lambda r: r["rss_mb_peak"], "", True),
+        (axes[0][1], "worker processes", lambda r: r["processes"], "", True),
+        (axes[1][0], "cap use per account (% of 10/s)", lambda r: r["cap_use_min_pct"], " min", False),
+        (axes[1][1], "enqueue -> broker p99 (ms, first 10 of each account)",
+         lambda r: r["latency_first_window_ms"]["p99"], "", False),
+    )
+    for ax, title, key, suffix, log in panels:
+        for mode, (color, marker) in styles.items():
+            pts = [(r["accounts"], key(r)) for r in rows if r.get("mode") == mode and "failed" not in r]
+            pts = [(x, y) for x, y in pts if y is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), color=color, marker=marker, label=f"{mode}{suffix}")
+            if title.startswith("cap use"):
+                med = [(r["accounts"], r["cap_use_median_pct"]) for r in rows
+                       if r.get("mode") == mode and "failed" not in r and r.get("cap_use_median_pct") is not None]
+                if med:
+                    ax.plot(*zip(*med, strict=True), color=color, marker=marker, linestyle=":",
+                            label=f"{mode} median")
+        if title.startswith("cap use"):
+            ax.axhline(95, color="black", linestyle="--", linewidth=1, label="goal 95%")
+        if title.startswith("worker processes"):
+            ax.axhline(4, color="black", linestyle="--", linewidth=1, label="goal <= 4 at 100")
+        if title.startswith("total worker RSS"):
+            ax.axhline(1024, color="black", linestyle="--", linewidth=1, label="goal <= 1 GB at 100")
+        ax.set_xscale("log")
+        if log:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
+        ax.set_xlabel("accounts")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(loc="best", fontsize=7)
+    fig.suptitle("Many accounts: pooled workers vs one worker per account (20 orders per account at once, 10/s caps)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,108 @@
+"""What a set of processes costs, read from /proc (psutil is not installed): resident memory
+(``VmRSS`` of /proc/<pid>/status) and CPU seconds (``utime + stime`` of /proc/<pid>/stat), summed
+over the processes and every descendant (a prefork pool's children; a threads pool has none).
+
+The parsers are pure (tests/bench/test_procstat.py); :class:`ProcTree` reads the live system.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ProcTree", "TreeSample", "children_map", "descendants", "parse_stat", "parse_vmrss_kb"]
+
+PROC = Path("/proc")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def parse_vmrss_kb(status_text: str) -> int:
+    """``VmRSS`` in kB from the text of /proc/<pid>/status; 0 when absent (a zombie has none)."""
+    for line in status_text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def parse_stat(stat_text: str, clk_tck: int = CLK_TCK) -> tuple[int, float]:
+    """(parent pid, utime + stime in seconds) from the text of /proc/<pid>/stat. The command name
+    (field 2) is in parentheses and may hold spaces or parentheses itself, so the fields are
+    counted from the LAST closing parenthesis."""
+    rest = stat_text[stat_text.rindex(")") + 2:].split()
+    # rest[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
+    ppid, utime, stime = int(rest[1]), int(rest[11]), int(rest[12])
+    return ppid, (utime + stime) / clk_tck
+
+
+def children_map(parents: Mapping[int, int]) -> dict[int, list[int]]:
+    """pid -> its children's pids, from pid -> parent pid."""
+    out: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        out.setdefault(ppid, []).append(pid)
+    return out
+
+
+def descendants(roots: Iterable[int], parents: Mapping[int, int]) -> list[int]:
+    """The roots and every process below them (each once, roots first)."""
+    kids = children_map(parents)
+    seen: list[int] = []
+    stack = list(roots)
+    done: set[int] = set()
+    while stack:
+        pid = stack.pop(0)
+        if pid in done:
+            continue
+        done.add(pid)
+        seen.append(pid)
+        stack.extend(kids.get(pid, []))
+    return seen
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None  # the process ended between the listing and the read
+
+
+def _all_parents() -> dict[int, int]:
+    out: dict[int, int] = {}
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            text = _read(entry / "stat")
+            if text:
+                out[int(entry.name)] = parse_stat(text)[0]
+    return out
+
+
+@dataclass(frozen=True)
+class TreeSample:
+    """One reading of a process tree."""
+
+    processes: int  # every process counted (roots and descendants alive at the reading)
+    rss_kb: int
+    cpu_s: float
+
+
+class ProcTree:
+    """The processes under some roots (worker processes; the paper broker), read on demand."""
+
+    def __init__(self, roots: Iterable[int]) -> None:
+        self.roots = list(roots)
+
+    def sample(self) -> TreeSample:
+        pids = descendants(self.roots, _all_parents())
+        rss = 0
+        cpu = 0.0
+        alive = 0
+        for pid in pids:
+            stat = _read(PROC / str(pid) / "stat")
+            status = _read(PROC / str(pid) / "status")
+            if stat is None or status is None:
+                continue
+            alive += 1
+            cpu += parse_stat(stat)[1]
+            rss += parse_vmrss_kb(status)
+        return TreeSample(alive, rss, cpu)
