@@ -28,6 +28,7 @@ __all__ = [
     "CANCEL_RECHECK_S",
     "DONE_TTL_S",
     "HISTORY_MAX",
+    "NOT_DURABLE",
     "NOT_SENT_CANCEL",
     "OPEN_RECHECK_S",
     "create_keys",
@@ -79,10 +80,16 @@ def prelude() -> str:
     )
 
 
+# Order scripts whose writes a failover may lose: a modify's lock (PX, fenced by its token,
+# expiring anyway) and annotations (bookkeeping a later move rewrites). Every other one creates
+# the order or moves it, and waits for a replica (LuaScript durable: docs/architecture.md § Redis).
+NOT_DURABLE = frozenset({"order_modify_lock", "order_annotate"})
+
+
 @cache
 def script(name: str) -> LuaScript:
     """The order script ``common/lua/<name>.lua``, after the prelude and ``order_lib.lua``."""
-    return LuaScript(prelude() + script_text("order_lib") + "\n" + script_text(name))
+    return LuaScript(prelude() + script_text("order_lib") + "\n" + script_text(name), durable=name not in NOT_DURABLE)
 
 
 def order_keys(client_order_id: str) -> list[str]:

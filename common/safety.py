@@ -48,7 +48,7 @@ ALL = "*"
 SQUARE_OFF_WAIT_S = 10.0
 # How far through the last price a square-off LIMIT goes where the broker refuses MARKET orders.
 SQUARE_OFF_BAND_PCT = Decimal("2")  # longest wait for entries in flight at the halt to be answered
-_HALT_SET = LuaScript(script_text("halt_set"))
+_HALT_SET = LuaScript(script_text("halt_set"), durable=True)  # a halt must outlive a failover
 
 
 @dataclass(frozen=True)

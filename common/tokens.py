@@ -65,7 +65,7 @@ _WAIT_POLL_S = 0.25
 _CORE_FIELDS = ("access_token", "feed_token", "version", "issued_at_ms", "expires_at_ms", "user_id")
 
 # Both atomic (common/lua/token_store.lua, lock_release.lua).
-_STORE = LuaScript(script_text("token_store"))
+_STORE = LuaScript(script_text("token_store"), durable=True)  # a lost token is a lost login
 _RELEASE = LuaScript(script_text("lock_release"))
 
 

@@ -1,12 +1,21 @@
 """Redis Lua scripts, one ``.lua`` file each; every file's header names its KEYS and ARGV.
 
 :class:`LuaScript` runs a script by SHA and loads it again when the server does not know it
-(a restarted or different Redis), so callers never see ``NOSCRIPT``.
+(a restarted or different Redis, a promoted replica), so callers never see ``NOSCRIPT``.
+
+A ``durable`` script's writes must survive a failover (order creation and state moves, tokens,
+halts): it is followed by ``WAIT <replicas> <timeout>`` on the same connection, in one
+non-transactional pipeline (one round trip), with ``BROKERGATE_REDIS_WAIT_REPLICAS`` and
+``BROKERGATE_REDIS_WAIT_TIMEOUT_MS``. Fewer replicas in time leaves the write standing (the
+primary has it): counted in ``bg:redis:stats`` and logged once per burst, never an error.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
+import time
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -14,7 +23,15 @@ from typing import Any
 
 import redis
 
-__all__ = ["LuaScript", "script_text"]
+__all__ = ["LuaScript", "script_text", "wait_settings"]
+
+log = logging.getLogger(__name__)
+
+# A shortfall is logged at most this often per process; the counter counts every one.
+_SHORT_LOG_EVERY_S = 10.0
+_short_lock = threading.Lock()
+_short_logged_at = -_SHORT_LOG_EVERY_S
+_short_unlogged = 0
 
 
 @cache
@@ -23,19 +40,75 @@ def script_text(name: str) -> str:
     return resources.files(__package__).joinpath(f"{name}.lua").read_text()
 
 
-class LuaScript:
-    """One script, run with EVALSHA; any client, any server."""
+def wait_settings() -> tuple[int, int]:
+    """``(replicas, timeout_ms)`` a durable write waits for (the process's settings)."""
+    from common.redis import redis_conf  # not at import: settings' own imports reach Lua users
 
-    def __init__(self, source: str) -> None:
+    conf = redis_conf()
+    return conf.wait_replicas, conf.wait_timeout_ms
+
+
+def _shortfall(r: redis.Redis, wanted: int, acked: int, timeout_ms: int) -> None:
+    """Count a durable write fewer replicas acknowledged in time; log once per burst."""
+    global _short_logged_at, _short_unlogged
+    from common import keys
+
+    try:
+        pipe = r.pipeline(transaction=False)
+        pipe.hincrby(keys.REDIS_STATS, "wait_short", 1)
+        pipe.hset(keys.REDIS_STATS, "wait_short_at_ms", int(time.time() * 1000))
+        pipe.execute()
+    except redis.RedisError:
+        pass  # the count is best effort: the write it describes already stands
+    with _short_lock:
+        _short_unlogged += 1
+        now = time.monotonic()
+        if now - _short_logged_at < _SHORT_LOG_EVERY_S:
+            return
+        n, _short_unlogged, _short_logged_at = _short_unlogged, 0, now
+    log.warning("redis: %d durable write(s) acknowledged by fewer replicas than %d within %d ms "
+                "(last: %d); they stand on the primary. Is a replica down or lagging?",
+                n, wanted, timeout_ms, acked)  # fmt: skip
+
+
+class LuaScript:
+    """One script, run with EVALSHA; any client, any server. ``durable``: see the module."""
+
+    def __init__(self, source: str, *, durable: bool = False) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.durable = durable
 
     def __call__(self, r: redis.Redis, keys: list[str], args: list[Any]) -> Any:
+        if self.durable:
+            replicas, timeout_ms = wait_settings()
+            if replicas > 0:
+                return self._call_and_wait(r, keys, args, replicas, timeout_ms)
         try:
             return r.evalsha(self.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
             r.script_load(self.source)
             return r.evalsha(self.sha, len(keys), *keys, *args)
+
+    def _call_and_wait(self, r: redis.Redis, keys: list[str], args: list[Any], replicas: int,
+                       timeout_ms: int) -> Any:  # fmt: skip
+        # WAIT counts the replicas that have every write this connection made so far, so it
+        # must ride the script's connection: a pipeline holds one connection for its commands.
+        for attempt in (1, 2):
+            pipe = r.pipeline(transaction=False)
+            pipe.evalsha(self.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            try:
+                result, acked = pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                r.script_load(self.source)
+                continue
+            if int(acked) < replicas:
+                _shortfall(r, replicas, int(acked), timeout_ms)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def batch(self, r: redis.Redis, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
         """The script once per ``(keys, args)``, in one non-transactional pipeline: one round trip
@@ -50,7 +123,15 @@ class LuaScript:
         return got
 
     def _pipelined(self, r: redis.Redis, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        replicas, timeout_ms = wait_settings() if self.durable else (0, 0)
         with r.pipeline(transaction=False) as p:
             for keys, args in calls:
                 p.evalsha(self.sha, len(keys), *keys, *args)
-            return list(p.execute(raise_on_error=False))
+            if replicas > 0:  # one WAIT after the batch covers every write of it (same connection)
+                p.execute_command("WAIT", replicas, timeout_ms)
+            got = list(p.execute(raise_on_error=False))
+        if replicas > 0:
+            acked = got.pop()
+            if isinstance(acked, int) and acked < replicas:
+                _shortfall(r, replicas, acked, timeout_ms)
+        return got
