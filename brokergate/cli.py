@@ -100,6 +100,21 @@ def _fmt_usage(u: Any) -> str:
     return str(u)
 
 
+def _topology_text(t: dict[str, Any] | None) -> str:
+    """The Redis line of ``brokergate status``: primary, replicas with their lag, sentinels."""
+    if not t:
+        return "[yellow]topology unknown[/yellow]"
+    replicas = ", ".join(f"{x['address']} {x['state']} lag {x['lag_s']} s / {x['offset_lag']} B"
+                         for x in t.get("replicas") or []) or "[yellow]none[/yellow]"  # fmt: skip
+    text = f"primary {t.get('primary')} ({t.get('mode')}); replicas: {replicas}"
+    if t.get("mode") == "sentinel":
+        seen = [s for s in t.get("sentinels") or [] if s.get("up")]
+        text += f"; sentinels {len(seen)}/{len(t.get('sentinels') or [])} answer for {t.get('master_name')}"
+    if t.get("wait_short"):
+        text += f"; {t['wait_short']} durable writes short of replicas"
+    return text
+
+
 def render_status(snapshot: dict[str, Any], health: Any, console: Any = None) -> None:
     """The snapshot as rich tables."""
     from rich.console import Console
@@ -166,6 +181,7 @@ def render_status(snapshot: dict[str, Any], health: Any, console: Any = None) ->
         state = "connected" if o.get("connected") else "[red]disconnected[/red]"
         c.print(f"Order-update socket {o['account']}: {state}, last frame {_fmt_age(o.get('last_frame_age_s'))} ago, "
                 f"{o.get('messages', 0)} messages, {o.get('reconnects', 0)} reconnects")  # fmt: skip
+    c.print(f"Redis: {_topology_text(snapshot.get('redis', {}).get('topology'))}")
     c.print(f"Receiver: {rc_text}")
     c.print(f"Beat: {beat_text}")
     c.print(f"Workers: {', '.join(sorted(workers)) if workers else '[red]none answered[/red]'}")

@@ -15,6 +15,7 @@ from typing import Any
 
 from common import keys
 from common.health_snapshot import expected_queues, gather, queue_depth, scrub
+from common.redistopology import judge as judge_topology
 
 __all__ = ["Health", "Problem", "Thresholds", "evaluate", "expected_queues", "gather", "queue_depth", "scrub"]
 
@@ -173,6 +174,7 @@ def _judge_redis(out: _Problems, rconf: Mapping[str, Any]) -> None:
                                                "a full Redis may evict a queued order or a token; use noeviction"))
     if rconf.get("appendonly") not in (None, "yes"):
         out.append(Problem("warning", "redis", "appendonly is off: a Redis restart loses queued orders and tokens"))
+    out.extend(Problem("warning", "redis:topology", w) for w in judge_topology(rconf.get("topology") or {}))
 
 
 def evaluate(snapshot: Mapping[str, Any], thresholds: Thresholds | None = None) -> Health:

@@ -7,7 +7,9 @@ Snapshot shape (every time in ms of Redis server time; every age in seconds)::
 
     {
       "now_ms": 1764080000000,
-      "redis": {"appendonly": "yes", "maxmemory_policy": "noeviction"},   # {} when CONFIG is refused
+      "redis": {"appendonly": "yes", "maxmemory_policy": "noeviction",   # absent when CONFIG is refused
+                "topology": {"mode": "sentinel", "primary": "10.0.0.1:6379", "replicas": [...], ...}},
+                # common/redistopology.py
       "accounts": {
         "acct1": {
           "broker": "<broker>",
@@ -383,6 +385,11 @@ def _read_redis_conf(r: Any) -> dict[str, Any]:
     with contextlib.suppress(Exception):  # managed Redis often refuses CONFIG
         redis_conf["appendonly"] = r.config_get("appendonly").get("appendonly")
         redis_conf["maxmemory_policy"] = r.config_get("maxmemory-policy").get("maxmemory-policy")
+    with contextlib.suppress(Exception):  # primary, replicas and sentinels (common/redistopology.py)
+        from common.redis import redis_conf as configured
+        from common.redistopology import read_topology
+
+        redis_conf["topology"] = read_topology(r, configured())
     return redis_conf
 
 
