@@ -3,8 +3,8 @@
 
 ```toml
 [groups.family]
-accounts = ["kite1", "angel1", "fyers1"]
-multipliers = { angel1 = 2 }        # optional, default 1 (what Multiplier sizing scales by)
+accounts = ["alice", "bob", "carol"]
+multipliers = { bob = 2 }             # optional, default 1 (what Multiplier sizing scales by)
 ```
 
 A group names accounts of the same file; its name may not be an account's (``place_order_group``
@@ -68,13 +68,13 @@ def _parse_group(name: str, t: Any, account_names: Collection[str], where: str) 
     if name in account_names:
         raise ConfigError(f"{where}: {name!r} is also an account's name; a group needs a name of its own")
     if not isinstance(t, dict):
-        raise ConfigError(f"{where}: must be a table like {{ accounts = [\"kite1\", \"angel1\"] }}")
+        raise ConfigError(f"{where}: must be a table like {{ accounts = [\"alice\", \"bob\"] }}")
     for key in t:
         if key not in _FIELDS:
             raise ConfigError(f"{where}.{key}: unknown field (a group has accounts and multipliers)")
     members = t.get("accounts")
     if not isinstance(members, list) or not all(isinstance(a, str) for a in members):
-        raise ConfigError(f"{where}.accounts: required, a list of account names like [\"kite1\", \"angel1\"]")
+        raise ConfigError(f"{where}.accounts: required, a list of account names like [\"alice\", \"bob\"]")
     if not members:
         raise ConfigError(f"{where}.accounts: empty; a group has at least one account")
     for a in members:
@@ -85,7 +85,7 @@ def _parse_group(name: str, t: Any, account_names: Collection[str], where: str) 
         raise ConfigError(f"{where}.accounts: {dup[0]!r} is listed twice (it would get the order twice)")
     raw = t.get("multipliers", {})
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}.multipliers: must be a table like {{ angel1 = 2 }}")
+        raise ConfigError(f"{where}.multipliers: must be a table like {{ bob = 2 }}")
     multipliers = {}
     for a, v in raw.items():
         if a not in members:
