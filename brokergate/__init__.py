@@ -21,6 +21,12 @@ Account state (from Redis, with its age; ``max_age_s`` reads the broker first, w
     brokergate.funds("acct1", max_age_s=5)         # Funds: available cash and margin, per segment
     brokergate.orders("acct1", open_only=True)     # what a restarted strategy must manage again
 
+One signal on every account of a group (``[groups.family]`` in the accounts file), sized per account::
+
+    group = brokergate.place_order_group("family", {"exchange": "NSE", "symbol": "INFY", "side": "BUY"},
+                                         sizing=brokergate.Multiplier(10))   # 10 x each account's multiplier
+    group.wait(10)                                 # {account: {state, filled_quantity, average_price, error}}
+
 Every order update of an account, in a background thread::
 
     listener = brokergate.on_order_update("acct1", print)
@@ -79,6 +85,7 @@ from common.errors import (
     RiskRefused,
     TokenExpired,
 )
+from common.fanout import GroupHandle, Refusal, get_group, place_order_group
 from common.models import (
     TERMINAL_STATES,
     Instrument,
@@ -93,6 +100,7 @@ from common.models import (
 )
 from common.order_updates import OrderUpdateListener, on_order_update
 from common.portfolio import Funds, Holding, Margin, Position, Segment, Trade
+from common.sizing import CapitalProportional, Fixed, Multiplier
 from common.slicing import SlicedHandle
 from common.ticks import TickSubscription, subscribe_ticks, unsubscribe
 
@@ -102,17 +110,21 @@ __all__ = [
     "BrokerError",
     "BrokerGateError",
     "BrokerUnavailable",
+    "CapitalProportional",
     "ChainRow",
     "ConfigError",
     "DeadlineExceeded",
     "EgressRefused",
+    "Fixed",
     "Funds",
+    "GroupHandle",
     "Halted",
     "Holding",
     "Instrument",
     "InvalidOrder",
     "LoginFailed",
     "Margin",
+    "Multiplier",
     "OptionChain",
     "Order",
     "OrderHandle",
@@ -124,6 +136,7 @@ __all__ = [
     "Position",
     "Product",
     "RateLimited",
+    "Refusal",
     "RiskRefused",
     "Segment",
     "Side",
@@ -141,6 +154,7 @@ __all__ = [
     "expiries",
     "funds",
     "future",
+    "get_group",
     "get_order",
     "halt",
     "holdings",
@@ -150,6 +164,7 @@ __all__ = [
     "option_chain",
     "orders",
     "place_order",
+    "place_order_group",
     "pnl",
     "positions",
     "resume",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -125,6 +125,19 @@ def _validated(order: Order, *, placing: bool = True) -> tuple[Order, Instrument
     master when it is loaded), with its instrument (None: no master loaded); ``placing``: also
     that its broker takes its order type from API clients (a margin query for an order that may
     not be placed is still answered)."""
+    order, acct = _account_checked(order, placing=placing)
+    from common import instruments
+
+    r = get_redis()
+    inst = instruments.lookup(order.account, order.instrument_key, r)
+    loaded = inst is not None or bool(r.exists(keys.instruments(order.account)))
+    _check_against_master(order, acct, inst, loaded, lambda: server_time_ms(r))
+    return order, inst
+
+
+def _account_checked(order: Order, *, placing: bool) -> tuple[Order, Account]:
+    """The checks the accounts file alone decides (the account exists; its broker takes the order
+    type), with the account's default deadline applied."""
     try:
         acct = account(order.account)
     except ConfigError as e:
@@ -133,21 +146,24 @@ def _validated(order: Order, *, placing: bool = True) -> tuple[Order, Instrument
         _check_market_orders(order, acct)
     if order.deadline_s == Order.__dataclass_fields__["deadline_s"].default and acct.deadline_s != order.deadline_s:
         order = order.with_(deadline_s=acct.deadline_s)  # the account's default deadline
-    from common import instruments
+    return order, acct
 
-    r = get_redis()
-    inst = instruments.lookup(order.account, order.instrument_key, r)
+
+def _check_against_master(order: Order, acct: Account, inst: Instrument | None, master_loaded: bool,
+                          now_ms: Callable[[], int]) -> None:
+    """The checks the instrument master decides: lot and tick size, expiry (``now_ms``: Redis
+    time, asked only for a contract with an expiry), a symbol a loaded master does not know, a
+    derivative without a master. Pure, so a group's children are judged from one batched read."""
     if inst is not None:
         order.check_instrument(inst)
-        if inst.expiry is not None and inst.expiry < tradingday.local_date(acct, server_time_ms(r)):
+        if inst.expiry is not None and inst.expiry < tradingday.local_date(acct, now_ms()):
             raise InvalidOrder("symbol", f"{order.instrument_key} expired on {inst.expiry.isoformat()}")
-    elif r.exists(keys.instruments(order.account)):
+    elif master_loaded:
         # The master is loaded and does not know it: the broker would refuse it (and count it).
         raise InvalidOrder("symbol", f"{order.instrument_key} is not in the instrument master of {order.account}")
     elif is_derivative_symbol(order.symbol):
         raise InvalidOrder("symbol", f"{order.instrument_key}: no instrument master of {order.account} is loaded "
                                      "(a derivative is placed by looking it up there)")
-    return order, inst
 
 
 def _check_market_orders(order: Order, acct: Account) -> None:

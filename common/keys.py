@@ -97,6 +97,12 @@ def parent_order(client_order_id: str) -> str:
     return f"{PREFIX}parent:{client_order_id}"
 
 
+def group_order(group_id: str) -> str:
+    """JSON {request, group, children: {account: id}, sliced: {account: [ids]}, refused: {account:
+    error}}: one signal placed on many accounts (common/fanout.py); expires with the retention."""
+    return f"{PREFIX}group:{group_id}"
+
+
 def modify_lock(client_order_id: str) -> str:
     """Short fenced lock: one modify of an order at a time, across every worker (value: its token)."""
     return f"{PREFIX}modify-lock:{client_order_id}"
