@@ -148,6 +148,7 @@ class _Child:
     account: str
     order: Order
     slices: list[Order]  # [order] unless sliced above the freeze quantity
+    acct: Account
 
 
 def _judge(r: redis.Redis, d: dict[str, Any], names: list[str], sizing: Sizing, group: Group | None
@@ -167,11 +168,26 @@ def _judge(r: redis.Redis, d: dict[str, Any], names: list[str], sizing: Sizing, 
     for a in live:
         try:
             children.append(_child(r, a, base[a], read, sizing, group, margins.get(a)))
-        except (InvalidOrder, Halted, RiskRefused, ConfigError) as e:
+        except (InvalidOrder, Halted, ConfigError) as e:
             refused[a] = Refusal.of(a, e)
         except _ZeroSize as e:
             refused[a] = Refusal(a, "Sizing", str(e), "quantity")
-    return children, refused
+    return _risk_checked(r, children, refused), refused
+
+
+def _risk_checked(r: redis.Redis, children: list[_Child], refused: dict[str, Refusal]) -> list[_Child]:
+    """The children the risk limits let through (the client's check, as place_order makes it),
+    every child's risk read in one round trip; the others refused."""
+    kept = []
+    reads = risk.read_many(r, [(c.order, c.acct) for c in children]) if children else []
+    for c, read in zip(children, reads, strict=True):
+        try:
+            risk.check(c.order, r, account=c.acct, prefetched=read)
+        except RiskRefused as e:
+            refused[c.account] = Refusal.of(c.account, e)
+        else:
+            kept.append(c)
+    return kept
 
 
 class _ZeroSize(Exception):
@@ -194,11 +210,10 @@ def _child(r: redis.Redis, a: str, base: tuple[Order, Account], read: _Read, siz
         safety.check_entry(child, r)  # an exit: judged against the position, halt or not
     elif (halt := read.halts[a]) is not None:
         raise Halted(a, halt.reason)
-    risk.check(child, r, account=acct)
     sizes = slicing.plan(child.quantity, inst.lot_size, inst.freeze_quantity) if inst else [child.quantity]
     slices = [child] if len(sizes) == 1 else [child.with_(quantity=q, client_order_id=new_client_order_id())
                                               for q in sizes]
-    return _Child(a, child, slices)
+    return _Child(a, child, slices, acct)
 
 
 # --- storing and sending -------------------------------------------------------------------------

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -82,7 +82,7 @@ from common.settings import Account, accounts, settings
 
 __all__ = [
     "RATE_WINDOW_MS", "ReadQuery", "RiskLimits", "ScopeLimits", "account_pnl", "account_scope", "check", "clear_limits",
-    "count_refusal", "limits_in_force", "read_query", "scope_limits", "set_limits", "strategies", "strategy_scope",
+    "count_refusal", "limits_in_force", "read_many", "read_query", "scope_limits", "set_limits", "strategies", "strategy_scope",
     "sweep_daily_loss",
 ]  # fmt: skip
 
@@ -177,6 +177,17 @@ def read_query(order: Order, acct: Account | None = None) -> ReadQuery:
          keys.risk_rate(strat_scope or acct_scope)],
         [order.instrument_key, "1" if need else "", "1" if strat_scope else "", RATE_WINDOW_MS],
         acct_file, strat_file)
+
+
+def read_many(r: redis.Redis, orders: Sequence[tuple[Order, Account | None]]) -> list[tuple[ReadQuery, list[Any]]]:
+    """The risk read of many orders (with their accounts) in one round trip, each to hand to
+    :func:`check` as ``prefetched``: how a group's children are checked (``common/fanout.py``)."""
+    queries = [read_query(o, a) for o, a in orders]
+    replies = _script("risk_read").batch(r, [(q.keys, q.args) for q in queries])
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply  # Redis refused the read: as check() would raise it
+    return list(zip(queries, replies, strict=True))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import base64
 import json
 import os
 from collections import Counter
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 import brokergate
 from common import fanout, keys, orderstore, risk, safety
 from common import settings as bg_settings
+from common.derivatives import future_symbol
 from common.errors import InvalidOrder
 from common.instruments import store
 from common.models import Instrument
@@ -102,6 +104,33 @@ def test_each_child_is_sized_to_its_accounts_lot_stored_and_queued_once(make_acc
     assert again is not None and again.group == "family" and again.report() == report
     assert brokergate.get_group("nosuch") is None
     assert 0 < r.pttl(keys.group_order(h.id)) <= orderstore.retention_ms()
+
+
+def test_a_child_above_the_freeze_quantity_is_sliced_and_settles_as_one(make_accounts) -> None:
+    # Given a future with a lot of 65 and a freeze quantity of 1755 (27 lots) in both masters
+    make_accounts(kite=1, angel=1)
+    r = get_redis()
+    expiry = date.today() + timedelta(days=20)
+    fut = Instrument("NFO", future_symbol("NIFTY", expiry), "999", lot_size=65, kind="future", underlying="NIFTY",
+                     expiry=expiry, freeze_quantity=1755)
+    for name in ("kite1", "angel1"):
+        store(name, [fut], r)
+    add_group("pair", ["kite1", "angel1"], {"angel1": 2})
+    # When 27 lots go to the group, twice that on angel1
+    h = brokergate.place_order_group("pair", {"exchange": "NFO", "symbol": fut.symbol, "side": "BUY",
+                                              "order_type": "LIMIT", "price": "100.00"}, sizing=Multiplier(1755))
+    # Then kite1's child is one order, angel1's two slices of 1755 under one parent, each queued once
+    kite, angel = h.children["kite1"], h.children["angel1"]
+    assert isinstance(kite, brokergate.OrderHandle) and isinstance(angel, brokergate.SlicedHandle)
+    assert queued(r, "kite1") == [kite.id] and sorted(queued(r, "angel1")) == sorted(angel.children)
+    assert [orderstore.get(r, c)["request"]["quantity"] for c in angel.children] == [1755, 1755]  # type: ignore[index]
+    assert brokergate.get_order(angel.id)["request"]["quantity"] == 3510  # type: ignore[index]
+    report = h.report()
+    assert {a: (row["state"], row["quantity"]) for a, row in report.items()} == {
+        "kite1": ("NEW", 1755), "angel1": ("NEW", 3510)}
+    again = brokergate.get_group(h.id)
+    assert again is not None and isinstance(again.children["angel1"], brokergate.SlicedHandle)
+    assert again.report() == report
 
 
 def test_a_halted_unknown_or_risk_refused_account_is_reported_while_the_others_go(make_accounts) -> None:
