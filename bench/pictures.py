@@ -110,7 +110,7 @@ def plot_scale_cost(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
         (axes[0][0], "total worker RSS (MB, peak in the burst)", lambda r: r["rss_mb_peak"], "", True),
         (axes[0][1], "worker processes", lambda r: r["processes"], "", True),
         (axes[1][0], "cap use per account (% of 10/s)", lambda r: r["cap_use_min_pct"], " min", False),
-        (axes[1][1], "enqueue -> broker p99 (ms, first 10 of each account)",
+        (axes[1][1], "enqueue -> broker p99 (ms, each account's first window)",
          lambda r: r["latency_first_window_ms"]["p99"], "", False),
     )
     for ax, title, key, suffix, log in panels:

@@ -9,8 +9,9 @@ today's dedicated per-account workers, measured side by side in one run on one p
   seconds over the burst, the most order requests in any sliding second per user, cap use per
   account (bench/orders.py's definition; min and median), the cancels' slots behind, enqueue ->
   broker p50/p99 of the orders the cap lets through at once (the first 10 of each account's
-  burst: their wait is the pipeline's, not the cap's; every order's in ``extra``), and the
-  paper broker's own CPU. Pooled: ceil(N / 50) shards of ``brokergate worker --pooled``;
+  burst, 9 where the cancel took a slot: their wait is the pipeline's, not the cap's; every
+  order's in ``extra``), the paper broker's, Redis's and the producer's CPU, and the machine's
+  load average (other work on it makes every figure worse). Pooled: ceil(N / 50) shards of ``brokergate worker --pooled``;
   dedicated: one ``brokergate worker ACCOUNT`` process per account (``brokergate.launch``'s
   command line), started in parallel and kept from row to row (each row adds its accounts').
 - fan-out: 20 signals, each one ``place_order_group`` over the 100 accounts, one after another
@@ -240,6 +241,7 @@ def measure_row(s: Stack, mode: str, names: list[str], workers: list[WorkerProc]
            "burst_wall_s": round(wall_s, 2), "enqueue_s": round(burst.enqueue_s, 2), "unsettled": len(left),
            "paper_cpu_s": cpu["paper"], "paper_core_pct": round(100 * cpu["paper"] / wall_s, 1),
            "redis_cpu_s": cpu["redis"], "producer_cpu_s": cpu["producer"],
+           "loadavg_1m": round(os.getloadavg()[0], 1),  # other work on the machine during the row
            "per_account": {n: [round(100 * b["cap_use"], 1), b["cap_use_details"].get("span_s"), b["max_in_1s"],
                                b["slots_behind"]] for n, b in per_account.items()},
            **row_summary(per_account)}  # fmt: skip
@@ -253,7 +255,7 @@ def _brief(row: dict[str, Any]) -> str:
             f"{row['burst_wall_s']} s ({row['cpu_ms_per_order']} ms an order; enqueue {row['enqueue_s']} s), max/1s {row['max_in_1s']}, cap use min {row['cap_use_min_pct']}% "
             f"median {row['cap_use_median_pct']}%, behind {row['slots_behind']}, p50/p99 {lat['p50']}/"
             f"{lat['p99']} ms, paper {row['paper_core_pct']}% of a core, Redis {row['redis_cpu_s']} s, producer "
-            f"{row['producer_cpu_s']} s, refused {row['refused']}, "
+            f"{row['producer_cpu_s']} s, load {row['loadavg_1m']}, refused {row['refused']}, "
             f"unsettled {row['unsettled']}")
 
 

@@ -85,7 +85,8 @@ def account_burst(requests: Sequence[Mapping[str, Any]], enqueued_ns: Mapping[st
         "cap_use_details": details,
         "cancel_sent": cancel_enqueued_ns is not None,
         "slots_behind": None if cancel_enqueued_ns is None else slots_behind(requests, cancel_enqueued_ns),
-        "latency_first_ms": latencies_ms(enqueued_ns, requests, first=cap),
+        # The cancel (urgent: the earliest slot) takes one of the first window's slots.
+        "latency_first_ms": latencies_ms(enqueued_ns, requests, first=cap - (cancel_enqueued_ns is not None)),
         "latency_all_ms": latencies_ms(enqueued_ns, requests),
     }
 

@@ -106,3 +106,13 @@ def test_fanout_signal_times_the_last_child_and_names_the_missing() -> None:
     assert got == {"last_ms": 80.0, "first_ms": 20.0, "missing": [], "children": 3}
     missing = fanout_signal(0, children, {"c1": 1})
     assert missing["last_ms"] is None and missing["missing"] == ["a2", "a3"]
+
+
+def test_the_cancel_takes_a_slot_of_the_first_window() -> None:
+    # Given 20 orders at once and a cancel behind them: the cancel goes in the first second
+    reqs = [req(i, tag=f"o{i}") for i in range(9)] + [req(9, "DELETE")]
+    reqs += [req(1001 + i, tag=f"o{9 + i}") for i in range(10)] + [req(2001, tag="o19")]
+    got = account_burst(reqs, {f"o{i}": 0 for i in range(20)}, cap=10, cancel_enqueued_ns=0)
+    # Then the first window's latencies are the 9 placements that went with it
+    assert got["latency_first_ms"] == [float(i) for i in range(9)]
+    assert got["slots_behind"] == 8 and got["max_in_1s"] == 10  # o1..o8: o0 arrived as it was enqueued
