@@ -64,6 +64,11 @@ def stats(account: str) -> str:
     return f"{PREFIX}stats:{account}"
 
 
+# Not stats("redis"): "redis" is a valid account name. Hash of counters of the Redis layer itself
+# (wait_short: durable writes fewer replicas acknowledged in time than asked; common/lua).
+REDIS_STATS = f"{PREFIX}redis:stats"
+
+
 # --- pre-trade risk limits (common/risk.py) ------------------------------------------------------
 def risk_limits(scope: str) -> str:
     """Hash limit -> value: the run-time overrides of a scope's limits (``account:<name>`` or

@@ -57,7 +57,7 @@ from celery import Celery, signals
 from celery.signals import worker_init
 from kombu import Queue
 
-from common import keys
+from common import keys, redisconf
 from common.errors import ConfigError
 from common.keys import (
     CANCEL_TASK,
@@ -68,8 +68,10 @@ from common.keys import (
     REFRESH_INSTRUMENTS_TASK,
     SWEEP_TASK,
 )
+from common.redis import redis_conf
 from common.settings import Account, accounts, require_secrets, settings
 from workers.connection_loss import Consumer, RestoreDropped
+from workers.pooled import PooledConsumer, is_pooled
 
 __all__ = [
     "PLACE_TASK",
@@ -162,10 +164,10 @@ def _includes() -> list[str]:
 
 app = Celery("brokergate", include=_includes())
 app.steps["consumer"].add(RestoreDropped)
+# A pooled worker (brokergate worker --pooled) reads each account's lanes on channels of their own.
+_consumer = PooledConsumer if is_pooled() else Consumer
 app.conf.update(
-    worker_consumer=f"{Consumer.__module__}:{Consumer.__qualname__}",
-    broker_url=settings().redis_url,
-    result_backend=settings().redis_url,
+    worker_consumer=f"{_consumer.__module__}:{_consumer.__qualname__}",
     task_ignore_result=True,  # handles read bg:order:<id>, never Celery results
     timezone="Asia/Kolkata",
     enable_utc=True,
@@ -178,16 +180,20 @@ app.conf.update(
     task_serializer="json",
     accept_content=["json"],
     broker_connection_retry_on_startup=True,
-    broker_transport_options={
-        "visibility_timeout": VISIBILITY_TIMEOUT_S,
-        "queue_order_strategy": "priority",
-        "unacked_restore_interval": RESTORE_INTERVAL_S,
-        "unacked_restore_throttle": 1,
-        "socket_connect_timeout": 5,
-        "socket_keepalive": True,
-        "retry_on_timeout": True,
-    },
-    result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+    # broker_url, result_backend and their options: a plain URL, TLS + ACL, or Sentinel (common/redisconf.py)
+    **redisconf.celery_conf(
+        redis_conf(),
+        {
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            "queue_order_strategy": "priority",
+            "unacked_restore_interval": RESTORE_INTERVAL_S,
+            "unacked_restore_throttle": 1,
+            "socket_connect_timeout": 5,
+            "socket_keepalive": True,
+            "retry_on_timeout": True,
+        },
+        {"visibility_timeout": VISIBILITY_TIMEOUT_S},
+    ),
     worker_send_task_events=True,  # Flower
     task_send_sent_event=True,
 )
@@ -264,6 +270,11 @@ def _require_secrets(sender: Any = None, **kw: Any) -> None:
 
 @worker_init.connect
 def _set_rate_limit(sender: Any = None, **kw: Any) -> None:
+    if is_pooled():
+        # One bucket per task type would hold every account's orders behind the busiest account's
+        # (workers/pooled.py): the lanes' prefetch and the Redis limiter pace a pooled worker.
+        log.info("pooled worker: no Celery rate_limit on place_order")
+        return
     try:
         consumed = list(sender.app.amqp.queues.consume_from or {})
     except AttributeError:
