@@ -36,8 +36,9 @@ from common.errors import ConfigError, InvalidOrder
 from common.models import Instrument, Order, OrderType, OrderUpdate, new_client_order_id
 from common.orderstate import TERMINAL_STATES, OrderState
 from common.portfolio import Funds, Holding, Margin, Position, Trade
-from common.redis import get_redis, server_time_ms
-from common.settings import Account, account, settings
+from common.redis import get_redis, redis_conf, server_time_ms
+from common.redisconf import RedisConf, celery_conf
+from common.settings import Account, account
 from common.ticks import subscribe_ticks
 
 __all__ = [
@@ -50,19 +51,20 @@ MODIFIABLE = frozenset({"quantity", "price", "trigger_price", "order_type", "val
 
 
 _lock = threading.Lock()
-_apps: dict[tuple[int, str], Celery] = {}
+_apps: dict[tuple[int, RedisConf], Celery] = {}
 
 
 def _celery() -> Celery:
-    """A producer-only Celery app (no worker code imported), one per process and broker URL."""
-    url = settings().redis_url
-    key = (os.getpid(), url)
+    """A producer-only Celery app (no worker code imported), one per process and Redis
+    configuration (plain, TLS + ACL or Sentinel: common/redisconf.py)."""
+    conf = redis_conf()
+    key = (os.getpid(), conf)
     with _lock:
         app = _apps.get(key)
         if app is None:
-            app = Celery("brokergate-client", broker=url, set_as_current=False)
+            app = Celery("brokergate-client", set_as_current=False)
             app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True,
-                            broker_connection_retry_on_startup=True)
+                            broker_connection_retry_on_startup=True, **celery_conf(conf))
             _apps[key] = app
         return app
 
