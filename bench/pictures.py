@@ -102,35 +102,32 @@ def plot_reconnect_gaps(gaps_ms: Sequence[float], path: Path | str, target_ms: f
 def plot_scale_cost(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """The scale suite's cost curve (bench/scale.py): per mode (pooled, dedicated), against the
     number of accounts, total worker RSS and worker processes; cap use per account (min and
-    median) and enqueue -> broker p99 of the orders the cap lets through at once."""
+    median) and enqueue -> broker p99 and p50 of each account's first window."""
     plt = _plt()
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), dpi=110)
     styles = {"pooled": ("tab:blue", "o"), "dedicated": ("tab:orange", "s")}
-    panels = (
-        (axes[0][0], "total worker RSS (MB, peak in the burst)", lambda r: r["rss_mb_peak"], "", True),
-        (axes[0][1], "worker processes", lambda r: r["processes"], "", True),
-        (axes[1][0], "cap use per account (% of 10/s)", lambda r: r["cap_use_min_pct"], " min", False),
-        (axes[1][1], "enqueue -> broker p99 (ms, each account's first window)",
-         lambda r: r["latency_first_window_ms"]["p99"], "", False),
-    )
-    for ax, title, key, suffix, log in panels:
+    # (axes, title, [(label suffix, value, line style)], goal line, log y)
+    panels: list[tuple[Any, str, list[tuple[str, Any, str]], tuple[float, str] | None, bool]] = [
+        (axes[0][0], "total worker RSS (MB, peak in the burst)", [("", lambda r: r["rss_mb_peak"], "-")],
+         (1024, "goal <= 1 GB at 100"), True),
+        (axes[0][1], "worker processes", [("", lambda r: r["processes"], "-")], (4, "goal <= 4 at 100"), True),
+        (axes[1][0], "cap use per account (% of 10/s)", [(" min", lambda r: r["cap_use_min_pct"], "-"),
+                                                          (" median", lambda r: r["cap_use_median_pct"], ":")],
+         (95, "goal 95%"), False),
+        (axes[1][1], "enqueue -> broker (ms, each account's first window)",
+         [(" p99", lambda r: r["latency_first_window_ms"]["p99"], "-"),
+          (" p50", lambda r: r["latency_first_window_ms"]["p50"], ":")], None, False),
+    ]
+    for ax, title, series, goal, log in panels:
         for mode, (color, marker) in styles.items():
-            pts = [(r["accounts"], key(r)) for r in rows if r.get("mode") == mode and "failed" not in r]
-            pts = [(x, y) for x, y in pts if y is not None]
-            if pts:
-                ax.plot(*zip(*pts, strict=True), color=color, marker=marker, label=f"{mode}{suffix}")
-            if title.startswith("cap use"):
-                med = [(r["accounts"], r["cap_use_median_pct"]) for r in rows
-                       if r.get("mode") == mode and "failed" not in r and r.get("cap_use_median_pct") is not None]
-                if med:
-                    ax.plot(*zip(*med, strict=True), color=color, marker=marker, linestyle=":",
-                            label=f"{mode} median")
-        if title.startswith("cap use"):
-            ax.axhline(95, color="black", linestyle="--", linewidth=1, label="goal 95%")
-        if title.startswith("worker processes"):
-            ax.axhline(4, color="black", linestyle="--", linewidth=1, label="goal <= 4 at 100")
-        if title.startswith("total worker RSS"):
-            ax.axhline(1024, color="black", linestyle="--", linewidth=1, label="goal <= 1 GB at 100")
+            mine = [r for r in rows if r.get("mode") == mode and "failed" not in r]
+            for suffix, key, style in series:
+                pts = [(r["accounts"], key(r)) for r in mine if key(r) is not None]
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), color=color, marker=marker, linestyle=style,
+                            label=f"{mode}{suffix}")
+        if goal is not None:
+            ax.axhline(goal[0], color="black", linestyle="--", linewidth=1, label=goal[1])
         ax.set_xscale("log")
         if log:
             ax.set_yscale("log")
