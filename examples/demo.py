@@ -12,9 +12,10 @@ What it does, in order:
 3. The paper broker (``python -m paper``) with one user per account (``<workdir>/paper.toml``)
    and the postback URL of the receiver; then ``<workdir>/accounts.toml``, the accounts
    file pointed at it.
-4. Workers for every queue (per account ``brokergate worker <a>`` on its urgent + orders
-   queues and ``brokergate worker <a> --urgent-only``; ``brokergate worker --auth`` on
-   ``auth`` + ``default``), Beat (``brokergate beat``), the feed, the postback receiver and
+4. Workers for every queue, as ``brokergate.launch.worker_plan`` lays them out (up to 4
+   accounts, per account ``brokergate worker <a>`` on its urgent + orders queues and
+   ``brokergate worker <a> --urgent-only``; more, pooled workers ``brokergate worker --pooled
+   --shard I/N``; ``brokergate worker --auth`` on ``auth`` + ``default``), Beat (``brokergate beat``), the feed, the postback receiver and
    Flower on 127.0.0.1 behind the generated credentials, and the metrics exporter
    (``brokergate metrics serve``).
 5. Logs every account in at once (the daily 08:45 login, run now), then the example
@@ -52,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brokergate.launch import WorkerLayout, worker_layout
+from brokergate.launch import WorkerLayout, worker_layout, worker_plan
 from devtools.redisserver import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,19 +82,16 @@ class ProcSpec:
 
 
 def worker_commands(accounts: dict[str, Any], app: Any = None) -> list[tuple[list[str], WorkerLayout]]:
-    """The ``brokergate worker`` commands (arguments after ``worker``) with what each consumes,
-    the layout workers/app.py asks for: per account one worker on ``orders.<a>.urgent,orders.<a>``
-    (urgent first: the transport reads queues in -Q order) with the account's concurrency,
-    and one small worker on the urgent lane alone, so an exit never waits behind a busy
-    worker; then one on ``auth`` and ``default``, and one more for any other queue the app
-    declares."""
+    """The ``brokergate worker`` commands (arguments after ``worker``) with what each consumes:
+    the default plan (``brokergate.launch.worker_plan``): for a handful of accounts, per account
+    one worker on ``orders.<a>.urgent,orders.<a>`` (urgent first: the transport reads queues in
+    -Q order) with the account's concurrency and one small worker on the urgent lane alone, so
+    an exit never waits behind a busy worker; for more, pooled workers (``--pooled --shard
+    I/N``, each account on lanes of its own); then one on ``auth`` and ``default``, and one more
+    for any other queue the app declares."""
     from common.health import expected_queues
 
-    out: list[tuple[list[str], WorkerLayout]] = []
-    for a in accounts:
-        out.append(([a], worker_layout(a, accounts=accounts)))
-        out.append(([a, "--urgent-only"], worker_layout(a, accounts=accounts, urgent_only=True)))
-    out.append((["--auth"], worker_layout(auth=True, accounts=accounts)))
+    out: list[tuple[list[str], WorkerLayout]] = [(list(w.args), w) for w in worker_plan(accounts)]
     covered = {q for _, w in out for q in w.queues}
     extra = [q for q in expected_queues(accounts, app) if q not in covered]
     if extra:
