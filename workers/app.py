@@ -39,7 +39,8 @@ Settings, each against a hazard of docs/architecture.md § Orders:
   ``Account.celery_rate_limit`` for why not the tightest average), times the worker's
   concurrency (see ``worker_rate_limit``). It is the first line of defence
   only, keeping a worker from piling up on the limiter; the guarantee is the Redis limiter
-  (``common/ratelimit.py``).
+  (``common/ratelimit.py``). A pooled worker (``workers/pooled.py``) sets none: its one bucket
+  would hold every account's orders behind the busiest account's.
   Cancels and modifies have no Celery rate limit: an exit must not wait in a worker's bucket.
 * A lost broker connection (Redis restarted): Celery reconnects by itself; what it leaves
   undone (messages held but not started, a cleanup that stops the worker) is
