@@ -63,8 +63,12 @@ def _celery() -> Celery:
         app = _apps.get(key)
         if app is None:
             app = Celery("brokergate-client", set_as_current=False)
+            # No result backend: the client never reads a result, and with one Celery's send_task
+            # of a task it does not know subscribes and unsubscribes a result channel per message
+            # (two more commands on every place, cancel and modify).
+            producer_only = {k: v for k, v in celery_conf(conf).items() if not k.startswith(("result_backend", "redis_backend"))}
             app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True,
-                            broker_connection_retry_on_startup=True, **celery_conf(conf))
+                            broker_connection_retry_on_startup=True, **producer_only)
             _apps[key] = app
         return app
 
