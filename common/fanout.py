@@ -37,7 +37,7 @@ import redis
 
 from common import accountstate, keys, orderstore, risk, safety, slicing
 from common.client import OrderHandle, _account_checked, _celery, _check_against_master, cancel_order
-from common.errors import BrokerGateError, ConfigError, Halted, InvalidOrder, RiskRefused
+from common.errors import BrokerGateError, Halted, InvalidOrder, RiskRefused
 from common.groups import Group, groups
 from common.models import Instrument, Order, new_client_order_id
 from common.order_updates import at_broker_or_settled, wait_stored
@@ -168,7 +168,7 @@ def _judge(r: redis.Redis, d: dict[str, Any], names: list[str], sizing: Sizing, 
     for a in live:
         try:
             children.append(_child(r, a, base[a], read, sizing, group, margins.get(a)))
-        except (InvalidOrder, Halted, ConfigError) as e:
+        except BrokerGateError as e:  # its master, halt or position refused it, or its funds could not be read
             refused[a] = Refusal.of(a, e)
         except _ZeroSize as e:
             refused[a] = Refusal(a, "Sizing", str(e), "quantity")

@@ -239,3 +239,13 @@ def test_capital_proportional_sizing_and_cancel_of_every_live_child(make_account
     assert {row["state"] for row in final.values()} == {"CANCELLED"}
     assert brokergate.get_group(h.id).report() == final  # type: ignore[union-attr]
     assert h.cancel() == []  # nothing live is left
+
+
+def test_an_account_whose_funds_cannot_be_read_is_refused_for_capital_sizing(make_accounts) -> None:
+    # Given two accounts never logged in (no funds snapshot, and no token to read one with)
+    make_accounts(kite=1, angel=1)
+    h = brokergate.place_order_group(["kite1", "angel1"], LIMIT, sizing=CapitalProportional(1, 100_000))
+    # Then each is refused with the reason, and nothing is stored or queued
+    assert set(h.refused) == {"kite1", "angel1"} and not h.placed
+    assert {f.error for f in h.refused.values()} == {"TokenExpired"}, h.refused  # no token to read funds with
+    assert get_redis().keys(keys.order("*")) == []
