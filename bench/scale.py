@@ -16,8 +16,11 @@ today's dedicated per-account workers, measured side by side in one run on one p
   command line), started in parallel and kept from row to row (each row adds its accounts').
 - fan-out: 20 signals, each one ``place_order_group`` over the 100 accounts, one after another
   once the previous settled: call -> LAST child at the paper broker, p50/p99; every child placed
-  exactly once (the paper broker's order log); caps held. Pooled workers, then the dedicated
-  ones beside them.
+  exactly once (the paper broker's order log); caps held. Pooled workers, then 10 signals on the
+  dedicated ones beside them.
+
+Repetitions: three bursts per mode at 1 and 10 accounts (the row is their medians; counts add
+up, the most-in-a-second and RSS are the worst), one at 50 and 100.
 - the paper broker's CPU seconds and % of one core during each 100-account burst.
 
 The waits poll Redis (the order store), never the paper broker, whose CPU is measured; its
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.procstat import ProcTree
-from bench.scalestats import account_burst, fanout_signal, order_class, row_summary
+from bench.scalestats import account_burst, fanout_signal, merge_repeats, order_class, row_summary
 from bench.stack import Stack
 from devtools.workerprocs import WorkerProc
 
@@ -45,11 +48,15 @@ CAP = 10
 BURST = 20
 # BENCH_SCALE_SIZES="1,5" for a quick look while changing the suite; make bench runs these.
 SIZES = tuple(int(x) for x in os.environ.get("BENCH_SCALE_SIZES", "1,10,50,100").split(","))
+# Bursts per row: three where a burst is cheap (a row's figures are their medians), one at 50 and
+# 100 accounts, where one burst takes 10-30 s on this machine.
+REPEATS = {1: 3, 10: 3}
 MAX_CANCELS = 10  # accounts per row with an urgent cancel behind their burst
 ACCOUNTS_PER_POOL = 50
 OBSERVE_S = 10.0  # bench/orders.py UTIL_OBSERVE_S: a starving account is judged over this long
 SETTLE_TIMEOUT_S = 120.0
 FANOUT_SIGNALS = 20
+ANCHOR_FANOUT_SIGNALS = 10  # the dedicated workers' fan-out, beside: ~2 s a signal on this machine
 FANOUT_GAP_S = 0.2  # between one signal settling and the next: the cap is never what paces them
 RSS_EVERY_S = 0.25
 SETTLED = frozenset({"OPEN", "COMPLETE", "REJECTED", "CANCELLED", "FAILED", "EXPIRED"})
@@ -249,6 +256,13 @@ def measure_row(s: Stack, mode: str, names: list[str], workers: list[WorkerProc]
     return row
 
 
+def measure_rows(s: Stack, mode: str, names: list[str], workers: list[WorkerProc],
+                 progress: Progress = _noop) -> dict[str, Any]:
+    """The row of ``names``: REPEATS bursts of :func:`measure_row`, merged (medians)."""
+    runs = [measure_row(s, mode, names, workers, progress) for _ in range(REPEATS.get(len(names), 1))]
+    return merge_repeats(runs)
+
+
 def _brief(row: dict[str, Any]) -> str:
     lat = row["latency_first_window_ms"]
     return (f"{row['processes']} proc, RSS {row['rss_mb_peak']:.0f} MB, CPU {row['cpu_s']} s over "
@@ -275,12 +289,13 @@ def fan_out(names: list[str], template: dict[str, Any]) -> dict[str, str]:
     return {a: h.id for a, h in group.children.items() if hasattr(h, "id")}
 
 
-def measure_fanout(s: Stack, mode: str, names: list[str], progress: Progress = _noop) -> dict[str, Any]:
+def measure_fanout(s: Stack, mode: str, names: list[str], signals_n: int,
+                   progress: Progress = _noop) -> dict[str, Any]:
     template = {k: v for k, v in _order(names[0]).items() if k != "account"}
     fan_t0 = time.monotonic_ns()
     signals: list[tuple[int, dict[str, str]]] = []
     call_ms: list[float] = []
-    for _ in range(FANOUT_SIGNALS):
+    for _ in range(signals_n):
         t0 = time.monotonic_ns()
         children = fan_out(names, template)
         call_ms.append((time.monotonic_ns() - t0) / 1e6)
@@ -306,7 +321,7 @@ def measure_fanout(s: Stack, mode: str, names: list[str], progress: Progress = _
         if o.get("tag") in wanted:
             placed[o["tag"]] = placed.get(o["tag"], 0) + 1
     out = {"mode": mode, "signals": got, "call_ms": call_ms,
-           "children": sum(len(ch) for _, ch in signals), "expected": FANOUT_SIGNALS * len(names),
+           "children": sum(len(ch) for _, ch in signals), "expected": signals_n * len(names),
            "placed_once": sum(1 for c in wanted if placed.get(c) == 1),
            "placed_twice_or_more": sum(1 for c in wanted if placed.get(c, 0) > 1),
            "max_in_1s": max(max_in_window([int(e["arrival_ns"]) for e in r], NS) for r in per_user.values()),
@@ -335,9 +350,9 @@ def run(progress: Progress = _noop) -> Iterator[Any]:
             ws = pooled_workers(s, names[:n])
             took = _start(ws)
             progress(f"pooled x{n}: {len(ws)} worker(s) ready in {took:.1f} s")
-            rows.append({**measure_row(s, "pooled", names[:n], ws, progress), "start_s": round(took, 1)})
+            rows.append({**measure_rows(s, "pooled", names[:n], ws, progress), "start_s": round(took, 1)})
             if n == max(SIZES):
-                fans.append(measure_fanout(s, "pooled", names[:n], progress))
+                fans.append(measure_fanout(s, "pooled", names[:n], FANOUT_SIGNALS, progress))
             _stop(ws)
         dedicated: list[WorkerProc] = []
         for n in SIZES:
@@ -350,9 +365,9 @@ def run(progress: Progress = _noop) -> Iterator[Any]:
                 break
             dedicated += new
             progress(f"dedicated x{n}: {len(new)} more worker(s) ready in {took:.1f} s")
-            rows.append({**measure_row(s, "dedicated", names[:n], dedicated, progress), "start_s": round(took, 1)})
+            rows.append({**measure_rows(s, "dedicated", names[:n], dedicated, progress), "start_s": round(took, 1)})
             if n == max(SIZES):
-                fans.append(measure_fanout(s, "dedicated", names[:n], progress))
+                fans.append(measure_fanout(s, "dedicated", names[:n], ANCHOR_FANOUT_SIGNALS, progress))
         _stop(dedicated)
     yield from records(rows, fans)
 

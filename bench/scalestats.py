@@ -22,6 +22,7 @@ __all__ = [
     "account_burst",
     "fanout_signal",
     "latencies_ms",
+    "merge_repeats",
     "order_class",
     "row_summary",
     "slots_behind",
@@ -138,3 +139,43 @@ def fanout_signal(called_ns: int, children: Mapping[str, str], arrivals_by_tag: 
     first = min(arrivals_by_tag[c] for c in children.values())
     return {"last_ms": round((last - called_ns) / 1e6, 2), "first_ms": round((first - called_ns) / 1e6, 2),
             "missing": [], "children": len(children)}
+
+
+# How repeated bursts of one row combine (every other number: the median over the repeats).
+_WORST = frozenset({"max_in_1s", "rss_mb_peak", "rss_mb_idle", "processes"})
+_TOTAL = frozenset({"expected", "arrived", "duplicates", "unplaced", "refused", "unsettled"})
+
+
+def _median(xs: Sequence[float]) -> float | None:
+    return round(statistics.median(xs), 2) if xs else None
+
+
+def merge_repeats(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One row of the curve from repeated bursts of it: totals of the counts, the worst of the
+    bounds (most in a second, RSS), every cancel's slots behind, the median of everything else
+    (cap use min and median, CPU, latency percentiles, ...); the last burst's per-account detail
+    and each burst's cap use min and p99 under ``repeat_runs``."""
+    if len(runs) == 1:
+        return {**runs[0], "repeats": 1}
+    out: dict[str, Any] = {}
+    for key, first in runs[0].items():
+        vals = [r[key] for r in runs if r.get(key) is not None]
+        if key in _TOTAL:
+            out[key] = sum(vals)
+        elif key in _WORST:
+            out[key] = max(vals)
+        elif isinstance(first, bool | str) or key == "per_account":
+            out[key] = runs[-1][key]
+        elif isinstance(first, int | float):
+            out[key] = _median(vals)
+        elif isinstance(first, list):
+            out[key] = [x for r in runs for x in r[key]]
+        elif isinstance(first, dict):
+            out[key] = {k: _median([r[key][k] for r in runs if r[key].get(k) is not None]) for k in first}
+        else:
+            out[key] = runs[-1][key]
+    out["repeats"] = len(runs)
+    out["repeat_runs"] = [{"cap_use_min_pct": r.get("cap_use_min_pct"),
+                           "p99_ms": (r.get("latency_first_window_ms") or {}).get("p99"),
+                           "loadavg_1m": r.get("loadavg_1m")} for r in runs]
+    return out

@@ -116,3 +116,23 @@ def test_the_cancel_takes_a_slot_of_the_first_window() -> None:
     # Then the first window's latencies are the 9 placements that went with it
     assert got["latency_first_ms"] == [float(i) for i in range(9)]
     assert got["slots_behind"] == 8 and got["max_in_1s"] == 10  # o1..o8: o0 arrived as it was enqueued
+
+
+def test_repeated_bursts_of_a_row_merge_to_totals_worsts_and_medians() -> None:
+    from bench.scalestats import merge_repeats
+
+    def run(use: float, mx: int, rss: float, behind: list[int], p99: float) -> dict[str, Any]:
+        return {"mode": "pooled", "accounts": 10, "processes": 1, "rss_mb_peak": rss, "cpu_s": use / 10,
+                "expected": 210, "arrived": 210, "refused": 0, "max_in_1s": mx, "cap_use_min_pct": use,
+                "slots_behind": behind, "cancels_missing": [], "latency_first_window_ms": {"p50": 10.0, "p99": p99},
+                "per_account": {"kite1": [use]}, "cap_use_worst_account": "kite1"}
+
+    got = merge_repeats([run(90.0, 10, 70.0, [1], 50.0), run(99.0, 9, 72.0, [0, 2], 30.0), run(95.0, 10, 71.0, [], 40.0)])
+    assert got["repeats"] == 3 and got["expected"] == 630 and got["processes"] == 1
+    assert got["max_in_1s"] == 10 and got["rss_mb_peak"] == 72.0  # the worst
+    assert got["cap_use_min_pct"] == 95.0 and got["latency_first_window_ms"] == {"p50": 10.0, "p99": 40.0}
+    assert got["slots_behind"] == [1, 0, 2]
+    assert got["per_account"] == {"kite1": [95.0]} and got["mode"] == "pooled"
+    assert [r["cap_use_min_pct"] for r in got["repeat_runs"]] == [90.0, 99.0, 95.0]
+    # a single burst is the row as it is
+    assert merge_repeats([run(90.0, 10, 70.0, [1], 50.0)])["cap_use_min_pct"] == 90.0
