@@ -13,6 +13,13 @@ gaps remain, each closed here:
   twice anyway is a no-op by the order's state claim.
 * Celery's cleanup of the lost connection can raise a non-connection error and stop the worker
   for good (:class:`Consumer`, installed as ``worker_consumer``).
+* A task still running at the loss acks, once done, on the lost connection's channel, which
+  kombu has closed meanwhile (its pools dropped, its transport gone): the ack raises
+  ``AttributeError`` from the event loop and the worker exits. A Sentinel failover does it
+  every time (tests/ha/test_failover.py). :class:`Consumer` acks those messages through its
+  current channel instead (the unacked entry is the same in Redis, whichever channel removes
+  it); should that fail too, the message is delivered again after the visibility timeout, and
+  the order's state claim makes that a no-op.
 """
 
 from __future__ import annotations
@@ -58,6 +65,47 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]  # Celery ships no type hi
             conn.close = close_tolerant
         super().on_connection_error_after_connected(exc)
 
+    def call_soon_ack(self, p: Any, *args: Any, **kwargs: Any) -> Any:
+        """Celery's, with an ack on a channel closed at a lost connection made on the current one
+        instead of stopping the worker (see the module docstring)."""
+        return super().call_soon_ack(_tolerating_closed_channel(p, self._ack_on_current_channel), *args, **kwargs)
+
+    def _ack_on_current_channel(self, delivery_tag: str) -> None:
+        """Ack ``delivery_tag`` through the consumer's current channel: what kombu's Redis QoS does
+        (drop it from the unacked hash and index), so the visibility timeout does not deliver it
+        again."""
+        qos = self.task_consumer.channel.qos
+        qos._remove_from_indices(delivery_tag).execute()
+
+
+def _tolerating_closed_channel(ack: Any, ack_elsewhere: Any) -> Any:
+    """``ack`` (a message's ``ack_log_error`` or ``reject_log_error``), but when it raises
+    AttributeError because its channel is closed, an ack goes through ``ack_elsewhere`` and a
+    reject is left to the visibility timeout."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return ack(*args, **kwargs)
+        except AttributeError as e:
+            message = getattr(ack, "__self__", None)
+            channel = getattr(message, "channel", None)
+            # Closed: the channel lost its transport, or the transport its connection.
+            if getattr(getattr(channel, "connection", None), "client", None) is not None:
+                raise  # a live channel: not the lost connection's, kombu's bug to see
+            tag = getattr(message, "delivery_tag", None)
+            reason: BaseException = e
+            if getattr(ack, "__name__", "") == "ack_log_error" and tag:
+                try:
+                    ack_elsewhere(tag)
+                    log.info("acked message %s on the new broker connection (its own was lost)", tag)
+                    return None
+                except Exception as again:
+                    reason = again
+            log.warning("could not ack message %s after the broker connection was lost (%r): it is delivered "
+                        "again after the visibility timeout", tag, reason)  # fmt: skip
+            return None
+
+    return run
 
 class RestoreDropped(bootsteps.StartStopStep):
     """Consumer step: after a lost broker connection, put back the messages this worker had
