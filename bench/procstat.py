@@ -87,13 +87,21 @@ class TreeSample:
 
 
 class ProcTree:
-    """The processes under some roots (worker processes; the paper broker), read on demand."""
+    """The processes under some roots (worker processes; the paper broker), read on demand. The
+    tree is walked once (every /proc/<pid>/stat of the machine: ~10 ms, too much to repeat four
+    times a second beside a benchmark) and again on :meth:`refresh`; a threads-pool worker never
+    forks, a prefork pool's children are there once it is ready."""
 
     def __init__(self, roots: Iterable[int]) -> None:
         self.roots = list(roots)
+        self.pids: list[int] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.pids = descendants(self.roots, _all_parents())
 
     def sample(self) -> TreeSample:
-        pids = descendants(self.roots, _all_parents())
+        pids = self.pids
         rss = 0
         cpu = 0.0
         alive = 0

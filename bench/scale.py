@@ -133,6 +133,7 @@ class Burst:
     enqueued: dict[str, dict[str, int]] = field(default_factory=dict)  # account -> coid -> ns
     cancels: dict[str, tuple[str, int]] = field(default_factory=dict)  # account -> (resting coid, ns)
     enqueue_s: float = 0.0
+    enqueue_cpu_s: float = 0.0  # this thread's CPU in the enqueue calls (place_order, cancel_order)
 
     def ids(self) -> list[str]:
         return [c for per in self.enqueued.values() for c in per] + [c for c, _ in self.cancels.values()]
@@ -159,6 +160,7 @@ def _send(names: list[str], resting: dict[str, str]) -> Burst:
     from common.client import cancel_order, place_order
 
     b = Burst(t0_ns=time.monotonic_ns())
+    cpu0 = time.thread_time()
     for n in names:
         per: dict[str, int] = {}
         for _ in range(BURST):
@@ -170,6 +172,7 @@ def _send(names: list[str], resting: dict[str, str]) -> Burst:
             cancel_order(resting[n])
             b.cancels[n] = (resting[n], t)
     b.enqueue_s = (time.monotonic_ns() - b.t0_ns) / NS
+    b.enqueue_cpu_s = time.thread_time() - cpu0
     return b
 
 
@@ -213,11 +216,10 @@ class PeakRss(threading.Thread):
 
 
 def _others(s: Stack) -> dict[str, ProcTree]:
-    """The rest of the pipeline whose CPU a burst also costs: Redis, the paper broker, this process
-    (the producer: every place_order of the burst)."""
+    """The rest of the pipeline whose CPU a burst also costs: Redis and the paper broker (the
+    producer's, every place_order of the burst, is its thread's CPU: :class:`Burst`)."""
     assert s.paper_proc is not None and s.redis.proc is not None
-    return {"redis": ProcTree([s.redis.proc.pid]), "paper": ProcTree([s.paper_proc.pid]),
-            "producer": ProcTree([os.getpid()])}
+    return {"redis": ProcTree([s.redis.proc.pid]), "paper": ProcTree([s.paper_proc.pid])}
 
 
 def measure_row(s: Stack, mode: str, names: list[str], workers: list[WorkerProc],
@@ -247,7 +249,8 @@ def measure_row(s: Stack, mode: str, names: list[str], workers: list[WorkerProc]
            "cpu_ms_per_order": round(1000 * (end.cpu_s - idle.cpu_s) / orders, 2),
            "burst_wall_s": round(wall_s, 2), "enqueue_s": round(burst.enqueue_s, 2), "unsettled": len(left),
            "paper_cpu_s": cpu["paper"], "paper_core_pct": round(100 * cpu["paper"] / wall_s, 1),
-           "redis_cpu_s": cpu["redis"], "producer_cpu_s": cpu["producer"],
+           "redis_cpu_s": cpu["redis"], "producer_cpu_s": round(burst.enqueue_cpu_s, 2),
+           "producer_cpu_ms_per_order": round(1000 * burst.enqueue_cpu_s / orders, 2),
            "loadavg_1m": round(os.getloadavg()[0], 1),  # other work on the machine during the row
            "per_account": {n: [round(100 * b["cap_use"], 1), b["cap_use_details"].get("span_s"), b["max_in_1s"],
                                b["slots_behind"]] for n, b in per_account.items()},
