@@ -80,8 +80,9 @@ def test_a_backlog_on_one_account_does_not_delay_another(make_accounts, celery_w
     logged_in([a, b])
     celery_workers.start_pooled(["kite1", "kite2"])
     user_a, user_b = paper_user_of(a).user_id, paper_user_of(b).user_id
-    # Deadlines of a few seconds: what A cannot send by then expires, so the test stays short.
-    backlog = _place(a, 500, deadline_s=4)
+    # Deadlines longer than the enqueue takes on a loaded machine: the backlog stays queued (the
+    # test ends before A could drain it; the workers are killed at teardown).
+    _place(a, 500, deadline_s=30)
     wait_for(lambda: len(order_requests(paper.requests(), user_a)) >= 5, 10, what="A's backlog under way")
     queued = r.llen(keys.orders_queue("kite1"))
     assert queued > 400, f"A's backlog is not queued ({queued})"
@@ -91,7 +92,7 @@ def test_a_backlog_on_one_account_does_not_delay_another(make_accounts, celery_w
     late_ms = (arrived[0]["arrival_ns"] - called_ns) / 1e6
     assert arrived[0]["tag"] == single
     assert late_ms <= 100, f"B's order reached the broker {late_ms:.1f} ms after the call, behind A's backlog"
-    wait_for(lambda: all(s in TERMINAL or s == "OPEN" for s in _states(backlog).values()), 20, 0.2, "A's backlog settled")
+    assert r.llen(keys.orders_queue("kite1")) > 300, "A's backlog drained meanwhile: the measure proves nothing"
 
 
 def test_the_urgent_lane_of_a_busy_account_keeps_its_two_slots(make_accounts, celery_workers, paper) -> None:
