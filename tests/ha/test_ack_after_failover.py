@@ -46,3 +46,27 @@ def test_an_attribute_error_on_a_live_channel_still_raises() -> None:
     live = Message(client=SimpleNamespace(hostname="127.0.0.1"))
     with pytest.raises(AttributeError, match="live channel"):
         _tolerating_closed_channel(live.ack_log_error, lambda tag: None)(None, ())
+
+
+def test_the_consumer_tries_to_reconnect_every_half_second_to_two_seconds() -> None:
+    """kombu's default waits (2 s, then 4 s more) made a worker come back 6-9 s after a SIGKILLed
+    primary when its attempt at 2 s came just before the promotion (bench/redis_ha.py)."""
+    from workers.connection_loss import RECONNECT_INTERVALS, Consumer
+
+    calls: list[dict[str, Any]] = []
+
+    class Conn:
+        def ensure_connection(self, errback: Any = None, max_retries: Any = None, **kw: Any) -> Conn:
+            calls.append(kw)
+            return self
+
+    consumer = Consumer.__new__(Consumer)  # ensure_connected reads only the app's retry settings
+    consumer.app = SimpleNamespace(conf=SimpleNamespace(broker_connection_retry_on_startup=True,
+                                                        broker_connection_retry=True, broker_connection_max_retries=None))
+    consumer.first_connection_attempt = False
+    consumer.broker_connection_retry_attempt = 0
+    conn = Conn()
+    assert consumer.ensure_connected(conn) is conn
+    assert calls and {k: calls[0][k] for k in RECONNECT_INTERVALS} == RECONNECT_INTERVALS
+    assert RECONNECT_INTERVALS["interval_start"] <= 0.5 and RECONNECT_INTERVALS["interval_max"] <= 2.0
+    assert "ensure_connection" not in vars(conn)  # the connection's own method again

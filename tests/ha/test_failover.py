@@ -139,26 +139,29 @@ def check_failover(stack: Stack, got: dict[str, Any], say: Callable[[str], None]
         f"order requests after the promotion by status: {dict(collections.Counter(e['status'] for e in order_requests(stack.paper.requests(), stack.orders_user) if e['arrival_ns'] / 1e9 > got['promoted']))}",
         f"Beat sweeps sent in the {got['window_s']:.1f} s since the kill, per Beat: {got['sweeps']}",
     ]))  # fmt: skip
-    missing = {"strategy (place_order)", "order worker (an order at the broker)", "auth worker (the login's token)",
-               "beat (a tick)", "feed (ticks)"} - set(recovery)  # fmt: skip
+    # A Beat that exited is judged last (an xfail: see below); the standby's lock wait is not timed.
+    dead_beats = [i for i, p in enumerate(stack.beats) if p.poll() is not None]
+    expected = {"strategy (place_order)", "order worker (an order at the broker)", "auth worker (the login's token)",
+                "feed (ticks)", *(() if dead_beats else ("beat (a tick)",))}  # fmt: skip
+    missing = expected - set(recovery)
     assert not missing, f"not working on the new primary within {RECOVER_S} s: {missing}\n{stack.logs()[-6000:]}"
-    assert max(recovery.values()) <= RECOVER_S, recovery
+    assert max(v for k, v in recovery.items() if k in expected) <= RECOVER_S, recovery
     assert not late, late
     assert all(book[i] <= 1 for i in book)
     assert not [i for i in got["acked_before"] if states[i] in NEVER_SENT and book[i]], "never-sent at the broker"
-    # One Beat fires (the other waits on the lock), each 5 s slot once
-    assert sum(1 for n in got["sweeps"] if n) == 1, got["sweeps"]
-    assert 1 <= sum(got["sweeps"]) <= got["window_s"] / 5.0 + 1, got["sweeps"]
+    # At most one Beat fires (the other waits on the lock), each 5 s slot at most once
+    assert sum(1 for n in got["sweeps"] if n) <= 1, got["sweeps"]
+    assert sum(got["sweeps"]) <= got["window_s"] / 5.0 + 1, got["sweeps"]
     assert stack.feed is not None and stack.feed.poll() is None, "the feed died with the primary"
     dead = [f"{w.name} ({w.queues}) exit {w.proc.poll() if w.proc else None}" for w in stack.workers.procs if not w.alive]
     assert not dead, f"a worker died with the primary: {dead}\n{stack.logs()[-8000:]}"
-    dead_beats = [i for i, p in enumerate(stack.beats) if p.poll() is not None]
     if dead_beats:
         # Known and reported (#22): RedBeat extends its lock through a client with no retry of
         # its own (redbeat's RetryingConnection wraps the client, not the Lock it made), so a
         # tick that lands in the failover window raises MasterNotFoundError and Beat exits; the
-        # standby Beat took over above. The fix belongs in beat/schedule.py.
+        # standby takes over once the dead one's lock lapses (15 s). The fix belongs in beat/schedule.py.
         pytest.xfail(f"Beat {dead_beats} exited at the failover: {stack.beat_log(dead_beats[0])[-600:]}")
+    assert sum(got["sweeps"]) >= 1, f"no Beat fired after the failover: {got['sweeps']}"
 
 
 def _scenario(make_redis_ha: Callable[..., RedisHA], make_accounts: Any, celery_workers: Any, paper: Any,
