@@ -25,8 +25,10 @@ Settings, each against a hazard of docs/architecture.md § Orders:
   reconciliation), so a healthy task is not redelivered while it runs; short enough that an
   order with a long deadline whose worker died is still sent in time. A too-short value costs
   only wasted slots (the redelivery takes over an unsent claim), never a duplicate. Abandoned
-  messages are looked for every :data:`RESTORE_INTERVAL_S` (kombu's default is ~100 s).
-  What a dead worker leaves behind before its deadline is settled by the sweeper anyway.
+  messages are looked for every :data:`RESTORE_INTERVAL_S` (kombu's default is ~100 s), under
+  kombu's restore mutex, which a worker killed mid-restore holds until it expires: after
+  :data:`RESTORE_MUTEX_EXPIRE_S`, not kombu's 300 s (a pass takes milliseconds; two passes at once
+  only restore a message twice, which the claim makes harmless). What a dead worker leaves behind before its deadline is settled by the sweeper anyway.
 * ``queue_order_strategy = "priority"``: the Redis transport reads a worker's queues in the
   order given with -Q instead of round-robin, so ``-Q orders.X.urgent,orders.X`` always takes
   an urgent message first. Run one small worker on ``orders.X.urgent`` alone as well, so an
@@ -77,6 +79,7 @@ from workers.pooled import PooledConsumer, is_pooled
 __all__ = [
     "PLACE_TASK",
     "RESTORE_INTERVAL_S",
+    "RESTORE_MUTEX_EXPIRE_S",
     "TASK_QUEUES",
     "VISIBILITY_TIMEOUT_S",
     "RestoreDropped",
@@ -90,6 +93,7 @@ log = logging.getLogger(__name__)
 
 VISIBILITY_TIMEOUT_S = int(os.environ.get("BROKERGATE_VISIBILITY_TIMEOUT_S", "60"))
 RESTORE_INTERVAL_S = max(1, min(5, VISIBILITY_TIMEOUT_S // 4))
+RESTORE_MUTEX_EXPIRE_S = 10
 
 # Tasks routed by name to a fixed queue; the order tasks are routed by their account.
 TASK_QUEUES: dict[str, str] = {
@@ -189,6 +193,7 @@ app.conf.update(
             "queue_order_strategy": "priority",
             "unacked_restore_interval": RESTORE_INTERVAL_S,
             "unacked_restore_throttle": 1,
+            "unacked_mutex_expire": RESTORE_MUTEX_EXPIRE_S,
             "socket_connect_timeout": 5,
             "socket_keepalive": True,
             "retry_on_timeout": True,

@@ -2,7 +2,7 @@
 
 Each order worker (its main process) renews ``bg:worker:alive:<name>`` every :data:`RENEW_S`
 with a TTL of :data:`TTL_S`, where ``<name>`` is the name it claims orders under
-(``worker:<celery hostname>``), and lists in ``bg:worker:held:<name>`` the orders whose place
+(``worker:<celery hostname>/<instance>``, :func:`claimer`), and lists in ``bg:worker:held:<name>`` the orders whose place
 message it has received but not started (prefetched, or waiting in its rate-limit bucket).
 When the whole host dies, kombu gives its messages back only after the visibility timeout,
 past the orders' deadlines; with these marks the sweeper sends them again at once: orders the
@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,7 +24,7 @@ from celery.signals import task_received, worker_ready, worker_shutdown
 
 from common import keys
 
-__all__ = ["HELD_FOR_S", "RENEW_S", "TTL_S", "alive", "dead_workers", "forget", "mark", "start"]
+__all__ = ["HELD_FOR_S", "INSTANCE", "RENEW_S", "TTL_S", "alive", "claimer", "dead_workers", "forget", "mark", "start"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,11 @@ _lock = threading.Lock()
 _started: set[str] = set()
 _held: dict[str, float] = {}  # client_order_id -> when its message was received (monotonic)
 _changed = threading.Event()
+# One per process start (a prefork child inherits its parent's: they are one worker). A worker
+# restarted under its node name (docker's restart policy) is a new claimer: otherwise its marks
+# would make the dead process's claims and held messages look alive, and they would wait out
+# kombu's visibility timeout, past their deadlines.
+INSTANCE = uuid.uuid4().hex[:8]
 
 
 def start(name: str) -> None:
@@ -107,15 +113,16 @@ def forget(r: redis.Redis, name: str) -> None:
 # --- hooked into the worker's main process ---------------------------------------------------------
 
 
-def _name(hostname: str) -> str:
-    return f"worker:{hostname}"
+def claimer(hostname: str) -> str:
+    """The name this process claims orders under and keeps its liveness marks under."""
+    return f"worker:{hostname}/{INSTANCE}"
 
 
 @worker_ready.connect
 def _on_ready(sender: Any = None, **_kw: Any) -> None:
     hostname = getattr(sender, "hostname", None)
     if hostname:
-        start(_name(hostname))
+        start(claimer(hostname))
 
 
 @task_received.connect
@@ -144,6 +151,6 @@ def _on_shutdown(sender: Any = None, **_kw: Any) -> None:
 
     try:
         # A clean stop gives its messages back itself (warm shutdown): nothing is held any more.
-        forget(get_redis(), _name(hostname))
+        forget(get_redis(), claimer(hostname))
     except redis.RedisError as e:
         log.debug("liveness marks not dropped at shutdown: %s", e)

@@ -30,7 +30,7 @@ from common import accountstate, keys, orderstore
 from common.client import send_task_by_name
 from common.models import Order
 from common.redis import get_redis, server_time_ms
-from workers import liveness  # noqa: F401 - its signal handlers mark this worker alive
+from workers import liveness  # its signal handlers mark this worker alive
 from workers.actions import run_cancel, run_modify
 from workers.brokercall import DEFAULT_ACTION_DEADLINE_S
 from workers.placing import run_place
@@ -76,7 +76,7 @@ def place_order(self: Any, order: dict[str, Any]) -> str:
         # Enqueued by name without an id: derive it from the message, so that a redelivery of
         # this message is the same order (a random id per delivery would send it twice).
         order = {**order, "client_order_id": str(self.request.id).replace("-", "")[:20]}
-    source = f"worker:{self.request.hostname or ''}"
+    source = liveness.claimer(self.request.hostname or "")
     deadline_s = order.get("deadline_s") if isinstance(order, dict) else None
     if not isinstance(deadline_s, int | float):
         deadline_s = Order.__dataclass_fields__["deadline_s"].default

@@ -282,13 +282,15 @@ def test_a_claim_held_by_a_dead_worker_is_sent_again_before_the_deadline(r) -> N
 
 
 @pytest.mark.slow
-def test_a_whole_worker_killed_with_claimed_orders_still_places_them_in_time(make_accounts, celery_workers,
-                                                                            paper) -> None:
+@pytest.mark.parametrize("replacement", ["another worker", "the same node restarted"])
+def test_a_whole_worker_killed_with_claimed_orders_still_places_them_in_time(replacement, make_accounts,
+                                                                            celery_workers, paper) -> None:
     """Given a worker holding claimed orders waiting for their slots, When the whole worker is
     SIGKILLed (no child left to reject the message), Then a second worker places every order
     before its deadline (the sweeper redrives them), each exactly once: those it had claimed and
     those whose message waited in its rate-limit bucket. Before: both waited out kombu's
-    visibility timeout (60 s) and EXPIRED at their 20 s deadline although nothing was sent."""
+    visibility timeout (60 s) and EXPIRED at their 20 s deadline although nothing was sent. The
+    same when the replacement is the dead worker restarted under its node name."""
     from workers.sweeper import sweep
 
     acct = make_accounts(kite=1, angel=0, caps={"orders": ["1/s"]})["kite1"]
@@ -303,7 +305,13 @@ def test_a_whole_worker_killed_with_claimed_orders_still_places_them_in_time(mak
     # At 1/s the first goes at once and the others wait for their slots, claimed.
     wait_for(lambda: claimed_unsent() >= 2, 10, what="orders claimed and waiting for their slots")
     first.kill()
-    celery_workers.start([keys.orders_queue(acct.name)], concurrency=1)
+    if replacement == "another worker":
+        celery_workers.start([keys.orders_queue(acct.name)], concurrency=1)
+    else:
+        # As docker's restart policy does: the same node name, a new process. The dead process's
+        # claims must not look alive because its successor renews a mark under the same name.
+        first.spawn()
+        first.wait_ready()
     r = get_redis()
 
     def all_placed() -> bool:

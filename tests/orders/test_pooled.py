@@ -57,8 +57,9 @@ def test_one_pooled_worker_serves_three_accounts_of_three_brokers(make_accounts,
     wait_for(lambda: all(s in ("OPEN", "COMPLETE") for s in _states(every).values()), 20, 0.2, "every order placed")
     # Each message was listed as received-not-started when it arrived (kept for HELD_FOR_S): the
     # pooled consumer goes through Celery's task_received like a dedicated one.
-    held = keys.worker_held(f"worker:{pool.name}@{socket.gethostname()}")
-    wait_for(lambda: r.smembers(held) == set(every), 5, what="every account's orders in the held set")
+    prefix = f"worker:{pool.name}@{socket.gethostname()}/"  # + the process's instance (liveness.claimer)
+    (name,) = [n for n in r.smembers(keys.WORKERS) if n.startswith(prefix)]
+    wait_for(lambda: r.smembers(keys.worker_held(name)) == set(every), 5, what="every account's orders in the held set")
     for name, a in accts.items():
         _placed_once(paper, a, ids[name])
     kite = accts["kite1"]
