@@ -1,7 +1,7 @@
 """``make bench``: run every benchmark suite, print one table, write bench/results/latest.json.
 
     python -m bench                 # everything
-    python -m bench --only feed     # one suite (orders, login, feed, postback, account, safety, derivatives, scale)
+    python -m bench --only feed     # one suite (orders, login, feed, postback, account, safety, derivatives, scale, redis_ha)
 
 Each suite module ``bench.<name>`` exposes ``run(progress) -> Iterable[Record]``. Pictures go to
 bench/results/*.png (bench/pictures.py). ``scale`` (bench/scale.py) is the many-accounts suite:
@@ -18,7 +18,7 @@ import traceback
 
 from bench.report import RESULTS_DIR, Record, markdown_table, merged, print_table, write_json
 
-SUITES = ("orders", "login", "feed", "postback", "account", "safety", "derivatives", "scale")
+SUITES = ("orders", "login", "feed", "postback", "account", "safety", "derivatives", "scale", "redis_ha")
 
 
 def _pictures(records: list[Record]) -> None:
