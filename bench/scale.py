@@ -247,6 +247,8 @@ def measure_row(s: Stack, mode: str, names: list[str], workers: list[WorkerProc]
     row = {"mode": mode, "processes": idle.processes, "rss_mb_peak": round(peak_kb / 1024, 1),
            "rss_mb_idle": round(idle.rss_kb / 1024, 1), "cpu_s": round(end.cpu_s - idle.cpu_s, 2),
            "cpu_ms_per_order": round(1000 * (end.cpu_s - idle.cpu_s) / orders, 2),
+           # A pooled process is one interpreter: near 100% here it is the bottleneck (the GIL).
+           "worker_core_pct": round(100 * (end.cpu_s - idle.cpu_s) / wall_s, 1),
            "burst_wall_s": round(wall_s, 2), "enqueue_s": round(burst.enqueue_s, 2), "unsettled": len(left),
            "paper_cpu_s": cpu["paper"], "paper_core_pct": round(100 * cpu["paper"] / wall_s, 1),
            "redis_cpu_s": cpu["redis"], "producer_cpu_s": round(burst.enqueue_cpu_s, 2),

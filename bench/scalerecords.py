@@ -74,8 +74,10 @@ def _cost_records(rows: Sequence[dict[str, Any]]) -> Iterator[Record]:
         target="<= dedicated workers' (no goal in #21)", passed=cpu is not None and a_cpu is not None and cpu <= a_cpu,
         anchor="dedicated per-account workers", anchor_value=a_cpu, ratio=_ratio(cpu, a_cpu),
         spread=_spread(rows, lambda r: r["cpu_s"]),
-        notes="utime+stime of the worker processes from the first enqueue until every order settled; "
-              "burst wall s " + _spread(rows, lambda r: r["burst_wall_s"]),
+        notes="utime+stime of the worker processes from the first enqueue until every order settled; CPU ms an "
+              "order " + _spread(rows, lambda r: r["cpu_ms_per_order"]) + "; % of one core over the burst "
+              + _spread(rows, lambda r: r.get("worker_core_pct")) + "; burst wall s "
+              + _spread(rows, lambda r: r["burst_wall_s"]),
     )
 
 
@@ -102,7 +104,9 @@ def _cap_records(rows: Sequence[dict[str, Any]]) -> Iterator[Record]:
         spread="min " + _spread(rows, lambda r: r["cap_use_min_pct"]),
         notes=("bench/orders.py's utilization per account, 20 orders at once at 10/s; median "
                + _spread(rows, lambda r: r["cap_use_median_pct"]) + "; accounts below 95%: "
-               + _spread(rows, lambda r: r["accounts_below_95_pct"])),
+               + _spread(rows, lambda r: r["accounts_below_95_pct"]) + "; the producer's enqueue of the burst took s "
+               + _spread(rows, lambda r: r["enqueue_s"]) + " (one process on the same 2 cores: the faster it "
+               "enqueues, the more the workers must carry at once)"),
     )
     behind = worst("pooled", lambda r: max(r["slots_behind"], default=None), lambda v: max(v))
     a_behind = worst("dedicated", lambda r: max(r["slots_behind"], default=None), lambda v: max(v))
