@@ -89,7 +89,6 @@ def _place(r: redis_lib.Redis, wire: _Wire, monkeypatch: pytest.MonkeyPatch, lim
     broker = _Broker()
     monkeypatch.setattr(bc, "account", lambda _name: acct)
     monkeypatch.setattr(bc, "adapter_for", lambda _a: broker)
-    monkeypatch.setattr(bc, "instrument", lambda _a, _o: None)
     monkeypatch.setattr(bc, "_token", lambda _a: ("tok", 1))
     # A thread paused past the slot's tolerance (2 busy cores) takes a new slot: more round trips, not ours.
     monkeypatch.setattr(ratelimit, "LATE_TOLERANCE_MS", 60_000)
@@ -111,12 +110,13 @@ def test_an_order_with_no_limit_pays_no_round_trip_for_the_risk_read(r: redis_li
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Given an account with no risk limit (none in the file, none set at run time), When the
     worker places an order, Then the risk read is the claim's (no request of its own), and the
-    whole path is the claim, the limiter slot, the send gate, its confirmation, the OPEN update
-    and the count: six round trips (seven before the read rode in the claim)."""
+    whole path is the claim, the instrument's lookup (no master here: None), the limiter slot, the
+    send gate, its confirmation, the OPEN update and the count: seven round trips (eight before
+    the read rode in the claim), four of them before the request leaves."""
     sent = _place(r, wire, monkeypatch, RiskLimits())
-    assert sent[:2] == ["order_claim", "ratelimit_reserve"], " ".join(sent)
+    assert sent[:4] == ["order_claim", "HGET", "ratelimit_reserve", "order_mark_sent"], " ".join(sent)
     assert "risk_read" not in sent and "risk_admit" not in sent, " ".join(sent)
-    assert len(sent) == 6, " ".join(sent)
+    assert len(sent) == 7, " ".join(sent)
 
 
 def test_a_count_limit_costs_its_atomic_admit_and_nothing_more(r: redis_lib.Redis, wire: _Wire,
@@ -126,7 +126,7 @@ def test_a_count_limit_costs_its_atomic_admit_and_nothing_more(r: redis_lib.Redi
     separate read."""
     risk.set_limits(risk.account_scope("acct1"), {"max_open_orders": "5"}, r)
     sent = _place(r, wire, monkeypatch, RiskLimits())
-    assert sent[:3] == ["order_claim", "risk_admit", "ratelimit_reserve"], " ".join(sent)
+    assert sent[:3] == ["order_claim", "HGET", "risk_admit"], " ".join(sent)
     assert sent.count("risk_admit") == 1 and "risk_read" not in sent, " ".join(sent)
-    assert len(sent) == 7, " ".join(sent)
+    assert len(sent) == 8, " ".join(sent)
     assert r.scard(keys.risk_open("acct1")) == 2  # both orders let through, both OPEN
