@@ -189,7 +189,7 @@ def test_primary_sigkilled_mid_session_tls_acl_short(make_redis_ha, make_account
     carries on with the promoted replica within 10 s, and no acknowledged order is lost, doubled
     or late."""
     _scenario(make_redis_ha, make_accounts, celery_workers, paper, tmp_path, capsys, tls=True, cap="4/s",
-              every_s=0.1, before_s=0.5, after_s=2.5)  # fmt: skip
+              every_s=0.15, before_s=0.0, after_s=1.0)  # fmt: skip
 
 
 @pytest.mark.chaos
