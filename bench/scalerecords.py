@@ -133,8 +133,10 @@ def _latency_records(rows: Sequence[dict[str, Any]]) -> Iterator[Record]:
             passed=v is not None and a is not None and v <= 1.2 * a,
             anchor="dedicated per-account workers", anchor_value=a, ratio=_ratio(v, a),
             spread=_spread(rows, lambda r, q=q: r["latency_first_window_ms"][q]),
-            notes="the orders the cap lets through at once (their wait is the pipeline's, not the cap's); every "
-                  f"order of the burst, {q}: " + _spread(rows, lambda r, q=q: r["latency_all_ms"][q]),
+            notes="the orders the cap lets through at once (their wait is the pipeline's, not the cap's); a "
+                  "dedicated worker's Celery rate_limit (the account's 10/s x its concurrency 2) spaces them 50 ms "
+                  "apart, a pooled worker has Celery's rate limit off; every order of the burst, "
+                  f"{q}: " + _spread(rows, lambda r, q=q: r["latency_all_ms"][q]),
         )
 
 
