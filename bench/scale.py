@@ -52,7 +52,6 @@ SIZES = tuple(int(x) for x in os.environ.get("BENCH_SCALE_SIZES", "1,10,50,100")
 # 100 accounts, where one burst takes 10-30 s on this machine.
 REPEATS = {1: 3, 10: 3}
 MAX_CANCELS = 10  # accounts per row with an urgent cancel behind their burst
-ACCOUNTS_PER_POOL = 50
 OBSERVE_S = 10.0  # bench/orders.py UTIL_OBSERVE_S: a starving account is judged over this long
 SETTLE_TIMEOUT_S = 120.0
 FANOUT_SIGNALS = 20
@@ -75,13 +74,13 @@ def _order(account: str, **kw: Any) -> dict[str, Any]:
 
 def pooled_workers(s: Stack, names: list[str]) -> list[WorkerProc]:
     """Prepared (not started) pooled workers for ``names``, as many shards as
-    ``brokergate.launch.worker_plan`` gives (ceil(n / 50)); pooled at every size, even the few
+    ``brokergate.launch.worker_plan`` gives (ceil(n / 25)); pooled at every size, even the few
     accounts the plan would give dedicated workers, so the curve has both modes at each."""
     from brokergate.launch import worker_plan
     from common.settings import accounts
 
     configured = accounts()
-    plan = worker_plan({n: configured[n] for n in names}, pooled_above=0, accounts_per_pool=ACCOUNTS_PER_POOL)
+    plan = worker_plan({n: configured[n] for n in names}, pooled_above=0)
     shards = sum(1 for layout in plan if layout.pooled)
     if shards == 1:
         return [s.workers.prepare_pooled(names)]

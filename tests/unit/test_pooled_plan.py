@@ -60,14 +60,14 @@ def test_worker_plan_is_dedicated_for_a_handful_and_pooled_above() -> None:
     assert [w.node for w in few] == ["orders-a000", "urgent-a000", "orders-a001", "urgent-a001", "orders-a002",
                                      "urgent-a002", "orders-a003", "urgent-a003", "auth"]
     assert not any(w.pooled for w in few)
-    many = launch.worker_plan(_accounts(101))
+    many = launch.worker_plan(_accounts(101), accounts_per_pool=50)
     assert [w.node for w in many] == ["pool-0of3", "pool-1of3", "pool-2of3", "auth"]
     served = [q for w in many[:-1] for q in w.queues]
     assert sorted(served) == sorted(q for a in _accounts(101) for q in (f"orders.{a}", f"orders.{a}.urgent"))
     assert [w.concurrency for w in many[:-1]] == [34 * 3, 34 * 3, 33 * 3]
     assert [w.node for w in launch.worker_plan(_accounts(5))] == ["pool", "auth"]
     assert [w.node for w in launch.worker_plan(_accounts(10), pooled_above=10)][-1] == "auth"
-    assert len(launch.worker_plan(_accounts(100), accounts_per_pool=25)) == 5
+    assert len(launch.worker_plan(_accounts(100))) == 5  # 4 shards of 25, and auth
 
 
 def test_each_layout_carries_the_arguments_that_run_it() -> None:
