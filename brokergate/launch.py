@@ -26,7 +26,7 @@ import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from common import keys
@@ -61,7 +61,8 @@ class WorkerLayout:
     queues: tuple[str, ...]
     concurrency: int
     pooled: bool = False
-    args: tuple[str, ...] = ()
+    # How to ask for it, not what it is: two layouts that consume alike are equal however named.
+    args: tuple[str, ...] = field(default=(), compare=False)
 
 
 def worker_layout(
