@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 import redis
-from redis.sentinel import Sentinel
+from redis.connection import SSLConnection
+from redis.sentinel import Sentinel, SentinelManagedConnection
 from redis.typing import EncodableT, FieldT
 
 from common import redisconf
@@ -40,6 +41,38 @@ def redis_conf() -> RedisConf:
         return _conf[1]
 
 
+class MasterFollowingConnection(SentinelManagedConnection):
+    """A connection to the master the sentinels name *now*, on every connect and reconnect.
+
+    redis-py 8.2's SentinelManagedConnection asks the sentinels only in ``connect()``; a command
+    retried over a lost connection reconnects through ``connect_check_health``, which reuses the
+    old address, so a command in flight at a failover spent its whole retry budget on the dead
+    primary and raised ConnectionError (10.5 s stalls: tests/ha/test_sentinel_client.py). Here
+    every reconnect asks the sentinels, and makes one socket attempt: the command's own retry
+    (``BROKERGATE_REDIS_RETRY_S``) asks again after its backoff, so it lands on the promoted
+    replica as soon as the sentinels name it (MasterNotFoundError, a ConnectionError, until then).
+    """
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self._sock:
+            return
+        if self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+            retry_socket_connect = False
+        super().connect_check_health(check_health=check_health, retry_socket_connect=retry_socket_connect)
+
+    def _connect_retry(self) -> None:
+        if self._sock or not self.connection_pool.is_master:
+            super()._connect_retry()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            return
+        # connect_check_health asks the sentinels itself: once per attempt, not twice
+        self.connect_check_health(check_health=self.connection_pool.check_connection)
+
+
+class MasterFollowingSSLConnection(MasterFollowingConnection, SSLConnection):
+    """:class:`MasterFollowingConnection` over TLS."""
+
+
 def connect(conf: RedisConf, *, decode: bool = True) -> redis.Redis:
     """A new client for ``conf``: the one server at its URL, or, with Sentinel, the master the
     sentinels name, found again on every new connection (so it follows a failover).
@@ -48,7 +81,9 @@ def connect(conf: RedisConf, *, decode: bool = True) -> redis.Redis:
     a health check and keepalive notice a dead peer."""
     if conf.sentinel:
         nodes, sentinel_kwargs, data_kwargs = redisconf.sentinel_args(conf, decode)
-        client: redis.Redis = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs, **data_kwargs).master_for(conf.master)
+        cls = MasterFollowingSSLConnection if conf.tls else MasterFollowingConnection
+        sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs, **data_kwargs)
+        client: redis.Redis = sentinel.master_for(conf.master, connection_class=cls)
         return client
     return redis.Redis.from_url(redisconf.data_url(conf), **redisconf.redis_kwargs(conf, decode))
 
