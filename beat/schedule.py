@@ -18,7 +18,9 @@ instead of RedBeat's 25 minutes, so when a Beat dies its successor takes over wi
 about 20 s (the lock lapses after 15 s; a waiting Beat retries it every max interval).
 Shorter would risk a healthy but slow Beat (a long Redis pause) losing its lock between
 ticks, and two Beats firing. Entries' ``last_run_at`` live in Redis too, so the successor
-does not run a slot again.
+does not run a slot again. Across a Redis failover (beat/lock.py) a failed extend is retried
+while the lock is still ours, a lost lock is taken again at a later tick rather than Beat
+exiting, and a tick fires only after its extend succeeded.
 
 Catch-up: RedBeat stores a new entry with ``last_run_at = now``, so a Beat started at 09:00
 would wait for tomorrow's 08:45. A ``beat_init`` handler, run after RedBeat has taken its
@@ -44,9 +46,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import redis
 from celery.schedules import crontab
 from celery.signals import beat_init
 
+from beat.lock import FailoverSafeLock, LockLost, install_client
 from common import keys, redisconf
 from common.errors import ConfigError
 from common.settings import Account, accounts, settings
@@ -144,38 +148,74 @@ def _beat_heartbeat(r: Any, lock_timeout_s: float) -> None:
         p.execute()
 
 
-def _wrap_tick_with_heartbeat(scheduler: Any) -> None:
+def _failover_safe_lock(scheduler: Any, app: Any) -> FailoverSafeLock:
+    """RedBeat's lock as a :class:`~beat.lock.FailoverSafeLock`: the one RedBeat took, or, when
+    its wait for the lock raised (a failover while this Beat was standby), a new one to take."""
+    timeout_s = float(getattr(scheduler, "lock_timeout", LOCK_TIMEOUT_S) or LOCK_TIMEOUT_S)
+
+    def taken() -> None:  # a Beat that takes the lock over runs the catch-up, as one starting does
+        _beat_catch_up(app)
+
+    lock = scheduler.lock
+    if lock is not None:
+        return FailoverSafeLock(lock, timeout_s, held=True, on_acquired=taken)
+    from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
+
+    log.warning("beat: RedBeat could not take its lock (Redis failing over?); trying again at each tick")
+    client = get_redis(app)
+    lock = client.lock(scheduler.lock_key, timeout=timeout_s, sleep=scheduler.max_interval)
+    lock.lua_extend = client.register_script(LUA_EXTEND_TO_SCRIPT)  # extend *to* the timeout, as RedBeat
+    return FailoverSafeLock(lock, timeout_s, held=False, on_acquired=taken)
+
+
+def _guard_tick(scheduler: Any, lock: FailoverSafeLock) -> None:
+    """Each tick fires only while this Beat holds the lock (RedBeat's tick extends it through
+    ``lock``), survives a Redis failover instead of exiting Beat, and writes the heartbeat."""
     from common.redis import get_redis
 
     tick = scheduler.tick
-    lock_timeout_s = float(getattr(scheduler, "lock_timeout", LOCK_TIMEOUT_S) or LOCK_TIMEOUT_S)
+    idle_s = float(getattr(scheduler, "max_interval", MAX_LOOP_INTERVAL_S) or MAX_LOOP_INTERVAL_S)
 
-    def tick_and_beat(*args: Any, **kwargs: Any) -> Any:
-        result = tick(*args, **kwargs)
+    def guarded_tick(*args: Any, **kwargs: Any) -> Any:
         try:
-            _beat_heartbeat(get_redis(), lock_timeout_s)
+            result = tick(*args, **kwargs)
+        except LockLost:
+            return idle_s  # standby: try to take the lock at the next tick
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            # What RedBeat read or wrote after the extend failed for the whole retry budget; the
+            # entries due now are due again at the next tick (their last run is kept in Redis).
+            log.warning("beat: Redis out of reach during a tick (%s); trying again", type(e).__name__)
+            return 1.0
+        try:
+            _beat_heartbeat(get_redis(), lock.timeout_s)
         except Exception:  # status is informational; scheduling must go on
             log.debug("beat: heartbeat failed", exc_info=True)
         return result
 
-    scheduler.tick = tick_and_beat
+    scheduler.tick = guarded_tick
 
 
 def _on_beat_init(sender: Any = None, **_: Any) -> None:
     scheduler = getattr(sender, "scheduler", None)
-    # RedBeat's own beat_init handler (connected first) has taken the lock by now; a
-    # second Beat never gets here until it holds the lock itself.
-    if (
-        scheduler is not None
-        and getattr(scheduler, "lock_key", None)
-        and getattr(scheduler, "lock", None) is None
-    ):
-        log.warning("beat: no RedBeat lock; skipping the login catch-up")
+    if scheduler is None:
         return
-    if scheduler is not None:
-        _wrap_tick_with_heartbeat(scheduler)
+    app = sender.app if sender is not None else scheduler.app
+    if not getattr(scheduler, "lock_key", None):
+        _beat_catch_up(app)
+        return
+    # RedBeat's own beat_init handler (connected first) has taken the lock by now, waiting for it
+    # as long as another Beat holds it; or its wait raised, and the lock is None.
+    lock = _failover_safe_lock(scheduler, app)
+    held = lock.held
+    scheduler.lock = lock
+    _guard_tick(scheduler, lock)
+    if held:
+        _beat_catch_up(app)
+
+
+def _beat_catch_up(app: Any) -> None:
     try:
-        catch_up(sender.app if sender is not None else scheduler.app)
+        catch_up(app)
     except Exception:
         log.exception("beat: login catch-up failed")
 
@@ -190,6 +230,7 @@ def configure(app: Any) -> None:
     from common.redis import redis_conf
 
     app.conf.update(**redisconf.redbeat_conf(redis_conf()))  # plain, TLS + ACL or Sentinel
+    install_client(app, redis_conf().retry_s)
     app.conf.redbeat_key_prefix = keys.REDBEAT_PREFIX
     app.conf.redbeat_lock_timeout = LOCK_TIMEOUT_S
     app.conf.beat_max_loop_interval = MAX_LOOP_INTERVAL_S

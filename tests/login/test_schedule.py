@@ -182,9 +182,37 @@ def test_beat_started_at_0900_logs_in_at_once(app: Celery, r: Any, monkeypatch: 
 def test_catch_up_is_skipped_without_the_lock(app: Celery, monkeypatch: pytest.MonkeyPatch) -> None:
     enqueued: list[Any] = []
     monkeypatch.setattr(beat_schedule, "catch_up", lambda *a, **k: enqueued.append(a))
-    sched = SimpleNamespace(lock_key="x", lock=None, app=app)
+    sched = SimpleNamespace(lock_key="x", lock=None, app=app, max_interval=5, tick=lambda: 5)
     beat_schedule._on_beat_init(sender=SimpleNamespace(scheduler=sched, app=app))
     assert enqueued == []
+
+
+def test_a_beat_whose_lock_was_lost_fires_nothing_until_it_takes_it_again(
+        app: Celery, r: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A failover can lose RedBeat's lock (the promoted replica without its last extend) or
+    outlast it (another Beat took it): Beat goes on, standby, instead of exiting."""
+    caught_up: list[Any] = []
+    monkeypatch.setattr(beat_schedule, "catch_up", lambda *a, **k: caught_up.append(a))
+    sent: list[tuple[str, str, datetime]] = []
+    a = make_scheduler(app, sent, "A")
+    acquire_distributed_beat_lock(sender=SimpleNamespace(scheduler=a))
+    beat_schedule._on_beat_init(sender=SimpleNamespace(scheduler=a, app=app))
+    assert len(caught_up) == 1
+    tick_until(app, a, at(8, 45, 5))
+    assert len(logins(sent)) == 2
+    # When the lock is lost and another Beat holds it
+    r.set(a.lock_key, "another beat's token", px=15_000)
+    n = len(sent)
+    tick_until(app, a, at(8, 47, 10))  # the 08:47 refreshes are due
+    # Then this Beat fires nothing, and does not exit
+    assert len(sent) == n and r.get(a.lock_key) == "another beat's token"
+    # When the other Beat's lock lapses, this one takes it at its next tick, catches up and fires
+    r.delete(a.lock_key)
+    a.tick()
+    assert r.get(a.lock_key) and r.get(a.lock_key) != "another beat's token"
+    assert len(caught_up) == 2
+    assert {"brokergate.refresh_instruments(angel1)", "brokergate.refresh_instruments(kite1)"} <= {s[1] for s in sent[n:]}
+    a.close()
 
 
 def test_redbeat_client_is_our_redis(app: Celery, redis_url: str) -> None:
