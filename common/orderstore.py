@@ -288,7 +288,7 @@ def apply_update(r: redis.Redis, update: OrderUpdate) -> bool:
     return apply(r, update).changed
 
 
-def apply(r: redis.Redis, update: OrderUpdate) -> Applied:
+def apply(r: redis.Redis, update: OrderUpdate, count: str = "") -> Applied:
     """Apply a broker update if it moves the order forward, in one round trip.
 
     Forward means a higher :data:`common.orderstate.RANK`, or OPEN -> OPEN with a larger fill
@@ -297,7 +297,9 @@ def apply(r: redis.Redis, update: OrderUpdate) -> Applied:
     order, and handles waiting on the order are woken. An update whose tag brokergate does not
     know is published but not stored. A broker sighting overturns our own verdict that the order
     is not at the broker (FAILED, EXPIRED, cancelled before it was sent): it is applied,
-    published, logged as an alarm and counted (``verdict_overturned``, shown by ``status``)."""
+    published, logged as an alarm and counted (``verdict_overturned``, shown by ``status``).
+    ``count``: a counter of the account's stats to add 1 to in the same round trip, whatever the
+    update did (the placing worker's ``placed``)."""
     payload = json.dumps(update.to_dict())
     if not update.client_order_id:
         r.publish(keys.orders_channel(update.account), payload)
@@ -317,6 +319,7 @@ def apply(r: redis.Redis, update: OrderUpdate) -> Applied:
             update.account,
             int(update.pending_quantity),
             update.exchange_ts,
+            count,
         ],
     )
     if overturned:

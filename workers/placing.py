@@ -181,10 +181,11 @@ def send(r: redis.Redis, acct: Account, order: Order, attempt: str, deadline_ms:
         orderstore.transition(r, coid, S.UNKNOWN, allowed_from={S.SENDING}, cas=mine, message=str(e))
         got = orderstore.read(r, coid)
         return reconcile_one(r, acct, order, deadline_ms, got.sent_at_ms if got else 0)
-    # One round trip tells the state and whether a cancel is pending: the order path reads nothing more.
+    # One round trip tells the state and whether a cancel is pending, and counts the order placed:
+    # the order path reads nothing more.
     done = orderstore.apply(r, OrderUpdate(account=acct.name, client_order_id=coid, broker_order_id=broker_order_id,
-                                           state=S.OPEN, pending_quantity=order.quantity, source="worker"))
-    bc.count(r, acct.name, "placed")
+                                           state=S.OPEN, pending_quantity=order.quantity, source="worker"),
+                            count="placed")
     if done.cancel_pending:
         _honour_cancel(r, acct, coid)
         got = orderstore.read(r, coid)

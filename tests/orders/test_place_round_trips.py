@@ -111,12 +111,14 @@ def test_an_order_with_no_limit_pays_no_round_trip_for_the_risk_read(r: redis_li
     """Given an account with no risk limit (none in the file, none set at run time), When the
     worker places an order, Then the risk read is the claim's (no request of its own), and the
     whole path is the claim, the instrument's lookup (no master here: None), the limiter slot, the
-    send gate, its confirmation, the OPEN update and the count: seven round trips (eight before
-    the read rode in the claim), four of them before the request leaves."""
+    send gate, its confirmation and the OPEN update, which counts the order placed: six round trips
+    (eight before the read rode in the claim, seven before the count rode in the update), four of
+    them before the request leaves."""
     sent = _place(r, wire, monkeypatch, RiskLimits())
     assert sent[:4] == ["order_claim", "HGET", "ratelimit_reserve", "order_mark_sent"], " ".join(sent)
     assert "risk_read" not in sent and "risk_admit" not in sent, " ".join(sent)
-    assert len(sent) == 7, " ".join(sent)
+    assert sent[4:] == ["ratelimit_confirm", "order_apply"], " ".join(sent)
+    assert r.hget(keys.stats("acct1"), "placed") == "2"  # the warm-up order and this one
 
 
 def test_a_count_limit_costs_its_atomic_admit_and_nothing_more(r: redis_lib.Redis, wire: _Wire,
@@ -128,5 +130,5 @@ def test_a_count_limit_costs_its_atomic_admit_and_nothing_more(r: redis_lib.Redi
     sent = _place(r, wire, monkeypatch, RiskLimits())
     assert sent[:3] == ["order_claim", "HGET", "risk_admit"], " ".join(sent)
     assert sent.count("risk_admit") == 1 and "risk_read" not in sent, " ".join(sent)
-    assert len(sent) == 8, " ".join(sent)
+    assert len(sent) == 7, " ".join(sent)
     assert r.scard(keys.risk_open("acct1")) == 2  # both orders let through, both OPEN
