@@ -175,7 +175,7 @@ def test_a_modify_redelivered_after_its_worker_died_retakes_its_own_lock(r, monk
 
     o = _open(r)
     producer = _capture_client(monkeypatch)
-    modify_order(o.client_order_id, price="1.05", deadline_s=0.5)
+    modify_order(o.client_order_id, price="1.05", deadline_s=5)
     (_, args), = producer.sent
     msg = uuid.uuid4().hex
     # the first delivery of this message holds the lock for long after its death
