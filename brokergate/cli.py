@@ -112,6 +112,8 @@ def _topology_text(t: dict[str, Any] | None) -> str:
         text += f"; sentinels {len(seen)}/{len(t.get('sentinels') or [])} answer for {t.get('master_name')}"
     if t.get("wait_short"):
         text += f"; {t['wait_short']} durable writes short of replicas"
+    if t.get("wait_skipped"):
+        text += f"; {t['wait_skipped']} durable writes without a replica online (WAIT skipped)"
     return text
 
 

@@ -9,7 +9,7 @@ every sentinel (``SENTINEL master`` / ``replicas`` / ``sentinels`` for the maste
      "replicas": [{"address": "10.0.0.2:6379", "state": "online", "offset_lag": 0, "lag_s": 0}],
      "sentinels": [{"address": "10.0.0.5:26379", "up": true, "primary": "10.0.0.1:6379",
                     "other_sentinels": 2, "replicas": 1, "flags": "master"}],
-     "wait_replicas": 1, "wait_short": 0}
+     "wait_replicas": 1, "wait_short": 0, "wait_skipped": 0}
 
 A reader never raises for a sentinel that does not answer: it is listed with ``up: false`` and
 its error (no password in it), and :func:`judge` warns.
@@ -87,7 +87,8 @@ def read_topology(r: redis.Redis, conf: RedisConf, timeout_s: float = 0.5) -> di
         out["master_name"] = conf.master
         out["sentinels"] = [_sentinel(conf, h, p, timeout_s) for h, p in conf.sentinels]
     with contextlib.suppress(redis.RedisError):
-        out["wait_short"] = int(r.hget(keys.REDIS_STATS, "wait_short") or 0)
+        short, skipped = r.hmget(keys.REDIS_STATS, ["wait_short", "wait_skipped"])
+        out["wait_short"], out["wait_skipped"] = int(short or 0), int(skipped or 0)
     return out
 
 

@@ -8,6 +8,12 @@ halts): it is followed by ``WAIT <replicas> <timeout>`` on the same connection, 
 non-transactional pipeline (one round trip), with ``BROKERGATE_REDIS_WAIT_REPLICAS`` and
 ``BROKERGATE_REDIS_WAIT_TIMEOUT_MS``. Fewer replicas in time leaves the write standing (the
 primary has it): counted in ``bg:redis:stats`` and logged once per burst, never an error.
+
+With no replica online (a failover took the old primary away, the replica is down) WAIT can
+acknowledge nothing and would only add its timeout to every durable write: learnt from a WAIT
+that answered 0 and INFO replication, durable writes then skip WAIT (counted: ``wait_skipped``,
+logged once per burst) and look again at most once every ``REPLICA_RECHECK_S``, waiting again
+as soon as a replica is online.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import hashlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -71,6 +78,70 @@ def _shortfall(r: redis.Redis, wanted: int, acked: int, timeout_ms: int) -> None
                 n, wanted, timeout_ms, acked)  # fmt: skip
 
 
+REPLICA_RECHECK_S = 1.0
+
+
+def _no_replica_online(r: redis.Redis) -> bool:
+    """The primary behind ``r`` has no replica online (INFO replication: a replica still syncing
+    cannot acknowledge either). False when unsure: then the write waits, as always."""
+    try:
+        info = r.info("replication")
+    except redis.RedisError:
+        return False
+    return not any(k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online"
+                   for k, v in info.items())  # fmt: skip
+
+
+class _ReplicaGate:
+    """Per client (its pool follows the master): whether durable writes skip WAIT for now."""
+
+    def __init__(self) -> None:
+        self._recheck_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self._skipped_unlogged = 0
+        self._skipped_logged_at = -_SHORT_LOG_EVERY_S
+
+    def skip(self, r: redis.Redis) -> bool:
+        pool = r.connection_pool
+        at = self._recheck_at.get(pool)
+        if at is None:
+            return False
+        if time.monotonic() < at:
+            return True
+        if _no_replica_online(r):
+            self._recheck_at[pool] = time.monotonic() + REPLICA_RECHECK_S
+            return True
+        self._recheck_at.pop(pool, None)
+        log.warning("redis: a replica is online again: durable writes wait for it again")
+        return False
+
+    def learn(self, r: redis.Redis) -> None:
+        """A WAIT answered 0: skip WAIT from now on if no replica is online."""
+        if _no_replica_online(r):
+            self._recheck_at[r.connection_pool] = time.monotonic() + REPLICA_RECHECK_S
+
+    def skipped(self) -> None:
+        with self._lock:
+            self._skipped_unlogged += 1
+            now = time.monotonic()
+            if now - self._skipped_logged_at < _SHORT_LOG_EVERY_S:
+                return
+            n, self._skipped_unlogged, self._skipped_logged_at = self._skipped_unlogged, 0, now
+        log.warning("redis: %d durable write(s) did not wait for a replica: the primary has none online "
+                    "(they stand on the primary only). Is the replica down, or not back after a failover?", n)  # fmt: skip
+
+
+_gate = _ReplicaGate()
+
+
+def _count_skipped(pipe: Any) -> None:
+    """Count a durable write that skipped WAIT, in its own pipeline (no extra round trip)."""
+    from common import keys
+
+    pipe.hincrby(keys.REDIS_STATS, "wait_skipped", 1)
+    pipe.hset(keys.REDIS_STATS, "wait_skipped_at_ms", int(time.time() * 1000))
+
+
 class LuaScript:
     """One script, run with EVALSHA; any client, any server. ``durable``: see the module."""
 
@@ -82,6 +153,8 @@ class LuaScript:
     def __call__(self, r: redis.Redis, keys: list[str], args: list[Any]) -> Any:
         if self.durable:
             replicas, timeout_ms = wait_settings()
+            if replicas > 0 and _gate.skip(r):
+                return self._call_skipping_wait(r, keys, args)
             if replicas > 0:
                 return self._call_and_wait(r, keys, args, replicas, timeout_ms)
         try:
@@ -107,6 +180,23 @@ class LuaScript:
                 continue
             if int(acked) < replicas:
                 _shortfall(r, replicas, int(acked), timeout_ms)
+                if int(acked) == 0:
+                    _gate.learn(r)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call_skipping_wait(self, r: redis.Redis, keys: list[str], args: list[Any]) -> Any:
+        for attempt in (1, 2):
+            pipe = r.pipeline(transaction=False)
+            pipe.evalsha(self.sha, len(keys), *keys, *args)
+            _count_skipped(pipe)
+            result = pipe.execute(raise_on_error=False)[0]
+            if isinstance(result, redis.exceptions.NoScriptError) and attempt == 1:
+                r.script_load(self.source)  # counted twice then: once per new server, harmless
+                continue
+            if isinstance(result, Exception):
+                raise result
+            _gate.skipped()
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -124,14 +214,22 @@ class LuaScript:
 
     def _pipelined(self, r: redis.Redis, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
         replicas, timeout_ms = wait_settings() if self.durable else (0, 0)
+        skip = replicas > 0 and _gate.skip(r)
         with r.pipeline(transaction=False) as p:
             for keys, args in calls:
                 p.evalsha(self.sha, len(keys), *keys, *args)
-            if replicas > 0:  # one WAIT after the batch covers every write of it (same connection)
+            if skip:
+                _count_skipped(p)
+            elif replicas > 0:  # one WAIT after the batch covers every write of it (same connection)
                 p.execute_command("WAIT", replicas, timeout_ms)
             got = list(p.execute(raise_on_error=False))
-        if replicas > 0:
+        if skip:
+            del got[-2:]
+            _gate.skipped()
+        elif replicas > 0:
             acked = got.pop()
             if isinstance(acked, int) and acked < replicas:
                 _shortfall(r, replicas, acked, timeout_ms)
+                if acked == 0:
+                    _gate.learn(r)
         return got

@@ -26,9 +26,15 @@ def _order(**kw: Any) -> Order:
 
 @pytest.fixture
 def waiting_for(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Callable[[int, int], None]:
-    """Set BROKERGATE_REDIS_WAIT_REPLICAS / _TIMEOUT_MS for this process."""
+    """Set BROKERGATE_REDIS_WAIT_REPLICAS / _TIMEOUT_MS for this process. The server here has no
+    replica, so durable writes would skip WAIT after the first one answered 0: these tests look at
+    the WAIT itself, so the replica gate is told one is online (tests/ha/test_durable_wait.py
+    tests the gate on a real replica)."""
+    from common import lua
     from common import redis as bg_redis
     from common import settings as bg_settings
+
+    monkeypatch.setattr(lua, "_no_replica_online", lambda r: False)
 
     def set_(replicas: int, timeout_ms: int) -> None:
         monkeypatch.setenv("BROKERGATE_REDIS_WAIT_REPLICAS", str(replicas))
