@@ -51,6 +51,10 @@ class MasterFollowingConnection(SentinelManagedConnection):
     every reconnect asks the sentinels, and makes one socket attempt: the command's own retry
     (``BROKERGATE_REDIS_RETRY_S``) asks again after its backoff, so it lands on the promoted
     replica as soon as the sentinels name it (MasterNotFoundError, a ConnectionError, until then).
+
+    kombu's Sentinel transport and Celery's Sentinel result backend do not need it: they give
+    redis-py no command retry (a lost command fails at once) and reconnect themselves through
+    ``connect()``, which asks the sentinels. RedBeat's client is this module's (beat/lock.py).
     """
 
     def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
