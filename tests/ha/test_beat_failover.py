@@ -44,11 +44,10 @@ def test_beat_survives_a_primary_sigkill_and_fires_each_slot_once(make_redis_ha:
     logs = [tmp_path / f"beat{i}.log" for i in range(2)]
     beats: list[subprocess.Popen[bytes]] = []
     try:
-        # Given two Beats, one holding RedBeat's lock and firing the sweep every 5 s
+        # Given two Beats, one holding RedBeat's lock (ticking) and firing the sweep every 5 s
         beats = [_spawn(beat_argv(), log) for log in logs]
         r = get_redis()
         wait_for(lambda: r.exists(keys.BEAT_HEARTBEAT), 30, 0.1, what="a Beat ticking")
-        wait_for(lambda: any(_sends(log) for log in logs), 15, 0.1, what="a sweep sent")
         # When the primary is SIGKILLed and the replica promoted
         killed = time.time()
         ha.kill_primary()
