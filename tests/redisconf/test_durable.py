@@ -43,7 +43,11 @@ def waiting_for(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Callable[[in
         bg_redis.reset_clients()
 
     yield set_
+    # The environment first, then the caches: a teardown in between (the Redis fixtures') would
+    # otherwise cache settings that still wait, for every later test of this process.
+    monkeypatch.undo()
     bg_settings.settings.cache_clear()
+    bg_redis.reset_clients()
 
 
 def monitored(url: str, action: Callable[[], None]) -> list[dict[str, Any]]:
