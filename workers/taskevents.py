@@ -54,6 +54,12 @@ class CoalescedEvents:
     def _schedule_events_flush(self) -> None:
         self.hub.call_later(FLUSH_EVERY_S, self._flush_events_coalesced)
 
+    def shutdown(self) -> None:
+        """Celery's, after publishing what the buffer holds: the Events step closes the dispatcher
+        without flushing, and a flush may still be waiting for its timer."""
+        self._flush_events_coalesced()
+        super().shutdown()  # type: ignore[misc]  # Celery's Consumer, next in the MRO
+
     def _flush_events_coalesced(self) -> None:
         with self.__dict__.setdefault("_events_lock", threading.Lock()):
             # Cleared before the flush: an event buffered during it schedules the next one.

@@ -40,10 +40,16 @@ class _Hub:
             fn()
 
 
-class _Consumer(CoalescedEvents):
+class _Celery:
+    def shutdown(self) -> None:
+        self.shut = True
+
+
+class _Consumer(CoalescedEvents, _Celery):
     def __init__(self) -> None:
         self.hub = _Hub()
         self.flushes = 0
+        self.shut = False
 
     def _flush_events(self) -> None:
         self.flushes += 1
@@ -68,6 +74,15 @@ def test_many_events_are_one_flush_after_the_delay() -> None:
     c.hub.run()
     c.hub.run()
     assert c.flushes == 2
+
+
+def test_a_shutdown_publishes_the_buffered_events_first() -> None:
+    """Events buffered when the worker stops go out before Celery closes the dispatcher (which
+    does not flush), not with a timer that never fires."""
+    c = _Consumer()
+    c.on_send_event_buffered()
+    c.shutdown()
+    assert c.flushes == 1 and c.shut
 
 
 def test_a_flush_lost_with_a_reset_hub_is_scheduled_again(monkeypatch: pytest.MonkeyPatch) -> None:
