@@ -68,15 +68,17 @@ def _renew(name: str) -> None:
     renewed = 0.0
     while True:
         _changed.clear()
+        wait_s = RENEW_S
         try:
             if time.monotonic() - renewed >= RENEW_S:
                 mark(get_redis(), name)
                 renewed = time.monotonic()
             else:
                 add_held(get_redis(), name)
-        except redis.RedisError as e:  # Redis away: the sweeper cannot run either; try again
+            wait_s = max(0.0, RENEW_S - (time.monotonic() - renewed))
+        except redis.RedisError as e:  # Redis away: the sweeper cannot run either; try again in RENEW_S
             log.debug("liveness marks not renewed: %s", e)
-        _changed.wait(max(0.0, RENEW_S - (time.monotonic() - renewed)))
+        _changed.wait(wait_s)
 
 
 def add_held(r: redis.Redis, name: str) -> None:

@@ -73,3 +73,30 @@ def test_an_order_enqueued_by_name_without_an_id_is_held_under_the_id_place_orde
     assert r.smembers(keys.worker_held(NAME)) == {derived}
     liveness._on_finished(sender=SimpleNamespace(name=keys.PLACE_TASK), task_id=mid, args=({"account": "a"},), kwargs={})
     assert derived not in liveness._held
+
+
+def test_a_failed_renewal_is_tried_again_after_renew_s(monkeypatch: pytest.MonkeyPatch, clean_marks: None) -> None:
+    """Redis unreachable: the writer waits RENEW_S before the next attempt (no busy loop)."""
+
+    class Stop(Exception):
+        pass
+
+    class Unreachable:
+        def pipeline(self, **_kw: object) -> None:
+            raise redis_lib.ConnectionError("down")
+
+    waits: list[float] = []
+
+    class Changed:
+        def clear(self) -> None:
+            pass
+
+        def wait(self, timeout: float) -> None:
+            waits.append(timeout)
+            raise Stop
+
+    monkeypatch.setattr("common.redis.get_redis", lambda: Unreachable())
+    monkeypatch.setattr(liveness, "_changed", Changed())
+    with pytest.raises(Stop):
+        liveness._renew(NAME)
+    assert waits == [liveness.RENEW_S]
