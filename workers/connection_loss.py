@@ -32,8 +32,6 @@ from celery import bootsteps
 from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer as CeleryConsumer
 
-from workers.taskevents import CoalescedEvents
-
 __all__ = ["Consumer", "RestoreDropped"]
 
 log = logging.getLogger(__name__)
@@ -46,9 +44,8 @@ log = logging.getLogger(__name__)
 RECONNECT_INTERVALS = {"interval_start": 0.5, "interval_step": 0.5, "interval_max": 2.0}
 
 
-class Consumer(CoalescedEvents, CeleryConsumer):  # type: ignore[misc]  # Celery ships no type hints
-    """Celery's consumer, whose cleanup after a lost connection never stops the worker (and whose
-    task events go out in batches: :mod:`workers.taskevents`).
+class Consumer(CeleryConsumer):  # type: ignore[misc]  # Celery ships no type hints
+    """Celery's consumer, whose cleanup after a lost connection never stops the worker.
 
     Celery 5.7 collects the lost connection under a short socket timeout, then closes it. When
     the loss finds the channel reading a BRPOP reply, the collect's read times out before the
