@@ -7,6 +7,7 @@ import pytest
 from common import keys
 from common.client import place_order
 from common.redis import get_redis
+from devtools.waiting import wait_for
 from tests.brokers import marketable, ready
 from tests.fixtures.accounts import paper_user_of
 from tests.orders.helpers import order_requests
@@ -35,5 +36,8 @@ def test_faults_are_ridden_out_and_each_order_is_placed_once(broker, make_accoun
     assert sorted(o["tag"] for o in placed) == sorted(h.id for h in handles)
     ok = [e for e in order_requests(paper.requests(), user) if e["status"] == 200]
     assert sorted(e["tag"] for e in ok) == sorted(h.id for h in handles)
+    # The reconcile counts its adoption after the OPEN update the handle woke on: wait for it.
+    wait_for(lambda: int(r.hget(keys.stats(name), "reconciled_adopted") or 0) >= 1, 5,
+             what="the dropped answer's order counted as adopted")
     stats = r.hgetall(keys.stats(name))
     assert stats.get("rate_limited") == "1" and int(stats.get("reconciled_adopted", 0)) == 1, stats
