@@ -97,6 +97,12 @@ def new_client_order_id() -> str:
     return uuid.uuid4().hex[:20]
 
 
+def message_client_order_id(message_id: str) -> str:
+    """The id of an order enqueued by task name without one: derived from its Celery message id, so
+    every delivery of that message (and whoever reads it while queued) names the same order."""
+    return str(message_id).replace("-", "")[:20]
+
+
 def _decimal(name: str, value: Any) -> Decimal | None:
     if value is None or value == "":
         return None

@@ -9,8 +9,9 @@ import json
 from typing import Any, NamedTuple
 
 from common import keys
+from common.models import message_client_order_id
 
-__all__ = ["QueuedPlace", "place_of"]
+__all__ = ["QueuedPlace", "place_client_order_id", "place_of"]
 
 
 class QueuedPlace(NamedTuple):
@@ -37,10 +38,17 @@ def place_of(envelope: Any) -> QueuedPlace | None:
         if task != keys.PLACE_TASK:
             return None
         order = args[0] if args else kwargs.get("order")
-        order = order if isinstance(order, dict) else {}
-        coid = order.get("client_order_id")
-        if not coid and task_id:  # enqueued by name without an id: place_order derives it so
-            coid = str(task_id).replace("-", "")[:20]
-        return QueuedPlace(str(coid), order) if coid else None
+        coid = place_client_order_id(args, kwargs, task_id)
+        return QueuedPlace(coid, order if isinstance(order, dict) else {}) if coid else None
     except (KeyError, IndexError, TypeError, ValueError, AttributeError):  # binascii.Error is a ValueError
         return None
+
+
+def place_client_order_id(args: Any, kwargs: Any, message_id: str | None) -> str | None:
+    """The client order id a ``brokergate.place_order`` message carries, as the task reads it
+    (derived from the message id when enqueued by name without one)."""
+    order = args[0] if args else (kwargs or {}).get("order")
+    coid = order.get("client_order_id") if isinstance(order, dict) else None
+    if not coid and message_id:
+        coid = message_client_order_id(message_id)
+    return str(coid) if coid else None

@@ -31,6 +31,7 @@ import redis
 from celery.signals import task_postrun, task_received, worker_ready, worker_shutdown
 
 from common import keys
+from common.queued import place_client_order_id
 
 __all__ = ["HELD_FOR_S", "INSTANCE", "RENEW_S", "TTL_S", "add_held", "alive", "claimer", "dead_workers", "forget",
            "mark", "start"]
@@ -162,7 +163,8 @@ def _on_ready(sender: Any = None, **_kw: Any) -> None:
 def _on_received(request: Any = None, **_kw: Any) -> None:
     if request is None or getattr(request, "name", None) != keys.PLACE_TASK:
         return
-    coid = _coid(getattr(request, "args", None) or (), getattr(request, "kwargs", None), getattr(request, "id", None))
+    coid = place_client_order_id(getattr(request, "args", None) or (), getattr(request, "kwargs", None),
+                                 getattr(request, "id", None))
     if coid:
         with _lock:
             _held[str(coid)] = time.monotonic()
@@ -180,21 +182,11 @@ def _on_finished(sender: Any = None, task_id: str | None = None, args: Any = Non
     which the sweeper's redrive leaves alone."""
     if getattr(sender, "name", None) != keys.PLACE_TASK:
         return
-    coid = _coid(args, kwargs, task_id)
+    coid = place_client_order_id(args, kwargs, task_id)
     if coid:
         with _lock:
             _held.pop(coid, None)
             _arrived.discard(coid)
-
-
-def _coid(args: Any, kwargs: Any, message_id: str | None) -> str | None:
-    """The client order id of a place message, as ``place_order`` reads it (derived from the
-    message id when enqueued by name without one)."""
-    order = args[0] if args else (kwargs or {}).get("order")
-    coid = order.get("client_order_id") if isinstance(order, dict) else None
-    if not coid and message_id:
-        coid = str(message_id).replace("-", "")[:20]
-    return str(coid) if coid else None
 
 
 @worker_shutdown.connect

@@ -28,7 +28,7 @@ from celery.exceptions import Reject
 
 from common import accountstate, keys, orderstore
 from common.client import send_task_by_name
-from common.models import Order
+from common.models import Order, message_client_order_id
 from common.redis import get_redis, server_time_ms
 from workers import liveness  # its signal handlers mark this worker alive
 from workers.actions import run_cancel, run_modify
@@ -75,7 +75,7 @@ def place_order(self: Any, order: dict[str, Any]) -> str:
     if isinstance(order, dict) and not order.get("client_order_id") and self.request.id:
         # Enqueued by name without an id: derive it from the message, so that a redelivery of
         # this message is the same order (a random id per delivery would send it twice).
-        order = {**order, "client_order_id": str(self.request.id).replace("-", "")[:20]}
+        order = {**order, "client_order_id": message_client_order_id(self.request.id)}
     source = liveness.claimer(self.request.hostname or "")
     deadline_s = order.get("deadline_s") if isinstance(order, dict) else None
     if not isinstance(deadline_s, int | float):
