@@ -151,68 +151,36 @@ class LuaScript:
         self.durable = durable
 
     def __call__(self, r: redis.Redis, keys: list[str], args: list[Any]) -> Any:
-        if self.durable:
-            replicas, timeout_ms = wait_settings()
-            if replicas > 0 and _gate.skip(r):
-                return self._call_skipping_wait(r, keys, args)
-            if replicas > 0:
-                return self._call_and_wait(r, keys, args, replicas, timeout_ms)
+        if self.durable and wait_settings()[0] > 0:
+            # The batch's path with one call: WAIT (or its skip) rides the script's connection.
+            (result,) = self.batch(r, [(keys, args)], raise_wait_error=True)
+            if isinstance(result, Exception):
+                raise result
+            return result
         try:
             return r.evalsha(self.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
             r.script_load(self.source)
             return r.evalsha(self.sha, len(keys), *keys, *args)
 
-    def _call_and_wait(self, r: redis.Redis, keys: list[str], args: list[Any], replicas: int,
-                       timeout_ms: int) -> Any:  # fmt: skip
-        # WAIT counts the replicas that have every write this connection made so far, so it
-        # must ride the script's connection: a pipeline holds one connection for its commands.
-        for attempt in (1, 2):
-            pipe = r.pipeline(transaction=False)
-            pipe.evalsha(self.sha, len(keys), *keys, *args)
-            pipe.execute_command("WAIT", replicas, timeout_ms)
-            try:
-                result, acked = pipe.execute()
-            except redis.exceptions.NoScriptError:
-                if attempt == 2:
-                    raise
-                r.script_load(self.source)
-                continue
-            if int(acked) < replicas:
-                _shortfall(r, replicas, int(acked), timeout_ms)
-                if int(acked) == 0:
-                    _gate.learn(r)
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _call_skipping_wait(self, r: redis.Redis, keys: list[str], args: list[Any]) -> Any:
-        for attempt in (1, 2):
-            pipe = r.pipeline(transaction=False)
-            pipe.evalsha(self.sha, len(keys), *keys, *args)
-            _count_skipped(pipe)
-            result = pipe.execute(raise_on_error=False)[0]
-            if isinstance(result, redis.exceptions.NoScriptError) and attempt == 1:
-                r.script_load(self.source)  # counted twice then: once per new server, harmless
-                continue
-            if isinstance(result, Exception):
-                raise result
-            _gate.skipped()
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def batch(self, r: redis.Redis, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+    def batch(self, r: redis.Redis, calls: Sequence[tuple[list[str], list[Any]]], *,
+              raise_wait_error: bool = False) -> list[Any]:
         """The script once per ``(keys, args)``, in one non-transactional pipeline: one round trip
         for many independent calls, each atomic on its own as with a call. Returns each call's
-        reply, or the error it met (the others still ran)."""
-        got = self._pipelined(r, calls)
+        reply, or the error it met (the others still ran). A durable script's WAIT goes after the
+        last call; an error WAIT itself answered is raised only with ``raise_wait_error`` (a
+        single call, which reports every error of its round trip)."""
+        got = self._pipelined(r, calls, raise_wait_error)
         missing = [i for i, g in enumerate(got) if isinstance(g, redis.exceptions.NoScriptError)]
         if missing:  # a NOSCRIPT call did not run: load the script and run those again
             r.script_load(self.source)
-            for i, again in zip(missing, self._pipelined(r, [calls[i] for i in missing]), strict=True):
-                got[i] = again
+            again = self._pipelined(r, [calls[i] for i in missing], raise_wait_error)
+            for i, reply in zip(missing, again, strict=True):
+                got[i] = reply
         return got
 
-    def _pipelined(self, r: redis.Redis, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+    def _pipelined(self, r: redis.Redis, calls: Sequence[tuple[list[str], list[Any]]],
+                   raise_wait_error: bool) -> list[Any]:
         replicas, timeout_ms = wait_settings() if self.durable else (0, 0)
         skip = replicas > 0 and _gate.skip(r)
         with r.pipeline(transaction=False) as p:
@@ -228,6 +196,8 @@ class LuaScript:
             _gate.skipped()
         elif replicas > 0:
             acked = got.pop()
+            if raise_wait_error and isinstance(acked, Exception):
+                raise acked
             if isinstance(acked, int) and acked < replicas:
                 _shortfall(r, replicas, acked, timeout_ms)
                 if acked == 0:
