@@ -34,11 +34,31 @@ __all__ = ["LuaScript", "script_text", "wait_settings"]
 
 log = logging.getLogger(__name__)
 
-# A shortfall is logged at most this often per process; the counter counts every one.
+# A shortfall or a skipped wait is logged at most this often per process; the counters in Redis
+# count every one.
 _SHORT_LOG_EVERY_S = 10.0
-_short_lock = threading.Lock()
-_short_logged_at = -_SHORT_LOG_EVERY_S
-_short_unlogged = 0
+
+
+class _BurstLog:
+    """Counts events in this process and says how many since the last time it said so, at most
+    once every :data:`_SHORT_LOG_EVERY_S` (None in between)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._unlogged = 0
+        self._logged_at = -_SHORT_LOG_EVERY_S
+
+    def due(self) -> int | None:
+        with self._lock:
+            self._unlogged += 1
+            now = time.monotonic()
+            if now - self._logged_at < _SHORT_LOG_EVERY_S:
+                return None
+            n, self._unlogged, self._logged_at = self._unlogged, 0, now
+            return n
+
+
+_shortfalls = _BurstLog()
 
 
 @cache
@@ -57,7 +77,6 @@ def wait_settings() -> tuple[int, int]:
 
 def _shortfall(r: redis.Redis, wanted: int, acked: int, timeout_ms: int) -> None:
     """Count a durable write fewer replicas acknowledged in time; log once per burst."""
-    global _short_logged_at, _short_unlogged
     from common import keys
 
     try:
@@ -67,12 +86,9 @@ def _shortfall(r: redis.Redis, wanted: int, acked: int, timeout_ms: int) -> None
         pipe.execute()
     except redis.RedisError:
         pass  # the count is best effort: the write it describes already stands
-    with _short_lock:
-        _short_unlogged += 1
-        now = time.monotonic()
-        if now - _short_logged_at < _SHORT_LOG_EVERY_S:
-            return
-        n, _short_unlogged, _short_logged_at = _short_unlogged, 0, now
+    n = _shortfalls.due()
+    if n is None:
+        return
     log.warning("redis: %d durable write(s) acknowledged by fewer replicas than %d within %d ms "
                 "(last: %d); they stand on the primary. Is a replica down or lagging?",
                 n, wanted, timeout_ms, acked)  # fmt: skip
@@ -97,9 +113,7 @@ class _ReplicaGate:
 
     def __init__(self) -> None:
         self._recheck_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
-        self._skipped_unlogged = 0
-        self._skipped_logged_at = -_SHORT_LOG_EVERY_S
+        self._skips = _BurstLog()
 
     def skip(self, r: redis.Redis) -> bool:
         pool = r.connection_pool
@@ -121,12 +135,9 @@ class _ReplicaGate:
             self._recheck_at[r.connection_pool] = time.monotonic() + REPLICA_RECHECK_S
 
     def skipped(self) -> None:
-        with self._lock:
-            self._skipped_unlogged += 1
-            now = time.monotonic()
-            if now - self._skipped_logged_at < _SHORT_LOG_EVERY_S:
-                return
-            n, self._skipped_unlogged, self._skipped_logged_at = self._skipped_unlogged, 0, now
+        n = self._skips.due()
+        if n is None:
+            return
         log.warning("redis: %d durable write(s) did not wait for a replica: the primary has none online "
                     "(they stand on the primary only). Is the replica down, or not back after a failover?", n)  # fmt: skip
 
