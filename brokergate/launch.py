@@ -94,8 +94,10 @@ def worker_layout(
             layout = WorkerLayout(f"urgent-{account}", (keys.urgent_queue(account),), 1,
                                   args=(account, "--urgent-only"))  # fmt: skip
         else:
+            from workers.pooled import account_concurrency  # the lanes' own reading of it
+
             layout = WorkerLayout(f"orders-{account}", (keys.urgent_queue(account), keys.orders_queue(account)),
-                                  _concurrency(accounts[account]), args=(account,))  # fmt: skip
+                                  account_concurrency(accounts[account]), args=(account,))  # fmt: skip
     if concurrency is not None:
         if concurrency < 1:
             raise ConfigError(f"--concurrency must be >= 1, got {concurrency}")
@@ -103,13 +105,6 @@ def worker_layout(
     if name:
         layout = replace(layout, node=name, args=(*layout.args, "-n", name))
     return layout
-
-
-def _concurrency(acct: Any) -> int:
-    conc = getattr(acct, "concurrency", None)
-    if conc is None and isinstance(acct, Mapping):
-        conc = acct.get("concurrency")
-    return int(conc or 2)
 
 
 def _check_known(names: Sequence[str], accounts: Mapping[str, Any]) -> None:

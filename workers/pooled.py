@@ -55,7 +55,9 @@ def is_pooled(environ: Mapping[str, str] | None = None) -> bool:
     return (os.environ if environ is None else environ).get(POOLED_ENV, "") == "1"
 
 
-def _concurrency(acct: Any) -> int:
+def account_concurrency(acct: Any) -> int:
+    """An account's threads for its orders (an Account, or a mapping in tests; default 2): a
+    dedicated worker's -c and a pooled worker's orders-lane prefetch."""
     conc = getattr(acct, "concurrency", None)
     if conc is None and isinstance(acct, Mapping):
         conc = acct.get("concurrency")
@@ -67,7 +69,7 @@ def lanes(accounts: Mapping[str, Any], names: Iterable[str]) -> list[tuple[str, 
     then its orders lane; the pool's threads are the sum of the prefetches."""
     out: list[tuple[str, int]] = []
     for name in names:
-        out += [(keys.urgent_queue(name), URGENT_PREFETCH), (keys.orders_queue(name), _concurrency(accounts[name]))]
+        out += [(keys.urgent_queue(name), URGENT_PREFETCH), (keys.orders_queue(name), account_concurrency(accounts[name]))]
     return out
 
 
