@@ -120,7 +120,13 @@ class HANode:
                            decode_responses=True, **self.client_kwargs)  # fmt: skip
 
     def ping(self) -> bool:
-        return self.role() is not None  # ROLE answers whenever PING would, sentinels included
+        client = self.client(0.3)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
 
     def role(self) -> str | None:
         """``master``, ``slave``, ``sentinel``, or None when it does not answer."""
