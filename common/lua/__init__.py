@@ -34,31 +34,11 @@ __all__ = ["LuaScript", "script_text", "wait_settings"]
 
 log = logging.getLogger(__name__)
 
-# A shortfall or a skipped wait is logged at most this often per process; the counters in Redis
-# count every one.
+# A shortfall is logged at most this often per process; the counter counts every one.
 _SHORT_LOG_EVERY_S = 10.0
-
-
-class _BurstLog:
-    """Counts events in this process and says how many since the last time it said so, at most
-    once every :data:`_SHORT_LOG_EVERY_S` (None in between)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._unlogged = 0
-        self._logged_at = -_SHORT_LOG_EVERY_S
-
-    def due(self) -> int | None:
-        with self._lock:
-            self._unlogged += 1
-            now = time.monotonic()
-            if now - self._logged_at < _SHORT_LOG_EVERY_S:
-                return None
-            n, self._unlogged, self._logged_at = self._unlogged, 0, now
-            return n
-
-
-_shortfalls = _BurstLog()
+_short_lock = threading.Lock()
+_short_logged_at = -_SHORT_LOG_EVERY_S
+_short_unlogged = 0
 
 
 @cache
@@ -77,6 +57,7 @@ def wait_settings() -> tuple[int, int]:
 
 def _shortfall(r: redis.Redis, wanted: int, acked: int, timeout_ms: int) -> None:
     """Count a durable write fewer replicas acknowledged in time; log once per burst."""
+    global _short_logged_at, _short_unlogged
     from common import keys
 
     try:
@@ -86,9 +67,12 @@ def _shortfall(r: redis.Redis, wanted: int, acked: int, timeout_ms: int) -> None
         pipe.execute()
     except redis.RedisError:
         pass  # the count is best effort: the write it describes already stands
-    n = _shortfalls.due()
-    if n is None:
-        return
+    with _short_lock:
+        _short_unlogged += 1
+        now = time.monotonic()
+        if now - _short_logged_at < _SHORT_LOG_EVERY_S:
+            return
+        n, _short_unlogged, _short_logged_at = _short_unlogged, 0, now
     log.warning("redis: %d durable write(s) acknowledged by fewer replicas than %d within %d ms "
                 "(last: %d); they stand on the primary. Is a replica down or lagging?",
                 n, wanted, timeout_ms, acked)  # fmt: skip
@@ -113,7 +97,9 @@ class _ReplicaGate:
 
     def __init__(self) -> None:
         self._recheck_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
-        self._skips = _BurstLog()
+        self._lock = threading.Lock()
+        self._skipped_unlogged = 0
+        self._skipped_logged_at = -_SHORT_LOG_EVERY_S
 
     def skip(self, r: redis.Redis) -> bool:
         pool = r.connection_pool
@@ -135,9 +121,12 @@ class _ReplicaGate:
             self._recheck_at[r.connection_pool] = time.monotonic() + REPLICA_RECHECK_S
 
     def skipped(self) -> None:
-        n = self._skips.due()
-        if n is None:
-            return
+        with self._lock:
+            self._skipped_unlogged += 1
+            now = time.monotonic()
+            if now - self._skipped_logged_at < _SHORT_LOG_EVERY_S:
+                return
+            n, self._skipped_unlogged, self._skipped_logged_at = self._skipped_unlogged, 0, now
         log.warning("redis: %d durable write(s) did not wait for a replica: the primary has none online "
                     "(they stand on the primary only). Is the replica down, or not back after a failover?", n)  # fmt: skip
 
@@ -162,36 +151,68 @@ class LuaScript:
         self.durable = durable
 
     def __call__(self, r: redis.Redis, keys: list[str], args: list[Any]) -> Any:
-        if self.durable and wait_settings()[0] > 0:
-            # The batch's path with one call: WAIT (or its skip) rides the script's connection.
-            (result,) = self.batch(r, [(keys, args)], raise_wait_error=True)
-            if isinstance(result, Exception):
-                raise result
-            return result
+        if self.durable:
+            replicas, timeout_ms = wait_settings()
+            if replicas > 0 and _gate.skip(r):
+                return self._call_skipping_wait(r, keys, args)
+            if replicas > 0:
+                return self._call_and_wait(r, keys, args, replicas, timeout_ms)
         try:
             return r.evalsha(self.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
             r.script_load(self.source)
             return r.evalsha(self.sha, len(keys), *keys, *args)
 
-    def batch(self, r: redis.Redis, calls: Sequence[tuple[list[str], list[Any]]], *,
-              raise_wait_error: bool = False) -> list[Any]:
+    def _call_and_wait(self, r: redis.Redis, keys: list[str], args: list[Any], replicas: int,
+                       timeout_ms: int) -> Any:  # fmt: skip
+        # WAIT counts the replicas that have every write this connection made so far, so it
+        # must ride the script's connection: a pipeline holds one connection for its commands.
+        for attempt in (1, 2):
+            pipe = r.pipeline(transaction=False)
+            pipe.evalsha(self.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            try:
+                result, acked = pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                r.script_load(self.source)
+                continue
+            if int(acked) < replicas:
+                _shortfall(r, replicas, int(acked), timeout_ms)
+                if int(acked) == 0:
+                    _gate.learn(r)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call_skipping_wait(self, r: redis.Redis, keys: list[str], args: list[Any]) -> Any:
+        for attempt in (1, 2):
+            pipe = r.pipeline(transaction=False)
+            pipe.evalsha(self.sha, len(keys), *keys, *args)
+            _count_skipped(pipe)
+            result = pipe.execute(raise_on_error=False)[0]
+            if isinstance(result, redis.exceptions.NoScriptError) and attempt == 1:
+                r.script_load(self.source)  # counted twice then: once per new server, harmless
+                continue
+            if isinstance(result, Exception):
+                raise result
+            _gate.skipped()
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def batch(self, r: redis.Redis, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
         """The script once per ``(keys, args)``, in one non-transactional pipeline: one round trip
         for many independent calls, each atomic on its own as with a call. Returns each call's
-        reply, or the error it met (the others still ran). A durable script's WAIT goes after the
-        last call; an error WAIT itself answered is raised only with ``raise_wait_error`` (a
-        single call, which reports every error of its round trip)."""
-        got = self._pipelined(r, calls, raise_wait_error)
+        reply, or the error it met (the others still ran)."""
+        got = self._pipelined(r, calls)
         missing = [i for i, g in enumerate(got) if isinstance(g, redis.exceptions.NoScriptError)]
         if missing:  # a NOSCRIPT call did not run: load the script and run those again
             r.script_load(self.source)
-            again = self._pipelined(r, [calls[i] for i in missing], raise_wait_error)
-            for i, reply in zip(missing, again, strict=True):
-                got[i] = reply
+            for i, again in zip(missing, self._pipelined(r, [calls[i] for i in missing]), strict=True):
+                got[i] = again
         return got
 
-    def _pipelined(self, r: redis.Redis, calls: Sequence[tuple[list[str], list[Any]]],
-                   raise_wait_error: bool) -> list[Any]:
+    def _pipelined(self, r: redis.Redis, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
         replicas, timeout_ms = wait_settings() if self.durable else (0, 0)
         skip = replicas > 0 and _gate.skip(r)
         with r.pipeline(transaction=False) as p:
@@ -207,8 +228,6 @@ class LuaScript:
             _gate.skipped()
         elif replicas > 0:
             acked = got.pop()
-            if raise_wait_error and isinstance(acked, Exception):
-                raise acked
             if isinstance(acked, int) and acked < replicas:
                 _shortfall(r, replicas, acked, timeout_ms)
                 if acked == 0:
