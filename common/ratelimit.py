@@ -247,10 +247,18 @@ class Limiter:
         """Wait (in this thread) until this request's slot; return the slot (Redis time, us).
 
         Raises DeadlineExceeded when no slot before ``deadline_ms`` (Redis epoch ms) exists."""
+        return self.acquire_due(deadline_ms, urgent=urgent)[0]
+
+    def acquire_due(self, deadline_ms: int | None = None, *, urgent: bool = False) -> tuple[int, float]:
+        """:meth:`acquire`, and the slot's moment on this process's monotonic clock, reckoned from
+        before the reservation was asked for: never later than the slot really is, so a send-by
+        moment counted from it is never too lenient (a thread that read the answer late, held up
+        by the GIL, would otherwise count its lateness from when it ran again)."""
         if not self.budgets:
-            return 0
+            return 0, time.monotonic()
         deadline_us = 0 if deadline_ms is None else deadline_ms * 1000
         while True:
+            asked_at = time.monotonic()
             res = reserve_in(self.r, self.budgets, deadline_us=deadline_us,
                              horizon_us_=0 if urgent else self.horizon_us)
             got_at = time.monotonic()
@@ -262,13 +270,14 @@ class Limiter:
                 # Ask again when the slot comes within reach (someone may take it first).
                 time.sleep(max(res.wait_us, 1000) / 1e6)
                 continue
-            slot_at = got_at + res.wait_us / 1e6
-            delay_s = slot_at - time.monotonic()
+            # Woken from the answer's arrival (never before the slot), late counted from the asking.
+            delay_s = got_at + res.wait_us / 1e6 - time.monotonic()
             if delay_s > 0:
                 time.sleep(delay_s)
-            if time.monotonic() - slot_at > LATE_TOLERANCE_MS / 1000:
+            due = asked_at + res.wait_us / 1e6
+            if time.monotonic() - due > LATE_TOLERANCE_MS / 1000:
                 continue  # woke too late: using this slot could crowd the next window
-            return res.slot_us
+            return res.slot_us, due
 
     @contextlib.contextmanager
     def used(self, slot_us: int) -> Iterator[None]:

@@ -17,10 +17,13 @@ fails a request that has not left, instead of sending it late or calling it ambi
 
 A request must leave within its slot plus :data:`LEAVE_WITHIN_MS`: the limiter keeps that much
 margin between windows for slots still in flight, so a request that left later could land in
-the next window beside a full set of later slots (11 in a second at 10/s). A new connection
-(DNS, a lost SYN, a slow TLS handshake) made after that moment does not carry the request
-(BrokerUnavailable: certainly not sent; a new slot is taken). So that this rarely bites, the
-connection is opened before the slot is taken when the session has no idle one.
+the next window beside a full set of later slots (11 in a second at 10/s). A request not yet
+written at that moment is not written (BrokerUnavailable: certainly not sent; a new slot is
+taken): checked after a new connection is made (DNS, a lost SYN, a slow TLS handshake) and again
+right before the first byte goes out on a kept-alive one (a thread held up after its point of no
+return). The moment is reckoned from before the slot and the gate were asked, never from when a
+held-up thread read their answers. So that this rarely bites, the connection is opened before
+the slot is taken when the session has no idle one.
 """
 
 from __future__ import annotations
@@ -146,14 +149,15 @@ def call(r: redis.Redis, acct: Account, endpoint_class: str, request: Callable[[
         warm(adapter, order=endpoint_class == ORDERS)
         version = 0
         try:
-            slot_us = limiter.acquire(deadline_ms, urgent=urgent)
+            slot_us, due = limiter.acquire_due(deadline_ms, urgent=urgent)
             access_token, version = _token(acct)
             if gate is None:
                 if not slot_us and server_time_ms(r) >= deadline_ms:
                     # No limiter class (no caps) checked the deadline: a request is never sent late.
                     raise DeadlineExceeded(f"{acct.name}/{endpoint_class}: past the deadline")
-                leave_by = time.monotonic() + LEAVE_WITHIN_MS / 1000
+                leave_by = due + LEAVE_WITHIN_MS / 1000
             else:
+                asked_at = time.monotonic()
                 verdict, now_us = gate(slot_us)
                 if verdict != "ok":
                     # Nothing left: the slot goes back, so a late wake-up does not spend a window's
@@ -165,8 +169,10 @@ def call(r: redis.Redis, acct: Account, endpoint_class: str, request: Callable[[
                 if verdict != "ok":
                     raise NotSent(verdict)
                 # The connection must be made within the slot's margin, and never after the deadline.
+                # Reckoned from before the gate was asked (Redis's clock then was at most now_us), so a
+                # thread that read the answer late, held up by the GIL, does not count from then.
                 by_us = min(slot_us + LEAVE_WITHIN_MS * 1000 if slot_us else deadline_ms * 1000, deadline_ms * 1000)
-                leave_by = time.monotonic() + (by_us - now_us) / 1e6
+                leave_by = asked_at + (by_us - now_us) / 1e6
             with limiter.used(slot_us), sending_by(leave_by), pinned_token(access_token):
                 return request(adapter)
         except TokenExpired:

@@ -279,26 +279,49 @@ def sending_by(monotonic_deadline: float) -> Iterator[None]:
 
 
 class _PastDeadline(NewConnectionError):
-    """Connected only after the request's deadline: the request was not sent."""
+    """Connected, or about to write the request, only after its deadline: the request was not sent."""
 
 
 def _check_send_by(conn: HTTPConnection) -> None:
     by = _send_by.get()
     if by is not None and time.monotonic() > by:
         conn.close()
-        raise _PastDeadline(conn, "connected after the request's deadline: not sent")
+        raise _PastDeadline(conn, "past the request's send-by moment: not sent")
 
 
-class _DeadlineHTTPConnection(HTTPConnection):
+class _SendBy(HTTPConnection):
+    """Checks the send-by moment after connecting and again right before a request's first byte is
+    written, so a kept-alive connection does not carry a request out late: a thread held up after
+    its point of no return (the GIL, a pause) would otherwise write it whenever it ran again."""
+
+    _bg_unwritten = False
+
     def connect(self) -> None:
         super().connect()
         _check_send_by(self)
 
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._bg_unwritten = True
+        try:
+            super().request(*args, **kwargs)
+        finally:
+            self._bg_unwritten = False
 
-class _DeadlineHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _check_send_by(self)
+    def send(self, data: Any) -> None:
+        if self._bg_unwritten:
+            # As late as Python can check: only the sendall call is left after it (a plain-HTTP
+            # connection is made inside this send, and connect() checks again after it).
+            self._bg_unwritten = False
+            _check_send_by(self)
+        super().send(data)
+
+
+class _DeadlineHTTPConnection(_SendBy):
+    pass
+
+
+class _DeadlineHTTPSConnection(_SendBy, HTTPSConnection):
+    pass
 
 
 class _HTTPPool(HTTPConnectionPool):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from typing import Any
 
 import pytest
@@ -201,6 +202,49 @@ def test_a_connection_made_ahead_lets_the_request_leave_on_its_slot(r, kite_reco
     sent_at = orderstore.read(r, o.client_order_id).sent_at_ms  # type: ignore[union-attr]
     arrived = kite_recorder.arrived
     assert len(arrived) == 1 and arrived[0] - sent_at <= bc.LEAVE_WITHIN_MS + 20, arrived[0] - sent_at
+
+
+def test_a_request_stalled_after_its_point_of_no_return_is_not_sent_late(r, kite_recorder, monkeypatch) -> None:
+    """The thread stalls 150 ms right after Redis answered its point of no return (the GIL held by
+    a hundred other threads of a pooled worker), on a connection kept alive from before: the
+    request does not leave 150 ms after its slot, beside a full window of later slots; it takes a
+    new slot and leaves on time. Before: the send-by moment was reckoned from when the stalled
+    thread read the answer, and checked only when a connection was made, so a kept-alive
+    connection carried it out late (the 11 requests in one second that a saturated 100-account
+    bench run once showed)."""
+    from common.brokers.kite.rest import Adapter
+    from workers import brokercall as bc
+    from workers import placing
+
+    _store_token(r)
+    acct = _acct(rest_url=kite_recorder.url, caps={"orders": (Cap(10, 1),)})
+    adapter = Adapter(acct, lambda: "tok")
+    monkeypatch.setattr(bc, "adapter_for", lambda _a: adapter)
+    monkeypatch.setattr(bc, "instrument", lambda _a, _o: None)
+    monkeypatch.setattr(bc, "UNAVAILABLE_BACKOFF_S", (0.01,))
+    real = orderstore.mark_sent
+    stalls: list[float] = []
+
+    def stalled(*a: Any, **kw: Any) -> Any:
+        got = real(*a, **kw)
+        if stalls:
+            time.sleep(stalls.pop())
+        return got
+
+    monkeypatch.setattr(orderstore, "mark_sent", stalled)
+    warm = make_order(deadline_s=5.0)  # its request leaves the connection open for the next one
+    orderstore.create(r, warm)
+    c = orderstore.claim(r, warm.client_order_id, "a0")
+    assert placing.send(r, acct, warm, "a0", c.deadline_ms) == "OPEN"
+    stalls.append(0.15)
+    kite_recorder.arrived.clear()
+    o = make_order(deadline_s=5.0)
+    orderstore.create(r, o)
+    c = orderstore.claim(r, o.client_order_id, "a1")
+    assert placing.send(r, acct, o, "a1", c.deadline_ms) == "OPEN"
+    sent_at = orderstore.read(r, o.client_order_id).sent_at_ms  # type: ignore[union-attr]
+    arrived = kite_recorder.arrived
+    assert len(arrived) == 1 and arrived[0] - sent_at <= bc.LEAVE_WITHIN_MS + 20, (arrived, sent_at)
 
 
 def test_a_redis_error_reading_the_token_is_not_an_ambiguous_send(r, monkeypatch) -> None:
