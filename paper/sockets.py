@@ -15,11 +15,13 @@ from typing import Any
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from paper.orders import PaperOrder
 from paper.state import PaperState
 from paper.tickrate import Batch, tick_clock
 from paper.users import User
 
 __all__ = [
+    "POLL_S",
     "Hookup",
     "SessionBound",
     "SocketFaults",
@@ -31,7 +33,6 @@ __all__ = [
     "pass_texts",
     "refuse",
     "serve_hooked",
-    "serve_socket",
 ]
 
 
@@ -168,6 +169,8 @@ class SocketFaults:
 
 # How long a reorder_updates fault holds an update when no later one comes to overtake it: the
 # update arrives late, never lost (losing updates is what drop_socket is for).
+# How often a sender loop wakes without a tick, to check faults and heartbeats.
+POLL_S = 0.1
 REORDER_HOLD_S = 1.0
 
 
@@ -175,7 +178,7 @@ class SessionBound:
     """An accepted socket of a ``broker``'s user (None until a socket that authenticates by a
     message has been told who), which closes once the user's session ends (expire_tokens,
     logout, a new login, reset): ``session_valid`` says whether the credentials it connected
-    with still hold."""
+    with still hold. What goes on ``text_out`` is sent as text messages (:meth:`send_texts`)."""
 
     broker: str
 
@@ -186,30 +189,42 @@ class SessionBound:
         self.user_id = user.user_id if user is not None else ""
         self.closing = asyncio.Event()
         self.hookup: Hookup | None = None
+        self.text_out: asyncio.Queue[str] = asyncio.Queue()
         self._held_update: str | None = None
         self._held_timer: asyncio.TimerHandle | None = None
+        self._modify_counts: dict[str, int] = {}
 
-    def push_update(self, queue: asyncio.Queue[str], text: str) -> None:
-        """Put a pushed order update on ``queue``, through the update faults of this user:
+    def was_modified(self, order: PaperOrder) -> bool:
+        """Whether ``order`` was modified since this socket last saw it (an update names the event)."""
+        seen = self._modify_counts.get(order.order_id, 0)
+        self._modify_counts[order.order_id] = order.modify_count
+        return order.modify_count > seen
+
+    def push_update(self, text: str) -> None:
+        """Put a pushed order update on ``text_out``, through the update faults of this user:
         ``duplicate_update`` sends it twice, ``reorder_updates`` holds it back until the next
         update has gone (or REORDER_HOLD_S has passed), as a broker's fan-out can."""
         faults = self.state.faults
         if self._held_update is None and faults.take("reorder_updates", self.broker, self.user_id):
             self._held_update = text
-            self._held_timer = asyncio.get_running_loop().call_later(REORDER_HOLD_S, self._release_held, queue)
+            self._held_timer = asyncio.get_running_loop().call_later(REORDER_HOLD_S, self._release_held)
             return
-        queue.put_nowait(text)
+        self.text_out.put_nowait(text)
         if faults.take("duplicate_update", self.broker, self.user_id):
-            queue.put_nowait(text)
-        self._release_held(queue)
+            self.text_out.put_nowait(text)
+        self._release_held()
 
-    def _release_held(self, queue: asyncio.Queue[str]) -> None:
+    def _release_held(self) -> None:
         if self._held_timer is not None:
             self._held_timer.cancel()
             self._held_timer = None
         held, self._held_update = self._held_update, None
         if held is not None:
-            queue.put_nowait(held)
+            self.text_out.put_nowait(held)
+
+    async def send_texts(self) -> None:
+        """Send what comes into ``text_out``, forever."""
+        await pass_texts(self.websocket, self.text_out)
 
     def hook_up(self, open_now: set[Any], ticks: bool = False, orders: bool = False) -> None:
         """Hook the socket of a known user up (see :class:`Hookup`); :func:`serve_hooked` unhooks it."""
@@ -240,8 +255,12 @@ class TickingSocket(SessionBound):
         self.faults = SocketFaults(state, self.broker, self.user_id)
         self.dropped = False
 
+    async def send_texts(self) -> None:
+        """Send what comes into ``text_out``, forever, held back during a stall."""
+        await pass_texts(self.websocket, self.text_out, self.faults, POLL_S)
+
     async def batches(
-        self, poll_s: float, ready: Callable[[], bool] | None = None,
+        self, poll_s: float = POLL_S, ready: Callable[[], bool] | None = None,
         on_stall: Callable[[bool], None] | None = None,
     ) -> AsyncIterator[Batch | None]:
         """The sender loop's wake-ups until the socket closes or is dropped (drop_socket): the
@@ -346,28 +365,29 @@ def _dispatch(
         on_text(text)
 
 
-async def serve_socket(
+async def serve_hooked(
     websocket: WebSocket,
-    senders: list[asyncio.Task[None]],
-    closing: asyncio.Event,
+    sock: SessionBound,
+    senders: list[Coroutine[Any, Any, None]],
     on_text: Callable[[str], None],
-    dropped: Callable[[], bool],
     on_bytes: Callable[[bytes], None] | None = None,
-    after_message: Callable[[], None] | None = None,
 ) -> None:
-    """Receive text messages into ``on_text`` until the client leaves, a sender task ends, or
-    ``closing`` is set (then close cleanly, unless the socket was ``dropped`` on purpose).
-    With ``on_bytes``, binary messages go there as they are (a binary protocol's commands).
-    ``after_message`` runs after each message is handled (a tick socket's subscriptions may
-    have changed: the tick clock is told)."""
-    closing_task = asyncio.create_task(closing.wait())
+    """Serve an accepted socket: run the ``senders`` and receive text messages into ``on_text``
+    until the client leaves, a sender ends, or ``sock.closing`` is set (then close cleanly, unless
+    a ticking socket was dropped on purpose); then unhook it if it was hooked up (by the route when
+    the handshake named the user, else when a message did). With ``on_bytes``, binary messages go
+    there as they are (a binary protocol's commands). A ticking socket tells its tick clock after
+    each message (its subscriptions may have changed)."""
+    ticking = sock if isinstance(sock, TickingSocket) else None
+    tasks = [asyncio.create_task(coro, name=f"{sock.broker}-{coro.__name__}") for coro in senders]
+    closing_task = asyncio.create_task(sock.closing.wait())
     try:
         while True:
             receive = asyncio.create_task(websocket.receive())
-            done, _ = await asyncio.wait({receive, closing_task, *senders}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({receive, closing_task, *tasks}, return_when=asyncio.FIRST_COMPLETED)
             if receive not in done:
                 receive.cancel()
-                if closing_task in done and not dropped():
+                if closing_task in done and not (ticking and ticking.dropped):
                     with contextlib.suppress(Exception):
                         await websocket.close(code=1000, reason="session expired")
                 return
@@ -375,39 +395,21 @@ async def serve_socket(
             if message["type"] == "websocket.disconnect":
                 return
             _dispatch(message, on_text, on_bytes)
-            if after_message is not None:
-                after_message()
+            if ticking is not None:
+                ticking.clock.subscriptions_changed()
     except (WebSocketDisconnect, RuntimeError, OSError):
         return
     finally:
-        for task in (*senders, closing_task):
-            task.cancel()
-        # Bounded: a sender stuck in a blocked write must not keep the socket registered.
-        await asyncio.wait(senders, timeout=1.0)
-        for task in senders:
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: a send to a vanished client is the normal end
-
-
-async def serve_hooked(
-    websocket: WebSocket,
-    sock: Any,
-    senders: dict[str, Coroutine[Any, Any, None]],
-    on_text: Callable[[str], None],
-    ticking: bool = False,
-    on_bytes: Callable[[bytes], None] | None = None,
-) -> None:
-    """Serve an accepted socket: start the ``senders`` (task name -> coroutine), :func:`serve_socket`
-    until the socket ends, then unhook it if it was hooked up (by the route when the handshake
-    named the user, else when a message did). A ``ticking`` socket may be dropped on purpose
-    (``sock.dropped``) and tells its tick clock after each message."""
-    tasks = [asyncio.create_task(coro, name=name) for name, coro in senders.items()]
-    try:
-        await serve_socket(
-            websocket, tasks, sock.closing, on_text,
-            (lambda: bool(sock.dropped)) if ticking else (lambda: False),
-            on_bytes=on_bytes, after_message=sock.clock.subscriptions_changed if ticking else None,
-        )  # fmt: skip
-    finally:
+        await _stop(tasks, closing_task)
         if sock.hookup is not None:
             sock.hookup.detach()
+
+
+async def _stop(senders: list[asyncio.Task[None]], closing_task: asyncio.Task[Any]) -> None:
+    for task in (*senders, closing_task):
+        task.cancel()
+    # Bounded: a sender stuck in a blocked write must not keep the socket registered.
+    await asyncio.wait(senders, timeout=1.0)
+    for task in senders:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: a send to a vanished client is the normal end

@@ -16,7 +16,6 @@ is answered by ``pong``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Iterable
@@ -33,7 +32,6 @@ from paper.sockets import (
     TickingSocket,
     admit,
     deny,
-    pass_texts,
     serve_hooked,
 )
 from paper.state import PaperState
@@ -57,7 +55,6 @@ ANGEL_ORDER_UPDATE_PATH = "/smart-order-update"
 MAX_TOKENS = 1000
 MAX_CONNECTIONS_PER_CLIENT = 3
 MODES = (encode.ANGEL_MODE_LTP, encode.ANGEL_MODE_QUOTE, encode.ANGEL_MODE_SNAP_QUOTE)
-_POLL_S = 0.1
 _EMPTY_LEVEL = (0, 0, 0)
 
 # Angel's error replies on the stream (correlationID echoes the request's).
@@ -111,7 +108,6 @@ class AngelStreamSocket(TickingSocket):
         self.instruments: dict[tuple[int, str], PaperInstrument] = {}
         # (exchange type, token) -> mode -> (step, values handed to the encoder)
         self.last_sent: dict[tuple[int, str], dict[int, tuple[int, dict[str, Any]]]] = {}
-        self.text_out: asyncio.Queue[str] = asyncio.Queue()
 
     # ----- what the clock asks -----
     def wanted(self) -> Iterable[tuple[PaperInstrument, bool]]:
@@ -239,7 +235,7 @@ class AngelStreamSocket(TickingSocket):
 
     async def send_ticks(self) -> None:
         ws = self.websocket
-        async for batch in self.batches(_POLL_S):
+        async for batch in self.batches():
             malformed = self.faults.take_malformed()
             if malformed:
                 first = next(iter(self.instruments.values()), None)
@@ -251,9 +247,6 @@ class AngelStreamSocket(TickingSocket):
             for key, mode, packet in self.packets(batch):
                 if mode in self.subs.get(key, ()):
                     await ws.send_bytes(packet)
-
-    async def send_texts(self) -> None:
-        await pass_texts(self.websocket, self.text_out, self.faults, _POLL_S)
 
 
 def _blank_order_data() -> dict[str, Any]:
@@ -278,8 +271,6 @@ class AngelOrderSocket(SessionBound):
     def __init__(self, state: PaperState, websocket: WebSocket, user: User, jwt: str) -> None:
         super().__init__(state, websocket, user)
         self.jwt = jwt
-        self.text_out: asyncio.Queue[str] = asyncio.Queue()
-        self.modify_counts: dict[str, int] = {}
 
     def message(self, code: str, order: PaperOrder | None) -> str:
         error = (order.status_message or "") if order is not None and order.status == "REJECTED" else ""
@@ -295,9 +286,7 @@ class AngelOrderSocket(SessionBound):
         )
 
     def on_order(self, order: PaperOrder) -> None:
-        seen = self.modify_counts.get(order.order_id, 0)
-        self.modify_counts[order.order_id] = order.modify_count
-        self.push_update(self.text_out, self.message(order_status_code(order, order.modify_count > seen), order))
+        self.push_update(self.message(order_status_code(order, self.was_modified(order)), order))
 
     def on_text(self, text: str) -> None:
         if text == "ping":
@@ -305,9 +294,6 @@ class AngelOrderSocket(SessionBound):
 
     def session_valid(self) -> bool:
         return self.state.user_for_angel_jwt(self.jwt) is not None
-
-    async def send_texts(self) -> None:
-        await pass_texts(self.websocket, self.text_out)
 
 
 def routes(state: PaperState) -> list[BaseRoute]:
@@ -336,11 +322,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
             return
         sock = AngelStreamSocket(state, websocket, user, jwt or (user.jwt_token or ""), feed_token)
         sock.hook_up(open_for_client, ticks=True)
-        senders = {
-            f"angel-ticks-{sock.socket_id}": sock.send_ticks(),
-            f"angel-texts-{sock.socket_id}": sock.send_texts(),
-        }
-        await serve_hooked(websocket, sock, senders, sock.handle_text, ticking=True)
+        await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_texts()], sock.handle_text)
 
     async def smart_order_update(websocket: WebSocket) -> None:
         arrival_ns = time.monotonic_ns()
@@ -360,7 +342,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
         sock = AngelOrderSocket(state, websocket, user, jwt)
         sock.text_out.put_nowait(sock.message("AB00", None))
         sock.hook_up(open_for_client, orders=True)
-        await serve_hooked(websocket, sock, {f"angel-orders-{user.user_id}": sock.send_texts()}, sock.on_text)
+        await serve_hooked(websocket, sock, [sock.send_texts()], sock.on_text)
 
     return [
         WebSocketRoute(ANGEL_STREAM_PATH, smart_stream),

@@ -39,6 +39,7 @@ from paper.fyers import encode as enc
 from paper.fyers.payloads import order_socket_message
 from paper.orders import PaperOrder
 from paper.sockets import (
+    POLL_S,
     SessionBound,
     SocketFaults,
     TickingSocket,
@@ -46,7 +47,6 @@ from paper.sockets import (
     admit,
     deny,
     log_handshake,
-    pass_texts,
     serve_hooked,
 )
 from paper.state import PaperState
@@ -62,7 +62,6 @@ MAX_TOPICS = 5000  # fyers_apiv3's per-connection symbol limit
 MAX_CONNECTIONS_PER_USER = 3
 FULL_MODE, LITE_MODE = 70, 76
 AUTH, ACK, SUBSCRIBE, UNSUBSCRIBE, PAUSE, RESUME, PING, MODE = 1, 3, 4, 5, 7, 8, 11, 12
-_POLL_S = 0.1
 REFUSED_GRACE_S = 10.0
 # The auth answer asks for an acknowledgement every ACK_EVERY data frames; a client more than
 # MAX_UNACKED frames behind gets no data until it acknowledges (the SDK acknowledges as asked).
@@ -315,7 +314,7 @@ class FyersDataSocket(TickingSocket):
 
     async def send_ticks(self) -> None:
         ws = self.websocket
-        async for batch in self.batches(_POLL_S):
+        async for batch in self.batches():
             if self.user is not None and self.faults.take_malformed():
                 await ws.send_bytes(self._malformed_frame())
             if batch is None or self.user is None:
@@ -330,7 +329,7 @@ class FyersDataSocket(TickingSocket):
     async def send_replies(self) -> None:
         while True:
             frame, close_after = await self.out.get()
-            await self.faults.wait_stall(_POLL_S)
+            await self.faults.wait_stall(POLL_S)
             await self.websocket.send_bytes(frame)
             if close_after:
                 self.closing.set()
@@ -346,11 +345,10 @@ class FyersOrderSocket(SessionBound):
         super().__init__(state, websocket, user)
         self.token = token
         self.kinds: set[str] = set()
-        self.text_out: asyncio.Queue[str] = asyncio.Queue()
 
     def on_order(self, order: PaperOrder) -> None:
         if "orders" in self.kinds:
-            self.push_update(self.text_out, order_socket_message(order))
+            self.push_update(order_socket_message(order))
 
     def on_text(self, text: str) -> None:
         if text == "ping":
@@ -377,9 +375,6 @@ class FyersOrderSocket(SessionBound):
     def session_valid(self) -> bool:
         return self.state.user_for_fyers_token(self.token) is not None
 
-    async def send_texts(self) -> None:
-        await pass_texts(self.websocket, self.text_out)
-
 
 def routes(state: PaperState) -> list[BaseRoute]:
     """``/hsm/v1-5/prod`` and ``/trade/v3``."""
@@ -388,13 +383,10 @@ def routes(state: PaperState) -> list[BaseRoute]:
         arrival_ns = time.monotonic_ns()
         await websocket.accept()
         sock = FyersDataSocket(state, websocket, arrival_ns)
-        senders = {
-            f"fyers-ticks-{sock.socket_id}": sock.send_ticks(),
-            f"fyers-replies-{sock.socket_id}": sock.send_replies(),
-        }
         try:
             # The user comes with the auth request, which hooks the socket up (FyersDataSocket._auth).
-            await serve_hooked(websocket, sock, senders, lambda _text: None, ticking=True, on_bytes=sock.handle_bytes)
+            senders = [sock.send_ticks(), sock.send_replies()]
+            await serve_hooked(websocket, sock, senders, lambda _text: None, on_bytes=sock.handle_bytes)
         finally:
             if sock.user is None and not sock.dropped:
                 with contextlib.suppress(Exception):
@@ -414,6 +406,6 @@ def routes(state: PaperState) -> list[BaseRoute]:
             return
         sock = FyersOrderSocket(state, websocket, user, token)
         sock.hook_up(open_now, orders=True)
-        await serve_hooked(websocket, sock, {f"fyers-orders-{user.user_id}": sock.send_texts()}, sock.on_text)
+        await serve_hooked(websocket, sock, [sock.send_texts()], sock.on_text)
 
     return [WebSocketRoute(DATA_PATH, data_socket), WebSocketRoute(ORDER_PATH, order_socket)]

@@ -13,7 +13,6 @@ and expire_tokens (sockets of the user close; their token then gets 403).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -26,7 +25,7 @@ from starlette.websockets import WebSocket
 from paper.kite import encode
 from paper.kite.payloads import kite_order_payload
 from paper.orders import PaperOrder
-from paper.sockets import TickingSocket, admit, deny, pass_texts, serve_hooked
+from paper.sockets import TickingSocket, admit, deny, serve_hooked
 from paper.state import PaperState
 from paper.tickrate import Batch, control_routes
 from paper.universe import PaperInstrument
@@ -39,8 +38,6 @@ MAX_INSTRUMENTS = 3000
 MAX_CONNECTIONS_PER_API_KEY = 3
 HEARTBEAT_S = 1.0
 MODES = ("ltp", "quote", "full")
-# How often the sender loop wakes without a tick, to check faults and heartbeats.
-_POLL_S = 0.1
 
 
 def _encode_item(inst: PaperInstrument, mode: str, v: dict[str, Any]) -> bytes | None:
@@ -84,7 +81,6 @@ class KiteSocket(TickingSocket):
         self.instruments: dict[int, PaperInstrument] = {}
         # token -> (mode, step, values handed to the encoder)
         self.last_sent: dict[int, tuple[str, int, dict[str, Any]]] = {}
-        self.text_out: asyncio.Queue[str] = asyncio.Queue()
 
     # ----- what the clock asks -----
     def wanted(self) -> Iterable[tuple[PaperInstrument, bool]]:
@@ -158,7 +154,7 @@ class KiteSocket(TickingSocket):
 
     # ----- events from the state -----
     def on_order(self, order: PaperOrder) -> None:
-        self.push_update(self.text_out, json.dumps({"type": "order", "data": kite_order_payload(order)}, default=str))
+        self.push_update(json.dumps({"type": "order", "data": kite_order_payload(order)}, default=str))
 
     def session_valid(self) -> bool:
         return self.state.user_for_kite_token(self.api_key, self.access_token) is not None
@@ -189,7 +185,7 @@ class KiteSocket(TickingSocket):
         """The binary side: frames on each clock step, heartbeats when idle, faults."""
         ws = self.websocket
         last_send = time.monotonic()
-        async for batch in self.batches(_POLL_S):
+        async for batch in self.batches():
             if batch is not None:
                 items = self.frame_items(batch)
                 if items:
@@ -206,10 +202,6 @@ class KiteSocket(TickingSocket):
             elif time.monotonic() - last_send >= HEARTBEAT_S:
                 await ws.send_bytes(encode.KITE_HEARTBEAT)
                 last_send = time.monotonic()
-
-    async def send_texts(self) -> None:
-        """The text side: order updates and errors, held back during a stall."""
-        await pass_texts(self.websocket, self.text_out, self.faults, _POLL_S)
 
 
 def routes(state: PaperState) -> list[BaseRoute]:
@@ -232,11 +224,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
             return
         sock = KiteSocket(state, websocket, user, access_token)
         sock.hook_up(open_for_key, ticks=True, orders=True)
-        senders = {
-            f"kite-ticks-{sock.socket_id}": sock.send_ticks(),
-            f"kite-texts-{sock.socket_id}": sock.send_texts(),
-        }
-        await serve_hooked(websocket, sock, senders, sock.handle_text, ticking=True)
+        await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_texts()], sock.handle_text)
 
     out: list[BaseRoute] = [WebSocketRoute(KITE_TICKER_PATH, kite_ticker)]
     out.extend(control_routes(state))

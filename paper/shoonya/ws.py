@@ -22,7 +22,6 @@ then refused at connect). At most 3 sockets a user (a fourth is refused at conne
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Iterable
@@ -35,6 +34,7 @@ from paper.orders import PaperOrder
 from paper.shoonya.master import trading_symbol
 from paper.shoonya.payloads import report_type, rupees_text, shoonya_order_payload
 from paper.sockets import (
+    POLL_S,
     SocketFaults,
     TickingSocket,
     log_handshake,
@@ -50,7 +50,6 @@ __all__ = ["MAX_CONNECTIONS_PER_USER", "MAX_KEYS", "SHOONYA_WS_PATH", "ShoonyaSo
 SHOONYA_WS_PATH = "/NorenWSTP/"
 MAX_KEYS = 1000
 MAX_CONNECTIONS_PER_USER = 3
-_POLL_S = 0.1
 _STREAMS = {"t": "t", "d": "d"}  # subscribe type -> stream
 _UNSUBSCRIBE = {"u": "t", "ud": "d"}
 
@@ -104,8 +103,6 @@ class ShoonyaSocket(TickingSocket):
         self.sent_fields: dict[str, dict[str, dict[str, str]]] = {}
         # key -> stream -> (step, values handed to the encoder)
         self.last_sent: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
-        self.text_out: asyncio.Queue[str] = asyncio.Queue()
-        self.modify_counts: dict[str, int] = {}
         self.reading_paused = False
 
     # ----- what the clock asks -----
@@ -209,11 +206,9 @@ class ShoonyaSocket(TickingSocket):
 
     # ----- events from the state -----
     def on_order(self, order: PaperOrder) -> None:
-        seen = self.modify_counts.get(order.order_id, 0)
-        self.modify_counts[order.order_id] = order.modify_count
-        body = {"t": "om", **shoonya_order_payload(order), "reporttype": report_type(order, order.modify_count > seen)}
+        body = {"t": "om", **shoonya_order_payload(order), "reporttype": report_type(order, self.was_modified(order))}
         body.pop("stat", None)
-        self.push_update(self.text_out, json.dumps(body))
+        self.push_update(json.dumps(body))
 
     def session_valid(self) -> bool:
         return self.state.user_for_shoonya_token(self.susertoken) is not None
@@ -259,7 +254,7 @@ class ShoonyaSocket(TickingSocket):
 
     async def send_ticks(self) -> None:
         ws = self.websocket
-        async for batch in self.batches(_POLL_S, ready=lambda: self.user is not None, on_stall=self._pause_reading):
+        async for batch in self.batches(ready=lambda: self.user is not None, on_stall=self._pause_reading):
             if self.faults.take_malformed():
                 first = next(iter(self.subs), "NSE|0")
                 exchange, _, token = first.partition("|")
@@ -275,7 +270,7 @@ class ShoonyaSocket(TickingSocket):
         """Acks and order updates, held back during a stall; an empty item closes the socket."""
         while True:
             text = await self.text_out.get()
-            await self.faults.wait_stall(_POLL_S)
+            await self.faults.wait_stall(POLL_S)
             if text == "":
                 await self.websocket.close(code=1000, reason="session refused")
                 self.closing.set()
@@ -290,13 +285,9 @@ def routes(state: PaperState) -> list[BaseRoute]:
         arrival_ns = time.monotonic_ns()
         await websocket.accept()
         sock = ShoonyaSocket(state, websocket, arrival_ns)
-        senders = {
-            f"shoonya-ticks-{sock.socket_id}": sock.send_ticks(),
-            f"shoonya-texts-{sock.socket_id}": sock.send_texts(),
-        }
         try:
             # The user comes with the connect message, which hooks the socket up (ShoonyaSocket._connect).
-            await serve_hooked(websocket, sock, senders, sock.handle_text, ticking=True)
+            await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_texts()], sock.handle_text)
         finally:
             if sock.reading_paused:
                 sock._pause_reading(False)
