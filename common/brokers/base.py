@@ -44,7 +44,7 @@ from urllib3.util.retry import Retry
 
 from common.brokers import broker
 from common.brokers.egress import OrderEgress
-from common.errors import Ambiguous, BrokerError, BrokerUnavailable, TokenExpired
+from common.errors import Ambiguous, BrokerError, BrokerUnavailable, OrderRejected, TokenExpired
 from common.models import Instrument, Order, OrderUpdate
 from common.portfolio import Funds, Holding, Margin, Position, Trade
 from common.settings import READ_TIMEOUT_S, Account
@@ -58,6 +58,7 @@ __all__ = [
     "RestAdapterBase",
     "TokenGetter",
     "adapter_for",
+    "coded_error",
     "default_token_getter",
     "get_file",
     "json_or_none",
@@ -435,6 +436,19 @@ def status_error(broker: str, http_status: int, text: str = "") -> BrokerError:
         return BrokerUnavailable(f"{broker}: HTTP {http_status}", http_status=http_status)
     return Ambiguous(f"{broker}: HTTP {http_status}, not a {broker} answer: {(text or '')[:120]!r}",
                      http_status=http_status)
+
+
+def coded_error(kind: type[BrokerError] | None, message: str, *, code: str | None,
+                http_status: int) -> BrokerError:
+    """The error of a well-formed error answer whose code a broker's table names as ``kind`` (None: a
+    code missing from the table). An answer that may have been acted on (Ambiguous) is BrokerUnavailable
+    when its status says nothing was forwarded; an unknown code is a refusal (OrderRejected: the same
+    request fails again), except with a 5xx status: the OMS may have acted before it failed (Ambiguous)."""
+    if kind is Ambiguous and http_status in NOT_FORWARDED:
+        return BrokerUnavailable(message, code=code, http_status=http_status)
+    if kind is None:
+        kind = Ambiguous if 500 <= http_status <= 599 else OrderRejected
+    return kind(message, code=code, http_status=http_status)
 
 
 # --- one-off requests: a login step, an instrument file --------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.brokers.base import NOT_FORWARDED, status_error
+from common.brokers.base import coded_error, status_error
 from common.brokers.egress import refusal
 from common.errors import (
     Ambiguous,
@@ -86,24 +86,19 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
         return RateLimited("Angel: access rate exceeded", retry_after_s=1.0, code="403", http_status=403)
     if during_login and (http_status >= 500 or not isinstance(body, dict)):
         return BrokerUnavailable(f"Angel: HTTP {http_status}", http_status=http_status)
-    if not during_login:
-        said = str(body.get("message") or "") if isinstance(body, dict) else text
-        code = str(body.get("errorcode") or body.get("errorCode") or "") if isinstance(body, dict) else ""
-        egress = refusal("Angel", f"{code}: {said}" if code else said, console=IP_CONSOLE, code=code or None,
-                         http_status=http_status)
-        if egress is not None:
-            return egress
+    code = str(body.get("errorcode") or body.get("errorCode") or "") if isinstance(body, dict) else ""
+    said = str(body.get("message") or "") if isinstance(body, dict) else text
+    egress = None if during_login else refusal("Angel", f"{code}: {said}" if code else said, console=IP_CONSOLE,
+                                               code=code or None, http_status=http_status)
+    if egress is not None:
+        return egress
     if isinstance(body, dict):
-        code = str(body.get("errorcode") or body.get("errorCode") or "")
-        message = f"Angel {code}: {body.get('message') or ''}".strip()
-        retry_later = ERROR_CODES.get(code) is Ambiguous
+        message = f"Angel {code}: {said}".strip()
         if during_login:
+            retry_later = ERROR_CODES.get(code) is Ambiguous
             return (BrokerUnavailable if retry_later else LoginFailed)(message, code=code, http_status=http_status)
-        if retry_later and http_status in NOT_FORWARDED:
-            return BrokerUnavailable(message, code=code, http_status=http_status)
         if code:
-            unknown: type[BrokerError] = Ambiguous if 500 <= http_status <= 599 else OrderRejected
-            return ERROR_CODES.get(code, unknown)(message, code=code, http_status=http_status)
+            return coded_error(ERROR_CODES.get(code), message, code=code, http_status=http_status)
         if http_status == 401:
             return TokenExpired(message, http_status=http_status)
     return status_error("Angel", http_status, text)

@@ -18,7 +18,7 @@ from typing import Any
 
 from common.brokers.angel import codec
 from common.brokers.contracts import no_binary_refusal, no_login_messages, no_replies
-from common.models import Instrument, Tick
+from common.models import Instrument
 
 NAME = "angel"
 MAX_PER_SOCKET = 1000
@@ -85,8 +85,7 @@ def change_mode_messages(old_by_mode: Mapping[str, Iterable[Key]], by_mode: Mapp
     return _messages(0, old_by_mode) + _messages(1, by_mode)
 
 
-def symbol_table(symbols: Mapping[Key, tuple[str, str]]) -> dict[Any, Any]:
-    return codec.symbol_table(symbols)
+symbol_table = codec.symbol_table
 
 
 def update_table(table: Any, symbols: Mapping[Key, tuple[str, str]], modes: Mapping[Key, str]) -> dict[Any, Any]:
@@ -94,8 +93,7 @@ def update_table(table: Any, symbols: Mapping[Key, tuple[str, str]], modes: Mapp
     return symbol_table(symbols)
 
 
-def decode(frame: bytes, table: Any, received_ns: int) -> tuple[list[Tick], int]:
-    return codec.decode_message(frame, table, received_ns)
+decode = codec.decode_message
 
 
 def classify_text(message: str) -> tuple[str, Any]:

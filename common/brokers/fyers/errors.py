@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.brokers.base import NOT_FORWARDED, status_error
+from common.brokers.base import NOT_FORWARDED, coded_error, status_error
 from common.brokers.egress import refusal
 from common.errors import (
     Ambiguous,
@@ -125,15 +125,11 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
         if during_login:
             return (BrokerUnavailable if http_status >= 500 else LoginFailed)(message, **kw)
         kind = ERROR_CODES.get(code) if code is not None else None
-        if kind is Ambiguous and http_status in NOT_FORWARDED:
-            return BrokerUnavailable(message, **kw)
-        if kind is not None:
-            return kind(message, **kw)
-        if http_status == 401:
+        if kind is None and http_status == 401:
             return TokenExpired(message, **kw)
-        if http_status in NOT_FORWARDED:
+        if kind is None and http_status in NOT_FORWARDED:
             return BrokerUnavailable(message, **kw)
-        return (Ambiguous if 500 <= http_status <= 599 else OrderRejected)(message, **kw)
+        return coded_error(kind, message, **kw)
     if http_status == 429:
         return RateLimited("Fyers: HTTP 429", retry_after_s=1.0, http_status=429)
     return (None if during_login else refusal("Fyers", text, console=IP_CONSOLE, http_status=http_status)) or \

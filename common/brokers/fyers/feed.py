@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from common.brokers.fyers import codec
-from common.models import Instrument, Tick
+from common.models import Instrument
 
 NAME = "fyers"
 MAX_TOPICS = 5000
@@ -168,8 +168,7 @@ def update_table(table: Any, symbols: Mapping[Key, tuple[str, str]], modes: Mapp
     return codec.symbol_table(names, state)
 
 
-def decode(frame: bytes, table: Any, received_ns: int) -> tuple[list[Tick], int]:
-    return codec.decode_message(frame, table, received_ns)
+decode = codec.decode_message
 
 
 def classify_text(message: str) -> tuple[str, Any]:

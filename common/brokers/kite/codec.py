@@ -40,7 +40,6 @@ __all__ = [
     "SymbolTable",
     "decode_frame",
     "decode_text",
-    "is_heartbeat",
     "prefix",
     "price_divisor",
     "symbol_table",
@@ -100,10 +99,6 @@ def _depth_getters(first: int) -> tuple[itemgetter[Any], itemgetter[Any]]:
 
 _BIDS, _ASKS = _depth_getters(16)
 _ITEM_BIDS, _ITEM_ASKS = _depth_getters(17)
-
-
-def is_heartbeat(frame: bytes) -> bool:
-    return len(frame) < 2
 
 
 def decode_frame(frame: bytes, symbols: SymbolTable, received_ns: int = 0) -> tuple[list[Tick], int]:

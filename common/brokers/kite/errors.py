@@ -61,17 +61,16 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
         return RateLimited("Kite: too many requests", retry_after_s=1.0, code="429", http_status=429)
     if during_login and (http_status >= 500 or not isinstance(body, dict)):
         return BrokerUnavailable(f"Kite: HTTP {http_status}", http_status=http_status)
-    if not during_login:
-        said = str(body.get("message") or "") if isinstance(body, dict) else text
-        error_type = str(body.get("error_type") or "") if isinstance(body, dict) else ""
-        egress = refusal("Kite", f"{error_type}: {said}" if error_type else said, console=IP_CONSOLE,
-                         code=error_type or None, http_status=http_status)
-        if egress is not None:
-            return egress
+    said = str(body.get("message") or "") if isinstance(body, dict) else text
+    error_type = str(body.get("error_type") or "") if isinstance(body, dict) else ""
+    egress = None if during_login else refusal("Kite", f"{error_type}: {said}" if error_type else said,
+                                               console=IP_CONSOLE, code=error_type or None, http_status=http_status)
+    if egress is not None:
+        return egress
     if not during_login and (not isinstance(body, dict) or body.get("status") != "error"):
         return status_error("Kite", http_status, text)
-    error_type = str(body.get("error_type") or "GeneralException")
-    message = f"Kite {error_type}: {body.get('message') or ''}".strip()
+    error_type = error_type or "GeneralException"
+    message = f"Kite {error_type}: {said}".strip()
     if during_login:
         return LoginFailed(message, code=error_type, http_status=http_status)
     if error_type == "NetworkException" and http_status in NOT_FORWARDED:

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from common.brokers.contracts import no_binary_refusal, no_login_messages, no_replies
 from common.brokers.kite import codec
-from common.models import Instrument, Tick
+from common.models import Instrument
 
 NAME = "kite"
 MAX_PER_SOCKET = 3000
@@ -78,8 +78,7 @@ def unsubscribe_messages(by_mode: Mapping[str, Iterable[Key]]) -> list[str]:
     return [json.dumps({"a": "unsubscribe", "v": c}) for c in _chunks(toks)]
 
 
-def symbol_table(symbols: Mapping[Key, tuple[str, str]]) -> dict[Key, Any]:
-    return codec.symbol_table(symbols)
+symbol_table = codec.symbol_table
 
 
 def update_table(table: Any, symbols: Mapping[Key, tuple[str, str]], modes: Mapping[Key, str]) -> dict[Key, Any]:
@@ -87,8 +86,7 @@ def update_table(table: Any, symbols: Mapping[Key, tuple[str, str]], modes: Mapp
     return symbol_table(symbols)
 
 
-def decode(frame: bytes, table: Any, received_ns: int) -> tuple[list[Tick], int]:
-    return codec.decode_frame(frame, table, received_ns)
+decode = codec.decode_frame
 
 
 def classify_text(message: str) -> tuple[str, Any]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.brokers.base import NOT_FORWARDED, status_error
+from common.brokers.base import NOT_FORWARDED, coded_error, status_error
 from common.brokers.egress import refusal
 from common.errors import (
     Ambiguous,
@@ -88,5 +88,4 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
         return LoginFailed(f"Shoonya: {refused}{emsg or 'refused'}", code=kind, http_status=http_status)
     if not noren:
         return status_error("Shoonya", http_status, text)
-    unknown: type[BrokerError] = Ambiguous if 500 <= http_status <= 599 else OrderRejected
-    return KINDS.get(kind, unknown)(message, code=kind, http_status=http_status)
+    return coded_error(KINDS.get(kind), message, code=kind, http_status=http_status)

@@ -27,7 +27,7 @@ from typing import Any
 
 from common.brokers.contracts import no_binary_refusal, no_replies
 from common.brokers.shoonya import codec
-from common.models import Instrument, Tick
+from common.models import Instrument
 
 NAME = "shoonya"
 MAX_PER_SOCKET = 1000
@@ -112,8 +112,7 @@ def update_table(table: Any, symbols: Mapping[Key, tuple[str, str]], modes: Mapp
     return codec.update_table(table if isinstance(table, codec.Table) else None, symbols, modes)
 
 
-def decode(frame: Any, table: Any, received_ns: int) -> tuple[list[Tick], int]:
-    return codec.decode_message(frame, table, received_ns)
+decode = codec.decode_message
 
 
 def classify_text(message: str) -> tuple[str, Any]:
