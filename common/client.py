@@ -34,6 +34,7 @@ from common.chains import atm_strike, expiries, future, option_chain
 from common.derivatives import is_derivative_symbol
 from common.errors import ConfigError, InvalidOrder
 from common.models import Instrument, Order, OrderType, OrderUpdate, new_client_order_id
+from common.order_updates import Handle, at_broker_or_settled, order_updates, wait_stored
 from common.orderstate import TERMINAL_STATES, OrderState
 from common.portfolio import Funds, Holding, Margin, Position, Trade
 from common.redis import get_redis, redis_conf, server_time_ms
@@ -79,17 +80,8 @@ def send_task_by_name(name: str, *, args: list[Any], queue: str, kwargs: dict[st
     _celery().send_task(name, args=args, kwargs=kwargs or {}, queue=queue)
 
 
-class OrderHandle:
+class OrderHandle(Handle):
     """A placed order: ``.id`` now, ``.wait()`` for the broker's acknowledgement or the end."""
-
-    def __init__(self, client_order_id: str, account_name: str, r: redis.Redis | None = None) -> None:
-        self.id = client_order_id
-        self.account = account_name
-        self._r = r
-
-    @property
-    def r(self) -> redis.Redis:
-        return self._r or get_redis()
 
     def get(self) -> dict[str, Any] | None:
         return orderstore.get(self.r, self.id)
@@ -98,8 +90,6 @@ class OrderHandle:
         """The order once the broker has it (OPEN) or it is settled (COMPLETE, REJECTED, CANCELLED,
         FAILED, EXPIRED); with ``final=True`` only once settled. Returns the stored order (state,
         broker_order_id, filled_quantity, average_price, error, history, ...). Raises TimeoutError."""
-        from common.order_updates import at_broker_or_settled, wait_stored
-
         return wait_stored(self.r, [self.id], self.get, lambda got: at_broker_or_settled(got["state"], final),
                            timeout_s, self.id)
 
@@ -107,8 +97,6 @@ class OrderHandle:
         """This order's updates: the order as stored now, then each pushed update, ending once
         it is settled; TimeoutError after ``timeout_s`` without an update (see
         :func:`common.order_updates.order_updates`)."""
-        from common.order_updates import order_updates
-
         return order_updates(self.id, self.account, timeout_s=timeout_s, r=self._r)
 
     def cancel(self, deadline_s: float | None = None) -> None:

@@ -51,13 +51,10 @@ from datetime import datetime
 from typing import Any
 
 from common import keys
+from common.redis import as_text, server_time_ms, text_hash
 
 __all__ = ["expected_queues", "gather", "queue_depth", "scrub"]
 
-# kombu's Redis transport keeps one list per priority step: "<queue>", "<queue>\x06\x163", ...
-_KOMBU_PRIORITY_SEP = "\x06\x16"
-_KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
-_KOMBU_UNACKED = "unacked"
 _FEED_HB_PREFIX = f"{keys.PREFIX}hb:feed:"
 
 
@@ -111,9 +108,8 @@ def _num(v: Any) -> Any:
 
 def queue_depth(r: Any, queue: str, keyprefix: str = "") -> int:
     """Messages waiting in a Celery queue on the Redis transport, every priority list summed."""
-    names = [f"{keyprefix}{queue}"] + [f"{keyprefix}{queue}{_KOMBU_PRIORITY_SEP}{p}" for p in _KOMBU_PRIORITY_STEPS if p]
     pipe = r.pipeline(transaction=False)
-    for n in names:
+    for n in keys.queue_lists(f"{keyprefix}{queue}"):
         pipe.llen(n)
     return sum(int(x or 0) for x in pipe.execute())
 
@@ -136,16 +132,10 @@ def expected_queues(account_names: Iterable[str], app: Any = None) -> list[str]:
 def _feed_sample(r: Any) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for key in r.scan_iter(match=f"{_FEED_HB_PREFIX}*", count=500):
-        k = key.decode() if isinstance(key, bytes) else key
-        h = r.hgetall(k)
+        h = r.hgetall(key)
         if h:
-            out[k] = {(a.decode() if isinstance(a, bytes) else a): (b.decode() if isinstance(b, bytes) else b) for a, b in h.items()}
+            out[as_text(key)] = text_hash(h)
     return out
-
-
-def _server_ms(r: Any) -> int:
-    sec, usec = r.time()
-    return int(sec) * 1000 + int(usec) // 1000
 
 
 def _ask_workers(app: Any, timeout_s: float) -> tuple[dict[str, Any] | None, str | None]:
@@ -293,7 +283,7 @@ def _read_queues(r: Any, accounts: Mapping[str, Any], app: Any, keyprefix: str) 
     queues = {q: {"depth": queue_depth(r, q, keyprefix)} for q in expected_queues(accounts, app)}
     unacked = 0
     with contextlib.suppress(Exception):
-        unacked = int(r.hlen(f"{keyprefix}{_KOMBU_UNACKED}"))
+        unacked = int(r.hlen(f"{keyprefix}{keys.KOMBU_UNACKED}"))
     return queues, unacked
 
 
@@ -409,9 +399,9 @@ def gather(
     full timeout), so the tick rate costs no extra wait."""
     errors: list[str] = []
     feed_before = _feed_sample(r)
-    t0_ms = _server_ms(r)
+    t0_ms = server_time_ms(r)
     workers = _read_workers(app, ask_workers, inspect_timeout_s, errors)
-    now_ms = _server_ms(r)
+    now_ms = server_time_ms(r)
     feed_after = _feed_sample(r)
     acct_out = _read_accounts(r, accounts, now_ms, errors)
     queues, unacked = _read_queues(r, accounts, app, _keyprefix(app))

@@ -62,14 +62,6 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(d, ensure_ascii=False)
 
 
-def install_redaction(logger: logging.Logger | None = None) -> None:
-    """Put the redacting filter on every handler of ``logger`` (the root by default)."""
-    target = logger or logging.getLogger()
-    for h in target.handlers:
-        if not any(isinstance(f, RedactingFilter) for f in h.filters):
-            h.addFilter(RedactingFilter())
-
-
 def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
     """Configure the root logger once: a single stderr handler with redaction."""
     root = logging.getLogger()

@@ -32,7 +32,7 @@ from common import keys
 from common.models import OrderUpdate
 from common.orderstate import TERMINAL_STATES
 
-__all__ = ["OrderUpdateListener", "at_broker_or_settled", "on_order_update", "order_updates", "stored_update",
+__all__ = ["Handle", "OrderUpdateListener", "at_broker_or_settled", "on_order_update", "order_updates", "stored_update",
            "wait_stored"]
 
 log = logging.getLogger("brokergate.order_updates")
@@ -235,6 +235,20 @@ def order_updates(
             until = None if timeout_s is None else time.monotonic() + timeout_s
     finally:
         sub.close()
+
+
+class Handle:
+    """What a placed order's handle and a sliced order's share: ``.id``, ``.account`` and the
+    Redis client it reads with (the process's own unless one was given)."""
+
+    def __init__(self, client_order_id: str, account_name: str, r: redis.Redis | None = None) -> None:
+        self.id = client_order_id
+        self.account = account_name
+        self._r = r
+
+    @property
+    def r(self) -> redis.Redis:
+        return _redis(self._r)
 
 
 def at_broker_or_settled(state: str, final: bool) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from functools import lru_cache
@@ -204,8 +204,17 @@ class Settings:
     account_state_every_s: float = 60.0
 
 
-def _env(name: str, environ: dict[str, str], default: str) -> str:
-    return environ.get(name, default)
+def _number(environ: dict[str, str], name: str, default: float, ok: Callable[[float], bool], what: str) -> float:
+    """The variable as a float that ``ok`` accepts: a non-number reads as nan, which (like inf)
+    every bound refuses."""
+    text = environ.get(name, str(default))
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not ok(value):
+        raise ConfigError(f"{name}: {text!r} is not {what}")
+    return value
 
 
 def load_dotenv_once(path: str | os.PathLike[str] = ".env") -> None:
@@ -221,34 +230,24 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if environ is None:
         load_dotenv_once()
         environ = dict(os.environ)
-    port = _env("BROKERGATE_POSTBACK_PORT", environ, str(Settings.postback_port))
+    port = environ.get("BROKERGATE_POSTBACK_PORT", str(Settings.postback_port))
     if not port.isdigit():
         raise ConfigError(f"BROKERGATE_POSTBACK_PORT: {port!r} is not a port number")
-    level = _env("BROKERGATE_LOG_LEVEL", environ, Settings.log_level).upper()
+    level = environ.get("BROKERGATE_LOG_LEVEL", Settings.log_level).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"BROKERGATE_LOG_LEVEL: {level!r} is not a log level")
-    retention = _env("BROKERGATE_ORDER_RETENTION_DAYS", environ, str(Settings.order_retention_days))
-    try:
-        retention_days = float(retention)
-    except ValueError:
-        retention_days = 0.0
-    if not 0 < retention_days < 3650:  # also refuses nan and inf
-        raise ConfigError(f"BROKERGATE_ORDER_RETENTION_DAYS: {retention!r} is not a number of days > 0")
-    every = _env("BROKERGATE_ACCOUNT_STATE_EVERY_S", environ, str(Settings.account_state_every_s))
-    try:
-        every_s = float(every)
-    except ValueError:
-        every_s = 0.0
-    if not 5 <= every_s <= 86400:  # also refuses nan and inf
-        raise ConfigError(f"BROKERGATE_ACCOUNT_STATE_EVERY_S: {every!r} is not a number of seconds in 5..86400")
+    retention_days = _number(environ, "BROKERGATE_ORDER_RETENTION_DAYS", Settings.order_retention_days,
+                             lambda x: 0 < x < 3650, "a number of days > 0")
+    every_s = _number(environ, "BROKERGATE_ACCOUNT_STATE_EVERY_S", Settings.account_state_every_s,
+                      lambda x: 5 <= x <= 86400, "a number of seconds in 5..86400")
     return Settings(
-        redis_url=_env("BROKERGATE_REDIS_URL", environ, Settings.redis_url),
-        accounts_path=_env("BROKERGATE_ACCOUNTS", environ, Settings.accounts_path),
+        redis_url=environ.get("BROKERGATE_REDIS_URL", Settings.redis_url),
+        accounts_path=environ.get("BROKERGATE_ACCOUNTS", Settings.accounts_path),
         log_level=level,
-        log_json=_env("BROKERGATE_LOG_JSON", environ, "").lower() in ("1", "true", "yes"),
-        flower_user=_env("BROKERGATE_FLOWER_USER", environ, Settings.flower_user),
-        flower_password=Secret(_env("BROKERGATE_FLOWER_PASSWORD", environ, "")),
-        postback_host=_env("BROKERGATE_POSTBACK_HOST", environ, Settings.postback_host),
+        log_json=environ.get("BROKERGATE_LOG_JSON", "").lower() in ("1", "true", "yes"),
+        flower_user=environ.get("BROKERGATE_FLOWER_USER", Settings.flower_user),
+        flower_password=Secret(environ.get("BROKERGATE_FLOWER_PASSWORD", "")),
+        postback_host=environ.get("BROKERGATE_POSTBACK_HOST", Settings.postback_host),
         postback_port=int(port),
         order_retention_days=retention_days,
         account_state_every_s=every_s,

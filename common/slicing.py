@@ -23,6 +23,7 @@ import redis
 from common import keys, orderstore
 from common.errors import InvalidOrder
 from common.models import Order, OrderState, OrderUpdate
+from common.order_updates import Handle, _Subscription, at_broker_or_settled, wait_stored
 from common.orderstate import TERMINAL_STATES
 
 __all__ = ["MAX_SLICES", "SlicedHandle", "aggregate", "plan", "read_parent", "store_parent"]
@@ -84,22 +85,14 @@ def aggregate(parent_id: str, request: dict[str, Any], children: list[dict[str, 
     }
 
 
-class SlicedHandle:
+class SlicedHandle(Handle):
     """A parent order sliced into children: the same surface as :class:`common.client.OrderHandle`."""
 
     def __init__(self, parent_id: str, account: str, children: list[str], request: dict[str, Any],
                  r: redis.Redis | None = None) -> None:
-        self.id = parent_id
-        self.account = account
+        super().__init__(parent_id, account, r)
         self.children = children
         self._request = request
-        self._r = r
-
-    @property
-    def r(self) -> redis.Redis:
-        from common.redis import get_redis
-
-        return self._r or get_redis()
 
     def get(self) -> dict[str, Any] | None:
         got = [orderstore.get(self.r, c) for c in self.children]
@@ -110,8 +103,6 @@ class SlicedHandle:
 
     def wait(self, timeout_s: float | None = 30.0, *, final: bool = False) -> dict[str, Any]:
         """The parent once every child is at the broker or settled (``final``: settled)."""
-        from common.order_updates import at_broker_or_settled, wait_stored
-
         def ready(got: dict[str, Any]) -> bool:
             return all(at_broker_or_settled(c["state"], final) for c in got["children"])
 
@@ -119,8 +110,6 @@ class SlicedHandle:
 
     def updates(self, timeout_s: float | None = None) -> Iterator[OrderUpdate]:
         """The parent as it is now, then again each time a child changes, ending once settled."""
-        from common.order_updates import _Subscription
-
         sub = _Subscription(self.r, [self.account])
         try:
             last = None
