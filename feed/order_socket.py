@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -53,31 +53,27 @@ def _read_token(account: str) -> tuple[str, str] | None:
 class OrderSocket(threading.Thread):
     """The order-update socket of one account. Stops when ``stop`` is set."""
 
+    CONNECT_TIMEOUT_S = 5.0
+    HEALTHY_AFTER_S = 2.0  # frames for this long make a session healthy (its retry is immediate)
+
     def __init__(
         self,
         account: Account,
         stop: threading.Event,
         *,
-        r: redis.Redis | None = None,
         ping_interval_s: float = 10.0,
         stale_after_s: float = 25.0,
         backoff_base_s: float = 0.25,
         backoff_max_s: float = 30.0,
-        connect_timeout_s: float = 5.0,
-        healthy_after_s: float = 2.0,
-        on_message: Callable[[Account, dict[str, Any], str], Any] | None = None,
     ) -> None:
         super().__init__(name=f"order-socket-{account.name}", daemon=True)
         self.account = account
         self.stop_event = stop
-        self._r = r
+        self._r: redis.Redis | None = None
         self.ping_interval_s = ping_interval_s
         self.stale_after_s = stale_after_s
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
-        self.connect_timeout_s = connect_timeout_s
-        self.healthy_after_s = healthy_after_s
-        self.on_message = on_message or orderupdates.on_broker_message
         self.updates = broker(account.broker).updates
         self.connects = 0
         self.messages = 0
@@ -119,10 +115,6 @@ class OrderSocket(threading.Thread):
             # Full jitter; the first retry after a healthy session is immediate.
             self.stop_event.wait(backoff_s(attempt, self.backoff_base_s, self.backoff_max_s))
 
-    def kick(self) -> None:
-        """Drop the current socket (it reconnects): used on token change and by tests."""
-        self._close()
-
     def _close(self) -> None:
         ws, self._ws = self._ws, None
         if ws is not None:
@@ -131,7 +123,7 @@ class OrderSocket(threading.Thread):
                 ws.close(timeout=0.2)
 
     def _session(self) -> bool:
-        """One connection, until it drops. True when it was healthy (frames for ``healthy_after_s``)."""
+        """One connection, until it drops. True when it was healthy (frames for ``HEALTHY_AFTER_S``)."""
         token = _read_token(self.account.name)
         if token is None:
             return False
@@ -139,7 +131,7 @@ class OrderSocket(threading.Thread):
         ws = websocket.create_connection(
             self.account.order_ws_url,
             header=self.updates.order_socket_headers(jwt, api_key=self.account.api_key),
-            timeout=self.connect_timeout_s,
+            timeout=self.CONNECT_TIMEOUT_S,
             enable_multithread=True,
         )
         self._ws = ws
@@ -181,7 +173,7 @@ class OrderSocket(threading.Thread):
             last_frame = time.monotonic()
             # Healthy = it carried frames for a while; a server that accepts and drops at once
             # must meet growing backoff, not a hot reconnect loop.
-            healthy = last_frame - started >= self.healthy_after_s
+            healthy = last_frame - started >= self.HEALTHY_AFTER_S
             if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
                 self._on_frame(data)
             self._heartbeat(connected=True)
@@ -204,7 +196,7 @@ class OrderSocket(threading.Thread):
             return
         self.messages += 1
         try:
-            self.on_message(self.account, payload, "socket")
+            orderupdates.on_broker_message(self.account, payload, "socket")
         except Exception:  # one bad update must not take the socket down; reconcile will catch up
             log.exception("%s: order update failed", self.account.name)
 

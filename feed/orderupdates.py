@@ -18,7 +18,6 @@ update missed while nobody was listening is still seen.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -46,8 +45,6 @@ ReconcileSender = Callable[[str], None]
 
 _applier: Applier | None = None
 _sender: ReconcileSender | None = None
-_lock = threading.Lock()
-_warned_no_store = False
 
 
 def set_applier(fn: Applier | None) -> None:
@@ -63,18 +60,9 @@ def set_reconcile_sender(fn: ReconcileSender | None) -> None:
 
 
 def _apply(r: redis.Redis, update: OrderUpdate) -> bool:
-    global _warned_no_store
-    fn = _applier
-    if fn is None:
-        try:
-            from common.orderstore import apply_update
-        except ImportError:
-            if not _warned_no_store:
-                _warned_no_store = True
-                log.error("common.orderstore is missing: order updates are parsed but not applied")
-            return False
-        fn = apply_update
-    return bool(fn(r, update))
+    from common.orderstore import apply_update
+
+    return bool((_applier or apply_update)(r, update))
 
 
 def _account(account: Account | str) -> Account:
@@ -124,27 +112,12 @@ def on_broker_message(account: Account | str, payload: dict[str, Any], source: s
 
 
 # --- reconciliation requests --------------------------------------------------------------------
-_celery_app: Any = None
-
-
 def _celery_send(account: str) -> None:
-    """Send ``brokergate.reconcile_account(account)`` by name, without importing worker code when
-    it is not installed in this process."""
-    global _celery_app
-    try:
-        from workers.app import app  # type: ignore[import-not-found]
-    except ImportError:
-        with _lock:
-            if _celery_app is None:
-                import celery
+    """Send ``brokergate.reconcile_account(account)`` by name, with the producer-only client app
+    (the feed process does not import worker code)."""
+    from common.client import send_task_by_name
 
-                from common.redis import redis_conf
-                from common.redisconf import celery_conf
-
-                _celery_app = celery.Celery("brokergate-feed")
-                _celery_app.conf.update(**celery_conf(redis_conf()))
-            app = _celery_app
-    app.send_task(keys.RECONCILE_TASK, args=[account], queue=keys.DEFAULT_QUEUE)
+    send_task_by_name(keys.RECONCILE_TASK, args=[account], queue=keys.DEFAULT_QUEUE)
 
 
 def request_reconcile(

@@ -32,7 +32,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import redis
@@ -66,8 +66,6 @@ REPLAY_TTL_S = 2 * 86400  # postbacks are per trading day; two days covers late 
 HEARTBEAT_TTL_S = 15
 HEARTBEAT_EVERY_S = 1.0
 
-Handler = Callable[[Account, dict[str, Any], str], tuple[OrderUpdate | None, bool]]
-
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"status": "error", "message": message}, status_code=status)
@@ -76,17 +74,18 @@ def _error(status: int, message: str) -> JSONResponse:
 class ReceiverStats:
     """Counters, flushed to ``keys.RECEIVER_HEARTBEAT`` as increments (so several receivers add up)."""
 
+    COUNTERS = ("accepted", "refused", "duplicates")
+
     def __init__(self) -> None:
         self.accepted = 0
         self.refused = 0
         self.duplicates = 0
         self.last_postback_ms = 0
-        self._flushed = (0, 0, 0)
+        self._flushed = dict.fromkeys(self.COUNTERS, 0)
         self.started_ms = int(time.time() * 1000)
 
     def flush(self, r: redis.Redis) -> None:
-        a, f, d = self.accepted, self.refused, self.duplicates
-        da, df, dd = a - self._flushed[0], f - self._flushed[1], d - self._flushed[2]
+        counts = {name: getattr(self, name) for name in self.COUNTERS}
         pipe = r.pipeline(transaction=False)
         pipe.hset(
             keys.RECEIVER_HEARTBEAT,
@@ -96,15 +95,12 @@ class ReceiverStats:
                 "last_postback_ms": self.last_postback_ms,
             },
         )
-        if da:
-            pipe.hincrby(keys.RECEIVER_HEARTBEAT, "accepted", da)
-        if df:
-            pipe.hincrby(keys.RECEIVER_HEARTBEAT, "refused", df)
-        if dd:
-            pipe.hincrby(keys.RECEIVER_HEARTBEAT, "duplicates", dd)
+        for name, n in counts.items():
+            if n != self._flushed[name]:
+                pipe.hincrby(keys.RECEIVER_HEARTBEAT, name, n - self._flushed[name])
         pipe.expire(keys.RECEIVER_HEARTBEAT, HEARTBEAT_TTL_S)
         pipe.execute()
-        self._flushed = (a, f, d)
+        self._flushed = counts
 
 
 class PostbackReceiver:
@@ -118,15 +114,11 @@ class PostbackReceiver:
         *,
         accounts: Mapping[str, Account] | None = None,
         redis_client: redis.Redis | None = None,
-        max_body_bytes: int = MAX_BODY_BYTES,
-        handler: Handler | None = None,
         reconcile_on_start: bool = True,
         heartbeat: bool = True,
     ) -> None:
         self.mods = postback_modules()
         self.stats = ReceiverStats()
-        self.max_body_bytes = max_body_bytes
-        self.handler = handler
         self.reconcile_on_start = reconcile_on_start
         self.heartbeat = heartbeat
         self._accounts = accounts
@@ -154,10 +146,7 @@ class PostbackReceiver:
         if not r.set(seen, "1", nx=True, ex=REPLAY_TTL_S):
             return "duplicate", None, False
         try:
-            if self.handler is not None:
-                update, changed = self.handler(account, body, "postback")
-            else:
-                update, changed = orderupdates.handle_broker_message(account, body, "postback", r=r)
+            update, changed = orderupdates.handle_broker_message(account, body, "postback", r=r)
         except BaseException:
             # Not applied: forget the body, so the same postback sent again is applied then.
             with contextlib.suppress(redis.RedisError):
@@ -168,7 +157,7 @@ class PostbackReceiver:
     async def _checked(self, request: Request, name: str) -> tuple[Account, dict[str, Any]]:
         """Steps 1 to 3: the body within the cap, a postback, signed for an account we have."""
         accounts = self.accounts()
-        raw = await read_capped(request, self.max_body_bytes)
+        raw = await read_capped(request, MAX_BODY_BYTES)
         body = parse(raw, self.mods)
         account = accounts.get(name)
         mod = self.mods.get(account.broker) if account is not None else None
@@ -271,34 +260,17 @@ class PostbackReceiver:
             exception_handlers={500: self.on_error},
         )
         app.state.stats = self.stats
-        app.state.receiver = self
         return app
 
 
-def create_app(
-    *,
-    accounts: Mapping[str, Account] | None = None,
-    redis_client: redis.Redis | None = None,
-    max_body_bytes: int = MAX_BODY_BYTES,
-    handler: Handler | None = None,
-    reconcile_on_start: bool = True,
-    heartbeat: bool = True,
-) -> Starlette:
-    """The receiver as an ASGI app.
+def create_app(**kw: Any) -> Starlette:
+    """The receiver as an ASGI app; the keywords are :class:`PostbackReceiver`'s.
 
-    ``accounts`` defaults to the accounts file, ``redis_client`` to the settings' Redis,
-    ``handler`` to :func:`feed.orderupdates.handle_broker_message`. With
+    ``accounts`` defaults to the accounts file, ``redis_client`` to the settings' Redis. With
     ``reconcile_on_start`` it asks for one reconcile of every account whose broker sends
     postbacks when it starts: while it was down, postbacks were lost (a postback gap).
     """
-    return PostbackReceiver(
-        accounts=accounts,
-        redis_client=redis_client,
-        max_body_bytes=max_body_bytes,
-        handler=handler,
-        reconcile_on_start=reconcile_on_start,
-        heartbeat=heartbeat,
-    ).app()
+    return PostbackReceiver(**kw).app()
 
 
 def _uvicorn_config(app: Starlette, host: str, port: int, **kw: Any) -> Any:

@@ -41,13 +41,9 @@ import websocket
 
 from common.brokers.contracts import FeedDialect, Message
 from common.settings import Account
+from feed import orderupdates
 from feed.publisher import Publisher
 from feed.watchdog import Watchdog
-
-try:  # the order-update path is another module's; the feed works without it
-    from feed import orderupdates as _orderupdates
-except ImportError:  # pragma: no cover
-    _orderupdates = None  # type: ignore[assignment]
 
 __all__ = ["FeedSession", "SessionStats", "backoff_s"]
 
@@ -82,10 +78,6 @@ class SessionStats:
     latency_us: collections.deque[int] = field(default_factory=lambda: collections.deque(maxlen=4096))
 
 
-class _Reconnect(Exception):
-    pass
-
-
 def _send(ws: websocket.WebSocket, message: str | bytes) -> None:
     """Bytes go as a binary frame (a binary protocol's commands), text as a text frame."""
     ws.send(message, websocket.ABNF.OPCODE_BINARY if isinstance(message, bytes) else websocket.ABNF.OPCODE_TEXT)
@@ -93,6 +85,9 @@ def _send(ws: websocket.WebSocket, message: str | bytes) -> None:
 
 class FeedSession:
     """One socket of one account. ``start()``, ``set_subscriptions(...)``, ``stop()``."""
+
+    CONNECT_TIMEOUT_S = 5.0
+    BACKOFF_CAP_S = 15.0
 
     def __init__(
         self,
@@ -104,9 +99,7 @@ class FeedSession:
         *,
         watchdog_s: float | None = None,
         ping_interval_s: float | None = None,
-        connect_timeout_s: float = 5.0,
         backoff_base_s: float = 0.25,
-        backoff_cap_s: float = 15.0,
         token_poll_s: float = 2.0,
         on_reconnect: Callable[[FeedSession], None] | None = None,
     ) -> None:
@@ -117,9 +110,7 @@ class FeedSession:
         self.token_source = token_source
         self.watchdog_s = watchdog_s or dialect.WATCHDOG_S
         self.ping_interval_s = ping_interval_s if ping_interval_s is not None else dialect.PING_INTERVAL_S
-        self.connect_timeout_s = connect_timeout_s
         self.backoff_base_s = backoff_base_s
-        self.backoff_cap_s = backoff_cap_s
         self.token_poll_s = token_poll_s
         self.on_reconnect = on_reconnect
         self.name = f"feed-{account.name}-{socket_no}"
@@ -177,9 +168,6 @@ class FeedSession:
         self._token_event.set()
         if self._ws is not None and (version is None or version > self.stats.token_version):
             self._abort(f"new token version {version}")
-
-    def reconnect(self, reason: str = "requested") -> None:
-        self._abort(reason)
 
     def _abort(self, reason: str) -> None:
         """Wake the receive loop by shutting the socket (no close handshake: it may be dead)."""
@@ -260,7 +248,7 @@ class FeedSession:
 
     def _failed(self, why: str, attempt: int) -> None:
         self.stats.last_error = why
-        delay = backoff_s(attempt + 1, self.backoff_base_s, self.backoff_cap_s)
+        delay = backoff_s(attempt + 1, self.backoff_base_s, self.BACKOFF_CAP_S)
         log.warning("%s: %s; retrying in %.2f s", self.name, why, delay)
         self._stop.wait(delay)
 
@@ -270,7 +258,7 @@ class FeedSession:
         ws = websocket.create_connection(
             url,
             header=headers,
-            timeout=self.connect_timeout_s,
+            timeout=self.CONNECT_TIMEOUT_S,
             skip_utf8_validation=True,
             enable_multithread=True,
             sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
@@ -425,11 +413,8 @@ class FeedSession:
 
     def _on_text(self, kind: str, data: Any) -> None:
         if kind == "order" and isinstance(data, dict):
-            if _orderupdates is None:
-                log.info("%s: order update dropped (no order-update path installed)", self.name)
-                return
             try:
-                _orderupdates.on_broker_message(self.account, data, "socket")
+                orderupdates.on_broker_message(self.account, data, "socket")
             except Exception:
                 log.exception("%s: order update handling failed", self.name)
         elif kind == "error":

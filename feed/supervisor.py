@@ -34,7 +34,7 @@ from common.brokers import broker
 from common.brokers.contracts import FeedDialect
 from common.models import Instrument
 from common.settings import Account
-from feed import shard
+from feed import orderupdates, shard
 from feed.publisher import Publisher
 from feed.session import FeedSession, TokenSource
 
@@ -44,26 +44,9 @@ log = logging.getLogger(__name__)
 
 
 def _read_token_from(r: redis.Redis) -> TokenSource:
-    try:
-        from common.tokens import read_token
-    except ImportError:  # pragma: no cover - the token store is another module's
-        read_token = None
+    from common.tokens import read_token
 
-    def source(account: str) -> Any:
-        if read_token is not None:
-            return read_token(account, r)
-        return _token_from_hash(r, account)  # pragma: no cover
-
-    return source
-
-
-def _token_from_hash(r: redis.Redis, account: str) -> Any:  # pragma: no cover - fallback only
-    from types import SimpleNamespace
-
-    h = r.hgetall(keys.token(account))
-    if not h or not h.get("access_token"):
-        return None
-    return SimpleNamespace(access_token=h["access_token"], feed_token=h.get("feed_token", ""), version=int(h.get("version", 0)))
+    return lambda account: read_token(account, r)
 
 
 def _p99(values: Any) -> int:
@@ -111,11 +94,6 @@ class AccountFeed:
             self.sessions.append(s)
             s.start()
         return self.sessions[n]
-
-    def start(self) -> None:
-        with self._lock:
-            self._session(0)
-        self.reload()
 
     def stop(self) -> None:
         for s in self.sessions:
@@ -222,14 +200,9 @@ def _request_reconcile(session: FeedSession) -> None:
     """After a reconnect of a ticker that carries order updates, one may have been missed: ask (debounced,
     off the receive thread) for the account's order book to be reconciled."""
 
-    def ask() -> None:
-        try:
-            from feed.orderupdates import request_reconcile
-        except ImportError:  # pragma: no cover
-            return
-        request_reconcile(session.account.name, f"ticker socket {session.socket_no} reconnected")
-
-    threading.Thread(target=ask, name="feed-reconcile", daemon=True).start()
+    reason = f"ticker socket {session.socket_no} reconnected"
+    threading.Thread(target=orderupdates.request_reconcile, args=(session.account.name, reason),
+                     name="feed-reconcile", daemon=True).start()  # fmt: skip
 
 
 def _undecoded(r: redis.Redis) -> redis.Redis:
@@ -343,12 +316,7 @@ class Feed:
 
     def _on_control(self, channel: str, data: str) -> None:
         if channel == keys.FEED_CONTROL:
-            f = self.feeds.get(data.strip())
-            if f is not None:
-                try:
-                    f.reload()
-                except redis.RedisError as e:
-                    log.warning("feed %s: reload failed: %s", data, e)
+            self.reload(data.strip())
         elif channel == keys.TOKEN_CHANGED:
             name, _, version = data.partition(" ")
             f = self.feeds.get(name)
@@ -368,10 +336,3 @@ class Feed:
                 log.warning("feed: heartbeat failed: %s", e)
             except Exception:  # never let the heartbeat thread die
                 log.exception("feed: heartbeat failed")
-
-    def beat_now(self) -> None:
-        """Write the heartbeats now (tests, and ``status`` right after start)."""
-        with self.redis.pipeline(transaction=False) as p:
-            for f in self.feeds.values():
-                f.heartbeat(p, int(self.heartbeat_ttl_s * 1000))
-            p.execute()
