@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,10 +31,9 @@ from typing import Any
 
 import redis
 
-from bench.report import Record, percentile
-from bench.stack import Stack
+from bench.report import Progress, Record, noop, percentile
+from bench.stack import Listener, Stack
 
-Progress = Callable[[str], None]
 ACCOUNT = "kite1"  # AccountsWriter names a broker's first account <broker>1
 SYMBOLS = ("INFY", "SBIN", "TCS", "RELIANCE", "HDFCBANK")
 PRODUCTS = ("INTRADAY", "DELIVERY")  # with SYMBOLS: ten position rows
@@ -51,34 +49,18 @@ PORTFOLIO_PATHS = ("/portfolio/", "/user/margins", "/trades")
 MESSAGE_WAIT_S = 15.0
 
 
-def _noop(_msg: str) -> None:
-    pass
-
-
 def portfolio_reads(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The portfolio REST requests in a slice of the paper broker's request log."""
     return [e for e in log if e["method"] == "GET" and str(e["path"]).startswith(PORTFOLIO_PATHS)]
 
 
-class _Channel(threading.Thread):
+class _Channel(Listener):
     """Every message on the account's state channel, stamped with ``time.time_ns()`` on arrival."""
 
     def __init__(self, r: redis.Redis, channel: str) -> None:
-        super().__init__(daemon=True, name="bench-account-channel")
-        self.pubsub = r.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(channel)
-        while not self.pubsub.subscribed:
-            self.pubsub.get_message(timeout=1.0)
         self.got: queue.Queue[tuple[int, str]] = queue.Queue()
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            msg = self.pubsub.get_message(timeout=0.2)
-            if msg and msg["type"] == "message":
-                at = time.time_ns()
-                data = msg["data"]
-                self.got.put((at, data.decode() if isinstance(data, bytes) else str(data)))
+        super().__init__(r, channel, time.time_ns, lambda at, data: self.got.put(
+            (at, data.decode() if isinstance(data, bytes) else str(data))))
 
     def next_positions(self) -> int:
         """The arrival time of the next ``positions`` message (``trades`` ones follow every fill too)."""
@@ -87,11 +69,6 @@ class _Channel(threading.Thread):
             at, kind = self.got.get(timeout=max(0.001, deadline - time.monotonic()))
             if kind == "positions":
                 return at
-
-    def close(self) -> None:
-        self.stop.set()
-        self.join(2)
-        self.pubsub.close()
 
 
 @contextlib.contextmanager
@@ -144,7 +121,7 @@ def _one_push(s: Stack, r: redis.Redis, channel: _Channel, i: int, placed: Count
     return (seen_ns - fill_ns) / 1e6, (fill_ns - enqueued_ns) / 1e6
 
 
-def bench_push(s: Stack, user_id: str, progress: Progress = _noop) -> Record:
+def bench_push(s: Stack, user_id: str, progress: Progress = noop) -> Record:
     from common import keys
     from common.redis import get_redis
 
@@ -218,7 +195,7 @@ def _side_by_side(sdk: Any, ours: list[float], theirs: list[float]) -> tuple[int
     return rows, net
 
 
-def bench_reads(s: Stack, acct: Any, user_id: str, progress: Progress = _noop) -> Record:
+def bench_reads(s: Stack, acct: Any, user_id: str, progress: Progress = noop) -> Record:
     from kiteconnect import KiteConnect
 
     from common.tokens import get_token
@@ -263,7 +240,7 @@ def bench_reads(s: Stack, acct: Any, user_id: str, progress: Progress = _noop) -
     )
 
 
-def run(progress: Progress = _noop) -> Iterator[Record]:
+def run(progress: Progress = noop) -> Iterator[Record]:
     with Stack() as s, _kite_account_with_postbacks(s) as acct:
         user_id = s.user_id(ACCOUNT)
         progress(f"{PUSH_N} market orders, fills by postback")

@@ -41,7 +41,6 @@ import itertools
 import json
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -54,12 +53,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bench.report import Record, median_spread, percentile
+from bench import stack
+from bench.report import Progress, Record, median_spread, percentile
 from common.models import Instrument
 from paper import derivatives as paper_fo
 from paper.universe import PaperInstrument
 
-Progress = Callable[[str], None]
 Files = dict[str, Any]  # file name -> the downloaded body (str for Kite's text, else bytes)
 BROKERS = ("kite", "angel", "fyers", "shoonya")
 INDEX_STRIKES_EACH_SIDE = 100
@@ -234,25 +233,20 @@ def private_redis() -> Iterator[Any]:
     ``common.redis.get_redis()`` points at while it runs."""
     from common import redis as bg_redis
     from common import settings as bg_settings
-    from devtools.redisserver import RedisServer, free_port
 
-    workdir = Path(tempfile.mkdtemp(prefix="bg-bench-fo-"))
-    server = RedisServer(port=free_port(), workdir=workdir, appendonly=False)
     old = os.environ.get("BROKERGATE_REDIS_URL")
     try:
-        server.start()
-        os.environ["BROKERGATE_REDIS_URL"] = server.url
-        bg_settings.settings.cache_clear()
-        bg_redis.reset_clients()
-        yield bg_redis.get_redis()
+        with stack.private_redis() as url:
+            os.environ["BROKERGATE_REDIS_URL"] = url
+            bg_settings.settings.cache_clear()
+            bg_redis.reset_clients()
+            yield bg_redis.get_redis()
     finally:
-        server.stop()
         os.environ.pop("BROKERGATE_REDIS_URL", None)
         if old is not None:
             os.environ["BROKERGATE_REDIS_URL"] = old
         bg_settings.settings.cache_clear()
         bg_redis.reset_clients()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _drop_master(r: Any, account: str) -> None:

@@ -22,24 +22,16 @@ import gc
 import inspect
 import statistics
 import struct
-import tempfile
 import time
 import timeit
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import redis
 
-from bench.report import Record, median_spread, percentile
+from bench.report import Progress, Record, median_spread, noop, percentile
+from bench.stack import private_redis
 from common.brokers.kite import codec as kite_codec
-
-Progress = Callable[[str], None]
-
-
-def _noop(_msg: str) -> None:
-    pass
-
 
 # ------------------------------------------------------------------------------ fixtures
 
@@ -63,18 +55,6 @@ def full_frame(n: int = 1000, seed: int = 1) -> tuple[bytes, dict[int, tuple[str
             depth += [rnd.randrange(1, 1000), base + (lvl - 5) * 5, rnd.randrange(1, 20)]
         parts.append(struct.pack(">H", packet.size) + packet.pack(*head, *depth))
     return b"".join(parts), symbols
-
-
-@contextlib.contextmanager
-def private_redis() -> Iterator[str]:
-    from devtools.redisserver import RedisServer, free_port
-
-    server = RedisServer(port=free_port(), workdir=Path(tempfile.mkdtemp(prefix="bg-bench-redis-")), appendonly=False)
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 @contextlib.contextmanager
@@ -148,7 +128,7 @@ def ticks_control(paper_url: str, **body: Any) -> None:
 # ------------------------------------------------------------------------------ benchmarks
 
 
-def bench_decode(repeats: int = 5, progress: Progress = _noop) -> Record:
+def bench_decode(repeats: int = 5, progress: Progress = noop) -> Record:
     """Kite full-mode decode vs the official parser, same frame, same run."""
     from kiteconnect import KiteTicker
 
@@ -191,7 +171,7 @@ def bench_decode(repeats: int = 5, progress: Progress = _noop) -> Record:
     )
 
 
-def bench_decode_publish(repeats: int = 5, frames: int = 20, progress: Progress = _noop) -> Record:
+def bench_decode_publish(repeats: int = 5, frames: int = 20, progress: Progress = noop) -> Record:
     """Decode + publish on one thread into a private Redis, vs redis-py pipelined PUBLISH."""
     from common.ticks import encode_tick
     from feed.publisher import Publisher
@@ -276,7 +256,7 @@ def _feed_on_paper(brokers: tuple[str, ...] = ("kite",), **feed_kw: Any) -> Iter
             r.close()
 
 
-def bench_full_load(duration_s: float = 20.0, instruments: int = 9000, progress: Progress = _noop) -> Record:
+def bench_full_load(duration_s: float = 20.0, instruments: int = 9000, progress: Progress = noop) -> Record:
     """The feed on the paper broker: ``instruments`` Kite instruments at 1 tick/s each (quote mode)."""
     from common.ticks import subscribe
 
@@ -327,7 +307,7 @@ def bench_full_load(duration_s: float = 20.0, instruments: int = 9000, progress:
     )
 
 
-def bench_reconnect(drops: int = 20, progress: Progress = _noop) -> Record:
+def bench_reconnect(drops: int = 20, progress: Progress = noop) -> Record:
     """Drop the socket ``drops`` times; time from the drop to the next published tick."""
     import requests
 
@@ -384,7 +364,7 @@ def bench_reconnect(drops: int = 20, progress: Progress = _noop) -> Record:
     )
 
 
-def run(progress: Progress = _noop) -> list[Record]:
+def run(progress: Progress = noop) -> list[Record]:
     out = []
     for fn in (bench_decode, bench_decode_publish, bench_full_load, bench_reconnect):
         progress(fn.__name__)

@@ -20,12 +20,11 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-from bench.report import Record, median_spread, percentile
+from bench.report import Progress, Record, median_spread, noop, percentile
 from bench.stack import Stack
 
-Progress = Callable[[str], None]
 KITE, ANGEL = 10, 10
 REPEATS = 3
 TARGET_S = 5.0
@@ -49,15 +48,11 @@ while True:
 """
 
 
-def _noop(_msg: str) -> None:
-    pass
-
-
 def _refreshes_done(log: str) -> int:
     return sum(1 for line in log.splitlines() if "brokergate.refresh_instruments[" in line and " succeeded " in line)
 
 
-def run(progress: Progress = _noop) -> Iterator[Record]:
+def run(progress: Progress = noop) -> Iterator[Record]:
     from common import keys
     from common.client import _celery
     from common.tokens import login_and_store
@@ -66,10 +61,8 @@ def run(progress: Progress = _noop) -> Iterator[Record]:
     with Stack() as s:
         accts = s.accounts(kite=KITE, angel=ANGEL)
         names = list(accts)
-        worker = s.workers.prepare([keys.AUTH_QUEUE], pool="threads", concurrency=len(names))
         progress(f"{len(names)} paper accounts ({KITE} Kite, {ANGEL} Angel); starting an auth worker x{len(names)}")
-        worker.spawn()
-        worker.wait_ready()
+        worker = s.workers.start([keys.AUTH_QUEUE], pool="threads", concurrency=len(names))
         app = _celery()
         lasts: list[float] = []
         per_account: list[dict[str, float]] = []

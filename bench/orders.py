@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
+from bench import report
 from bench.pictures import RESULTS_DIR, plot_requests_per_second, sliding_counts
-from bench.report import Record, max_in_window, median_spread, percentile
+from bench.report import Progress, Record, max_in_window, median_spread, ms_summary, noop, percentile
 from bench.stack import Stack, order_requests
+from devtools.workerprocs import start_all
 
-Progress = Callable[[str], None]
 NS = 1_000_000_000
 PLAIN_TASK = "bench.plain.post"
 
@@ -39,10 +40,6 @@ URGENT_REPEATS = 3
 LATENCY_BLOCKS = 4
 LATENCY_PER_BLOCK = 40
 LATENCY_WARMUP = 5
-
-
-def _noop(_msg: str) -> None:
-    pass
 
 
 # --- sending -------------------------------------------------------------------------------------
@@ -86,14 +83,6 @@ class Plain:
         return o.client_order_id
 
 
-def _start(workers: list[Any]) -> None:
-    """Start prepared worker processes at once (startup dominates) and wait for all."""
-    for w in workers:
-        w.spawn()
-    for w in workers:
-        w.wait_ready()
-
-
 def _stop(workers: list[Any]) -> None:
     for w in workers:
         w.stop(2)
@@ -128,7 +117,7 @@ def _burst_ours(s: Stack, account: str, n: int, **kw: Any) -> set[str]:
     return {_place(account, deadline_s=60, **kw).id for _ in range(n)}
 
 
-def bench_cap_compliance(s: Stack, progress: Progress = _noop) -> Record:
+def bench_cap_compliance(s: Stack, progress: Progress = noop) -> Record:
     cap = 3
     accts = s.accounts(kite=1, angel=0, caps={"orders": [f"{cap}/s"]})
     (name,) = accts
@@ -139,7 +128,7 @@ def bench_cap_compliance(s: Stack, progress: Progress = _noop) -> Record:
     plain1 = [s.plain_worker(rate=f"{cap}/s", queue="plain.c1", start=False)]
     plain3 = [s.plain_worker(rate=f"{cap}/s", queue="plain.c3", start=False) for _ in range(3)]
     progress("starting 3 brokergate workers, 1 + 3 plain Celery workers")
-    _start(ours_w + plain1 + plain3)
+    start_all(ours_w + plain1 + plain3)
     n = COMPLIANCE_ORDERS
     series: dict[str, list[dict[str, Any]]] = {}
     progress(f"brokergate: {n} orders at once, 3 workers, cap {cap}/s")
@@ -221,7 +210,7 @@ def _measure_burst(s: Stack, user_id: str, since_ns: int, n: int, cap: float,
     return u, d, arrivals
 
 
-def bench_cap_utilization(s: Stack, progress: Progress = _noop) -> Record:
+def bench_cap_utilization(s: Stack, progress: Progress = noop) -> Record:
     cap = 10
     configs = [("x1", "threads", 1), ("prefork x4", "prefork", 4), ("threads x10", "threads", 10)]
     accts = s.accounts(kite=len(configs), angel=0, caps={"orders": [f"{cap}/s"]})
@@ -237,7 +226,7 @@ def bench_cap_utilization(s: Stack, progress: Progress = _noop) -> Record:
     plain_w = [s.plain_worker(rate=f"{cap}/s", pool=pool, concurrency=c, queue=f"plain.u{i}", start=False)
                for i, (_, pool, c) in enumerate(configs)]
     progress("starting 4 brokergate workers (x1, prefork x4, threads x10 twice) and 3 plain Celery workers")
-    _start([*ours_w, diag_w, *plain_w])
+    start_all([*ours_w, diag_w, *plain_w])
     n = UTIL_ORDERS
     ours: dict[str, float] = {}
     anchor: dict[str, float] = {}
@@ -303,7 +292,7 @@ def bench_cap_utilization(s: Stack, progress: Progress = _noop) -> Record:
 # --- 3. urgent lane --------------------------------------------------------------------------------
 
 
-def bench_urgent_lane(s: Stack, progress: Progress = _noop) -> Record:
+def bench_urgent_lane(s: Stack, progress: Progress = noop) -> Record:
     from common import orderstore
     from common.client import cancel_order
     from common.redis import get_redis
@@ -315,7 +304,7 @@ def bench_urgent_lane(s: Stack, progress: Progress = _noop) -> Record:
     both = s.queues(name)
     ws = [s.workers.prepare(both), s.workers.prepare(both), s.workers.prepare([both[0]])]
     progress("starting 2 order workers and 1 urgent-only worker (cap 10/s)")
-    _start(ws)
+    start_all(ws)
     r = get_redis()
     ahead_counts: list[int] = []
     for rep in range(URGENT_REPEATS):
@@ -358,17 +347,13 @@ def bench_urgent_lane(s: Stack, progress: Progress = _noop) -> Record:
 
 
 def _seen(s: Stack, user: str, tag: str, since_ns: int, timeout_s: float = 5.0) -> int:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        for e in s.requests(user, since_ns=since_ns):
-            if e.get("tag") == tag and e["endpoint_class"] == "orders":
-                return int(e["arrival_ns"])
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"order {tag} not at the broker within {timeout_s} s")
-        time.sleep(0.005)
+    """arrival_ns of order ``tag`` at the broker."""
+    return s.wait(lambda: next((int(e["arrival_ns"]) for e in s.requests(user, since_ns=since_ns)
+                                if e.get("tag") == tag and e["endpoint_class"] == "orders"), 0),
+                  timeout_s, 0.005, f"order {tag} at the broker")
 
 
-def bench_latency(s: Stack, progress: Progress = _noop) -> list[Record]:
+def bench_latency(s: Stack, progress: Progress = noop) -> list[Record]:
     # A cap the limiter never paces at: above the 2026 rule's 10/s, so a registered algo (common/algorules.py).
     accts = s.accounts(kite=1, angel=0, caps={"orders": ["1000/s"]}, registered_algo=True)
     name = list(accts)[-1]
@@ -377,7 +362,7 @@ def bench_latency(s: Stack, progress: Progress = _noop) -> list[Record]:
     ours_w = s.workers.prepare(s.queues(name), pool="solo", concurrency=1)
     plain_w = s.plain_worker(rate=None, pool="solo", queue="plain.lat", start=False)
     progress("starting a solo brokergate worker and a solo plain Celery worker (cap 1000/s)")
-    _start([ours_w, plain_w])
+    start_all([ours_w, plain_w])
     plain = Plain(accts[name])
     ours_ms: list[float] = []
     plain_ms: list[float] = []
@@ -420,10 +405,7 @@ def bench_latency(s: Stack, progress: Progress = _noop) -> list[Record]:
     block_p50 = [statistics.median(ours_ms[i:i + LATENCY_PER_BLOCK]) for i in range(0, len(ours_ms), LATENCY_PER_BLOCK)]
     _, spread50 = median_spread(block_p50)
     n = len(ours_ms)
-    common = {"ours_ms": {"p50": round(p50, 3), "p90": round(percentile(ours_ms, 90), 3), "p99": round(p99, 3),
-                          "max": round(max(ours_ms), 3)},
-              "plain_ms": {"p50": round(a50, 3), "p90": round(percentile(plain_ms, 90), 3), "p99": round(a99, 3),
-                           "max": round(max(plain_ms), 3)},
+    common = {"ours_ms": ms_summary(ours_ms), "plain_ms": ms_summary(plain_ms),
               "enqueue_call_p50_ms": {k: round(statistics.median(v[LATENCY_WARMUP:]), 3) for k, v in client_ms.items()}}
     note = (f"{n} orders each, one in flight, interleaved in {LATENCY_BLOCKS} blocks; solo workers; "
             "arrival_ns at the paper broker - time.monotonic_ns() before place_order / send_task")
@@ -450,15 +432,11 @@ def bench_latency(s: Stack, progress: Progress = _noop) -> list[Record]:
 # --- the suite -------------------------------------------------------------------------------------
 
 
-def run(progress: Progress = _noop) -> Iterator[Record]:
+def run(progress: Progress = noop) -> Iterator[Record]:
     """All order benchmarks on one private stack (workers are started and stopped per benchmark)."""
     with Stack() as s:
-        for fn in (bench_cap_compliance, bench_cap_utilization, bench_urgent_lane, bench_latency):
-            started = time.monotonic()
-            progress(f"{fn.__name__} ...")
-            got = fn(s, progress)
-            progress(f"{fn.__name__} done in {time.monotonic() - started:.0f} s")
-            yield from (got if isinstance(got, list) else [got])
+        steps = (bench_cap_compliance, bench_cap_utilization, bench_urgent_lane, bench_latency)
+        yield from report.timed_steps(steps, progress, s)
 
 
 if __name__ == "__main__":

@@ -25,17 +25,16 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
 
-from bench.report import Record, percentile
+from bench.report import Progress, Record, noop, percentile
+from bench.stack import Listener, private_redis
 from devtools.processes import stop_process
 
-Progress = Callable[[str], None]
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-api-secret-0123456789"
 ACCOUNT = "kite1"
@@ -54,28 +53,10 @@ TARGET_RATE = 1000.0  # accepted/s; brokers send a few per second per user, so t
 TARGET_P99_MS = 5.0
 
 
-def _noop(_msg: str) -> None:
-    pass
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _private_redis() -> Iterator[str]:
-    from devtools.redisserver import RedisServer, free_port
-
-    server = RedisServer(
-        port=free_port(), workdir=Path(tempfile.mkdtemp(prefix="bg-bench-pb-")), appendonly=False
-    )
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
@@ -212,27 +193,6 @@ async def _closed_loop(port: int, reqs: list[tuple[str, bytes]], connections: in
     return time.perf_counter() - t0, ok
 
 
-class _Subscriber(threading.Thread):
-    """Receive times (perf_counter) of every update on ``orders:<account>``, by client_order_id."""
-
-    def __init__(self, redis_url: str) -> None:
-        super().__init__(daemon=True)
-        self.r = redis.Redis.from_url(redis_url)
-        self.pubsub = self.r.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(f"orders:{ACCOUNT}")
-        while self.pubsub.get_message(timeout=1.0) is None and not self.pubsub.subscribed:
-            pass
-        self.seen: dict[str, float] = {}
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            msg = self.pubsub.get_message(timeout=0.2)
-            if msg and msg["type"] == "message":
-                t = time.perf_counter()
-                self.seen[json.loads(msg["data"])["client_order_id"]] = t
-
-
 async def _open_loop(
     port: int, reqs: list[tuple[str, bytes]], rate: float, connections: int
 ) -> dict[str, float]:
@@ -281,8 +241,8 @@ def _keepalive_rtt_ms(port: int, reqs: list[tuple[str, bytes]]) -> float:
     return percentile(times, 50) * 1000
 
 
-def bench_throughput(n: int = 6000, connections: int = 16, progress: Progress = _noop) -> Record:
-    with _private_redis() as url:
+def bench_throughput(n: int = 6000, connections: int = 16, progress: Progress = noop) -> Record:
+    with private_redis() as url:
         r = redis.Redis.from_url(url)
         reqs = _requests(r, n, "tp")
         with receiver(url) as port:
@@ -309,22 +269,23 @@ def bench_throughput(n: int = 6000, connections: int = 16, progress: Progress = 
 
 
 def bench_latency(
-    n: int = 1000, rate: float = 100.0, connections: int = 4, progress: Progress = _noop
+    n: int = 1000, rate: float = 100.0, connections: int = 4, progress: Progress = noop
 ) -> Record:
-    with _private_redis() as url:
+    with private_redis() as url:
         r = redis.Redis.from_url(url)
         reqs = _requests(r, n + 200, "lt")
         with receiver(url) as port:
             rtt_ms = _keepalive_rtt_ms(port, reqs[:200])
-            sub = _Subscriber(url)
+            seen: dict[str, float] = {}  # client_order_id -> perf_counter() when its update arrived
+            sub = Listener(r, f"orders:{ACCOUNT}", time.perf_counter,
+                           lambda at, data: seen.__setitem__(json.loads(data)["client_order_id"], at))
             sub.start()
             sent = asyncio.run(_open_loop(port, reqs[200:], rate, connections))
             deadline = time.monotonic() + 10
-            while len(sub.seen) < len(sent) and time.monotonic() < deadline:
+            while len(seen) < len(sent) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            sub.stop.set()
-            sub.join(2)
-    lat = [(sub.seen[c] - t) * 1000 for c, t in sent.items() if c in sub.seen]
+            sub.close()
+    lat = [(seen[c] - t) * 1000 for c, t in sent.items() if c in seen]
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
     progress(
         f"POST -> orders:<account>: p50 {p50:.2f} ms, p99 {p99:.2f} ms at {rate:.0f}/s; keep-alive rtt {rtt_ms:.2f} ms"
@@ -342,7 +303,7 @@ def bench_latency(
     )
 
 
-def run(progress: Progress = _noop) -> list[Record]:
+def run(progress: Progress = noop) -> list[Record]:
     return [bench_throughput(progress=progress), bench_latency(progress=progress)]
 
 

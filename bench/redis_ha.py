@@ -20,26 +20,21 @@ import collections
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
-from bench.orders import _place, _seen
-from bench.report import Record, percentile
+from bench.orders import _place, _seen, _stop
+from bench.report import Progress, Record, ms_summary, noop, timed_steps
 from bench.stack import Stack, order_requests
 from devtools.redisha import RedisHA
+from devtools.workerprocs import start_all
 
-Progress = Callable[[str], None]
 BLOCKS = 4
 PER_BLOCK = 40
 WARMUP = 5
 FAILOVERS = 10
 REDIS_VARS = ("BROKERGATE_REDIS_URL", "BROKERGATE_REDIS_SENTINELS", "BROKERGATE_REDIS_MASTER",
               "BROKERGATE_REDIS_WAIT_REPLICAS")  # fmt: skip
-
-
-def _noop(_msg: str) -> None:
-    pass
 
 
 @dataclass
@@ -79,7 +74,7 @@ def _one(s: Stack, setup: Setup) -> float:
     return (arrived - t0) / 1e6
 
 
-def bench_wait_cost(s: Stack, ha: RedisHA, progress: Progress = _noop) -> list[Record]:
+def bench_wait_cost(s: Stack, ha: RedisHA, progress: Progress = noop) -> list[Record]:
     setups = _setups(s, ha)
     accts = s.accounts(kite=len(setups), angel=0, caps={"orders": ["1000/s"]}, registered_algo=True)
     workers = []
@@ -89,10 +84,7 @@ def bench_wait_cost(s: Stack, ha: RedisHA, progress: Progress = _noop) -> list[R
         s.login({name: accts[name]})
         workers.append(s.workers.prepare(s.queues(name), pool="solo", concurrency=1, env=setup.env))
     progress("starting a solo worker on each of: " + ", ".join(x.name for x in setups))
-    for w in workers:
-        w.spawn()
-    for w in workers:
-        w.wait_ready()
+    start_all(workers)
     for setup in setups:
         _use(s, setup.env)
         for _ in range(WARMUP):
@@ -104,16 +96,13 @@ def bench_wait_cost(s: Stack, ha: RedisHA, progress: Progress = _noop) -> list[R
             setup.samples_ms += [_one(s, setup) for _ in range(PER_BLOCK)]
         progress(f"block {block + 1}/{BLOCKS}: " + ", ".join(
             f"{x.name} p50 {statistics.median(x.samples_ms):.2f} ms" for x in setups))
-    for w in workers:
-        w.stop(2)
+    _stop(workers)
     return _wait_records(setups)
 
 
 def _wait_records(setups: list[Setup]) -> list[Record]:
     single, wait, nowait = setups
-    stats = {x.name: {"p50": round(percentile(x.samples_ms, 50), 3), "p90": round(percentile(x.samples_ms, 90), 3),
-                      "p99": round(percentile(x.samples_ms, 99), 3), "max": round(max(x.samples_ms), 3)}
-             for x in setups}  # fmt: skip
+    stats = {x.name: ms_summary(x.samples_ms) for x in setups}
     n = len(wait.samples_ms)
     note = (f"{n} orders on each setup, one in flight, interleaved in {BLOCKS} blocks, solo workers, replica on the "
             f"same host; {nowait.name}: p50 {stats[nowait.name]['p50']} / p99 {stats[nowait.name]['p99']} ms")
@@ -153,16 +142,12 @@ class Placer(threading.Thread):
 
 def _first_order_after(s: Stack, user: str, after_ns: int, timeout_s: float) -> int:
     """arrival_ns of the first order accepted at the broker after ``after_ns``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = [e["arrival_ns"] for e in order_requests(s.requests(user, since_ns=after_ns), user) if e["status"] == 200]
-        if got:
-            return int(min(got))
-        time.sleep(0.01)
-    raise TimeoutError(f"no order at the broker within {timeout_s} s of the promotion")
+    got = s.wait(lambda: [e["arrival_ns"] for e in order_requests(s.requests(user, since_ns=after_ns), user)
+                          if e["status"] == 200], timeout_s, 0.01, "an order at the broker after the promotion")
+    return int(min(got))
 
 
-def bench_failover_gap(s: Stack, ha: RedisHA, progress: Progress = _noop) -> list[Record]:
+def bench_failover_gap(s: Stack, ha: RedisHA, progress: Progress = noop) -> list[Record]:
     _use(s, ha.env())
     accts = s.accounts(kite=1, angel=0, caps={"orders": ["20/s"]}, registered_algo=True)
     name = list(accts)[-1]
@@ -223,15 +208,10 @@ def _gap_records(s: Stack, user: str, placer: Placer, promotions: list[float], g
     ]  # fmt: skip
 
 
-def run(progress: Progress = _noop) -> Iterator[Record]:
+def run(progress: Progress = noop) -> Iterator[Record]:
     """A private stack (single Redis, paper broker) and an HA set beside it."""
     with Stack() as s, RedisHA(s.workdir / "ha", appendonly=False) as ha:
-        for fn in (bench_wait_cost, bench_failover_gap):
-            started = time.monotonic()
-            progress(f"{fn.__name__} ...")
-            got: Any = fn(s, ha, progress)
-            progress(f"{fn.__name__} done in {time.monotonic() - started:.0f} s")
-            yield from got
+        yield from timed_steps((bench_wait_cost, bench_failover_gap), progress, s, ha)
 
 
 if __name__ == "__main__":

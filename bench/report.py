@@ -10,12 +10,17 @@ import json
 import platform
 import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).parent / "results"
+Progress = Callable[[str], None]  # a suite's running commentary (``python -m bench`` prints it)
+
+
+def noop(_msg: str) -> None:
+    """The ``progress`` of a benchmark called without one."""
 
 
 @dataclass
@@ -51,6 +56,22 @@ def percentile(samples: Sequence[float], q: float) -> float:
         return float("nan")
     k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
     return s[k]
+
+
+def ms_summary(samples_ms: Sequence[float]) -> dict[str, float]:
+    """p50 / p90 / p99 / max of latencies in ms, rounded for a record's ``extra``."""
+    return {**{f"p{q}": round(percentile(samples_ms, q), 3) for q in (50, 90, 99)}, "max": round(max(samples_ms), 3)}
+
+
+def timed_steps(steps: Iterable[Callable[..., Any]], progress: Progress, *args: Any) -> Iterator[Record]:
+    """``step(*args, progress=progress)`` for each step in turn, saying when each starts and how long
+    it took; yields the record (or list of records) each returns."""
+    for step in steps:
+        started = time.monotonic()
+        progress(f"{step.__name__} ...")
+        got = step(*args, progress=progress)
+        progress(f"{step.__name__} done in {time.monotonic() - started:.0f} s")
+        yield from (got if isinstance(got, list) else [got])
 
 
 def machine() -> dict[str, Any]:

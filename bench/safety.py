@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import redis
 
 from bench.account import _kite_account_with_postbacks
-from bench.report import Record, max_in_window, median_spread
+from bench.report import Progress, Record, max_in_window, median_spread, noop
 from bench.stack import Stack
 
-Progress = Callable[[str], None]
 ACCOUNT = "kite1"  # AccountsWriter names a broker's first account <broker>1
 # 5 x (30 places + 30 cancels) and the variant's ~80 make ~380 order requests in under a minute:
 # under Kite's 400/min, which would otherwise pace the cancels (the record says the peak).
@@ -45,10 +44,6 @@ FAR_UNDER = "1.00"  # a LIMIT buy at this price rests OPEN at the paper broker
 SLOTS_OVER_FLOOR = 3  # "within a few limiter slots": the pass line is the floor plus this many slots
 SETTLE_WAIT_S = 60.0
 TERMINAL = {"COMPLETE", "CANCELLED", "REJECTED", "EXPIRED", "FAILED"}
-
-
-def _noop(_msg: str) -> None:
-    pass
 
 
 def _cap_per_s(acct: Any) -> float:
@@ -164,7 +159,7 @@ def _minute_peak(s: Stack, user_id: str, since_ns: int) -> int:
     return max_in_window([int(e["arrival_ns"]) for e in log if e["endpoint_class"] == "orders"], 60 * 10**9)
 
 
-def bench_cancels(s: Stack, r: redis.Redis, acct: Any, user_id: str, progress: Progress = _noop) -> Record:
+def bench_cancels(s: Stack, r: redis.Redis, acct: Any, user_id: str, progress: Progress = noop) -> Record:
     cap = _cap_per_s(acct)
     floor_s = RESTING_N / cap
     runs = []
@@ -203,7 +198,7 @@ def bench_cancels(s: Stack, r: redis.Redis, acct: Any, user_id: str, progress: P
     )
 
 
-def bench_queued(s: Stack, r: redis.Redis, acct: Any, user_id: str, since_ns: int, progress: Progress = _noop) -> Record:
+def bench_queued(s: Stack, r: redis.Redis, acct: Any, user_id: str, since_ns: int, progress: Progress = noop) -> Record:
     cap = _cap_per_s(acct)
     resting = _resting(s, r, RESTING_N)
     queued = _place(QUEUED_N)
@@ -245,7 +240,7 @@ def bench_queued(s: Stack, r: redis.Redis, acct: Any, user_id: str, since_ns: in
     )
 
 
-def run(progress: Progress = _noop) -> Iterator[Record]:
+def run(progress: Progress = noop) -> Iterator[Record]:
     from common import keys
     from common.redis import get_redis
 

@@ -32,16 +32,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.procstat import ProcTree
+from bench.report import Progress, noop
 from bench.scalestats import account_burst, fanout_signal, merge_repeats, order_class, row_summary
 from bench.stack import Stack
 from devtools.workerprocs import WorkerProc
 
-Progress = Callable[[str], None]
 NS = 1_000_000_000
 
 CAP = 10
@@ -59,10 +59,6 @@ ANCHOR_FANOUT_SIGNALS = 10  # the dedicated workers' fan-out, beside: ~2 s a sig
 FANOUT_GAP_S = 0.2  # between one signal settling and the next: the cap is never what paces them
 RSS_EVERY_S = 0.25
 SETTLED = frozenset({"OPEN", "COMPLETE", "REJECTED", "CANCELLED", "FAILED", "EXPIRED"})
-
-
-def _noop(_msg: str) -> None:
-    pass
 
 
 def _order(account: str, **kw: Any) -> dict[str, Any]:
@@ -222,7 +218,7 @@ def _others(s: Stack) -> dict[str, ProcTree]:
 
 
 def measure_row(s: Stack, mode: str, names: list[str], workers: list[WorkerProc],
-                progress: Progress = _noop) -> dict[str, Any]:
+                progress: Progress = noop) -> dict[str, Any]:
     """One burst over ``names`` served by ``workers`` (already started): the row of the curve."""
     resting = _resting(_cancel_accounts(names))
     time.sleep(1.1)  # the resting placements out of every sliding second of the burst
@@ -261,7 +257,7 @@ def measure_row(s: Stack, mode: str, names: list[str], workers: list[WorkerProc]
 
 
 def measure_rows(s: Stack, mode: str, names: list[str], workers: list[WorkerProc],
-                 progress: Progress = _noop) -> dict[str, Any]:
+                 progress: Progress = noop) -> dict[str, Any]:
     """The row of ``names``: REPEATS bursts of :func:`measure_row`, merged (medians)."""
     runs = [measure_row(s, mode, names, workers, progress) for _ in range(REPEATS.get(len(names), 1))]
     return merge_repeats(runs)
@@ -294,7 +290,7 @@ def fan_out(names: list[str], template: dict[str, Any]) -> dict[str, str]:
 
 
 def measure_fanout(s: Stack, mode: str, names: list[str], signals_n: int,
-                   progress: Progress = _noop) -> dict[str, Any]:
+                   progress: Progress = noop) -> dict[str, Any]:
     template = {k: v for k, v in _order(names[0]).items() if k != "account"}
     fan_t0 = time.monotonic_ns()
     signals: list[tuple[int, dict[str, str]]] = []
@@ -338,7 +334,7 @@ def measure_fanout(s: Stack, mode: str, names: list[str], signals_n: int,
 # --- the suite ------------------------------------------------------------------------------------------
 
 
-def run(progress: Progress = _noop) -> Iterator[Any]:
+def run(progress: Progress = noop) -> Iterator[Any]:
     """The cost curve (pooled rows, then dedicated rows), the fan-out after each mode's
     100-account row; the records once everything is measured (bench/scalerecords.py)."""
     from bench.scalerecords import records

@@ -26,8 +26,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import redis
 
 from common import keys
 from devtools.accounts import AccountsWriter, logged_in, paper_user_of
@@ -38,7 +42,7 @@ from devtools.waiting import wait_for
 from devtools.workerprocs import WorkerProc, Workers
 from paper.launch import start_paper_process
 
-__all__ = ["Stack", "order_requests"]
+__all__ = ["Listener", "Stack", "order_requests", "private_redis"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,6 +51,46 @@ def order_requests(log: list[dict[str, Any]], user_id: str, method: str | None =
     """The order-class requests of one user at the paper broker (place = POST), in arrival order."""
     return [e for e in log if e["endpoint_class"] == "orders" and e["user_id"] == user_id
             and (method is None or e["method"] == method)]
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[str]:
+    """A redis-server of our own in a temp dir, without the append-only file (see :class:`Stack`);
+    yields its URL, removes everything after."""
+    workdir = Path(tempfile.mkdtemp(prefix="bg-bench-redis-"))
+    server = RedisServer(port=free_port(), workdir=workdir, appendonly=False)
+    try:
+        server.start()
+        yield server.url
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class Listener(threading.Thread):
+    """Hands every message on ``channel`` to ``heard(clock(), data)`` the moment it arrives, from a
+    thread of its own; subscribed once the constructor returns."""
+
+    def __init__(self, r: redis.Redis, channel: str, clock: Callable[[], Any],
+                 heard: Callable[[Any, Any], None]) -> None:  # fmt: skip
+        super().__init__(daemon=True, name=f"bench-listener-{channel}")
+        self.clock, self.heard = clock, heard
+        self.pubsub = r.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(channel)
+        while not self.pubsub.subscribed:
+            self.pubsub.get_message(timeout=1.0)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            msg = self.pubsub.get_message(timeout=0.2)
+            if msg and msg["type"] == "message":
+                self.heard(self.clock(), msg["data"])
+
+    def close(self) -> None:
+        self.stop.set()
+        self.join(2)
+        self.pubsub.close()
 
 
 class Stack:
@@ -178,12 +222,6 @@ class Stack:
             w.spawn()
             w.wait_ready()
         return w
-
-    @staticmethod
-    def purge(queue: str) -> None:
-        from common.redis import get_redis
-
-        get_redis().delete(queue)
 
     def wait(self, predicate: Any, timeout_s: float, interval_s: float = 0.1, what: str = "condition") -> Any:
         return wait_for(predicate, timeout_s, interval_s, what, error=TimeoutError)
