@@ -51,7 +51,6 @@ Settings, each against a hazard of docs/architecture.md § Orders:
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from typing import Any
@@ -60,6 +59,7 @@ from celery import Celery, signals
 from celery.signals import worker_init
 from kombu import Queue
 
+from beat import schedule as beat_schedule
 from common import keys, redisconf
 from common.errors import ConfigError
 from common.keys import (
@@ -103,7 +103,6 @@ TASK_QUEUES: dict[str, str] = {
     RECONCILE_TASK: keys.DEFAULT_QUEUE,
     keys.ACCOUNT_STATE_TASK: keys.DEFAULT_QUEUE,
 }
-ORDER_TASKS = frozenset({PLACE_TASK, MODIFY_TASK, CANCEL_TASK})
 
 
 def _configured_accounts() -> dict[str, Account]:
@@ -159,15 +158,7 @@ def declared_queues(accts: dict[str, Account] | None = None) -> list[str]:
     return [*names, keys.AUTH_QUEUE, keys.DEFAULT_QUEUE]
 
 
-def _includes() -> list[str]:
-    mods = ["workers.orders"]
-    # The login tasks are another module; the app imports before it exists, too.
-    if importlib.util.find_spec("workers.login") is not None:
-        mods.append("workers.login")
-    return mods
-
-
-app = Celery("brokergate", include=_includes())
+app = Celery("brokergate", include=["workers.orders", "workers.login"])
 app.steps["consumer"].add(RestoreDropped)
 # A pooled worker (brokergate worker --pooled) reads each account's lanes on channels of their own.
 _consumer = PooledConsumer if is_pooled() else Consumer
@@ -204,10 +195,7 @@ app.conf.update(
     task_send_sent_event=True,
 )
 
-if importlib.util.find_spec("beat.schedule") is not None:
-    from beat import schedule as _beat_schedule
-
-    _beat_schedule.configure(app)
+beat_schedule.configure(app)
 
 
 def worker_rate_limit(
