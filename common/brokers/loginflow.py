@@ -9,7 +9,10 @@ secret, a token or the exception's text.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -17,9 +20,10 @@ from common.brokers.base import json_or_none, request_once
 from common.errors import BrokerError, LoginFailed
 from common.settings import Account
 
-__all__ = ["TIMEOUT_S", "answer", "call", "required", "totp_now"]
+__all__ = ["IST", "TIMEOUT_S", "answer", "call", "expiry_at", "query_value", "required", "totp_now"]
 
 TIMEOUT_S = (3.05, 10.0)  # connect, read
+IST = ZoneInfo("Asia/Kolkata")
 
 
 def totp_now(account: Account, totp_code: Callable[[str], str], what: str) -> str:
@@ -57,3 +61,19 @@ def required(data: dict[str, Any], key: str, what: str) -> str:
     if not value:
         raise LoginFailed(f"{what}: no {key} in the answer")
     return value
+
+
+def query_value(url: str, name: str) -> str | None:
+    """The value of ``name`` in the query of ``url`` (a redirect target), or None without one."""
+    values = parse_qs(urlsplit(url).query).get(name)
+    return values[0] if values and values[0] else None
+
+
+def expiry_at(issued_at_ms: int, tz: tzinfo, hour: int) -> int:
+    """The first ``hour``:00 in ``tz`` after ``issued_at_ms`` (epoch ms): when a token dies that
+    the broker ends daily at that hour."""
+    issued = datetime.fromtimestamp(issued_at_ms / 1000, tz)
+    end = issued.replace(hour=hour, minute=0, second=0, microsecond=0)
+    if end <= issued:
+        end += timedelta(days=1)
+    return int(end.timestamp() * 1000)

@@ -12,22 +12,19 @@ both within its deadline.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import requests
 
 from common import totp
 from common.brokers.angel.errors import map_error
 from common.brokers.base import session_or_new
-from common.brokers.loginflow import answer, call, totp_now
+from common.brokers.loginflow import IST, answer, call, expiry_at, totp_now
 from common.errors import LoginFailed
 from common.settings import Account
 
 __all__ = ["LOGIN_PATH", "headers", "login", "token_expiry_ms"]
 
-IST = ZoneInfo("Asia/Kolkata")
 LOGIN_PATH = "/rest/auth/angelbroking/user/v1/loginByPassword"
 
 
@@ -50,9 +47,7 @@ def headers(account: Account, jwt: str | None = None) -> dict[str, str]:
 
 def token_expiry_ms(issued_at_ms: int) -> int:
     """Angel sessions end at the next midnight IST."""
-    issued = datetime.fromtimestamp(issued_at_ms / 1000, IST)
-    midnight = issued.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    return int(midnight.timestamp() * 1000)
+    return expiry_at(issued_at_ms, IST, 0)
 
 
 def _ok(status: int, body: Any) -> bool:

@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import requests
 
 from common import totp
 from common.brokers.base import session_or_new
 from common.brokers.fyers.errors import map_error
-from common.brokers.loginflow import answer, call, required, totp_now
+from common.brokers.loginflow import answer, call, expiry_at, query_value, required, totp_now
 from common.errors import LoginFailed
 from common.settings import Account
 
@@ -62,16 +61,13 @@ def app_id_hash(api_key: str, api_secret: str) -> str:
 
 
 def auth_code_from(url: str) -> str | None:
-    values = parse_qs(urlsplit(url).query).get("auth_code")
-    return values[0] if values and values[0] else None
+    return query_value(url, "auth_code")
 
 
 def token_expiry_ms(issued_at_ms: int) -> int:
     """Fyers access tokens are valid for the trading day; their JWT ``exp`` is the next
     00:00 UTC (05:30 IST)."""
-    issued = datetime.fromtimestamp(issued_at_ms / 1000, UTC)
-    midnight = issued.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    return int(midnight.timestamp() * 1000)
+    return expiry_at(issued_at_ms, UTC, 0)
 
 
 def _ok(status: int, body: Any) -> bool:

@@ -16,23 +16,20 @@ or token is ever logged or put into an exception.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
-from zoneinfo import ZoneInfo
+from urllib.parse import urljoin
 
 import requests
 
 from common import totp
 from common.brokers.base import session_or_new
 from common.brokers.kite.errors import map_error
-from common.brokers.loginflow import answer, call, required, totp_now
+from common.brokers.loginflow import IST, answer, call, expiry_at, query_value, required, totp_now
 from common.errors import LoginFailed
 from common.settings import Account
 
 __all__ = ["checksum", "login", "request_token_from", "token_expiry_ms"]
 
-IST = ZoneInfo("Asia/Kolkata")
 MAX_REDIRECTS = 10
 _HEADERS = {"X-Kite-Version": "3", "User-Agent": "brokergate"}
 
@@ -44,17 +41,12 @@ def checksum(api_key: str, request_token: str, api_secret: str) -> str:
 
 def token_expiry_ms(issued_at_ms: int) -> int:
     """Kite tokens die at the next 06:00 IST (the daily regulatory flush)."""
-    issued = datetime.fromtimestamp(issued_at_ms / 1000, IST)
-    flush = issued.replace(hour=6, minute=0, second=0, microsecond=0)
-    if flush <= issued:
-        flush += timedelta(days=1)
-    return int(flush.timestamp() * 1000)
+    return expiry_at(issued_at_ms, IST, 6)
 
 
 def request_token_from(location: str) -> str | None:
     """The ``request_token`` in a redirect target, if it carries one."""
-    values = parse_qs(urlsplit(location).query).get("request_token")
-    return values[0] if values and values[0] else None
+    return query_value(location, "request_token")
 
 
 def _call(session: requests.Session, method: str, url: str, step: str, **kw: Any) -> requests.Response:

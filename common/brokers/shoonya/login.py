@@ -19,22 +19,19 @@ secret or token is logged or put in an exception.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import requests
 
 from common import totp
 from common.brokers.base import session_or_new
-from common.brokers.loginflow import answer, call, required, totp_now
+from common.brokers.loginflow import IST, answer, call, expiry_at, required, totp_now
 from common.brokers.shoonya.errors import map_error
 from common.brokers.shoonya.translate import jdata
 from common.settings import Account
 
 __all__ = ["APK_VERSION", "LOGIN_PATH", "app_key", "login", "login_values", "sha256_hex", "token_expiry_ms"]
 
-IST = ZoneInfo("Asia/Kolkata")
 LOGIN_PATH = "/NorenWClientTP/QuickAuth"
 APK_VERSION = "1.0.0"
 DEFAULT_IMEI = "abc1234"
@@ -52,11 +49,7 @@ def app_key(user_id: str, api_key: str) -> str:
 def token_expiry_ms(issued_at_ms: int) -> int:
     """Finvasia documents no session lifetime; sessions are known to end overnight, so a token is
     taken to last until the next 06:00 IST (before the daily login, as Kite's)."""
-    issued = datetime.fromtimestamp(issued_at_ms / 1000, IST)
-    end = issued.replace(hour=6, minute=0, second=0, microsecond=0)
-    if end <= issued:
-        end += timedelta(days=1)
-    return int(end.timestamp() * 1000)
+    return expiry_at(issued_at_ms, IST, 6)
 
 
 def login_values(account: Account, code: str) -> dict[str, str]:
