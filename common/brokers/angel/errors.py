@@ -88,9 +88,8 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
         return BrokerUnavailable(f"Angel: HTTP {http_status}", http_status=http_status)
     code = str(body.get("errorcode") or body.get("errorCode") or "") if isinstance(body, dict) else ""
     said = str(body.get("message") or "") if isinstance(body, dict) else text
-    egress = None if during_login else refusal("Angel", f"{code}: {said}" if code else said, console=IP_CONSOLE,
-                                               code=code or None, http_status=http_status)
-    if egress is not None:
+    if not during_login and (egress := refusal("Angel", f"{code}: {said}" if code else said, console=IP_CONSOLE,
+                                                code=code or None, http_status=http_status)):
         return egress
     if isinstance(body, dict):
         message = f"Angel {code}: {said}".strip()

@@ -119,8 +119,7 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
         kw: dict[str, Any] = {"code": None if code is None else str(code), "http_status": http_status}
         if code in (-429, -353) or RATE_LIMIT_TEXT in str(body.get("message") or "").lower() or http_status == 429:
             return RateLimited(message, retry_after_s=1.0, **kw)
-        egress = None if during_login else refusal("Fyers", message, console=IP_CONSOLE, **kw)
-        if egress is not None:
+        if not during_login and (egress := refusal("Fyers", message, console=IP_CONSOLE, **kw)):
             return egress
         if during_login:
             return (BrokerUnavailable if http_status >= 500 else LoginFailed)(message, **kw)

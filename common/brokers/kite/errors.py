@@ -63,9 +63,8 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
         return BrokerUnavailable(f"Kite: HTTP {http_status}", http_status=http_status)
     said = str(body.get("message") or "") if isinstance(body, dict) else text
     error_type = str(body.get("error_type") or "") if isinstance(body, dict) else ""
-    egress = None if during_login else refusal("Kite", f"{error_type}: {said}" if error_type else said,
-                                               console=IP_CONSOLE, code=error_type or None, http_status=http_status)
-    if egress is not None:
+    if not during_login and (egress := refusal("Kite", f"{error_type}: {said}" if error_type else said,
+                                                console=IP_CONSOLE, code=error_type or None, http_status=http_status)):
         return egress
     if not during_login and (not isinstance(body, dict) or body.get("status") != "error"):
         return status_error("Kite", http_status, text)

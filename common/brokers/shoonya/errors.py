@@ -74,9 +74,8 @@ def map_error(http_status: int, body: Any, text: str = "", *, during_login: bool
     message = f"Shoonya: {emsg}" if emsg else f"Shoonya: HTTP {http_status}"
     if http_status == 429 or KINDS.get(kind) is RateLimited:
         return RateLimited(message, retry_after_s=1.0, code=kind or "429", http_status=http_status)
-    egress = None if during_login else refusal("Shoonya", emsg or text, console=IP_CONSOLE, code=kind or None,
-                                                 http_status=http_status)
-    if egress is not None:
+    if not during_login and (egress := refusal("Shoonya", emsg or text, console=IP_CONSOLE, code=kind or None,
+                                                 http_status=http_status)):
         return egress
     if http_status in NOT_FORWARDED:
         return BrokerUnavailable(message, code=kind or None, http_status=http_status)
