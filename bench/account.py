@@ -90,9 +90,7 @@ def _kite_account_with_postbacks(s: Stack) -> Iterator[Any]:
 
 def _fill_wall_ns(s: Stack, tag: str) -> int:
     assert s.paper is not None
-    resp = s.paper.http.get(f"{s.paper.url}/_paper/orders", params={"tag": tag}, timeout=10)
-    resp.raise_for_status()
-    [order] = resp.json()
+    [order] = s.paper.orders(tag=tag)
     if order["status"] != "COMPLETE" or not order.get("fill_wall_ns"):
         raise RuntimeError(f"order {tag} not filled at the paper broker: {order['status']}")
     return int(order["fill_wall_ns"])

@@ -29,9 +29,11 @@ from typing import Any
 
 import redis
 
-from bench.report import Progress, Record, median_spread, noop, percentile
+from bench.report import Progress, Record, median_spread, noop, percentile, timed_steps
 from bench.stack import private_redis
 from common.brokers.kite import codec as kite_codec
+from devtools.paperbroker import PaperBroker, paper_process
+from devtools.waiting import wait_for
 
 # ------------------------------------------------------------------------------ fixtures
 
@@ -57,48 +59,31 @@ def full_frame(n: int = 1000, seed: int = 1) -> tuple[bytes, dict[int, tuple[str
     return b"".join(parts), symbols
 
 
-@contextlib.contextmanager
-def paper_broker(seed: int = 7) -> Iterator[str]:
-    """``python -m paper`` on a free port; yields its base URL."""
-    from devtools.processes import stop_process
-    from paper.launch import start_paper_process
-
-    proc, url = start_paper_process(seed=seed)
-    try:
-        yield url
-    finally:
-        stop_process(proc)
-
-
-def paper_accounts(paper_url: str, r: redis.Redis, brokers: tuple[str, ...] = ("kite",)) -> dict[str, Any]:
+def paper_accounts(paper: PaperBroker, r: redis.Redis, brokers: tuple[str, ...] = ("kite",)) -> dict[str, Any]:
     """Register paper users, parse an accounts document for them, log them in (tokens in Redis)."""
     import secrets
 
     import pyotp
-    import requests
 
     from common.settings import parse_accounts
     from common.tokens import login_and_store
 
-    ws = "ws://" + paper_url.split("://", 1)[1]
+    ws = "ws://" + paper.url.split("://", 1)[1]
     env: dict[str, str] = {}
     lines: list[str] = []
     for i, broker in enumerate(brokers):
         name = f"bench{broker}{i}"
         user_id = f"BK{i:04d}" if broker == "kite" else f"B{i:06d}"
-        user = {
-            "broker": broker, "user_id": user_id, "password": secrets.token_urlsafe(10),
-            "totp_secret": pyotp.random_base32(), "api_key": f"key{secrets.token_hex(4)}",
-            "api_secret": secrets.token_hex(8),
-        }  # fmt: skip
-        requests.post(f"{paper_url}/_paper/users", json=user, timeout=5).raise_for_status()
+        user = paper.add_user(broker=broker, user_id=user_id, password=secrets.token_urlsafe(10),
+                              totp_secret=pyotp.random_base32(), api_key=f"key{secrets.token_hex(4)}",
+                              api_secret=secrets.token_hex(8))  # fmt: skip
         var = f"BG_BENCH_{name.upper()}"
-        env |= {f"{var}_PW": user["password"], f"{var}_TOTP": user["totp_secret"], f"{var}_SECRET": user["api_secret"]}
+        env |= {f"{var}_PW": user.password, f"{var}_TOTP": user.totp_secret, f"{var}_SECRET": user.api_secret}
         path = "/kite-ticker" if broker == "kite" else "/smart-stream"
         lines += [
-            f"[accounts.{name}]", f'broker = "{broker}"', f'user_id = "{user_id}"', f'api_key = "{user["api_key"]}"',
+            f"[accounts.{name}]", f'broker = "{broker}"', f'user_id = "{user_id}"', f'api_key = "{user.api_key}"',
             f'password = "env:{var}_PW"', f'totp_secret = "env:{var}_TOTP"', f'api_secret = "env:{var}_SECRET"',
-            f'rest_url = "{paper_url}"', f'login_url = "{paper_url}"', f'ws_url = "{ws}{path}"', "",
+            f'rest_url = "{paper.url}"', f'login_url = "{paper.url}"', f'ws_url = "{ws}{path}"', "",
         ]  # fmt: skip
     accounts = parse_accounts("\n".join(lines), environ=env, source="bench")
     for a in accounts.values():
@@ -117,12 +102,6 @@ def store_universe(r: redis.Redis, account: Any) -> list[str]:
         insts.append(Instrument(p.exchange, p.symbol, token, broker_symbol=p.angel_symbol))
     master.store(account.name, insts, r)
     return [i.symbol for i in insts]
-
-
-def ticks_control(paper_url: str, **body: Any) -> None:
-    import requests
-
-    requests.post(f"{paper_url}/_paper/ticks", json=body, timeout=10).raise_for_status()
 
 
 # ------------------------------------------------------------------------------ benchmarks
@@ -241,38 +220,37 @@ def bench_decode_publish(repeats: int = 5, frames: int = 20, progress: Progress 
 
 
 @contextlib.contextmanager
-def _feed_on_paper(brokers: tuple[str, ...] = ("kite",), **feed_kw: Any) -> Iterator[tuple[str, redis.Redis, Any, Any]]:
+def _feed_on_paper(brokers: tuple[str, ...] = ("kite",), **feed_kw: Any) -> Iterator[tuple[PaperBroker, redis.Redis, Any, Any]]:
     from feed.supervisor import Feed
 
-    with private_redis() as url, paper_broker() as paper_url:
+    with private_redis() as url, paper_process() as (_proc, paper_url):
         r = redis.Redis.from_url(url, decode_responses=True)
-        accounts = paper_accounts(paper_url, r, brokers)
+        paper = PaperBroker(paper_url)
+        accounts = paper_accounts(paper, r, brokers)
         feed = Feed(accounts, r, heartbeat_s=0.5, **feed_kw)
         feed.start()
         try:
-            yield paper_url, r, accounts, feed
+            yield paper, r, accounts, feed
         finally:
             feed.stop()
             r.close()
+            paper.http.close()
 
 
 def bench_full_load(duration_s: float = 20.0, instruments: int = 9000, progress: Progress = noop) -> Record:
     """The feed on the paper broker: ``instruments`` Kite instruments at 1 tick/s each (quote mode)."""
     from common.ticks import subscribe
 
-    with _feed_on_paper(("kite",)) as (paper_url, r, accounts, feed):
+    with _feed_on_paper(("kite",)) as (paper, r, accounts, feed):
         (name, account), = accounts.items()
         symbols = [s for s in store_universe(r, account) if s.startswith("PAPER")][:instruments]
         # Each instrument once a second, spread over the second as an exchange's ticks are
         # (50 slices every 20 ms), not 9,000 at one instant.
-        ticks_control(paper_url, interval_ms=20, slices=50, paused=False)
+        paper.ticks(interval_ms=20, slices=50, paused=False)
         subscribe([f"NSE:{s}" for s in symbols], "quote", account=name, r=r)
         af = feed.feeds[name]
-        deadline = time.monotonic() + 30
-        while sum(s.stats.ticks for s in af.sessions) < instruments * 2:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the feed did not reach full load within 30 s")
-            time.sleep(0.2)
+        wait_for(lambda: sum(s.stats.ticks for s in af.sessions) >= instruments * 2, 30, 0.2,
+                 "the feed at full load", error=RuntimeError)
         progress(f"full load: {len(af.sessions)} sockets streaming; measuring {duration_s:.0f} s")
         for s in af.sessions:
             s.stats.latency_us.clear()
@@ -309,14 +287,12 @@ def bench_full_load(duration_s: float = 20.0, instruments: int = 9000, progress:
 
 def bench_reconnect(drops: int = 20, progress: Progress = noop) -> Record:
     """Drop the socket ``drops`` times; time from the drop to the next published tick."""
-    import requests
-
     from common.ticks import TickSubscription, subscribe
 
-    with _feed_on_paper(("kite",), backoff_base_s=0.1) as (paper_url, r, accounts, _feed):
+    with _feed_on_paper(("kite",), backoff_base_s=0.1) as (paper, r, accounts, _feed):
         (name, account), = accounts.items()
         store_universe(r, account)
-        ticks_control(paper_url, interval_ms=20, paused=False)
+        paper.ticks(interval_ms=20, paused=False)
         user_id = account.user_id
         wanted = {"INFY": "full", "SBIN": "ltp", "TCS": "quote"}
         times: list[float] = []
@@ -328,9 +304,7 @@ def bench_reconnect(drops: int = 20, progress: Progress = noop) -> Record:
                 while time.monotonic() < drain_until:  # ticks keep coming: drain for a bounded time
                     sub.get(0.02)
                 t0 = time.time_ns()
-                requests.post(
-                    f"{paper_url}/_paper/faults", json={"kind": "drop_socket", "broker": "kite", "user_id": user_id}, timeout=5
-                ).raise_for_status()
+                paper.fault(kind="drop_socket", broker="kite", user_id=user_id)
                 time.sleep(0.05)  # let the drop land: ticks sent before it are not "after"
                 seen: set[str] = set()
                 deadline = time.monotonic() + 10
@@ -364,12 +338,8 @@ def bench_reconnect(drops: int = 20, progress: Progress = noop) -> Record:
     )
 
 
-def run(progress: Progress = noop) -> list[Record]:
-    out = []
-    for fn in (bench_decode, bench_decode_publish, bench_full_load, bench_reconnect):
-        progress(fn.__name__)
-        out.append(fn(progress=progress))
-    return out
+def run(progress: Progress = noop) -> Iterator[Record]:
+    yield from timed_steps((bench_decode, bench_decode_publish, bench_full_load, bench_reconnect), progress)
 
 
 if __name__ == "__main__":

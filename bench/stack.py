@@ -2,7 +2,7 @@
 and Celery worker subprocesses, all in a temp dir, all stopped at the end.
 
 Reuses the harness the tests use rather than copying it: :class:`devtools.redisserver.RedisServer`,
-``paper.launch.start_paper_process``, :class:`devtools.paperbroker.PaperBroker`,
+:func:`devtools.paperbroker.paper_process`, :class:`devtools.paperbroker.PaperBroker`,
 :class:`devtools.accounts.AccountsWriter` (the accounts TOML and its secret variables) and
 :class:`devtools.workerprocs.Workers` (real ``celery -A workers.app worker`` processes, SIGKILL,
 restart)::
@@ -24,7 +24,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -35,12 +34,10 @@ import redis
 
 from common import keys
 from devtools.accounts import AccountsWriter, logged_in, paper_user_of
-from devtools.paperbroker import PaperBroker
-from devtools.processes import stop_process
+from devtools.paperbroker import PaperBroker, paper_process
 from devtools.redisserver import RedisServer, free_port
 from devtools.waiting import wait_for
-from devtools.workerprocs import WorkerProc, Workers
-from paper.launch import start_paper_process
+from devtools.workerprocs import WorkerProc, Workers, start_all
 
 __all__ = ["Listener", "Stack", "order_requests", "private_redis"]
 
@@ -110,6 +107,7 @@ class Stack:
         self._writer: AccountsWriter | None = None
         self._saved_env: dict[str, str | None] = {}
         self._plain: list[WorkerProc] = []
+        self._undo = contextlib.ExitStack()
 
     # --- environment ----------------------------------------------------------------------------
 
@@ -137,14 +135,21 @@ class Stack:
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def __enter__(self) -> Stack:
+        undo = self._undo
         try:
+            undo.callback(shutil.rmtree, self.workdir, ignore_errors=True)
+            undo.callback(self._reset_process_caches)
+            undo.callback(self._restore_env)
+            undo.callback(self.redis.stop)
             self.redis.start()
             self.setenv("BROKERGATE_REDIS_URL", self.redis.url)
             # No accounts yet: point at a file that will exist once accounts() is called.
             self.setenv("BROKERGATE_ACCOUNTS", str(self.workdir / "accounts.toml"))
             self._reset_process_caches()
-            self.paper_proc, url = start_paper_process(seed=self.seed)
+            self.paper_proc, url = undo.enter_context(paper_process(seed=self.seed))
             self.paper = PaperBroker(url)
+            undo.callback(self.paper.http.close)
+            undo.callback(self.workers.stop_all)
             self._writer = AccountsWriter(self.paper, self.workdir / "accounts.toml", self.setenv)
         except BaseException:
             self.close()
@@ -155,18 +160,8 @@ class Stack:
         self.close()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.workers.stop_all()
-        if self.paper_proc is not None:
-            stop_process(self.paper_proc, grace_s=5)
-            self.paper_proc = None
-        if self.paper is not None:
-            self.paper.http.close()
-        with contextlib.suppress(Exception):
-            self.redis.stop()
-        self._restore_env()
-        self._reset_process_caches()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        """Everything started, stopped in the reverse order (workers first, the temp dir last)."""
+        self._undo.close()
 
     # --- accounts, logins, queues ---------------------------------------------------------------
 
@@ -194,33 +189,18 @@ class Stack:
     def requests(self, user_id: str | None = None, since_ns: int | None = None) -> list[dict[str, Any]]:
         """The paper broker's request log (filtered on the server)."""
         assert self.paper is not None
-        params: dict[str, Any] = {}
-        if user_id:
-            params["user_id"] = user_id
-        if since_ns is not None:
-            params["since_ns"] = since_ns
-        r = self.paper.http.get(f"{self.paper.url}/_paper/requests", params=params, timeout=10)
-        r.raise_for_status()
-        return list(r.json())
+        return self.paper.requests(user_id, since_ns)
 
     # --- the anchor: plain Celery workers (bench/plain_app.py) -----------------------------------
 
     def plain_worker(self, *, rate: str | None, concurrency: int = 1, pool: str = "prefork",
                      queue: str = "plain", start: bool = True) -> WorkerProc:
         """A ``celery -A bench.plain_app worker`` with ``rate_limit=rate`` (None: no limit)."""
-        name = f"plain{len(self._plain) + 1}"
-        args = [
-            sys.executable, "-m", "celery", "-A", "bench.plain_app", "worker", "-Q", queue,
-            "-n", f"{name}@%h", "-P", pool, "-c", str(concurrency), "--without-gossip", "--without-mingle",
-            "--without-heartbeat", "-l", "INFO",
-        ]  # fmt: skip
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "BENCH_PLAIN_RATE": rate or ""}
-        w = WorkerProc(name, [queue], args, env, self.workdir / f"{name}.log")
-        self.workers.procs.append(w)  # stopped with the others
+        w = self.workers.prepare([queue], app="bench.plain_app", name=f"plain{len(self._plain) + 1}", pool=pool,
+                                 concurrency=concurrency, env={"BENCH_PLAIN_RATE": rate or ""})  # fmt: skip
         self._plain.append(w)
         if start:
-            w.spawn()
-            w.wait_ready()
+            start_all([w])
         return w
 
     def wait(self, predicate: Any, timeout_s: float, interval_s: float = 0.1, what: str = "condition") -> Any:

@@ -1,4 +1,5 @@
-"""A handle on a running paper broker (``python -m paper``): its control API under ``/_paper``.
+"""The paper broker (``python -m paper``) for tests and benchmarks: :func:`paper_process` runs one,
+:class:`PaperBroker` drives its control API under ``/_paper``.
 
 The tests' ``paper`` fixture (tests/fixtures/paper.py) and the benchmarks' stack (bench/stack.py)
 both drive the broker through it.
@@ -6,15 +7,30 @@ both drive the broker through it.
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyotp
 import requests
 
+from devtools.processes import stop_process
 from devtools.waiting import wait_for
+from paper.launch import start_paper_process
 
-__all__ = ["PaperBroker", "PaperUser"]
+__all__ = ["PaperBroker", "PaperUser", "paper_process"]
+
+
+@contextlib.contextmanager
+def paper_process(seed: int = 7) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``python -m paper`` on a free port for the duration: (the process, its base URL)."""
+    proc, url = start_paper_process(seed=seed)
+    try:
+        yield proc, url
+    finally:
+        stop_process(proc)
 
 
 @dataclass
@@ -56,43 +72,48 @@ class PaperBroker:
         }
         if kw:
             raise TypeError(f"unknown user fields: {sorted(kw)}")
-        r = self.http.post(f"{self.url}/_paper/users", json=data, timeout=5)
-        r.raise_for_status()
+        self._post("users", data)
         return PaperUser(**data)
 
-    def requests(self) -> list[dict[str, Any]]:
-        r = self.http.get(f"{self.url}/_paper/requests", timeout=5)
+    def _get(self, what: str, **params: Any) -> Any:
+        """``GET /_paper/<what>`` with the query ``params`` that are not None, its JSON answer."""
+        r = self.http.get(f"{self.url}/_paper/{what}", params={k: v for k, v in params.items() if v is not None},
+                          timeout=10)  # fmt: skip
         r.raise_for_status()
-        return list(r.json())
+        return r.json()
 
-    def orders(self) -> list[dict[str, Any]]:
-        r = self.http.get(f"{self.url}/_paper/orders", timeout=5)
+    def _post(self, what: str, body: dict[str, Any] | None = None) -> Any:
+        r = self.http.post(f"{self.url}/_paper/{what}", json=body, timeout=5)
         r.raise_for_status()
-        return list(r.json())
+        return r.json()
+
+    def requests(self, user_id: str | None = None, since_ns: int | None = None) -> list[dict[str, Any]]:
+        """The request log, filtered on the server (by user, from an ``arrival_ns`` on)."""
+        return list(self._get("requests", user_id=user_id, since_ns=since_ns))
+
+    def orders(self, tag: str | None = None) -> list[dict[str, Any]]:
+        return list(self._get("orders", tag=tag))
 
     def portfolio(self, broker: str, user_id: str) -> dict[str, Any]:
         """The user's books as the paper broker keeps them (``/_paper/portfolio``): positions,
         holdings, funds and trades, generic names, rupees as decimal strings."""
-        r = self.http.get(f"{self.url}/_paper/portfolio", params={"broker": broker, "user_id": user_id}, timeout=5)
-        r.raise_for_status()
-        return dict(r.json())
+        return dict(self._get("portfolio", broker=broker, user_id=user_id))
 
     def fault(self, **kw: Any) -> dict[str, Any]:
         """`fault(kind=..., broker=..., user_id=None, count=None, duration_s=None, delay_s=None)`."""
-        body = {k: v for k, v in kw.items() if v is not None}
-        r = self.http.post(f"{self.url}/_paper/faults", json=body, timeout=5)
-        r.raise_for_status()
-        return dict(r.json())
+        return dict(self._post("faults", {k: v for k, v in kw.items() if v is not None}))
+
+    def ticks(self, **body: Any) -> None:
+        """Pace the tick generator (``POST /_paper/ticks``: interval_ms, paused, steps, slices)."""
+        self._post("ticks", body)
 
     def rule_rejections(self) -> dict[str, int]:
         """Requests the paper broker refused under the 2026 retail-algo rules, by rule name
         (paper/rules.py); empty when none was."""
-        r = self.http.get(f"{self.url}/_paper/health", timeout=5)
-        r.raise_for_status()
-        return dict(r.json().get("rule_rejections") or {})
+        return dict(self._get("health").get("rule_rejections") or {})
 
     def reset(self) -> None:
-        self.http.post(f"{self.url}/_paper/reset", timeout=5).raise_for_status()
+        self._post("reset")
 
     def wait_for(self, predicate: Any, timeout_s: float = 5.0, interval_s: float = 0.02) -> Any:
         """Poll `predicate()` until it returns something truthy, or fail after the deadline."""
