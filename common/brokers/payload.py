@@ -1,4 +1,5 @@
-"""Reading numbers out of broker payloads, leniently and exactly (shared by every broker's parsers).
+"""Reading numbers out of broker payloads, leniently and exactly (shared by every broker's parsers),
+and writing a price into a request.
 
 Brokers send money as JSON floats, strings or integers; a float goes through its shortest
 repr, so 109.4 stays Decimal("109.4"), never 109.400000000000005684...
@@ -46,6 +47,11 @@ def whole(v: Any) -> int:
 def text(v: Any) -> str:
     """A payload value as text; "" for a missing one (None), never the string "None"."""
     return "" if v is None else str(v)
+
+
+def price_text(v: Decimal | None) -> str:
+    """A price as a request's text field: its exact decimal digits, "0" for none."""
+    return "0" if v is None else format(v, "f")
 
 
 def fill_price(v: Any, filled: int) -> Decimal | None:

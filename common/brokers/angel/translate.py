@@ -9,11 +9,11 @@ never a formatted one; without the master's row it is refused before anything is
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from common.brokers import orderbook
 from common.brokers.angel.updates import order_to_update
+from common.brokers.payload import price_text
 from common.derivatives import is_derivative_symbol
 from common.errors import InvalidOrder
 from common.models import Instrument, Order, OrderType, OrderUpdate, Product
@@ -24,10 +24,6 @@ __all__ = ["ORDERTYPE", "PRODUCT", "book_to_updates", "cancel_body", "modify_bod
 ORDERTYPE = {OrderType.MARKET: "MARKET", OrderType.LIMIT: "LIMIT", OrderType.SL: "STOPLOSS_LIMIT",
              OrderType.SL_M: "STOPLOSS_MARKET"}
 PRODUCT = {Product.DELIVERY: "DELIVERY", Product.INTRADAY: "INTRADAY", Product.NORMAL: "CARRYFORWARD"}
-
-
-def _money(v: Decimal | None) -> str:
-    return "0" if v is None else format(v, "f")
 
 
 def variety(order: Order) -> str:
@@ -68,8 +64,8 @@ def order_body(order: Order, instrument: Instrument | None) -> dict[str, str]:
         "ordertype": ORDERTYPE[order.order_type],
         "producttype": PRODUCT[order.product],
         "duration": order.validity.value,
-        "price": _money(order.price),
-        "triggerprice": _money(order.trigger_price),
+        "price": price_text(order.price),
+        "triggerprice": price_text(order.trigger_price),
         "squareoff": "0",
         "stoploss": "0",
         "quantity": str(order.quantity),

@@ -7,11 +7,11 @@ the generic key; without its instrument the order is refused before anything is 
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from common.brokers import orderbook
-from common.brokers.kite.updates import order_to_update
+from common.brokers.kite.updates import order_to_update, tag_of
+from common.brokers.payload import price_text
 from common.derivatives import is_derivative_symbol
 from common.errors import InvalidOrder
 from common.models import Instrument, Order, OrderType, OrderUpdate, Product
@@ -24,10 +24,6 @@ PRODUCT = {Product.DELIVERY: "CNC", Product.INTRADAY: "MIS", Product.NORMAL: "NR
 # Since 1 April 2026 (SEBI's retail-algo rules) MARKET and SL-M orders need market protection; -1
 # asks Kite for its automatic protection band (a percentage would be 0 < p <= 100; 0 is refused).
 MARKET_PROTECTION = "-1"
-
-
-def _money(v: Decimal | None) -> str:
-    return "0" if v is None else format(v, "f")
 
 
 def contract_of(order: Order, instrument: Instrument | None) -> tuple[str, str]:
@@ -57,12 +53,7 @@ def order_form(order: Order, instrument: Instrument | None = None, algo_id: str 
         "validity": order.validity.value,
         "tag": order.client_order_id,
     }
-    if order.price is not None:
-        form["price"] = _money(order.price)
-    if order.trigger_price is not None:
-        form["trigger_price"] = _money(order.trigger_price)
-    if order.order_type in (OrderType.MARKET, OrderType.SL_M):
-        form["market_protection"] = MARKET_PROTECTION
+    _add_prices(form, order)
     if algo_id:
         form["algo_id"] = algo_id
     return form
@@ -72,14 +63,19 @@ def modify_form(order: Order) -> dict[str, str]:
     """The fields of ``PUT /orders/regular/{id}`` for the order as it should now be."""
     form = {"quantity": str(order.quantity), "order_type": order.order_type.value,
             "validity": order.validity.value}
-    if order.price is not None:
-        form["price"] = _money(order.price)
-    if order.trigger_price is not None:
-        form["trigger_price"] = _money(order.trigger_price)
-    if order.order_type in (OrderType.MARKET, OrderType.SL_M):
-        # A modify to MARKET or SL-M needs it as a placement does (Kite forum, comment 52331).
-        form["market_protection"] = MARKET_PROTECTION
+    _add_prices(form, order)
     return form
+
+
+def _add_prices(form: dict[str, str], order: Order) -> None:
+    """The order's prices, and for MARKET and SL-M the market protection: a modify to one of them
+    needs it as a placement does (Kite forum, comment 52331)."""
+    if order.price is not None:
+        form["price"] = price_text(order.price)
+    if order.trigger_price is not None:
+        form["trigger_price"] = price_text(order.trigger_price)
+    if order.order_type in (OrderType.MARKET, OrderType.SL_M):
+        form["market_protection"] = MARKET_PROTECTION
 
 
 def order_id_of(body: dict[str, Any]) -> str:
@@ -91,13 +87,5 @@ def order_id_of(body: dict[str, Any]) -> str:
 def book_to_updates(account: str, body: dict[str, Any], source: str = "reconcile") -> list[OrderUpdate]:
     """``GET /orders`` (``data``) -> OrderUpdates, as :func:`common.brokers.orderbook.book_to_updates`
     reads every book (a tagged row of unknown status is an UNKNOWN update)."""
-    return orderbook.book_to_updates(account, body.get("data"), source, to_update=order_to_update, tag_of=_tag_of,
+    return orderbook.book_to_updates(account, body.get("data"), source, to_update=order_to_update, tag_of=tag_of,
                                      order_id_key="order_id")  # fmt: skip
-
-
-def _tag_of(row: dict[str, Any]) -> str:
-    tag = row.get("tag")
-    if not tag:
-        tags = row.get("tags")
-        tag = tags[0] if isinstance(tags, list) and tags and isinstance(tags[0], str) else ""
-    return str(tag or "")

@@ -36,6 +36,7 @@ __all__ = [
     "postback_checksum",
     "socket_error",
     "status_to_state",
+    "tag_of",
     "validate_postback",
     "verify_postback",
 ]
@@ -286,6 +287,15 @@ def verify_postback(body: dict[str, Any], api_secret: str) -> bool:
 
 
 # --- normalization ---------------------------------------------------------------------------------
+def tag_of(order: dict[str, Any]) -> str:
+    """The order's tag: ``tag``, else the first of ``tags``."""
+    tag = order.get("tag")
+    if not tag:
+        tags = order.get("tags")
+        tag = tags[0] if isinstance(tags, list) and tags and isinstance(tags[0], str) else ""
+    return str(tag or "")
+
+
 def order_to_update(account: str, order: dict[str, Any], source: str) -> OrderUpdate | None:
     """One Kite order dict (postback body, ticker order data, or a ``GET /orders`` row) -> OrderUpdate.
 
@@ -295,10 +305,6 @@ def order_to_update(account: str, order: dict[str, Any], source: str) -> OrderUp
     order_id = text(order.get("order_id"))
     if state is None or not order_id:
         return None
-    tag = order.get("tag")
-    if not tag:
-        tags = order.get("tags")
-        tag = tags[0] if isinstance(tags, list) and tags and isinstance(tags[0], str) else ""
     filled = whole(order.get("filled_quantity"))
     avg = fill_price(order.get("average_price"), filled)
     pending = order.get("pending_quantity")
@@ -306,7 +312,7 @@ def order_to_update(account: str, order: dict[str, Any], source: str) -> OrderUp
         pending = order.get("unfilled_quantity")
     return OrderUpdate(
         account=account,
-        client_order_id=text(tag),
+        client_order_id=tag_of(order),
         broker_order_id=order_id,
         state=state,
         filled_quantity=filled,

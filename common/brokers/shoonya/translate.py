@@ -17,11 +17,11 @@ a formatted one; without the master's row it is refused before anything is sent.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Any
 from urllib.parse import quote_plus
 
 from common.brokers import orderbook
+from common.brokers.payload import price_text
 from common.brokers.shoonya.updates import order_to_update
 from common.derivatives import is_derivative_symbol
 from common.errors import InvalidOrder
@@ -40,10 +40,6 @@ def jdata(values: dict[str, Any], key: str | None = None) -> str:
     """The request body: ``jData=<json>`` and, after login, ``&jKey=<susertoken>``."""
     body = "jData=" + json.dumps(values)
     return body if key is None else f"{body}&jKey={key}"
-
-
-def _money(v: Decimal | None) -> str:
-    return "0" if v is None else format(v, "f")
 
 
 def trading_symbol(order: Order, instrument: Instrument | None) -> str:
@@ -76,13 +72,13 @@ def order_values(order: Order, instrument: Instrument | None, user_id: str) -> d
         "qty": str(order.quantity),
         "dscqty": "0",
         "prctyp": PRICE_TYPE[order.order_type],
-        "prc": _money(order.price),
+        "prc": price_text(order.price),
         "ret": order.validity.value,
         "remarks": order.client_order_id,
         "amo": "NO",
     }
     if order.trigger_price is not None:
-        values["trgprc"] = _money(order.trigger_price)
+        values["trgprc"] = price_text(order.trigger_price)
     return values
 
 
@@ -97,11 +93,11 @@ def modify_values(order: Order, broker_order_id: str, instrument: Instrument | N
         "tsym": quote_plus(trading_symbol(order, instrument)),
         "qty": str(order.quantity),
         "prctyp": PRICE_TYPE[order.order_type],
-        "prc": _money(order.price),
+        "prc": price_text(order.price),
         "ret": order.validity.value,
     }
     if order.trigger_price is not None:
-        values["trgprc"] = _money(order.trigger_price)
+        values["trgprc"] = price_text(order.trigger_price)
     return values
 
 
