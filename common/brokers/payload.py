@@ -1,5 +1,5 @@
 """Reading numbers out of broker payloads, leniently and exactly (shared by every broker's parsers),
-and writing a price into a request.
+the spellings of an expiry in exchange trading symbols, and writing a price into a request.
 
 Brokers send money as JSON floats, strings or integers; a float goes through its shortest
 repr, so 109.4 stays Decimal("109.4"), never 109.400000000000005684...
@@ -8,8 +8,11 @@ repr, so 109.4 stays Decimal("109.4"), never 109.400000000000005684...
 from __future__ import annotations
 
 import math
+from datetime import date
 from decimal import Decimal
 from typing import Any, TypedDict
+
+from common.derivatives import format_strike
 
 
 def money(v: Any) -> Decimal | None:
@@ -84,6 +87,27 @@ def tick_size(v: Any, per_rupee: int = 1) -> Decimal:
     if not value.is_finite() or value <= 0:
         return DEFAULT_TICK
     return (value / per_rupee).normalize()
+
+
+def strike_of(v: Any, per_rupee: int = 1) -> Decimal | None:
+    """An option's strike in rupees, from a value in 1/``per_rupee`` rupee (100 for paise), written
+    one way (``24350.0`` is 24350, never 2.435E+4); None unless > 0 (a future's -1 or 0)."""
+    value = money(v)
+    if value is None or value <= 0:
+        return None
+    return Decimal(format_strike(value / per_rupee))
+
+
+MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+MONTHS = {m: i for i, m in enumerate(MONTH_NAMES, start=1)}
+_WEEK_MONTH = "123456789OND"  # the month of the exchanges' weekly symbols (O, N, D: Oct to Dec)
+
+
+def expiry_spellings(expiry: date) -> tuple[str, str, str]:
+    """How trading symbols write ``expiry``: ``18AUG26`` (NFO), ``26SEP`` (a monthly), ``25O09`` (a
+    weekly: YY, month 1-9/O/N/D, DD)."""
+    yy, mon, dd = f"{expiry.year % 100:02d}", MONTH_NAMES[expiry.month - 1], f"{expiry.day:02d}"
+    return f"{dd}{mon}{yy}", f"{yy}{mon}", f"{yy}{_WEEK_MONTH[expiry.month - 1]}{dd}"
 
 
 class DayAndCarried(TypedDict):

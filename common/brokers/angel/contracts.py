@@ -20,36 +20,31 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from common.brokers.payload import lot_size, money, text, tick_size, whole
-from common.derivatives import format_strike, future_symbol, option_symbol
+from common.brokers import payload
+from common.brokers.payload import MONTHS, expiry_spellings, lot_size, text, tick_size, whole
+from common.derivatives import future_symbol, option_symbol
 from common.models import Instrument
 
 __all__ = ["KINDS", "SEGMENTS", "derivative", "expiry_of", "strike_of"]
 
 SEGMENTS = frozenset({"NFO", "BFO"})
 KINDS = {"OPTIDX": "option", "OPTSTK": "option", "FUTIDX": "future", "FUTSTK": "future"}
-_MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES, start=1)}
-_WEEK_MONTH = "123456789OND"  # the month letter of exchange weekly symbols (O, N, D: Oct to Dec)
 
 
 def expiry_of(value: Any) -> date | None:
     """``06OCT2026`` (any case) -> date; None for anything else."""
     t = text(value).strip().upper()
-    if len(t) != 9 or t[2:5] not in _MONTHS:
+    if len(t) != 9 or t[2:5] not in MONTHS:
         return None
     try:
-        return date(int(t[5:]), _MONTHS[t[2:5]], int(t[:2]))
+        return date(int(t[5:]), MONTHS[t[2:5]], int(t[:2]))
     except ValueError:
         return None
 
 
 def strike_of(value: Any) -> Decimal | None:
     """Rupees from Angel's paise (``2210000.000000`` -> 22100); None unless > 0."""
-    paise = money(value)
-    if paise is None or paise <= 0:
-        return None
-    return Decimal(format_strike(paise / 100))  # 22100, not 2.21E+4
+    return payload.strike_of(value, per_rupee=100)
 
 
 def _underlying(name: str, symbol: str, expiry: date) -> str:
@@ -57,8 +52,7 @@ def _underlying(name: str, symbol: str, expiry: date) -> str:
     symbol's text before its expiry code, found in Angel's three spellings of an expiry."""
     if name:
         return name.upper()
-    yy, mon, dd = f"{expiry.year % 100:02d}", _MONTH_NAMES[expiry.month - 1], f"{expiry.day:02d}"
-    for code in (f"{dd}{mon}{yy}", f"{yy}{mon}", f"{yy}{_WEEK_MONTH[expiry.month - 1]}{dd}"):
+    for code in expiry_spellings(expiry):
         at = symbol.find(code)
         if at > 0:
             return symbol[:at]

@@ -35,7 +35,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -43,8 +43,8 @@ import requests
 
 from common.brokers.base import get_file, session_or_new
 from common.brokers.fyers.spec import SPEC
-from common.brokers.payload import lot_size, tick_size
-from common.derivatives import DERIVATIVE_EXCHANGES, format_strike, future_symbol, option_symbol
+from common.brokers.payload import lot_size, strike_of, tick_size
+from common.derivatives import DERIVATIVE_EXCHANGES, future_symbol, option_symbol
 from common.models import Instrument
 from common.settings import Account
 
@@ -91,12 +91,7 @@ class _Seen:
 
     def strike(self, raw: str) -> Decimal | None:
         if raw not in self.strikes:
-            try:
-                strike = Decimal(raw)
-            except InvalidOperation:
-                strike = Decimal("NaN")
-            ok = strike.is_finite() and strike > 0
-            self.strikes[raw] = Decimal(format_strike(strike)) if ok else None
+            self.strikes[raw] = strike_of(raw)
         return self.strikes[raw]
 
     def tick(self, raw: str) -> Decimal:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
-from common.brokers.payload import lot_size, tick_size
-from common.derivatives import format_strike, future_symbol, option_symbol
+from common.brokers.payload import lot_size, strike_of, tick_size
+from common.derivatives import future_symbol, option_symbol
 from common.models import Instrument
 
 __all__ = ["EXCHANGES", "RIGHTS", "from_row", "is_derivative_row"]
@@ -53,7 +53,7 @@ def from_row(row: Mapping[str, str | None], token: str, tradingsymbol: str, exch
     if kind_code == "FUT":
         symbol = future_symbol(underlying, expiry)
     else:
-        strike = _strike(row.get("strike"))
+        strike = strike_of(row.get("strike"))
         if strike is None:
             return None
         symbol = option_symbol(underlying, expiry, strike, kind_code)
@@ -63,16 +63,6 @@ def from_row(row: Mapping[str, str | None], token: str, tradingsymbol: str, exch
         instrument_type=kind_code, broker_symbol=tradingsymbol, kind="future" if strike is None else "option",
         underlying=underlying, expiry=expiry, strike=strike, right="" if strike is None else kind_code,
     )
-
-
-def _strike(text: str | None) -> Decimal | None:
-    try:
-        value = Decimal((text or "").strip())
-    except InvalidOperation:
-        return None
-    if not value.is_finite() or value <= 0:
-        return None
-    return Decimal(format_strike(value))  # 24350.0 -> 24350: one spelling per strike
 
 
 def _underlying_of(tradingsymbol: str, expiry: date) -> str:

@@ -22,8 +22,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from common.brokers.payload import lot_size, money, text, tick_size
-from common.derivatives import format_strike, future_symbol, option_symbol
+from common.brokers.payload import MONTHS, expiry_spellings, lot_size, strike_of, text, tick_size
+from common.derivatives import future_symbol, option_symbol
 from common.models import Instrument
 
 __all__ = ["KINDS", "SEGMENTS", "derivative", "expiry_of", "is_derivative_row", "strike_of", "underlying_of"]
@@ -31,9 +31,6 @@ __all__ = ["KINDS", "SEGMENTS", "derivative", "expiry_of", "is_derivative_row", 
 SEGMENTS = frozenset({"NFO", "BFO"})
 KINDS = {"OPTIDX": "option", "OPTSTK": "option", "FUTIDX": "future", "FUTSTK": "future"}
 RIGHTS = frozenset({"CE", "PE"})
-_MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES, start=1)}
-_WEEK_MONTH = "123456789OND"  # the month of the exchanges' weekly symbols (O, N, D: Oct to Dec)
 
 
 def is_derivative_row(exchange: str, instrument: str) -> bool:
@@ -44,20 +41,12 @@ def expiry_of(value: Any) -> date | None:
     """``16-DEC-2025`` (any case) -> date; None for anything else."""
     day, _, rest = text(value).strip().upper().partition("-")
     month, _, year = rest.partition("-")
-    if month not in _MONTHS or not (day.isdigit() and year.isdigit() and len(year) == 4):
+    if month not in MONTHS or not (day.isdigit() and year.isdigit() and len(year) == 4):
         return None
     try:
-        return date(int(year), _MONTHS[month], int(day))
+        return date(int(year), MONTHS[month], int(day))
     except ValueError:
         return None
-
-
-def strike_of(value: Any) -> Decimal | None:
-    """Rupees (``24300``, ``117.50``) -> Decimal without trailing zeros; None unless > 0."""
-    strike = money(text(value).strip())
-    if strike is None or strike <= 0:
-        return None
-    return Decimal(format_strike(strike))  # 24300, never 2.43E+4
 
 
 def underlying_of(symbol: str, tsym: str, expiry: date) -> str:
@@ -67,8 +56,7 @@ def underlying_of(symbol: str, tsym: str, expiry: date) -> str:
     symbol, tsym = symbol.upper(), tsym.upper()
     if symbol and tsym.startswith(symbol):
         return symbol
-    yy, mon, dd = f"{expiry.year % 100:02d}", _MONTH_NAMES[expiry.month - 1], f"{expiry.day:02d}"
-    found = [tsym.find(code) for code in (f"{dd}{mon}{yy}", f"{yy}{mon}", f"{yy}{_WEEK_MONTH[expiry.month - 1]}{dd}")]
+    found = [tsym.find(code) for code in expiry_spellings(expiry)]
     at = min((i for i in found if i > 0), default=-1)
     return tsym[:at] if at > 0 else ""
 
