@@ -34,6 +34,8 @@ import redis
 from bench.report import Progress, Record, noop, percentile
 from bench.stack import Listener, private_redis
 from devtools.processes import stop_process
+from devtools.redisserver import free_port
+from devtools.waiting import until
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-api-secret-0123456789"
@@ -51,12 +53,6 @@ ENV = {"BENCH_KITE_PASSWORD": "pw-bench", "BENCH_KITE_TOTP": "JBSWY3DPEHPK3PXP",
 
 TARGET_RATE = 1000.0  # accepted/s; brokers send a few per second per user, so this is headroom
 TARGET_P99_MS = 5.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
@@ -91,7 +87,7 @@ def _process(args: list[str], env: dict[str, str], port: int) -> Iterator[None]:
 @contextlib.contextmanager
 def receiver(redis_url: str) -> Iterator[int]:
     """``python -m feed.postback`` on a free port, against ``redis_url``; yields the port."""
-    port = _free_port()
+    port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="bg-bench-pb-acc-"))
     (workdir / "accounts.toml").write_text(ACCOUNTS_TOML)
     env = {**ENV, "BROKERGATE_ACCOUNTS": str(workdir / "accounts.toml"), "BROKERGATE_REDIS_URL": redis_url,
@@ -103,7 +99,7 @@ def receiver(redis_url: str) -> Iterator[int]:
 @contextlib.contextmanager
 def plain_server() -> Iterator[int]:
     """The anchor: a bare Starlette endpoint on the same uvicorn (body read, 200 answered)."""
-    port = _free_port()
+    port = free_port()
     with _process(["-m", "bench.postback", "--serve-plain", str(port)], {}, port):
         yield port
 
@@ -281,9 +277,7 @@ def bench_latency(
                            lambda at, data: seen.__setitem__(json.loads(data)["client_order_id"], at))
             sub.start()
             sent = asyncio.run(_open_loop(port, reqs[200:], rate, connections))
-            deadline = time.monotonic() + 10
-            while len(seen) < len(sent) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            until(lambda: len(seen) >= len(sent), 10, 0.05)
             sub.close()
     lat = [(seen[c] - t) * 1000 for c, t in sent.items() if c in seen]
     p50, p99 = percentile(lat, 50), percentile(lat, 99)

@@ -19,8 +19,6 @@ refuses anyone but the ACL user (``user default off``), whose password is made u
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
 import shutil
 import signal
@@ -33,7 +31,9 @@ from typing import Any
 
 import redis
 
-from devtools.redisserver import die_with_parent, free_port
+from devtools.processes import stop_process
+from devtools.redisserver import ask, free_port, spawn_redis, wait_answering
+from devtools.waiting import until
 
 __all__ = ["HANode", "RedisHA", "TLSFiles", "make_tls"]
 
@@ -103,48 +103,27 @@ class HANode:
         return self.workdir / f"{self.name}.log"
 
     def spawn(self, extra: list[str] | None = None) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (`make test` installs it)")
         conf_path = self.workdir / f"{self.name}.conf"
         # A sentinel rewrites its own file (what it learnt about the topology): written once.
         if not (self.sentinel and conf_path.exists()):
             conf_path.write_text("\n".join([*self.conf, *(extra or [])]) + "\n")
             conf_path.chmod(0o600)  # it holds the ACL user's password
-        args = [binary, str(conf_path), *(["--sentinel"] if self.sentinel else [])]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, preexec_fn=die_with_parent)  # fmt: skip
+        self.proc = spawn_redis([str(conf_path), *(["--sentinel"] if self.sentinel else [])])
 
     def client(self, timeout_s: float = 1.0) -> redis.Redis:
         return redis.Redis(host=HOST, port=self.port, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
                            decode_responses=True, **self.client_kwargs)  # fmt: skip
 
     def ping(self) -> bool:
-        client = self.client(0.3)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        return ask(self.client(0.3), lambda c: bool(c.ping()), False)
 
     def role(self) -> str | None:
         """``master``, ``slave``, ``sentinel``, or None when it does not answer."""
-        client = self.client(0.3)
-        try:
-            return str(client.execute_command("ROLE")[0])
-        except redis.RedisError:
-            return None
-        finally:
-            client.close()
+        return ask(self.client(0.3), lambda c: str(c.execute_command("ROLE")[0]), None)
 
     def wait_up(self, timeout_s: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self.ping():
-            if time.monotonic() > deadline or not self.alive:
-                log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-                raise RuntimeError(f"{self.name} did not start:\n{log[-3000:]}")
-            time.sleep(0.02)
+        assert self.proc is not None
+        wait_answering(self.proc, self.ping, self.log_path, self.name, timeout_s)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no last fsync, no goodbye to the sentinels (as a crashed host)."""
@@ -153,12 +132,8 @@ class HANode:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is not None:
+            stop_process(self.proc, grace_s=10)
 
 
 class RedisHA:
@@ -183,7 +158,6 @@ class RedisHA:
         self.data: list[HANode] = [self._data_node("redis-a"), self._data_node("redis-b")]
         self.sentinels: list[HANode] = [self._sentinel_node(f"sentinel-{i}") for i in (1, 2, 3)]
         self.primary, self.replica = self.data
-        self.failovers = 0
 
     # --- configuration ---------------------------------------------------------------------------
 
@@ -278,13 +252,8 @@ class RedisHA:
 
     def sentinel_master(self, sentinel: HANode) -> tuple[str, int] | None:
         """The primary's address as ``sentinel`` reports it (None when it does not answer)."""
-        client = sentinel.client(0.3)
-        try:
-            got = client.execute_command("SENTINEL", "get-master-addr-by-name", self.master_name)
-        except redis.RedisError:
-            return None
-        finally:
-            client.close()
+        got = ask(sentinel.client(0.3),
+                  lambda c: c.execute_command("SENTINEL", "get-master-addr-by-name", self.master_name), None)
         return (str(got[0]), int(got[1])) if got else None
 
     def _steady(self) -> bool:
@@ -315,11 +284,8 @@ class RedisHA:
             rc.close()
 
     def wait_settled(self, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self._steady():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Redis HA not settled within {timeout_s} s: {self.describe()}")
-            time.sleep(0.05)
+        if not until(self._steady, timeout_s, 0.05):
+            raise TimeoutError(f"Redis HA not settled within {timeout_s} s: {self.describe()}")
 
     def describe(self) -> str:
         """Who answers as what, and where each sentinel points (for failure messages)."""
@@ -339,16 +305,14 @@ class RedisHA:
         """Wait until a sentinel names the replica as the master and it answers as one; from then
         on :attr:`primary` is the promoted node and :attr:`replica` the old (dead) primary."""
         old, candidate = self.primary, self.replica
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def promoted() -> bool:
             named = any(self.sentinel_master(s) == candidate.address for s in self.sentinels)
-            if named and candidate.role() == "master":
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no failover within {timeout_s} s: {self.describe()}")
-            time.sleep(0.02)
+            return named and candidate.role() == "master"
+
+        if not until(promoted, timeout_s):
+            raise TimeoutError(f"no failover within {timeout_s} s: {self.describe()}")
         self.primary, self.replica = candidate, old
-        self.failovers += 1
         return candidate
 
     def restart_old_primary_as_replica(self, timeout_s: float = 30.0) -> None:
@@ -394,18 +358,3 @@ class RedisHA:
                 env["BROKERGATE_REDIS_TLS_CERT"] = str(self.tls_files.client_cert)
                 env["BROKERGATE_REDIS_TLS_KEY"] = str(self.tls_files.client_key)
         return env
-
-    @contextlib.contextmanager
-    def environ(self) -> Any:
-        """This process's os.environ pointed at the set for the duration (restored after)."""
-        new = self.env()
-        old = {k: os.environ.get(k) for k in new}
-        os.environ.update(new)
-        try:
-            yield new
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v

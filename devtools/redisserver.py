@@ -14,10 +14,16 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import redis
+
+from devtools.processes import stop_process
+
+T = TypeVar("T")
 
 
 def die_with_parent() -> None:
@@ -33,14 +39,43 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def reachable(url: str, timeout_s: float = 0.5) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+def ask(client: redis.Redis, command: Callable[[redis.Redis], T], silent: T) -> T:
+    """``command(client)``, or ``silent`` when the server does not answer; the client closed after."""
     try:
-        return bool(client.ping())
+        return command(client)
     except redis.RedisError:
-        return False
+        return silent
     finally:
         client.close()
+
+
+def reachable(url: str, timeout_s: float = 0.5) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    return ask(client, lambda c: bool(c.ping()), False)
+
+
+def spawn_redis(args: list[str]) -> subprocess.Popen[bytes]:
+    """``redis-server *args``, dying with its creator."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (`make test` or `make demo` installs it)")
+    return subprocess.Popen(
+        [binary, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C meant for a parent is handled by the parent, which stops us
+        preexec_fn=die_with_parent,
+    )  # fmt: skip
+
+
+def wait_answering(proc: subprocess.Popen[bytes], answers: Callable[[], bool], log: Path, who: str,
+                   timeout_s: float) -> None:  # fmt: skip
+    """Return once ``answers()``; RuntimeError with the tail of ``log`` when ``proc`` exits or
+    ``timeout_s`` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while not answers():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            raise RuntimeError(f"{who} did not start:\n{text[-3000:]}")
+        time.sleep(0.02)
 
 
 @dataclass
@@ -57,33 +92,18 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (`make test` or `make demo` installs it)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
-                "--maxmemory-policy", "noeviction", "--dir", str(self.workdir),
-                "--logfile", str(self.workdir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C meant for a parent is handled by the parent, which stops us
-            preexec_fn=die_with_parent,
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout_s
-        while not reachable(self.url, 0.2):
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                log = self.workdir / "redis.log"
-                raise RuntimeError(f"redis-server did not start: {log.read_text() if log.exists() else ''}")
-            time.sleep(0.02)
+        log = self.workdir / "redis.log"
+        self.proc = spawn_redis([
+            "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
+            "--maxmemory-policy", "noeviction", "--dir", str(self.workdir), "--logfile", str(log),
+        ])  # fmt: skip
+        wait_answering(self.proc, lambda: reachable(self.url, 0.2), log, "redis-server", timeout_s)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        if self.proc:
+            stop_process(self.proc, grace_s=10)
         self.proc = None
 
     def kill(self) -> None:

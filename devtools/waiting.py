@@ -15,11 +15,16 @@ def wait_for(
 ) -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s`` with
     ``error`` (a test's AssertionError; a benchmark's TimeoutError)."""
+    value = until(predicate, timeout_s, interval_s)
+    if not value:
+        raise error(f"{what} not met within {timeout_s} s")
+    return value
+
+
+def until(predicate: Callable[[], T], timeout_s: float, interval_s: float = 0.02) -> T:
+    """Poll ``predicate`` until it returns something truthy, or ``timeout_s`` passed; its last value
+    (falsy on a timeout: the caller says what did not happen)."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise error(f"{what} not met within {timeout_s} s")
+    while not (value := predicate()) and time.monotonic() <= deadline:
         time.sleep(interval_s)
+    return value
