@@ -27,16 +27,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from paper.orders import IST
 from paper.universe import PaperInstrument
 
 __all__ = [
-    "INDICES", "UNDERLYINGS", "IndexSpec", "UnderlyingSpec", "angel_future_symbol", "angel_option_symbol",
-    "derivative_universe", "expiries", "fyers_ticker", "fyers_token", "index_instruments", "kite_future_symbol",
-    "kite_option_symbol", "last_weekday", "monthly_expiries", "shoonya_future_symbol", "shoonya_option_symbol",
-    "trading_date", "weekly_expiries",
+    "INDICES", "MONTHS", "UNDERLYINGS", "IndexSpec", "UnderlyingSpec", "angel_future_symbol", "angel_option_symbol",
+    "contract_type", "derivative_universe", "expiries", "fyers_ticker", "fyers_token", "index_instruments", "kite_future_symbol",
+    "kite_option_symbol", "last_weekday", "monthly_expiries", "paise_text", "shoonya_future_symbol",
+    "shoonya_option_symbol", "trading_date", "weekly_expiries",
 ]  # fmt: skip
 
-IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 TUESDAY, THURSDAY = 1, 3
 WEEKLY_COUNT, MONTHLY_COUNT, STRIKES_EACH_SIDE = 4, 3, 15
 TICK_PAISE = 5
@@ -44,7 +44,7 @@ TOKEN_BASE = 300_000
 KITE_SEGMENT = {"NFO": 2, "BFO": 5}
 ANGEL_EXCHANGE_TYPE = {"NFO": 2, "BFO": 4, "BSE": 3}
 FYERS_EXCHANGE_SEGMENT = {"NFO": "1011", "BFO": "1211"}
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _WEEKLY_MONTH = "123456789OND"  # Kite's and Fyers' weekly month letter: 1-9, then O, N, D
 
 
@@ -94,33 +94,41 @@ def _yy(d: dt.date) -> str:
     return f"{d.year % 100:02d}"
 
 
-def _strike_text(strike_paise: int) -> str:
-    rupees, paise = divmod(strike_paise, 100)
-    return str(rupees) if not paise else f"{rupees}.{paise:02d}".rstrip("0")
+def paise_text(paise: int) -> str:
+    """Paise as the symbols and the masters write a strike or tick in rupees: ``24000``,
+    ``24050.5``, ``0.05``."""
+    rupees, rest = divmod(paise, 100)
+    return str(rupees) if not rest else f"{rupees}.{rest:02d}".rstrip("0")
+
+
+def contract_type(inst: PaperInstrument) -> str:
+    """Angel's and Shoonya's instrument type of a contract: OPTIDX, OPTSTK, FUTIDX or FUTSTK."""
+    index = inst.spot is not None and inst.spot.is_index
+    return ("OPT" if inst.kind == "option" else "FUT") + ("IDX" if index else "STK")
 
 
 def kite_option_symbol(name: str, expiry: dt.date, strike_paise: int, right: str, monthly: bool) -> str:
     """Kite (and Fyers after the exchange prefix): monthly ``NIFTY25DEC24000CE``, weekly
     ``NIFTY25D1624000CE`` (YY, month 1-9/O/N/D, DD)."""
     if monthly:
-        when = f"{_yy(expiry)}{_MONTHS[expiry.month - 1]}"
+        when = f"{_yy(expiry)}{MONTHS[expiry.month - 1]}"
     else:
         when = f"{_yy(expiry)}{_WEEKLY_MONTH[expiry.month - 1]}{expiry.day:02d}"
-    return f"{name}{when}{_strike_text(strike_paise)}{right}"
+    return f"{name}{when}{paise_text(strike_paise)}{right}"
 
 
 def kite_future_symbol(name: str, expiry: dt.date) -> str:
     """``NIFTY25DECFUT``."""
-    return f"{name}{_yy(expiry)}{_MONTHS[expiry.month - 1]}FUT"
+    return f"{name}{_yy(expiry)}{MONTHS[expiry.month - 1]}FUT"
 
 
 def _angel_date(expiry: dt.date) -> str:
-    return f"{expiry.day:02d}{_MONTHS[expiry.month - 1]}{_yy(expiry)}"
+    return f"{expiry.day:02d}{MONTHS[expiry.month - 1]}{_yy(expiry)}"
 
 
 def angel_option_symbol(name: str, expiry: dt.date, strike_paise: int, right: str) -> str:
     """Angel, weekly and monthly alike: ``NIFTY16DEC2524000CE`` (DD MON YY)."""
-    return f"{name}{_angel_date(expiry)}{_strike_text(strike_paise)}{right}"
+    return f"{name}{_angel_date(expiry)}{paise_text(strike_paise)}{right}"
 
 
 def angel_future_symbol(name: str, expiry: dt.date) -> str:
@@ -130,7 +138,7 @@ def angel_future_symbol(name: str, expiry: dt.date) -> str:
 
 def shoonya_option_symbol(name: str, expiry: dt.date, strike_paise: int, right: str) -> str:
     """Shoonya: ``NIFTY16DEC25C24000`` (C/P before the strike)."""
-    return f"{name}{_angel_date(expiry)}{right[0]}{_strike_text(strike_paise)}"
+    return f"{name}{_angel_date(expiry)}{right[0]}{paise_text(strike_paise)}"
 
 
 def shoonya_future_symbol(name: str, expiry: dt.date) -> str:

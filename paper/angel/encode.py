@@ -66,28 +66,10 @@ def angel_ltp(
     return _ANGEL_LTP.pack(ANGEL_MODE_LTP, exchange_type, _angel_token(token), sequence, exchange_ts_ms, last_price)
 
 
-def angel_quote(
-    exchange_type: int,
-    token: str,
-    sequence: int,
-    exchange_ts_ms: int,
-    last_price: int,
-    last_quantity: int,
-    average_price: int,
-    volume: int,
-    total_buy_quantity: float,
-    total_sell_quantity: float,
-    open_: int,
-    high: int,
-    low: int,
-    close: int,
-) -> bytes:
-    """The 123-byte Quote packet (mode 2)."""
-    return _ANGEL_QUOTE.pack(
-        ANGEL_MODE_QUOTE, exchange_type, _angel_token(token), sequence, exchange_ts_ms, last_price,
-        last_quantity, average_price, volume, total_buy_quantity, total_sell_quantity,
-        open_, high, low, close,
-    )
+def angel_quote(exchange_type: int, token: str, *fields: float) -> bytes:
+    """The 123-byte Quote packet (mode 2); ``fields`` are :func:`angel_snap_quote`'s from
+    ``sequence`` to ``close``, in its order."""
+    return _ANGEL_QUOTE.pack(ANGEL_MODE_QUOTE, exchange_type, _angel_token(token), *fields)
 
 
 def angel_snap_quote(

@@ -17,21 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from paper.derivatives import MONTHS, contract_type
 from paper.universe import PaperInstrument, angel_scrip_master
 
 __all__ = ["contract_fields", "contract_row", "scrip_master", "trading_symbol"]
 
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-
-
-def _instrument_type(inst: PaperInstrument) -> str:
-    index = inst.spot is not None and inst.spot.is_index
-    return ("OPT" if inst.kind == "option" else "FUT") + ("IDX" if index else "STK")
-
-
 def _expiry(inst: PaperInstrument) -> str:
     assert inst.expiry is not None, inst
-    return f"{inst.expiry.day:02d}{_MONTHS[inst.expiry.month - 1]}{inst.expiry.year}"
+    return f"{inst.expiry.day:02d}{MONTHS[inst.expiry.month - 1]}{inst.expiry.year}"
 
 
 def trading_symbol(inst: PaperInstrument) -> str:
@@ -46,7 +39,7 @@ def contract_fields(inst: PaperInstrument) -> dict[str, str] | None:
     if not inst.is_derivative:
         return None
     strike = f"{inst.strike_paise / 100:.1f}" if inst.kind == "option" else "-1"
-    return {"instrumenttype": _instrument_type(inst), "symbolgroup": "XX", "strikeprice": strike,
+    return {"instrumenttype": contract_type(inst), "symbolgroup": "XX", "strikeprice": strike,
             "optiontype": inst.right, "expirydate": _expiry(inst), "precision": "2", "multiplier": "-1"}
 
 
@@ -59,7 +52,7 @@ def contract_row(inst: PaperInstrument) -> dict[str, Any]:
         "expiry": _expiry(inst),
         "strike": f"{inst.strike_paise}.000000" if inst.kind == "option" else "-1.000000",
         "lotsize": str(inst.lot_size),
-        "instrumenttype": _instrument_type(inst),
+        "instrumenttype": contract_type(inst),
         "exch_seg": inst.exchange,
         "tick_size": f"{inst.tick_size_paise}.000000",
         "freeze_qty": str(inst.freeze_quantity + 1 if inst.freeze_quantity else 0),

@@ -17,6 +17,8 @@ import datetime as dt
 import io
 from collections.abc import Iterable
 
+from paper.derivatives import MONTHS, paise_text
+from paper.orders import IST
 from paper.universe import PaperInstrument
 
 __all__ = ["FILES", "expiry_epoch", "fo_csv", "fo_row", "symbol_details"]
@@ -26,15 +28,12 @@ EXCHANGE_CODES = {"NFO": "10", "BFO": "12"}
 FO_SEGMENT = "11"
 SESSION = "0915-1530|1815-1915:"
 CLOSE = dt.time(15, 30)
-IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def _rupees(paise: int, always_decimal: bool = False) -> str:
-    rupees, rest = divmod(paise, 100)
-    if not rest:
-        return f"{rupees}.0" if always_decimal else str(rupees)
-    return f"{rupees}.{rest:02d}".rstrip("0")
+def _strike(paise: int) -> str:
+    """``23000.0``: the strike column always has a decimal point."""
+    text = paise_text(paise)
+    return text if "." in text else f"{text}.0"
 
 
 def expiry_epoch(expiry: dt.date) -> int:
@@ -45,8 +44,8 @@ def expiry_epoch(expiry: dt.date) -> int:
 def symbol_details(inst: PaperInstrument) -> str:
     """Fyers' description: ``NIFTY 01 Sep 26 23000 CE``, ``NIFTY 25 Aug 26 FUT``."""
     assert inst.expiry is not None
-    when = f"{inst.expiry.day:02d} {_MONTHS[inst.expiry.month - 1]} {inst.expiry.year % 100:02d}"
-    tail = f"{_rupees(inst.strike_paise)} {inst.right}" if inst.kind == "option" else "FUT"
+    when = f"{inst.expiry.day:02d} {MONTHS[inst.expiry.month - 1].title()} {inst.expiry.year % 100:02d}"
+    tail = f"{paise_text(inst.strike_paise)} {inst.right}" if inst.kind == "option" else "FUT"
     return f"{inst.underlying} {when} {tail}"
 
 
@@ -64,9 +63,9 @@ def fo_row(inst: PaperInstrument, trading_date: dt.date) -> list[str | int]:
     option = inst.kind == "option"
     return [
         inst.fyers_token, symbol_details(inst), _instrument_type(inst), inst.lot_size,
-        _rupees(inst.tick_size_paise), "", SESSION, trading_date.isoformat(), expiry_epoch(inst.expiry),
+        paise_text(inst.tick_size_paise), "", SESSION, trading_date.isoformat(), expiry_epoch(inst.expiry),
         inst.fyers_symbol, EXCHANGE_CODES[inst.exchange], FO_SEGMENT, inst.fyers_exchange_token, inst.underlying,
-        spot.fyers_exchange_token if spot is not None else "-1", _rupees(inst.strike_paise, True) if option else "-1.0",
+        spot.fyers_exchange_token if spot is not None else "-1", _strike(inst.strike_paise) if option else "-1.0",
         inst.right if option else "XX", spot.fyers_token if spot is not None else "-1", "None", 0, "0.0",
     ]  # fmt: skip
 

@@ -103,24 +103,10 @@ def kite_index_full(
     return _KITE_INDEX_FULL.pack(token, last_price, high, low, open_, close, change, exchange_ts_s)
 
 
-def kite_quote(
-    token: int,
-    last_price: int,
-    last_quantity: int,
-    average_price: int,
-    volume: int,
-    buy_quantity: int,
-    sell_quantity: int,
-    open_: int,
-    high: int,
-    low: int,
-    close: int,
-) -> bytes:
-    """The 44-byte quote packet."""
-    return _KITE_QUOTE.pack(
-        token, last_price, last_quantity, average_price, volume, buy_quantity, sell_quantity,
-        open_, high, low, close,
-    )
+def kite_quote(*quote: int) -> bytes:
+    """The 44-byte quote packet; ``quote`` is :func:`kite_full`'s first 11 fields, from ``token``
+    to ``close``."""
+    return _KITE_QUOTE.pack(*quote)
 
 
 def kite_full(
@@ -145,9 +131,7 @@ def kite_full(
     """The 184-byte full packet; ``depth`` is 10 (quantity, price, orders), 5 bids then 5 asks."""
     if len(depth) != 10:
         raise ValueError(f"Kite full depth needs 10 levels (5 bids, 5 asks), got {len(depth)}")
-    flat: list[int] = []
-    for level in depth:
-        flat.extend(level)
+    flat = [value for level in depth for value in level]
     return _KITE_FULL.pack(
         token, last_price, last_quantity, average_price, volume, buy_quantity, sell_quantity,
         open_, high, low, close, last_trade_time_s, oi, oi_day_high, oi_day_low, exchange_ts_s,
@@ -157,14 +141,7 @@ def kite_full(
 
 def kite_frame(packets: Iterable[bytes]) -> bytes:
     """One binary message: int16 packet count, then int16 length + packet for each."""
-    parts = [b""]
-    count = 0
-    for packet in packets:
-        parts.append(_KITE_LEN.pack(len(packet)))
-        parts.append(packet)
-        count += 1
-    parts[0] = _KITE_COUNT.pack(count)
-    return b"".join(parts)
+    return kite_frame_items([kite_item(packet) for packet in packets])
 
 
 def kite_quote_item(*quote: int) -> bytes:

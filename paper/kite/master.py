@@ -16,15 +16,10 @@ import csv
 import io
 from collections.abc import Iterable
 
+from paper.derivatives import paise_text
 from paper.universe import PaperInstrument, kite_instruments_csv
 
 __all__ = ["derivative_rows", "instruments_csv"]
-
-
-def _rupees(paise: int) -> str:
-    """Paise as Kite writes a strike or tick: ``24000``, ``24050.5``, ``0.05``."""
-    rupees, rest = divmod(paise, 100)
-    return str(rupees) if not rest else f"{rupees}.{rest:02d}".rstrip("0")
 
 
 def derivative_rows(instruments: Iterable[PaperInstrument], exchange: str | None = None) -> list[list[object]]:
@@ -36,7 +31,7 @@ def derivative_rows(instruments: Iterable[PaperInstrument], exchange: str | None
             continue
         rows.append([
             inst.kite_token, inst.exchange_token, inst.symbol, inst.underlying, "0", inst.expiry.isoformat(),
-            _rupees(inst.strike_paise), _rupees(inst.tick_size_paise), inst.lot_size, inst.instrument_type,
+            paise_text(inst.strike_paise), paise_text(inst.tick_size_paise), inst.lot_size, inst.instrument_type,
             inst.segment, inst.exchange,
         ])  # fmt: skip
     return rows

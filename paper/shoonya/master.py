@@ -19,6 +19,7 @@ import io
 import zipfile
 from collections.abc import Iterable
 
+from paper.derivatives import MONTHS, contract_type, paise_text
 from paper.universe import PaperInstrument, shoonya_symbols_txt
 
 __all__ = ["DERIVATIVE_COLUMNS", "EXCHANGES", "contract_line", "symbols_txt", "symbols_zip", "trading_symbol"]
@@ -26,7 +27,6 @@ __all__ = ["DERIVATIVE_COLUMNS", "EXCHANGES", "contract_line", "symbols_txt", "s
 EXCHANGES = ("NSE", "BSE", "NFO", "BFO")
 DERIVATIVE_COLUMNS = ["Exchange", "Token", "LotSize", "Symbol", "TradingSymbol", "Expiry", "Instrument", "OptionType",
                       "StrikePrice", "TickSize"]  # fmt: skip
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 # BSE's product codes, which Noren's BFO file carries as Symbol (BSXOPT and BKXFUT are in the
 # public copies; the other two follow BSE's naming).
 _BSE_PRODUCTS = {("SENSEX", "option"): "BSXOPT", ("SENSEX", "future"): "BSXFUT",
@@ -39,25 +39,18 @@ def trading_symbol(inst: PaperInstrument) -> str:
     return inst.symbol if inst.exchange == "BFO" and inst.is_derivative else inst.shoonya_symbol
 
 
-def _rupees(paise: int) -> str:
-    rupees, rest = divmod(paise, 100)
-    return str(rupees) if not rest else f"{rupees}.{rest:02d}".rstrip("0")
-
-
 def contract_line(inst: PaperInstrument) -> str:
     """One future or option as a line of ``NFO_symbols.txt`` / ``BFO_symbols.txt``."""
     assert inst.expiry is not None, inst
-    index = inst.spot is not None and inst.spot.is_index
-    itype = ("OPT" if inst.kind == "option" else "FUT") + ("IDX" if index else "STK")
     bfo = inst.exchange == "BFO"
     symbol = _BSE_PRODUCTS.get((inst.underlying, inst.kind), inst.underlying) if bfo else inst.underlying
-    expiry = f"{inst.expiry.day:02d}-{_MONTHS[inst.expiry.month - 1]}-{inst.expiry.year}"
+    expiry = f"{inst.expiry.day:02d}-{MONTHS[inst.expiry.month - 1]}-{inst.expiry.year}"
     if inst.kind == "option":
-        right, strike = inst.right, _rupees(inst.strike_paise)
+        right, strike = inst.right, paise_text(inst.strike_paise)
     else:
         right, strike = "XX", "0" if bfo else "-0.01"
-    return (f"{inst.exchange},{inst.shoonya_token},{inst.lot_size},{symbol},{trading_symbol(inst)},{expiry},{itype},"
-            f"{right},{strike},{_rupees(inst.tick_size_paise)},")
+    return (f"{inst.exchange},{inst.shoonya_token},{inst.lot_size},{symbol},{trading_symbol(inst)},{expiry},{contract_type(inst)},"
+            f"{right},{strike},{paise_text(inst.tick_size_paise)},")
 
 
 def symbols_txt(instruments: list[PaperInstrument], exchange: str) -> str:
