@@ -48,10 +48,13 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common import keys
 from common.redis import as_text, server_time_ms, text_hash
+
+if TYPE_CHECKING:
+    from common.settings import Account
 
 __all__ = ["expected_queues", "gather", "queue_depth", "scrub"]
 
@@ -138,15 +141,6 @@ def _feed_sample(r: Any) -> dict[str, dict[str, str]]:
     return out
 
 
-def _ask_workers(app: Any, timeout_s: float) -> tuple[dict[str, Any] | None, str | None]:
-    try:
-        replies = app.control.inspect(timeout=timeout_s).active_queues()
-    except Exception as e:  # the broker itself is unreachable
-        return None, f"workers: inspect failed: {type(e).__name__}: {e}"
-    workers = {host: {"queues": sorted(q.get("name") for q in qs or [])} for host, qs in (replies or {}).items()}
-    return workers, None
-
-
 def _usage(r: Any, account: str, endpoint_class: str, caps: Any, scope: str) -> dict[str, int]:
     """Requests in each window of the class now, as {"10/s": 3, "400/min": 57}, in the
     limiter state of ``scope`` (shared by every account the broker counts as one)."""
@@ -155,27 +149,23 @@ def _usage(r: Any, account: str, endpoint_class: str, caps: Any, scope: str) -> 
     return {str(cap): int(n) for cap, n in usage(account, endpoint_class, r=r, caps=tuple(caps), scope=scope)}
 
 
-def _limit_scope(name: str, acct: Any) -> str:
-    """The account's limiter scope (``Account.limit_scope``); an object without one (a test's
-    stand-in) is read as the per-account state of the legacy limiter."""
-    fn = getattr(acct, "limit_scope", None)
-    return fn() if callable(fn) else name
-
-
 def _flag(value: Any) -> bool:
     return str(value).lower() in ("1", "true", "yes")
 
 
 def _read_workers(app: Any, ask_workers: bool, timeout_s: float, errors: list[str]) -> dict[str, Any] | None:
     """The live workers and their queues; ``None`` (no consumer anywhere) when none could be asked."""
-    if app is not None and ask_workers:
-        workers, e = _ask_workers(app, timeout_s)
-        if e:
-            errors.append(e)
-        return workers
-    if ask_workers:
+    if not ask_workers:
+        return None
+    if app is None:
         errors.append("workers: the Celery app (workers.app) is not importable")
-    return None
+        return None
+    try:
+        replies = app.control.inspect(timeout=timeout_s).active_queues()
+    except Exception as e:  # the broker itself is unreachable
+        errors.append(f"workers: inspect failed: {type(e).__name__}: {e}")
+        return None
+    return {host: {"queues": sorted(q.get("name") for q in qs or [])} for host, qs in (replies or {}).items()}
 
 
 def _keyprefix(app: Any) -> str:
@@ -187,13 +177,13 @@ def _keyprefix(app: Any) -> str:
 
 def _read_token(r: Any, name: str, now_ms: int) -> dict[str, Any]:
     """The token's times and version; never the secret fields."""
-    th = r.hmget(keys.token(name), "issued_at_ms", "expires_at_ms", "version", "issued_at", "expires_at")
+    th = r.hmget(keys.token(name), "issued_at_ms", "expires_at_ms", "version")
     present = bool(r.exists(keys.token(name)))
     ttl_ms = r.pttl(keys.token(name)) if present else -2
     token = {
         "present": present,
-        "issued_at_ms": _to_ms(th[0] or th[3]),
-        "expires_at_ms": _to_ms(th[1] or th[4]) or (now_ms + ttl_ms if ttl_ms and ttl_ms > 0 else None),
+        "issued_at_ms": _to_ms(th[0]),
+        "expires_at_ms": _to_ms(th[1]) or (now_ms + ttl_ms if ttl_ms and ttl_ms > 0 else None),
         "ttl_s": round(ttl_ms / 1000, 3) if ttl_ms and ttl_ms > 0 else None,
         "version": th[2],
     }
@@ -207,7 +197,7 @@ def _read_login_error(r: Any, name: str) -> dict[str, Any] | None:
     if not le:
         return None
     return {
-        "at_ms": _to_ms(le.get("at_ms") or le.get("at")),
+        "at_ms": _to_ms(le.get("at_ms")),
         "type": le.get("type", ""),
         "message": scrub(le.get("message", "")),
     }
@@ -233,17 +223,17 @@ def _read_limiter(
 
 
 def _read_account(
-    r: Any, name: str, acct: Any, scopes: Mapping[str, str], now_ms: int, errors: list[str]
+    r: Any, name: str, acct: Account, scopes: Mapping[str, str], now_ms: int, errors: list[str]
 ) -> dict[str, Any]:
     token = _read_token(r, name, now_ms)
     login_error = _read_login_error(r, name)
     scope = scopes[name]
-    limiter, backoff = _read_limiter(r, name, getattr(acct, "caps", {}) or {}, scope, errors)
+    limiter, backoff = _read_limiter(r, name, acct.caps, scope, errors)
     subs = 0
     with contextlib.suppress(Exception):
         subs = int(r.hlen(keys.feed_subs(name)))
     return {
-        "broker": getattr(acct, "broker", ""),
+        "broker": acct.broker,
         "token": token,
         "login_error": login_error,
         "queues": [keys.orders_queue(name), keys.urgent_queue(name)],
@@ -258,11 +248,11 @@ def _read_account(
     }
 
 
-def _order_egress(acct: Any) -> str:
+def _order_egress(acct: Account) -> str:
     """Where the account's order requests leave from (its extras; never a proxy's password)."""
     from common.brokers.egress import OrderEgress
 
-    return OrderEgress.of(getattr(acct, "extra", None) or {}).describe()
+    return OrderEgress.of(acct.extra).describe()
 
 
 def _read_halt(r: Any, name: str) -> dict[str, Any] | None:
@@ -273,8 +263,8 @@ def _read_halt(r: Any, name: str) -> dict[str, Any] | None:
     return None if h is None else {"scope": h.scope, "reason": h.reason, "at_ms": h.at_ms, "by": h.by}
 
 
-def _read_accounts(r: Any, accounts: Mapping[str, Any], now_ms: int, errors: list[str]) -> dict[str, Any]:
-    scopes = {name: _limit_scope(name, acct) for name, acct in accounts.items()}
+def _read_accounts(r: Any, accounts: Mapping[str, Account], now_ms: int, errors: list[str]) -> dict[str, Any]:
+    scopes = {name: acct.limit_scope() for name, acct in accounts.items()}
     return {name: _read_account(r, name, acct, scopes, now_ms, errors) for name, acct in sorted(accounts.items())}
 
 
@@ -287,18 +277,22 @@ def _read_queues(r: Any, accounts: Mapping[str, Any], app: Any, keyprefix: str) 
     return queues, unacked
 
 
+def _heartbeat(h: Mapping[str, str], time_field: str, now_ms: int) -> dict[str, Any]:
+    """A heartbeat hash's fields as numbers, with its time (``time_field``, "..._ms") in ms and
+    that time's age ("..._age_s")."""
+    item = {k: _num(v) for k, v in h.items()}
+    at = _to_ms(h.get(time_field))
+    item[time_field] = at
+    item[time_field.removesuffix("_ms") + "_age_s"] = _age_s(now_ms, at)
+    return item
+
+
 def _feed_item(key: str, h: Mapping[str, str], before: Mapping[str, str], now_ms: int, dt_s: float) -> dict[str, Any]:
     """One feed socket's heartbeat; its tick rate from the sample ``dt_s`` earlier when it sends none."""
     account, _, sock = key[len(_FEED_HB_PREFIX) :].rpartition(":")
-    last = _to_ms(h.get("last_frame_ms"))
-    item: dict[str, Any] = {"key": key, "account": account, "socket": _num(sock)}
-    for k, v in h.items():
-        if k not in ("last_frame_ms",):
-            item[k] = _num(v)
+    item = {"key": key, "account": account, "socket": _num(sock), **_heartbeat(h, "last_frame_ms", now_ms)}
     if "connected" in h:
         item["connected"] = _flag(h["connected"])
-    item["last_frame_ms"] = last
-    item["last_frame_age_s"] = _age_s(now_ms, last)
     if "tick_rate_per_s" not in item:
         ticks_before = before.get("ticks")
         if ticks_before is not None and h.get("ticks") is not None:
@@ -319,25 +313,15 @@ def _read_order_sockets(r: Any, accounts: Iterable[str], now_ms: int) -> list[di
     for name in sorted(accounts):
         h = r.hgetall(keys.order_socket_heartbeat(name))
         if h:
-            last = _to_ms(h.get("last_frame_ms"))
-            item = {"account": name, **{k: _num(v) for k, v in h.items()}}
+            item = {"account": name, **_heartbeat(h, "last_frame_ms", now_ms)}
             item["connected"] = _flag(h.get("connected", ""))
-            item["last_frame_ms"] = last
-            item["last_frame_age_s"] = _age_s(now_ms, last)
             order_sockets.append(item)
     return order_sockets
 
 
 def _read_receiver(r: Any, now_ms: int) -> dict[str, Any]:
     rc = r.hgetall(keys.RECEIVER_HEARTBEAT)
-    receiver: dict[str, Any] = {"present": bool(rc)}
-    if rc:
-        for k, v in rc.items():
-            receiver[k] = _num(v)
-        last = _to_ms(rc.get("last_postback_ms"))
-        receiver["last_postback_ms"] = last
-        receiver["last_postback_age_s"] = _age_s(now_ms, last)
-    return receiver
+    return {"present": bool(rc), **(_heartbeat(rc, "last_postback_ms", now_ms) if rc else {})}
 
 
 def _beat_lock_key(app: Any) -> str:
@@ -353,9 +337,8 @@ def _read_beat(r: Any, app: Any, now_ms: int) -> dict[str, Any]:
     kind = r.type(keys.BEAT_HEARTBEAT)
     if kind == "hash":
         hb = r.hgetall(keys.BEAT_HEARTBEAT)
-        at = _to_ms(hb.get("last_tick_ms") or hb.get("at_ms") or hb.get("at") or hb.get("ts"))
         beat.update({k: _num(v) for k, v in hb.items()})
-        beat["heartbeat_ms"] = at
+        beat["heartbeat_ms"] = _to_ms(hb.get("last_tick_ms"))
     elif kind == "string":
         beat["heartbeat_ms"] = _to_ms(r.get(keys.BEAT_HEARTBEAT))
     if beat["heartbeat_ms"] is None and kind in ("hash", "string"):
@@ -385,7 +368,7 @@ def _read_redis_conf(r: Any) -> dict[str, Any]:
 
 def gather(
     r: Any,
-    accounts: Mapping[str, Any],
+    accounts: Mapping[str, Account],
     *,
     app: Any = None,
     inspect_timeout_s: float = 1.0,
@@ -393,7 +376,7 @@ def gather(
 ) -> dict[str, Any]:
     """Read a snapshot from Redis (``r`` decodes responses) and, when ``app`` is given and
     ``ask_workers`` holds, from the live workers. ``accounts`` maps names to
-    :class:`common.settings.Account` (only ``broker`` and ``caps`` are read).
+    :class:`common.settings.Account`.
 
     The two reads of the feed heartbeats bracket the worker inquiry (which waits its
     full timeout), so the tick rate costs no extra wait."""
