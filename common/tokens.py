@@ -82,8 +82,8 @@ class Token:
     extra: dict[str, str] = field(default_factory=dict, repr=False)
     user_id: str = ""
 
-    def expired(self, now_ms: int | None = None) -> bool:
-        return (now_ms if now_ms is not None else int(time.time() * 1000)) >= self.expires_at_ms
+    def expired(self) -> bool:
+        return int(time.time() * 1000) >= self.expires_at_ms
 
     @classmethod
     def from_hash(cls, account_name: str, h: dict[str, str]) -> Token:
@@ -129,8 +129,7 @@ def store_token(
     flat: list[str] = [x for kv in fields.items() for x in kv]
     version = int(_STORE(r, [keys.token(account_name), keys.token_version(account_name)],
                          [str(expires_at_ms), keys.TOKEN_CHANGED, account_name, *flat]))
-    tok = Token(account_name, access_token, feed_token, version, issued_at_ms, expires_at_ms,
-                {k: v for k, v in extras.items()}, user_id)  # fmt: skip
+    tok = Token(account_name, access_token, feed_token, version, issued_at_ms, expires_at_ms, extras, user_id)
     _cache_put(account_name, tok)
     return tok
 
@@ -158,12 +157,9 @@ def _cache_put(account_name: str, tok: Token | None) -> None:
         _cache[account_name] = (tok, time.monotonic())
 
 
-def _invalidate(account_name: str | None = None) -> None:
+def _invalidate() -> None:
     with _cache_lock:
-        if account_name is None:
-            _cache.clear()
-        else:
-            _cache.pop(account_name, None)
+        _cache.clear()
 
 
 def _listen() -> None:
@@ -275,7 +271,6 @@ def login_and_store(
     acct: Account,
     *,
     deadline_s: float = LOGIN_DEADLINE_S,
-    session: Any = None,
     r: redis.Redis | None = None,
 ) -> Token:
     """Run the broker's login flow once (retrying only BrokerUnavailable and RateLimited,
@@ -296,7 +291,7 @@ def login_and_store(
             # next step): count it from its answer, so the next login is spaced from when the
             # broker really saw this one.
             with Limiter.for_account(r, acct, "login").used(slot_us):
-                fields = flow.login(acct, session)
+                fields = flow.login(acct)
             break
         except LoginFailed as e:
             _record_error(r, acct, e)
@@ -333,7 +328,6 @@ def login_and_store(
     access = str(fields.pop("access_token"))
     feed = str(fields.pop("feed_token", "") or "")
     user_id = str(fields.pop("user_id", "") or acct.user_id)
-    register_secrets([access, feed, *(str(v) for k, v in fields.items() if k.endswith("token"))])
     now_ms = server_time_ms(r)
     tok = store_token(acct.name, access_token=access, feed_token=feed, issued_at_ms=now_ms,
                       expires_at_ms=int(flow.token_expiry_ms(now_ms)), user_id=user_id, extra=fields, r=r)  # fmt: skip
