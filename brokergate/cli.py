@@ -54,7 +54,7 @@ def load_accounts_for_reading() -> dict[str, Any]:
 
 
 def celery_app() -> Any:
-    """The project's Celery app, or ``None`` while workers.app is not importable.
+    """The project's Celery app.
 
     Importing it also builds Beat's schedule, which needs every secret; on a host that
     reads status without them, that complaint is noise, so it is muted here."""
@@ -63,12 +63,19 @@ def celery_app() -> Any:
     quiet.setLevel(logging.CRITICAL)
     try:
         from workers.app import app
-    except ImportError as e:
-        log.debug("workers.app not importable: %s", e)
-        return None
     finally:
         quiet.setLevel(level)
     return app
+
+
+def _known(account: str) -> bool:
+    """Whether ``account`` is in the accounts file; when not, says so (with the known ones)."""
+    from common.settings import accounts
+
+    if account in accounts():
+        return True
+    print(f"unknown account {account!r}; known: {', '.join(sorted(accounts()))}", file=sys.stderr)
+    return False
 
 
 # ---------------------------------------------------------------------------------- status
@@ -246,15 +253,9 @@ def component_status(health: Any, component: str, *, as_json: bool = False) -> i
 
 def cmd_login(args: argparse.Namespace) -> int:
     from common.errors import ConfigError
-    from common.settings import accounts
+    from workers.login import login_now
 
-    if args.account not in accounts():
-        print(f"unknown account {args.account!r}; known: {', '.join(sorted(accounts()))}", file=sys.stderr)
-        return EXIT_ERROR
-    try:
-        from workers.login import login_now  # type: ignore[import-not-found]
-    except ImportError as e:
-        print(f"login is not available: {e}", file=sys.stderr)
+    if not _known(args.account):
         return EXIT_ERROR
     try:
         result = login_now(args.account, force=True, instruments_inline=True)
@@ -265,12 +266,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 
         print(f"login {args.account} failed: {type(e).__name__}: {redact(str(e))}", file=sys.stderr)
         return EXIT_UNHEALTHY
-    from common.redis import get_redis
-
-    r = get_redis()
-    exp_ms, version = r.hmget(keys.token(args.account), "expires_at_ms", "version")
-    expires = _fmt_ms(int(exp_ms)) if exp_ms else "?"
-    print(f"{args.account}: logged in (token version {version or getattr(result, 'version', '?')}, expires {expires})")
+    print(f"{args.account}: logged in (token version {result['version']}, expires {_fmt_ms(result['expires_at_ms'])})")
     # The feed and place_order need the instrument master: a login leaves it loaded for today.
     if result.get("instruments_error"):
         print(f"{args.account}: instruments: not loaded: {result['instruments_error']}", file=sys.stderr)
@@ -283,13 +279,11 @@ def cmd_login(args: argparse.Namespace) -> int:
 def cmd_instruments_refresh(args: argparse.Namespace) -> int:
     """Download the account's instrument master now (whatever its age), in this process."""
     from common import instruments
-    from common.settings import accounts
-
-    if args.account not in accounts():
-        print(f"unknown account {args.account!r}; known: {', '.join(sorted(accounts()))}", file=sys.stderr)
-        return EXIT_ERROR
     from common.errors import BrokerGateError, ConfigError
     from common.logs import redact
+
+    if not _known(args.account):
+        return EXIT_ERROR
 
     try:
         n = instruments.refresh(args.account)
@@ -305,36 +299,25 @@ def cmd_instruments_refresh(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------- orders
 
 
+# A row's column -> the order-store hash field that fills it (common/orderstore.py; the Order's
+# own fields, in its ``request`` JSON, where the hash has none).
+_ORDER_COLUMNS = {
+    "account": "account", "state": "state", "exchange": "exchange", "symbol": "symbol", "side": "side",
+    "quantity": "quantity", "filled_quantity": "filled_quantity", "fill_price": "average_price",
+    "broker_order_id": "broker_order_id",
+}  # fmt: skip
+
+
 def _order_row(oid: str, h: dict[str, str]) -> dict[str, Any]:
     req: dict[str, Any] = {}
-    for field in ("request", "order"):
-        if h.get(field):
-            with contextlib.suppress(ValueError, TypeError):
-                req = json.loads(h[field])
-                break
+    with contextlib.suppress(ValueError, TypeError):
+        req = json.loads(h.get("request") or "{}")
 
-    def pick(*names: str) -> Any:
-        for n in names:
-            if h.get(n) not in (None, ""):
-                return h[n]
-            if req.get(n) not in (None, ""):
-                return req[n]
-        return None
+    def pick(name: str) -> Any:
+        return next((v for v in (h.get(name), req.get(name)) if v not in (None, "")), None)
 
-    return {
-        "id": oid,
-        "account": pick("account"),
-        "state": pick("state"),
-        "exchange": pick("exchange"),
-        "symbol": pick("symbol"),
-        "side": pick("side"),
-        "quantity": pick("quantity", "qty"),
-        "filled_quantity": pick("filled_quantity", "filled_qty"),
-        "fill_price": pick("average_price", "fill_price", "avg_price"),
-        "broker_order_id": pick("broker_order_id"),
-        "updated_ms": _int_or_none(pick("updated_ms", "updated_at_ms", "created_ms", "created_at_ms")),
-        "error": pick("last_error", "error"),
-    }
+    return {"id": oid, **{col: pick(f) for col, f in _ORDER_COLUMNS.items()},
+            "updated_ms": _int_or_none(pick("updated_ms") or pick("created_ms")), "error": pick("error")}
 
 
 def _int_or_none(v: Any) -> int | None:
@@ -389,21 +372,15 @@ def cmd_orders(args: argparse.Namespace) -> int:
 
 
 def cmd_feed_subscribe(args: argparse.Namespace) -> int:
-    try:
-        from common.ticks import subscribe  # type: ignore[import-not-found]
-    except ImportError as e:
-        print(f"feed subscription is not available: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    from common.ticks import subscribe
+
     for inst in args.instruments:
         exch, sep, sym = inst.partition(":")
         if not sep or not exch or not sym:
             print(f"{inst!r} is not EXCHANGE:SYMBOL", file=sys.stderr)
             return EXIT_ERROR
-    kwargs: dict[str, Any] = {"mode": args.mode}
-    if args.account:
-        kwargs["account"] = args.account
     try:
-        result = subscribe(list(args.instruments), **kwargs)
+        result = subscribe(list(args.instruments), mode=args.mode, account=args.account)
     except Exception as e:
         print(f"subscribe failed: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_ERROR
