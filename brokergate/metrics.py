@@ -48,6 +48,7 @@ import argparse
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -117,30 +118,25 @@ def _window(period_s: int) -> str:
 def active_order_states(r: Any) -> dict[tuple[str, str], int]:
     """(account, state) -> how many orders in flight (the sweeper's index holds every
     non-terminal order, so this never walks the settled ones)."""
-    ids = [m.decode() if isinstance(m, bytes) else m for m in r.zrange(keys.ORDERS_ACTIVE, 0, -1)]
-    counts: dict[tuple[str, str], int] = {}
+    from common.redis import as_text
+
+    ids = [as_text(m) for m in r.zrange(keys.ORDERS_ACTIVE, 0, -1)]
+    counts: Counter[tuple[str, str]] = Counter()
     for i in range(0, len(ids), _PIPELINE_CHUNK):
         pipe = r.pipeline(transaction=False)
         for oid in ids[i : i + _PIPELINE_CHUNK]:
             pipe.hmget(keys.order(oid), "account", "state")
-        for account, state in pipe.execute():
-            if account and state:
-                a = account.decode() if isinstance(account, bytes) else account
-                s = state.decode() if isinstance(state, bytes) else state
-                counts[(a, s)] = counts.get((a, s), 0) + 1
-    return counts
+        counts.update((as_text(account), as_text(state)) for account, state in pipe.execute() if account and state)
+    return dict(counts)
 
 
-class _Families:
+class _Families(dict[str, Family]):
     """The families of one scrape by name, each made the first time it is named."""
 
-    def __init__(self) -> None:
-        self.by_name: dict[str, Family] = {}
-
     def __call__(self, name: str, kind: str, text: str) -> Family:
-        if name not in self.by_name:
-            self.by_name[name] = Family(name, kind, text)
-        return self.by_name[name]
+        if name not in self:
+            self[name] = Family(name, kind, text)
+        return self[name]
 
 
 def _token_families(fam: _Families, name: str, a: Mapping[str, Any], now_ms: int) -> None:
@@ -251,7 +247,7 @@ def collect(snapshot: Mapping[str, Any], accounts: Mapping[str, Any], orders: Ma
     _feed_families(fam, snapshot.get("feed") or [])
     _order_socket_families(fam, snapshot.get("order_sockets") or [])
     _receiver_and_beat_families(fam, snapshot.get("receiver") or {}, snapshot.get("beat") or {})
-    return list(fam.by_name.values())
+    return list(fam.values())
 
 
 def scrape(r: Any, accounts: Mapping[str, Any]) -> str:
