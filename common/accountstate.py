@@ -101,7 +101,7 @@ class Snapshot:
                 "age_s": self.age_s}
 
 
-def _field(kind: str, item: Any) -> str:
+def _field(item: Any) -> str:
     if isinstance(item, Position):
         return item.key
     if isinstance(item, Holding):
@@ -137,11 +137,9 @@ def read(r: redis.Redis, account_name: str, kind: Kind, *, with_prices: bool = F
         [kind, "1" if with_prices and kind == "positions" else ""])
     raws = rows[1::2]
     values = [_decode(kind, v if isinstance(v, bytes) else str(v).encode()) for v in raws]
-    items: Any
+    items: Any = sorted(values, key=_field)
     if kind == "funds":
         items = values[0] if values else None
-    else:
-        items = sorted(values, key=lambda i: _field(kind, i))
     marks = {f"{v.exchange}:{v.symbol}": Decimal(as_text(p)) for v, p in zip(values, prices, strict=False) if p}
     return Snapshot(kind, items, int(at or 0), int(pushed or 0), int(now), marks)
 
@@ -152,7 +150,7 @@ def store(r: redis.Redis, account_name: str, kind: Kind, items: Any, asked_ms: i
     after ``asked_ms``: the answer may predate that fill (see the module docstring)."""
     live, meta = keys.account_state(account_name, kind), keys.account_state_meta(account_name)
     rows = [items] if isinstance(items, Funds) else list(items)
-    mapping: HashFields = {_field(kind, i): _encode(i) for i in rows}
+    mapping: HashFields = {_field(i): _encode(i) for i in rows}
     tmp = f"{live}:tmp:{uuid.uuid4().hex}"
     if mapping:
         r.hset(tmp, mapping=mapping)
@@ -182,11 +180,10 @@ def store(r: redis.Redis, account_name: str, kind: Kind, items: Any, asked_ms: i
         r.delete(tmp)
 
 
-def _fetch(r: redis.Redis, acct: Account, kind: Kind, adapter: BrokerAdapter | None, deadline_ms: int) -> Any:
-    limiter = Limiter.for_account(r, acct, spec_for(acct.broker).read_classes.get(kind, PORTFOLIO))
-    slot = limiter.acquire(deadline_ms)
-    call: Callable[[], Any] = getattr(adapter or adapter_for(acct), kind)
-    with limiter.used(slot):
+def _limited(r: redis.Redis, acct: Account, read: str, deadline_ms: int, call: Callable[[], Any]) -> Any:
+    """``call`` in a slot of the account's caps for the broker's ``read`` class (else ``portfolio``)."""
+    limiter = Limiter.for_account(r, acct, spec_for(acct.broker).read_classes.get(read, PORTFOLIO))
+    with limiter.used(limiter.acquire(deadline_ms)):
         return call()
 
 
@@ -196,15 +193,16 @@ def _read_from_broker(r: redis.Redis, acct: Account, kind: Kind, adapter: Broker
 
     asked_ms = server_time_ms(r)
     deadline_ms = asked_ms + int(REFRESH_TIMEOUT_S * 1000)
+    call = getattr(adapter or adapter_for(acct), kind)
     try:
-        items = _fetch(r, acct, kind, adapter, deadline_ms)
+        items = _limited(r, acct, kind, deadline_ms, call)
     except TokenExpired:
         if not relogin:
             raise
         tok = tokens.get_token(acct.name)
         tokens.relogin(acct.name, tok.version if tok else 0, refresh_instruments=False)
         asked_ms = server_time_ms(r)
-        items = _fetch(r, acct, kind, adapter, deadline_ms)
+        items = _limited(r, acct, kind, deadline_ms, call)
     if kind != "funds":
         items = _generic_names(r, acct.name, items)
     if not store(r, acct.name, kind, items, asked_ms):
@@ -282,10 +280,9 @@ def margin_required(account_name: str, orders: Sequence[tuple[Order, Instrument 
     the limiter (the broker's ``margins`` read class, else ``portfolio``)."""
     r = r or get_redis()
     acct = account(account_name)
-    limiter = Limiter.for_account(r, acct, spec_for(acct.broker).read_classes.get("margins", PORTFOLIO))
-    slot = limiter.acquire(server_time_ms(r) + int(REFRESH_TIMEOUT_S * 1000))
-    with limiter.used(slot):
-        return adapter_for(acct).margin_required(list(orders))
+    margin: Margin = _limited(r, acct, "margins", server_time_ms(r) + int(REFRESH_TIMEOUT_S * 1000),
+                              lambda: adapter_for(acct).margin_required(list(orders)))
+    return margin
 
 
 def get(account_name: str, kind: Kind, max_age_s: float | None = None, r: redis.Redis | None = None, *,
