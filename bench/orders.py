@@ -49,7 +49,7 @@ def _order(account: str, **kw: Any) -> dict[str, Any]:
     return {"account": account, "exchange": "NSE", "symbol": "INFY", "side": "BUY", "quantity": 1, **kw}
 
 
-def _place(account: str, **kw: Any) -> Any:
+def place(account: str, **kw: Any) -> Any:
     from common.client import place_order
 
     return place_order(_order(account, **kw))
@@ -114,7 +114,7 @@ def _refused(log: list[dict[str, Any]]) -> int:
 
 
 def _burst_ours(s: Stack, account: str, n: int, **kw: Any) -> set[str]:
-    return {_place(account, deadline_s=60, **kw).id for _ in range(n)}
+    return {place(account, deadline_s=60, **kw).id for _ in range(n)}
 
 
 def bench_cap_compliance(s: Stack, progress: Progress = noop) -> Record:
@@ -308,10 +308,10 @@ def bench_urgent_lane(s: Stack, progress: Progress = noop) -> Record:
     r = get_redis()
     ahead_counts: list[int] = []
     for rep in range(URGENT_REPEATS):
-        resting = _place(name, order_type="LIMIT", price="1.00")
+        resting = place(name, order_type="LIMIT", price="1.00")
         if resting.wait(10)["state"] != "OPEN":
             raise RuntimeError("the resting order did not open")
-        burst = [_place(name, deadline_s=3).id for _ in range(100)]
+        burst = [place(name, deadline_s=3).id for _ in range(100)]
         s.wait(lambda b=burst: len(_arrivals(s, user, set(b))) >= 6, 10, 0.05, "the burst under way")
         before = len(order_requests(s.requests(user), user, method=None))
         cancel_order(resting.id)
@@ -353,6 +353,19 @@ def _seen(s: Stack, user: str, tag: str, since_ns: int, timeout_s: float = 5.0) 
                   timeout_s, 0.005, f"order {tag} at the broker")
 
 
+def one_order_ms(s: Stack, account: str, enqueue_ms: list[float] | None = None) -> float:
+    """One order in flight: ms from before ``place_order`` to its request at the broker, once the
+    worker has finished with it (the enqueue call's own ms go to ``enqueue_ms``)."""
+    t0 = time.monotonic_ns()
+    h = place(account, deadline_s=10)
+    if enqueue_ms is not None:
+        enqueue_ms.append((time.monotonic_ns() - t0) / 1e6)
+    time.sleep(0.01)  # let it arrive before asking (asking must not compete with it)
+    arrived = _seen(s, s.user_id(account), h.id, t0)
+    h.wait(5)  # one in flight: the worker has finished before the next
+    return (arrived - t0) / 1e6
+
+
 def bench_latency(s: Stack, progress: Progress = noop) -> list[Record]:
     # A cap the limiter never paces at: above the 2026 rule's 10/s, so a registered algo (common/algorules.py).
     accts = s.accounts(kite=1, angel=0, caps={"orders": ["1000/s"]}, registered_algo=True)
@@ -369,13 +382,7 @@ def bench_latency(s: Stack, progress: Progress = noop) -> list[Record]:
     client_ms: dict[str, list[float]] = {"ours": [], "plain": []}  # enqueue call returned
 
     def one_ours() -> float:
-        t0 = time.monotonic_ns()
-        h = _place(name, deadline_s=10)
-        client_ms["ours"].append((time.monotonic_ns() - t0) / 1e6)
-        time.sleep(0.01)  # let it arrive before asking (asking must not compete with it)
-        arrived = _seen(s, user, h.id, t0)
-        h.wait(5)  # one in flight: the worker has finished before the next
-        return (arrived - t0) / 1e6
+        return one_order_ms(s, name, client_ms["ours"])
 
     def one_plain() -> float:
         from common.models import new_client_order_id

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from bench.orders import _place, _seen, _stop
+from bench.orders import _stop, one_order_ms, place
 from bench.report import Progress, Record, ms_summary, noop, timed_steps
 from bench.stack import Stack, order_requests
 from devtools.redisha import RedisHA
@@ -65,15 +65,6 @@ def _setups(s: Stack, ha: RedisHA) -> list[Setup]:
     ]
 
 
-def _one(s: Stack, setup: Setup) -> float:
-    t0 = time.monotonic_ns()
-    h = _place(setup.account, deadline_s=10)
-    time.sleep(0.01)  # let it arrive before asking (asking must not compete with it)
-    arrived = _seen(s, s.user_id(setup.account), h.id, t0)
-    h.wait(5)  # one in flight: the worker has finished before the next
-    return (arrived - t0) / 1e6
-
-
 def bench_wait_cost(s: Stack, ha: RedisHA, progress: Progress = noop) -> list[Record]:
     setups = _setups(s, ha)
     accts = s.accounts(kite=len(setups), angel=0, caps={"orders": ["1000/s"]}, registered_algo=True)
@@ -88,12 +79,12 @@ def bench_wait_cost(s: Stack, ha: RedisHA, progress: Progress = noop) -> list[Re
     for setup in setups:
         _use(s, setup.env)
         for _ in range(WARMUP):
-            _one(s, setup)
+            one_order_ms(s, setup.account)
     for block in range(BLOCKS):
         order = setups if block % 2 == 0 else setups[::-1]
         for setup in order:
             _use(s, setup.env)
-            setup.samples_ms += [_one(s, setup) for _ in range(PER_BLOCK)]
+            setup.samples_ms += [one_order_ms(s, setup.account) for _ in range(PER_BLOCK)]
         progress(f"block {block + 1}/{BLOCKS}: " + ", ".join(
             f"{x.name} p50 {statistics.median(x.samples_ms):.2f} ms" for x in setups))
     _stop(workers)
@@ -133,7 +124,7 @@ class Placer(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                self.ids.append(_place(self.account, deadline_s=20).id)
+                self.ids.append(place(self.account, deadline_s=20).id)
                 self.done_ns.append(time.monotonic_ns())
             except Exception:  # during the failover: the strategy is told, and goes on
                 self.refused += 1

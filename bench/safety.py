@@ -33,6 +33,7 @@ from typing import Any
 import redis
 
 from bench.account import _kite_account_with_postbacks
+from bench.orders import place
 from bench.report import Progress, Record, max_in_window, median_spread, noop
 from bench.stack import Stack
 
@@ -74,10 +75,8 @@ def _settled_at_ms(r: redis.Redis, coid: str) -> tuple[str, int]:
 
 
 def _place(n: int) -> list[str]:
-    from common.client import place_order
-
-    return [place_order(account=ACCOUNT, exchange="NSE", symbol="INFY", side="BUY", quantity=1, product="INTRADAY",
-                        order_type="LIMIT", price=FAR_UNDER, deadline_s=60).id for _ in range(n)]
+    return [place(ACCOUNT, product="INTRADAY", order_type="LIMIT", price=FAR_UNDER, deadline_s=60).id
+            for _ in range(n)]
 
 
 def _resting(s: Stack, r: redis.Redis, n: int) -> list[str]:
