@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +26,8 @@ from paper.orders import PaperOrder
 from paper.rules import ORDERS_PER_SECOND, ORDERS_PER_SECOND_LIMIT, STATIC_IP
 from paper.state import PaperState
 from paper.users import User
+
+T = TypeVar("T")
 
 # Key in the ASGI scope for the server transport (set by paper.server's protocol) and for the
 # per-request control flags; a dict so it survives shallow scope copies.
@@ -64,6 +66,12 @@ class Paper:
     postbacks: PostbackSender
     cache: dict[str, Any] = field(default_factory=dict)
 
+    def cached(self, key: str, build: Callable[[], T]) -> T:
+        """``build()``, made once per process: the instrument masters (the universe never changes)."""
+        if key not in self.cache:
+            self.cache[key] = build()
+        return self.cache[key]
+
     def reset(self) -> None:
         self.state.reset()
         self.limiter.clear()
@@ -85,6 +93,16 @@ class Call:
     @property
     def state(self) -> PaperState:
         return self.paper.state
+
+    @property
+    def authed(self) -> User:
+        """The authenticated user, of a handler whose authenticator refuses a request without one."""
+        assert self.user is not None
+        return self.user
+
+    def books(self, read: Callable[[PaperState, str, str], T]) -> T:
+        """``read`` (a paper/portfolio.py book) of the authenticated user."""
+        return read(self.state, self.broker, self.authed.user_id)
 
     def own_orders(self) -> list[PaperOrder]:
         """The authenticated user's orders, in placement order."""

@@ -60,6 +60,10 @@ class PriceSimulator:
     def last_price(self, inst: PaperInstrument) -> int:
         return self._series_of(inst).last
 
+    def close_price(self, inst: PaperInstrument) -> int:
+        """Yesterday's close."""
+        return self._series_of(inst).close
+
     def advance(self, inst: PaperInstrument) -> int:
         return self._series_of(inst).step()
 

@@ -137,6 +137,11 @@ class PaperState:
             return user
         return None
 
+    def token_expired(self, broker: str, token: str) -> bool:
+        """Whether ``token`` was a session token of ``broker`` that logout or expiry ended (an
+        "expired" answer rather than "invalid")."""
+        return any(token in u.expired_tokens for u in self.users.values() if u.broker == broker)
+
     def expire_tokens(self, broker: str, user_id: str | None = None) -> None:
         for user in self.users.values():
             if user.broker == broker and user_id in (None, user.user_id):

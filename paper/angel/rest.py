@@ -93,8 +93,7 @@ async def auth_jwt(call: Call) -> User | None:
         raise Reply(gateway_error("AG8003", "Invalid Token"))
     user = call.state.user_for_angel_jwt(token)
     if user is None:
-        expired = any(token in u.expired_tokens for u in call.state.users.values() if u.broker == "angel")
-        if expired:
+        if call.state.token_expired("angel", token):
             raise Reply(gateway_error("AG8002", "Token Expired"))
         raise Reply(gateway_error("AG8001", "Invalid Token"))
     return user
@@ -159,14 +158,12 @@ async def _generate_tokens(call: Call) -> Response:
 
 
 async def _logout(call: Call) -> Response:
-    assert call.user is not None
-    call.state.expire_tokens("angel", call.user.user_id)
+    call.state.expire_tokens("angel", call.authed.user_id)
     return angel_ok("")
 
 
 async def _profile(call: Call) -> Response:
-    user = call.user
-    assert user is not None
+    user = call.authed
     return angel_ok(
         {
             "clientcode": user.user_id,
@@ -193,6 +190,10 @@ def _market_refused(call: Call, ordertype: str) -> Response | None:
 def _map_order_error(exc: OrderError) -> Response:
     if exc.kind == "not_found":
         return angel_error("AB1013", "Order not found")
+    if exc.kind == "symbol":
+        return angel_error("AB1009", "Symbol Not Found")
+    if exc.kind == "product":
+        return angel_error("AB1012", "Invalid Product Type")
     return angel_error("AB1004" if exc.kind == "input" else "AB4008", exc.message)
 
 
@@ -200,7 +201,7 @@ def _quantity(raw: Any) -> int:
     return whole_number(raw, "Invalid quantity")
 
 
-def _instrument(call: Call, body: dict[str, Any]) -> Any:
+def _instrument(call: Call, body: dict[str, Any]) -> PaperInstrument:
     exchange = str(body.get("exchange") or "")
     token = str(body.get("symboltoken") or "")
     symbol = str(body.get("tradingsymbol") or "")
@@ -215,7 +216,6 @@ def _instrument(call: Call, body: dict[str, Any]) -> Any:
 
 
 async def _place(call: Call) -> Response:
-    assert call.user is not None
     body = await _json_body(call)
     call.tag = str(body.get("ordertag")) if body.get("ordertag") else None
     try:
@@ -245,10 +245,8 @@ async def _place(call: Call) -> Response:
             disclosed_quantity=0,
             tag=call.tag,
         )
-        order = call.paper.engine.place(call.user, req)
+        order = call.paper.engine.place(call.authed, req)
     except OrderError as exc:
-        if exc.kind == "symbol":
-            return angel_error("AB1009", "Symbol Not Found")
         return _map_order_error(exc)
     call.accepted = True
     return angel_ok(
@@ -307,29 +305,20 @@ async def _order_book(call: Call) -> Response:
 
 
 # ----- account state, from the paper books (paper/portfolio.py) -----
-def _user_id(call: Call) -> str:
-    assert call.user is not None
-    return call.user.user_id
-
-
-def _close(call: Call, inst: PaperInstrument) -> int:
-    return int(call.state.prices.quote(inst, advance=False, depth=False)["close"])
-
-
 async def _trade_book(call: Call) -> Response:
-    rows = [angel_trade_payload(o, t) for o, t in portfolio.trades(call.state, "angel", _user_id(call))]
+    rows = [angel_trade_payload(o, t) for o, t in call.books(portfolio.trades)]
     return angel_ok(rows or None)
 
 
 async def _positions(call: Call) -> Response:
-    rows = [angel_position_payload(p, _close(call, p.instrument))
-            for p in portfolio.positions(call.state, "angel", _user_id(call))]
+    close = call.state.prices.close_price
+    rows = [angel_position_payload(p, close(p.instrument)) for p in call.books(portfolio.positions)]
     return angel_ok(rows or None)
 
 
 def _holding_rows(call: Call) -> list[dict[str, Any]]:
-    return [angel_holding_payload(h, _close(call, h.instrument))
-            for h in portfolio.holdings(call.state, "angel", _user_id(call))]
+    close = call.state.prices.close_price
+    return [angel_holding_payload(h, close(h.instrument)) for h in call.books(portfolio.holdings)]
 
 
 async def _holdings(call: Call) -> Response:
@@ -348,7 +337,7 @@ async def _all_holdings(call: Call) -> Response:
 
 
 async def _rms(call: Call) -> Response:
-    return angel_ok(angel_rms_payload(portfolio.funds(call.state, "angel", _user_id(call))))
+    return angel_ok(angel_rms_payload(call.books(portfolio.funds)))
 
 
 # At most 50 positions a request (SmartAPI forum, the margin calculator's announcement).
@@ -387,10 +376,6 @@ async def _margin(call: Call) -> Response:
             raise OrderError("input", f"positions: 1 to {MAX_MARGIN_POSITIONS} entries")
         priced = [_margin_leg(call, leg) for leg in legs]
     except OrderError as exc:
-        if exc.kind == "symbol":
-            return angel_error("AB1009", "Symbol Not Found")
-        if exc.kind == "product":
-            return angel_error("AB1012", "Invalid Product Type")
         return _map_order_error(exc)
     return angel_ok(angel_margin_payload(priced))
 
@@ -427,10 +412,7 @@ async def _ltp(call: Call) -> Response:
 
 
 async def _scrip_master(call: Call) -> Response:
-    body = call.paper.cache.get("angel_scrip_master")
-    if body is None:
-        body = json.dumps(scrip_master(call.state.universe)).encode()
-        call.paper.cache["angel_scrip_master"] = body
+    body = call.paper.cached("angel_scrip_master", lambda: json.dumps(scrip_master(call.state.universe)).encode())
     return Response(body, 200, media_type="application/json")
 
 

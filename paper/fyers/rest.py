@@ -57,6 +57,18 @@ VALIDITIES = ("DAY", "IOC")
 TAG_RE = re.compile(r"^[A-Za-z0-9]{1,30}$")
 LOGIN_STEP_TTL_S = 300
 RATE_LIMIT = {"s": "error", "code": -429, "message": "request limit reached"}
+# Fyers' code and message for each order field it refuses (its error sheet).
+INVALID = {
+    "symbol": (-300, "Please provide a valid symbol"),
+    "side": (-313, "Please provide a valid order side of either buy or sell"),
+    "type": (-101, "Please provide a valid order type"),
+    "productType": (-314, "Please provide a valid product type for the order"),
+    "validity": (-326, "Please provide a valid order validity"),
+    "qty": (-310, "Please provide a valid order quantity"),
+    "limitPrice": (-308, "Please provide a valid limitPrice"),
+    "stopPrice": (-309, "Please provide a valid stop price"),
+    "disclosedQty": (-327, "Invalid disclosedQty"),
+}
 
 
 def fyers_error(code: int, message: str, status: int = 400, **extra: Any) -> JSONResponse:
@@ -207,17 +219,13 @@ async def _validate_authcode(call: Call) -> Response:
 
 
 # ----- authentication of API calls -----
-def _expired(call: Call, token: str) -> bool:
-    return any(token in u.expired_tokens for u in call.state.users.values() if u.broker == "fyers")
-
-
 async def auth_token(call: Call) -> User | None:
     """``Authorization: <app_id>:<access_token>``."""
     header = call.request.headers.get("authorization", "").strip()
     app_id, _, token = header.partition(":")
     user = call.state.user_for_fyers_token(token, app_id) if token else None
     if user is None:
-        if token and _expired(call, token):
+        if token and call.state.token_expired("fyers", token):
             raise Reply(fyers_error(-8, "Your token has expired. Please generate a token", 401))
         raise Reply(fyers_error(-15, "Could not authenticate the user", 401))
     return user
@@ -234,20 +242,25 @@ async def auth_bare_token(call: Call) -> User | None:
 
 
 # ----- orders -----
-def _int(raw: Any, code: int, message: str) -> int:
+def _invalid(field: str) -> Reply:
+    """Fyers' refusal of the order field ``field`` (INVALID), to raise."""
+    return Reply(fyers_error(*INVALID[field]))
+
+
+def _int(raw: Any, field: str) -> int:
     if isinstance(raw, bool):
-        raise Reply(fyers_error(code, message))
+        raise _invalid(field)
     try:
         return int(str(raw))
     except (TypeError, ValueError):
-        raise Reply(fyers_error(code, message)) from None
+        raise _invalid(field) from None
 
 
-def _units(raw: Any, divisor: int, code: int, message: str) -> int:
+def _units(raw: Any, divisor: int, field: str) -> int:
     try:
         return rupees_to_units(raw, divisor, "price")
     except OrderError:
-        raise Reply(fyers_error(code, message)) from None
+        raise _invalid(field) from None
 
 
 def _refusal(exc: OrderError, order: PaperOrder | None = None) -> Response:
@@ -266,51 +279,61 @@ def _check_prices(inst: PaperInstrument, order_type: str, price: int, trigger: i
     """The prices an order needs are there and on the tick grid: Fyers checks them before the
     order exists (error sheet: -392 for the tick size)."""
     if order_type in ("LIMIT", "SL") and price <= 0:
-        raise Reply(fyers_error(-308, "Please provide a valid limitPrice"))
+        raise _invalid("limitPrice")
     if order_type in ("SL", "SL-M") and trigger <= 0:
-        raise Reply(fyers_error(-309, "Please provide a valid stop price"))
+        raise _invalid("stopPrice")
     tick = inst.tick_size_paise
     if tick and (price % tick or trigger % tick):
         raise Reply(fyers_error(-392, "Price should be in multiples of tick size."))
 
 
+def _order_type(raw: Any) -> str:
+    order_type = ORDER_TYPES.get(_int(raw, "type"))
+    if order_type is None:
+        raise _invalid("type")
+    return order_type
+
+
+def _order_head(call: Call, fields: dict[str, Any]) -> tuple[PaperInstrument, int, str, str]:
+    """(instrument, side, order type, the paper's product) of an order or a margin leg, checked in
+    Fyers' order."""
+    inst = call.state.by_fyers_symbol(str(fields.get("symbol") or ""))
+    if inst is None:
+        raise _invalid("symbol")
+    side = _int(fields.get("side"), "side")
+    if side not in (1, -1):
+        raise _invalid("side")
+    order_type = _order_type(fields.get("type"))
+    product = str(fields.get("productType") or "")
+    if product not in PRODUCTS:
+        raise _invalid("productType")
+    return inst, side, order_type, PRODUCTS_IN[product]
+
+
 async def _place(call: Call) -> Response:
-    assert call.user is not None
     body = await _json_body(call)
     tag = body.get("orderTag")
     call.tag = str(tag) if tag not in (None, "") else None
     if call.tag is not None and not TAG_RE.match(call.tag):
         return fyers_error(-50, "Invalid orderTag: alphanumeric, at most 30 characters")
-    inst = call.state.by_fyers_symbol(str(body.get("symbol") or ""))
-    if inst is None:
-        return fyers_error(-300, "Please provide a valid symbol")
-    side = _int(body.get("side"), -313, "Please provide a valid order side of either buy or sell")
-    if side not in (1, -1):
-        return fyers_error(-313, "Please provide a valid order side of either buy or sell")
-    order_type = ORDER_TYPES.get(_int(body.get("type"), -101, "Please provide a valid order type"))
-    if order_type is None:
-        return fyers_error(-101, "Please provide a valid order type")
-    product = str(body.get("productType") or "")
-    if product not in PRODUCTS:
-        return fyers_error(-314, "Please provide a valid product type for the order")
+    inst, side, order_type, product = _order_head(call, body)
     validity = str(body.get("validity") or "DAY")
     if validity not in VALIDITIES:
-        return fyers_error(-326, "Please provide a valid order validity")
-    qty = _int(body.get("qty"), -310, "Please provide a valid order quantity")
+        raise _invalid("validity")
+    qty = _int(body.get("qty"), "qty")
     div = inst.price_divisor
-    price = _units(body.get("limitPrice"), div, -308, "Please provide a valid limitPrice")
-    trigger = _units(body.get("stopPrice"), div, -309, "Please provide a valid stop price")
+    price = _units(body.get("limitPrice"), div, "limitPrice")
+    trigger = _units(body.get("stopPrice"), div, "stopPrice")
     if qty <= 0:
-        return fyers_error(-310, "Please provide a valid order quantity")
+        raise _invalid("qty")
     _check_prices(inst, order_type, price, trigger)
     req = OrderRequest(
         instrument=inst, variety="regular", transaction_type="BUY" if side == 1 else "SELL",
-        order_type=order_type, product=PRODUCTS_IN[product], quantity=qty, price=price, trigger_price=trigger,
-        validity=validity, disclosed_quantity=_int(body.get("disclosedQty") or 0, -327, "Invalid disclosedQty"),
-        tag=call.tag,
+        order_type=order_type, product=product, quantity=qty, price=price, trigger_price=trigger,
+        validity=validity, disclosed_quantity=_int(body.get("disclosedQty") or 0, "disclosedQty"), tag=call.tag,
     )  # fmt: skip
     try:
-        order = call.paper.engine.place(call.user, req)
+        order = call.paper.engine.place(call.authed, req)
     except OrderError as exc:
         return _refusal(exc)
     call.accepted = True
@@ -329,19 +352,15 @@ async def _modify(call: Call) -> Response:
     order = _own_order(call, str(body.get("id") or ""))
     call.tag = order.tag
     div = order.instrument.price_divisor
-    order_type = None
-    if body.get("type") not in (None, ""):
-        order_type = ORDER_TYPES.get(_int(body.get("type"), -101, "Please provide a valid order type"))
-        if order_type is None:
-            return fyers_error(-101, "Please provide a valid order type")
+    order_type = _order_type(body["type"]) if body.get("type") not in (None, "") else None
     limit, stop, qty = body.get("limitPrice"), body.get("stopPrice"), body.get("qty")
     try:
         call.paper.engine.modify(
             order,
-            quantity=_int(qty, -310, "Please provide a valid order quantity") if qty not in (None, "") else None,
-            price=_units(limit, div, -308, "Please provide a valid limitPrice") if limit not in (None, "") else None,
+            quantity=_int(qty, "qty") if qty not in (None, "") else None,
+            price=_units(limit, div, "limitPrice") if limit not in (None, "") else None,
             order_type=order_type,
-            trigger_price=_units(stop, div, -309, "Please provide a valid stop price") if stop not in (None, "") else None,
+            trigger_price=_units(stop, div, "stopPrice") if stop not in (None, "") else None,
         )
     except OrderError as exc:
         return _refusal(exc, order)
@@ -368,25 +387,21 @@ async def _order_book(call: Call) -> Response:
 
 
 async def _positions(call: Call) -> Response:
-    assert call.user is not None
-    return fyers_ok(**fyers_positions(portfolio.positions(call.state, "fyers", call.user.user_id)))
+    return fyers_ok(**fyers_positions(call.books(portfolio.positions)))
 
 
 async def _holdings(call: Call) -> Response:
-    assert call.user is not None
-    return fyers_ok(**fyers_holdings(portfolio.holdings(call.state, "fyers", call.user.user_id)))
+    return fyers_ok(**fyers_holdings(call.books(portfolio.holdings)))
 
 
 async def _funds(call: Call) -> Response:
-    assert call.user is not None
-    return fyers_ok(**fyers_funds(portfolio.funds(call.state, "fyers", call.user.user_id)))
+    return fyers_ok(**fyers_funds(call.books(portfolio.funds)))
 
 
 async def _tradebook(call: Call) -> Response:
     """The day's fills; ``?order_tag=1:<tag>`` keeps one tag's (the docs' "Trades Filter By
     Order tag")."""
-    assert call.user is not None
-    rows = [fyers_trade_row(o, t) for o, t in portfolio.trades(call.state, "fyers", call.user.user_id)]
+    rows = [fyers_trade_row(o, t) for o, t in call.books(portfolio.trades)]
     tag = call.request.query_params.get("order_tag")
     return fyers_ok(tradeBook=[r for r in rows if tag is None or r["orderTag"] == tag])
 
@@ -396,39 +411,29 @@ def _margin_leg(call: Call, leg: Any) -> int:
     limit price prices LIMIT and SL legs, the last price the others."""
     if not isinstance(leg, dict):
         raise Reply(fyers_error(-50, "Invalid input"))
-    inst = call.state.by_fyers_symbol(str(leg.get("symbol") or ""))
-    if inst is None:
-        raise Reply(fyers_error(-300, "Please provide a valid symbol"))
-    if _int(leg.get("side"), -313, "Please provide a valid order side of either buy or sell") not in (1, -1):
-        raise Reply(fyers_error(-313, "Please provide a valid order side of either buy or sell"))
-    order_type = ORDER_TYPES.get(_int(leg.get("type"), -101, "Please provide a valid order type"))
-    product = str(leg.get("productType") or "")
-    if order_type is None or product not in PRODUCTS:
-        raise Reply(fyers_error(-101, "Please provide a valid order type") if order_type is None
-                    else fyers_error(-314, "Please provide a valid product type for the order"))
-    qty = _int(leg.get("qty"), -310, "Please provide a valid order quantity")
+    inst, _side, order_type, product = _order_head(call, leg)
+    qty = _int(leg.get("qty"), "qty")
     if qty <= 0:
-        raise Reply(fyers_error(-310, "Please provide a valid order quantity"))
-    price = _units(leg.get("limitPrice") or 0, inst.price_divisor, -308, "Please provide a valid limitPrice")
-    if order_type in ("LIMIT", "SL") and price <= 0:
-        raise Reply(fyers_error(-308, "Please provide a valid limitPrice"))
-    at = price if order_type in ("LIMIT", "SL") else 0
-    return portfolio.margin_for(call.state, inst, PRODUCTS_IN[product], qty, at)
+        raise _invalid("qty")
+    price = _units(leg.get("limitPrice") or 0, inst.price_divisor, "limitPrice")
+    limit = order_type in ("LIMIT", "SL")
+    if limit and price <= 0:
+        raise _invalid("limitPrice")
+    return portfolio.margin_for(call.state, inst, product, qty, price if limit else 0)
 
 
 async def _margin(call: Call) -> Response:
     """A basket's margin: the plain sum of its legs (the paper universe has nothing to hedge)."""
-    assert call.user is not None
     legs = (await _json_body(call)).get("data")
     if not isinstance(legs, list) or not legs:
         return fyers_error(-50, "Invalid input")
     needed = sum(_margin_leg(call, leg) for leg in legs)
-    return fyers_ok(**fyers_margin(needed, portfolio.funds(call.state, "fyers", call.user.user_id)))
+    return fyers_ok(**fyers_margin(needed, call.books(portfolio.funds)))
 
 
 async def _profile(call: Call) -> Response:
-    assert call.user is not None
-    return fyers_ok(data={"fy_id": call.user.user_id, "name": f"PAPER {call.user.user_id}", "display_name": ""})
+    user_id = call.authed.user_id
+    return fyers_ok(data={"fy_id": user_id, "name": f"PAPER {user_id}", "display_name": ""})
 
 
 # ----- market data helpers the SDK's data socket calls -----
@@ -453,15 +458,14 @@ async def _symbol_master(call: Call) -> Response:
     name = call.request.path_params["name"]
     if name not in ("NSE_CM", "BSE_CM") and name not in master.FILES:
         return PlainTextResponse("Not Found", 404)
-    key, state = f"fyers_{name.lower()}", call.state
-    body = call.paper.cache.get(key)
-    if body is None:
+    state = call.state
+
+    def build() -> bytes:
         if name.endswith("_CM"):
-            body = fyers_symbol_master_csv(state.universe, name[:3]).encode()
-        else:
-            body = master.fo_csv(state.universe, name, state.trading_date).encode()
-        call.paper.cache[key] = body
-    return Response(body, 200, media_type="text/csv")
+            return fyers_symbol_master_csv(state.universe, name[:3]).encode()
+        return master.fo_csv(state.universe, name, state.trading_date).encode()
+
+    return Response(call.paper.cached(f"fyers_{name.lower()}", build), 200, media_type="text/csv")
 
 
 async def _index_hsm_mapping(call: Call) -> Response:

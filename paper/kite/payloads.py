@@ -195,19 +195,17 @@ def margins_payload(funds: PaperFunds) -> dict[str, Any]:
 
 
 # ----- the ``data`` of each account-state endpoint, from the user's books -----
-def _close(state: PaperState, inst: PaperInstrument) -> int:
-    return int(state.prices.quote(inst, advance=False, depth=False)["close"])
-
-
 def positions_data(state: PaperState, user_id: str) -> dict[str, Any]:
     """``GET /portfolio/positions``: nothing is carried in overnight, so the day's rows are the net rows."""
-    rows = [position_payload(p, _close(state, p.instrument)) for p in portfolio.positions(state, "kite", user_id)]
+    close = state.prices.close_price
+    rows = [position_payload(p, close(p.instrument)) for p in portfolio.positions(state, "kite", user_id)]
     return {"net": rows, "day": [dict(r) for r in rows]}
 
 
 def holdings_data(state: PaperState, user_id: str) -> list[dict[str, Any]]:
     today = now_ist().date()
-    return [holding_payload(h, _close(state, h.instrument), today) for h in portfolio.holdings(state, "kite", user_id)]
+    close = state.prices.close_price
+    return [holding_payload(h, close(h.instrument), today) for h in portfolio.holdings(state, "kite", user_id)]
 
 
 def margins_data(state: PaperState, user_id: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from paper.kite import margins, payloads, protection
 from paper.kite.master import instruments_csv
 from paper.kite.payloads import checksum_hex, kite_order_payload, trade_payload
 from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units
-from paper.orders import IST, fmt_ts, next_ist_epoch, now_ist
+from paper.orders import IST, PaperOrder, fmt_ts, next_ist_epoch, now_ist
 from paper.state import PaperState
 from paper.users import User
 
@@ -248,8 +248,7 @@ def _profile(user: User) -> dict[str, Any]:
 
 
 async def _user_profile(call: Call) -> Response:
-    assert call.user is not None
-    return kite_ok(_profile(call.user))
+    return kite_ok(_profile(call.authed))
 
 
 # ----- orders -----
@@ -275,7 +274,6 @@ def _int_field(form: Any, name: str, default: int | None = None) -> int | None:
 
 
 async def _place(call: Call) -> Response:
-    assert call.user is not None
     form = await call.request.form()
     tag = form.get("tag")
     call.tag = str(tag) if tag else None
@@ -314,7 +312,7 @@ async def _place(call: Call) -> Response:
         )
         if (refused := protection.refusal(call.state, form, req.order_type)) is not None:
             return refused
-        order = call.paper.engine.place(call.user, req)
+        order = call.paper.engine.place(call.authed, req)
     except OrderError as exc:
         return _map_order_error(exc)
     call.accepted = True
@@ -360,34 +358,29 @@ async def _orders(call: Call) -> Response:
     return kite_ok([kite_order_payload(o) for o in call.own_orders()])
 
 
-async def _order_history(call: Call) -> Response:
-    try:
-        order = call.own_order(call.request.path_params["order_id"], NOT_FOUND)
-    except OrderError as exc:
-        return _map_order_error(exc)
-    return kite_ok(order.history)
+def _order_read(render: Callable[[PaperOrder], Any]) -> Handler:
+    """``GET /orders/{order_id}`` (its history) and ``/orders/{order_id}/trades``."""
 
+    async def handler(call: Call) -> Response:
+        try:
+            order = call.own_order(call.request.path_params["order_id"], NOT_FOUND)
+        except OrderError as exc:
+            return _map_order_error(exc)
+        return kite_ok(render(order))
 
-async def _order_trades(call: Call) -> Response:
-    try:
-        order = call.own_order(call.request.path_params["order_id"], NOT_FOUND)
-    except OrderError as exc:
-        return _map_order_error(exc)
-    return kite_ok(trade_payload(order))
+    return handler
 
 
 # ----- account state (paper/portfolio.py's books) -----
 def _books(build: Callable[[PaperState, str], Any]) -> Handler:
     async def handler(call: Call) -> Response:
-        assert call.user is not None
-        return kite_ok(build(call.state, call.user.user_id))
+        return kite_ok(build(call.state, call.authed.user_id))
 
     return handler
 
 
 async def _margins_segment(call: Call) -> Response:
-    assert call.user is not None
-    body = payloads.margins_data(call.state, call.user.user_id)
+    body = payloads.margins_data(call.state, call.authed.user_id)
     segment = call.request.path_params["segment"]
     return kite_ok(body[segment]) if segment in body else kite_error(400, "InputException", "Invalid segment.")
 
@@ -406,11 +399,7 @@ async def _margins(call: Call) -> Response:
 # ----- market data -----
 async def _instruments(call: Call) -> Response:
     exchange = call.request.path_params.get("exchange")
-    key = f"kite_csv:{exchange or '*'}"
-    body = call.paper.cache.get(key)
-    if body is None:
-        body = instruments_csv(call.state.universe, exchange)
-        call.paper.cache[key] = body
+    body = call.paper.cached(f"kite_csv:{exchange or '*'}", lambda: instruments_csv(call.state.universe, exchange))
     return Response(body, 200, media_type="text/csv")
 
 
@@ -478,8 +467,8 @@ def routes(state: object = None) -> list[Route]:
         Route("/session/token", _endpoint("other", _session_delete, anonymous), methods=["DELETE"]),
         Route("/user/profile", _endpoint("other", _user_profile), methods=["GET"]),
         Route("/orders", _endpoint("orderbook", _orders), methods=["GET"]),
-        Route("/orders/{order_id}/trades", _endpoint("orderbook", _order_trades), methods=["GET"]),
-        Route("/orders/{order_id}", _endpoint("orderbook", _order_history), methods=["GET"]),
+        Route("/orders/{order_id}/trades", _endpoint("orderbook", _order_read(trade_payload)), methods=["GET"]),
+        Route("/orders/{order_id}", _endpoint("orderbook", _order_read(lambda order: order.history)), methods=["GET"]),
         Route("/orders/{variety}", _endpoint("orders", _place), methods=["POST"]),
         Route("/orders/{variety}/{order_id}", _endpoint("orders", _modify), methods=["PUT"]),
         Route("/orders/{variety}/{order_id}", _endpoint("orders", _cancel), methods=["DELETE"]),

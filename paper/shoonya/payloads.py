@@ -47,7 +47,7 @@ def shoonya_order_payload(order: PaperOrder) -> dict[str, Any]:
         "qty": str(order.quantity),
         "dscqty": str(order.disclosed_quantity),
         "prc": rupees_text(order.price, div),
-        "prd": next((c for c, n in PRODUCTS.items() if n == order.product), order.product),
+        "prd": product_code(order.product),
         "trantype": order.transaction_type[0],
         "prctyp": PRICE_TYPE_OF.get(order.order_type, order.order_type),
         "ret": order.validity,

@@ -155,14 +155,13 @@ async def _quick_auth(call: Call) -> Response:
 
 
 async def _logout(call: Call) -> Response:
-    assert call.user is not None
-    call.state.expire_tokens("shoonya", call.user.user_id)
+    call.state.expire_tokens("shoonya", call.authed.user_id)
     return ok()
 
 
 async def _user_details(call: Call) -> Response:
-    assert call.user is not None
-    return ok(actid=call.user.user_id, uname=f"PAPER {call.user.user_id}", exarr=["NSE", "BSE", "NFO"],
+    user_id = call.authed.user_id
+    return ok(actid=user_id, uname=f"PAPER {user_id}", exarr=["NSE", "BSE", "NFO"],
               prarr=[{"prd": c, "s_prdt_ali": n} for c, n in PRODUCTS.items()])  # fmt: skip
 
 
@@ -212,11 +211,11 @@ def _price(values: dict[str, Any], name: str, div: int) -> int:
 
 
 async def _place(call: Call) -> Response:
-    assert call.user is not None
+    user = call.authed
     values, _ = await _form(call)
     call.tag = str(values["remarks"]) if values.get("remarks") else None
     try:
-        if str(values.get("actid") or call.user.user_id) != call.user.user_id:
+        if str(values.get("actid") or user.user_id) != user.user_id:
             raise OrderError("input", "Invalid actid")
         prd = one_of(values, "prd", PRODUCTS, "Invalid Product")
         side = SIDES[one_of(values, "trantype", SIDES, "Invalid Transaction Type")]
@@ -239,7 +238,7 @@ async def _place(call: Call) -> Response:
             disclosed_quantity=0,
             tag=call.tag,
         )
-        order = call.paper.engine.place(call.user, req)
+        order = call.paper.engine.place(user, req)
     except OrderError as exc:
         return _order_error(exc)
     call.accepted = True
@@ -312,36 +311,35 @@ async def _trade_book(call: Call) -> Response:
     return JSONResponse(rows) if rows else not_ok(NO_DATA)
 
 
-async def _account_user(call: Call, *required: str) -> str:
-    """The user id of an account-state call, whose ``uid`` and ``actid`` (and ``required``) Noren
-    requires ("Invalid Input : Missing uid or actid or prd." at Holdings)."""
-    assert call.user is not None
+async def _account(call: Call, *required: str) -> tuple[str, dict[str, Any]]:
+    """(user id, jData) of an account-state call, whose ``uid`` and ``actid`` (and ``required``)
+    Noren requires ("Invalid Input : Missing uid or actid or prd." at Holdings)."""
+    user_id = call.authed.user_id
     values, _ = await _form(call)
     if any(not values.get(k) for k in ("uid", "actid", *required)):
         raise Reply(not_ok(f"Invalid Input : Missing {' or '.join(('uid', 'actid', *required))}."))
-    if str(values["actid"]) != call.user.user_id:
+    if str(values["actid"]) != user_id:
         raise Reply(not_ok("Invalid Input : Invalid actid"))
-    return call.user.user_id
+    return user_id, values
 
 
 async def _position_book(call: Call) -> Response:
-    uid = await _account_user(call)
-    rows = [shoonya_position_row(p, uid) for p in portfolio.positions(call.state, "shoonya", uid)]
+    uid, _ = await _account(call)
+    rows = [shoonya_position_row(p, uid) for p in call.books(portfolio.positions)]
     return JSONResponse(rows) if rows else not_ok(NO_DATA)
 
 
 async def _holdings(call: Call) -> Response:
-    uid = await _account_user(call, "prd")
-    values, _ = await _form(call)
+    _, values = await _account(call, "prd")
     # Only delivery holdings exist at the paper broker: another product holds nothing.
-    held = portfolio.holdings(call.state, "shoonya", uid) if values["prd"] == "C" else []
+    held = call.books(portfolio.holdings) if values["prd"] == "C" else []
     rows = [shoonya_holding_row(h) for h in held]
     return JSONResponse(rows) if rows else not_ok(NO_DATA)
 
 
 async def _limits(call: Call) -> Response:
-    uid = await _account_user(call)
-    return ok(**shoonya_limits(portfolio.funds(call.state, "shoonya", uid), uid))
+    uid, _ = await _account(call)
+    return ok(**shoonya_limits(call.books(portfolio.funds), uid))
 
 
 def _margin_need(call: Call, values: Any) -> Decimal:
@@ -353,24 +351,22 @@ def _margin_need(call: Call, values: Any) -> Decimal:
     prctyp = one_of(values, "prctyp", PRICE_TYPES, "Invalid Price Type")
     inst = _instrument(call, values)
     div = inst.price_divisor
-    price = 0 if prctyp in ("MKT", "SL-MKT") else _price(values, "prc", div)
+    price = 0 if prctyp in MARKET_TYPES else _price(values, "prc", div)
     units = portfolio.margin_for(call.state, inst, prd, _quantity(values.get("qty")), price)
     return Decimal(units) / div
 
 
 async def _order_margin(call: Call) -> Response:
-    uid = await _account_user(call)
-    values, _ = await _form(call)
+    _, values = await _account(call)
     try:
         need = _margin_need(call, values)
     except OrderError as exc:
         return _order_error(exc)
-    return ok(**shoonya_order_margin(portfolio.funds(call.state, "shoonya", uid), need))
+    return ok(**shoonya_order_margin(call.books(portfolio.funds), need))
 
 
 async def _basket_margin(call: Call) -> Response:
-    uid = await _account_user(call)
-    values, _ = await _form(call)
+    _, values = await _account(call)
     others = values.get("basketlists") or []
     try:
         if not isinstance(others, list):
@@ -379,7 +375,7 @@ async def _basket_margin(call: Call) -> Response:
         need = sum((_margin_need(call, v) for v in [values, *others]), Decimal(0))
     except OrderError as exc:
         return _order_error(exc)
-    return ok(**shoonya_basket_margin(portfolio.funds(call.state, "shoonya", uid), need))
+    return ok(**shoonya_basket_margin(call.books(portfolio.funds), need))
 
 
 async def _single_order_history(call: Call) -> Response:
@@ -408,9 +404,7 @@ async def _quotes(call: Call) -> Response:
 def _symbols_zip(exchange: str) -> Handler:
     async def handler(call: Call) -> Response:
         key = f"shoonya_{exchange.lower()}_symbols_zip"
-        body = call.paper.cache.get(key)
-        if body is None:
-            body = call.paper.cache[key] = symbols_zip(call.state.universe, exchange)
+        body = call.paper.cached(key, lambda: symbols_zip(call.state.universe, exchange))
         return Response(body, 200, media_type="application/zip")
 
     return handler
