@@ -20,9 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 if TYPE_CHECKING:  # the records import the adapters, which import settings, which imports this
     from common.brokers.contracts import Broker
 
-BROKER_NAMES: tuple[str, ...] = ("kite", "angel")
-BROKER_NAMES += ("fyers",)
-BROKER_NAMES += ("shoonya",)
+BROKER_NAMES: tuple[str, ...] = ("kite", "angel", "fyers", "shoonya")
 
 # Whose requests a broker counts together against its caps (the limiter's scope):
 COUNTED_PER_USER: Final = "user"  # the broker's client id (``user_id``), across all of that user's API keys/apps

@@ -317,16 +317,12 @@ class _SendBy(HTTPConnection):
         super().send(data)
 
 
-class _DeadlineHTTPConnection(_SendBy):
-    pass
-
-
 class _DeadlineHTTPSConnection(_SendBy, HTTPSConnection):
     pass
 
 
 class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _DeadlineHTTPConnection
+    ConnectionCls = _SendBy
 
 
 class _HTTPSPool(HTTPSConnectionPool):
@@ -392,9 +388,8 @@ def _before_send(exc: BaseException) -> bool:
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        if isinstance(cur, requests.exceptions.ConnectTimeout | NewConnectionError | NameResolutionError):
-            return True
-        if isinstance(cur, ConnectionRefusedError):
+        if isinstance(cur, requests.exceptions.ConnectTimeout | NewConnectionError | NameResolutionError
+                      | ConnectionRefusedError):
             return True
         reason = getattr(cur, "reason", None)
         if isinstance(reason, BaseException) and id(reason) not in seen:

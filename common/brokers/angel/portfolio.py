@@ -116,9 +116,7 @@ def _holding(row: dict[str, Any]) -> Holding:
 def holdings(body: dict[str, Any]) -> list[Holding]:
     """``getHolding`` (``data``: the rows) or ``getAllHolding`` (``data.holdings``, beside the
     ``totalholding`` summary) -> Holdings."""
-    data = body.get("data")
-    rows = _rows(body, "holdings") if isinstance(data, dict) else _rows(body)
-    return [_holding(row) for row in rows if row.get("tradingsymbol")]
+    return [_holding(row) for row in _rows(body, "holdings") if row.get("tradingsymbol")]
 
 
 def funds(body: dict[str, Any]) -> Funds:

@@ -84,8 +84,7 @@ def order_socket_headers(jwt: str, api_key: str = "") -> list[str]:
     """Handshake headers of the order-update socket. Tolerates a jwt already prefixed with
     ``Bearer `` (the SDK's generateSession returns it that way). Angel's socket does not
     want the API key (the contract passes it for brokers whose header does)."""
-    token = jwt[7:] if jwt.startswith("Bearer ") else jwt
-    return [f"Authorization: Bearer {token}"]
+    return [f"Authorization: Bearer {jwt.removeprefix('Bearer ')}"]
 
 
 def socket_error(payload: dict[str, Any]) -> str | None:

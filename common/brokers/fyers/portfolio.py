@@ -177,13 +177,8 @@ def funds(body: dict[str, Any]) -> Funds:
             continue
         for amount_key, seg in SEGMENTS.items():
             values[seg][name] = amount(line.get(amount_key))
-    segments = {
-        seg: Segment(available_cash=v.get("available_cash", ZERO), used_margin=v.get("used_margin", ZERO),
-                     available_margin=v.get("available_margin", ZERO), opening_balance=v.get("opening_balance", ZERO),
-                     collateral=v.get("collateral", ZERO), realised_pnl=v.get("realised_pnl", ZERO))
-        for seg, v in values.items()
-    }  # fmt: skip
-    return Funds.of_segments(segments)
+    return Funds.of_segments({seg: Segment(**{name: v.get(name, ZERO) for name in FUND_TITLES.values()})
+                              for seg, v in values.items()})
 
 
 def _trade(row: dict[str, Any]) -> Trade:

@@ -89,6 +89,12 @@ def _rows(body: Any) -> Iterator[dict[str, Any]]:
     yield from (row for row in body if isinstance(row, dict) and row.get("stat", "Ok") == "Ok")
 
 
+def _ok(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict) or body.get("stat") != "Ok":
+        raise map_error(200, body, "")
+    return body
+
+
 def _product(row: dict[str, Any]) -> str:
     code = text(row.get("prd") or row.get("prarr"))
     return PRODUCTS.get(code, code)  # an unknown code is kept, never guessed
@@ -148,8 +154,7 @@ def holdings_from_rows(body: Any) -> list[Holding]:
 
 def funds_from_limits(body: Any) -> Funds:
     """A ``Limits`` answer -> Funds with its one segment, :data:`SEGMENT` (a refusal raises)."""
-    if not isinstance(body, dict) or body.get("stat") != "Ok":
-        raise map_error(200, body, "")
+    body = _ok(body)
     cash, payin = amount(body.get("cash")), amount(body.get("payin"))
     collateral = amount(body.get("brkcollamt"))
     used = amount(body.get("marginused"))
@@ -200,12 +205,6 @@ def basket_margin_values(orders: Sequence[tuple[Order, Instrument | None]], user
     if rest:
         values["basketlists"] = [_leg(o, i, user_id) for o, i in rest]
     return values
-
-
-def _ok(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict) or body.get("stat") != "Ok":
-        raise map_error(200, body, "")
-    return body
 
 
 def order_margin(body: Any) -> Margin:
