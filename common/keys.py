@@ -10,7 +10,7 @@ PREFIX = "bg:"
 
 # --- tokens (common/tokens.py) --------------------------------------------------------
 def token(account: str) -> str:
-    """Hash: access token, feed token, issued_at, expires_at, version. Expires with the token."""
+    """Hash: access token, feed token, issued_at_ms, expires_at_ms, version. Expires with the token."""
     return f"{PREFIX}token:{account}"
 
 
@@ -34,7 +34,7 @@ def login_done(account: str, trading_day: str) -> str:
 
 
 def login_error(account: str) -> str:
-    """The last login failure (a hash: at, type, message), shown by ``brokergate status``."""
+    """The last login failure (a hash: at_ms, type, message), shown by ``brokergate status``."""
     return f"{PREFIX}login:error:{account}"
 
 

@@ -261,12 +261,8 @@ def sentinel_args(conf: RedisConf, decode: bool = True) -> tuple[list[tuple[str,
 
 
 def _celery_ssl(conf: RedisConf) -> dict[str, Any]:
-    out: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    if conf.tls_ca:
-        out["ssl_ca_certs"] = conf.tls_ca
-    if conf.tls_cert:
-        out.update(ssl_certfile=conf.tls_cert, ssl_keyfile=conf.tls_key)
-    return out
+    """redis-py's TLS arguments, with the ``ssl`` module's constant where kombu wants one."""
+    return {**ssl_kwargs(conf), "ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
 def _userinfo(conf: RedisConf) -> str:
