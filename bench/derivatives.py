@@ -56,6 +56,7 @@ from typing import Any
 from bench import stack
 from bench.report import Progress, Record, median_spread, percentile
 from common.models import Instrument
+from devtools.environ import environ
 from paper import derivatives as paper_fo
 from paper.universe import PaperInstrument
 
@@ -231,22 +232,10 @@ def row_token(broker: str, row: Any) -> str:
 def private_redis() -> Iterator[Any]:
     """A redis-server of our own (no append-only file: a benchmark would measure the disk), which
     ``common.redis.get_redis()`` points at while it runs."""
-    from common import redis as bg_redis
-    from common import settings as bg_settings
+    from common.redis import get_redis
 
-    old = os.environ.get("BROKERGATE_REDIS_URL")
-    try:
-        with stack.private_redis() as url:
-            os.environ["BROKERGATE_REDIS_URL"] = url
-            bg_settings.settings.cache_clear()
-            bg_redis.reset_clients()
-            yield bg_redis.get_redis()
-    finally:
-        os.environ.pop("BROKERGATE_REDIS_URL", None)
-        if old is not None:
-            os.environ["BROKERGATE_REDIS_URL"] = old
-        bg_settings.settings.cache_clear()
-        bg_redis.reset_clients()
+    with stack.private_redis() as url, environ(BROKERGATE_REDIS_URL=url):
+        yield get_redis()
 
 
 def _drop_master(r: Any, account: str) -> None:

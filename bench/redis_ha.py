@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from bench.orders import _stop, one_order_ms, place
 from bench.report import Progress, Record, ms_summary, noop, timed_steps
 from bench.stack import Stack, order_requests
+from devtools.environ import reset_process_caches
 from devtools.redisha import RedisHA
 from devtools.workerprocs import start_all
 
@@ -53,7 +54,7 @@ def _use(s: Stack, env: dict[str, str]) -> None:
 
     for k in REDIS_VARS:
         s.setenv(k, env.get(k, ""))
-    s._reset_process_caches()
+    reset_process_caches()
     tokens._reset_for_tests()  # the in-process token cache belongs to the other Redis
 
 

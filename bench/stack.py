@@ -34,6 +34,7 @@ import redis
 
 from common import keys
 from devtools.accounts import AccountsWriter, logged_in, paper_user_of
+from devtools.environ import reset_process_caches, restore
 from devtools.paperbroker import PaperBroker, paper_process
 from devtools.redisserver import RedisServer, free_port
 from devtools.waiting import wait_for
@@ -116,21 +117,8 @@ class Stack:
         os.environ[name] = value
 
     def _restore_env(self) -> None:
-        for name, old in self._saved_env.items():
-            if old is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = old
+        restore(self._saved_env)
         self._saved_env.clear()
-
-    @staticmethod
-    def _reset_process_caches() -> None:
-        from common import redis as bg_redis
-        from common import settings as bg_settings
-
-        bg_settings.settings.cache_clear()
-        bg_settings.accounts.cache_clear()
-        bg_redis.reset_clients()
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -138,14 +126,14 @@ class Stack:
         undo = self._undo
         try:
             undo.callback(shutil.rmtree, self.workdir, ignore_errors=True)
-            undo.callback(self._reset_process_caches)
+            undo.callback(reset_process_caches)
             undo.callback(self._restore_env)
             undo.callback(self.redis.stop)
             self.redis.start()
             self.setenv("BROKERGATE_REDIS_URL", self.redis.url)
             # No accounts yet: point at a file that will exist once accounts() is called.
             self.setenv("BROKERGATE_ACCOUNTS", str(self.workdir / "accounts.toml"))
-            self._reset_process_caches()
+            reset_process_caches()
             self.paper_proc, url = undo.enter_context(paper_process(seed=self.seed))
             self.paper = PaperBroker(url)
             undo.callback(self.paper.http.close)
@@ -169,7 +157,7 @@ class Stack:
         """``make_accounts`` of the tests: paper users + accounts TOML (every call adds accounts)."""
         assert self._writer is not None
         got = self._writer.make(**kw)
-        self._reset_process_caches()
+        reset_process_caches()
         return got
 
     @staticmethod

@@ -55,6 +55,7 @@ from typing import Any
 from brokergate.launch import WorkerLayout, worker_layout, worker_plan
 from common import keys
 from devtools.accounts import _toml_value
+from devtools.environ import reset_process_caches
 from devtools.redisserver import die_with_parent, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -470,16 +471,12 @@ class Demo:
             "PYTHONUNBUFFERED": "1", RUN_MARK: self.run_id,
         }  # fmt: skip
         os.environ.update(env)
-        from common import redis as bg_redis
-        from common import settings as bg_settings
+        reset_process_caches()
+        from common.redis import get_redis
+        from common.settings import accounts as configured
+        from workers.app import app  # imported with the settings above
 
-        bg_settings.settings.cache_clear()
-        bg_settings.accounts.cache_clear()
-        bg_redis.reset_clients()
-        accounts = bg_settings.accounts()
-
-        from workers.app import app  # with the settings above
-
+        accounts = configured()
         strategy_args = ["--timeout-s", str(max(10.0, a.duration_s - 5))] if a.duration_s else []
         specs = plan(accounts, paper_port=paper_port, postback_port=postback_port, flower_port=flower_port, app=app,
                      strategy=not a.no_strategy, strategy_args=strategy_args, metrics_port=metrics_port)  # fmt: skip
@@ -510,7 +507,7 @@ class Demo:
         self.login_all(list(accounts), app)
         self.say(f"logins     {', '.join(accounts)} logged in")
         # The login chains the instrument-master refresh; the feed maps EXCHANGE:SYMBOL with it.
-        r = bg_redis.get_redis()
+        r = get_redis()
         wait_until("instrument master", lambda: all(r.hlen(keys.instruments(n)) for n in accounts), 60, self.stop,
                    interval_s=0.1)  # fmt: skip
         self.check_alive()
