@@ -34,6 +34,8 @@ PRODUCT = {Product.DELIVERY: "C", Product.INTRADAY: "I", Product.NORMAL: "M"}
 SIDE = {Side.BUY: "B", Side.SELL: "S"}
 PRICE_TYPE = {OrderType.MARKET: "MKT", OrderType.LIMIT: "LMT", OrderType.SL: "SL-LMT", OrderType.SL_M: "SL-MKT"}
 ORDER_SOURCE = "API"
+# The fields ModifyOrder sends after the order id (trgprc only with a trigger price).
+_MODIFY_FIELDS = ("exch", "tsym", "qty", "prctyp", "prc", "ret", "trgprc")
 
 
 def jdata(values: dict[str, Any], key: str | None = None) -> str:
@@ -83,22 +85,11 @@ def order_values(order: Order, instrument: Instrument | None, user_id: str) -> d
 
 
 def modify_values(order: Order, broker_order_id: str, instrument: Instrument | None, user_id: str) -> dict[str, str]:
-    """``ModifyOrder`` for the order as it should now be (``qty`` is the whole order's quantity)."""
-    values = {
-        "ordersource": ORDER_SOURCE,
-        "uid": user_id,
-        "actid": user_id,
-        "norenordno": broker_order_id,
-        "exch": order.exchange,
-        "tsym": quote_plus(trading_symbol(order, instrument)),
-        "qty": str(order.quantity),
-        "prctyp": PRICE_TYPE[order.order_type],
-        "prc": price_text(order.price),
-        "ret": order.validity.value,
-    }
-    if order.trigger_price is not None:
-        values["trgprc"] = price_text(order.trigger_price)
-    return values
+    """``ModifyOrder`` for the order as it should now be (``qty`` is the whole order's quantity):
+    ``PlaceOrder``'s own translation of the fields a modification sends."""
+    placed = order_values(order, instrument, user_id)
+    values = {"ordersource": ORDER_SOURCE, "uid": user_id, "actid": user_id, "norenordno": broker_order_id}
+    return values | {k: placed[k] for k in _MODIFY_FIELDS if k in placed}
 
 
 def cancel_values(broker_order_id: str, user_id: str) -> dict[str, str]:
