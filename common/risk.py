@@ -69,7 +69,7 @@ from common.errors import ConfigError, RiskRefused
 from common.lua import LuaScript, script_text
 from common.models import Order
 from common.portfolio import Position
-from common.redis import as_text, get_redis
+from common.redis import as_text, get_redis, text_hash
 from common.risklimits import (
     Exposure,
     RiskLimits,
@@ -90,6 +90,7 @@ log = logging.getLogger(__name__)
 
 RATE_WINDOW_MS: Final = 60_000
 _NEEDS_POSITIONS = ("max_position", "max_daily_loss")
+_ADMIT_COUNTS = {"max_open_orders": "orders open", "max_orders_per_minute": "orders in the last minute"}
 
 
 def account_scope(name: str) -> str:
@@ -209,7 +210,7 @@ def _read(order: Order, q: ReadQuery, got: list[Any]) -> _Read:
     for k, v in limits.to_dict().items():
         mine = getattr(acct_lim, k)
         sources[k] = f"account {order.account}" if mine is not None and str(mine) == v else f"strategy {order.strategy}"
-    positions = [Position.from_dict(json.loads(as_text(pos_flat[i + 1]))) for i in range(0, len(pos_flat), 2)]
+    positions = [Position.from_dict(json.loads(as_text(v))) for v in pos_flat[1::2]]
     last_prices = {f"{p.exchange}:{p.symbol}": Decimal(as_text(x)) for p, x in zip(positions, prices, strict=True) if x}
     same = [p for p in positions if p.exchange == order.exchange and p.symbol == order.symbol]
     exposure = Exposure(
@@ -261,11 +262,8 @@ def check(order: Order, r: redis.Redis | None = None, *, authoritative: bool = F
          "" if lim.max_orders_per_minute is None else lim.max_orders_per_minute,
          RATE_WINDOW_MS, keys.order("")])
     verdict = as_text(verdict)
-    if verdict == "max_open_orders":
-        raise RiskRefused(verdict, f"{n} orders open, at most {limit} (limit of {read.sources.get(verdict)})")
-    if verdict == "max_orders_per_minute":
-        raise RiskRefused(verdict, f"{n} orders in the last minute, at most {limit} "
-                                   f"(limit of {read.sources.get(verdict)})")
+    if verdict in _ADMIT_COUNTS:
+        raise RiskRefused(verdict, f"{n} {_ADMIT_COUNTS[verdict]}, at most {limit} (limit of {read.sources.get(verdict)})")
 
 
 # --- the limits of a scope: the file's, the run-time overrides, what is in force ---------------------
@@ -282,7 +280,7 @@ def scope_limits(scope: str, r: redis.Redis | None = None) -> ScopeLimits:
     the two together."""
     r = r or get_redis()
     file = _file_limits(scope)
-    raw = {as_text(k): as_text(v) for k, v in r.hgetall(keys.risk_limits(scope)).items()}
+    raw = text_hash(r.hgetall(keys.risk_limits(scope)))
     return ScopeLimits(scope, file, raw, file.overridden(raw, keys.risk_limits(scope)))
 
 

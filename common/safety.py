@@ -39,15 +39,15 @@ from common.marketprotection import limit_price
 from common.models import Order, OrderState, Side
 from common.orderstate import TERMINAL_STATES
 from common.queued import place_of
-from common.redis import as_text, get_redis, server_time_ms
+from common.redis import as_text, get_redis, server_time_ms, text_hash
 
 __all__ = ["Halt", "HaltReport", "check_entry", "halt", "halted", "halts", "resume"]
 
 log = logging.getLogger(__name__)
 ALL = "*"
-SQUARE_OFF_WAIT_S = 10.0
+SQUARE_OFF_WAIT_S = 10.0  # longest wait for entries in flight at the halt to be answered
 # How far through the last price a square-off LIMIT goes where the broker refuses MARKET orders.
-SQUARE_OFF_BAND_PCT = Decimal("2")  # longest wait for entries in flight at the halt to be answered
+SQUARE_OFF_BAND_PCT = Decimal("2")
 _HALT_SET = LuaScript(script_text("halt_set"), durable=True)  # a halt must outlive a failover
 
 
@@ -61,7 +61,7 @@ class Halt:
 
     @classmethod
     def of(cls, scope: str, h: dict[Any, Any]) -> Halt | None:
-        d = {as_text(k): as_text(v) for k, v in h.items()}
+        d = text_hash(h)
         if "reason" not in d:
             return None
         return cls(scope, d["reason"], int(d.get("at_ms") or 0), d.get("by", ""), d.get("square_off") == "1")
@@ -225,7 +225,7 @@ def _tick(r: redis.Redis, account: str, key: str) -> Decimal:
     return inst.tick_size if inst is not None else Decimal("0.05")
 
 
-def _square_off(r: redis.Redis, account: str, report: HaltReport, cancelled: list[str], strategy: str = "") -> None:
+def _square_off(r: redis.Redis, account: str, report: HaltReport, cancelled: list[str]) -> None:
     from common.client import place_order
 
     # The positions are read once no fill of the account is still to be learned: an entry sent
@@ -255,8 +255,7 @@ def _square_off(r: redis.Redis, account: str, report: HaltReport, cancelled: lis
                     "price": limit_price(Side(side), p.last_price, SQUARE_OFF_BAND_PCT, _tick(r, account, p.key))}
         try:
             h = place_order(account=account, exchange=p.exchange, symbol=p.symbol, side=side,
-                            quantity=abs(p.quantity), product=p.product, reduce_only=True, urgent=True,
-                            strategy=strategy, **kind)
+                            quantity=abs(p.quantity), product=p.product, reduce_only=True, urgent=True, **kind)
             report.exits.append(h.id)
         except Exception as e:
             report.errors.append(f"square-off {p.key}: {e}")
