@@ -30,9 +30,9 @@ from typing import Any
 import redis
 
 from bench.report import Progress, Record, median_spread, noop, percentile, timed_steps
-from bench.stack import private_redis
+from bench.stack import Stack, private_redis
 from common.brokers.kite import codec as kite_codec
-from devtools.paperbroker import PaperBroker, paper_process
+from devtools.paperbroker import PaperBroker
 from devtools.waiting import wait_for
 
 # ------------------------------------------------------------------------------ fixtures
@@ -57,38 +57,6 @@ def full_frame(n: int = 1000, seed: int = 1) -> tuple[bytes, dict[int, tuple[str
             depth += [rnd.randrange(1, 1000), base + (lvl - 5) * 5, rnd.randrange(1, 20)]
         parts.append(struct.pack(">H", packet.size) + packet.pack(*head, *depth))
     return b"".join(parts), symbols
-
-
-def paper_accounts(paper: PaperBroker, r: redis.Redis, brokers: tuple[str, ...] = ("kite",)) -> dict[str, Any]:
-    """Register paper users, parse an accounts document for them, log them in (tokens in Redis)."""
-    import secrets
-
-    import pyotp
-
-    from common.settings import parse_accounts
-    from common.tokens import login_and_store
-
-    ws = "ws://" + paper.url.split("://", 1)[1]
-    env: dict[str, str] = {}
-    lines: list[str] = []
-    for i, broker in enumerate(brokers):
-        name = f"bench{broker}{i}"
-        user_id = f"BK{i:04d}" if broker == "kite" else f"B{i:06d}"
-        user = paper.add_user(broker=broker, user_id=user_id, password=secrets.token_urlsafe(10),
-                              totp_secret=pyotp.random_base32(), api_key=f"key{secrets.token_hex(4)}",
-                              api_secret=secrets.token_hex(8))  # fmt: skip
-        var = f"BG_BENCH_{name.upper()}"
-        env |= {f"{var}_PW": user.password, f"{var}_TOTP": user.totp_secret, f"{var}_SECRET": user.api_secret}
-        path = "/kite-ticker" if broker == "kite" else "/smart-stream"
-        lines += [
-            f"[accounts.{name}]", f'broker = "{broker}"', f'user_id = "{user_id}"', f'api_key = "{user.api_key}"',
-            f'password = "env:{var}_PW"', f'totp_secret = "env:{var}_TOTP"', f'api_secret = "env:{var}_SECRET"',
-            f'rest_url = "{paper.url}"', f'login_url = "{paper.url}"', f'ws_url = "{ws}{path}"', "",
-        ]  # fmt: skip
-    accounts = parse_accounts("\n".join(lines), environ=env, source="bench")
-    for a in accounts.values():
-        login_and_store(a, r=r)
-    return accounts
 
 
 def store_universe(r: redis.Redis, account: Any) -> list[str]:
@@ -220,28 +188,30 @@ def bench_decode_publish(repeats: int = 5, frames: int = 20, progress: Progress 
 
 
 @contextlib.contextmanager
-def _feed_on_paper(brokers: tuple[str, ...] = ("kite",), **feed_kw: Any) -> Iterator[tuple[PaperBroker, redis.Redis, Any, Any]]:
+def _feed_on_paper(**feed_kw: Any) -> Iterator[tuple[PaperBroker, redis.Redis, Any, Any]]:
+    """The feed of one logged-in Kite account on a private stack: (the paper broker, a decoded
+    client on the stack's Redis, ``{name: Account}``, the running feed)."""
     from feed.supervisor import Feed
 
-    with private_redis() as url, paper_process() as (_proc, paper_url):
-        r = redis.Redis.from_url(url, decode_responses=True)
-        paper = PaperBroker(paper_url)
-        accounts = paper_accounts(paper, r, brokers)
+    with Stack() as s:
+        assert s.paper is not None
+        accounts = s.accounts(kite=1, angel=0)
+        s.login(accounts)
+        r = redis.Redis.from_url(s.redis.url, decode_responses=True)
         feed = Feed(accounts, r, heartbeat_s=0.5, **feed_kw)
         feed.start()
         try:
-            yield paper, r, accounts, feed
+            yield s.paper, r, accounts, feed
         finally:
             feed.stop()
             r.close()
-            paper.http.close()
 
 
 def bench_full_load(duration_s: float = 20.0, instruments: int = 9000, progress: Progress = noop) -> Record:
     """The feed on the paper broker: ``instruments`` Kite instruments at 1 tick/s each (quote mode)."""
     from common.ticks import subscribe
 
-    with _feed_on_paper(("kite",)) as (paper, r, accounts, feed):
+    with _feed_on_paper() as (paper, r, accounts, feed):
         (name, account), = accounts.items()
         symbols = [s for s in store_universe(r, account) if s.startswith("PAPER")][:instruments]
         # Each instrument once a second, spread over the second as an exchange's ticks are
@@ -289,7 +259,7 @@ def bench_reconnect(drops: int = 20, progress: Progress = noop) -> Record:
     """Drop the socket ``drops`` times; time from the drop to the next published tick."""
     from common.ticks import TickSubscription, subscribe
 
-    with _feed_on_paper(("kite",), backoff_base_s=0.1) as (paper, r, accounts, _feed):
+    with _feed_on_paper(backoff_base_s=0.1) as (paper, r, accounts, _feed):
         (name, account), = accounts.items()
         store_universe(r, account)
         paper.ticks(interval_ms=20, paused=False)

@@ -2,7 +2,7 @@
 and Celery worker subprocesses, all in a temp dir, all stopped at the end.
 
 Reuses the harness the tests use rather than copying it: :class:`devtools.redisserver.RedisServer`,
-:func:`devtools.paperbroker.paper_process`, :class:`devtools.paperbroker.PaperBroker`,
+``paper.launch.start_paper_process``, :class:`devtools.paperbroker.PaperBroker`,
 :class:`devtools.accounts.AccountsWriter` (the accounts TOML and its secret variables) and
 :class:`devtools.workerprocs.Workers` (real ``celery -A workers.app worker`` processes, SIGKILL,
 restart)::
@@ -35,10 +35,12 @@ import redis
 from common import keys
 from devtools.accounts import AccountsWriter, logged_in, paper_user_of
 from devtools.environ import reset_process_caches, restore
-from devtools.paperbroker import PaperBroker, paper_process
+from devtools.paperbroker import PaperBroker
+from devtools.processes import stop_process
 from devtools.redisserver import RedisServer, free_port
 from devtools.waiting import wait_for
 from devtools.workerprocs import WorkerProc, Workers, start_all
+from paper.launch import start_paper_process
 
 __all__ = ["Listener", "Stack", "order_requests", "private_redis"]
 
@@ -134,7 +136,8 @@ class Stack:
             # No accounts yet: point at a file that will exist once accounts() is called.
             self.setenv("BROKERGATE_ACCOUNTS", str(self.workdir / "accounts.toml"))
             reset_process_caches()
-            self.paper_proc, url = undo.enter_context(paper_process(seed=self.seed))
+            self.paper_proc, url = start_paper_process(seed=self.seed)
+            undo.callback(stop_process, self.paper_proc)
             self.paper = PaperBroker(url)
             undo.callback(self.paper.http.close)
             undo.callback(self.workers.stop_all)

@@ -1,5 +1,4 @@
-"""The paper broker (``python -m paper``) for tests and benchmarks: :func:`paper_process` runs one,
-:class:`PaperBroker` drives its control API under ``/_paper``.
+"""A handle on a running paper broker (``python -m paper``): its control API under ``/_paper``.
 
 The tests' ``paper`` fixture (tests/fixtures/paper.py) and the benchmarks' stack (bench/stack.py)
 both drive the broker through it.
@@ -7,30 +6,15 @@ both drive the broker through it.
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyotp
 import requests
 
-from devtools.processes import stop_process
 from devtools.waiting import wait_for
-from paper.launch import start_paper_process
 
-__all__ = ["PaperBroker", "PaperUser", "paper_process"]
-
-
-@contextlib.contextmanager
-def paper_process(seed: int = 7) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``python -m paper`` on a free port for the duration: (the process, its base URL)."""
-    proc, url = start_paper_process(seed=seed)
-    try:
-        yield proc, url
-    finally:
-        stop_process(proc)
+__all__ = ["PaperBroker", "PaperUser"]
 
 
 @dataclass
