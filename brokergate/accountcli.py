@@ -48,16 +48,13 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def _print_rows(kind: str, account: str, rows: list[dict[str, Any]], age: str) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    t = Table(title=f"{kind.capitalize()} of {account} ({len(rows)}; {age})", title_justify="left")
+    from brokergate.cli import table
+
     cols = _COLUMNS[kind]
-    for title, _ in cols:
-        t.add_column(title)
-    for row in rows:
-        t.add_row(*[f"{row['exchange']}:{row['symbol']}" if not field else str(row.get(field, ""))
-                    for _, field in cols])
-    Console().print(t)
+    Console().print(table(f"{kind.capitalize()} of {account} ({len(rows)}; {age})", [title for title, _ in cols],
+                          ([f"{row['exchange']}:{row['symbol']}" if not field else row.get(field, "")
+                            for _, field in cols] for row in rows)))  # fmt: skip
 
 
 def _print_funds(account: str, funds: dict[str, Any] | None, age: str) -> None:

@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from common import keys
@@ -124,57 +124,56 @@ def _topology_text(t: dict[str, Any] | None) -> str:
     return text
 
 
+def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> Any:
+    """A rich table titled on the left, a row per item of ``rows``, every cell shown as text."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*map(str, row))
+    return t
+
+
+def _account_row(name: str, a: dict[str, Any], now: int) -> tuple[str, ...]:
+    tok = a["token"]
+    if tok["present"]:
+        exp = tok.get("expires_at_ms")
+        expires = f"{_fmt_ms(exp)} (in {_fmt_age((exp - now) / 1000)})" if exp and exp > now else ("EXPIRED" if exp else "-")
+        age = _fmt_age(tok.get("age_s"))
+    else:
+        expires, age = "[red]no token[/red]", "-"
+    le = a.get("login_error")
+    le_text = f"{_fmt_ms(le.get('at_ms'))} {le.get('type', '')}: {le.get('message', '')}" if le else "-"
+    backoff = ", ".join(f"{k} {v:.1f}s" for k, v in a["backoff_s"].items()) or "-"
+    limiter = "; ".join(f"{k}: {_fmt_usage(v)}" for k, v in a["limiter"].items()) or "-"
+    if a.get("limiter_shared_with"):  # the same counts show on each: the broker counts them as one
+        limiter += f" (shared with {', '.join(a['limiter_shared_with'])})"
+    return name, a["broker"], age, expires, le_text, limiter, backoff, a.get("order_egress") or "default"
+
+
 def render_status(snapshot: dict[str, Any], health: Any, console: Any = None) -> None:
     """The snapshot as rich tables."""
     from rich.console import Console
-    from rich.table import Table
 
     c = console or Console()
-    now = snapshot["now_ms"]
-    t = Table(title="Accounts", title_justify="left")
-    for col in ("account", "broker", "token age", "expires", "last login error", "limiter", "backoff", "order egress"):
-        t.add_column(col)
-    for name, a in snapshot["accounts"].items():
-        tok = a["token"]
-        if tok["present"]:
-            exp = tok.get("expires_at_ms")
-            expires = f"{_fmt_ms(exp)} (in {_fmt_age((exp - now) / 1000)})" if exp and exp > now else ("EXPIRED" if exp else "-")
-            age = _fmt_age(tok.get("age_s"))
-        else:
-            expires, age = "[red]no token[/red]", "-"
-        le = a.get("login_error")
-        le_text = f"{_fmt_ms(le.get('at_ms'))} {le.get('type', '')}: {le.get('message', '')}" if le else "-"
-        backoff = ", ".join(f"{k} {v:.1f}s" for k, v in a["backoff_s"].items()) or "-"
-        limiter = "; ".join(f"{k}: {_fmt_usage(v)}" for k, v in a["limiter"].items()) or "-"
-        if a.get("limiter_shared_with"):  # the same counts show on each: the broker counts them as one
-            limiter += f" (shared with {', '.join(a['limiter_shared_with'])})"
-        t.add_row(name, a["broker"], age, expires, le_text, limiter, backoff, a.get("order_egress") or "default")
-    c.print(t)
+    c.print(table("Accounts", ("account", "broker", "token age", "expires", "last login error", "limiter", "backoff",
+                               "order egress"),
+                  (_account_row(name, a, snapshot["now_ms"]) for name, a in snapshot["accounts"].items())))  # fmt: skip
 
     consumers: dict[str, list[str]] = {}
     for host, info in (snapshot.get("workers") or {}).items():
         for q in info.get("queues", []):
             consumers.setdefault(q, []).append(host)
-    t = Table(title=f"Queues (unacked: {snapshot.get('unacked', 0)})", title_justify="left")
-    for col in ("queue", "depth", "consumers"):
-        t.add_column(col)
-    for q, info in snapshot["queues"].items():
-        who = ", ".join(sorted(consumers.get(q, []))) or "[red]none[/red]"
-        t.add_row(q, str(info["depth"]), who)
-    c.print(t)
+    c.print(table(f"Queues (unacked: {snapshot.get('unacked', 0)})", ("queue", "depth", "consumers"),
+                  ((q, info["depth"], ", ".join(sorted(consumers.get(q, []))) or "[red]none[/red]")
+                   for q, info in snapshot["queues"].items())))  # fmt: skip
 
-    t = Table(title="Feed sockets", title_justify="left")
-    for col in ("account", "socket", "connected", "last frame", "ticks/s", "ticks", "reconnects"):
-        t.add_column(col)
-    for f in snapshot["feed"]:
-        t.add_row(
-            str(f.get("account")), str(f.get("socket")), str(f.get("connected", "-")),
-            _fmt_age(f.get("last_frame_age_s")), str(f.get("tick_rate_per_s", "-")),
-            str(f.get("ticks", "-")), str(f.get("reconnects", "-")),
-        )  # fmt: skip
-    if not snapshot["feed"]:
-        t.add_row("-", "-", "-", "-", "-", "-", "-")
-    c.print(t)
+    feeds = [(f.get("account"), f.get("socket"), f.get("connected", "-"), _fmt_age(f.get("last_frame_age_s")),
+              f.get("tick_rate_per_s", "-"), f.get("ticks", "-"), f.get("reconnects", "-")) for f in snapshot["feed"]]
+    c.print(table("Feed sockets", ("account", "socket", "connected", "last frame", "ticks/s", "ticks", "reconnects"),
+                  feeds or [("-",) * 7]))  # fmt: skip
 
     rc, beat = snapshot["receiver"], snapshot["beat"]
     rc_text = (
@@ -198,10 +197,9 @@ def render_status(snapshot: dict[str, Any], health: Any, console: Any = None) ->
         refused = {k.split(":", 1)[1]: v for k, v in (a.get("stats") or {}).items() if k.startswith("risk_refused:")}
         if refused:
             c.print(f"Risk refusals {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(refused.items())))
-    if health.problems:
-        for p in health.problems:
-            colour = "red" if p.level == "error" else "yellow"
-            c.print(f"[{colour}]{p.level.upper()}[/{colour}] {p.component}: {p.message}", markup=True, highlight=False)
+    for p in health.problems:
+        colour = "red" if p.level == "error" else "yellow"
+        c.print(f"[{colour}]{p.level.upper()}[/{colour}] {p.component}: {p.message}", markup=True, highlight=False)
     c.print("[green]HEALTHY[/green]" if health.healthy else "[red]UNHEALTHY[/red]")
 
 
@@ -351,20 +349,15 @@ def cmd_orders(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     from rich.console import Console
-    from rich.table import Table
 
-    t = Table(title=f"Orders ({len(rows)} most recent)", title_justify="left")
-    cols = ("id", "account", "state", "symbol", "side", "qty", "filled", "fill price", "broker id")
-    for col in cols:
-        t.add_column(col)
-    for o in rows:
-        sym = f"{o['exchange']}:{o['symbol']}" if o["exchange"] else str(o["symbol"] or "-")
-        t.add_row(
-            o["id"], str(o["account"] or "-"), str(o["state"] or "-"), sym, str(o["side"] or "-"),
-            str(o["quantity"] or "-"), str(o["filled_quantity"] or "-"), str(o["fill_price"] or "-"),
-            str(o["broker_order_id"] or "-"),
-        )  # fmt: skip
-    Console().print(t)
+    def cells(o: dict[str, Any]) -> list[Any]:
+        sym = f"{o['exchange']}:{o['symbol']}" if o["exchange"] else o["symbol"] or "-"
+        return [o["id"], o["account"] or "-", o["state"] or "-", sym,
+                *(o[k] or "-" for k in ("side", "quantity", "filled_quantity", "fill_price", "broker_order_id"))]
+
+    Console().print(table(f"Orders ({len(rows)} most recent)",
+                          ("id", "account", "state", "symbol", "side", "qty", "filled", "fill price", "broker id"),
+                          map(cells, rows)))  # fmt: skip
     return EXIT_OK
 
 
