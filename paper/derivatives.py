@@ -32,9 +32,9 @@ from paper.universe import PaperInstrument
 
 __all__ = [
     "INDICES", "MONTHS", "UNDERLYINGS", "IndexSpec", "UnderlyingSpec", "angel_future_symbol", "angel_option_symbol",
-    "contract_type", "derivative_universe", "expiries", "fyers_ticker", "fyers_token", "index_instruments", "kite_future_symbol",
-    "kite_option_symbol", "last_weekday", "monthly_expiries", "paise_text", "shoonya_future_symbol",
-    "shoonya_option_symbol", "trading_date", "weekly_expiries",
+    "contract_type", "derivative_universe", "expiries", "fyers_ticker", "fyers_token", "index_instruments",
+    "kite_future_symbol", "kite_option_symbol", "last_weekday", "monthly_expiries", "paise_text",
+    "shoonya_future_symbol", "shoonya_option_symbol", "trading_date", "weekly_expiries",
 ]  # fmt: skip
 
 TUESDAY, THURSDAY = 1, 3

@@ -21,6 +21,7 @@ from paper.tickrate import Batch, tick_clock
 from paper.users import User
 
 __all__ = [
+    "CLOSE",
     "POLL_S",
     "Hookup",
     "SessionBound",
@@ -30,7 +31,6 @@ __all__ = [
     "admit",
     "deny",
     "log_handshake",
-    "pass_texts",
     "refuse",
     "serve_hooked",
 ]
@@ -167,18 +167,21 @@ class SocketFaults:
             await asyncio.sleep(min(self.stall_left_s(), poll_s))
 
 
-# How long a reorder_updates fault holds an update when no later one comes to overtake it: the
-# update arrives late, never lost (losing updates is what drop_socket is for).
 # How often a sender loop wakes without a tick, to check faults and heartbeats.
 POLL_S = 0.1
+# How long a reorder_updates fault holds an update when no later one comes to overtake it: the
+# update arrives late, never lost (losing updates is what drop_socket is for).
 REORDER_HOLD_S = 1.0
+# Put on a socket's ``out`` to close it cleanly once what was queued before has gone (the answer
+# to a refused connect).
+CLOSE = ""
 
 
 class SessionBound:
     """An accepted socket of a ``broker``'s user (None until a socket that authenticates by a
     message has been told who), which closes once the user's session ends (expire_tokens,
     logout, a new login, reset): ``session_valid`` says whether the credentials it connected
-    with still hold. What goes on ``text_out`` is sent as text messages (:meth:`send_texts`)."""
+    with still hold. What goes on ``out`` is sent as text or binary messages (:meth:`send_out`)."""
 
     broker: str
 
@@ -189,7 +192,7 @@ class SessionBound:
         self.user_id = user.user_id if user is not None else ""
         self.closing = asyncio.Event()
         self.hookup: Hookup | None = None
-        self.text_out: asyncio.Queue[str] = asyncio.Queue()
+        self.out: asyncio.Queue[str | bytes] = asyncio.Queue()
         self._held_update: str | None = None
         self._held_timer: asyncio.TimerHandle | None = None
         self._modify_counts: dict[str, int] = {}
@@ -201,7 +204,7 @@ class SessionBound:
         return order.modify_count > seen
 
     def push_update(self, text: str) -> None:
-        """Put a pushed order update on ``text_out``, through the update faults of this user:
+        """Put a pushed order update on ``out``, through the update faults of this user:
         ``duplicate_update`` sends it twice, ``reorder_updates`` holds it back until the next
         update has gone (or REORDER_HOLD_S has passed), as a broker's fan-out can."""
         faults = self.state.faults
@@ -209,9 +212,9 @@ class SessionBound:
             self._held_update = text
             self._held_timer = asyncio.get_running_loop().call_later(REORDER_HOLD_S, self._release_held)
             return
-        self.text_out.put_nowait(text)
+        self.out.put_nowait(text)
         if faults.take("duplicate_update", self.broker, self.user_id):
-            self.text_out.put_nowait(text)
+            self.out.put_nowait(text)
         self._release_held()
 
     def _release_held(self) -> None:
@@ -220,11 +223,24 @@ class SessionBound:
             self._held_timer = None
         held, self._held_update = self._held_update, None
         if held is not None:
-            self.text_out.put_nowait(held)
+            self.out.put_nowait(held)
 
-    async def send_texts(self) -> None:
-        """Send what comes into ``text_out``, forever."""
-        await pass_texts(self.websocket, self.text_out)
+    async def send_out(self) -> None:
+        """Send what comes into ``out`` until a CLOSE."""
+        while True:
+            message = await self.out.get()
+            await self._wait_to_send()
+            if message == CLOSE:
+                await self.websocket.close(code=1000, reason="session refused")
+                self.closing.set()
+                return
+            if isinstance(message, bytes):
+                await self.websocket.send_bytes(message)
+            else:
+                await self.websocket.send_text(message)
+
+    async def _wait_to_send(self) -> None:
+        """Nothing holds a message back but on a ticking socket (a stall)."""
 
     def hook_up(self, open_now: set[Any], ticks: bool = False, orders: bool = False) -> None:
         """Hook the socket of a known user up (see :class:`Hookup`); :func:`serve_hooked` unhooks it."""
@@ -255,9 +271,8 @@ class TickingSocket(SessionBound):
         self.faults = SocketFaults(state, self.broker, self.user_id)
         self.dropped = False
 
-    async def send_texts(self) -> None:
-        """Send what comes into ``text_out``, forever, held back during a stall."""
-        await pass_texts(self.websocket, self.text_out, self.faults, POLL_S)
+    async def _wait_to_send(self) -> None:
+        await self.faults.wait_stall(POLL_S)
 
     async def batches(
         self, poll_s: float = POLL_S, ready: Callable[[], bool] | None = None,
@@ -337,18 +352,6 @@ class Hookup:
         if self.orders:
             self.state.remove_order_listener(sock.broker, sock.user_id, sock.on_order)
         self.state.remove_session_listener(sock.on_session)
-
-
-async def pass_texts(
-    websocket: WebSocket, queue: asyncio.Queue[str], faults: SocketFaults | None = None, poll_s: float = 0.1
-) -> None:
-    """Send what comes into ``queue`` as text messages, forever; with ``faults``, nothing goes out
-    during a stall."""
-    while True:
-        text = await queue.get()
-        if faults is not None:
-            await faults.wait_stall(poll_s)
-        await websocket.send_text(text)
 
 
 def _dispatch(

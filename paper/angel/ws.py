@@ -141,7 +141,7 @@ class AngelStreamSocket(TickingSocket):
     # ----- commands -----
     def handle_text(self, text: str) -> None:
         if text == "ping":
-            self.text_out.put_nowait("pong")
+            self.out.put_nowait("pong")
             return
         try:
             msg = json.loads(text)
@@ -203,7 +203,7 @@ class AngelStreamSocket(TickingSocket):
 
     def send_error(self, correlation_id: str, error: tuple[str, str]) -> None:
         code, message = error
-        self.text_out.put_nowait(
+        self.out.put_nowait(
             json.dumps({"correlationID": correlation_id, "errorCode": code, "errorMessage": message})
         )
 
@@ -290,7 +290,7 @@ class AngelOrderSocket(SessionBound):
 
     def on_text(self, text: str) -> None:
         if text == "ping":
-            self.text_out.put_nowait("pong")
+            self.out.put_nowait("pong")
 
     def session_valid(self) -> bool:
         return self.state.user_for_angel_jwt(self.jwt) is not None
@@ -322,7 +322,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
             return
         sock = AngelStreamSocket(state, websocket, user, jwt or (user.jwt_token or ""), feed_token)
         sock.hook_up(open_for_client, ticks=True)
-        await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_texts()], sock.handle_text)
+        await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_out()], sock.handle_text)
 
     async def smart_order_update(websocket: WebSocket) -> None:
         arrival_ns = time.monotonic_ns()
@@ -340,9 +340,9 @@ def routes(state: PaperState) -> list[BaseRoute]:
                            open_for_client, MAX_CONNECTIONS_PER_CLIENT, "Connection limit exceeded"):
             return
         sock = AngelOrderSocket(state, websocket, user, jwt)
-        sock.text_out.put_nowait(sock.message("AB00", None))
+        sock.out.put_nowait(sock.message("AB00", None))
         sock.hook_up(open_for_client, orders=True)
-        await serve_hooked(websocket, sock, [sock.send_texts()], sock.on_text)
+        await serve_hooked(websocket, sock, [sock.send_out()], sock.on_text)
 
     return [
         WebSocketRoute(ANGEL_STREAM_PATH, smart_stream),

@@ -39,7 +39,6 @@ from paper.fyers import encode as enc
 from paper.fyers.payloads import order_socket_message
 from paper.orders import PaperOrder
 from paper.sockets import (
-    POLL_S,
     SessionBound,
     SocketFaults,
     TickingSocket,
@@ -133,7 +132,6 @@ class FyersDataSocket(TickingSocket):
         self._message_no = 0
         self._acked_no = 0
         self.held = 0  # data frames not sent for want of an acknowledgement
-        self.out: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue()
 
     # ----- what the clock asks -----
     def wanted(self) -> Iterable[tuple[PaperInstrument, bool]]:
@@ -162,22 +160,19 @@ class FyersDataSocket(TickingSocket):
                 "held": self.held}
 
     # ----- requests -----
-    def reply(self, frame: bytes, close_after: bool = False) -> None:
-        self.out.put_nowait((frame, close_after))
-
     def handle_bytes(self, data: bytes) -> None:
         if len(data) < 3:
             return
         req = data[2]
         if req == PING:
-            self.reply(enc.pong())
+            self.out.put_nowait(enc.pong())
             return
         fields = _fields(data)
         if req == AUTH:
             self._auth(fields.get(1, b"").decode("utf-8", "replace"))
             return
         if self.user is None:
-            self.reply(enc.response(req, ok=False))
+            self.out.put_nowait(enc.response(req, ok=False))
         else:
             self._request(req, fields)
 
@@ -187,22 +182,22 @@ class FyersDataSocket(TickingSocket):
             mode = fields.get(2, b"\0")[0]
             for ch in _channels(fields.get(1, b"")):
                 self.channel_modes[ch] = mode
-            self.reply(enc.response(MODE, ok=mode in (FULL_MODE, LITE_MODE)))
+            self.out.put_nowait(enc.response(MODE, ok=mode in (FULL_MODE, LITE_MODE)))
         elif req in (SUBSCRIBE, UNSUBSCRIBE):
             channel = fields.get(2, b"\x0b")[0]
             topics = _topics(fields.get(1, b""))
             ok = self._subscribe(topics, channel) if req == SUBSCRIBE else self._unsubscribe(topics)
-            self.reply(enc.response(req, ok=ok))
+            self.out.put_nowait(enc.response(req, ok=ok))
         elif req in (PAUSE, RESUME):
             for ch in _channels(fields.get(1, b"")):
                 (self.paused.add if req == PAUSE else self.paused.discard)(ch)
-            self.reply(enc.response(req, ok=True))
+            self.out.put_nowait(enc.response(req, ok=True))
         elif req == ACK:
             raw = fields.get(1, b"")
             if len(raw) == 4:
                 self._acked_no = max(self._acked_no, min(self._message_no, int.from_bytes(raw, "big")))
         else:
-            self.reply(enc.response(req, ok=False))
+            self.out.put_nowait(enc.response(req, ok=False))
 
     def _auth(self, hsm_key: str) -> None:
         user = self.state.user_for_fyers_hsm(hsm_key)
@@ -211,7 +206,7 @@ class FyersDataSocket(TickingSocket):
             log_handshake(self.state, "fyers", user.user_id if user else None, DATA_PATH,
                           403 if user is None else 429, self.arrival_ns)  # fmt: skip
             # The refusal leaves the socket open (the client sees it and goes), for a while.
-            self.reply(enc.auth_response(False))
+            self.out.put_nowait(enc.auth_response(False))
             if self.user is None:
                 asyncio.get_running_loop().call_later(REFUSED_GRACE_S, self._close_if_unauthenticated)
             return
@@ -221,7 +216,7 @@ class FyersDataSocket(TickingSocket):
             log_handshake(self.state, "fyers", user.user_id, DATA_PATH, 101, self.arrival_ns)
             self.hook_up(open_now, ticks=True)
         self.faults = SocketFaults(self.state, "fyers", user.user_id)
-        self.reply(enc.auth_response(True, ACK_EVERY))
+        self.out.put_nowait(enc.auth_response(True, ACK_EVERY))
 
     def _close_if_unauthenticated(self) -> None:
         if self.user is None:
@@ -235,10 +230,8 @@ class FyersDataSocket(TickingSocket):
             inst = self.state.by_fyers_topic(token)
             if inst is not None and HSM_SEGMENTS.get(inst.fyers_token[:4]) != segment:
                 inst = None
+            # An index has if topics only (no depth), anything else sf and dp.
             if inst is None or kind not in ("sf", "if", "dp") or (kind == "if") != inst.is_index:
-                ok = False
-                continue
-            if kind == "dp" and inst.is_index:
                 ok = False
                 continue
             old = self.subs.get(topic)
@@ -326,15 +319,6 @@ class FyersDataSocket(TickingSocket):
             for i in range(0, len(packets), _PACKETS_PER_FRAME):
                 await ws.send_bytes(self._frame(packets[i : i + _PACKETS_PER_FRAME]))
 
-    async def send_replies(self) -> None:
-        while True:
-            frame, close_after = await self.out.get()
-            await self.faults.wait_stall(POLL_S)
-            await self.websocket.send_bytes(frame)
-            if close_after:
-                self.closing.set()
-                return
-
 
 class FyersOrderSocket(SessionBound):
     """One order-socket connection."""
@@ -352,7 +336,7 @@ class FyersOrderSocket(SessionBound):
 
     def on_text(self, text: str) -> None:
         if text == "ping":
-            self.text_out.put_nowait("pong")
+            self.out.put_nowait("pong")
             return
         try:
             msg = json.loads(text)
@@ -361,13 +345,13 @@ class FyersOrderSocket(SessionBound):
             if msg.get("T") != "SUB_ORD":
                 raise ValueError("not a subscription")
         except (ValueError, KeyError, TypeError):
-            self.text_out.put_nowait(json.dumps({"s": "error", "code": -50, "message": "Invalid request"}))
+            self.out.put_nowait(json.dumps({"s": "error", "code": -50, "message": "Invalid request"}))
             return
         if subscribe:
             self.kinds |= kinds
         else:
             self.kinds -= kinds
-        self.text_out.put_nowait(json.dumps(
+        self.out.put_nowait(json.dumps(
             {"s": "ok", "code": 1605 if subscribe else 1606,
              "message": "Successfully subscribed" if subscribe else "Successfully unsubscribed"}
         ))  # fmt: skip
@@ -385,7 +369,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
         sock = FyersDataSocket(state, websocket, arrival_ns)
         try:
             # The user comes with the auth request, which hooks the socket up (FyersDataSocket._auth).
-            senders = [sock.send_ticks(), sock.send_replies()]
+            senders = [sock.send_ticks(), sock.send_out()]
             await serve_hooked(websocket, sock, senders, lambda _text: None, on_bytes=sock.handle_bytes)
         finally:
             if sock.user is None and not sock.dropped:
@@ -406,6 +390,6 @@ def routes(state: PaperState) -> list[BaseRoute]:
             return
         sock = FyersOrderSocket(state, websocket, user, token)
         sock.hook_up(open_now, orders=True)
-        await serve_hooked(websocket, sock, [sock.send_texts()], sock.on_text)
+        await serve_hooked(websocket, sock, [sock.send_out()], sock.on_text)
 
     return [WebSocketRoute(DATA_PATH, data_socket), WebSocketRoute(ORDER_PATH, order_socket)]

@@ -150,7 +150,7 @@ class KiteSocket(TickingSocket):
             )
 
     def send_error(self, message: str) -> None:
-        self.text_out.put_nowait(json.dumps({"type": "error", "data": message}))
+        self.out.put_nowait(json.dumps({"type": "error", "data": message}))
 
     # ----- events from the state -----
     def on_order(self, order: PaperOrder) -> None:
@@ -224,7 +224,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
             return
         sock = KiteSocket(state, websocket, user, access_token)
         sock.hook_up(open_for_key, ticks=True, orders=True)
-        await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_texts()], sock.handle_text)
+        await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_out()], sock.handle_text)
 
     out: list[BaseRoute] = [WebSocketRoute(KITE_TICKER_PATH, kite_ticker)]
     out.extend(control_routes(state))

@@ -49,8 +49,8 @@ def contract_line(inst: PaperInstrument) -> str:
         right, strike = inst.right, paise_text(inst.strike_paise)
     else:
         right, strike = "XX", "0" if bfo else "-0.01"
-    return (f"{inst.exchange},{inst.shoonya_token},{inst.lot_size},{symbol},{trading_symbol(inst)},{expiry},{contract_type(inst)},"
-            f"{right},{strike},{paise_text(inst.tick_size_paise)},")
+    return (f"{inst.exchange},{inst.shoonya_token},{inst.lot_size},{symbol},{trading_symbol(inst)},{expiry},"
+            f"{contract_type(inst)},{right},{strike},{paise_text(inst.tick_size_paise)},")
 
 
 def symbols_txt(instruments: list[PaperInstrument], exchange: str) -> str:

@@ -34,7 +34,7 @@ from paper.orders import PaperOrder
 from paper.shoonya.master import trading_symbol
 from paper.shoonya.payloads import report_type, rupees_text, shoonya_order_payload
 from paper.sockets import (
-    POLL_S,
+    CLOSE,
     SocketFaults,
     TickingSocket,
     log_handshake,
@@ -148,7 +148,7 @@ class ShoonyaSocket(TickingSocket):
         elif kind in _UNSUBSCRIBE:
             self._unsubscribe(_UNSUBSCRIBE[kind], str(msg.get("k") or ""))
         elif kind == "o":
-            self.text_out.put_nowait(json.dumps({"t": "ok"}))
+            self.out.put_nowait(json.dumps({"t": "ok"}))
 
     def _connect(self, msg: dict[str, Any]) -> None:
         state = self.state
@@ -170,11 +170,11 @@ class ShoonyaSocket(TickingSocket):
         self.user, self.user_id, self.susertoken = user, user.user_id, token
         self.faults = SocketFaults(state, "shoonya", user.user_id)
         self.hook_up(open_now, ticks=True, orders=True)
-        self.text_out.put_nowait(json.dumps({"t": "ck", "s": "OK", "uid": user.user_id}))
+        self.out.put_nowait(json.dumps({"t": "ck", "s": "OK", "uid": user.user_id}))
 
     def _refuse(self, emsg: str) -> None:
-        self.text_out.put_nowait(json.dumps({"t": "ck", "s": "NOT_OK", "emsg": emsg}))
-        self.text_out.put_nowait("")  # the sender closes after the refusal went out
+        self.out.put_nowait(json.dumps({"t": "ck", "s": "NOT_OK", "emsg": emsg}))
+        self.out.put_nowait(CLOSE)
 
     def _keys(self, k: str) -> list[str]:
         return [part for part in k.split("#") if "|" in part]
@@ -266,17 +266,6 @@ class ShoonyaSocket(TickingSocket):
                 if stream in self.subs.get(key, ()):  # unsubscribed while an earlier send yielded
                     await ws.send_text(json.dumps(message))
 
-    async def send_texts(self) -> None:
-        """Acks and order updates, held back during a stall; an empty item closes the socket."""
-        while True:
-            text = await self.text_out.get()
-            await self.faults.wait_stall(POLL_S)
-            if text == "":
-                await self.websocket.close(code=1000, reason="session refused")
-                self.closing.set()
-                return
-            await self.websocket.send_text(text)
-
 
 def routes(state: PaperState) -> list[BaseRoute]:
     """``/NorenWSTP/`` (and without the trailing slash)."""
@@ -287,7 +276,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
         sock = ShoonyaSocket(state, websocket, arrival_ns)
         try:
             # The user comes with the connect message, which hooks the socket up (ShoonyaSocket._connect).
-            await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_texts()], sock.handle_text)
+            await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_out()], sock.handle_text)
         finally:
             if sock.reading_paused:
                 sock._pause_reading(False)
