@@ -71,12 +71,14 @@ from common.models import Order
 from common.portfolio import Position
 from common.redis import as_text, get_redis, text_hash
 from common.risklimits import (
+    COUNT_LIMITS,
     Exposure,
     RiskLimits,
     day_pnl,
     is_exit,
     judge,
     load_strategies,
+    refused_by_count,
 )
 from common.settings import Account, accounts, settings
 
@@ -90,7 +92,6 @@ log = logging.getLogger(__name__)
 
 RATE_WINDOW_MS: Final = 60_000
 _NEEDS_POSITIONS = ("max_position", "max_daily_loss")
-_ADMIT_COUNTS = {"max_open_orders": "orders open", "max_orders_per_minute": "orders in the last minute"}
 
 
 def account_scope(name: str) -> str:
@@ -262,8 +263,8 @@ def check(order: Order, r: redis.Redis | None = None, *, authoritative: bool = F
          "" if lim.max_orders_per_minute is None else lim.max_orders_per_minute,
          RATE_WINDOW_MS, keys.order("")])
     verdict = as_text(verdict)
-    if verdict in _ADMIT_COUNTS:
-        raise RiskRefused(verdict, f"{n} {_ADMIT_COUNTS[verdict]}, at most {limit} (limit of {read.sources.get(verdict)})")
+    if verdict in COUNT_LIMITS:
+        raise refused_by_count(verdict, n, limit, f" (limit of {read.sources.get(verdict)})")
 
 
 # --- the limits of a scope: the file's, the run-time overrides, what is in force ---------------------

@@ -40,8 +40,8 @@ from common.models import Order, OrderType, Side
 from common.portfolio import Position
 
 __all__ = [
-    "LIMITS", "MEANING", "Exposure", "RiskLimits", "day_pnl", "is_exit", "judge", "load_strategies",
-    "order_value", "parse_limits", "parse_strategies", "parse_value",
+    "COUNT_LIMITS", "LIMITS", "MEANING", "Exposure", "RiskLimits", "day_pnl", "is_exit", "judge", "load_strategies",
+    "order_value", "parse_limits", "parse_strategies", "parse_value", "refused_by_count",
 ]  # fmt: skip
 
 LIMITS: Final = ("max_order_quantity", "max_order_value", "price_band_pct", "max_open_orders",
@@ -205,6 +205,14 @@ def day_pnl(positions: Iterable[Position], last_prices: Mapping[str, Decimal]) -
     return total
 
 
+COUNT_LIMITS: Final = {"max_open_orders": "orders open", "max_orders_per_minute": "orders in the last minute"}
+
+
+def refused_by_count(limit: str, n: int, at_most: int, src: str) -> RiskRefused:
+    """The refusal by a count limit (a key of :data:`COUNT_LIMITS`) at ``n`` orders counted."""
+    return RiskRefused(limit, f"{n} {COUNT_LIMITS[limit]}, at most {at_most}{src}")
+
+
 def _fmt(d: Decimal) -> str:
     return f"{d.normalize():f}" if d == d.to_integral() else f"{d:f}"
 
@@ -263,9 +271,7 @@ def judge(order: Order, lim: RiskLimits, x: Exposure, *, counts: bool = True,
                                             f"{_fmt(lim.max_daily_loss)}{src('max_daily_loss')}")
     if not counts:
         return
-    if lim.max_open_orders is not None and x.open_orders + 1 > lim.max_open_orders:
-        raise RiskRefused("max_open_orders", f"{x.open_orders} orders open, at most {lim.max_open_orders}"
-                                             f"{src('max_open_orders')}")
-    if lim.max_orders_per_minute is not None and x.orders_last_minute + 1 > lim.max_orders_per_minute:
-        raise RiskRefused("max_orders_per_minute", f"{x.orders_last_minute} orders in the last minute, at most "
-                                                   f"{lim.max_orders_per_minute}{src('max_orders_per_minute')}")
+    for key, n in (("max_open_orders", x.open_orders), ("max_orders_per_minute", x.orders_last_minute)):
+        at_most = getattr(lim, key)
+        if at_most is not None and n + 1 > at_most:
+            raise refused_by_count(key, n, at_most, src(key))
