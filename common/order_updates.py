@@ -64,9 +64,7 @@ def stored_update(order: dict[str, Any]) -> OrderUpdate:
     history = order.get("history") or []
     source = str((history[-1] or {}).get("source") or "store") if history else "store"
     # The stored hash names the update's message "error" and keeps no source of its own.
-    return OrderUpdate.from_dict({**order, "client_order_id": order.get("client_order_id") or order.get("id") or "",
-                                  "account": order.get("account") or "", "message": order.get("error") or "",
-                                  "source": source})
+    return OrderUpdate.from_dict({**order, "message": order.get("error") or "", "source": source})
 
 
 class _Subscription:
@@ -106,7 +104,7 @@ class _Subscription:
 
     def _reconnect(self, error: Exception) -> None:
         log.warning("order updates: lost the Redis connection (%s); resubscribing", error)
-        self._close_quietly()
+        self.close()
         for attempt in range(1_000_000):
             try:
                 self._ps = self._subscribe()
@@ -115,14 +113,11 @@ class _Subscription:
             except (redis.ConnectionError, redis.TimeoutError, TimeoutError):
                 time.sleep(RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)])
 
-    def _close_quietly(self) -> None:
+    def close(self) -> None:
         try:
             self._ps.close()
         except Exception:  # closing a dead connection may raise; it is gone either way
             log.debug("closing the old subscription failed", exc_info=True)
-
-    def close(self) -> None:
-        self._close_quietly()
 
 
 class OrderUpdateListener:
@@ -209,7 +204,7 @@ def order_updates(
         got = orderstore.get(client, client_order_id)
         if got is None:
             raise KeyError(f"no order {client_order_id}")
-        current = stored_update({**got, "client_order_id": client_order_id})
+        current = stored_update(got)
         yield current
         if current.state in TERMINAL_STATES:
             return
@@ -225,7 +220,7 @@ def order_updates(
                 reconnects = sub.reconnects
                 got = orderstore.get(client, client_order_id)
                 if got is not None and got.get("state") != current.state.value:
-                    update = stored_update({**got, "client_order_id": client_order_id})
+                    update = stored_update(got)
             if update is None or update.client_order_id != client_order_id:
                 continue
             current = update

@@ -41,7 +41,7 @@ from common.errors import BrokerUnavailable, LoginFailed, RateLimited
 from common.logs import redact, register_secrets
 from common.lua import LuaScript, script_text
 from common.ratelimit import Limiter
-from common.redis import get_redis, server_time_ms, text_hash
+from common.redis import as_text, get_redis, server_time_ms, text_hash
 from common.settings import Account, account
 
 __all__ = [
@@ -177,10 +177,7 @@ def _listen() -> None:
                 msg = pubsub.get_message(timeout=5.0)
                 if msg is None:
                     continue
-                data = msg.get("data")
-                if isinstance(data, bytes):
-                    data = data.decode()
-                name, _, version = str(data).partition(" ")
+                name, _, version = as_text(msg["data"]).partition(" ")
                 with _cache_lock:
                     hit = _cache.get(name)
                     if hit is not None and (
