@@ -34,6 +34,7 @@ __all__ = ["Account", "Cap", "Secret", "Settings", "load_accounts", "load_settin
 _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 _CAP = re.compile(r"^\s*(\d+)\s*/\s*([a-z]+)\s*$")
 _ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+SECRET_FIELDS = ("password", "totp_secret", "api_secret")
 
 
 class Secret:
@@ -143,7 +144,7 @@ class Account:
 
     def secrets(self) -> list[str]:
         """Every configured secret's value (resolving references: ConfigError when one is missing)."""
-        return [s.get() for s in (self.password, self.totp_secret, self.api_secret) if s]
+        return [s.get() for s in (getattr(self, f) for f in SECRET_FIELDS) if s]
 
     @property
     def read_timeout_s(self) -> float:
@@ -217,13 +218,11 @@ def _number(environ: dict[str, str], name: str, default: float, ok: Callable[[fl
     return value
 
 
-def load_dotenv_once(path: str | os.PathLike[str] = ".env") -> None:
+def load_dotenv_once() -> None:
     """Read ``.env`` into the environment; variables already set win."""
-    try:
-        from dotenv import load_dotenv
-    except ImportError:  # pragma: no cover - python-dotenv is a dependency
-        return
-    load_dotenv(path, override=False)
+    from dotenv import load_dotenv
+
+    load_dotenv(".env", override=False)
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -374,10 +373,8 @@ def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Acco
     for key in t:
         if key not in _ACCOUNT_FIELDS:
             raise ConfigError(f"{where}.{key}: unknown field")
-    secrets = {
-        k: _secret_ref(t.get(k), f"{where}.{k}", environ, required=k in spec.secrets)
-        for k in ("password", "totp_secret", "api_secret")
-    }
+    secrets = {k: _secret_ref(t.get(k), f"{where}.{k}", environ, required=k in spec.secrets)
+               for k in SECRET_FIELDS}
     caps = _parse_caps(t, where, broker, spec)
     login_time, tz = _parse_schedule(t, where)
     ints, deadline_s, rate_limit = _parse_limits(t, where)
@@ -445,9 +442,6 @@ def parse_accounts(text: str, environ: Mapping[str, str] | None = None, source: 
     check_clients(accounts.values())  # the 2026 rule's 10 orders/s per client, across a client's apps
     parse_strategies(doc.get("strategies"))  # read by common/risk.py; checked here, so a bad one fails at start
     return accounts
-
-
-SECRET_FIELDS = ("password", "totp_secret", "api_secret")
 
 
 def require_secrets(accts: Iterable[Account], fields: Iterable[str] = SECRET_FIELDS) -> None:
