@@ -26,12 +26,12 @@ import contextlib
 import queue
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import redis
 
-from bench.report import Progress, Record, noop, percentile
+from bench.report import Progress, Record, noop, percentile, timed_ms
 from bench.stack import Listener, Stack
 
 ACCOUNT = "kite1"  # AccountsWriter names a broker's first account <broker>1
@@ -161,15 +161,6 @@ def bench_push(s: Stack, user_id: str, progress: Progress = noop) -> Record:
     )
 
 
-def _timed(call: Callable[[], Any], n: int, out: list[float]) -> Any:
-    got = None
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        got = call()
-        out.append((time.perf_counter_ns() - t0) / 1e6)
-    return got
-
-
 def _side_by_side(sdk: Any, ours: list[float], theirs: list[float]) -> tuple[int, int]:
     """One SDK call per slot of the broker's cap and ``OURS_PER_SLOT`` reads of ours in the same
     slot; the first ``SDK_WARMUP`` slots not counted. (rows ours, rows the SDK read)."""
@@ -182,10 +173,10 @@ def _side_by_side(sdk: Any, ours: list[float], theirs: list[float]) -> tuple[int
         o: list[float] = []
         # Which goes first after the idle wait alternates: the first call after it is the slowest.
         if k % 2:
-            rows = len(_timed(lambda: positions(ACCOUNT), OURS_PER_SLOT, o))
-        net = len(_timed(sdk.positions, 1, t)["net"])
+            rows = len(timed_ms(lambda: positions(ACCOUNT), o, OURS_PER_SLOT))
+        net = len(timed_ms(sdk.positions, t)["net"])
         if not k % 2:
-            rows = len(_timed(lambda: positions(ACCOUNT), OURS_PER_SLOT, o))
+            rows = len(timed_ms(lambda: positions(ACCOUNT), o, OURS_PER_SLOT))
         if k >= SDK_WARMUP:
             theirs += t
             ours += o

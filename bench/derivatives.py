@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import stack
-from bench.report import Progress, Record, median_spread, percentile
+from bench.report import Progress, Record, median_spread, percentile, timed_ms
 from common.models import Instrument
 from devtools.environ import environ
 from paper import derivatives as paper_fo
@@ -355,13 +355,6 @@ def _load() -> str:
 
 
 # ----- lookups -----
-def _timed(fn: Callable[[], Any], out: list[float]) -> Any:
-    t0 = time.perf_counter_ns()
-    got = fn()
-    out.append((time.perf_counter_ns() - t0) / 1e6)
-    return got
-
-
 def _side_by_side(scan: Callable[[int], Any], ours: Callable[[int], Any], n_ours: int,
                   blocks: int = 10) -> tuple[list[float], list[float], list[Any], list[Any]]:
     """``SCANS`` scans and ``n_ours`` of ours in ``blocks`` alternating blocks (the same moments of
@@ -375,9 +368,9 @@ def _side_by_side(scan: Callable[[int], Any], ours: Callable[[int], Any], n_ours
     got_scans: list[Any] = []
     for block in range(blocks):
         for i in range(block * scans_per, (block + 1) * scans_per):
-            got_scans.append(_timed(lambda i=i: scan(i * (n_ours // SCANS)), theirs))
+            got_scans.append(timed_ms(lambda i=i: scan(i * (n_ours // SCANS)), theirs))
         ours(block * per)
-        got_ours.extend(_timed(lambda j=j: ours(j), mine) for j in range(block * per, (block + 1) * per))
+        got_ours.extend(timed_ms(lambda j=j: ours(j), mine) for j in range(block * per, (block + 1) * per))
     return mine, theirs, got_ours, got_scans
 
 

@@ -63,6 +63,16 @@ def ms_summary(samples_ms: Sequence[float]) -> dict[str, float]:
     return {**{f"p{q}": round(percentile(samples_ms, q), 3) for q in (50, 90, 99)}, "max": round(max(samples_ms), 3)}
 
 
+def timed_ms(call: Callable[[], Any], out: list[float], n: int = 1) -> Any:
+    """``call()`` ``n`` times, each one's milliseconds appended to ``out``; the last answer."""
+    got = None
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        got = call()
+        out.append((time.perf_counter_ns() - t0) / 1e6)
+    return got
+
+
 def timed_steps(steps: Iterable[Callable[..., Any]], progress: Progress, *args: Any) -> Iterator[Record]:
     """``step(*args, progress=progress)`` for each step in turn, saying when each starts and how long
     it took; yields the record (or list of records) each returns."""

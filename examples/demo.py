@@ -56,7 +56,7 @@ from brokergate.launch import WorkerLayout, worker_layout, worker_plan
 from common import keys
 from devtools.accounts import _toml_value
 from devtools.environ import reset_process_caches
-from devtools.redisserver import die_with_parent, free_port
+from devtools.redisserver import RedisServer, ask, die_with_parent, free_port, reachable
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ACCOUNTS = REPO / "accounts.example.toml"
@@ -387,8 +387,6 @@ class Demo:
 
     # --- steps
     def start_redis(self, url: str) -> str:
-        from devtools.redisserver import RedisServer, free_port, reachable
-
         if not self.args.private_redis and reachable(url):
             self.say(f"redis      {url} (already running; using it)")
             self.warn_about_redis(url)
@@ -402,16 +400,12 @@ class Demo:
         import redis
 
         client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2)
-        try:
-            policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
-            aof = client.config_get("appendonly").get("appendonly")
-        except redis.RedisError:
+        conf = ask(client, lambda c: {**c.config_get("maxmemory-policy"), **c.config_get("appendonly")}, None)
+        if conf is None:
             return  # CONFIG refused: nothing to check
-        finally:
-            client.close()
-        if policy != "noeviction":
-            self.say(f"           warning: maxmemory-policy is {policy}; brokergate wants noeviction")
-        if aof != "yes":
+        if conf.get("maxmemory-policy") != "noeviction":
+            self.say(f"           warning: maxmemory-policy is {conf.get('maxmemory-policy')}; brokergate wants noeviction")
+        if conf.get("appendonly") != "yes":
             self.say("           warning: appendonly is off; a Redis restart would lose queued orders and tokens")
 
     def launch(self, spec: ProcSpec, env: dict[str, str]) -> Running:
