@@ -131,23 +131,14 @@ def masters(broker: str, listed: list[PaperInstrument], today: date) -> Files:
     return {ex: symbols_zip(listed, ex) for ex in ("NSE", "BSE", "NFO", "BFO")}
 
 
+# Each broker's pure parser of one downloaded file, in common/brokers/<broker>/instruments.py.
+_PARSERS = {"kite": "parse_csv", "angel": "parse_json", "fyers": "parse_csv", "shoonya": "parse_zip"}
+
+
 def parse(broker: str, files: Files, today: date) -> list[Instrument]:
     """The broker's pure parser over every file, as its ``fetch`` runs it (a list, as refresh stores it)."""
-    if broker == "kite":
-        from common.brokers.kite.instruments import parse_csv
-
-        return list(parse_csv(files["instruments.csv"], today))
-    if broker == "angel":
-        from common.brokers.angel.instruments import parse_json
-
-        return list(parse_json(files["OpenAPIScripMaster.json"], today))
-    if broker == "fyers":
-        from common.brokers.fyers.instruments import parse_csv as fyers_csv
-
-        return [inst for data in files.values() for inst in fyers_csv(data, today)]
-    from common.brokers.shoonya.instruments import parse_zip
-
-    return [inst for data in files.values() for inst in parse_zip(data, today)]
+    parser = getattr(importlib.import_module(f"common.brokers.{broker}.instruments"), _PARSERS[broker])
+    return [inst for data in files.values() for inst in parser(data, today)]
 
 
 # ----- the naive anchor: the master as a list of rows, scanned -----
