@@ -73,7 +73,7 @@ class OptionChain:
 
     def atm(self, spot: Decimal | None = None) -> Decimal:
         """The strike nearest ``spot`` (default: the underlying's live price, :func:`spot_price`)."""
-        price = spot if spot is not None else spot_price(self.underlying, self.exchange, self.account, self.future)
+        price = spot if spot is not None else spot_price(self.underlying, self.exchange, self.future)
         if not self.rows:
             raise InvalidOrder("expiry", f"{self.underlying} has no options on {self.expiry}")
         return min(self.strikes, key=lambda k: (abs(k - price), k))
@@ -158,8 +158,7 @@ def future(underlying: str, expiry: date | str | None = None, exchange: str = "N
     return inst
 
 
-def spot_price(underlying: str, exchange: str = "NFO", account: str | None = None,
-               fut: Instrument | None = None) -> Decimal:
+def spot_price(underlying: str, exchange: str = "NFO", fut: Instrument | None = None) -> Decimal:
     """The underlying's live price from the feed (``bg:ltp``): its spot, else its future's."""
     r = get_redis()
     spot_key = SPOT.get(underlying.upper(), f"{'BSE' if exchange == 'BFO' else 'NSE'}:{underlying.upper()}")

@@ -95,11 +95,10 @@ class SlicedHandle(Handle):
         self._request = request
 
     def get(self) -> dict[str, Any] | None:
-        got = [orderstore.get(self.r, c) for c in self.children]
+        got = orderstore.get_many(self.r, self.children)
         if any(g is None for g in got):
             return None
-        return aggregate(self.id, self._request, [dict(g, client_order_id=c) for g, c in zip(got, self.children,
-                                                                                            strict=True) if g])
+        return aggregate(self.id, self._request, [g for g in got if g])
 
     def wait(self, timeout_s: float | None = 30.0, *, final: bool = False) -> dict[str, Any]:
         """The parent once every child is at the broker or settled (``final``: settled)."""
@@ -118,7 +117,7 @@ class SlicedHandle(Handle):
                 got = self.get()
                 if got is not None and got != last:
                     last = got
-                    yield _as_update(got)
+                    yield OrderUpdate.from_dict({**got, "source": "children"})
                     if S(got["state"]) in TERMINAL_STATES:
                         return
                     until = None if timeout_s is None else time.monotonic() + timeout_s
@@ -143,11 +142,3 @@ class SlicedHandle(Handle):
 
     def __repr__(self) -> str:
         return f"SlicedHandle({self.id!r}, account={self.account!r}, children={len(self.children)})"
-
-
-def _as_update(parent: dict[str, Any]) -> OrderUpdate:
-    avg = parent.get("average_price")
-    return OrderUpdate(account=parent["account"], client_order_id=parent["client_order_id"], broker_order_id="",
-                       state=S(parent["state"]), filled_quantity=int(parent["filled_quantity"]),
-                       pending_quantity=int(parent["pending_quantity"]),
-                       average_price=None if avg in (None, "") else Decimal(str(avg)), source="children")
