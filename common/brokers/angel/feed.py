@@ -20,7 +20,6 @@ from common.brokers.angel import codec
 from common.brokers.contracts import no_binary_refusal, no_login_messages, no_replies
 from common.models import Instrument
 
-NAME = "angel"
 MAX_PER_SOCKET = 1000
 MAX_SOCKETS = 3
 PING_INTERVAL_S: float | None = 5.0

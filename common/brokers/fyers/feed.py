@@ -35,7 +35,6 @@ from typing import Any
 from common.brokers.fyers import codec
 from common.models import Instrument
 
-NAME = "fyers"
 MAX_TOPICS = 5000
 MAX_PER_SOCKET = MAX_TOPICS // 2  # a full-mode instrument is two topics (symbol + depth)
 MAX_SOCKETS = 3

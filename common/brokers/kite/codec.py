@@ -34,7 +34,6 @@ __all__ = [
     "FULL_LEN",
     "INDEX_FULL_LEN",
     "INDEX_QUOTE_LEN",
-    "INDEX_SEGMENT",
     "LTP_LEN",
     "QUOTE_LEN",
     "SymbolTable",
@@ -50,7 +49,6 @@ INDEX_QUOTE_LEN = 28
 INDEX_FULL_LEN = 32
 QUOTE_LEN = 44
 FULL_LEN = 184
-INDEX_SEGMENT = 9
 _DIVISORS = {3: 10_000_000, 6: 10_000, 12: 10_000}
 
 _U16 = struct.Struct(">H")

@@ -19,7 +19,6 @@ from common.brokers.contracts import no_binary_refusal, no_login_messages, no_re
 from common.brokers.kite import codec
 from common.models import Instrument
 
-NAME = "kite"
 MAX_PER_SOCKET = 3000
 MAX_SOCKETS = 3
 WATCHDOG_S = 3.0  # three missed heartbeats

@@ -29,7 +29,6 @@ from common.brokers.contracts import no_binary_refusal, no_replies
 from common.brokers.shoonya import codec
 from common.models import Instrument
 
-NAME = "shoonya"
 MAX_PER_SOCKET = 1000
 MAX_SOCKETS = 3
 PING_INTERVAL_S: float | None = 3.0
