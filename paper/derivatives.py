@@ -31,10 +31,11 @@ from paper.orders import IST
 from paper.universe import PaperInstrument
 
 __all__ = [
-    "INDICES", "MONTHS", "UNDERLYINGS", "IndexSpec", "UnderlyingSpec", "angel_future_symbol", "angel_option_symbol",
-    "contract_type", "derivative_universe", "expiries", "fyers_ticker", "fyers_token", "index_instruments",
-    "kite_future_symbol", "kite_option_symbol", "last_weekday", "monthly_expiries", "paise_text",
-    "shoonya_future_symbol", "shoonya_option_symbol", "trading_date", "weekly_expiries",
+    "INDICES", "MONTHS", "NIFTY_50", "UNDERLYINGS", "IndexSpec", "UnderlyingSpec", "angel_future_symbol",
+    "angel_option_symbol", "contract_type", "derivative_universe", "expiries", "fyers_ticker", "fyers_token",
+    "index_instrument", "index_instruments", "kite_future_symbol", "kite_option_symbol", "last_weekday",
+    "monthly_expiries", "paise_text", "shoonya_future_symbol", "shoonya_option_symbol", "trading_date",
+    "weekly_expiries",
 ]  # fmt: skip
 
 TUESDAY, THURSDAY = 1, 3
@@ -192,7 +193,8 @@ UNDERLYINGS: tuple[UnderlyingSpec, ...] = (
 
 @dataclass(frozen=True)
 class IndexSpec:
-    """An index the derivatives need that the equity universe lacks. Kite's token is the index's
+    """An index: Nifty 50 (:data:`NIFTY_50`, in every universe) or one the derivatives need that the
+    equity universe lacks (:data:`INDICES`). Kite's token is the index's
     exchange token << 8 | 9; Shoonya's NSE index tokens are Angel's less 99,900,000, BSE's the
     exchange's index code."""
 
@@ -207,6 +209,7 @@ class IndexSpec:
     base_rupees: int
 
 
+NIFTY_50 = IndexSpec("NSE", "NIFTY 50", "Nifty 50", 256265, "99926000", "26000", "NSE:NIFTY50-INDEX", "NIFTY", 24_000)
 INDICES: tuple[IndexSpec, ...] = (
     IndexSpec("NSE", "NIFTY BANK", "Nifty Bank", 260105, "99926009", "26009", "NSE:NIFTYBANK-INDEX", "BANKNIFTY", 58_000),
     IndexSpec("NSE", "NIFTY FIN SERVICE", "Nifty Fin Service", 257801, "99926037", "26037", "NSE:FINNIFTY-INDEX",
@@ -219,22 +222,22 @@ INDICES: tuple[IndexSpec, ...] = (
 )  # fmt: skip
 
 
+def index_instrument(spec: IndexSpec) -> PaperInstrument:
+    """One index as a paper instrument."""
+    fytoken = f"{'1210' if spec.exchange == 'BSE' else '1010'}000000{spec.shoonya_token}"
+    return PaperInstrument(
+        exchange=spec.exchange, symbol=spec.kite_symbol, angel_symbol=spec.angel_symbol,
+        kite_token=spec.kite_token, angel_token=spec.angel_token,
+        angel_exchange_type=ANGEL_EXCHANGE_TYPE.get(spec.exchange, 1), tick_size_paise=TICK_PAISE, lot_size=1,
+        name=spec.kite_symbol, instrument_type="EQ", segment="INDICES", is_index=True,
+        base_price_paise=spec.base_rupees * 100, kind="index", underlying=spec.underlying,
+        fyers_ticker=spec.fyers_ticker, fyers_fytoken=fytoken, shoonya_tok=spec.shoonya_token,
+    )  # fmt: skip
+
+
 def index_instruments() -> list[PaperInstrument]:
     """The indices of :data:`INDICES` as paper instruments."""
-    out = []
-    for spec in INDICES:
-        fytoken = f"{'1210' if spec.exchange == 'BSE' else '1010'}000000{spec.shoonya_token}"
-        out.append(
-            PaperInstrument(
-                exchange=spec.exchange, symbol=spec.kite_symbol, angel_symbol=spec.angel_symbol,
-                kite_token=spec.kite_token, angel_token=spec.angel_token,
-                angel_exchange_type=ANGEL_EXCHANGE_TYPE.get(spec.exchange, 1), tick_size_paise=TICK_PAISE, lot_size=1,
-                name=spec.kite_symbol, instrument_type="EQ", segment="INDICES", is_index=True,
-                base_price_paise=spec.base_rupees * 100, kind="index", underlying=spec.underlying,
-                fyers_ticker=spec.fyers_ticker, fyers_fytoken=fytoken, shoonya_tok=spec.shoonya_token,
-            )
-        )  # fmt: skip
-    return out
+    return [index_instrument(spec) for spec in INDICES]
 
 
 def _exchange_token(row: int, expiry: dt.date, slot: int) -> int:

@@ -137,10 +137,14 @@ class PaperState:
             return user
         return None
 
+    def user_where(self, broker: str, test: Callable[[User], bool]) -> User | None:
+        """The first user of ``broker`` for whom ``test`` holds."""
+        return next((u for u in self.users.values() if u.broker == broker and test(u)), None)
+
     def token_expired(self, broker: str, token: str) -> bool:
         """Whether ``token`` was a session token of ``broker`` that logout or expiry ended (an
         "expired" answer rather than "invalid")."""
-        return any(token in u.expired_tokens for u in self.users.values() if u.broker == broker)
+        return self.user_where(broker, lambda u: token in u.expired_tokens) is not None
 
     def expire_tokens(self, broker: str, user_id: str | None = None) -> None:
         for user in self.users.values():

@@ -151,36 +151,17 @@ def _equity(symbol: str, kite_token: int, name: str, tick_paise: int, base_paise
 
 
 def _fixture_rows() -> list[dict[str, str]]:
-    try:
-        text = _FIXTURE_CSV.read_text()
-    except FileNotFoundError:
-        return []
-    return list(csv.DictReader(io.StringIO(text)))
+    with _FIXTURE_CSV.open() as fh:
+        return list(csv.DictReader(fh))
 
 
 def build_universe(derivatives_on: dt.date | None = None) -> list[PaperInstrument]:
     """Every instrument, in a stable order: the index, the known names, fixtures, generated; with
     ``derivatives_on`` a trading date, then the indices the derivatives need and the contracts
     listed on that date (paper/derivatives.py). Without it, the equities and Nifty 50 only."""
-    out: list[PaperInstrument] = [
-        PaperInstrument(
-            exchange="NSE",
-            symbol="NIFTY 50",
-            angel_symbol="Nifty 50",
-            kite_token=256265,
-            angel_token="99926000",
-            angel_exchange_type=ANGEL_NSE_CM,
-            tick_size_paise=5,
-            lot_size=1,
-            name="NIFTY 50",
-            instrument_type="EQ",
-            segment="INDICES",
-            is_index=True,
-            base_price_paise=2_400_000,
-            kind="index",
-            underlying="NIFTY",
-        )
-    ]
+    from paper import derivatives  # it builds on PaperInstrument, defined here
+
+    out: list[PaperInstrument] = [derivatives.index_instrument(derivatives.NIFTY_50)]
     seen_tokens = {256265}
     seen_symbols = {"NIFTY 50"}
     for symbol, kite_token, _angel, name, rupees in _KNOWN:
@@ -201,8 +182,6 @@ def build_universe(derivatives_on: dt.date | None = None) -> list[PaperInstrumen
         token = (GENERATED_TOKEN_BASE + i) << 8 | KITE_SEGMENT_NSE
         out.append(_equity(symbol, token, f"PAPER EQUITY {i:04d}", 5, _base_price_paise(symbol, 5)))
     if derivatives_on is not None:
-        from paper import derivatives  # it builds on PaperInstrument, defined here
-
         out.extend(derivatives.index_instruments())
         spots = {inst.symbol: inst for inst in out if inst.exchange in ("NSE", "BSE")}
         out.extend(derivatives.derivative_universe(derivatives_on, spots))
@@ -232,8 +211,7 @@ KITE_CSV_COLUMNS = [
 
 
 def _rupees(paise: int, divisor: int) -> str:
-    value = paise / divisor
-    return repr(float(value))
+    return repr(paise / divisor)
 
 
 def kite_instruments_csv(instruments: list[PaperInstrument], exchange: str | None = None) -> str:

@@ -105,13 +105,16 @@ async def _login_user(call: Call) -> User | None:
     return None
 
 
+async def _refresh_owner(call: Call) -> User | None:
+    """The user whose refresh token the body's ``refreshToken`` is."""
+    refresh = str((await _json_body(call)).get("refreshToken") or "")
+    return call.state.user_where("angel", lambda u: bool(refresh) and u.refresh_token == refresh)
+
+
 async def _refresh_user(call: Call) -> User | None:
-    body = await _json_body(call)
-    refresh = str(body.get("refreshToken") or "")
-    for user in call.state.users.values():
-        if user.broker == "angel" and refresh and user.refresh_token == refresh:
-            call.user_id = user.user_id
-            break
+    user = await _refresh_owner(call)
+    if user is not None:
+        call.user_id = user.user_id
     return None
 
 
@@ -146,12 +149,7 @@ async def _login(call: Call) -> Response:
 
 
 async def _generate_tokens(call: Call) -> Response:
-    body = await _json_body(call)
-    refresh = str(body.get("refreshToken") or "")
-    user = next(
-        (u for u in call.state.users.values() if u.broker == "angel" and refresh and u.refresh_token == refresh),
-        None,
-    )
+    user = await _refresh_owner(call)
     if user is None:
         return angel_error("AB8050", "Invalid Refresh Token")
     return angel_ok(_issue_tokens(user))

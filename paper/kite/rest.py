@@ -98,8 +98,13 @@ def _named_user(field_name: str) -> Any:
     return named
 
 
+def _web_user(call: Call) -> User | None:
+    """The user of the web-login session in the request's cookie."""
+    return call.state.kite_web_sessions.get(call.request.cookies.get(SESSION_COOKIE, ""))
+
+
 async def _session_user(call: Call) -> User | None:
-    user = call.state.kite_web_sessions.get(call.request.cookies.get(SESSION_COOKIE, ""))
+    user = _web_user(call)
     call.user_id = user.user_id if user else None
     return None
 
@@ -107,10 +112,9 @@ async def _session_user(call: Call) -> User | None:
 async def _api_key_user(call: Call) -> User | None:
     form = await call.request.form()
     api_key = str(form.get("api_key") or "")
-    for user in call.state.users.values():
-        if user.broker == "kite" and user.api_key == api_key:
-            call.user_id = user.user_id
-            break
+    user = call.state.user_where("kite", lambda u: u.api_key == api_key)
+    if user is not None:
+        call.user_id = user.user_id
     return None
 
 
@@ -157,7 +161,7 @@ async def _api_twofa(call: Call) -> Response:
 
 async def _connect_login(call: Call) -> Response:
     params = call.request.query_params
-    user = call.state.kite_web_sessions.get(call.request.cookies.get(SESSION_COOKIE, ""))
+    user = _web_user(call)
     if user is None:
         # The real page would show the login form; a headless client must log in first.
         return Response("<html><body>Kite login required</body></html>", 200, media_type="text/html")
@@ -168,7 +172,7 @@ async def _connect_login(call: Call) -> Response:
 
 
 async def _connect_finish(call: Call) -> Response:
-    user = call.state.kite_web_sessions.get(call.request.cookies.get(SESSION_COOKIE, ""))
+    user = _web_user(call)
     if user is None:
         return kite_error(403, "TokenException", "Session expired. Please login again.")
     request_token = _random_token(32)
@@ -186,10 +190,7 @@ async def _session_token(call: Call) -> Response:
     checksum = str(form.get("checksum") or "")
     if not api_key or not request_token or not checksum:
         return kite_error(400, "InputException", "Missing `api_key`, `request_token` or `checksum`.")
-    user = next(
-        (u for u in call.state.users.values() if u.broker == "kite" and request_token in u.request_tokens),
-        None,
-    )
+    user = call.state.user_where("kite", lambda u: request_token in u.request_tokens)
     if user is None or time.time() - user.request_tokens[request_token] > REQUEST_TOKEN_TTL_S:
         return kite_error(403, "TokenException", "Token is invalid or has expired.")
     if user.api_key != api_key:
@@ -333,9 +334,9 @@ async def _modify(call: Call) -> Response:
             order,
             quantity=_int_field(form, "quantity"),
             price=rupees_to_units(price, div, "price") if price else None,
-            order_type=str(form.get("order_type")) if form.get("order_type") else None,
+            order_type=_text(form, "order_type"),
             trigger_price=rupees_to_units(trigger, div, "trigger_price") if trigger else None,
-            validity=str(form.get("validity")) if form.get("validity") else None,
+            validity=_text(form, "validity"),
         )
     except OrderError as exc:
         return _map_order_error(exc)

@@ -215,8 +215,8 @@ def routes(state: PaperState) -> list[BaseRoute]:
         if user is None:
             # Attribute the refusal to the api_key's owner when known, so a test (or the lead
             # reading the log) sees whose stale token was refused.
-            owner = next((u.user_id for u in state.users.values() if u.broker == "kite" and u.api_key == api_key), None)
-            await deny(state, websocket, "kite", owner, KITE_TICKER_PATH, 403, arrival_ns)
+            owner = state.user_where("kite", lambda u: u.api_key == api_key)
+            await deny(state, websocket, "kite", owner.user_id if owner else None, KITE_TICKER_PATH, 403, arrival_ns)
             return
         open_for_key = state.sockets.setdefault("kite_sockets", {}).setdefault(api_key, set())
         if not await admit(state, websocket, "kite", user.user_id, KITE_TICKER_PATH, arrival_ns,
