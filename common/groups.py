@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ConfigError
-from common.settings import accounts, settings
+from common.settings import accounts, per_reading
 
 __all__ = ["Group", "group", "groups", "load_groups", "parse_groups"]
 
@@ -114,18 +114,9 @@ def load_groups(path: str | Path, account_names: Collection[str]) -> dict[str, G
     return parse_groups(doc.get("groups"), account_names)
 
 
-_groups_of: tuple[object, dict[str, Group]] | None = None
-
-
-def groups() -> dict[str, Group]:
-    """The process's groups, read from its accounts file the first time and again whenever the
-    accounts are (``settings.accounts`` is the process's one reading of the file)."""
-    global _groups_of
-    accts = accounts()
-    got = _groups_of
-    if got is None or got[0] is not accts:
-        got = _groups_of = (accts, load_groups(settings().accounts_path, accts))
-    return got[1]
+# The process's groups, read from its accounts file the first time and again whenever the accounts
+# are (accounts that do not load raise their ConfigError here).
+groups = per_reading(lambda path: load_groups(path, accounts()))
 
 
 def group(name: str) -> Group:

@@ -80,7 +80,7 @@ from common.risklimits import (
     load_strategies,
     refused_by_count,
 )
-from common.settings import Account, accounts, settings
+from common.settings import Account, accounts, per_reading
 
 __all__ = [
     "RATE_WINDOW_MS", "ReadQuery", "RiskLimits", "ScopeLimits", "account_pnl", "account_scope", "check", "clear_limits",
@@ -102,21 +102,8 @@ def strategy_scope(name: str) -> str:
     return f"strategy:{name}"
 
 
-_strategies_of: tuple[object, dict[str, RiskLimits]] | None = None
-
-
-def strategies() -> dict[str, RiskLimits]:
-    """The ``[strategies.<name>]`` limits of the accounts file, read again whenever the accounts
-    are (``settings.accounts`` is the process's one reading of the file)."""
-    global _strategies_of
-    try:
-        accts: object = accounts()
-    except ConfigError:
-        accts = None  # no accounts file: no strategy limits either (nothing can be placed anyway)
-    got = _strategies_of
-    if got is None or got[0] is not accts:
-        got = _strategies_of = (accts, load_strategies(settings().accounts_path))
-    return got[1]
+# The ``[strategies.<name>]`` limits of the accounts file, read again whenever the accounts are.
+strategies = per_reading(load_strategies)
 
 
 def _file_limits(scope: str) -> RiskLimits:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from common import keys
 from common.algorules import check_clients, registered_algo
@@ -484,6 +484,27 @@ def accounts() -> dict[str, Account]:
     """The process's accounts, read once (restart, or ``accounts.cache_clear()``, to re-read).
     Secrets are read from the environment on first use (see :func:`require_secrets`)."""
     return load_accounts(settings().accounts_path)
+
+
+T = TypeVar("T")
+
+
+def per_reading(derive: Callable[[str], T]) -> Callable[[], T]:
+    """``derive(the accounts file's path)``, derived again only when the process reads its accounts
+    again (:func:`accounts`; accounts that do not load count as a reading of their own): for what
+    else the file holds (a strategy's limits, the groups), read without a secret."""
+    cached: list[tuple[object, T]] = []
+
+    def get() -> T:
+        try:
+            reading: object = accounts()
+        except ConfigError:
+            reading = None
+        if not cached or cached[0][0] is not reading:
+            cached[:] = [(reading, derive(settings().accounts_path))]
+        return cached[0][1]
+
+    return get
 
 
 def account(name: str) -> Account:
