@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 from common.brokers.kite import translate
-from common.brokers.payload import amount, whole
+from common.brokers.payload import amount, text, whole
 from common.models import Instrument, Order, Product
 from common.portfolio import ZERO, Funds, Holding, Margin, Position, Segment, Trade
 
@@ -60,11 +60,6 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _token(row: dict[str, Any]) -> str:
-    token = row.get("instrument_token")
-    return "" if token in (None, "") else str(token)
-
-
 def position_of(row: dict[str, Any]) -> Position:
     """One row of ``data.net``."""
     multiplier = whole(row.get("multiplier")) or 1
@@ -85,7 +80,7 @@ def position_of(row: dict[str, Any]) -> Position:
         unrealised_pnl=amount(row.get("unrealised")),
         last_price=amount(row.get("last_price")),
         multiplier=multiplier,
-        token=_token(row),
+        token=text(row.get("instrument_token")),
     )
 
 
@@ -105,7 +100,7 @@ def holding_of(row: dict[str, Any]) -> Holding:
         last_price=amount(row.get("last_price")),
         pnl=amount(row.get("pnl")),
         isin=str(row.get("isin") or ""),
-        token=_token(row),
+        token=text(row.get("instrument_token")),
     )
 
 
@@ -147,7 +142,7 @@ def trade_of(row: dict[str, Any]) -> Trade:
         price=amount(row.get("average_price")),
         client_order_id="",  # Kite's trade book has no tag
         fill_time=str(row.get("fill_timestamp") or ""),
-        token=_token(row),
+        token=text(row.get("instrument_token")),
     )
 
 
