@@ -29,7 +29,7 @@ from typing import Any, Final, Protocol
 from common.brokers import SHARED_BUDGET
 from common.errors import ConfigError
 
-__all__ = ["ALGO_ID", "ORDERS_PER_SECOND", "algo_id_of", "check_clients", "most_in_one_second", "parse_algo_id",
+__all__ = ["ALGO_ID", "ORDERS_PER_SECOND", "algo_id_of", "check_clients", "most_in_one_second", "parse_algo_id", "read_algo_ids",
            "registered_algo"]
 
 ORDERS_PER_SECOND: Final = 10
@@ -104,10 +104,8 @@ def parse_algo_id(value: Any, where: str) -> str:
     return value
 
 
-_algo_ids_of: tuple[object, dict[str, str]] | None = None
-
-
-def _algo_ids(path: str | Path) -> dict[str, str]:
+def read_algo_ids(path: str | Path) -> dict[str, str]:
+    """The ``algo_id`` of each strategy in the accounts file at ``path`` that has one."""
     try:
         doc = tomllib.loads(Path(path).read_text())
     except (FileNotFoundError, tomllib.TOMLDecodeError):
@@ -121,17 +119,9 @@ def _algo_ids(path: str | Path) -> dict[str, str]:
 
 def algo_id_of(strategy: str) -> str:
     """The exchange algo id of ``strategy`` in the accounts file ("" when it has none), read again
-    whenever the accounts are (``settings.accounts`` is the process's one reading of the file)."""
-    global _algo_ids_of
+    whenever the accounts are (``settings.algo_ids``)."""
     if not strategy:
         return ""
-    from common.settings import accounts, settings  # settings imports this module
+    from common.settings import algo_ids  # settings imports this module
 
-    try:
-        accts: object = accounts()
-    except ConfigError:
-        return ""
-    got = _algo_ids_of
-    if got is None or got[0] is not accts:
-        got = _algo_ids_of = (accts, _algo_ids(settings().accounts_path))
-    return got[1].get(strategy, "")
+    return algo_ids().get(strategy, "")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from common import keys
-from common.algorules import check_clients, registered_algo
+from common.algorules import check_clients, read_algo_ids, registered_algo
 from common.brokers import BROKER_NAMES, COUNTED_PER_APP, SHARED_BUDGET, BrokerSpec, market_orders, spec_for
 from common.errors import ConfigError
 from common.risklimits import RiskLimits, parse_limits, parse_strategies
@@ -505,6 +505,9 @@ def per_reading(derive: Callable[[str], T]) -> Callable[[], T]:
         return cached[0][1]
 
     return get
+
+
+algo_ids = per_reading(read_algo_ids)  # each strategy's exchange algo id (common/algorules.py)
 
 
 def account(name: str) -> Account:
