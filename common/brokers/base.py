@@ -64,6 +64,7 @@ __all__ = [
     "json_or_none",
     "new_session",
     "pinned_token",
+    "placed",
     "request_once",
     "send",
     "sending_by",
@@ -170,6 +171,14 @@ class RestAdapterBase:
         # The latest row wins if a tag appears twice (it must not, but never pick a stale one).
         found = [u for u in self.orders() if u.client_order_id == tag]
         return found[-1] if found else None
+
+
+def placed(order_id: str, broker: str) -> str:
+    """The order id of a place answer that says success; a success without one is Ambiguous (the
+    order may be at the broker: reconcile by its tag, never resend)."""
+    if not order_id:
+        raise Ambiguous(f"{broker}: success without an order id")
+    return order_id
 
 
 def default_token_getter(account: Account) -> TokenGetter:

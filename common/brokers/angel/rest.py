@@ -10,7 +10,7 @@ from typing import Any
 from common.brokers.angel import portfolio, translate
 from common.brokers.angel.errors import map_error
 from common.brokers.angel.login import headers
-from common.brokers.base import RestAdapterBase, json_or_none, send
+from common.brokers.base import RestAdapterBase, json_or_none, placed, send
 from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
 from common.portfolio import ZERO, Funds, Holding, Margin, Position, Trade
@@ -40,10 +40,7 @@ class Adapter(RestAdapterBase):
 
     def place(self, order: Order, instrument: Instrument | None) -> str:
         body = self._call("POST", "placeOrder", translate.order_body(order, instrument), order=True)
-        order_id = translate.order_id_of(body)
-        if not order_id:
-            raise Ambiguous("Angel: success without an orderid")
-        return order_id
+        return placed(translate.order_id_of(body), "Angel")
 
     def modify(self, order: Order, broker_order_id: str, changes: dict[str, Any],
                instrument: Instrument | None) -> str:

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from common.brokers.base import RestAdapterBase, json_or_none, send
+from common.brokers.base import RestAdapterBase, json_or_none, placed, send
 from common.brokers.fyers import portfolio, translate
 from common.brokers.fyers.errors import map_error
-from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
 from common.portfolio import Funds, Holding, Margin, Position, Trade
 
@@ -51,10 +50,7 @@ class Adapter(RestAdapterBase):
 
     def place(self, order: Order, instrument: Instrument | None) -> str:
         body = self._call("POST", ORDERS_PATH, translate.order_body(order, instrument), order=True)
-        order_id = translate.order_id_of(body)
-        if not order_id:
-            raise Ambiguous("Fyers: success without an order id")
-        return order_id
+        return placed(translate.order_id_of(body), "Fyers")
 
     def modify(self, order: Order, broker_order_id: str, changes: dict[str, Any],
                instrument: Instrument | None) -> str:

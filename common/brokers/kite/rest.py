@@ -11,10 +11,9 @@ from typing import Any
 import requests
 
 from common.algorules import algo_id_of
-from common.brokers.base import RestAdapterBase, json_or_none, send
+from common.brokers.base import RestAdapterBase, json_or_none, placed, send
 from common.brokers.kite import portfolio, translate
 from common.brokers.kite.errors import map_error
-from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
 from common.portfolio import ZERO, Funds, Holding, Margin, Position, Trade
 
@@ -39,10 +38,7 @@ class Adapter(RestAdapterBase):
     def place(self, order: Order, instrument: Instrument | None) -> str:
         form = translate.order_form(order, instrument, algo_id=algo_id_of(order.strategy))
         body = self._call("POST", f"/orders/{translate.VARIETY}", form, order=True)
-        order_id = translate.order_id_of(body)
-        if not order_id:
-            raise Ambiguous("Kite: success without an order_id")
-        return order_id
+        return placed(translate.order_id_of(body), "Kite")
 
     def modify(self, order: Order, broker_order_id: str, changes: dict[str, Any],
                instrument: Instrument | None) -> str:

@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from common.brokers.base import RestAdapterBase, json_or_none, send
+from common.brokers.base import RestAdapterBase, json_or_none, placed, send
 from common.brokers.shoonya import portfolio, translate
 from common.brokers.shoonya.errors import NO_DATA, emsg_kind, map_error
-from common.errors import Ambiguous
 from common.models import Instrument, Order, OrderUpdate
 from common.portfolio import Funds, Holding, Margin, Position, Trade
 
@@ -39,10 +38,7 @@ class Adapter(RestAdapterBase):
 
     def place(self, order: Order, instrument: Instrument | None) -> str:
         body = self._call("PlaceOrder", translate.order_values(order, instrument, self.account.user_id), order=True)
-        order_id = translate.order_id_of(body) if isinstance(body, dict) else ""
-        if not order_id:
-            raise Ambiguous("Shoonya: success without a norenordno")
-        return order_id
+        return placed(translate.order_id_of(body) if isinstance(body, dict) else "", "Shoonya")
 
     def modify(self, order: Order, broker_order_id: str, changes: dict[str, Any],
                instrument: Instrument | None) -> str:
