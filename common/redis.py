@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import replace
 
 import redis
 from redis.connection import SSLConnection
@@ -92,14 +91,9 @@ def connect(conf: RedisConf, *, decode: bool = True) -> redis.Redis:
     return redis.Redis.from_url(redisconf.data_url(conf), **redisconf.redis_kwargs(conf, decode))
 
 
-def get_redis(url: str | None = None, *, decode: bool = True) -> redis.Redis:
-    """The process's shared client (the settings' Redis; ``url``: that one server instead, with
-    the settings' TLS files and credentials)."""
+def get_redis(*, decode: bool = True) -> redis.Redis:
+    """The process's shared client (the settings' Redis)."""
     conf = redis_conf()
-    if url is not None and url != conf.url:
-        tls, host, port, db, _user, _password = redisconf.url_parts(url)
-        conf = replace(conf, url=url, tls=tls, host=host, port=port, db=db, sentinels=(), master="",
-                       credentials_from_env=False)  # fmt: skip
     key = (conf, decode)
     with _lock:
         client = _clients.get(key)
