@@ -25,7 +25,7 @@ def _pictures(records: list[Record]) -> None:
     """Pictures drawn from a suite's records (the orders suite draws its own while it runs):
     the feed's reconnect gaps, when its record carries them (``extra["gaps_ms"]``)."""
     for r in records:
-        gaps = r.extra.get("gaps_ms") if isinstance(r.extra, dict) else None
+        gaps = r.extra.get("gaps_ms")
         if r.name.startswith("reconnect") and gaps:
             try:
                 from bench.pictures import RESULTS_DIR, plot_reconnect_gaps

@@ -94,9 +94,9 @@ def _cancel_arrivals(s: Stack, user_id: str, since_ns: int) -> list[int]:
 def _one_halt(s: Stack, r: redis.Redis, user_id: str, resting: list[str], queued: list[str]) -> dict[str, Any]:
     """Halt the account now; wait until the resting orders are cancelled and every queued entry
     is settled; check the paper broker's book; resume. Times in ms from the call."""
-    from common import safety
+    from common import keys, safety
 
-    waiting = sum(r.llen(lst) for lst in _order_lists())
+    waiting = sum(r.llen(lst) for lst in keys.queue_lists(keys.orders_queue(ACCOUNT)))
     mono0, wall0 = time.monotonic_ns(), time.time_ns()
     report = safety.halt([ACCOUNT], "bench: halt -> last cancel", by="bench")
     returned_ms = (time.monotonic_ns() - mono0) / 1e6
@@ -137,12 +137,6 @@ def _one_halt(s: Stack, r: redis.Redis, user_id: str, resting: list[str], queued
                                                                            if v == "REJECTED"})}
     safety.resume([ACCOUNT], by="bench")
     return out
-
-
-def _order_lists() -> list[str]:
-    from common import keys
-
-    return keys.queue_lists(keys.orders_queue(ACCOUNT))
 
 
 def _minute_cap_said(acct: Any, peak: int) -> str:

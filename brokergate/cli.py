@@ -446,11 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         st = load_settings()
-    except ConfigError as e:
-        print(f"configuration error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    setup_logging("WARNING" if st.log_level == "INFO" else st.log_level, st.log_json or args.log_json)
-    try:
+        setup_logging("WARNING" if st.log_level == "INFO" else st.log_level, st.log_json or args.log_json)
         return int(args.func(args))
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)

@@ -275,8 +275,10 @@ class MetricsServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, r: Any = None,
                  accounts: Any = None) -> None:  # fmt: skip
+        from brokergate.cli import load_accounts_for_reading
+
         self._r = r
-        self._accounts = accounts  # a callable returning the accounts, or None for the accounts file
+        self._accounts = accounts or load_accounts_for_reading  # a callable returning the accounts
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -309,13 +311,7 @@ class MetricsServer:
     def metrics_text(self) -> str:
         from common.redis import get_redis
 
-        if self._accounts is not None:
-            accts = self._accounts()
-        else:
-            from brokergate.cli import load_accounts_for_reading
-
-            accts = load_accounts_for_reading()
-        return scrape(self._r if self._r is not None else get_redis(), accts)
+        return scrape(self._r if self._r is not None else get_redis(), self._accounts())
 
     def start(self) -> MetricsServer:
         """Serve on a background thread (tests, embedding)."""

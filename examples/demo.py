@@ -409,8 +409,10 @@ class Demo:
             self.say("           warning: appendonly is off; a Redis restart would lose queued orders and tokens")
 
     def launch(self, spec: ProcSpec, env: dict[str, str]) -> Running:
+        """Start ``spec`` and list it in ``processes.json`` (what the tests check was stopped)."""
         r = Running(spec, env, self.workdir, self.on_line)
         self.running.append(r)
+        self.write_process_list()
         return r
 
     def write_process_list(self) -> None:
@@ -486,7 +488,6 @@ class Demo:
         for s in specs:
             if s.name not in ("paper", "strategy", "beat"):
                 self.launch(s, env)
-        self.write_process_list()
         wait_until("postback receiver", lambda: http_ok(f"{postback_base}/healthz"), 30, self.stop)
         self.say(f"postback   {postback_base}/postback/<account> (OpenAPI: {postback_base}/openapi.json)")
         nodes = [s.node for s in specs if s.queues]
@@ -506,7 +507,6 @@ class Demo:
                    interval_s=0.1)  # fmt: skip
         self.check_alive()
         self.launch(by_name["beat"], env)
-        self.write_process_list()
         self.check_alive()
         wait_until("flower", lambda: http_answers(f"http://127.0.0.1:{flower_port}/healthcheck"), 30, self.stop)
         user, pw = secrets_env["BROKERGATE_FLOWER_USER"], secrets_env["BROKERGATE_FLOWER_PASSWORD"]
@@ -520,7 +520,6 @@ class Demo:
         # 4. the strategy
         if not a.no_strategy:
             self.launch(by_name["strategy"], env)
-            self.write_process_list()
         if not a.headless:
             self.say("Ctrl-C stops everything.")
         return self.wait_and_finish(redis_url, accounts_path)
