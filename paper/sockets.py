@@ -1,5 +1,5 @@
-"""What the paper broker's sockets share: handshake logging, refusal and the connection cap,
-socket faults, an abrupt (no close frame) disconnect, closing on the end of the user's session
+"""What the paper broker's sockets share: handshake logging, refusal and the connection cap
+(:class:`Handshake`), socket faults, an abrupt (no close frame) disconnect, closing on the end of the user's session
 (:class:`SessionBound`), the tick-clock sender loop (:class:`TickingSocket`), and the hook-up to
 the state's registries and listeners while a socket is served (:func:`serve_hooked`)."""
 
@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.responses import PlainTextResponse
@@ -23,48 +23,47 @@ from paper.users import User
 __all__ = [
     "CLOSE",
     "POLL_S",
+    "Handshake",
     "Hookup",
     "SessionBound",
     "SocketFaults",
     "TickingSocket",
     "abort",
-    "admit",
-    "deny",
-    "log_handshake",
     "refuse",
     "serve_hooked",
 ]
 
 
-def log_handshake(
-    state: PaperState, broker: str, user_id: str | None, path: str, status: int, arrival_ns: int
-) -> None:
-    """One request-log entry per handshake: 101 accepted, 4xx refused."""
-    state.log.record(broker, user_id, "ws", "GET", path, status, arrival_ns=arrival_ns)
+@dataclass
+class Handshake:
+    """A socket's handshake of ``broker`` at ``path``, logged once: 101 accepted, 4xx refused (by
+    the route, or when the message that authenticates a socket comes)."""
 
+    state: PaperState
+    websocket: WebSocket
+    broker: str
+    path: str
+    arrival_ns: int = field(default_factory=time.monotonic_ns)
 
-async def deny(
-    state: PaperState, websocket: WebSocket, broker: str, user_id: str | None, path: str, status: int,
-    arrival_ns: int,
-) -> None:
-    """Refuse a handshake (bad or missing credentials) with ``status``, and log it."""
-    log_handshake(state, broker, user_id, path, status, arrival_ns)
-    await refuse(websocket, status)
+    def log(self, user_id: str | None, status: int) -> None:
+        self.state.log.record(self.broker, user_id, "ws", "GET", self.path, status, arrival_ns=self.arrival_ns)
 
+    async def deny(self, user_id: str | None, status: int, body: str = "") -> None:
+        """Refuse the handshake with ``status`` (bad or missing credentials: 401, 403)."""
+        self.log(user_id, status)
+        await refuse(self.websocket, status, body)
 
-async def admit(
-    state: PaperState, websocket: WebSocket, broker: str, user_id: str, path: str, arrival_ns: int,
-    open_now: set[Any], limit: int, refusal: str,
-) -> bool:
-    """Accept an authenticated handshake unless ``open_now`` already holds ``limit`` sockets
-    (then 429 with ``refusal``, as the brokers cap connections); either way it is logged."""
-    if len(open_now) >= limit:
-        log_handshake(state, broker, user_id, path, 429, arrival_ns)
-        await refuse(websocket, 429, refusal)
-        return False
-    await websocket.accept()
-    log_handshake(state, broker, user_id, path, 101, arrival_ns)
-    return True
+    async def admit(
+        self, user_id: str, open_now: set[Any], limit: int, refusal: str = "Connection limit exceeded"
+    ) -> bool:
+        """Accept an authenticated handshake unless ``open_now`` already holds ``limit`` sockets
+        (then 429 with ``refusal``, as the brokers cap connections)."""
+        if len(open_now) >= limit:
+            await self.deny(user_id, 429, refusal)
+            return False
+        await self.websocket.accept()
+        self.log(user_id, 101)
+        return True
 
 
 async def refuse(websocket: WebSocket, status: int, body: str = "") -> None:

@@ -90,6 +90,11 @@ class PaperState:
         self.users[(user.broker, user.user_id)] = user
         return user
 
+    def open_sockets(self, kind: str, key: str) -> set[Any]:
+        """The open sockets of ``kind`` ("kite_sockets", ...) of a user (or API key): what a
+        connection cap counts."""
+        return self.sockets.setdefault(kind, {}).setdefault(key, set())
+
     def find_user(self, broker: str, user_id: str) -> User | None:
         return self.users.get((broker, user_id))
 

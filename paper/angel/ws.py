@@ -17,7 +17,6 @@ is answered by ``pong``.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,13 +26,7 @@ from starlette.websockets import WebSocket
 from paper.angel import encode
 from paper.angel.payloads import angel_order_payload, order_status_code
 from paper.orders import PaperOrder
-from paper.sockets import (
-    SessionBound,
-    TickingSocket,
-    admit,
-    deny,
-    serve_hooked,
-)
+from paper.sockets import Handshake, SessionBound, TickingSocket, serve_hooked
 from paper.state import PaperState
 from paper.tickrate import Batch
 from paper.universe import PaperInstrument
@@ -300,7 +293,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
     """``/smart-stream`` and ``/smart-order-update``."""
 
     async def smart_stream(websocket: WebSocket) -> None:
-        arrival_ns = time.monotonic_ns()
+        handshake = Handshake(state, websocket, "angel", ANGEL_STREAM_PATH)
         h = websocket.headers
         q = websocket.query_params
         jwt = bearer_token(h.get("authorization", ""))
@@ -314,30 +307,26 @@ def routes(state: PaperState) -> list[BaseRoute]:
         if user is not None and api_key and api_key != user.api_key:
             user = None
         if user is None:
-            await deny(state, websocket, "angel", client_code or None, ANGEL_STREAM_PATH, 403, arrival_ns)
+            await handshake.deny(client_code or None, 403)
             return
-        open_for_client = state.sockets.setdefault("angel_stream_sockets", {}).setdefault(user.user_id, set())
-        if not await admit(state, websocket, "angel", user.user_id, ANGEL_STREAM_PATH, arrival_ns,
-                           open_for_client, MAX_CONNECTIONS_PER_CLIENT, "Connection limit exceeded"):
+        open_for_client = state.open_sockets("angel_stream_sockets", user.user_id)
+        if not await handshake.admit(user.user_id, open_for_client, MAX_CONNECTIONS_PER_CLIENT):
             return
         sock = AngelStreamSocket(state, websocket, user, jwt or (user.jwt_token or ""), feed_token)
         sock.hook_up(open_for_client, ticks=True)
         await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_out()], sock.handle_text)
 
     async def smart_order_update(websocket: WebSocket) -> None:
-        arrival_ns = time.monotonic_ns()
-        auth = websocket.headers.get("authorization", "")
-        jwt = bearer_token(auth)
+        handshake = Handshake(state, websocket, "angel", ANGEL_ORDER_UPDATE_PATH)
+        jwt = bearer_token(websocket.headers.get("authorization", ""))
         user = state.user_for_angel_jwt(jwt) if jwt else None
         if user is None:
             # Angel: 401 for a missing/invalid token, 403 for an expired one; a forgotten
             # session cannot be told from an invalid one here, so a present token gets 403.
-            status = 403 if jwt else 401
-            await deny(state, websocket, "angel", None, ANGEL_ORDER_UPDATE_PATH, status, arrival_ns)
+            await handshake.deny(None, 403 if jwt else 401)
             return
-        open_for_client = state.sockets.setdefault("angel_order_sockets", {}).setdefault(user.user_id, set())
-        if not await admit(state, websocket, "angel", user.user_id, ANGEL_ORDER_UPDATE_PATH, arrival_ns,
-                           open_for_client, MAX_CONNECTIONS_PER_CLIENT, "Connection limit exceeded"):
+        open_for_client = state.open_sockets("angel_order_sockets", user.user_id)
+        if not await handshake.admit(user.user_id, open_for_client, MAX_CONNECTIONS_PER_CLIENT):
             return
         sock = AngelOrderSocket(state, websocket, user, jwt)
         sock.out.put_nowait(sock.message("AB00", None))

@@ -27,7 +27,6 @@ import contextlib
 import itertools
 import json
 import struct
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -38,16 +37,7 @@ from starlette.websockets import WebSocket
 from paper.fyers import encode as enc
 from paper.fyers.payloads import order_socket_message
 from paper.orders import PaperOrder
-from paper.sockets import (
-    SessionBound,
-    SocketFaults,
-    TickingSocket,
-    abort,
-    admit,
-    deny,
-    log_handshake,
-    serve_hooked,
-)
+from paper.sockets import Handshake, SessionBound, SocketFaults, TickingSocket, abort, serve_hooked
 from paper.state import PaperState
 from paper.tickrate import Batch
 from paper.universe import PaperInstrument
@@ -121,9 +111,9 @@ class FyersDataSocket(TickingSocket):
 
     broker = "fyers"
 
-    def __init__(self, state: PaperState, websocket: WebSocket, arrival_ns: int) -> None:
-        super().__init__(state, websocket)
-        self.arrival_ns = arrival_ns
+    def __init__(self, handshake: Handshake) -> None:
+        super().__init__(handshake.state, handshake.websocket)
+        self.handshake = handshake
         self.hsm_key = ""
         self.channel_modes: dict[int, int] = {}
         self.paused: set[int] = set()
@@ -201,10 +191,9 @@ class FyersDataSocket(TickingSocket):
 
     def _auth(self, hsm_key: str) -> None:
         user = self.state.user_for_fyers_hsm(hsm_key)
-        open_now = self.state.sockets.setdefault("fyers_data_sockets", {}).setdefault(user.user_id if user else "", set())
+        open_now = self.state.open_sockets("fyers_data_sockets", user.user_id if user else "")
         if user is None or (self.user is None and len(open_now) >= MAX_CONNECTIONS_PER_USER):
-            log_handshake(self.state, "fyers", user.user_id if user else None, DATA_PATH,
-                          403 if user is None else 429, self.arrival_ns)  # fmt: skip
+            self.handshake.log(user.user_id if user else None, 403 if user is None else 429)
             # The refusal leaves the socket open (the client sees it and goes), for a while.
             self.out.put_nowait(enc.auth_response(False))
             if self.user is None:
@@ -213,7 +202,7 @@ class FyersDataSocket(TickingSocket):
         first = self.user is None
         self.user, self.user_id, self.hsm_key = user, user.user_id, hsm_key
         if first:
-            log_handshake(self.state, "fyers", user.user_id, DATA_PATH, 101, self.arrival_ns)
+            self.handshake.log(user.user_id, 101)
             self.hook_up(open_now, ticks=True)
         self.faults = SocketFaults(self.state, "fyers", user.user_id)
         self.out.put_nowait(enc.auth_response(True, ACK_EVERY))
@@ -364,9 +353,9 @@ def routes(state: PaperState) -> list[BaseRoute]:
     """``/hsm/v1-5/prod`` and ``/trade/v3``."""
 
     async def data_socket(websocket: WebSocket) -> None:
-        arrival_ns = time.monotonic_ns()
+        handshake = Handshake(state, websocket, "fyers", DATA_PATH)
         await websocket.accept()
-        sock = FyersDataSocket(state, websocket, arrival_ns)
+        sock = FyersDataSocket(handshake)
         try:
             # The user comes with the auth request, which hooks the socket up (FyersDataSocket._auth).
             senders = [sock.send_ticks(), sock.send_out()]
@@ -377,16 +366,15 @@ def routes(state: PaperState) -> list[BaseRoute]:
                     await abort(websocket)
 
     async def order_socket(websocket: WebSocket) -> None:
-        arrival_ns = time.monotonic_ns()
+        handshake = Handshake(state, websocket, "fyers", ORDER_PATH)
         header = websocket.headers.get("authorization", "").strip()
         app_id, _, token = header.rpartition(":")
         user = state.user_for_fyers_token(token, app_id or None) if token else None
         if user is None:
-            await deny(state, websocket, "fyers", None, ORDER_PATH, 403 if token else 401, arrival_ns)
+            await handshake.deny(None, 403 if token else 401)
             return
-        open_now = state.sockets.setdefault("fyers_order_sockets", {}).setdefault(user.user_id, set())
-        if not await admit(state, websocket, "fyers", user.user_id, ORDER_PATH, arrival_ns,
-                           open_now, MAX_CONNECTIONS_PER_USER, "Connection limit exceeded"):  # fmt: skip
+        open_now = state.open_sockets("fyers_order_sockets", user.user_id)
+        if not await handshake.admit(user.user_id, open_now, MAX_CONNECTIONS_PER_USER):
             return
         sock = FyersOrderSocket(state, websocket, user, token)
         sock.hook_up(open_now, orders=True)

@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket
 from paper.kite import encode
 from paper.kite.payloads import kite_order_payload
 from paper.orders import PaperOrder
-from paper.sockets import TickingSocket, admit, deny, serve_hooked
+from paper.sockets import Handshake, TickingSocket, serve_hooked
 from paper.state import PaperState
 from paper.tickrate import Batch, control_routes
 from paper.universe import PaperInstrument
@@ -208,7 +208,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
     """The ticker route plus the tick control routes (``/_paper/ticks*``)."""
 
     async def kite_ticker(websocket: WebSocket) -> None:
-        arrival_ns = time.monotonic_ns()
+        handshake = Handshake(state, websocket, "kite", KITE_TICKER_PATH)
         api_key = websocket.query_params.get("api_key", "")
         access_token = websocket.query_params.get("access_token", "")
         user = state.user_for_kite_token(api_key, access_token) if api_key and access_token else None
@@ -216,11 +216,11 @@ def routes(state: PaperState) -> list[BaseRoute]:
             # Attribute the refusal to the api_key's owner when known, so a test (or the lead
             # reading the log) sees whose stale token was refused.
             owner = state.user_where("kite", lambda u: u.api_key == api_key)
-            await deny(state, websocket, "kite", owner.user_id if owner else None, KITE_TICKER_PATH, 403, arrival_ns)
+            await handshake.deny(owner.user_id if owner else None, 403)
             return
-        open_for_key = state.sockets.setdefault("kite_sockets", {}).setdefault(api_key, set())
-        if not await admit(state, websocket, "kite", user.user_id, KITE_TICKER_PATH, arrival_ns,
-                           open_for_key, MAX_CONNECTIONS_PER_API_KEY, "Too many connections for this api_key"):
+        open_for_key = state.open_sockets("kite_sockets", api_key)
+        refusal = "Too many connections for this api_key"
+        if not await handshake.admit(user.user_id, open_for_key, MAX_CONNECTIONS_PER_API_KEY, refusal):
             return
         sock = KiteSocket(state, websocket, user, access_token)
         sock.hook_up(open_for_key, ticks=True, orders=True)

@@ -35,9 +35,9 @@ from paper.shoonya.master import trading_symbol
 from paper.shoonya.payloads import report_type, rupees_text, shoonya_order_payload
 from paper.sockets import (
     CLOSE,
+    Handshake,
     SocketFaults,
     TickingSocket,
-    log_handshake,
     serve_hooked,
     transport_of,
 )
@@ -93,9 +93,9 @@ class ShoonyaSocket(TickingSocket):
 
     broker = "shoonya"
 
-    def __init__(self, state: PaperState, websocket: WebSocket, arrival_ns: int) -> None:
-        super().__init__(state, websocket)
-        self.arrival_ns = arrival_ns
+    def __init__(self, handshake: Handshake) -> None:
+        super().__init__(handshake.state, handshake.websocket)
+        self.handshake = handshake
         self.susertoken = ""
         self.subs: dict[str, set[str]] = {}  # "NSE|3045" -> streams ("t", "d")
         self.instruments: dict[str, PaperInstrument] = {}
@@ -158,15 +158,15 @@ class ShoonyaSocket(TickingSocket):
         if user is not None and uid and uid != user.user_id:
             user = None
         if user is None:
-            log_handshake(state, "shoonya", uid or None, SHOONYA_WS_PATH, 403, self.arrival_ns)
+            self.handshake.log(uid or None, 403)
             self._refuse("Session Expired : Invalid Session Key")
             return
-        open_now = state.sockets.setdefault("shoonya_sockets", {}).setdefault(user.user_id, set())
+        open_now = state.open_sockets("shoonya_sockets", user.user_id)
         if len(open_now) >= MAX_CONNECTIONS_PER_USER:
-            log_handshake(state, "shoonya", user.user_id, SHOONYA_WS_PATH, 429, self.arrival_ns)
+            self.handshake.log(user.user_id, 429)
             self._refuse("Connection limit exceeded")
             return
-        log_handshake(state, "shoonya", user.user_id, SHOONYA_WS_PATH, 101, self.arrival_ns)
+        self.handshake.log(user.user_id, 101)
         self.user, self.user_id, self.susertoken = user, user.user_id, token
         self.faults = SocketFaults(state, "shoonya", user.user_id)
         self.hook_up(open_now, ticks=True, orders=True)
@@ -271,9 +271,9 @@ def routes(state: PaperState) -> list[BaseRoute]:
     """``/NorenWSTP/`` (and without the trailing slash)."""
 
     async def noren_ws(websocket: WebSocket) -> None:
-        arrival_ns = time.monotonic_ns()
+        handshake = Handshake(state, websocket, "shoonya", SHOONYA_WS_PATH)
         await websocket.accept()
-        sock = ShoonyaSocket(state, websocket, arrival_ns)
+        sock = ShoonyaSocket(handshake)
         try:
             # The user comes with the connect message, which hooks the socket up (ShoonyaSocket._connect).
             await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_out()], sock.handle_text)
