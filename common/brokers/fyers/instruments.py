@@ -36,6 +36,7 @@ import io
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -70,53 +71,36 @@ def trading_date() -> date:
     return datetime.now(IST).date()
 
 
-class _Seen:
-    """Column values already converted: a master's 100k rows repeat a few dozen expiries and tick
-    sizes and a few thousand strikes, so each distinct text is converted once."""
-
-    def __init__(self) -> None:
-        self.expiries: dict[str, date | None] = {}
-        self.strikes: dict[str, Decimal | None] = {}
-        self.ticks: dict[str, Decimal] = {}
-        self.lots: dict[str, int] = {}
-
-    def expiry(self, raw: str) -> date | None:
-        """Column 8 (epoch seconds of the contract's last trading moment) as an IST date."""
-        if raw not in self.expiries:
-            try:
-                self.expiries[raw] = datetime.fromtimestamp(int(raw), IST).date() if raw else None
-            except (ValueError, OverflowError, OSError):
-                self.expiries[raw] = None
-        return self.expiries[raw]
-
-    def strike(self, raw: str) -> Decimal | None:
-        if raw not in self.strikes:
-            self.strikes[raw] = strike_of(raw)
-        return self.strikes[raw]
-
-    def tick(self, raw: str) -> Decimal:
-        if raw not in self.ticks:
-            self.ticks[raw] = tick_size(raw)
-        return self.ticks[raw]
-
-    def lot(self, raw: str) -> int:
-        if raw not in self.lots:
-            self.lots[raw] = lot_size(raw)
-        return self.lots[raw]
+# A master's 100k rows repeat a few dozen expiries and tick sizes and a few thousand strikes, so
+# each distinct text is converted once (bounded caches, kept from one parse to the next).
+_CACHED = 16_384
 
 
-def contract(row: list[str], exchange: str, today: date | None, seen: _Seen | None = None) -> Instrument | None:
+@lru_cache(maxsize=_CACHED)
+def _expiry(raw: str) -> date | None:
+    """Column 8 (epoch seconds of the contract's last trading moment) as an IST date."""
+    try:
+        return datetime.fromtimestamp(int(raw), IST).date() if raw else None
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+_strike = lru_cache(maxsize=_CACHED)(strike_of)
+_tick = lru_cache(maxsize=_CACHED)(tick_size)
+_lot = lru_cache(maxsize=_CACHED)(lot_size)
+
+
+def contract(row: list[str], exchange: str, today: date | None) -> Instrument | None:
     """A futures or options row (NFO, BFO, ...) as a generic Instrument; None when the row is
     not a usable contract (no underlying, expiry or strike) or expired before ``today``."""
-    seen = seen or _Seen()
     underlying = row[13].strip().upper()
-    expiry = seen.expiry(row[8].strip())
+    expiry = _expiry(row[8].strip())
     if expiry is None or not underlying or ":" in underlying or (today is not None and expiry < today):
         return None
     right = row[16].strip().upper()
     strike: Decimal | None = None
     if right in _RIGHTS:
-        strike = seen.strike(row[15].strip())
+        strike = _strike(row[15].strip())
         if strike is None:
             return None
         symbol, kind, instrument_type = option_symbol(underlying, expiry, strike, right), "option", right
@@ -127,8 +111,8 @@ def contract(row: list[str], exchange: str, today: date | None, seen: _Seen | No
         exchange=exchange,
         symbol=symbol,
         token=row[0].strip(),
-        lot_size=seen.lot(row[3]),
-        tick_size=seen.tick(row[4]),
+        lot_size=_lot(row[3]),
+        tick_size=_tick(row[4]),
         name=row[1].strip(),
         instrument_type=instrument_type,
         broker_symbol=row[9].strip(),
@@ -161,7 +145,6 @@ def parse_rows(rows: Iterable[list[str]], today: date | None = None) -> Iterator
     """Instruments of every file's rows; derivatives that expired before ``today`` (default: the
     trading date in India) are left out."""
     today = today or trading_date()
-    seen = _Seen()
     for row in rows:
         if len(row) < _COLUMNS:
             continue
@@ -169,7 +152,7 @@ def parse_rows(rows: Iterable[list[str]], today: date | None = None) -> Iterator
         if exchange is None or not row[0].strip() or ":" not in row[9]:
             continue
         if exchange in DERIVATIVE_EXCHANGES:
-            inst = contract(row, exchange, today, seen)
+            inst = contract(row, exchange, today)
             if inst is not None:
                 yield inst
         else:
