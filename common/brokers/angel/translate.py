@@ -24,6 +24,7 @@ __all__ = ["ORDERTYPE", "PRODUCT", "book_to_updates", "cancel_body", "modify_bod
 ORDERTYPE = {OrderType.MARKET: "MARKET", OrderType.LIMIT: "LIMIT", OrderType.SL: "STOPLOSS_LIMIT",
              OrderType.SL_M: "STOPLOSS_MARKET"}
 PRODUCT = {Product.DELIVERY: "DELIVERY", Product.INTRADAY: "INTRADAY", Product.NORMAL: "CARRYFORWARD"}
+_NOT_MODIFIED = ("ordertag", "squareoff", "stoploss")  # placeOrder fields that modifyOrder does not take
 
 
 def variety(order: Order) -> str:
@@ -75,12 +76,8 @@ def order_body(order: Order, instrument: Instrument | None) -> dict[str, str]:
 
 def modify_body(order: Order, broker_order_id: str, instrument: Instrument | None) -> dict[str, str]:
     """``modifyOrder`` wants the whole order as it should now be, plus its id."""
-    body = order_body(order, instrument)
-    body.pop("ordertag")
-    body.pop("squareoff")
-    body.pop("stoploss")
-    body["orderid"] = broker_order_id
-    return body
+    body = {k: v for k, v in order_body(order, instrument).items() if k not in _NOT_MODIFIED}
+    return body | {"orderid": broker_order_id}
 
 
 def cancel_body(order: Order, broker_order_id: str) -> dict[str, str]:

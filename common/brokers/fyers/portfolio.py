@@ -199,11 +199,8 @@ def trades(body: dict[str, Any]) -> list[Trade]:
 
 def margin_request(orders: Sequence[tuple[Order, Instrument | None]]) -> dict[str, Any]:
     """The body of ``POST /api/v3/multiorder/margin``: each order as it would be placed."""
-    legs = []
-    for order, instrument in orders:
-        body = order_body(order, instrument)
-        legs.append({k: body[k] for k in MARGIN_LEG_FIELDS})
-    return {"data": legs}
+    bodies = (order_body(order, instrument) for order, instrument in orders)
+    return {"data": [{k: body[k] for k in MARGIN_LEG_FIELDS} for body in bodies]}
 
 
 def margin(body: dict[str, Any], asked: int = 0) -> Margin:
