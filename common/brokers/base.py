@@ -53,7 +53,6 @@ __all__ = [
     "CONNECT_TIMEOUT_S",
     "NOT_FORWARDED",
     "PORTFOLIO",
-    "READ_TIMEOUT_S",
     "BrokerAdapter",
     "RestAdapterBase",
     "TokenGetter",

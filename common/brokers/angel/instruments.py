@@ -43,7 +43,7 @@ _INDEX_TYPES = frozenset({"AMXIDX", "INDEX"})
 def generic_symbol(symbol: str, instrument_type: str) -> str:
     if instrument_type in _INDEX_TYPES:
         return symbol.upper()
-    return symbol[:-3] if symbol.endswith("-EQ") else symbol
+    return symbol.removesuffix("-EQ")
 
 
 def parse_rows(rows: Iterable[dict[str, Any]], today: date | None = None) -> Iterator[Instrument]:

@@ -50,7 +50,7 @@ def generic_symbol(trading_symbol: str, instrument_type: str, name: str = "") ->
     if instrument_type in _INDEX_TYPES:
         upper = trading_symbol.upper()
         return name.upper() if upper.endswith(" INDEX") and name else upper
-    return trading_symbol[:-3] if trading_symbol.endswith("-EQ") else trading_symbol
+    return trading_symbol.removesuffix("-EQ")
 
 
 def parse_text(text: str, today: date | None = None) -> Iterator[Instrument]:
