@@ -28,7 +28,6 @@ __all__ = [
     "OrderState",
     "can_move",
     "check_move",
-    "is_terminal",
 ]
 
 
@@ -93,7 +92,3 @@ def check_move(current: OrderState, to: OrderState) -> None:
     allowed: it only writes fields)."""
     if to != current and not can_move(current, to):
         raise IllegalTransition(current.value, to.value)
-
-
-def is_terminal(state: OrderState) -> bool:
-    return state in TERMINAL_STATES
