@@ -67,30 +67,28 @@ REFRESH_AFTER_MIN = 2
 REFRESH_SKIP_IF_YOUNGER_S = 3600.0
 
 
-def _in_app_tz(acct: Account, minutes_after: int = 0) -> tuple[int, int]:
-    """The account's login time (+ minutes) as (hour, minute) in the app's time zone."""
+def _daily(acct: Account, minutes_after: int = 0) -> crontab:
+    """Every day at the account's login time (+ minutes), in the app's time zone."""
     tz = ZoneInfo(acct.timezone)
     today = datetime.now(tz).date()
     local = datetime.combine(today, acct.login_time, tz) + timedelta(minutes=minutes_after)
     t = local.astimezone(ZoneInfo(APP_TIMEZONE))
-    return t.hour, t.minute
+    return crontab(minute=t.minute, hour=t.hour)
 
 
 def build_schedule(accts: dict[str, Account]) -> dict[str, dict[str, Any]]:
     """The beat_schedule for these accounts (pure: no Redis, no app)."""
     sched: dict[str, dict[str, Any]] = {}
     for name, acct in accts.items():
-        h, m = _in_app_tz(acct)
         sched[f"login:{name}"] = {
             "task": keys.LOGIN_TASK,
-            "schedule": crontab(minute=m, hour=h),
+            "schedule": _daily(acct),
             "args": [name],
             "options": {"queue": keys.AUTH_QUEUE},
         }
-        h, m = _in_app_tz(acct, REFRESH_AFTER_MIN)
         sched[f"instruments:{name}"] = {
             "task": keys.REFRESH_INSTRUMENTS_TASK,
-            "schedule": crontab(minute=m, hour=h),
+            "schedule": _daily(acct, REFRESH_AFTER_MIN),
             "args": [name],
             # Skipped when the refresh chained after the login already ran.
             "kwargs": {"max_age_s": REFRESH_SKIP_IF_YOUNGER_S},
@@ -199,7 +197,7 @@ def _on_beat_init(sender: Any = None, **_: Any) -> None:
     scheduler = getattr(sender, "scheduler", None)
     if scheduler is None:
         return
-    app = sender.app if sender is not None else scheduler.app
+    app = sender.app
     if not getattr(scheduler, "lock_key", None):
         _beat_catch_up(app)
         return
