@@ -89,10 +89,10 @@ def order_id_of(body: dict[str, Any]) -> str:
     return str(data.get("orderid") or "") if isinstance(data, dict) else ""
 
 
-def book_to_updates(account: str, body: dict[str, Any], source: str = "reconcile") -> list[OrderUpdate]:
+def book_to_updates(account: str, body: dict[str, Any]) -> list[OrderUpdate]:
     """``getOrderBook`` (``data``, null for an empty book) -> OrderUpdates, as
     :func:`common.brokers.orderbook.book_to_updates` reads every book (a tagged row of unknown
     status is an UNKNOWN update)."""
-    return orderbook.book_to_updates(account, body.get("data"), source, to_update=order_to_update,
+    return orderbook.book_to_updates(account, body.get("data"), "reconcile", to_update=order_to_update,
                                      tag_of=lambda row: str(row.get("ordertag") or ""), order_id_key="orderid",
                                      status_keys=("orderstatus", "status"))  # fmt: skip

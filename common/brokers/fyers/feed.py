@@ -91,8 +91,8 @@ def _message(req_type: int, fields: list[tuple[int, bytes]]) -> bytes:
     return struct.pack(">HBB", 2 + len(body), req_type, len(fields)) + body
 
 
-def auth_message(access_token: str, source: str = SOURCE) -> bytes:
-    return _message(AUTH, [(1, hsm_key(access_token).encode()), (2, b"P"), (3, b"\x01"), (4, source.encode())])
+def auth_message(access_token: str) -> bytes:
+    return _message(AUTH, [(1, hsm_key(access_token).encode()), (2, b"P"), (3, b"\x01"), (4, SOURCE.encode())])
 
 
 def mode_message(channel: int, mode: int) -> bytes:

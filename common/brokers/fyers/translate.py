@@ -96,9 +96,9 @@ def order_id_of(body: dict[str, Any]) -> str:
     return str(body.get("id") or "")
 
 
-def book_to_updates(account: str, body: dict[str, Any], source: str = "reconcile") -> list[OrderUpdate]:
+def book_to_updates(account: str, body: dict[str, Any]) -> list[OrderUpdate]:
     """``GET /api/v3/orders`` (``orderBook``) -> OrderUpdates, as
     :func:`common.brokers.orderbook.book_to_updates` reads every book (a tagged row of unknown
     status is an UNKNOWN update; the tag without its source prefix)."""
-    return orderbook.book_to_updates(account, body.get("orderBook"), source, to_update=order_to_update,
+    return orderbook.book_to_updates(account, body.get("orderBook"), "reconcile", to_update=order_to_update,
                                      tag_of=lambda row: order_tag(row.get("orderTag")), order_id_key="id")  # fmt: skip

@@ -84,8 +84,8 @@ def order_id_of(body: dict[str, Any]) -> str:
     return str(data.get("order_id") or "") if isinstance(data, dict) else ""
 
 
-def book_to_updates(account: str, body: dict[str, Any], source: str = "reconcile") -> list[OrderUpdate]:
+def book_to_updates(account: str, body: dict[str, Any]) -> list[OrderUpdate]:
     """``GET /orders`` (``data``) -> OrderUpdates, as :func:`common.brokers.orderbook.book_to_updates`
     reads every book (a tagged row of unknown status is an UNKNOWN update)."""
-    return orderbook.book_to_updates(account, body.get("data"), source, to_update=order_to_update, tag_of=tag_of,
+    return orderbook.book_to_updates(account, body.get("data"), "reconcile", to_update=order_to_update, tag_of=tag_of,
                                      order_id_key="order_id")  # fmt: skip

@@ -105,8 +105,8 @@ def order_id_of(body: dict[str, Any]) -> str:
     return str(body.get("norenordno") or body.get("result") or "")
 
 
-def book_to_updates(account: str, rows: Any, source: str = "reconcile") -> list[OrderUpdate]:
+def book_to_updates(account: str, rows: Any) -> list[OrderUpdate]:
     """``OrderBook`` rows -> OrderUpdates, as :func:`common.brokers.orderbook.book_to_updates`
     reads every book (a tagged row of unknown status is an UNKNOWN update; the tag is ``remarks``)."""
-    return orderbook.book_to_updates(account, rows, source, to_update=order_to_update,
+    return orderbook.book_to_updates(account, rows, "reconcile", to_update=order_to_update,
                                      tag_of=lambda row: str(row.get("remarks") or ""), order_id_key="norenordno")  # fmt: skip
