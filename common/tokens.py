@@ -235,12 +235,14 @@ def last_login_error(account_name: str, r: redis.Redis | None = None) -> dict[st
     return text_hash((r or get_redis()).hgetall(keys.login_error(account_name)))
 
 
-def _record_error(r: redis.Redis, acct: Account, exc: BaseException) -> None:
+def _failed(r: redis.Redis, acct: Account, exc: BaseException, why: str) -> None:
+    """A login given up: logged, and remembered for the waiters and ``brokergate status``."""
     with contextlib.suppress(redis.RedisError):
         r.hset(keys.login_error(acct.name), mapping={
             "at_ms": str(server_time_ms(r)), "type": type(exc).__name__,
             "message": redact(str(exc)), "broker": acct.broker,
         })  # fmt: skip
+    log.error("login failed: account=%s broker=%s: %s (%s)", acct.name, acct.broker, exc, why)
 
 
 def _login_slot(r: redis.Redis, acct: Account, deadline: float) -> int:
@@ -291,13 +293,7 @@ def login_and_store(
                 fields = flow.login(acct)
             break
         except LoginFailed as e:
-            _record_error(r, acct, e)
-            log.error(
-                "login failed: account=%s broker=%s: %s (not retried: fix the credentials)",
-                acct.name,
-                acct.broker,
-                e,
-            )
+            _failed(r, acct, e, "not retried: fix the credentials")
             raise
         except (BrokerUnavailable, RateLimited) as e:
             delay_s = min(2.0, 0.2 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
@@ -305,22 +301,12 @@ def login_and_store(
                 delay_s = max(delay_s, e.retry_after_s)
                 _note_rate_limited(r, acct, e.retry_after_s)
             if time.monotonic() + delay_s > deadline:
-                _record_error(r, acct, e)
-                log.error(
-                    "login failed: account=%s broker=%s: %s (gave up after %d attempts)",
-                    acct.name,
-                    acct.broker,
-                    e,
-                    attempt,
-                )
+                _failed(r, acct, e, f"gave up after {attempt} attempts")
                 raise
             log.warning("login attempt %d: account=%s: %s; retrying in %.2fs", attempt, acct.name, e, delay_s)
             time.sleep(delay_s)
         except Exception as e:
-            _record_error(r, acct, e)
-            log.error(
-                "login failed: account=%s broker=%s: %s: %s", acct.name, acct.broker, type(e).__name__, e
-            )
+            _failed(r, acct, e, type(e).__name__)
             raise
     access = str(fields.pop("access_token"))
     feed = str(fields.pop("feed_token", "") or "")
