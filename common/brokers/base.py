@@ -358,8 +358,7 @@ class _DeadlineAdapter(HTTPAdapter):
         return manager
 
 
-def new_session(pool_size: int = 4, base_url: str | None = None, *, source_address: str = "",
-                proxy: str = "") -> requests.Session:
+def new_session(base_url: str | None = None, *, source_address: str = "", proxy: str = "") -> requests.Session:
     """A keep-alive session. urllib3 must never retry on its own: a silent resend of an order
     POST is exactly the duplicate this project exists to prevent.
 
@@ -382,7 +381,7 @@ def new_session(pool_size: int = 4, base_url: str | None = None, *, source_addre
         if bundle:
             s.verify = bundle
         s.trust_env = False
-    adapter = _DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size, source_address=source_address,
+    adapter = _DeadlineAdapter(pool_connections=1, pool_maxsize=4, source_address=source_address,
                                max_retries=Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0,
                                                  raise_on_redirect=False, raise_on_status=False))
     s.mount("http://", adapter)

@@ -92,7 +92,7 @@ def parse_zip(data: bytes, today: date | None = None) -> Iterator[Instrument]:
                 yield from parse_text(z.read(name).decode("utf-8", "replace"), today)
 
 
-def url(account: Account, exchange: str = "NSE") -> str:
+def url(account: Account, exchange: str) -> str:
     """``<root>/<EXCHANGE>_symbols.txt.zip``; the real root is the API host."""
     base = account.rest_url.rstrip("/")
     if base == SPEC.rest_url.rstrip("/"):
@@ -100,7 +100,7 @@ def url(account: Account, exchange: str = "NSE") -> str:
     return f"{base}/{exchange}_symbols.txt.zip"
 
 
-def download(account: Account, exchange: str = "NSE", session: requests.Session | None = None) -> bytes:
+def download(account: Account, exchange: str, session: requests.Session | None = None) -> bytes:
     with session_or_new(session) as s:
         return get_file(s, url(account, exchange), f"shoonya symbols {exchange}", timeout=TIMEOUT_S).content
 
