@@ -118,10 +118,6 @@ class Stack:
         self._saved_env.setdefault(name, os.environ.get(name))
         os.environ[name] = value
 
-    def _restore_env(self) -> None:
-        restore(self._saved_env)
-        self._saved_env.clear()
-
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def __enter__(self) -> Stack:
@@ -129,7 +125,7 @@ class Stack:
         try:
             undo.callback(shutil.rmtree, self.workdir, ignore_errors=True)
             undo.callback(reset_process_caches)
-            undo.callback(self._restore_env)
+            undo.callback(restore, self._saved_env)
             undo.callback(self.redis.stop)
             self.redis.start()
             self.setenv("BROKERGATE_REDIS_URL", self.redis.url)

@@ -72,8 +72,6 @@ PY = sys.executable
 
 @dataclass
 class ProcSpec:
-    """One process of the demo."""
-
     name: str
     argv: list[str]
     queues: list[str] = field(default_factory=list)  # the Celery queues it consumes, if a worker
@@ -83,12 +81,8 @@ class ProcSpec:
 
 def worker_layouts(accounts: dict[str, Any], app: Any = None) -> list[WorkerLayout]:
     """The ``brokergate worker`` processes (``WorkerLayout.args`` run each) and what each consumes:
-    the default plan (``brokergate.launch.worker_plan``): for a handful of accounts, per account
-    one worker on ``orders.<a>.urgent,orders.<a>`` (urgent first: the transport reads queues in
-    -Q order) with the account's concurrency and one small worker on the urgent lane alone, so
-    an exit never waits behind a busy worker; for more, pooled workers (``--pooled --shard
-    I/N``, each account on lanes of its own); then one on ``auth`` and ``default``, and one more
-    for any other queue the app declares."""
+    the default plan (``brokergate.launch.worker_plan``), and one more for any other queue the app
+    declares."""
     from common.health import expected_queues
 
     layouts = worker_plan(accounts)
