@@ -47,7 +47,6 @@ import contextlib
 import re
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from common import keys
@@ -62,21 +61,11 @@ _FEED_HB_PREFIX = f"{keys.PREFIX}hb:feed:"
 
 
 def _to_ms(value: Any) -> int | None:
-    """A time as ms since the epoch from seconds, ms, or an ISO-8601 string."""
-    if value is None or value == "":
-        return None
+    """A stored time (epoch ms, as every writer stores it); None when absent or not a number."""
     try:
-        x = float(value)
+        return int(float(value))
     except (TypeError, ValueError):
-        try:
-            return int(datetime.fromisoformat(str(value)).timestamp() * 1000)
-        except ValueError:
-            return None
-    if x > 1e14:  # microseconds
-        return int(x / 1000)
-    if x > 1e11:  # milliseconds
-        return int(x)
-    return int(x * 1000)
+        return None
 
 
 def _age_s(now_ms: int, at_ms: int | None) -> float | None:
