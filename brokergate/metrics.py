@@ -75,8 +75,7 @@ class Family:
     samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
 
     def add(self, value: Any, **labels: Any) -> None:
-        if value is None or value == "":
-            return
+        """One sample; a value that is no number (None, "": not reported) is left out."""
         try:
             v = float(value)
         except (TypeError, ValueError):
