@@ -105,7 +105,7 @@ def run(progress: Progress = noop) -> Iterator[Record]:
         notes=(f"{KITE} Kite + {ANGEL} Angel on the paper broker; enqueue all at once to queue auth, one worker "
                f"x{len(names)} threads; time to the last new token version (pass: every repeat <= {TARGET_S:g} s); "
                f"the instrument refreshes the logins enqueue were all done after "
-               f"{statistics.median(drains) if drains else float('nan'):.1f} s (median)"),
+               f"{statistics.median(drains):.1f} s (median)"),
         extra={"last_s": [round(x, 3) for x in lasts],
                "instrument_refreshes_done_s": [round(x, 3) for x in drains], "sequential_s": [round(x, 3) for x in seq],
                "per_account_s": per_account},

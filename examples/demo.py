@@ -222,7 +222,7 @@ def port_or_free(preferred: int) -> int:
 class Running:
     """A started process in its own process group, its output going to a log file."""
 
-    def __init__(self, spec: ProcSpec, env: dict[str, str], workdir: Path, on_line: Callable[[str, str], None]) -> None:
+    def __init__(self, spec: ProcSpec, env: dict[str, str], workdir: Path, say: Callable[[str], None]) -> None:
         self.spec = spec
         self.log_path = workdir / "logs" / f"{spec.name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,7 +234,7 @@ class Running:
         )  # fmt: skip
         self.pgid = self.proc.pid  # start_new_session: the child leads its own group
         self.lines: list[str] = []
-        self._on_line = on_line
+        self._say = say
         self._pump = threading.Thread(target=self._read, name=f"pump-{spec.name}", daemon=True)
         self._pump.start()
 
@@ -244,7 +244,8 @@ class Running:
             self._log.write(line)
             if len(self.lines) < 5000:
                 self.lines.append(line)
-            self._on_line(self.spec.name, line.rstrip("\n"))
+            if self.spec.echo:
+                self._say(f"[{self.spec.name}] " + line.rstrip("\n"))
         self._log.close()
 
     def alive(self) -> bool:
@@ -374,11 +375,6 @@ class Demo:
         with self.echo_lock:
             print(text, flush=True)
 
-    def on_line(self, name: str, line: str) -> None:
-        spec = next((p.spec for p in self.running if p.spec.name == name), None)
-        if spec is not None and spec.echo:
-            self.say(f"[{name}] {line}")
-
     # --- steps
     def start_redis(self, url: str) -> str:
         if not self.args.private_redis and reachable(url):
@@ -404,7 +400,7 @@ class Demo:
 
     def launch(self, spec: ProcSpec, env: dict[str, str]) -> Running:
         """Start ``spec`` and list it in ``processes.json`` (what the tests check was stopped)."""
-        r = Running(spec, env, self.workdir, self.on_line)
+        r = Running(spec, env, self.workdir, self.say)
         self.running.append(r)
         self.write_process_list()
         return r
@@ -537,10 +533,7 @@ class Demo:
                 app.send_task(keys.LOGIN_TASK, args=[n], kwargs={"force": True}, queue=keys.AUTH_QUEUE)
             deadline = time.monotonic() + 45
             pending = set(names)
-            while pending:
-                pending = {n for n in pending if not r.exists(keys.token(n))}
-                if not pending:
-                    break
+            while pending := {n for n in pending if not r.exists(keys.token(n))}:
                 if self.stop.is_set():
                     raise Stopped("logins")
                 if time.monotonic() > deadline:
