@@ -98,10 +98,10 @@ def _num(v: Any) -> Any:
     return int(f) if f.is_integer() else f
 
 
-def queue_depth(r: Any, queue: str, keyprefix: str = "") -> int:
+def queue_depth(r: Any, queue: str) -> int:
     """Messages waiting in a Celery queue on the Redis transport, every priority list summed."""
     pipe = r.pipeline(transaction=False)
-    for n in keys.queue_lists(f"{keyprefix}{queue}"):
+    for n in keys.queue_lists(queue):
         pipe.llen(n)
     return sum(int(x or 0) for x in pipe.execute())
 
@@ -155,13 +155,6 @@ def _read_workers(app: Any, ask_workers: bool, timeout_s: float, errors: list[st
         errors.append(f"workers: inspect failed: {type(e).__name__}: {e}")
         return None
     return {host: {"queues": sorted(q.get("name") for q in qs or [])} for host, qs in (replies or {}).items()}
-
-
-def _keyprefix(app: Any) -> str:
-    """The Celery transport's ``global_keyprefix`` on every queue list, "" without one."""
-    with contextlib.suppress(Exception):
-        return (app.conf.broker_transport_options or {}).get("global_keyprefix", "") if app is not None else ""
-    return ""
 
 
 def _read_token(r: Any, name: str, now_ms: int) -> dict[str, Any]:
@@ -257,12 +250,12 @@ def _read_accounts(r: Any, accounts: Mapping[str, Account], now_ms: int, errors:
     return {name: _read_account(r, name, acct, scopes, now_ms, errors) for name, acct in sorted(accounts.items())}
 
 
-def _read_queues(r: Any, accounts: Mapping[str, Any], app: Any, keyprefix: str) -> tuple[dict[str, Any], int]:
+def _read_queues(r: Any, accounts: Mapping[str, Any], app: Any) -> tuple[dict[str, Any], int]:
     """Each expected queue's depth, and the messages delivered and not yet acknowledged."""
-    queues = {q: {"depth": queue_depth(r, q, keyprefix)} for q in expected_queues(accounts, app)}
+    queues = {q: {"depth": queue_depth(r, q)} for q in expected_queues(accounts, app)}
     unacked = 0
     with contextlib.suppress(Exception):
-        unacked = int(r.hlen(f"{keyprefix}{keys.KOMBU_UNACKED}"))
+        unacked = int(r.hlen(keys.KOMBU_UNACKED))
     return queues, unacked
 
 
@@ -313,16 +306,9 @@ def _read_receiver(r: Any, now_ms: int) -> dict[str, Any]:
     return {"present": bool(rc), **(_heartbeat(rc, "last_postback_ms", now_ms) if rc else {})}
 
 
-def _beat_lock_key(app: Any) -> str:
-    lock_key = keys.REDBEAT_PREFIX + ":lock"
-    with contextlib.suppress(Exception):
-        lock_key = app.conf.get("redbeat_lock_key") or (app.conf.get("redbeat_key_prefix") or keys.REDBEAT_PREFIX) + ":lock"
-    return lock_key
-
-
-def _read_beat(r: Any, app: Any, now_ms: int) -> dict[str, Any]:
+def _read_beat(r: Any, now_ms: int) -> dict[str, Any]:
     """Beat's heartbeat (a hash or a plain time) and the RedBeat lock."""
-    beat: dict[str, Any] = {"heartbeat_ms": None, "heartbeat_age_s": None}
+    beat: dict[str, Any] = {"heartbeat_ms": None}
     kind = r.type(keys.BEAT_HEARTBEAT)
     if kind == "hash":
         hb = r.hgetall(keys.BEAT_HEARTBEAT)
@@ -330,11 +316,8 @@ def _read_beat(r: Any, app: Any, now_ms: int) -> dict[str, Any]:
         beat["heartbeat_ms"] = _to_ms(hb.get("last_tick_ms"))
     elif kind == "string":
         beat["heartbeat_ms"] = _to_ms(r.get(keys.BEAT_HEARTBEAT))
-    if beat["heartbeat_ms"] is None and kind in ("hash", "string"):
-        ttl = r.pttl(keys.BEAT_HEARTBEAT)
-        beat["heartbeat_ms"] = now_ms if ttl and ttl > 0 else None  # present and alive: count as fresh
     beat["heartbeat_age_s"] = _age_s(now_ms, beat["heartbeat_ms"])
-    lock_key = _beat_lock_key(app)
+    lock_key = keys.REDBEAT_PREFIX + ":lock"  # RedBeat's, under the prefix beat/schedule.py gives it
     lock_ttl = r.pttl(lock_key)
     beat["lock_key"] = lock_key
     beat["lock_held"] = bool(r.exists(lock_key))
@@ -376,7 +359,7 @@ def gather(
     now_ms = server_time_ms(r)
     feed_after = _feed_sample(r)
     acct_out = _read_accounts(r, accounts, now_ms, errors)
-    queues, unacked = _read_queues(r, accounts, app, _keyprefix(app))
+    queues, unacked = _read_queues(r, accounts, app)
     return {
         "now_ms": now_ms,
         "redis": _read_redis_conf(r),
@@ -388,6 +371,6 @@ def gather(
         "feed": _read_feed(feed_before, feed_after, t0_ms, now_ms),
         "order_sockets": _read_order_sockets(r, accounts, now_ms),
         "receiver": _read_receiver(r, now_ms),
-        "beat": _read_beat(r, app, now_ms),
+        "beat": _read_beat(r, now_ms),
         "errors": errors,
     }
