@@ -341,17 +341,11 @@ def wait_until(what: str, predicate: Callable[[], Any], timeout_s: float, stop: 
         stop.wait(interval_s)
 
 
-def http_answers(url: str) -> bool:
+def http_status(url: str) -> int:
+    """A GET's status code; any code is truthy, so waiting on it waits until the server answers."""
     import requests
 
-    requests.get(url, timeout=0.5)
-    return True
-
-
-def http_ok(url: str) -> bool:
-    import requests
-
-    return requests.get(url, timeout=0.5).status_code == 200
+    return requests.get(url, timeout=0.5).status_code
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,14 +465,14 @@ class Demo:
 
         # 1. the paper broker
         self.launch(by_name["paper"], env)
-        wait_until("paper broker", lambda: http_answers(f"http://{paper_addr}/_paper/orders"), 20, self.stop)
+        wait_until("paper broker", lambda: http_status(f"http://{paper_addr}/_paper/orders"), 20, self.stop)
         self.say(f"paper      http://{paper_addr} (control: http://{paper_addr}/_paper)")
 
         # 2. every service at once but Beat and the strategy; then wait for each
         for s in specs:
             if s.name not in ("paper", "strategy", "beat"):
                 self.launch(s, env)
-        wait_until("postback receiver", lambda: http_ok(f"{postback_base}/healthz"), 30, self.stop)
+        wait_until("postback receiver", lambda: http_status(f"{postback_base}/healthz") == 200, 30, self.stop)
         self.say(f"postback   {postback_base}/postback/<account> (OpenAPI: {postback_base}/openapi.json)")
         nodes = [s.node for s in specs if s.queues]
         wait_until("workers", lambda: self._workers_up(app, nodes), 60, self.stop, interval_s=0.2)
@@ -498,7 +492,7 @@ class Demo:
         self.check_alive()
         self.launch(by_name["beat"], env)
         self.check_alive()
-        wait_until("flower", lambda: http_answers(f"http://127.0.0.1:{flower_port}/healthcheck"), 30, self.stop)
+        wait_until("flower", lambda: http_status(f"http://127.0.0.1:{flower_port}/healthcheck"), 30, self.stop)
         user, pw = secrets_env["BROKERGATE_FLOWER_USER"], secrets_env["BROKERGATE_FLOWER_PASSWORD"]
         self.say(f"flower     http://127.0.0.1:{flower_port}/  user {user}  password {pw}")
         self.say(f"beat       RedBeat (lock {keys.REDBEAT_PREFIX}:lock)")
