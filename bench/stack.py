@@ -96,14 +96,12 @@ class Listener(threading.Thread):
 class Stack:
     """Redis + paper broker + accounts + workers in a temp dir (a context manager)."""
 
-    def __init__(self, *, appendonly: bool = False, seed: int = 7) -> None:
+    def __init__(self) -> None:
         # Production runs Redis with appendfsync everysec (docker-compose): no fsync per write.
         # RedisServer's append-only mode fsyncs every write (what tests of a restart need), which
-        # would measure the disk, so benchmarks run without it unless asked.
-        self.appendonly = appendonly
-        self.seed = seed
+        # would measure the disk, so benchmarks run without it.
         self.workdir = Path(tempfile.mkdtemp(prefix="bg-bench-"))
-        self.redis = RedisServer(port=free_port(), workdir=self.workdir / "redis", appendonly=appendonly)
+        self.redis = RedisServer(port=free_port(), workdir=self.workdir / "redis", appendonly=False)
         self.paper_proc: subprocess.Popen[str] | None = None
         self.paper: PaperBroker | None = None
         self.workers = Workers(self.workdir)
@@ -132,7 +130,7 @@ class Stack:
             # No accounts yet: point at a file that will exist once accounts() is called.
             self.setenv("BROKERGATE_ACCOUNTS", str(self.workdir / "accounts.toml"))
             reset_process_caches()
-            self.paper_proc, url = start_paper_process(seed=self.seed)
+            self.paper_proc, url = start_paper_process(seed=7)
             undo.callback(stop_process, self.paper_proc)
             self.paper = PaperBroker(url)
             undo.callback(self.paper.http.close)
