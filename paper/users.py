@@ -4,7 +4,6 @@ that holds a login's secrets and its live session tokens."""
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import secrets
 import time
@@ -88,10 +87,7 @@ class User:
     registered_ip: str | None = None
     registered_algo: bool = False
     access_token: str | None = field(default=None, repr=False)
-    public_token: str | None = field(default=None, repr=False)  # Kite
-    enctoken: str | None = field(default=None, repr=False)  # Kite
     request_tokens: dict[str, float] = field(default_factory=dict, repr=False)  # Kite: token -> issued epoch s
-    login_time: dt.datetime | None = None
     jwt_token: str | None = field(default=None, repr=False)
     refresh_token: str | None = field(default=None, repr=False)
     feed_token: str | None = field(default=None, repr=False)
@@ -106,7 +102,7 @@ class User:
 
     def clear_session(self) -> None:
         self.expired_tokens.update(t for t in (self.access_token, self.jwt_token) if t)
-        self.access_token = self.public_token = self.enctoken = None
+        self.access_token = None
         self.jwt_token = self.refresh_token = self.feed_token = None
         self.request_tokens.clear()
         self.token_expires_at = 0.0

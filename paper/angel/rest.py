@@ -38,7 +38,7 @@ from paper.angel.payloads import (
 )
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
 from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units, whole_number
-from paper.orders import PaperOrder, next_ist_epoch, now_ist
+from paper.orders import PaperOrder, next_ist_epoch
 from paper.rules import MARKET_PROTECTION
 from paper.universe import PaperInstrument
 from paper.users import User, bearer_token, jwt_shaped
@@ -124,7 +124,6 @@ def _issue_tokens(user: User) -> dict[str, Any]:
     if not user.refresh_token:
         user.refresh_token = _fake_jwt(user, "refresh")
     user.token_expires_at = next_ist_epoch(0)  # Angel sessions end at midnight IST
-    user.login_time = now_ist()
     return {
         "jwtToken": user.jwt_token,
         "refreshToken": user.refresh_token,

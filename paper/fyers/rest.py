@@ -43,7 +43,7 @@ from paper.fyers.payloads import (
 )
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
 from paper.matching import OrderError, OrderRequest, rupees_to_units
-from paper.orders import PaperOrder, now_ist
+from paper.orders import PaperOrder
 from paper.universe import PaperInstrument, fyers_symbol_master_csv
 from paper.users import User, jwt_shaped
 
@@ -112,7 +112,6 @@ def issue_tokens(user: User) -> dict[str, str]:
     user.feed_token = hsm_key
     user.refresh_token = _jwt({"iss": "api.fyers.in", "iat": now, "sub": "refresh_token", "fy_id": user.user_id})
     user.token_expires_at = expires
-    user.login_time = now_ist()
     return {"access_token": user.access_token, "refresh_token": user.refresh_token}
 
 

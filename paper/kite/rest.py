@@ -201,20 +201,18 @@ async def _session_token(call: Call) -> Response:
     del user.request_tokens[request_token]  # single use
     call.user_id = user.user_id
     user.access_token = _random_token(32)
-    user.public_token = _random_token(32)
-    user.enctoken = _random_token(40)
-    user.login_time = now_ist()
-    user.token_expires_at = token_expiry_epoch(user.login_time)
+    login_time = now_ist()
+    user.token_expires_at = token_expiry_epoch(login_time)
     data = _profile(user)
     data.update(
         {
             "api_key": user.api_key,
             "access_token": user.access_token,
-            "public_token": user.public_token,
-            "enctoken": user.enctoken,
+            "public_token": _random_token(32),
+            "enctoken": _random_token(40),
             "refresh_token": "",
             "silo": "",
-            "login_time": fmt_ts(user.login_time),
+            "login_time": fmt_ts(login_time),
         }
     )
     return kite_ok(data)

@@ -140,7 +140,6 @@ async def _quick_auth(call: Call) -> Response:
         return not_ok("Invalid Input : Invalid OTP")
     user.access_token = secrets.token_hex(32)
     user.token_expires_at = next_ist_epoch(6)  # Finvasia documents no lifetime
-    user.login_time = now_ist()
     return ok(
         susertoken=user.access_token,
         lastaccesstime=str(int(time.time())),
