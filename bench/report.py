@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).parent / "results"
+LATEST = RESULTS_DIR / "latest.json"
 Progress = Callable[[str], None]  # a suite's running commentary (``python -m bench`` prints it)
 
 
@@ -95,16 +96,15 @@ def machine() -> dict[str, Any]:
     }
 
 
-def merged(records: Sequence[Record], suites_run: Iterable[str], path: Path | None = None) -> list[Record]:
+def merged(records: Sequence[Record], suites_run: Iterable[str]) -> list[Record]:
     """The records of this run, plus the previous run's records of the suites not run now, so
     ``--only login`` refreshes the login rows instead of erasing every other row."""
-    path = path or RESULTS_DIR / "latest.json"
     run = set(suites_run)
     names = {r.name for r in records}
     kept: list[Record] = []
-    if path.exists():
+    if LATEST.exists():
         try:
-            old = json.loads(path.read_text()).get("records", [])
+            old = json.loads(LATEST.read_text()).get("records", [])
         except ValueError:
             old = []
         known = set(Record.__dataclass_fields__)
@@ -115,18 +115,17 @@ def merged(records: Sequence[Record], suites_run: Iterable[str], path: Path | No
     return [*kept, *records]
 
 
-def write_json(records: Iterable[Record], path: Path | None = None) -> Path:
-    path = path or RESULTS_DIR / "latest.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_json(records: Iterable[Record]) -> Path:
+    LATEST.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
         "records": [asdict(r) for r in records],
     }
-    tmp = path.with_suffix(".tmp")
+    tmp = LATEST.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=str))
-    tmp.replace(path)
-    return path
+    tmp.replace(LATEST)
+    return LATEST
 
 
 def _fmt(v: float | None) -> str:
