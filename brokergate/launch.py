@@ -207,9 +207,8 @@ def _run(argv: list[str], print_only: bool, env: Mapping[str, str] | None = None
 def layout_from_args(args: argparse.Namespace, accts: Mapping[str, Any]) -> WorkerLayout:
     """The layout a parsed ``brokergate worker`` command line asks for."""
     queues = [q for q in (args.queues or "").split(",") if q]
-    pooled = getattr(args, "pooled", None)
-    if pooled is None:
-        if getattr(args, "shard", None):
+    if args.pooled is None:
+        if args.shard:
             raise ConfigError("--shard needs --pooled")
         return worker_layout(args.account, accounts=accts, urgent_only=args.urgent_only, auth=args.auth,
                              queues=queues, concurrency=args.concurrency, name=args.name)  # fmt: skip
@@ -217,7 +216,7 @@ def layout_from_args(args: argparse.Namespace, accts: Mapping[str, Any]) -> Work
         raise ConfigError("--pooled takes accounts only (no --urgent-only, --auth or --queues)")
     if args.concurrency is not None:
         raise ConfigError("--concurrency does not apply to --pooled: its threads are the sum of its lanes' prefetch")
-    names = [*([args.account] if args.account else []), *pooled]
+    names = [*([args.account] if args.account else []), *args.pooled]
     return pooled_layout(names, accounts=accts, shard=args.shard, name=args.name)
 
 
