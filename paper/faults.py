@@ -4,7 +4,7 @@ pushed order update of one broker's user should suffer next."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # The eight kinds of docs/architecture.md § Interfaces, plus two postback extras (Kite postbacks) and their twins for the
@@ -56,15 +56,10 @@ class Fault:
         return not (self.duration_s is not None and now > self.added_at + self.duration_s)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "broker": self.broker,
-            "user_id": self.user_id,
-            "count": self.count,
-            "duration_s": self.duration_s,
-            "delay_s": self.delay_s,
-            "status": self.status,
-        }
+        """The switch as ``POST /_paper/faults`` takes it (without ``added_at``)."""
+        out = asdict(self)
+        del out["added_at"]
+        return out
 
 
 class Faults:

@@ -24,7 +24,6 @@ __all__ = [
     "CLOSE",
     "POLL_S",
     "Handshake",
-    "Hookup",
     "SessionBound",
     "SocketFaults",
     "TickingSocket",
@@ -190,7 +189,7 @@ class SessionBound:
         self.user = user
         self.user_id = user.user_id if user is not None else ""
         self.closing = asyncio.Event()
-        self.hookup: Hookup | None = None
+        self._hooked: tuple[set[Any], bool] | None = None  # (open_now, orders) of hook_up
         self.out: asyncio.Queue[str | bytes] = asyncio.Queue()
         self._held_update: str | None = None
         self._held_timer: asyncio.TimerHandle | None = None
@@ -241,10 +240,28 @@ class SessionBound:
     async def _wait_to_send(self) -> None:
         """Nothing holds a message back but on a ticking socket (a stall)."""
 
-    def hook_up(self, open_now: set[Any], ticks: bool = False, orders: bool = False) -> None:
-        """Hook the socket of a known user up (see :class:`Hookup`); :func:`serve_hooked` unhooks it."""
-        self.hookup = Hookup(self.state, self, open_now, ticks, orders)
-        self.hookup.attach()
+    def hook_up(self, open_now: set[Any], orders: bool = False) -> None:
+        """Hook the socket of a known user up until :func:`serve_hooked` unhooks it: into
+        ``open_now`` (the user's open sockets, which the connection cap counts), the user's order
+        events (``orders``: :meth:`on_order`) and session changes (:meth:`on_session`)."""
+        self._hooked = (open_now, orders)
+        open_now.add(self)
+        if orders:
+            self.state.add_order_listener(self.broker, self.user_id, self.on_order)
+        self.state.add_session_listener(self.on_session)
+
+    def unhook(self) -> None:
+        if self._hooked is None:
+            return
+        open_now, orders = self._hooked
+        open_now.discard(self)
+        if orders:
+            self.state.remove_order_listener(self.broker, self.user_id, self.on_order)
+        self.state.remove_session_listener(self.on_session)
+
+    def on_order(self, order: PaperOrder) -> None:
+        """An order event of the user, on a socket hooked up with ``orders``."""
+        raise NotImplementedError
 
     def session_valid(self) -> bool:
         raise NotImplementedError
@@ -269,6 +286,16 @@ class TickingSocket(SessionBound):
         self.socket_id = self.clock.next_socket_id()
         self.faults = SocketFaults(state, self.broker, self.user_id)
         self.dropped = False
+
+    def hook_up(self, open_now: set[Any], orders: bool = False) -> None:
+        """As :meth:`SessionBound.hook_up`, and onto the tick clock."""
+        super().hook_up(open_now, orders)
+        self.clock.register(self)
+
+    def unhook(self) -> None:
+        if self._hooked is not None:
+            self.clock.unregister(self)
+        super().unhook()
 
     async def _wait_to_send(self) -> None:
         await self.faults.wait_stall(POLL_S)
@@ -322,37 +349,6 @@ class TickingSocket(SessionBound):
         return ""
 
 
-@dataclass
-class Hookup:
-    """What an open socket of a user is hooked into: ``open_now`` (the user's open sockets, which
-    the connection cap counts), the tick clock (``ticks``), the user's order events
-    (``orders``: ``sock.on_order``) and session changes (``sock.on_session``)."""
-
-    state: PaperState
-    sock: Any
-    open_now: set[Any]
-    ticks: bool = False
-    orders: bool = False
-
-    def attach(self) -> None:
-        sock = self.sock
-        self.open_now.add(sock)
-        if self.ticks:
-            sock.clock.register(sock)
-        if self.orders:
-            self.state.add_order_listener(sock.broker, sock.user_id, sock.on_order)
-        self.state.add_session_listener(sock.on_session)
-
-    def detach(self) -> None:
-        sock = self.sock
-        if self.ticks:
-            sock.clock.unregister(sock)
-        self.open_now.discard(sock)
-        if self.orders:
-            self.state.remove_order_listener(sock.broker, sock.user_id, sock.on_order)
-        self.state.remove_session_listener(sock.on_session)
-
-
 def _dispatch(
     message: dict[str, Any], on_text: Callable[[str], None], on_bytes: Callable[[bytes], None] | None
 ) -> None:
@@ -403,8 +399,7 @@ async def serve_hooked(
         return
     finally:
         await _stop(tasks, closing_task)
-        if sock.hookup is not None:
-            sock.hookup.detach()
+        sock.unhook()
 
 
 async def _stop(senders: list[asyncio.Task[None]], closing_task: asyncio.Task[Any]) -> None:

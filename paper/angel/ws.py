@@ -313,7 +313,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
         if not await handshake.admit(user.user_id, open_for_client, MAX_CONNECTIONS_PER_CLIENT):
             return
         sock = AngelStreamSocket(state, websocket, user, jwt or (user.jwt_token or ""), feed_token)
-        sock.hook_up(open_for_client, ticks=True)
+        sock.hook_up(open_for_client)
         await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_out()], sock.handle_text)
 
     async def smart_order_update(websocket: WebSocket) -> None:

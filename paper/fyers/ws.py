@@ -203,7 +203,7 @@ class FyersDataSocket(TickingSocket):
         self.user, self.user_id, self.hsm_key = user, user.user_id, hsm_key
         if first:
             self.handshake.log(user.user_id, 101)
-            self.hook_up(open_now, ticks=True)
+            self.hook_up(open_now)
         self.faults = SocketFaults(self.state, "fyers", user.user_id)
         self.out.put_nowait(enc.auth_response(True, ACK_EVERY))
 

@@ -223,7 +223,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
         if not await handshake.admit(user.user_id, open_for_key, MAX_CONNECTIONS_PER_API_KEY, refusal):
             return
         sock = KiteSocket(state, websocket, user, access_token)
-        sock.hook_up(open_for_key, ticks=True, orders=True)
+        sock.hook_up(open_for_key, orders=True)
         await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_out()], sock.handle_text)
 
     out: list[BaseRoute] = [WebSocketRoute(KITE_TICKER_PATH, kite_ticker)]

@@ -169,7 +169,7 @@ class ShoonyaSocket(TickingSocket):
         self.handshake.log(user.user_id, 101)
         self.user, self.user_id, self.susertoken = user, user.user_id, token
         self.faults = SocketFaults(state, "shoonya", user.user_id)
-        self.hook_up(open_now, ticks=True, orders=True)
+        self.hook_up(open_now, orders=True)
         self.out.put_nowait(json.dumps({"t": "ck", "s": "OK", "uid": user.user_id}))
 
     def _refuse(self, emsg: str) -> None:
