@@ -668,7 +668,6 @@ def main(argv: list[str] | None = None) -> int:
         from common.logs import redact
 
         demo.say(f"demo failed: {redact(str(e))}")
-        rc = 1
     finally:
         t = time.monotonic()
         killed = demo.shutdown()
