@@ -184,14 +184,14 @@ def _market_refused(call: Call, ordertype: str) -> Response | None:
     return angel_error("AB4008", MARKET_REFUSED)
 
 
+# Angel's fixed answer to each kind of OrderError that has one.
+_ORDER_ERRORS = {"not_found": ("AB1013", "Order not found"), "symbol": ("AB1009", "Symbol Not Found"),
+                 "product": ("AB1012", "Invalid Product Type")}  # fmt: skip
+
+
 def _map_order_error(exc: OrderError) -> Response:
-    if exc.kind == "not_found":
-        return angel_error("AB1013", "Order not found")
-    if exc.kind == "symbol":
-        return angel_error("AB1009", "Symbol Not Found")
-    if exc.kind == "product":
-        return angel_error("AB1012", "Invalid Product Type")
-    return angel_error("AB1004" if exc.kind == "input" else "AB4008", exc.message)
+    code, message = _ORDER_ERRORS.get(exc.kind) or ("AB1004" if exc.kind == "input" else "AB4008", exc.message)
+    return angel_error(code, message)
 
 
 def _quantity(raw: Any) -> int:

@@ -92,10 +92,9 @@ class AngelStreamSocket(TickingSocket):
 
     broker = "angel"
 
-    def __init__(self, state: PaperState, websocket: WebSocket, user: User, jwt: str, feed_token: str) -> None:
+    def __init__(self, state: PaperState, websocket: WebSocket, user: User, jwt: str) -> None:
         super().__init__(state, websocket, user)
         self.jwt = jwt
-        self.feed_token = feed_token
         # (exchange type, token) -> modes subscribed; Angel streams each mode separately.
         self.subs: dict[tuple[int, str], set[int]] = {}
         self.instruments: dict[tuple[int, str], PaperInstrument] = {}
@@ -312,7 +311,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
         open_for_client = state.open_sockets("angel_stream_sockets", user.user_id)
         if not await handshake.admit(user.user_id, open_for_client, MAX_CONNECTIONS_PER_CLIENT):
             return
-        sock = AngelStreamSocket(state, websocket, user, jwt or (user.jwt_token or ""), feed_token)
+        sock = AngelStreamSocket(state, websocket, user, jwt or (user.jwt_token or ""))
         sock.hook_up(open_for_client)
         await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_out()], sock.handle_text)
 

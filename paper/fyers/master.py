@@ -17,7 +17,7 @@ import datetime as dt
 import io
 from collections.abc import Iterable
 
-from paper.derivatives import MONTHS, paise_text
+from paper.derivatives import MONTHS, contract_type, paise_text
 from paper.orders import IST
 from paper.universe import PaperInstrument
 
@@ -49,11 +49,8 @@ def symbol_details(inst: PaperInstrument) -> str:
     return f"{inst.underlying} {when} {tail}"
 
 
-def _instrument_type(inst: PaperInstrument) -> int:
-    on_index = inst.spot is not None and inst.spot.is_index
-    if inst.kind == "option":
-        return 14 if on_index else 15
-    return 11 if on_index else 13
+# Fyers' exchange instrument type of each kind of contract.
+_INSTRUMENT_TYPES = {"FUTIDX": 11, "FUTSTK": 13, "OPTIDX": 14, "OPTSTK": 15}
 
 
 def fo_row(inst: PaperInstrument, trading_date: dt.date) -> list[str | int]:
@@ -62,7 +59,7 @@ def fo_row(inst: PaperInstrument, trading_date: dt.date) -> list[str | int]:
     spot = inst.spot
     option = inst.kind == "option"
     return [
-        inst.fyers_token, symbol_details(inst), _instrument_type(inst), inst.lot_size,
+        inst.fyers_token, symbol_details(inst), _INSTRUMENT_TYPES[contract_type(inst)], inst.lot_size,
         paise_text(inst.tick_size_paise), "", SESSION, trading_date.isoformat(), expiry_epoch(inst.expiry),
         inst.fyers_symbol, EXCHANGE_CODES[inst.exchange], FO_SEGMENT, inst.fyers_exchange_token, inst.underlying,
         spot.fyers_exchange_token if spot is not None else "-1", _strike(inst.strike_paise) if option else "-1.0",

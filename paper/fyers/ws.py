@@ -275,9 +275,8 @@ class FyersDataSocket(TickingSocket):
             name = inst.angel_symbol if inst.is_index else bare  # SBIN-EQ, NIFTY26D0823250CE
             return enc.snapshot(sub.tid, sub.topic, values, 1, precision, exchange, inst.fyers_exchange_token, name)
         if self.channel_modes.get(sub.channel, FULL_MODE) == LITE_MODE:
-            if sub.kind == "dp":
-                return None
-            if values[0] == last[0]:
+            # The last price alone, when it changed; a depth topic sends nothing in lite mode.
+            if sub.kind == "dp" or values[0] == last[0]:
                 return None
             return enc.lite(sub.tid, values[0])
         delta = [v if v != old else enc.NO_VALUE for v, old in zip(values, last, strict=True)]

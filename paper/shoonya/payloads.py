@@ -77,15 +77,12 @@ def shoonya_order_payload(order: PaperOrder) -> dict[str, Any]:
     return row
 
 
+_REPORT_TYPES = {"COMPLETE": "Fill", "CANCELLED": "Canceled", "REJECTED": "Rejected"}
+
+
 def report_type(order: PaperOrder, was_modified: bool) -> str:
     """The ``reporttype`` of an order event (the om message's event name)."""
-    if order.status == "COMPLETE":
-        return "Fill"
-    if order.status == "CANCELLED":
-        return "Canceled"
-    if order.status == "REJECTED":
-        return "Rejected"
-    return "Replaced" if was_modified else "New"
+    return _REPORT_TYPES.get(order.status) or ("Replaced" if was_modified else "New")
 
 
 def amount_text(units: float, divisor: int) -> str:

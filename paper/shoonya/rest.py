@@ -177,14 +177,13 @@ def _market_refused(call: Call, prctyp: str) -> Response | None:
     return not_ok(MARKET_REFUSED)
 
 
+# Noren's fixed answer to each kind of OrderError that has one.
+_ORDER_ERRORS = {"not_found": "Rejected : ORA:Order not found", "symbol": "Invalid Input : Invalid Trading Symbol"}
+
+
 def _order_error(exc: OrderError) -> Response:
-    if exc.kind == "not_found":
-        return not_ok("Rejected : ORA:Order not found")
-    if exc.kind == "symbol":
-        return not_ok("Invalid Input : Invalid Trading Symbol")
-    if exc.kind == "input":
-        return not_ok(f"Invalid Input : {exc.message}")
-    return not_ok(f"Rejected : {exc.message}")
+    kind = "Invalid Input" if exc.kind == "input" else "Rejected"
+    return not_ok(_ORDER_ERRORS.get(exc.kind) or f"{kind} : {exc.message}")
 
 
 def _quantity(raw: Any) -> int:
