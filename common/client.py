@@ -328,17 +328,17 @@ def pnl(account: str) -> Decimal:
     return total
 
 
-def _stored(client_order_id: str) -> dict[str, Any]:
-    got = get_order(client_order_id)
+def _stored(client_order_id: str | OrderHandle) -> tuple[str, dict[str, Any]]:
+    coid = client_order_id.id if isinstance(client_order_id, OrderHandle) else client_order_id
+    got = get_order(coid)
     if got is None:
-        raise InvalidOrder("client_order_id", f"no order {client_order_id}")
-    return got
+        raise InvalidOrder("client_order_id", f"no order {coid}")
+    return coid, got
 
 
 def cancel_order(client_order_id: str | OrderHandle, *, deadline_s: float | None = None) -> None:
     """Enqueue a cancel on the account's urgent lane."""
-    coid = client_order_id.id if isinstance(client_order_id, OrderHandle) else client_order_id
-    got = _stored(coid)
+    coid, got = _stored(client_order_id)
     # The enqueue time on Redis's clock: the cancel's deadline counts from it, not from when a
     # worker gets to it.
     _celery().send_task(keys.CANCEL_TASK, args=[got["account"], coid, deadline_s, server_time_ms(get_redis())],
@@ -349,11 +349,10 @@ def modify_order(client_order_id: str | OrderHandle, *, deadline_s: float | None
     """Enqueue a modification (quantity, price, trigger_price, order_type, validity) on the urgent
     lane; the changed order is validated first (InvalidOrder names the field). Modifies of one
     order are applied one at a time in the order they were enqueued, each onto the last."""
-    coid = client_order_id.id if isinstance(client_order_id, OrderHandle) else client_order_id
     unknown = sorted(set(changes) - MODIFIABLE)
     if unknown:
         raise InvalidOrder(unknown[0], "cannot be modified")
-    got = _stored(coid)
+    coid, got = _stored(client_order_id)
     new = Order.from_dict(got["request"]).with_(**changes)  # validates the changed order
     _validate(new)
     wire = {k: v for k, v in new.to_dict().items() if k in changes}

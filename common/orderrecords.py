@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, cast
 
 import redis
@@ -115,21 +115,13 @@ class StoredOrder:
 
     @classmethod
     def from_hash(cls, client_order_id: str, h: dict[str, str]) -> StoredOrder:
-        def i(name: str) -> int:
-            v = h.get(name, "")
-            return int(v) if v not in ("", None) else 0
-
-        return cls(
-            client_order_id=client_order_id, state=OrderState(h["state"]), account=h.get("account", ""),
-            request=json.loads(h.get("request") or "{}"), deadline_ms=i("deadline_ms"),
-            broker_order_id=h.get("broker_order_id", ""), filled_quantity=i("filled_quantity"),
-            pending_quantity=i("pending_quantity"), average_price=h.get("average_price", ""),
-            broker_status=h.get("broker_status", ""), error=h.get("error", ""), attempt=h.get("attempt", ""),
-            claimed_ms=i("claimed_ms"), sent_at_ms=i("sent_at_ms"), sends=i("sends"),
-            cancel_requested_ms=i("cancel_requested_ms"), modify_seq=i("modify_seq"),
-            modify_applied_seq=i("modify_applied_seq"), enqueued=bool(h.get("enqueued")), redrives=i("redrives"),
-            overturned_from=h.get("overturned_from", ""), created_ms=i("created_ms"), updated_ms=i("updated_ms"),
-        )
+        # Each field by its declared type: a missing int is 0, a missing text "".
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            v = h.get(f.name, "")
+            kw[f.name] = (int(v) if v else 0) if f.type == "int" else (bool(v) if f.type == "bool" else v)
+        return cls(**{**kw, "client_order_id": client_order_id, "state": OrderState(h["state"]),
+                      "request": json.loads(h.get("request") or "{}")})
 
 
 def read(r: redis.Redis, client_order_id: str) -> StoredOrder | None:
