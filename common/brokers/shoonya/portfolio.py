@@ -45,7 +45,7 @@ from common.brokers.shoonya.errors import NO_DATA, emsg_kind, map_error
 from common.brokers.shoonya.instruments import generic_symbol
 from common.brokers.shoonya.translate import order_values
 from common.models import Instrument, Order, Product
-from common.portfolio import Funds, Holding, Margin, Position, Segment, Trade
+from common.portfolio import ZERO, Funds, Holding, Margin, Position, Segment, Trade
 
 __all__ = [
     "HOLDINGS_PRODUCT", "MARGIN_FIELDS", "PRODUCTS", "SEGMENT", "account_values", "basket_margin",
@@ -53,7 +53,6 @@ __all__ = [
     "order_margin_values", "positions_from_rows", "trades_from_rows", "used_before_basket",
 ]  # fmt: skip
 
-ZERO = Decimal(0)
 PRODUCTS: dict[str, str] = {"C": Product.DELIVERY.value, "I": Product.INTRADAY.value, "M": Product.NORMAL.value,
                             "B": Product.INTRADAY.value, "H": Product.INTRADAY.value}  # fmt: skip
 SIDES = {"B": "BUY", "S": "SELL"}

@@ -7,14 +7,13 @@ account state (PositionBook, Holdings, Limits, TradeBook) and the margin calcula
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 from common.brokers.base import RestAdapterBase, json_or_none, placed, send
 from common.brokers.shoonya import portfolio, translate
 from common.brokers.shoonya.errors import NO_DATA, emsg_kind, map_error
 from common.models import Instrument, Order, OrderUpdate
-from common.portfolio import Funds, Holding, Margin, Position, Trade
+from common.portfolio import ZERO, Funds, Holding, Margin, Position, Trade
 
 __all__ = ["PREFIX", "Adapter"]
 
@@ -75,7 +74,7 @@ class Adapter(RestAdapterBase):
         together), less the margin used without them: the answer's ``marginusedprev`` where it
         carries one, else Limits' ``marginused`` as Shoonya documents it (a second request)."""
         if not orders:
-            return Margin(total=Decimal(0))
+            return Margin(total=ZERO)
         uid = self.account.user_id
         if len(orders) == 1:
             order, instrument = orders[0]
