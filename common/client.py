@@ -29,7 +29,6 @@ import redis
 from celery import Celery
 
 from common import accountstate, keys, orderstore, risk, safety, slicing, tradingday
-from common.brokers import market_orders, spec_for
 from common.chains import atm_strike, expiries, future, option_chain
 from common.derivatives import is_derivative_symbol
 from common.errors import ConfigError, InvalidOrder
@@ -167,7 +166,7 @@ def _check_market_orders(order: Order, acct: Account) -> None:
     change what the strategy asked for."""
     if order.order_type not in (OrderType.MARKET, OrderType.SL_M):
         return
-    if market_orders(spec_for(acct.broker), acct.extra) == "refused":
+    if acct.market_orders == "refused":
         raise InvalidOrder("order_type", f"{acct.broker} refuses {order.order_type.value} orders from API clients "
                            "under the SEBI retail-algo rules (since 1 April 2026); place a LIMIT or SL order "
                            f"(or set extra.market_orders = \"plain\" on account {acct.name} if its broker takes them)")

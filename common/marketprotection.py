@@ -20,7 +20,6 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 import redis
 
 from common import keys
-from common.brokers import market_orders, spec_for
 from common.errors import InvalidOrder
 from common.models import Instrument, Order, OrderType, Side
 from common.redis import as_text
@@ -59,7 +58,7 @@ def as_sent(r: redis.Redis, acct: Account, order: Order, instrument: Instrument 
     ``sent_as``; every other order as it is."""
     if order.order_type not in (OrderType.MARKET, OrderType.SL_M):
         return order
-    if market_orders(spec_for(acct.broker), acct.extra) != "limit":
+    if acct.market_orders != "limit":
         return order
     pct = Decimal(str(acct.extra.get("market_protection_pct", DEFAULT_PCT)))
     wire = protect(r, order, instrument, pct)

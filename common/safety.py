@@ -210,14 +210,6 @@ def _positions_read_now(r: redis.Redis, account: str) -> list[Any]:
             return list(snap.items or [])
 
 
-def _market_refused(account: str) -> bool:
-    from common.brokers import market_orders, spec_for
-    from common.settings import account as account_of
-
-    acct = account_of(account)
-    return market_orders(spec_for(acct.broker), acct.extra) == "refused"
-
-
 def _tick(r: redis.Redis, account: str, key: str) -> Decimal:
     from common import instruments
 
@@ -227,6 +219,7 @@ def _tick(r: redis.Redis, account: str, key: str) -> Decimal:
 
 def _square_off(r: redis.Redis, account: str, report: HaltReport, cancelled: list[str]) -> None:
     from common.client import place_order
+    from common.settings import account as account_of
 
     # The positions are read once no fill of the account is still to be learned: an entry sent
     # just before the halt and not answered, and an order the halt cancels whose fill shows only
@@ -242,7 +235,7 @@ def _square_off(r: redis.Redis, account: str, report: HaltReport, cancelled: lis
     except Exception as e:  # the broker could not be read: say so; the cancels stand
         report.errors.append(f"positions of {account} not read: {e}")
         return
-    refused = _market_refused(account)
+    refused = account_of(account).market_orders == "refused"
     for p in positions:
         if not p.quantity:
             continue

@@ -147,6 +147,11 @@ class Account:
         return [s.get() for s in (getattr(self, f) for f in SECRET_FIELDS) if s]
 
     @property
+    def market_orders(self) -> str:
+        """How the broker takes this account's MARKET and SL-M orders (``BrokerSpec.market_orders``)."""
+        return market_orders(spec_for(self.broker), self.extra)
+
+    @property
     def read_timeout_s(self) -> float:
         """How long an order request waits for the broker's answer before it is Ambiguous."""
         return float(self.extra.get("read_timeout_s", READ_TIMEOUT_S))
