@@ -188,11 +188,8 @@ def _cancels_s(account: str, n: int) -> float:
     """How long ``n`` cancels take at the account's order cap (its shortest window's rate)."""
     from common.settings import account as account_of
 
-    caps = account_of(account).caps_for("orders")
-    if not caps:
-        return 0.0
-    c = min(caps, key=lambda c: c.period_s)
-    return n * c.period_s / c.count
+    rate = account_of(account).order_rate()
+    return n / rate if rate else 0.0
 
 
 def _positions_read_now(r: redis.Redis, account: str) -> list[Any]:

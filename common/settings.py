@@ -172,6 +172,11 @@ class Account:
         identity = self.api_key if counted_per == COUNTED_PER_APP else self.user_id
         return keys.limit_scope(self.broker, counted_per, identity)
 
+    def order_rate(self) -> float | None:
+        """Order requests per second at the rate of the shortest order window (None: no order cap)."""
+        shortest = min(self.caps_for("orders"), key=lambda c: c.period_s, default=None)
+        return None if shortest is None else shortest.count / shortest.period_s
+
     def celery_rate_limit(self) -> str:
         """Celery's ``rate_limit`` for this account's order task, as a first line of defence
         (the Redis limiter is the guarantee): the explicit ``rate_limit``, else the rate of the
@@ -181,11 +186,8 @@ class Account:
         longer windows are the limiter's to shape."""
         if self.rate_limit:
             return self.rate_limit
-        caps = self.caps_for("orders")
-        if not caps:
-            return "10/s"
-        shortest = min(caps, key=lambda c: c.period_s)
-        return f"{shortest.count / shortest.period_s:.4g}/s"
+        rate = self.order_rate()
+        return "10/s" if rate is None else f"{rate:.4g}/s"
 
 
 @dataclass(frozen=True)
