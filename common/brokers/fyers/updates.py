@@ -91,10 +91,8 @@ def socket_error(payload: dict[str, Any]) -> str | None:
 
 
 def _pick(order: dict[str, Any], *names: str) -> Any:
-    for name in names:
-        if name in order and order[name] is not None:
-            return order[name]
-    return None
+    """The first of ``names`` the order carries a value for (the book's name, then the socket's)."""
+    return next((order[name] for name in names if order.get(name) is not None), None)
 
 
 def order_to_update(account: str, order: dict[str, Any], source: str) -> OrderUpdate | None:

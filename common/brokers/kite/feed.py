@@ -60,8 +60,7 @@ def subscribe_messages(by_mode: Mapping[str, Iterable[Key]]) -> list[str]:
     """Subscribe ``by_mode`` (mode → tokens) and set each mode."""
     out: list[str] = []
     for mode, tokens in by_mode.items():
-        toks = sorted(tokens)
-        for chunk in _chunks(toks):
+        for chunk in _chunks(sorted(tokens)):
             out.append(json.dumps({"a": "subscribe", "v": chunk}))
             out.append(json.dumps({"a": "mode", "v": [mode, chunk]}))
     return out
