@@ -100,10 +100,8 @@ def angel_snap_quote(
     """The 379-byte Snap Quote packet (mode 3); ``bids``/``asks`` are 5 (quantity, price, orders)."""
     if len(bids) != 5 or len(asks) != 5:
         raise ValueError("Angel snap quote needs 5 bids and 5 asks")
-    flat: list[int] = []
-    for flag, side in ((ANGEL_FLAG_BUY, bids), (ANGEL_FLAG_SELL, asks)):
-        for qty, price, orders in side:
-            flat.extend((flag, qty, price, orders))
+    sides = ((ANGEL_FLAG_BUY, bids), (ANGEL_FLAG_SELL, asks))
+    flat = [value for flag, side in sides for level in side for value in (flag, *level)]
     return _ANGEL_SNAP.pack(
         ANGEL_MODE_SNAP_QUOTE, exchange_type, _angel_token(token), sequence, exchange_ts_ms, last_price,
         last_quantity, average_price, volume, total_buy_quantity, total_sell_quantity,

@@ -38,7 +38,7 @@ from paper.angel.payloads import (
 )
 from paper.gateway import Authenticator, Call, Dialect, Handler, Reply, anonymous, json_object, make_endpoint
 from paper.matching import OrderError, OrderRequest, one_of, rupees_to_units, whole_number
-from paper.orders import PaperOrder, next_ist_epoch
+from paper.orders import next_ist_epoch
 from paper.rules import MARKET_PROTECTION
 from paper.universe import PaperInstrument
 from paper.users import User, bearer_token, jwt_shaped
@@ -190,8 +190,8 @@ _ORDER_ERRORS = {"not_found": ("AB1013", "Order not found"), "symbol": ("AB1009"
 
 
 def _map_order_error(exc: OrderError) -> Response:
-    code, message = _ORDER_ERRORS.get(exc.kind) or ("AB1004" if exc.kind == "input" else "AB4008", exc.message)
-    return angel_error(code, message)
+    code = "AB1004" if exc.kind == "input" else "AB4008"
+    return angel_error(*_ORDER_ERRORS.get(exc.kind, (code, exc.message)))
 
 
 def _quantity(raw: Any) -> int:
@@ -251,16 +251,10 @@ async def _place(call: Call) -> Response:
     )
 
 
-def _own_order(call: Call, order_id: str, by_unique: bool = False) -> PaperOrder:
-    if by_unique:
-        order_id = next((o.order_id for o in call.state.orders.values() if o.unique_order_id == order_id), "")
-    return call.own_order(order_id)
-
-
 async def _modify(call: Call) -> Response:
     body = await _json_body(call)
     try:
-        order = _own_order(call, str(body.get("orderid") or ""))
+        order = call.own_order(str(body.get("orderid") or ""))
         call.tag = order.tag
         div = order.instrument.price_divisor
         ordertype = str(body.get("ordertype") or ANGEL_ORDERTYPE[order.order_type])
@@ -287,7 +281,7 @@ async def _modify(call: Call) -> Response:
 async def _cancel(call: Call) -> Response:
     body = await _json_body(call)
     try:
-        order = _own_order(call, str(body.get("orderid") or ""))
+        order = call.own_order(str(body.get("orderid") or ""))
         call.tag = order.tag
         call.paper.engine.cancel(order)
     except OrderError as exc:
@@ -378,8 +372,10 @@ async def _margin(call: Call) -> Response:
 
 
 async def _details(call: Call) -> Response:
+    unique_id = call.request.path_params["unique_id"]
+    order_id = next((o.order_id for o in call.state.orders.values() if o.unique_order_id == unique_id), "")
     try:
-        order = _own_order(call, call.request.path_params["unique_id"], by_unique=True)
+        order = call.own_order(order_id)
     except OrderError as exc:
         return _map_order_error(exc)
     call.tag = order.tag

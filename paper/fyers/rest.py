@@ -329,7 +329,8 @@ async def _place(call: Call) -> Response:
     req = OrderRequest(
         instrument=inst, variety="regular", transaction_type="BUY" if side == 1 else "SELL",
         order_type=order_type, product=product, quantity=qty, price=price, trigger_price=trigger,
-        validity=validity, disclosed_quantity=_int(body.get("disclosedQty") or 0, "disclosedQty"), tag=call.tag,
+        validity=validity, disclosed_quantity=_int(body.get("disclosedQty") or 0, "disclosedQty"),
+        tag=call.tag,
     )  # fmt: skip
     try:
         order = call.paper.engine.place(call.authed, req)
@@ -441,15 +442,9 @@ async def _symbol_token(call: Call) -> Response:
     symbols = body.get("symbols")
     if not isinstance(symbols, list):
         return fyers_error(-50, "Please provide symbols")
-    valid: dict[str, str] = {}
-    invalid: list[str] = []
-    for s in symbols:
-        inst = call.state.by_fyers_symbol(str(s))
-        if inst is None:
-            invalid.append(str(s))
-        else:
-            valid[str(s)] = inst.fyers_token
-    return fyers_ok(validSymbol=valid, invalidSymbol=invalid)
+    found = [(str(s), call.state.by_fyers_symbol(str(s))) for s in symbols]
+    valid = {s: inst.fyers_token for s, inst in found if inst is not None}
+    return fyers_ok(validSymbol=valid, invalidSymbol=[s for s, inst in found if inst is None])
 
 
 async def _symbol_master(call: Call) -> Response:

@@ -186,22 +186,17 @@ class KiteSocket(TickingSocket):
         ws = self.websocket
         last_send = time.monotonic()
         async for batch in self.batches():
-            if batch is not None:
-                items = self.frame_items(batch)
-                if items:
-                    if self.faults.take_malformed():
-                        frame = encode.kite_malformed_frame([item[2:] for item in items])
-                    else:
-                        frame = encode.kite_frame_items(items)
-                    await ws.send_bytes(frame)
-                    last_send = time.monotonic()
-                    continue
+            items = self.frame_items(batch) if batch is not None else []
             if self.faults.take_malformed():
-                await ws.send_bytes(encode.kite_malformed_frame([encode.kite_ltp(0, 0)]))
-                last_send = time.monotonic()
+                frame = encode.kite_malformed_frame([item[2:] for item in items] or [encode.kite_ltp(0, 0)])
+            elif items:
+                frame = encode.kite_frame_items(items)
             elif time.monotonic() - last_send >= HEARTBEAT_S:
-                await ws.send_bytes(encode.KITE_HEARTBEAT)
-                last_send = time.monotonic()
+                frame = encode.KITE_HEARTBEAT
+            else:
+                continue
+            await ws.send_bytes(frame)
+            last_send = time.monotonic()
 
 
 def routes(state: PaperState) -> list[BaseRoute]:
