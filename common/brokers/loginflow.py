@@ -1,6 +1,7 @@
 """The steps every broker's headless login shares: the TOTP of now, one HTTP step whose transport
 failure is BrokerUnavailable, its answer (an error one raised as the broker's ``map_error(...,
-during_login=True)`` types it), and a field the answer must carry (LoginFailed without it).
+during_login=True)`` types it), a field the answer must carry (LoginFailed without it), a value in
+a redirect's query, and when a token the broker ends daily at a fixed hour dies.
 
 Messages name the step (``"<broker> login: <step>: ..."``, given by the caller) and never carry a
 secret, a token or the exception's text.
