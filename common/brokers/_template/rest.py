@@ -3,7 +3,8 @@
 :class:`RestAdapterBase` gives the account, the keep-alive session (``self._http``), the base URL
 (``self._base``), the token (``self._access_token()``) and ``order_by_tag``. Each call goes
 through :func:`common.brokers.base.send` (transport failures mapped there) and maps every answer
-that is not a success with this broker's :func:`.errors.map_error`; nothing retries here.
+that is not a success with this broker's :func:`.errors.map_error`; nothing retries here. A place
+answer's order id goes through :func:`common.brokers.base.placed` (a success without one is Ambiguous).
 The order calls (place, modify, cancel) send on ``self._session(order=True)``, every other call on
 ``self._session()``: the account's order egress (the 2026 static-IP rule) applies to them alone.
 """
