@@ -31,6 +31,7 @@ import redis
 from common import keys
 from common.models import OrderUpdate
 from common.orderstate import TERMINAL_STATES
+from common.redis import get_redis
 
 __all__ = ["Handle", "OrderUpdateListener", "at_broker_or_settled", "on_order_update", "order_updates", "stored_update",
            "wait_stored"]
@@ -39,14 +40,6 @@ log = logging.getLogger("brokergate.order_updates")
 
 POLL_S = 0.5  # how often the listener thread looks at its stop flag while the channel is quiet
 RECONNECT_BACKOFF_S = (0.05, 0.2, 0.5, 1.0)  # waits between resubscribe attempts after a lost connection
-
-
-def _redis(r: redis.Redis | None) -> redis.Redis:
-    if r is not None:
-        return r
-    from common.redis import get_redis
-
-    return get_redis()
 
 
 def _decode(data: bytes | str) -> OrderUpdate | None:
@@ -131,7 +124,7 @@ class OrderUpdateListener:
         self.errors = 0
         self._callback = callback
         self._stop = threading.Event()
-        self._sub = _Subscription(_redis(r), accounts)  # subscribed before the constructor returns
+        self._sub = _Subscription(r or get_redis(), accounts)  # subscribed before the constructor returns
         self._thread = threading.Thread(target=self._run, name=f"order-updates-{','.join(accounts)}", daemon=True)
         self._thread.start()
 
@@ -197,7 +190,7 @@ def order_updates(
     that long without one (None waits for ever)."""
     from common import orderstore
 
-    client = _redis(r)
+    client = r or get_redis()
     sub = _Subscription(client, [account])  # subscribe first, then read: nothing falls in between
     try:
         reconnects = sub.reconnects
@@ -243,7 +236,7 @@ class Handle:
 
     @property
     def r(self) -> redis.Redis:
-        return _redis(self._r)
+        return self._r or get_redis()
 
 
 def at_broker_or_settled(state: str, final: bool) -> bool:

@@ -56,6 +56,7 @@ import redis
 
 from common import keys
 from common.models import Tick
+from common.redis import get_redis, hash_fields, text_hash
 
 __all__ = [
     "MODES",
@@ -130,14 +131,6 @@ def price_str(value: int, divisor: int) -> str:
 # --- strategies --------------------------------------------------------------------------
 
 
-def _client(r: redis.Redis | None) -> redis.Redis:
-    if r is not None:
-        return r
-    from common.redis import get_redis
-
-    return get_redis()
-
-
 def _default_account(account: str | None) -> str:
     if account:
         return account
@@ -172,14 +165,13 @@ def subscribe(
     feed maps the subscription once the master is loaded (``brokergate instruments refresh``)."""
     from common import instruments as master
     from common.errors import InvalidOrder
-    from common.redis import hash_fields
 
     items = [instruments] if isinstance(instruments, str) else list(instruments)
     wanted = {_check(i, mode): mode for i in items}
     if not wanted:
         return None
     name = _default_account(account)
-    client = _client(r)
+    client = r or get_redis()
     unknown = master.unknown(name, wanted, client)
     if unknown:
         raise InvalidOrder("symbol", f"{', '.join(unknown)} not in the instrument master of {name}")
@@ -197,7 +189,7 @@ def unsubscribe(instruments: str | Iterable[str], account: str | None = None, r:
     if not names:
         return
     name = _default_account(account)
-    client = _client(r)
+    client = r or get_redis()
     with client.pipeline(transaction=True) as p:
         p.hdel(keys.feed_subs(name), *names)
         p.publish(keys.FEED_CONTROL, name)
@@ -206,8 +198,7 @@ def unsubscribe(instruments: str | Iterable[str], account: str | None = None, r:
 
 def subscriptions(account: str, r: redis.Redis | None = None) -> dict[str, str]:
     """``EXCHANGE:SYMBOL`` → mode that the feed keeps subscribed for ``account``."""
-    raw = _client(r).hgetall(keys.feed_subs(account))
-    return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()}
+    return text_hash((r or get_redis()).hgetall(keys.feed_subs(account)))
 
 
 class TickSubscription:
@@ -218,7 +209,7 @@ class TickSubscription:
     """
 
     def __init__(self, instruments: Iterable[str], r: redis.Redis | None = None) -> None:
-        self._pubsub = _client(r).pubsub(ignore_subscribe_messages=True)
+        self._pubsub = (r or get_redis()).pubsub(ignore_subscribe_messages=True)
         channels = []
         for instrument in instruments:
             exchange, _, symbol = _check(instrument).partition(":")
