@@ -104,13 +104,18 @@ def parse_algo_id(value: Any, where: str) -> str:
     return value
 
 
+def strategies_table(path: str | Path) -> Any:
+    """The ``strategies`` table of the accounts file at ``path`` as written, read without a secret
+    (None when the file is missing or not TOML: the accounts' own load reports that, naming it)."""
+    try:
+        return tomllib.loads(Path(path).read_text()).get("strategies")
+    except (FileNotFoundError, tomllib.TOMLDecodeError):
+        return None
+
+
 def read_algo_ids(path: str | Path) -> dict[str, str]:
     """The ``algo_id`` of each strategy in the accounts file at ``path`` that has one."""
-    try:
-        doc = tomllib.loads(Path(path).read_text())
-    except (FileNotFoundError, tomllib.TOMLDecodeError):
-        return {}  # the accounts' own load reports the file's problem
-    table = doc.get("strategies")
+    table = strategies_table(path)
     if not isinstance(table, dict):
         return {}
     return {name: parse_algo_id(t[ALGO_ID], f"strategies.{name}")

@@ -27,14 +27,13 @@ Exits pass: an order that is ``reduce_only`` and really reduces its position by 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
 
-from common.algorules import ALGO_ID, parse_algo_id
+from common.algorules import ALGO_ID, parse_algo_id, strategies_table
 from common.errors import ConfigError, RiskRefused
 from common.models import Order, OrderType, Side
 from common.portfolio import Position
@@ -155,11 +154,7 @@ def parse_strategies(table: Any, where: str = "strategies") -> dict[str, RiskLim
 
 def load_strategies(path: str | Path) -> dict[str, RiskLimits]:
     """The ``[strategies.<name>]`` limits of the accounts file at ``path`` (no secret is read)."""
-    try:
-        doc = tomllib.loads(Path(path).read_text())
-    except (FileNotFoundError, tomllib.TOMLDecodeError):
-        return {}  # the accounts' own load reports the file's problem, naming it
-    return parse_strategies(doc.get("strategies"))
+    return parse_strategies(strategies_table(path))
 
 
 @dataclass(frozen=True, slots=True)
