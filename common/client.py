@@ -38,6 +38,7 @@ from common.orderstate import TERMINAL_STATES, OrderState
 from common.portfolio import Funds, Holding, Margin, Position, Trade
 from common.redis import get_redis, redis_conf, server_time_ms
 from common.redisconf import RedisConf, celery_conf
+from common.risklimits import day_pnl
 from common.settings import Account, account
 from common.ticks import subscribe_ticks
 
@@ -321,10 +322,8 @@ def resume(accounts: str | Sequence[str] | None) -> list[str]:
 
 def pnl(account: str) -> Decimal:
     """Today's P&L of the account's positions, realised plus mark-to-market at the live ticks."""
-    total = Decimal(0)
-    for p in positions(account, marked=True):
-        total += p.realised_pnl + p.unrealised_pnl
-    return total
+    snap = accountstate.get(account, "positions", with_prices=True)
+    return day_pnl(snap.items, snap.prices)
 
 
 def _stored(client_order_id: str | OrderHandle) -> tuple[str, dict[str, Any]]:
