@@ -216,7 +216,7 @@ def _generic_names(r: redis.Redis, account_name: str, items: list[Any]) -> list[
     on another exchange (tokens repeat across segments at some brokers), keeps its own name."""
     from common.instruments import token_field
 
-    fields = [token_field(i.exchange, i.token) if getattr(i, "token", "") else "" for i in items]
+    fields = [token_field(i.exchange, i.token) if i.token else "" for i in items]
     wanted = [f for f in fields if f]
     if not wanted:
         return items
@@ -232,18 +232,18 @@ def _generic_names(r: redis.Redis, account_name: str, items: list[Any]) -> list[
 
 
 def refresh(account_name: str, kind: Kind, r: redis.Redis | None = None, *, adapter: BrokerAdapter | None = None,
-            relogin: bool = False, timeout_s: float = REFRESH_TIMEOUT_S) -> Snapshot:
+            relogin: bool = False) -> Snapshot:
     """Read ``kind`` from the broker (single flight: when another process is reading it, wait for
     its answer instead) and return the snapshot. ``relogin``: renew a refused token once
     (processes that hold the account's secrets: workers). Raises TokenExpired, RateLimited,
-    BrokerUnavailable, DeadlineExceeded (no slot within ``timeout_s``) as the read does."""
+    BrokerUnavailable, DeadlineExceeded (no slot within :data:`REFRESH_TIMEOUT_S`) as the read does."""
     r = r or get_redis()
     acct = account(account_name)
     lock = keys.account_state_refreshing(account_name, kind)
     # Single flight: a read stored after this one's start is the answer (one under way when we
     # came is shared, as Go's singleflight shares a call in flight).
     before_ms = read(r, account_name, kind).at_ms
-    give_up = time.monotonic() + timeout_s
+    give_up = time.monotonic() + REFRESH_TIMEOUT_S
     pubsub = r.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(keys.account_state_channel(account_name))
     try:
@@ -269,7 +269,7 @@ def refresh(account_name: str, kind: Kind, r: redis.Redis | None = None, *, adap
             if snap.at_ms > before_ms:
                 return snap
             if time.monotonic() >= give_up:
-                raise BrokerGateError(f"{account_name}: {kind} not read within {timeout_s:g} s")
+                raise BrokerGateError(f"{account_name}: {kind} not read within {REFRESH_TIMEOUT_S:g} s")
     finally:
         pubsub.close()
 

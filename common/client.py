@@ -32,7 +32,7 @@ from common import accountstate, keys, orderstore, risk, safety, slicing, tradin
 from common.chains import atm_strike, expiries, future, option_chain
 from common.derivatives import is_derivative_symbol
 from common.errors import ConfigError, InvalidOrder
-from common.models import Instrument, Order, OrderType, OrderUpdate, new_client_order_id
+from common.models import DEFAULT_DEADLINE_S, Instrument, Order, OrderType, OrderUpdate, new_client_order_id
 from common.order_updates import Handle, at_broker_or_settled, order_updates, wait_stored
 from common.orderstate import TERMINAL_STATES, OrderState
 from common.portfolio import Funds, Holding, Margin, Position, Trade
@@ -138,7 +138,7 @@ def _account_checked(order: Order, *, placing: bool) -> tuple[Order, Account]:
         raise InvalidOrder("account", str(e)) from None
     if placing:
         _check_market_orders(order, acct)
-    if order.deadline_s == Order.__dataclass_fields__["deadline_s"].default and acct.deadline_s != order.deadline_s:
+    if order.deadline_s == DEFAULT_DEADLINE_S and acct.deadline_s != order.deadline_s:
         order = order.with_(deadline_s=acct.deadline_s)  # the account's default deadline
     return order, acct
 
