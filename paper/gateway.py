@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from paper import portfolio
 from paper.caps import CapLimiter
 from paper.kite.postbacks import PostbackSender
 from paper.matching import MatchingEngine, OrderError
@@ -106,8 +107,7 @@ class Call:
 
     def own_orders(self) -> list[PaperOrder]:
         """The authenticated user's orders, in placement order."""
-        uid = self.user.user_id if self.user is not None else None
-        return [o for o in self.state.orders.values() if o.broker == self.broker and o.user_id == uid]
+        return self.books(portfolio.orders)
 
     def own_order(self, order_id: str, message: str = "Order not found") -> PaperOrder:
         """The authenticated user's order ``order_id``; OrderError("not_found", message) when it

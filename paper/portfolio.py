@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MARGIN_RATE", "OPENING_CASH_RUPEES", "SEED_HOLDINGS", "PaperFunds", "PaperHolding", "PaperPosition",
-    "funds", "holdings", "margin_for", "margin_rate", "positions", "product_kind", "trades",
+    "funds", "holdings", "margin_for", "margin_rate", "orders", "positions", "product_kind", "trades",
 ]  # fmt: skip
 
 OPENING_CASH_RUPEES = 1_000_000
@@ -127,13 +127,14 @@ class PaperFunds:
         return self.opening_balance + self.realised - self.used_margin
 
 
-def _orders(state: PaperState, broker: str, user_id: str) -> list[PaperOrder]:
+def orders(state: PaperState, broker: str, user_id: str) -> list[PaperOrder]:
+    """Every order of the user, in placement order."""
     return [o for o in state.orders.values() if o.broker == broker and o.user_id == user_id]
 
 
 def trades(state: PaperState, broker: str, user_id: str) -> list[tuple[PaperOrder, PaperTrade]]:
     """Every fill of the user today, in fill order."""
-    rows = [(o, t) for o in _orders(state, broker, user_id) for t in o.trades]
+    rows = [(o, t) for o in orders(state, broker, user_id) for t in o.trades]
     rows.sort(key=lambda ot: (ot[1].fill_time, ot[1].trade_id))
     return rows
 
@@ -186,7 +187,7 @@ def funds(state: PaperState, broker: str, user_id: str) -> PaperFunds:
         used += round(abs(pos.quantity) * pos.last_price * margin_rate(pos.product))
         realised += pos.realised
         unrealised += pos.unrealised
-    used += sum(_blocked(state, o) for o in _orders(state, broker, user_id) if o.is_open)
+    used += sum(_blocked(state, o) for o in orders(state, broker, user_id) if o.is_open)
     return PaperFunds(OPENING_CASH_RUPEES * 100, used, round(realised), round(unrealised))
 
 

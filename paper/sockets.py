@@ -122,11 +122,8 @@ async def abort(websocket: WebSocket) -> None:
 
 @dataclass
 class SocketFaults:
-    """Per-socket view of ``state.faults`` for the three socket kinds.
-
-    ``poll()`` is called by the socket's sender loop; it consumes a matching fault and turns
-    it into what the loop should do now.
-    """
+    """Per-socket view of ``state.faults``: the socket's sender loop takes the socket faults of
+    its user (drop, stall, malformed frame) through it."""
 
     state: PaperState
     broker: str
@@ -159,10 +156,10 @@ class SocketFaults:
     def take_malformed(self) -> bool:
         return self.state.faults.take("malformed_frame", self.broker, self.user_id)
 
-    async def wait_stall(self, poll_s: float) -> None:
+    async def wait_stall(self) -> None:
         """Return once no stall is running (a stalled socket sends nothing, replies included)."""
         while self.stalled():
-            await asyncio.sleep(min(self.stall_left_s(), poll_s))
+            await asyncio.sleep(min(self.stall_left_s(), POLL_S))
 
 
 # How often a sender loop wakes without a tick, to check faults and heartbeats.
@@ -298,14 +295,13 @@ class TickingSocket(SessionBound):
         super().unhook()
 
     async def _wait_to_send(self) -> None:
-        await self.faults.wait_stall(POLL_S)
+        await self.faults.wait_stall()
 
     async def batches(
-        self, poll_s: float = POLL_S, ready: Callable[[], bool] | None = None,
-        on_stall: Callable[[bool], None] | None = None,
+        self, ready: Callable[[], bool] | None = None, on_stall: Callable[[bool], None] | None = None
     ) -> AsyncIterator[Batch | None]:
         """The sender loop's wake-ups until the socket closes or is dropped (drop_socket): the
-        clock's next step after the last one, or None when none came within ``poll_s``. Steps
+        clock's next step after the last one, or None when none came within POLL_S. Steps
         that pass during a stall (stall_socket) are skipped, as a frozen server would; ``on_stall``
         is told True before each pause of a stall, False when the loop goes on after one. While
         ``ready`` says False (no user yet), the loop only waits."""
@@ -313,9 +309,9 @@ class TickingSocket(SessionBound):
         stalled = False
         while not self.closing.is_set():
             if ready is not None and not ready():
-                await asyncio.sleep(poll_s)
+                await asyncio.sleep(POLL_S)
                 continue
-            fault = await self._drop_or_stall(poll_s, (lambda: on_stall(True)) if on_stall else None)
+            fault = await self._drop_or_stall((lambda: on_stall(True)) if on_stall else None)
             if fault == "dropped":
                 return
             if fault == "stalled":
@@ -325,15 +321,15 @@ class TickingSocket(SessionBound):
             if stalled and on_stall is not None:
                 on_stall(False)
             stalled = False
-            batch = await self.clock.wait_after(last_step, poll_s)
+            batch = await self.clock.wait_after(last_step, POLL_S)
             if batch is not None:
                 last_step = batch.step
             yield batch
 
-    async def _drop_or_stall(self, poll_s: float, on_stall: Callable[[], None] | None) -> str:
+    async def _drop_or_stall(self, on_stall: Callable[[], None] | None) -> str:
         """Apply the socket faults due now: ``"dropped"`` when the connection was just cut (the
         socket is marked dropped and closing; the caller stops sending), ``"stalled"`` after a silent
-        pause of at most ``poll_s`` (the caller skips the steps that passed, as a frozen server
+        pause of at most POLL_S (the caller skips the steps that passed, as a frozen server
         would; ``on_stall`` runs before each pause), ``""`` when neither is due."""
         faults = self.faults
         if faults.take_drop():
@@ -344,7 +340,7 @@ class TickingSocket(SessionBound):
         if faults.stalled() or faults.take_stall():
             if on_stall is not None:
                 on_stall()
-            await asyncio.sleep(min(faults.stall_left_s(), poll_s))
+            await asyncio.sleep(min(faults.stall_left_s(), POLL_S))
             return "stalled"
         return ""
 
