@@ -33,8 +33,14 @@ def money(v: Any) -> Decimal | None:
 def amount(v: Any) -> Decimal:
     """Exact rupees as :func:`money` reads them, 0 for a missing or unreadable value (a book's
     blank figure is no money); the value keeps its own places ("0.00" stays 0.00)."""
+    return money_or(v, Decimal(0))
+
+
+def money_or(v: Any, otherwise: Decimal) -> Decimal:
+    """Exact rupees as :func:`money` reads them, ``otherwise`` for a missing or unreadable value (a
+    figure an answer may leave out, made from its other figures)."""
     found = money(v)
-    return Decimal(0) if found is None else found
+    return otherwise if found is None else found
 
 
 def whole(v: Any) -> int:

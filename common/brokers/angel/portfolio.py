@@ -26,7 +26,7 @@ from typing import Any
 
 from common.brokers.angel.instruments import generic_symbol
 from common.brokers.angel.translate import order_body
-from common.brokers.payload import amount, day_and_carried, money, text, whole
+from common.brokers.payload import amount, day_and_carried, money, money_or, text, whole
 from common.errors import InvalidOrder
 from common.models import Instrument, Order, Product
 from common.portfolio import ZERO, Funds, Holding, Margin, Position, Segment, Trade
@@ -69,22 +69,17 @@ def _symbol(row: dict[str, Any]) -> str:
 def _position(row: dict[str, Any]) -> Position:
     quantities = day_and_carried(whole(row.get("buyqty")), whole(row.get("sellqty")),
                                  whole(row.get("cfbuyqty")), whole(row.get("cfsellqty")))
-    buy_value = money(row.get("totalbuyvalue"))
-    sell_value = money(row.get("totalsellvalue"))
     net = whole(row.get("netqty"))
-    average = money(row.get("avgnetprice"))
-    if average is None:
-        average = amount(row.get("netprice"))
     return Position(
         exchange=text(row.get("exchange")).strip(),
         symbol=_symbol(row),
         product=product_of(row.get("producttype")),
         quantity=net,
-        average_price=average if net else ZERO,
-        buy_value=(buy_value if buy_value is not None
-                   else amount(row.get("buyamount")) + amount(row.get("cfbuyamount"))),
-        sell_value=(sell_value if sell_value is not None
-                    else amount(row.get("sellamount")) + amount(row.get("cfsellamount"))),
+        average_price=money_or(row.get("avgnetprice"), amount(row.get("netprice"))) if net else ZERO,
+        buy_value=money_or(row.get("totalbuyvalue"),
+                           amount(row.get("buyamount")) + amount(row.get("cfbuyamount"))),
+        sell_value=money_or(row.get("totalsellvalue"),
+                            amount(row.get("sellamount")) + amount(row.get("cfsellamount"))),
         realised_pnl=amount(row.get("realised")),
         unrealised_pnl=amount(row.get("unrealised")),
         last_price=amount(row.get("ltp")),

@@ -37,7 +37,7 @@ from typing import Any
 
 from common.brokers.fyers.translate import order_body
 from common.brokers.fyers.updates import order_tag
-from common.brokers.payload import amount, money, text, whole
+from common.brokers.payload import amount, money_or, text, whole
 from common.models import Instrument, Order, Product
 from common.portfolio import ZERO, Funds, Holding, Margin, Position, Segment, Trade
 
@@ -104,16 +104,11 @@ def exchange_symbol(ticker: Any, segment: Any = None) -> tuple[str, str]:
 def _position(row: dict[str, Any]) -> Position:
     exchange, symbol = exchange_symbol(row.get("symbol"), row.get("segment"))
     net = whole(row.get("netQty"))
-    if net:
-        avg = money(row.get("avgPrice"))
-        if avg is None:  # the docs' table has no avgPrice (its sample has): the side's average
-            avg = amount(row.get("buyAvg") if net > 0 else row.get("sellAvg"))
-    else:
-        avg = ZERO
+    # The docs' table has no avgPrice (its sample has): without it, the average of the side held.
+    side_avg = amount(row.get("buyAvg") if net > 0 else row.get("sellAvg"))
+    avg = money_or(row.get("avgPrice"), side_avg) if net else ZERO
     realised = amount(row.get("realized_profit"))
-    unrealised = money(row.get("unrealized_profit"))
-    if unrealised is None:
-        unrealised = amount(row.get("pl")) - realised
+    unrealised = money_or(row.get("unrealized_profit"), amount(row.get("pl")) - realised)
     return Position(
         exchange=exchange, symbol=symbol, product=product_of(row.get("productType")), quantity=net,
         average_price=avg, buy_quantity=whole(row.get("buyQty")), buy_value=amount(row.get("buyVal")),

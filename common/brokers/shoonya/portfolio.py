@@ -40,7 +40,7 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-from common.brokers.payload import amount, day_and_carried, money, text, whole
+from common.brokers.payload import amount, day_and_carried, money, money_or, text, whole
 from common.brokers.shoonya.errors import NO_DATA, emsg_kind, map_error
 from common.brokers.shoonya.instruments import generic_symbol
 from common.brokers.shoonya.translate import order_values
@@ -157,9 +157,7 @@ def funds_from_limits(body: Any) -> Funds:
     cash, payin = amount(body.get("cash")), amount(body.get("payin"))
     collateral = amount(body.get("brkcollamt"))
     used = amount(body.get("marginused"))
-    unrealised_debit = money(body.get("urmtom"))
-    if unrealised_debit is None:
-        unrealised_debit = amount(body.get("unmtom"))
+    unrealised_debit = money_or(body.get("urmtom"), amount(body.get("unmtom")))
     segment = Segment(
         available_cash=cash + payin,
         used_margin=used,
@@ -210,9 +208,8 @@ def order_margin(body: Any) -> Margin:
     """A ``GetOrderMargin`` answer -> the Margin of its one order (a refusal raises). "Insufficient
     Balance" in ``remarks`` is no refusal: the margin is still what the order needs."""
     body = _ok(body)
-    need = money(body.get("ordermargin"))
-    if need is None:
-        need = amount(body.get("marginused")) - amount(body.get("marginusedprev"))
+    need = money_or(body.get("ordermargin"),
+                    amount(body.get("marginused")) - amount(body.get("marginusedprev")))
     return Margin(total=need, orders=(need,))
 
 
