@@ -245,13 +245,12 @@ def _failed(r: redis.Redis, acct: Account, exc: BaseException, why: str) -> None
     log.error("login failed: account=%s broker=%s: %s (%s)", acct.name, acct.broker, exc, why)
 
 
-def _login_slot(r: redis.Redis, acct: Account, deadline: float) -> int:
+def _login_slot(r: redis.Redis, limiter: Limiter, deadline: float) -> int:
     """Wait for a slot of the account's ``login`` caps (some brokers allow one login a
     second) in the shared limiter, so a re-login right after a login is spaced out instead
     of refused. Returns the slot, to be confirmed when the login's answer is back."""
     from common.errors import DeadlineExceeded
 
-    limiter = Limiter.for_account(r, acct, "login")
     if not limiter.budgets:
         return 0
     deadline_ms = server_time_ms(r) + int(max(0.0, deadline - time.monotonic()) * 1000)
@@ -259,11 +258,6 @@ def _login_slot(r: redis.Redis, acct: Account, deadline: float) -> int:
         return limiter.acquire(deadline_ms)
     except DeadlineExceeded as e:
         raise BrokerUnavailable(f"login: no login slot before the deadline: {e}") from None
-
-
-def _note_rate_limited(r: redis.Redis, acct: Account, retry_after_s: float) -> None:
-    with contextlib.suppress(Exception):
-        Limiter.for_account(r, acct, "login").note_rate_limited(retry_after_s)
 
 
 def login_and_store(
@@ -279,17 +273,18 @@ def login_and_store(
 
     r = r or get_redis()
     flow = broker(acct.broker).login
+    limiter = Limiter.for_account(r, acct, "login")
     deadline = time.monotonic() + deadline_s
     attempt = 0
     t0 = time.monotonic()
     while True:
         attempt += 1
         try:
-            slot_us = _login_slot(r, acct, deadline)
+            slot_us = _login_slot(r, limiter, deadline)
             # The login may leave long after its slot (a TOTP about to roll over waits for the
             # next step): count it from its answer, so the next login is spaced from when the
             # broker really saw this one.
-            with Limiter.for_account(r, acct, "login").used(slot_us):
+            with limiter.used(slot_us):
                 fields = flow.login(acct)
             break
         except LoginFailed as e:
@@ -299,7 +294,8 @@ def login_and_store(
             delay_s = min(2.0, 0.2 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
             if isinstance(e, RateLimited):
                 delay_s = max(delay_s, e.retry_after_s)
-                _note_rate_limited(r, acct, e.retry_after_s)
+                with contextlib.suppress(Exception):
+                    limiter.note_rate_limited(e.retry_after_s)
             if time.monotonic() + delay_s > deadline:
                 _failed(r, acct, e, f"gave up after {attempt} attempts")
                 raise
