@@ -201,10 +201,7 @@ def kite_packet_from_json(tick: Mapping[str, Any]) -> bytes:
         return round(float(v) * div)
 
     def pick(*names: str) -> Any:
-        for name in names:
-            if name in tick:
-                return tick[name]
-        return 0
+        return next((tick[name] for name in names if name in tick), 0)
 
     mode = tick.get("mode", "quote")
     last_price = px(tick["last_price"])

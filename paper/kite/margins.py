@@ -14,7 +14,7 @@ from paper.state import PaperState
 
 __all__ = ["PRODUCTS", "Priced", "priced"]
 
-PRODUCTS = ("CNC", "NRML", "MIS", "MTF")  # the order form's (rest.PRODUCTS; rest imports this module)
+PRODUCTS = ("CNC", "NRML", "MIS", "MTF")  # the order form's too (rest.py checks placed orders against it)
 Priced = tuple[list[dict[str, Any]], float]  # Kite's row of each order, and their sum in rupees
 
 

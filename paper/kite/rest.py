@@ -27,7 +27,6 @@ from paper.state import PaperState
 from paper.users import User
 
 VARIETIES = ("regular", "amo", "co", "iceberg", "auction")
-PRODUCTS = ("CNC", "NRML", "MIS", "MTF")
 VALIDITIES = ("DAY", "IOC", "TTL")
 TAG_RE = re.compile(r"^[A-Za-z0-9]{1,20}$")
 REQUEST_TOKEN_TTL_S = 300
@@ -262,10 +261,10 @@ def _text(form: Any, name: str) -> str | None:
     return None if raw is None or raw == "" else str(raw)
 
 
-def _int_field(form: Any, name: str, default: int | None = None) -> int | None:
+def _int_field(form: Any, name: str) -> int | None:
     raw = form.get(name)
     if raw is None or raw == "":
-        return default
+        return None
     try:
         return int(str(raw))
     except ValueError:
@@ -291,7 +290,7 @@ async def _place(call: Call) -> Response:
         inst = call.state.by_symbol(exchange, symbol)
         if inst is None:
             raise OrderError("input", "Invalid `tradingsymbol`.")
-        product = one_of(form, "product", PRODUCTS, "Invalid `product`.")
+        product = one_of(form, "product", margins.PRODUCTS, "Invalid `product`.")
         validity = one_of(form, "validity", VALIDITIES, "Invalid `validity`.", "DAY")
         quantity = _int_field(form, "quantity")
         if quantity is None:
@@ -306,7 +305,7 @@ async def _place(call: Call) -> Response:
             price=rupees_to_units(_text(form, "price"), inst.price_divisor, "price"),
             trigger_price=rupees_to_units(_text(form, "trigger_price"), inst.price_divisor, "trigger_price"),
             validity=validity,
-            disclosed_quantity=_int_field(form, "disclosed_quantity", 0) or 0,
+            disclosed_quantity=_int_field(form, "disclosed_quantity") or 0,
             tag=call.tag,
         )
         if (refused := protection.refusal(call.state, form, req.order_type)) is not None:
