@@ -124,9 +124,9 @@ def read_algo_ids(path: str | Path) -> dict[str, str]:
 
 def algo_id_of(strategy: str) -> str:
     """The exchange algo id of ``strategy`` in the accounts file ("" when it has none), read again
-    whenever the accounts are (``settings.algo_ids``)."""
+    whenever the accounts are (``accountsfile.algo_ids``)."""
     if not strategy:
         return ""
-    from common.settings import algo_ids  # settings imports this module
+    from common.accountsfile import algo_ids  # which imports this module
 
     return algo_ids().get(strategy, "")

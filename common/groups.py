@@ -29,8 +29,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from common.accountsfile import per_reading
 from common.errors import ConfigError
-from common.settings import accounts, per_reading
+from common.settings import accounts
 
 __all__ = ["Group", "group", "groups", "load_groups", "parse_groups"]
 

@@ -65,6 +65,7 @@ from typing import Any, Final
 import redis
 
 from common import keys
+from common.accountsfile import per_reading
 from common.errors import ConfigError, RiskRefused
 from common.lua import LuaScript, script_text
 from common.models import Order
@@ -80,7 +81,7 @@ from common.risklimits import (
     load_strategies,
     refused_by_count,
 )
-from common.settings import Account, accounts, per_reading
+from common.settings import Account, accounts
 
 __all__ = [
     "RATE_WINDOW_MS", "ReadQuery", "RiskLimits", "ScopeLimits", "account_pnl", "account_scope", "check", "clear_limits",

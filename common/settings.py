@@ -17,14 +17,14 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from common import keys
-from common.algorules import check_clients, read_algo_ids, registered_algo
+from common.algorules import check_clients, registered_algo
 from common.brokers import BROKER_NAMES, COUNTED_PER_APP, SHARED_BUDGET, BrokerSpec, market_orders, spec_for
 from common.errors import ConfigError
 from common.risklimits import RiskLimits, parse_limits, parse_strategies
@@ -304,11 +304,7 @@ def _parse_extra(t: dict[str, Any], where: str, spec: BrokerSpec) -> dict[str, A
     return dict(extra)
 
 
-_ACCOUNT_FIELDS = {
-    "broker", "user_id", "password", "totp_secret", "api_key", "api_secret", "rest_url", "login_url",
-    "ws_url", "order_ws_url", "caps", "login_time", "timezone", "concurrency", "rate_limit",
-    "deadline_s", "feed_sockets", "extra", "risk", "registered_algo",
-}  # fmt: skip
+_ACCOUNT_FIELDS = frozenset(f.name for f in fields(Account)) - {"name"}  # what an [accounts.<name>] table may say
 
 
 def _parse_caps(t: dict[str, Any], where: str, broker: str, spec: BrokerSpec) -> dict[str, tuple[Cap, ...]]:
@@ -332,8 +328,8 @@ def _parse_caps(t: dict[str, Any], where: str, broker: str, spec: BrokerSpec) ->
     return caps
 
 
-def _parse_schedule(t: dict[str, Any], where: str) -> tuple[time, str]:
-    """The daily login time and the time zone it is read in."""
+def _parse_schedule(t: dict[str, Any], where: str) -> dict[str, Any]:
+    """The daily login time and the time zone it is read in (as Account fields)."""
     lt = t.get("login_time", Account.login_time.strftime("%H:%M"))
     try:
         hh, mm = str(lt).split(":")
@@ -347,24 +343,24 @@ def _parse_schedule(t: dict[str, Any], where: str) -> tuple[time, str]:
         ZoneInfo(tz)
     except Exception:
         raise ConfigError(f"{where}.timezone: {tz!r} is not a known time zone") from None
-    return login_time, tz
+    return {"login_time": login_time, "timezone": tz}
 
 
-def _parse_limits(t: dict[str, Any], where: str) -> tuple[dict[str, int], float, str]:
-    """``concurrency`` and ``feed_sockets``, ``deadline_s`` and the Celery ``rate_limit``."""
-    ints: dict[str, int] = {}
+def _parse_limits(t: dict[str, Any], where: str) -> dict[str, Any]:
+    """``concurrency`` and ``feed_sockets``, ``deadline_s`` and the Celery ``rate_limit`` (as Account fields)."""
+    out: dict[str, Any] = {}
     for key, default in (("concurrency", Account.concurrency), ("feed_sockets", Account.feed_sockets)):
         v = t.get(key, default)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{where}.{key}: must be a whole number >= 1")
-        ints[key] = v
+        out[key] = v
     deadline = t.get("deadline_s", Account.deadline_s)
     if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not 0 < deadline <= 3600:
         raise ConfigError(f"{where}.deadline_s: must be a number of seconds in (0, 3600]")
     rate_limit = _str(t, "rate_limit", where, "")
     if rate_limit and not re.match(r"^\d+(\.\d+)?/[smh]$", rate_limit):
         raise ConfigError(f"{where}.rate_limit: {rate_limit!r} is not a Celery rate like '3/s'")
-    return ints, float(deadline), rate_limit
+    return {**out, "deadline_s": float(deadline), "rate_limit": rate_limit}
 
 
 def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Account:
@@ -380,11 +376,9 @@ def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Acco
     for key in t:
         if key not in _ACCOUNT_FIELDS:
             raise ConfigError(f"{where}.{key}: unknown field")
-    secrets = {k: _secret_ref(t.get(k), f"{where}.{k}", environ, required=k in spec.secrets)
-               for k in SECRET_FIELDS}
+    secrets: dict[str, Any] = {k: _secret_ref(t.get(k), f"{where}.{k}", environ, required=k in spec.secrets)
+                               for k in SECRET_FIELDS}
     caps = _parse_caps(t, where, broker, spec)
-    login_time, tz = _parse_schedule(t, where)
-    ints, deadline_s, rate_limit = _parse_limits(t, where)
     return Account(
         name=name, broker=broker,
         user_id=_str(t, "user_id", where),
@@ -394,12 +388,8 @@ def _parse_account(name: str, t: Any, environ: Mapping[str, str] | None) -> Acco
         ws_url=_str(t, "ws_url", where, spec.ws_url),
         order_ws_url=_str(t, "order_ws_url", where, spec.order_ws_url),
         caps=caps,
-        login_time=login_time,
-        timezone=tz,
-        concurrency=ints["concurrency"],
-        feed_sockets=ints["feed_sockets"],
-        rate_limit=rate_limit,
-        deadline_s=deadline_s,
+        **_parse_schedule(t, where),
+        **_parse_limits(t, where),
         extra=_parse_extra(t, where, spec),
         risk=parse_limits(t.get("risk"), f"{where}.risk"),
         registered_algo=registered_algo(t, where, caps),  # refuses caps above the 2026 rule's 10/s
@@ -491,30 +481,6 @@ def accounts() -> dict[str, Account]:
     """The process's accounts, read once (restart, or ``accounts.cache_clear()``, to re-read).
     Secrets are read from the environment on first use (see :func:`require_secrets`)."""
     return load_accounts(settings().accounts_path)
-
-
-T = TypeVar("T")
-
-
-def per_reading(derive: Callable[[str], T]) -> Callable[[], T]:
-    """``derive(the accounts file's path)``, derived again only when the process reads its accounts
-    again (:func:`accounts`; accounts that do not load count as a reading of their own): for what
-    else the file holds (a strategy's limits, the groups), read without a secret."""
-    cached: list[tuple[object, T]] = []
-
-    def get() -> T:
-        try:
-            reading: object = accounts()
-        except ConfigError:
-            reading = None
-        if not cached or cached[0][0] is not reading:
-            cached[:] = [(reading, derive(settings().accounts_path))]
-        return cached[0][1]
-
-    return get
-
-
-algo_ids = per_reading(read_algo_ids)  # each strategy's exchange algo id (common/algorules.py)
 
 
 def account(name: str) -> Account:
