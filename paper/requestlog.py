@@ -3,6 +3,7 @@ paper broker saw, in arrival order, stamped by one monotonic clock."""
 
 from __future__ import annotations
 
+import bisect
 import time
 from typing import Any
 
@@ -22,7 +23,7 @@ class RequestLog:
         tag: str | None = None,
         arrival_ns: int | None = None,
         client: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> None:
         """Log one request; `arrival_ns` (`time.monotonic_ns()`) defaults to now; `client`: the address
         it came from (what the static-IP rule checks). Handshakes are logged with status 101
         (accepted) or the refusal's 4xx."""
@@ -38,11 +39,7 @@ class RequestLog:
             "client": client,
         }
         # Responses finish out of arrival order (a delayed one ends last); keep the list sorted.
-        idx = len(self._entries)
-        while idx > 0 and self._entries[idx - 1]["arrival_ns"] > entry["arrival_ns"]:
-            idx -= 1
-        self._entries.insert(idx, entry)
-        return entry
+        bisect.insort(self._entries, entry, key=lambda e: e["arrival_ns"])
 
     def entries(self) -> list[dict[str, Any]]:
         return list(self._entries)

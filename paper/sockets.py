@@ -1,7 +1,8 @@
 """What the paper broker's sockets share: handshake logging, refusal and the connection cap
-(:class:`Handshake`), socket faults, an abrupt (no close frame) disconnect, closing on the end of the user's session
-(:class:`SessionBound`), the tick-clock sender loop (:class:`TickingSocket`), and the hook-up to
-the state's registries and listeners while a socket is served (:func:`serve_hooked`)."""
+(:class:`Handshake`), socket faults, an abrupt (no close frame) disconnect, closing on the end of
+the user's session (:class:`SessionBound`), the tick-clock sender loop (:class:`TickingSocket`),
+and the hook-up to the state's registries and listeners while a socket is served
+(:func:`serve_hooked`)."""
 
 from __future__ import annotations
 
