@@ -50,6 +50,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from common import keys
+from common.ratelimit import usage
 from common.redis import as_text, server_time_ms, text_hash
 
 if TYPE_CHECKING:
@@ -130,14 +131,6 @@ def _feed_sample(r: Any) -> dict[str, dict[str, str]]:
     return out
 
 
-def _usage(r: Any, account: str, endpoint_class: str, caps: Any, scope: str) -> dict[str, int]:
-    """Requests in each window of the class now, as {"10/s": 3, "400/min": 57}, in the
-    limiter state of ``scope`` (shared by every account the broker counts as one)."""
-    from common.ratelimit import usage
-
-    return {str(cap): int(n) for cap, n in usage(account, endpoint_class, r=r, caps=tuple(caps), scope=scope)}
-
-
 def _flag(value: Any) -> bool:
     return str(value).lower() in ("1", "true", "yes")
 
@@ -188,14 +181,16 @@ def _read_login_error(r: Any, name: str) -> dict[str, Any] | None:
 def _read_limiter(
     r: Any, name: str, caps: Mapping[str, Any], scope: str, errors: list[str]
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Usage of each endpoint class's windows, and the classes in backoff (seconds left)."""
+    """Requests in each window of each endpoint class now ({"10/s": 3, "400/min": 57}, in the state
+    of ``scope``, shared by every account the broker counts as one), and the classes in backoff
+    (seconds left)."""
     limiter: dict[str, Any] = {}
     backoff: dict[str, float] = {}
     for cls in sorted(caps):
         if cls != "orders" and not r.exists(keys.limit(scope, cls)):
             continue  # show a class once it has been used; orders always
         try:
-            limiter[cls] = _usage(r, name, cls, caps[cls], scope)
+            limiter[cls] = {str(cap): int(n) for cap, n in usage(name, cls, r=r, caps=tuple(caps[cls]), scope=scope)}
         except Exception as e:
             errors.append(f"limiter {name}/{cls}: {type(e).__name__}: {e}")
         left = r.pttl(keys.backoff(scope, cls))
