@@ -380,10 +380,8 @@ def relogin(account_name: str, stale_version: int, timeout_s: float = 20, *, for
                 if err.get("type") == "LoginFailed" and int(err.get("at_ms", 0)) >= started_ms:
                     raise LoginFailed(err.get("message", "login failed"))
                 remaining_s = deadline - time.monotonic()
-                if remaining_s <= 0:
-                    raise BrokerUnavailable(f"no new token for {account_name} within {timeout_s:.0f} s")
-                if not r.exists(lock_key):
-                    break  # the holder gave up (BrokerUnavailable) or died: try ourselves
+                if remaining_s <= 0 or not r.exists(lock_key):
+                    break  # out of time (the loop raises), or the holder gave up or died: try ourselves
                 pubsub.get_message(timeout=min(_WAIT_POLL_S, remaining_s))
     finally:
         with contextlib.suppress(Exception):
