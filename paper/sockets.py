@@ -238,6 +238,17 @@ class SessionBound:
     async def _wait_to_send(self) -> None:
         """Nothing holds a message back but on a ticking socket (a stall)."""
 
+    def senders(self) -> list[Coroutine[Any, Any, None]]:
+        """What :func:`serve_hooked` runs beside receiving."""
+        return [self.send_out()]
+
+    def handle_text(self, text: str) -> None:
+        """A text message of the client: nothing to do unless the socket reads them."""
+
+    def handle_bytes(self, data: bytes) -> None:
+        """A binary message of the client: its text, unless the socket speaks a binary protocol."""
+        self.handle_text(data.decode("utf-8", "replace"))
+
     def hook_up(self, open_now: set[Any], orders: bool = False) -> None:
         """Hook the socket of a known user up until :func:`serve_hooked` unhooks it: into
         ``open_now`` (the user's open sockets, which the connection cap counts), the user's order
@@ -298,6 +309,12 @@ class TickingSocket(SessionBound):
     async def _wait_to_send(self) -> None:
         await self.faults.wait_stall()
 
+    def senders(self) -> list[Coroutine[Any, Any, None]]:
+        return [self.send_ticks(), self.send_out()]
+
+    async def send_ticks(self) -> None:
+        raise NotImplementedError
+
     async def batches(
         self, ready: Callable[[], bool] | None = None, on_stall: Callable[[bool], None] | None = None
     ) -> AsyncIterator[Batch | None]:
@@ -346,35 +363,15 @@ class TickingSocket(SessionBound):
         return ""
 
 
-def _dispatch(
-    message: dict[str, Any], on_text: Callable[[str], None], on_bytes: Callable[[bytes], None] | None
-) -> None:
-    """A received message to ``on_bytes`` when binary and there is one, else as text to ``on_text``."""
-    text, raw = message.get("text"), message.get("bytes")
-    if text is None and raw is not None:
-        if on_bytes is not None:
-            on_bytes(raw)
-            return
-        text = raw.decode("utf-8", "replace")
-    if text is not None:
-        on_text(text)
-
-
-async def serve_hooked(
-    websocket: WebSocket,
-    sock: SessionBound,
-    senders: list[Coroutine[Any, Any, None]],
-    on_text: Callable[[str], None],
-    on_bytes: Callable[[bytes], None] | None = None,
-) -> None:
-    """Serve an accepted socket: run the ``senders`` and receive text messages into ``on_text``
-    until the client leaves, a sender ends, or ``sock.closing`` is set (then close cleanly, unless
-    a ticking socket was dropped on purpose); then unhook it if it was hooked up (by the route when
-    the handshake named the user, else when a message did). With ``on_bytes``, binary messages go
-    there as they are (a binary protocol's commands). A ticking socket tells its tick clock after
-    each message (its subscriptions may have changed)."""
+async def serve_hooked(sock: SessionBound) -> None:
+    """Serve an accepted socket: run its ``senders()`` and hand what the client sends to its
+    ``handle_text`` / ``handle_bytes`` until the client leaves, a sender ends, or ``sock.closing``
+    is set (then close cleanly, unless a ticking socket was dropped on purpose); then unhook it if
+    it was hooked up (by the route when the handshake named the user, else when a message did). A
+    ticking socket tells its tick clock after each message (its subscriptions may have changed)."""
+    websocket = sock.websocket
     ticking = sock if isinstance(sock, TickingSocket) else None
-    tasks = [asyncio.create_task(coro, name=f"{sock.broker}-{coro.__name__}") for coro in senders]
+    tasks = [asyncio.create_task(coro, name=f"{sock.broker}-{coro.__name__}") for coro in sock.senders()]
     closing_task = asyncio.create_task(sock.closing.wait())
     try:
         while True:
@@ -389,7 +386,10 @@ async def serve_hooked(
             message = receive.result()
             if message["type"] == "websocket.disconnect":
                 return
-            _dispatch(message, on_text, on_bytes)
+            if message.get("text") is not None:
+                sock.handle_text(message["text"])
+            elif message.get("bytes") is not None:
+                sock.handle_bytes(message["bytes"])
             if ticking is not None:
                 ticking.clock.subscriptions_changed()
     except (WebSocketDisconnect, RuntimeError, OSError):

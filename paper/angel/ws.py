@@ -280,7 +280,7 @@ class AngelOrderSocket(SessionBound):
     def on_order(self, order: PaperOrder) -> None:
         self.push_update(self.message(order_status_code(order, self.was_modified(order)), order))
 
-    def on_text(self, text: str) -> None:
+    def handle_text(self, text: str) -> None:
         if text == "ping":
             self.out.put_nowait("pong")
 
@@ -313,7 +313,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
             return
         sock = AngelStreamSocket(state, websocket, user, jwt or (user.jwt_token or ""))
         sock.hook_up(open_for_client)
-        await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_out()], sock.handle_text)
+        await serve_hooked(sock)
 
     async def smart_order_update(websocket: WebSocket) -> None:
         handshake = Handshake(state, websocket, "angel", ANGEL_ORDER_UPDATE_PATH)
@@ -330,7 +330,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
         sock = AngelOrderSocket(state, websocket, user, jwt)
         sock.out.put_nowait(sock.message("AB00", None))
         sock.hook_up(open_for_client, orders=True)
-        await serve_hooked(websocket, sock, [sock.send_out()], sock.on_text)
+        await serve_hooked(sock)
 
     return [
         WebSocketRoute(ANGEL_STREAM_PATH, smart_stream),

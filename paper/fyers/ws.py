@@ -322,7 +322,7 @@ class FyersOrderSocket(SessionBound):
         if "orders" in self.kinds:
             self.push_update(order_socket_message(order))
 
-    def on_text(self, text: str) -> None:
+    def handle_text(self, text: str) -> None:
         if text == "ping":
             self.out.put_nowait("pong")
             return
@@ -357,8 +357,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
         sock = FyersDataSocket(handshake)
         try:
             # The user comes with the auth request, which hooks the socket up (FyersDataSocket._auth).
-            senders = [sock.send_ticks(), sock.send_out()]
-            await serve_hooked(websocket, sock, senders, lambda _text: None, on_bytes=sock.handle_bytes)
+            await serve_hooked(sock)
         finally:
             if sock.user is None and not sock.dropped:
                 with contextlib.suppress(Exception):
@@ -377,6 +376,6 @@ def routes(state: PaperState) -> list[BaseRoute]:
             return
         sock = FyersOrderSocket(state, websocket, user, token)
         sock.hook_up(open_now, orders=True)
-        await serve_hooked(websocket, sock, [sock.send_out()], sock.on_text)
+        await serve_hooked(sock)
 
     return [WebSocketRoute(DATA_PATH, data_socket), WebSocketRoute(ORDER_PATH, order_socket)]

@@ -219,7 +219,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
             return
         sock = KiteSocket(state, websocket, user, access_token)
         sock.hook_up(open_for_key, orders=True)
-        await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_out()], sock.handle_text)
+        await serve_hooked(sock)
 
     out: list[BaseRoute] = [WebSocketRoute(KITE_TICKER_PATH, kite_ticker)]
     out.extend(control_routes(state))

@@ -276,7 +276,7 @@ def routes(state: PaperState) -> list[BaseRoute]:
         sock = ShoonyaSocket(handshake)
         try:
             # The user comes with the connect message, which hooks the socket up (ShoonyaSocket._connect).
-            await serve_hooked(websocket, sock, [sock.send_ticks(), sock.send_out()], sock.handle_text)
+            await serve_hooked(sock)
         finally:
             if sock.reading_paused:
                 sock._pause_reading(False)
