@@ -34,7 +34,7 @@ from common.derivatives import is_derivative_symbol
 from common.errors import ConfigError, InvalidOrder
 from common.models import DEFAULT_DEADLINE_S, Instrument, Order, OrderType, OrderUpdate, new_client_order_id
 from common.order_updates import Handle, at_broker_or_settled, order_updates, wait_stored
-from common.orderstate import TERMINAL_STATES, OrderState
+from common.orderstate import OrderState
 from common.portfolio import Funds, Holding, Margin, Position, Trade
 from common.redis import get_redis, redis_conf, server_time_ms
 from common.redisconf import RedisConf, celery_conf
@@ -244,12 +244,7 @@ def orders(account: str, since_ms: int | None = None, *, open_only: bool = False
     kept, i.e. created within the retention), newest first, each as :func:`get_order` reads it;
     ``open_only``: only those not settled yet (what a restarted strategy must manage again).
     For a strategy that restarts and must find its orders again, or an end-of-day report."""
-    r = get_redis()
-    got = (orderstore.get(r, coid) for coid in orderstore.account_order_ids(r, account, since_ms))
-    found = [g for g in got if g is not None]  # one may expire between the index and the read
-    if open_only:
-        found = [g for g in found if OrderState(g["state"]) not in TERMINAL_STATES]
-    return found
+    return orderstore.account_orders(get_redis(), account, since_ms, open_only=open_only)
 
 
 # --- account state: from Redis (common/accountstate.py); ``max_age_s`` reads the broker first -----

@@ -23,6 +23,7 @@ __all__ = [
     "StoredOrder",
     "Unsent",
     "account_order_ids",
+    "account_orders",
     "active_ids",
     "forget_index",
     "get",
@@ -165,6 +166,14 @@ def account_order_ids(r: redis.Redis, account: str, since_ms: int | None = None)
     if gone:
         r.zrem(keys.account_orders(account), *gone)
     return [coid for coid, e in zip(ids, there, strict=True) if e]
+
+
+def account_orders(r: redis.Redis, account: str, since_ms: int | None = None, *,
+                   open_only: bool = False) -> list[dict[str, Any]]:
+    """:func:`get` of the account's orders of :func:`account_order_ids`, in one round trip (one may
+    expire between the index and the read: left out); ``open_only``: those not settled yet."""
+    found = [g for g in get_many(r, account_order_ids(r, account, since_ms)) if g is not None]
+    return [g for g in found if not open_only or OrderState(g["state"]) not in TERMINAL_STATES]
 
 
 def trim_account_index(r: redis.Redis, account: str, now_ms: int) -> int:

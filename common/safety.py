@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 
-from common import accountstate, keys
+from common import accountstate, keys, orderstore
 from common.errors import Halted, InvalidOrder
 from common.lua import LuaScript, script_text
 from common.marketprotection import limit_price
@@ -121,17 +121,10 @@ def check_entry(order: Order, r: redis.Redis) -> None:
         raise Halted(order.account, h.reason)
 
 
-def _open_orders(r: redis.Redis, account: str) -> list[dict[str, Any]]:
-    from common import orderstore
-
-    got = (orderstore.get(r, coid) for coid in orderstore.account_order_ids(r, account, None))
-    return [g for g in got if g is not None and OrderState(g["state"]) not in TERMINAL_STATES]
-
-
 def _cancel_open(r: redis.Redis, account: str, report: HaltReport) -> None:
     from common.client import cancel_order
 
-    for o in _open_orders(r, account):
+    for o in orderstore.account_orders(r, account, open_only=True):
         # Orders not sent yet meet the halt at the gate (REJECTED there); the rest may be at the broker.
         if o["state"] in (OrderState.NEW.value, OrderState.SENDING.value) and not o.get("sent_at_ms"):
             continue
@@ -147,8 +140,6 @@ def _drop_queued_entries(r: redis.Redis, account: str, reason: str, report: Halt
     now: behind Celery's per-worker rate limit they would otherwise reach the claim's refusal at
     that rate, one by one. A message a worker pops meanwhile is not removed (LREM finds nothing)
     and meets the claim's refusal instead."""
-    from common import orderstore
-
     for q in (keys.urgent_queue(account), keys.orders_queue(account)):
         for lst in keys.queue_lists(q):
             entries = []
@@ -171,7 +162,7 @@ def _drop_queued_entries(r: redis.Redis, account: str, reason: str, report: Halt
 
 def _in_flight(r: redis.Redis, account: str) -> int:
     """Orders of the account sent and not answered yet (their fills may still land)."""
-    return sum(1 for o in _open_orders(r, account)
+    return sum(1 for o in orderstore.account_orders(r, account, open_only=True)
                if o["state"] in (OrderState.SENDING.value, OrderState.UNKNOWN.value) and o.get("sent_at_ms"))
 
 
