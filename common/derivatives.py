@@ -34,9 +34,7 @@ _UNDERLYING = re.compile(r"^[A-Z0-9&\-_.]{1,30}$")
 
 def format_strike(strike: Decimal | int | str) -> str:
     """``24000``, ``24050.5``: the canonical text of a strike (no exponent, no trailing zeros)."""
-    d = Decimal(str(strike))
-    text = format(d.normalize(), "f")
-    return text
+    return format(Decimal(str(strike)).normalize(), "f")
 
 
 def option_symbol(underlying: str, expiry: date, strike: Decimal | int | str, right: str) -> str:

@@ -224,8 +224,7 @@ def refresh(account_name: str, r: redis.Redis | None = None, *, max_age_s: float
 
 def lookup(account_name: str, key: str, r: redis.Redis | None = None) -> Instrument | None:
     """The instrument for ``"EXCHANGE:SYMBOL"`` (e.g. ``"NSE:INFY"``), or None."""
-    raw = (r or get_redis()).hget(keys.instruments(account_name), key)
-    return Instrument.from_dict(json.loads(raw)) if raw else None
+    return lookup_many(account_name, [key], r)[0]
 
 
 def unknown(account_name: str, keys_: Iterable[str], r: redis.Redis | None = None) -> list[str]:
