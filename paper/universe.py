@@ -162,12 +162,9 @@ def build_universe(derivatives_on: dt.date | None = None) -> list[PaperInstrumen
     from paper import derivatives  # it builds on PaperInstrument, defined here
 
     out: list[PaperInstrument] = [derivatives.index_instrument(derivatives.NIFTY_50)]
-    seen_tokens = {256265}
-    seen_symbols = {"NIFTY 50"}
-    for symbol, kite_token, _angel, name, rupees in _KNOWN:
-        out.append(_equity(symbol, kite_token, name, 5, rupees * 100))
-        seen_tokens.add(kite_token)
-        seen_symbols.add(symbol)
+    out.extend(_equity(symbol, token, name, 5, rupees * 100) for symbol, token, _, name, rupees in _KNOWN)
+    seen_tokens = {inst.kite_token for inst in out}
+    seen_symbols = {inst.symbol for inst in out}
     for row in _fixture_rows():
         token = int(row["instrument_token"])
         symbol = row["tradingsymbol"]
@@ -243,22 +240,20 @@ def kite_instruments_csv(instruments: list[PaperInstrument], exchange: str | Non
 
 def angel_scrip_master(instruments: list[PaperInstrument]) -> list[dict[str, str]]:
     """Angel's OpenAPIScripMaster.json rows; tick_size is in paise, as a string ("5.000000")."""
-    rows: list[dict[str, str]] = []
-    for inst in filter(_listed, instruments):
-        rows.append(
-            {
-                "token": inst.angel_token,
-                "symbol": inst.angel_symbol,
-                "name": (inst.underlying or "NIFTY") if inst.is_index else inst.symbol,
-                "expiry": "",
-                "strike": "-1.000000" if not inst.is_index else "0.000000",
-                "lotsize": str(inst.lot_size),
-                "instrumenttype": "AMXIDX" if inst.is_index else "",
-                "exch_seg": inst.exchange,
-                "tick_size": f"{inst.tick_size_paise:.6f}" if not inst.is_index else "0.000000",
-            }
-        )
-    return rows
+    return [
+        {
+            "token": inst.angel_token,
+            "symbol": inst.angel_symbol,
+            "name": (inst.underlying or "NIFTY") if inst.is_index else inst.symbol,
+            "expiry": "",
+            "strike": "-1.000000" if not inst.is_index else "0.000000",
+            "lotsize": str(inst.lot_size),
+            "instrumenttype": "AMXIDX" if inst.is_index else "",
+            "exch_seg": inst.exchange,
+            "tick_size": f"{inst.tick_size_paise:.6f}" if not inst.is_index else "0.000000",
+        }
+        for inst in filter(_listed, instruments)
+    ]
 
 
 SHOONYA_SYMBOLS_COLUMNS = ["Exchange", "Token", "LotSize", "Symbol", "TradingSymbol", "Instrument", "TickSize"]

@@ -63,6 +63,4 @@ def contract_row(inst: PaperInstrument) -> dict[str, Any]:
 def scrip_master(instruments: Iterable[PaperInstrument]) -> list[dict[str, Any]]:
     """Every row: equities and indices first, then the contracts."""
     listed = list(instruments)
-    rows: list[dict[str, Any]] = list(angel_scrip_master(listed))
-    rows.extend(contract_row(i) for i in listed if i.is_derivative)
-    return rows
+    return [*angel_scrip_master(listed), *(contract_row(i) for i in listed if i.is_derivative)]
