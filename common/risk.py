@@ -195,10 +195,9 @@ def _read(order: Order, q: ReadQuery, got: list[Any]) -> _Read:
     acct_lim = _override(q.acct_file, _pairs(acct_raw), acct_scope)
     strat_lim = _override(q.strat_file, _pairs(strat_raw), strat_scope) if strat_scope else RiskLimits()
     limits = acct_lim.tighter(strat_lim)
-    sources = {}
-    for k, v in limits.to_dict().items():
-        mine = getattr(acct_lim, k)
-        sources[k] = f"account {order.account}" if mine is not None and str(mine) == v else f"strategy {order.strategy}"
+    # Whose limit is in force: the account's where its value is the one that won.
+    sources = {k: f"account {order.account}" if str(getattr(acct_lim, k)) == v else f"strategy {order.strategy}"
+               for k, v in limits.to_dict().items()}
     positions = [Position.from_dict(json.loads(as_text(v))) for v in pos_flat[1::2]]
     last_prices = {f"{p.exchange}:{p.symbol}": Decimal(as_text(x)) for p, x in zip(positions, prices, strict=True) if x}
     same = [p for p in positions if p.exchange == order.exchange and p.symbol == order.symbol]
