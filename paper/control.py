@@ -227,7 +227,7 @@ async def health(request: Request) -> Response:
             "instruments": len(paper.state.universe),
             "postbacks_sent": paper.postbacks.sent,
             "postbacks_failed": paper.postbacks.failed,
-            "rule_rejections": paper.state.rule_rejections.snapshot(),  # paper/rules.py
+            "rule_rejections": dict(paper.state.rule_rejections),  # paper/rules.py
         }
     )
 

@@ -204,7 +204,7 @@ def _check_source_ip(call: Call, dialect: Dialect) -> None:
         return
     client = call.request.client.host if call.request.client else ""
     if client != registered:
-        call.state.rule_rejections.count(STATIC_IP)
+        call.state.rule_rejections[STATIC_IP] += 1
         raise Reply(dialect.ip_refused(client))
 
 
@@ -226,7 +226,7 @@ def _check_orders_per_second(call: Call, dialect: Dialect) -> None:
     if call.endpoint_class != "orders" or user is None or user.registered_algo:
         return
     if not call.paper.limiter.admit(dialect.broker, user.user_id, _RULE_CLASS, [f"{ORDERS_PER_SECOND_LIMIT}/s"]):
-        call.state.rule_rejections.count(ORDERS_PER_SECOND)
+        call.state.rule_rejections[ORDERS_PER_SECOND] += 1
         raise Reply(dialect.rate_limited())
 
 

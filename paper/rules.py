@@ -4,14 +4,12 @@
 
 Each rule refuses in its broker's own answer shape, as the brokers do, and counts here once per refused
 request, so a test (or ``make chaos``) can assert that brokergate never trips a rule: every count 0.
-A new rule adds its name below and calls ``state.rule_rejections.count(NAME)`` where it refuses.
+A new rule adds its name below and counts ``state.rule_rejections[NAME] += 1`` where it refuses.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-
-__all__ = ["MARKET_PROTECTION", "ORDERS_PER_SECOND", "ORDERS_PER_SECOND_LIMIT", "STATIC_IP", "RuleRejections"]
+__all__ = ["MARKET_PROTECTION", "ORDERS_PER_SECOND", "ORDERS_PER_SECOND_LIMIT", "STATIC_IP"]
 
 # An order request (endpoint class "orders") from a client address other than the user's registered_ip.
 STATIC_IP = "static_ip"
@@ -23,18 +21,3 @@ MARKET_PROTECTION = "market_protection"
 ORDERS_PER_SECOND = "orders_per_second"
 ORDERS_PER_SECOND_LIMIT = 10
 
-
-class RuleRejections:
-    """Requests refused by a rule, by rule name; cleared by ``POST /_paper/reset``."""
-
-    def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
-
-    def count(self, rule: str) -> None:
-        self._counts[rule] += 1
-
-    def snapshot(self) -> dict[str, int]:
-        return dict(self._counts)
-
-    def clear(self) -> None:
-        self._counts.clear()

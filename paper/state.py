@@ -21,6 +21,7 @@ import datetime as dt
 import itertools
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,6 @@ from paper.kite.payloads import kite_order_payload
 from paper.orders import PaperOrder, now_ist
 from paper.prices import PriceSimulator
 from paper.requestlog import RequestLog
-from paper.rules import RuleRejections
 from paper.universe import PaperInstrument, build_universe
 from paper.users import User, bearer_token
 
@@ -65,7 +65,8 @@ class PaperState:
         self.prices = PriceSimulator(seed, self.trading_date)
         self.log = RequestLog()
         self.faults = Faults()
-        self.rule_rejections = RuleRejections()  # paper/rules.py: what the 2026 rules refused
+        # paper/rules.py: the requests each 2026 rule refused, by rule name.
+        self.rule_rejections: Counter[str] = Counter()
         self.orders: dict[str, PaperOrder] = {}
         self._order_seq = itertools.count(1)
         self._trade_seq = itertools.count(1)

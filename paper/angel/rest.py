@@ -180,7 +180,7 @@ def _market_refused(call: Call, ordertype: str) -> Response | None:
     """Angel's refusal of a MARKET or STOPLOSS_MARKET order from the API, counted; None for the rest."""
     if ordertype not in MARKET_TYPES:
         return None
-    call.state.rule_rejections.count(MARKET_PROTECTION)
+    call.state.rule_rejections[MARKET_PROTECTION] += 1
     return angel_error("AB4008", MARKET_REFUSED)
 
 

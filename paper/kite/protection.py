@@ -34,5 +34,5 @@ def refusal(state: PaperState, form: Any, order_type: str, current: str | None =
     changes) that the rule forbids, counted in the rule rejections; None when the rule lets it in."""
     if order_type not in MARKET_TYPES or order_type == current or protected(form):
         return None
-    state.rule_rejections.count(MARKET_PROTECTION)
+    state.rule_rejections[MARKET_PROTECTION] += 1
     return JSONResponse({"status": "error", "message": REFUSAL, "data": None, "error_type": "InputException"}, 400)

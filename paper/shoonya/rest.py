@@ -173,7 +173,7 @@ def _market_refused(call: Call, prctyp: str) -> Response | None:
     """Noren's refusal of an MKT or SL-MKT order from the API, counted; None for the rest."""
     if prctyp not in MARKET_TYPES:
         return None
-    call.state.rule_rejections.count(MARKET_PROTECTION)
+    call.state.rule_rejections[MARKET_PROTECTION] += 1
     return not_ok(MARKET_REFUSED)
 
 
