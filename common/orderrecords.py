@@ -186,14 +186,17 @@ def stale_ids(r: redis.Redis, account: str, created_before_ms: int) -> list[str]
     """The account's non-terminal orders created before ``created_before_ms``: every one is in the
     sweeper's index (which, unlike the account's, is never trimmed). One pipelined round trip."""
     ids = [text(m) for m in r.zrange(keys.ORDERS_ACTIVE, 0, -1)]
-    if not ids:
-        return []
-    with r.pipeline(transaction=False) as p:
-        for coid in ids:
-            p.hmget(keys.order(coid), "account", "created_ms")
-        rows = p.execute()
+    rows = _fields_of(r, ids, ("account", "created_ms"))
     return [coid for coid, (acct, created) in zip(ids, rows, strict=True)
             if acct is not None and text(acct) == account and int(text(created or "0") or 0) < created_before_ms]
+
+
+def _fields_of(r: redis.Redis, client_order_ids: list[str], fields: Sequence[str]) -> list[list[Any]]:
+    """``fields`` of each order, in one round trip (HMGET: None where one has none)."""
+    with r.pipeline(transaction=False) as p:
+        for coid in client_order_ids:
+            p.hmget(keys.order(coid), *fields)
+        return p.execute()
 
 
 def mark_enqueued(r: redis.Redis, client_order_id: str) -> None:
@@ -223,14 +226,9 @@ def unsent(r: redis.Redis, now_ms: int) -> list[Unsent]:
     sent. What the sweeper checks for a lost message or a dead claimer. One round trip for the
     index and one (pipelined) for the orders."""
     ids = [text(m) for m in r.zrangebyscore(keys.ORDERS_ACTIVE, f"({now_ms}", "+inf")]
-    if not ids:
-        return []
     fields = ("state", "created_ms", "account", "deadline_ms", "redrives", "enqueued", "sent_at_ms",
               "claimed_ms", "claimed_by", "attempt", "cancel_requested_ms")
-    with r.pipeline(transaction=False) as p:
-        for coid in ids:
-            p.hmget(keys.order(coid), *fields)
-        rows = p.execute()
+    rows = _fields_of(r, ids, fields)
     out: list[Unsent] = []
     for coid, row in zip(ids, rows, strict=True):
         f = dict(zip(fields, (text(v) if v is not None else "" for v in row), strict=True))
