@@ -228,8 +228,7 @@ class AngelStreamSocket(TickingSocket):
     async def send_ticks(self) -> None:
         ws = self.websocket
         async for batch in self.batches():
-            malformed = self.faults.take_malformed()
-            if malformed:
+            if self.faults.take_malformed():
                 first = next(iter(self.instruments.values()), None)
                 await ws.send_bytes(_malformed_packet(first))
             if batch is None:

@@ -89,18 +89,10 @@ def kite_index_quote(
     return _KITE_INDEX_QUOTE.pack(token, last_price, high, low, open_, close, change)
 
 
-def kite_index_full(
-    token: int,
-    last_price: int,
-    high: int,
-    low: int,
-    open_: int,
-    close: int,
-    change: int,
-    exchange_ts_s: int,
-) -> bytes:
-    """The 32-byte index full packet: index quote + exchange timestamp (epoch s)."""
-    return _KITE_INDEX_FULL.pack(token, last_price, high, low, open_, close, change, exchange_ts_s)
+def kite_index_full(*fields: int) -> bytes:
+    """The 32-byte index full packet: :func:`kite_index_quote`'s fields, then the exchange timestamp
+    (epoch s)."""
+    return _KITE_INDEX_FULL.pack(*fields)
 
 
 def kite_quote(*quote: int) -> bytes:
