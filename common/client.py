@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import redis
 from celery import Celery
@@ -272,19 +272,16 @@ def positions(account: str, max_age_s: float | None = None, *, marked: bool = Tr
 
 
 def holdings(account: str, max_age_s: float | None = None) -> list[Holding]:
-    items: list[Holding] = account_state(account, "holdings", max_age_s).items
-    return items
+    return cast(list[Holding], account_state(account, "holdings", max_age_s).items)
 
 
 def funds(account: str, max_age_s: float | None = None) -> Funds | None:
     """Funds and margins (None only if the broker was never read and could not be)."""
-    items: Funds | None = account_state(account, "funds", max_age_s).items
-    return items
+    return cast(Funds | None, account_state(account, "funds", max_age_s).items)
 
 
 def trades(account: str, max_age_s: float | None = None) -> list[Trade]:
-    items: list[Trade] = account_state(account, "trades", max_age_s).items
-    return items
+    return cast(list[Trade], account_state(account, "trades", max_age_s).items)
 
 
 def margin_required(orders: Order | dict[str, Any] | Sequence[Order | dict[str, Any]]) -> Margin:
