@@ -83,9 +83,8 @@ class Faults:
     def __init__(self) -> None:
         self._faults: list[Fault] = []
 
-    def add(self, fault: Fault) -> Fault:
+    def add(self, fault: Fault) -> None:
         self._faults.append(fault)
-        return fault
 
     def _find(self, kind: str, broker: str, user_id: str | None) -> Fault | None:
         now = time.monotonic()

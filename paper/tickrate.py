@@ -198,16 +198,15 @@ def _slice_of(token: int, slices: int) -> int:
     return zlib.crc32(token.to_bytes(8, "big")) % slices
 
 
-async def _wait_event(event: asyncio.Event, timeout_s: float) -> bool:
-    """Wait for ``event`` at most ``timeout_s``; True if it was set. Always yields to the loop:
-    the clock calls this after each step, and an overrunning clock must not starve the sockets."""
+async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait for ``event`` at most ``timeout_s``. Always yields to the loop: the clock calls this
+    after each step, and an overrunning clock must not starve the sockets."""
     if timeout_s <= 0:
         await asyncio.sleep(0)
-        return event.is_set()
+        return
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout_s):
             await event.wait()
-    return event.is_set()
 
 
 def tick_clock(state: PaperState) -> TickClock:

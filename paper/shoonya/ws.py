@@ -50,8 +50,7 @@ __all__ = ["MAX_CONNECTIONS_PER_USER", "MAX_KEYS", "SHOONYA_WS_PATH", "ShoonyaSo
 SHOONYA_WS_PATH = "/NorenWSTP/"
 MAX_KEYS = 1000
 MAX_CONNECTIONS_PER_USER = 3
-_STREAMS = {"t": "t", "d": "d"}  # subscribe type -> stream
-_UNSUBSCRIBE = {"u": "t", "ud": "d"}
+_UNSUBSCRIBE = {"u": "t", "ud": "d"}  # unsubscribe type -> stream (a subscribe type is its stream)
 
 
 def fields_of(inst: PaperInstrument, v: dict[str, Any], depth: bool) -> dict[str, str]:
@@ -143,8 +142,8 @@ class ShoonyaSocket(TickingSocket):
             if kind == "c":
                 self._connect(msg)
             return
-        if kind in _STREAMS:
-            self._subscribe(_STREAMS[kind], str(msg.get("k") or ""))
+        if kind in ("t", "d"):
+            self._subscribe(kind, str(msg.get("k") or ""))
         elif kind in _UNSUBSCRIBE:
             self._unsubscribe(_UNSUBSCRIBE[kind], str(msg.get("k") or ""))
         elif kind == "o":
