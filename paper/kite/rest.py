@@ -85,16 +85,11 @@ async def auth_optional(call: Call) -> User | None:
         return None
 
 
-def _named_user(field_name: str) -> Any:
-    """Login endpoints are not authenticated, but count against the named user's caps."""
-
-    async def named(call: Call) -> User | None:
-        form = await call.request.form()
-        user_id = str(form.get(field_name) or "")
-        call.user_id = user_id or None
-        return None
-
-    return named
+async def _named_user(call: Call) -> User | None:
+    """Login endpoints are not authenticated, but count against the caps of the form's user_id."""
+    form = await call.request.form()
+    call.user_id = str(form.get("user_id") or "") or None
+    return None
 
 
 def _web_user(call: Call) -> User | None:
@@ -457,8 +452,8 @@ def _endpoint(endpoint_class: str, handler: Handler, authenticate: Authenticator
 def routes(state: object = None) -> list[Route]:
     # Every dialect module has routes(state); REST reads its state from the request instead.
     return [
-        Route("/api/login", _endpoint("login", _api_login, _named_user("user_id")), methods=["POST"]),
-        Route("/api/twofa", _endpoint("login", _api_twofa, _named_user("user_id")), methods=["POST"]),
+        Route("/api/login", _endpoint("login", _api_login, _named_user), methods=["POST"]),
+        Route("/api/twofa", _endpoint("login", _api_twofa, _named_user), methods=["POST"]),
         Route("/connect/login", _endpoint("login", _connect_login, _session_user), methods=["GET"]),
         Route("/connect/finish", _endpoint("login", _connect_finish, _session_user), methods=["GET"]),
         Route("/session/token", _endpoint("login", _session_token, _api_key_user), methods=["POST"]),
