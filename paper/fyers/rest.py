@@ -93,9 +93,9 @@ def _jwt(claims: dict[str, Any]) -> str:
     return jwt_shaped({"alg": "HS256", "typ": "JWT"}, claims)
 
 
-def session_expiry_epoch(now: float | None = None) -> float:
+def session_expiry_epoch(now: float) -> float:
     """Fyers access tokens end at the next 00:00 UTC (05:30 IST)."""
-    moment = dt.datetime.fromtimestamp(now if now is not None else time.time(), dt.UTC)
+    moment = dt.datetime.fromtimestamp(now, dt.UTC)
     return (moment.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(days=1)).timestamp()
 
 
