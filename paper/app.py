@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from paper import control
@@ -48,15 +48,9 @@ async def _not_found(request: Request) -> Response:
     paper: Paper = request.app.state.paper
     path = request.url.path
     if path.startswith("/rest/"):
-        broker = "angel"
-        response: Response = JSONResponse(
-            {"status": False, "message": "Resource not found", "errorcode": "AB1004", "data": None}, 404
-        )
+        broker, response = "angel", angel_rest.angel_error("AB1004", "Resource not found", 404)
     else:
-        broker = "kite"
-        response = JSONResponse(
-            {"status": "error", "message": "Route not found", "data": None, "error_type": "GeneralException"}, 404
-        )
+        broker, response = "kite", kite_rest.kite_error(404, "GeneralException", "Route not found")
     paper.state.log.record(broker, None, "other", request.method, path, 404)
     return response
 
