@@ -115,7 +115,7 @@ def test_an_order_with_no_limit_pays_no_round_trip_for_the_risk_read(r: redis_li
     (eight before the read rode in the claim, seven before the count rode in the update), four of
     them before the request leaves."""
     sent = _place(r, wire, monkeypatch, RiskLimits())
-    assert sent[:4] == ["order_claim", "HGET", "ratelimit_reserve", "order_mark_sent"], " ".join(sent)
+    assert sent[:4] == ["order_claim", "HMGET", "ratelimit_reserve", "order_mark_sent"], " ".join(sent)
     assert "risk_read" not in sent and "risk_admit" not in sent, " ".join(sent)
     assert sent[4:] == ["ratelimit_confirm", "order_apply"], " ".join(sent)
     assert r.hget(keys.stats("acct1"), "placed") == "2"  # the warm-up order and this one
@@ -128,7 +128,7 @@ def test_a_count_limit_costs_its_atomic_admit_and_nothing_more(r: redis_lib.Redi
     separate read."""
     risk.set_limits(risk.account_scope("acct1"), {"max_open_orders": "5"}, r)
     sent = _place(r, wire, monkeypatch, RiskLimits())
-    assert sent[:3] == ["order_claim", "HGET", "risk_admit"], " ".join(sent)
+    assert sent[:3] == ["order_claim", "HMGET", "risk_admit"], " ".join(sent)
     assert sent.count("risk_admit") == 1 and "risk_read" not in sent, " ".join(sent)
     assert len(sent) == 7, " ".join(sent)
     assert r.scard(keys.risk_open("acct1")) == 2  # both orders let through, both OPEN
