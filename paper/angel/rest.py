@@ -62,8 +62,8 @@ def angel_error(errorcode: str, message: str, status: int = 200) -> JSONResponse
     return JSONResponse({"status": False, "message": message, "errorcode": errorcode, "data": None}, status)
 
 
-def gateway_error(code: str, message: str) -> JSONResponse:
-    return JSONResponse({"success": False, "message": message, "errorCode": code, "data": ""}, 401)
+def gateway_error(code: str, message: str, status: int = 401) -> JSONResponse:
+    return JSONResponse({"success": False, "message": message, "errorCode": code, "data": ""}, status)
 
 
 DIALECT = Dialect(
@@ -72,8 +72,7 @@ DIALECT = Dialect(
     rate_limited=lambda: PlainTextResponse(RATE_LIMIT_TEXT, 403),
     # Angel publishes no answer for it: the gateway's envelope (a refused order answered without
     # "status" is the one report) with our wording (docs/brokers.md, 2026 rules).
-    ip_refused=lambda ip: JSONResponse({"success": False, "message": f"Request from unregistered IP {ip}",
-                                        "errorCode": "", "data": ""}, 403),
+    ip_refused=lambda ip: gateway_error("", f"Request from unregistered IP {ip}", 403),
 )
 
 
