@@ -56,7 +56,6 @@ VALIDITIES = ("DAY", "IOC")
 # Fyers documents orderTag as alphanumeric text; 30 characters is the limit the paper broker enforces.
 TAG_RE = re.compile(r"^[A-Za-z0-9]{1,30}$")
 LOGIN_STEP_TTL_S = 300
-RATE_LIMIT = {"s": "error", "code": -429, "message": "request limit reached"}
 # Fyers' code and message for each order field it refuses (its error sheet).
 INVALID = {
     "symbol": (-300, "Please provide a valid symbol"),
@@ -82,7 +81,7 @@ def fyers_ok(code: int = 200, message: str = "", status: int = 200, **extra: Any
 DIALECT = Dialect(
     broker="fyers",
     unavailable=lambda: fyers_error(-96, "An unexpected error occurred. Please contact support.", 503),
-    rate_limited=lambda: JSONResponse(RATE_LIMIT, 429),
+    rate_limited=lambda: fyers_error(-429, "request limit reached", 429),
     # Fyers publishes no answer for it: its error envelope, our code and wording (docs/brokers.md).
     ip_refused=lambda ip: fyers_error(-403, f"IP {ip} is not whitelisted for API orders", 403),
 )
