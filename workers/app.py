@@ -120,12 +120,10 @@ def queue_for_order(order: dict[str, Any]) -> str:
     return keys.place_queue(str(order.get("account") or ""), bool(order.get("urgent")))
 
 
-def _account_arg(args: Any, kwargs: Any, name: str) -> str:
-    """The account of an order task's message (first argument or keyword)."""
+def _account_arg(args: Any, kwargs: Any) -> str:
+    """The account of a cancel or modify message (first argument or keyword)."""
     kwargs = kwargs or {}
     first = args[0] if args else kwargs.get("order") or kwargs.get("account")
-    if name == PLACE_TASK and isinstance(first, dict):
-        return str(first.get("account") or "")
     if isinstance(kwargs.get("account"), str):
         return kwargs["account"]
     return str(first or "")
@@ -143,10 +141,8 @@ def route_task(name: str, args: Any, kwargs: Any, options: dict[str, Any], task:
         order = args[0] if args else (kwargs or {}).get("order", {})
         return {"queue": queue_for_order(order if isinstance(order, dict) else {})}
     if name in (MODIFY_TASK, CANCEL_TASK):
-        return {"queue": keys.urgent_queue(_account_arg(args, kwargs, name))}
-    if name in TASK_QUEUES:
-        return {"queue": TASK_QUEUES[name]}
-    return {"queue": keys.DEFAULT_QUEUE}
+        return {"queue": keys.urgent_queue(_account_arg(args, kwargs))}
+    return {"queue": TASK_QUEUES.get(name, keys.DEFAULT_QUEUE)}
 
 
 def declared_queues(accts: dict[str, Account] | None = None) -> list[str]:

@@ -126,15 +126,13 @@ def _relogin(acct: Account, stale_version: int, remaining: float) -> None:
 
     try:
         relogin(acct.name, stale_version, timeout_s=max(1.0, remaining))
-    except LoginFailed:
-        raise
     except (BrokerUnavailable, ConfigError) as e:
         raise LoginFailed(f"re-login failed: {e}") from e
 
 
 def call(r: redis.Redis, acct: Account, endpoint_class: str, request: Callable[[BrokerAdapter], T], *,
          deadline_ms: int, urgent: bool = False, gate: Callable[[int], tuple[str, int]] | None = None,
-         not_sent: Callable[[], None] | None = None) -> T:
+         not_sent: Callable[[], None] = lambda: None) -> T:
     """``request(adapter)`` under the policy above; its result, or the error the policy passes on.
 
     ``gate(slot_us) -> (verdict, redis_now_us)`` is the point of no return, called once the slot
@@ -176,8 +174,7 @@ def call(r: redis.Redis, acct: Account, endpoint_class: str, request: Callable[[
             with limiter.used(slot_us), sending_by(leave_by), pinned_token(access_token):
                 return request(adapter)
         except TokenExpired:
-            if not_sent is not None:
-                not_sent()
+            not_sent()
             if relogged:
                 raise LoginFailed(f"{acct.name}: token refused again after a re-login") from None
             relogged = True
@@ -187,13 +184,11 @@ def call(r: redis.Redis, acct: Account, endpoint_class: str, request: Callable[[
             count(r, acct.name, "egress_refused")
             raise
         except RateLimited as e:
-            if not_sent is not None:
-                not_sent()
+            not_sent()
             limiter.note_rate_limited(e.retry_after_s)
             log.error("broker rate-limit answer for %s (the limiter should prevent this): %s", acct.name, e)
         except BrokerUnavailable as e:
-            if not_sent is not None:
-                not_sent()
+            not_sent()
             cap_s = UNAVAILABLE_BACKOFF_S[min(unavailable, len(UNAVAILABLE_BACKOFF_S) - 1)]
             unavailable += 1
             log.warning("broker unavailable for %s/%s (%s); trying again within the deadline",

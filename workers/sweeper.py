@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -138,8 +137,14 @@ def settle_stale(account_name: str) -> int:
     return n
 
 
-def _place_order_id(envelope: Any) -> str | None:
-    got = place_of(envelope)
+def _place_order_id(raw: Any, unacked: bool = False) -> str | None:
+    """The client order id of a place_order message as kombu stores it: a queue's entry, or an
+    entry of the unacked hash (``[message, exchange, routing key]``); None for anything else."""
+    try:
+        envelope = json.loads(raw)
+        got = place_of(envelope[0] if unacked else envelope)
+    except (ValueError, TypeError, IndexError, KeyError):
+        return None
     return got.client_order_id if got else None
 
 
@@ -156,18 +161,8 @@ def _enqueued_ids(r: redis.Redis, account_names: Iterable[str]) -> tuple[set[str
             p.lrange(name, 0, -1)
         p.hvals(keys.KOMBU_UNACKED)
         *waiting, held = p.execute()
-    queued: set[str] = set()
-    for raw in (m for lst in waiting for m in lst):
-        with contextlib.suppress(ValueError, TypeError):
-            coid = _place_order_id(json.loads(raw))
-            if coid:
-                queued.add(coid)
-    unacked: set[str] = set()
-    for raw in held:
-        with contextlib.suppress(ValueError, TypeError, IndexError, KeyError):
-            coid = _place_order_id(json.loads(raw)[0])  # [message, exchange, routing key]
-            if coid:
-                unacked.add(coid)
+    queued = {coid for lst in waiting for raw in lst if (coid := _place_order_id(raw))}
+    unacked = {coid for raw in held if (coid := _place_order_id(raw, unacked=True))}
     return queued, unacked
 
 
