@@ -56,7 +56,6 @@ __all__ = [
     "create_app",
     "listen_socket",
     "main",
-    "openapi_schema",
     "serve_in_thread",
 ]
 

@@ -32,12 +32,7 @@ class Refused(Exception):
 
 def postback_modules() -> dict[str, Any]:
     """The updates module of every broker that sends postbacks, by broker name."""
-    mods = {}
-    for name in BROKER_NAMES:
-        updates = broker(name).updates
-        if updates.HAS_POSTBACK:
-            mods[name] = updates
-    return mods
+    return {name: broker(name).updates for name in BROKER_NAMES if broker(name).updates.HAS_POSTBACK}
 
 
 async def read_capped(request: Request, cap: int) -> bytes:

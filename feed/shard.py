@@ -16,10 +16,6 @@ from collections.abc import Hashable, Iterable, Mapping
 __all__ = ["assign"]
 
 
-def sockets_needed(n: int, per_socket: int, max_sockets: int, min_sockets: int = 1) -> int:
-    return max(1, min(max_sockets, max(min_sockets, math.ceil(n / per_socket))))
-
-
 def assign(
     wanted: Iterable[Hashable],
     current: Mapping[Hashable, int],
@@ -29,7 +25,7 @@ def assign(
 ) -> tuple[dict[Hashable, int], list[Hashable]]:
     """(instrument → socket number, instruments that fit nowhere)."""
     wanted = list(dict.fromkeys(wanted))
-    n_sockets = sockets_needed(len(wanted), per_socket, max_sockets, min_sockets)
+    n_sockets = max(1, min(max_sockets, max(min_sockets, math.ceil(len(wanted) / per_socket))))
     load = [0] * n_sockets
     out: dict[Hashable, int] = {}
     new: list[Hashable] = []

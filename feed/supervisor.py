@@ -42,6 +42,10 @@ __all__ = ["AccountFeed", "Feed"]
 
 log = logging.getLogger(__name__)
 
+# SessionStats fields the heartbeat hash carries as they are.
+_STATS_AS_IS = ("last_frame_ms", "connected_at_ms", "frames", "ticks", "reconnects", "stalls", "refused",
+                "malformed", "unknown", "token_version")
+
 
 def _read_token_from(r: redis.Redis) -> TokenSource:
     from common.tokens import read_token
@@ -176,18 +180,9 @@ class AccountFeed:
                     "broker": self.account.broker,
                     "socket": s.socket_no,
                     "connected": int(st.connected),
-                    "last_frame_ms": st.last_frame_ms,
-                    "connected_at_ms": st.connected_at_ms,
-                    "frames": st.frames,
-                    "ticks": st.ticks,
+                    **{name: getattr(st, name) for name in _STATS_AS_IS},
                     "tick_rate": round(rate, 1),
-                    "reconnects": st.reconnects,
-                    "stalls": st.stalls,
-                    "refused": st.refused,
-                    "malformed": st.malformed,
-                    "unknown": st.unknown,
                     "instruments": s.instruments,
-                    "token_version": st.token_version,
                     "p99_us": _p99(st.latency_us),
                     "last_error": st.last_error[:200],
                     "pid": os.getpid(),

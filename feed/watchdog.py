@@ -22,9 +22,9 @@ class Watchdog:
         self.last_frame = clock()
         self.fired = 0
 
-    def kick(self, now: float | None = None) -> None:
+    def kick(self) -> None:
         """A frame arrived."""
-        self.last_frame = self._clock() if now is None else now
+        self.last_frame = self._clock()
 
     def remaining_s(self, now: float | None = None) -> float:
         now = self._clock() if now is None else now
