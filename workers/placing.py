@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -82,13 +83,13 @@ def run_place(order_dict: dict[str, Any], source: str = "worker") -> str:
     attempt = uuid.uuid4().hex
     # The authoritative risk check's read rides in the claim: no round trip of its own (see send).
     q = risk.read_query(order, acct)
-    c = orderstore.claim(r, order.client_order_id, attempt, source, account=order.account,
-                         reduce_only=order.reduce_only, risk_read=(q.keys, q.args))
+    claim = functools.partial(orderstore.claim, r, order.client_order_id, attempt, source, account=order.account,
+                              reduce_only=order.reduce_only, risk_read=(q.keys, q.args))
+    c = claim()
     if c.verdict == "missing":
         # Enqueued by name without the client: the deadline starts now.
         _ensure_created(r, order)
-        c = orderstore.claim(r, order.client_order_id, attempt, source, account=order.account,
-                             reduce_only=order.reduce_only, risk_read=(q.keys, q.args))
+        c = claim()
     if c.verdict == "claimed":
         return send(r, acct, order, attempt, c.deadline_ms,
                     risk_read=(q, c.risk_reply) if c.risk_reply is not None else None)
@@ -165,13 +166,11 @@ def send(r: redis.Redis, acct: Account, order: Order, attempt: str, deadline_ms:
     except DeadlineExceeded as e:
         bc.count(r, acct.name, "expired")
         return settle(S.EXPIRED, str(e))
-    except InvalidOrder as e:  # raised before any request left (e.g. no symbol token)
+    except (InvalidOrder, LoginFailed) as e:  # InvalidOrder: raised before any request left (e.g. no symbol token)
         return settle(S.FAILED, str(e))
     except OrderRejected as e:
         bc.count(r, acct.name, "rejected")
         return settle(S.REJECTED, str(e))
-    except LoginFailed as e:
-        return settle(S.FAILED, str(e))
     except redis.RedisError:
         # Redis, not the broker: the task runs again once it is back, and the order's state
         # decides (a recorded send is reconciled; an unrecorded one never left).
