@@ -155,8 +155,8 @@ class RedisHA:
         self.username: str | None = USERNAME if tls else None
         self.password: str | None = secrets.token_urlsafe(18) if tls else None
         self.tls_files: TLSFiles | None = make_tls(self.workdir / "tls") if tls else None
-        self.data: list[HANode] = [self._data_node("redis-a"), self._data_node("redis-b")]
-        self.sentinels: list[HANode] = [self._sentinel_node(f"sentinel-{i}") for i in (1, 2, 3)]
+        self.data: list[HANode] = [self._node("redis-a"), self._node("redis-b")]
+        self.sentinels: list[HANode] = [self._node(f"sentinel-{i}", sentinel=True) for i in (1, 2, 3)]
         self.primary, self.replica = self.data
 
     # --- configuration ---------------------------------------------------------------------------
@@ -189,24 +189,21 @@ class RedisHA:
                 kw.update(ssl_certfile=str(self.tls_files.client_cert), ssl_keyfile=str(self.tls_files.client_key))
         return kw
 
-    def _data_node(self, name: str) -> HANode:
-        port = free_port()
-        conf = [
-            *self._listen(port), *self._acl(), f"dir {self.workdir}", f"logfile {self.workdir / name}.log",
-            f"dbfilename {name}.rdb", f"appendfilename {name}.aof", f"appenddirname {name}-aof",
-            'save ""', f"appendonly {'yes' if self.appendonly else 'no'}", "appendfsync always",
-            "maxmemory-policy noeviction", "repl-diskless-sync yes", "repl-diskless-sync-delay 0",
-        ]  # fmt: skip
-        if self.username is not None:
-            conf += [f"masteruser {self.username}", f"masterauth {self.password}"]
-        return HANode(name, port, self.workdir, conf, client_kwargs=self.client_kwargs())
-
-    def _sentinel_node(self, name: str) -> HANode:
+    def _node(self, name: str, *, sentinel: bool = False) -> HANode:
         port = free_port()
         conf = [*self._listen(port), *self._acl(), f"dir {self.workdir}", f"logfile {self.workdir / name}.log"]
-        if self.username is not None:
-            conf += [f"sentinel sentinel-user {self.username}", f"sentinel sentinel-pass {self.password}"]
-        return HANode(name, port, self.workdir, conf, sentinel=True, client_kwargs=self.client_kwargs())
+        if sentinel:
+            if self.username is not None:
+                conf += [f"sentinel sentinel-user {self.username}", f"sentinel sentinel-pass {self.password}"]
+        else:
+            conf += [
+                f"dbfilename {name}.rdb", f"appendfilename {name}.aof", f"appenddirname {name}-aof",
+                'save ""', f"appendonly {'yes' if self.appendonly else 'no'}", "appendfsync always",
+                "maxmemory-policy noeviction", "repl-diskless-sync yes", "repl-diskless-sync-delay 0",
+            ]  # fmt: skip
+            if self.username is not None:
+                conf += [f"masteruser {self.username}", f"masterauth {self.password}"]
+        return HANode(name, port, self.workdir, conf, sentinel=sentinel, client_kwargs=self.client_kwargs())
 
     def _monitor_lines(self) -> list[str]:
         m = self.master_name
@@ -332,7 +329,7 @@ class RedisHA:
         return [s.address for s in self.sentinels]
 
     def primary_client(self) -> redis.Redis:
-        """A decoded client on the current primary (found through the sentinels, as apps do)."""
+        """A decoded client on the current primary (as :meth:`wait_failover` last found it)."""
         return self.primary.client(2.0)
 
     def env(self) -> dict[str, str]:
