@@ -351,7 +351,7 @@ class GroupHandle:
         return {a: c for a, c in self.children.items() if isinstance(c, Refusal)}
 
     def _leaves(self) -> list[str]:
-        return [i for c in self.placed.values() for i in (c.children if isinstance(c, slicing.SlicedHandle) else [c.id])]
+        return [i for c in self.placed.values() for i in _order_ids(c)]
 
     def _stored(self) -> dict[str, dict[str, Any] | None]:
         ids = self._leaves()
@@ -380,8 +380,7 @@ class GroupHandle:
         stored = self._stored()
         asked = []
         for a, c in self.placed.items():
-            ids = c.children if isinstance(c, slicing.SlicedHandle) else [c.id]
-            live = [i for i in ids if (g := stored.get(i)) is not None and OrderState(g["state"]) not in TERMINAL_STATES]
+            live = [i for i in _order_ids(c) if (g := stored.get(i)) is not None and OrderState(g["state"]) not in TERMINAL_STATES]
             for i in live:
                 cancel_order(i, deadline_s=deadline_s)
             if live:
@@ -391,6 +390,11 @@ class GroupHandle:
     def __repr__(self) -> str:
         return (f"GroupHandle({self.id!r}, group={self.group!r}, placed={len(self.placed)}, "
                 f"refused={len(self.refused)})")
+
+
+def _order_ids(c: OrderHandle | slicing.SlicedHandle) -> list[str]:
+    """The stored orders of a placed child: its slices, or itself."""
+    return c.children if isinstance(c, slicing.SlicedHandle) else [c.id]
 
 
 def _row(state: str, coid: str | None, quantity: int, filled: int, average: Any, error: str) -> dict[str, Any]:
@@ -404,7 +408,7 @@ def _report(children: Mapping[str, Child], stored: Mapping[str, dict[str, Any] |
         if isinstance(c, Refusal):
             out[a] = _row(REFUSED, None, 0, 0, None, f"{c.error}: {c.message}")
             continue
-        ids = c.children if isinstance(c, slicing.SlicedHandle) else [c.id]
+        ids = _order_ids(c)
         got = [stored.get(i) for i in ids]
         if any(g is None for g in got):
             out[a] = _row(MISSING, c.id, 0, 0, None, "")

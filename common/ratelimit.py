@@ -161,10 +161,7 @@ class Reservation:
 
 
 def _cap_args(caps: Sequence[Cap]) -> list[int]:
-    out: list[int] = []
-    for c in caps:
-        out += [c.count, c.period_s * 1_000_000]
-    return out
+    return [n for c in caps for n in (c.count, c.period_s * 1_000_000)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +227,8 @@ class Limiter:
         self.r = r
         self.account = account
         self.endpoint_class = endpoint_class
-        self.caps = tuple(caps)
         if budgets is None:
-            budgets = (_per_account_budget(account, endpoint_class, self.caps),) if self.caps else ()
+            budgets = (_per_account_budget(account, endpoint_class, caps),) if caps else ()
         self.budgets = tuple(budgets)
         self.horizon_us = horizon_us([c for b in self.budgets for c in b.caps])
 
@@ -305,9 +301,8 @@ class Limiter:
     def release(self, slot_us: int) -> None:
         """The request of ``slot_us`` was never sent (its gate refused it: late, halted, cancelled,
         expired): the slot is free again, so it does not spend a window's budget for nothing."""
-        if slot_us:
-            with contextlib.suppress(redis.RedisError):
-                release_in(self.r, self.budgets, slot_us)
+        with contextlib.suppress(redis.RedisError):
+            release_in(self.r, self.budgets, slot_us)
 
     def note_rate_limited(self, retry_after_s: float | None = None, margin_ms: int = SAFETY_MARGIN_MS) -> int:
         """The broker answered with its rate-limit response (see :func:`note_rate_limited`).
@@ -364,24 +359,13 @@ def note_rate_limited(r: redis.Redis, account: str, endpoint_class: str, caps: S
     return _back_off(r, _per_account_budget(account, endpoint_class, caps), account, retry_after_s, margin_ms)
 
 
-def usage(account: str, endpoint_class: str, r: redis.Redis | None = None,
-          caps: Sequence[Cap] | None = None, *, scope: str | None = None) -> list[tuple[Cap, int]]:
+def usage(account: str, endpoint_class: str, *, r: redis.Redis, caps: Sequence[Cap],
+          scope: str | None = None) -> list[tuple[Cap, int]]:
     """For ``brokergate status``: each cap of the class with the requests in its window now.
 
     The state read is that of ``scope`` (:meth:`Account.limit_scope`: shared by every account
-    the broker counts as one, so each of them shows the same, true, usage). Without ``caps``
-    the account is read from the accounts file, caps and scope both; with ``caps`` and no
-    ``scope``, the per-account state (the legacy ``Limiter`` constructor's)."""
-    if r is None:
-        from common.redis import get_redis
-
-        r = get_redis()
-    if caps is None:
-        from common.settings import account as get_account
-
-        acct = get_account(account)
-        caps = acct.caps_for(endpoint_class)
-        scope = scope or acct.limit_scope()
+    the broker counts as one, so each of them shows the same, true, usage); with no ``scope``,
+    the per-account state (the legacy ``Limiter`` constructor's)."""
     sec, usec = r.time()
     now_us = int(sec) * 1_000_000 + int(usec)
     key = keys.limit(scope or account, endpoint_class)
