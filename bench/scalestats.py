@@ -18,12 +18,12 @@ from bench.orders import _utilization
 from bench.report import max_in_window, percentile
 
 __all__ = [
-    "ORDER_METHODS",
     "account_burst",
     "fanout_signal",
     "latencies_ms",
     "merge_repeats",
     "order_class",
+    "pcts",
     "row_summary",
     "slots_behind",
 ]
@@ -92,7 +92,8 @@ def account_burst(requests: Sequence[Mapping[str, Any]], enqueued_ns: Mapping[st
     }
 
 
-def _pcts(xs: Sequence[float]) -> dict[str, float | None]:
+def pcts(xs: Sequence[float]) -> dict[str, float | None]:
+    """p50, p99 and max of ``xs`` rounded to 0.01 (None when there are none)."""
     if not xs:
         return {"p50": None, "p99": None, "max": None}
     return {"p50": round(percentile(xs, 50), 2), "p99": round(percentile(xs, 99), 2), "max": round(max(xs), 2)}
@@ -123,8 +124,8 @@ def row_summary(per_account: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         "accounts_below_95_pct": sum(1 for u in uses if u < 95),
         "slots_behind": behind,
         "cancels_missing": missing,
-        "latency_first_window_ms": _pcts(first),
-        "latency_all_ms": _pcts(every),
+        "latency_first_window_ms": pcts(first),
+        "latency_all_ms": pcts(every),
     }
 
 
