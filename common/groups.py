@@ -95,13 +95,13 @@ def _parse_group(name: str, t: Any, account_names: Collection[str], where: str) 
     return Group(name, tuple(members), multipliers)
 
 
-def parse_groups(table: Any, account_names: Collection[str], where: str = "groups") -> dict[str, Group]:
+def parse_groups(table: Any, account_names: Collection[str]) -> dict[str, Group]:
     """The accounts file's ``[groups.<name>]`` tables, checked against its account names."""
     if table is None:
         return {}
     if not isinstance(table, dict):
-        raise ConfigError(f"{where}: must be tables [groups.<name>]")
-    return {name: _parse_group(name, t, account_names, f"{where}.{name}") for name, t in table.items()}
+        raise ConfigError("groups: must be tables [groups.<name>]")
+    return {name: _parse_group(name, t, account_names, f"groups.{name}") for name, t in table.items()}
 
 
 def load_groups(path: str | Path, account_names: Collection[str]) -> dict[str, Group]:
