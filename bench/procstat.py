@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ProcTree", "TreeSample", "children_map", "descendants", "parse_stat", "parse_vmrss_kb"]
+__all__ = ["ProcTree", "TreeSample", "descendants", "parse_stat", "parse_vmrss_kb"]
 
 PROC = Path("/proc")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -36,28 +36,15 @@ def parse_stat(stat_text: str, clk_tck: int = CLK_TCK) -> tuple[int, float]:
     return ppid, (utime + stime) / clk_tck
 
 
-def children_map(parents: Mapping[int, int]) -> dict[int, list[int]]:
-    """pid -> its children's pids, from pid -> parent pid."""
-    out: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        out.setdefault(ppid, []).append(pid)
-    return out
-
-
 def descendants(roots: Iterable[int], parents: Mapping[int, int]) -> list[int]:
-    """The roots and every process below them (each once, roots first)."""
-    kids = children_map(parents)
-    seen: list[int] = []
-    stack = list(roots)
-    done: set[int] = set()
-    while stack:
-        pid = stack.pop(0)
-        if pid in done:
-            continue
-        done.add(pid)
-        seen.append(pid)
-        stack.extend(kids.get(pid, []))
-    return seen
+    """The roots and every process below them (each once, roots first), from pid -> parent pid."""
+    kids: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        kids.setdefault(ppid, []).append(pid)
+    out = list(dict.fromkeys(roots))
+    for pid in out:  # out grows as the walk goes: breadth first
+        out += [k for k in kids.get(pid, []) if k not in out]
+    return out
 
 
 def _read(path: Path) -> str | None:
@@ -88,24 +75,18 @@ class TreeSample:
 
 class ProcTree:
     """The processes under some roots (worker processes; the paper broker), read on demand. The
-    tree is walked once (every /proc/<pid>/stat of the machine: ~10 ms, too much to repeat four
-    times a second beside a benchmark) and again on :meth:`refresh`; a threads-pool worker never
-    forks, a prefork pool's children are there once it is ready."""
+    tree is walked once, when made (every /proc/<pid>/stat of the machine: ~10 ms, too much to
+    repeat four times a second beside a benchmark); a threads-pool worker never forks, a prefork
+    pool's children are there once it is ready."""
 
     def __init__(self, roots: Iterable[int]) -> None:
-        self.roots = list(roots)
-        self.pids: list[int] = []
-        self.refresh()
-
-    def refresh(self) -> None:
-        self.pids = descendants(self.roots, _all_parents())
+        self.pids = descendants(roots, _all_parents())
 
     def sample(self) -> TreeSample:
-        pids = self.pids
         rss = 0
         cpu = 0.0
         alive = 0
-        for pid in pids:
+        for pid in self.pids:
             stat = _read(PROC / str(pid) / "stat")
             status = _read(PROC / str(pid) / "status")
             if stat is None or status is None:
