@@ -70,7 +70,6 @@ def _print_funds(account: str, funds: dict[str, Any] | None, age: str) -> None:
 
 
 def add_commands(sub: Any) -> None:
-    """The four account-state commands on the ``brokergate`` parser."""
     for kind in ("positions", "holdings", "funds", "trades"):
         s = sub.add_parser(kind, help=f"an account's {kind}, from Redis (--max-age-s reads the broker first)")
         s.add_argument("account")

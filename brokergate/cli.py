@@ -154,7 +154,6 @@ def _account_row(name: str, a: dict[str, Any], now: int) -> tuple[str, ...]:
 
 
 def render_status(snapshot: dict[str, Any], health: Any, console: Any = None) -> None:
-    """The snapshot as rich tables."""
     from rich.console import Console
 
     c = console or Console()

@@ -234,7 +234,6 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    """Add ``worker`` and ``beat`` to the ``brokergate`` parser's subcommands."""
     s = sub.add_parser("worker", help="run a Celery worker for an account's order queues, or --auth",
                        description=__doc__.split("\n\n")[1])  # fmt: skip
     s.add_argument("account", nargs="?", metavar="ACCOUNT", help="consume orders.ACCOUNT.urgent,orders.ACCOUNT")
@@ -246,11 +245,9 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--shard", metavar="I/N", help="with --pooled: the accounts whose sorted index %% N == I")
     s.add_argument("-c", "--concurrency", type=int, help="threads (default: the account's concurrency, 1 urgent, 2 auth; pooled: its lanes' prefetch)")
     s.add_argument("-n", "--name", help="node name before @host (default: orders-A, urgent-A, auth, pool, pool-IofN)")
-    s.add_argument("--loglevel", default="INFO")
-    s.add_argument("--print", action="store_true", help="print the Celery command instead of running it")
     s.set_defaults(func=cmd_worker)
-
-    s = sub.add_parser("beat", help="run Beat (RedBeat: daily logins, sweeper; one at a time)")
-    s.add_argument("--loglevel", default="INFO")
-    s.add_argument("--print", action="store_true", help="print the Celery command instead of running it")
-    s.set_defaults(func=cmd_beat)
+    beat = sub.add_parser("beat", help="run Beat (RedBeat: daily logins, sweeper; one at a time)")
+    beat.set_defaults(func=cmd_beat)
+    for p in (s, beat):  # each prints or becomes its Celery command
+        p.add_argument("--loglevel", default="INFO")
+        p.add_argument("--print", action="store_true", help="print the Celery command instead of running it")

@@ -209,15 +209,13 @@ def _feed_families(fam: _Families, feeds: Iterable[Mapping[str, Any]]) -> None:
 
 def _order_socket_families(fam: _Families, order_sockets: Iterable[Mapping[str, Any]]) -> None:
     for o in order_sockets:
-        lbl = {"account": o.get("account")}
-        fam("brokergate_order_socket_connected", "gauge", "1 when the order-update socket is connected").add(
-            1 if o.get("connected") else 0, **lbl)
-        fam("brokergate_order_socket_last_frame_age_seconds", "gauge", "Seconds since its last frame").add(
-            o.get("last_frame_age_s"), **lbl)
-        fam("brokergate_order_socket_messages_total", "counter", "Order updates received on the socket").add(
-            o.get("messages"), **lbl)
-        fam("brokergate_order_socket_reconnects_total", "counter", "Order-update socket reconnects").add(
-            o.get("reconnects"), **lbl)
+        for name, kind, text, value in (
+            ("connected", "gauge", "1 when the order-update socket is connected", 1 if o.get("connected") else 0),
+            ("last_frame_age_seconds", "gauge", "Seconds since its last frame", o.get("last_frame_age_s")),
+            ("messages_total", "counter", "Order updates received on the socket", o.get("messages")),
+            ("reconnects_total", "counter", "Order-update socket reconnects", o.get("reconnects")),
+        ):
+            fam(f"brokergate_order_socket_{name}", kind, text).add(value, account=o.get("account"))
 
 
 def _receiver_and_beat_families(fam: _Families, rc: Mapping[str, Any], beat: Mapping[str, Any]) -> None:
@@ -301,7 +299,6 @@ class MetricsServer:
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
@@ -314,12 +311,8 @@ class MetricsServer:
 
     def start(self) -> MetricsServer:
         """Serve on a background thread (tests, embedding)."""
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True).start()
         return self
-
-    def serve_forever(self) -> None:
-        self.httpd.serve_forever()
 
     def stop(self) -> None:
         self.httpd.shutdown()
@@ -338,13 +331,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     print(f"metrics on http://{args.host}:{server.port}/metrics", flush=True)
-    server.serve_forever()
+    server.httpd.serve_forever()
     server.httpd.server_close()
     return 0
 
 
 def add_commands(sub: Any) -> None:
-    """``brokergate metrics serve``."""
     m = sub.add_parser("metrics", help="Prometheus metrics read from Redis")
     msub = m.add_subparsers(dest="metrics_command", required=True)
     s = msub.add_parser("serve", help="serve /metrics (Prometheus text) and /healthz")

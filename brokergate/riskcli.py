@@ -20,7 +20,7 @@ from typing import Any
 
 __all__ = ["add_commands"]
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK = 0
 
 
 def _scope(args: argparse.Namespace) -> tuple[str, list[str]]:
@@ -136,7 +136,6 @@ def _clear(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    """``brokergate risk show|set|clear`` on the ``brokergate`` parser."""
     p = sub.add_parser("risk", help="pre-trade risk limits: show them, change them at run time")
     rs = p.add_subparsers(dest="risk_command", required=True)
     for name, func, words_help in (
