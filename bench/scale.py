@@ -32,12 +32,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.procstat import ProcTree
-from bench.report import Progress, noop
+from bench.report import Progress, max_in_window, noop
 from bench.scalestats import account_burst, fanout_signal, merge_repeats, order_class, row_summary
 from bench.stack import Stack
 from devtools.workerprocs import WorkerProc
@@ -232,6 +233,7 @@ def measure_row(s: Stack, mode: str, names: list[str], workers: list[WorkerProc]
     left = _wait_settled(burst.ids(), SETTLE_TIMEOUT_S)
     wall_s = (time.monotonic_ns() - burst.t0_ns) / NS
     end = tree.sample()
+    cpu_s = end.cpu_s - idle.cpu_s
     cpu = {k: round(t.sample().cpu_s - before[k], 2) for k, t in others.items()}
     peak_kb = max(peak.stop(), end.rss_kb)
     log = s.requests(since_ns=burst.t0_ns)
@@ -240,10 +242,10 @@ def measure_row(s: Stack, mode: str, names: list[str], workers: list[WorkerProc]
                    for n in names}  # fmt: skip
     orders = sum(len(v) for v in burst.enqueued.values()) + len(burst.cancels)
     row = {"mode": mode, "processes": idle.processes, "rss_mb_peak": round(peak_kb / 1024, 1),
-           "rss_mb_idle": round(idle.rss_kb / 1024, 1), "cpu_s": round(end.cpu_s - idle.cpu_s, 2),
-           "cpu_ms_per_order": round(1000 * (end.cpu_s - idle.cpu_s) / orders, 2),
+           "rss_mb_idle": round(idle.rss_kb / 1024, 1), "cpu_s": round(cpu_s, 2),
+           "cpu_ms_per_order": round(1000 * cpu_s / orders, 2),
            # A pooled process is one interpreter: near 100% here it is the bottleneck (the GIL).
-           "worker_core_pct": round(100 * (end.cpu_s - idle.cpu_s) / wall_s, 1),
+           "worker_core_pct": round(100 * cpu_s / wall_s, 1),
            "burst_wall_s": round(wall_s, 2), "enqueue_s": round(burst.enqueue_s, 2), "unsettled": len(left),
            "paper_cpu_s": cpu["paper"], "paper_core_pct": round(100 * cpu["paper"] / wall_s, 1),
            "redis_cpu_s": cpu["redis"], "producer_cpu_s": round(burst.enqueue_cpu_s, 2),
@@ -276,28 +278,17 @@ def _brief(row: dict[str, Any]) -> str:
 # --- fan-out -------------------------------------------------------------------------------------------
 
 
-def fan_out(names: list[str], template: dict[str, Any]) -> dict[str, str]:
-    """One signal on every account: account -> the child's client_order_id (refused children left
-    out). ``place_order_group`` when it exists, else a stand-in loop of ``place_order``."""
-    try:
-        from brokergate import place_order_group  # type: ignore[attr-defined]
-    except ImportError:
-        from common.client import place_order
-
-        return {n: place_order({**template, "account": n}).id for n in names}
-    group = place_order_group(names, template)
-    return {a: h.id for a, h in group.children.items() if hasattr(h, "id")}
-
-
 def measure_fanout(s: Stack, mode: str, names: list[str], signals_n: int,
                    progress: Progress = noop) -> dict[str, Any]:
+    from brokergate import place_order_group
+
     template = {k: v for k, v in _order(names[0]).items() if k != "account"}
     fan_t0 = time.monotonic_ns()
     signals: list[tuple[int, dict[str, str]]] = []
     call_ms: list[float] = []
     for _ in range(signals_n):
         t0 = time.monotonic_ns()
-        children = fan_out(names, template)
+        children = {a: h.id for a, h in place_order_group(names, template).placed.items()}  # refused: left out
         call_ms.append((time.monotonic_ns() - t0) / 1e6)
         signals.append((t0, children))
         left = _wait_settled(list(children.values()), 30)
@@ -312,18 +303,13 @@ def measure_fanout(s: Stack, mode: str, names: list[str], signals_n: int,
             if e["method"] == "POST" and e.get("tag"):
                 arrivals.setdefault(e["tag"], int(e["arrival_ns"]))
     got = [fanout_signal(t0, ch, arrivals) for t0, ch in signals]
-    from bench.report import max_in_window
-
     wanted = {c for _, ch in signals for c in ch.values()}
     assert s.paper is not None
-    placed: dict[str, int] = {}
-    for o in s.paper.orders():
-        if o.get("tag") in wanted:
-            placed[o["tag"]] = placed.get(o["tag"], 0) + 1
+    placed = Counter(o.get("tag") for o in s.paper.orders())
     out = {"mode": mode, "signals": got, "call_ms": call_ms,
            "children": sum(len(ch) for _, ch in signals), "expected": signals_n * len(names),
-           "placed_once": sum(1 for c in wanted if placed.get(c) == 1),
-           "placed_twice_or_more": sum(1 for c in wanted if placed.get(c, 0) > 1),
+           "placed_once": sum(1 for c in wanted if placed[c] == 1),
+           "placed_twice_or_more": sum(1 for c in wanted if placed[c] > 1),
            "max_in_1s": max(max_in_window([int(e["arrival_ns"]) for e in r], NS) for r in per_user.values()),
            "refused": sum(1 for r in per_user.values() for e in r if int(e["status"]) != 200)}  # fmt: skip
     progress(f"fan-out {mode}: last child ms {[g['last_ms'] for g in got]}, placed once {out['placed_once']}"
