@@ -174,23 +174,19 @@ class Budget:
     caps: tuple[Cap, ...]
 
 
-def _per_account_budget(account: str, endpoint_class: str, caps: Sequence[Cap]) -> Budget:
-    """The legacy state, keyed by account name: wrong for accounts the broker counts as one."""
-    return Budget(keys.limit(account, endpoint_class), keys.backoff(account, endpoint_class), tuple(caps))
+def _budget(scope: str, endpoint_class: str, caps: Sequence[Cap]) -> Budget:
+    """The budget of ``endpoint_class`` in ``scope``. The legacy forms pass the account's name as
+    the scope: wrong for accounts the broker counts as one."""
+    return Budget(keys.limit(scope, endpoint_class), keys.backoff(scope, endpoint_class), tuple(caps))
 
 
 def budgets_for(acct: Account, endpoint_class: str) -> tuple[Budget, ...]:
     """Every budget a request of ``endpoint_class`` counts in at the broker: its class's caps
     in the account's limit scope, then the scope's shared budget when the broker has one."""
     scope = acct.limit_scope()
-    out: list[Budget] = []
-    own = acct.caps_for(endpoint_class)
-    if own:
-        out.append(Budget(keys.limit(scope, endpoint_class), keys.backoff(scope, endpoint_class), own))
-    shared = acct.shared_caps()
-    if shared and endpoint_class != SHARED_BUDGET:
-        out.append(Budget(keys.limit(scope, SHARED_BUDGET), keys.backoff(scope, SHARED_BUDGET), shared))
-    return tuple(out)
+    own = _budget(scope, endpoint_class, acct.caps_for(endpoint_class))
+    shared = _budget(scope, SHARED_BUDGET, acct.shared_caps() if endpoint_class != SHARED_BUDGET else ())
+    return tuple(b for b in (own, shared) if b.caps)
 
 
 def reserve_in(r: redis.Redis, budgets: Sequence[Budget], *, deadline_us: int = 0, horizon_us_: int = 0,
@@ -211,7 +207,7 @@ def reserve(r: redis.Redis, account: str, endpoint_class: str, caps: Sequence[Ca
             confirmed_margin_ms: int = CONFIRMED_MARGIN_MS) -> Reservation:
     """One atomic reservation attempt in the per-account state of one class (tests, and the
     legacy :class:`Limiter` constructor); :func:`reserve_in` is the general form."""
-    return reserve_in(r, [_per_account_budget(account, endpoint_class, caps)], deadline_us=deadline_us,
+    return reserve_in(r, [_budget(account, endpoint_class, caps)], deadline_us=deadline_us,
                       horizon_us_=horizon_us_, margin_ms=margin_ms, confirmed_margin_ms=confirmed_margin_ms)
 
 
@@ -228,7 +224,7 @@ class Limiter:
         self.account = account
         self.endpoint_class = endpoint_class
         if budgets is None:
-            budgets = (_per_account_budget(account, endpoint_class, caps),) if caps else ()
+            budgets = (_budget(account, endpoint_class, caps),) if caps else ()
         self.budgets = tuple(budgets)
         self.horizon_us = horizon_us([c for b in self.budgets for c in b.caps])
 
@@ -337,7 +333,7 @@ def confirm_in(r: redis.Redis, budgets: Sequence[Budget], slot_us: int, *, answe
 
 def confirm(r: redis.Redis, account: str, endpoint_class: str, slot_us: int, *, answered: bool = True) -> int:
     """:func:`confirm_in` for the per-account state of one class (see :func:`reserve`)."""
-    return confirm_in(r, [_per_account_budget(account, endpoint_class, ())], slot_us, answered=answered)
+    return confirm_in(r, [_budget(account, endpoint_class, ())], slot_us, answered=answered)
 
 
 def _back_off(r: redis.Redis, budget: Budget, account: str, retry_after_s: float | None, margin_ms: int) -> int:
@@ -356,7 +352,7 @@ def note_rate_limited(r: redis.Redis, account: str, endpoint_class: str, caps: S
     when none is, the broker's hint, or the shortest window. Returns the end of the back-off
     (Redis time, us). This form works on the per-account state (see :func:`reserve`); callers
     use :meth:`Limiter.note_rate_limited` of :meth:`Limiter.for_account`."""
-    return _back_off(r, _per_account_budget(account, endpoint_class, caps), account, retry_after_s, margin_ms)
+    return _back_off(r, _budget(account, endpoint_class, caps), account, retry_after_s, margin_ms)
 
 
 def usage(account: str, endpoint_class: str, *, r: redis.Redis, caps: Sequence[Cap],
