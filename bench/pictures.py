@@ -28,10 +28,11 @@ def _plt():  # type: ignore[no-untyped-def]
     return plt
 
 
-def _save(fig: Any, ax: Any, path: Path) -> Path:
-    """Finish a chart (y from 0, legend upper right) and write it to ``path``."""
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="upper right", fontsize=8)
+def _save(fig: Any, path: Path, ax: Any = None) -> Path:
+    """Write a chart to ``path``; a one-panel chart (``ax``) is finished first: y from 0, legend upper right."""
+    if ax is not None:
+        ax.set_ylim(bottom=0)
+        ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -77,15 +78,14 @@ def plot_requests_per_second(series: Mapping[str, Sequence[int]], cap: float, pa
     ax.set_ylabel("order requests in the sliding 1 s window")
     ax.set_title(title or "Requests per sliding second at the paper broker")
     ax.grid(alpha=0.3)
-    return _save(fig, ax, path)
+    return _save(fig, path, ax)
 
 
-def plot_reconnect_gaps(gaps_ms: Sequence[float], path: Path | str, target_ms: float = 1500.0,
+def plot_reconnect_gaps(gaps_ms: Sequence[float], path: Path, target_ms: float = 1500.0,
                         anchor_ms: float | None = None) -> Path:
     """A bar per feed drop: the tick gap around it (ms), with the target (and the anchor's fixed
     retry delay, when given) as lines. For bench/feed.py's reconnect benchmark."""
     plt = _plt()
-    path = Path(path)
     fig, ax = plt.subplots(figsize=(9, 4), dpi=110)
     xs = list(range(1, len(gaps_ms) + 1))
     ax.bar(xs, list(gaps_ms), color="tab:blue", label="tick gap after the drop")
@@ -96,7 +96,7 @@ def plot_reconnect_gaps(gaps_ms: Sequence[float], path: Path | str, target_ms: f
     ax.set_ylabel("ms until ticks flow again")
     ax.set_title("Feed reconnect: tick gap around each drop")
     ax.grid(alpha=0.3, axis="y")
-    return _save(fig, ax, path)
+    return _save(fig, path, ax)
 
 
 def plot_scale_cost(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
@@ -138,8 +138,4 @@ def plot_scale_cost(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="best", fontsize=7)
     fig.suptitle("Many accounts: pooled workers vs one worker per account (20 orders per account at once, 10/s caps)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
