@@ -258,17 +258,14 @@ class RedisHA:
         replica is in sync: a kill now is a clean failover (and a benchmark's next round fair)."""
         if self.primary.role() != "master" or self.replica.role() != "slave":
             return False
-        rc = self.replica.client(0.3)
         try:
-            if rc.info("replication").get("master_link_status") != "up":
-                return False
+            with self.replica.client(0.3) as rc:
+                if rc.info("replication").get("master_link_status") != "up":
+                    return False
             for s in self.sentinels:
-                sc = s.client(0.3)
-                try:
+                with s.client(0.3) as sc:
                     master = sc.sentinel_master(self.master_name)
                     replicas = sc.sentinel_slaves(self.master_name)
-                finally:
-                    sc.close()
                 if int(master["port"]) != self.primary.port or master.get("num-other-sentinels") != 2:
                     return False
                 mine = [r for r in replicas if int(r["port"]) == self.replica.port]
@@ -277,8 +274,6 @@ class RedisHA:
             return True
         except (redis.RedisError, KeyError):
             return False
-        finally:
-            rc.close()
 
     def wait_settled(self, timeout_s: float = 30.0) -> None:
         if not until(self._steady, timeout_s, 0.05):
