@@ -1,30 +1,13 @@
-"""Many accounts on few processes (issue #21; docs/architecture.md § Targets): pooled workers beside
-today's dedicated per-account workers, measured side by side in one run on one private stack.
-
-- cost curve at 1, 10, 50 and 100 accounts: every account a Kite paper user with a 10/s orders
-  cap, a burst of 20 market orders per account at once (accounts one after another, each
-  account's 20 back to back), and on up to 10 accounts per row an urgent cancel of a resting
-  order enqueued right behind its burst. Per row and mode: worker processes, total worker RSS
-  (peak during the burst, VmRSS summed over the processes and their children), worker CPU
-  seconds over the burst, the most order requests in any sliding second per user, cap use per
-  account (bench/orders.py's definition; min and median), the cancels' slots behind, enqueue ->
-  broker p50/p99 of the orders the cap lets through at once (the first 10 of each account's
-  burst, 9 where the cancel took a slot: their wait is the pipeline's, not the cap's; every
-  order's in ``extra``), the paper broker's, Redis's and the producer's CPU, and the machine's
-  load average (other work on it makes every figure worse). Pooled: ceil(N / 50) shards of ``brokergate worker --pooled``;
-  dedicated: one ``brokergate worker ACCOUNT`` process per account (``brokergate.launch``'s
-  command line), started in parallel and kept from row to row (each row adds its accounts').
-- fan-out: 20 signals, each one ``place_order_group`` over the 100 accounts, one after another
-  once the previous settled: call -> LAST child at the paper broker, p50/p99; every child placed
-  exactly once (the paper broker's order log); caps held. Pooled workers, then 10 signals on the
-  dedicated ones beside them.
-
-Repetitions: three bursts per mode at 1 and 10 accounts (the row is their medians; counts add
-up, the most-in-a-second and RSS are the worst), one at 50 and 100.
-- the paper broker's CPU seconds and % of one core during each 100-account burst.
+"""Many accounts on few processes (issue #21): pooled workers (``brokergate worker --pooled``,
+as many shards as ``brokergate.launch.worker_plan`` gives) beside today's dedicated per-account
+workers (one ``brokergate worker ACCOUNT`` each), measured side by side in one run on one private
+stack: a cost curve of bursts at 1, 10, 50 and 100 accounts, then the fan-out of one signal over
+the 100 accounts. What a row and the fan-out measure, and how, is docs/architecture.md § Targets
+("Many accounts"), the one description; bench/scalerecords.py turns them into records and the
+picture bench/results/scale_cost.png.
 
 The waits poll Redis (the order store), never the paper broker, whose CPU is measured; its
-request log is read once after each burst. Pictures: bench/results/scale_cost.png.
+request log is read once after each burst.
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ an enqueue time taken by the bench is a latency.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bench.orders import _utilization
 from bench.report import max_in_window, percentile
+from bench.stack import order_requests
 
 __all__ = [
     "account_burst",
@@ -33,10 +34,9 @@ NS = 1_000_000_000
 ORDER_METHODS = frozenset({"POST", "PUT", "DELETE"})
 
 
-def order_class(log: Iterable[Mapping[str, Any]], user_id: str) -> list[Mapping[str, Any]]:
+def order_class(log: list[dict[str, Any]], user_id: str) -> list[dict[str, Any]]:
     """One user's order-class requests (place, modify, cancel) in arrival order."""
-    got = [e for e in log if e["user_id"] == user_id and e["endpoint_class"] == "orders"
-           and e["method"] in ORDER_METHODS]
+    got = [e for e in order_requests(log, user_id, method=None) if e["method"] in ORDER_METHODS]
     return sorted(got, key=lambda e: int(e["arrival_ns"]))
 
 
