@@ -47,14 +47,12 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def _print_rows(kind: str, account: str, rows: list[dict[str, Any]], age: str) -> None:
-    from rich.console import Console
-
-    from brokergate.cli import table
+    from brokergate.cli import print_table
 
     cols = _COLUMNS[kind]
-    Console().print(table(f"{kind.capitalize()} of {account} ({len(rows)}; {age})", [title for title, _ in cols],
-                          ([f"{row['exchange']}:{row['symbol']}" if not field else row.get(field, "")
-                            for _, field in cols] for row in rows)))  # fmt: skip
+    print_table(f"{kind.capitalize()} of {account} ({len(rows)}; {age})", [title for title, _ in cols],
+                ([f"{row['exchange']}:{row['symbol']}" if not field else row.get(field, "")
+                  for _, field in cols] for row in rows))  # fmt: skip
 
 
 def _print_funds(account: str, funds: dict[str, Any] | None, age: str) -> None:

@@ -124,8 +124,9 @@ def _topology_text(t: dict[str, Any] | None) -> str:
     return text
 
 
-def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> Any:
+def print_table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], console: Any = None) -> None:
     """A rich table titled on the left, a row per item of ``rows``, every cell shown as text."""
+    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
@@ -133,7 +134,7 @@ def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> 
         t.add_column(col)
     for row in rows:
         t.add_row(*map(str, row))
-    return t
+    (console or Console()).print(t)
 
 
 def _account_row(name: str, a: dict[str, Any], now: int) -> tuple[str, ...]:
@@ -157,22 +158,22 @@ def render_status(snapshot: dict[str, Any], health: Any, console: Any = None) ->
     from rich.console import Console
 
     c = console or Console()
-    c.print(table("Accounts", ("account", "broker", "token age", "expires", "last login error", "limiter", "backoff",
-                               "order egress"),
-                  (_account_row(name, a, snapshot["now_ms"]) for name, a in snapshot["accounts"].items())))  # fmt: skip
+    print_table("Accounts", ("account", "broker", "token age", "expires", "last login error", "limiter", "backoff",
+                             "order egress"),
+                (_account_row(name, a, snapshot["now_ms"]) for name, a in snapshot["accounts"].items()), c)  # fmt: skip
 
     consumers: dict[str, list[str]] = {}
     for host, info in (snapshot.get("workers") or {}).items():
         for q in info.get("queues", []):
             consumers.setdefault(q, []).append(host)
-    c.print(table(f"Queues (unacked: {snapshot.get('unacked', 0)})", ("queue", "depth", "consumers"),
-                  ((q, info["depth"], ", ".join(sorted(consumers.get(q, []))) or "[red]none[/red]")
-                   for q, info in snapshot["queues"].items())))  # fmt: skip
+    print_table(f"Queues (unacked: {snapshot.get('unacked', 0)})", ("queue", "depth", "consumers"),
+                ((q, info["depth"], ", ".join(sorted(consumers.get(q, []))) or "[red]none[/red]")
+                 for q, info in snapshot["queues"].items()), c)  # fmt: skip
 
     feeds = [(f.get("account"), f.get("socket"), f.get("connected", "-"), _fmt_age(f.get("last_frame_age_s")),
               f.get("tick_rate_per_s", "-"), f.get("ticks", "-"), f.get("reconnects", "-")) for f in snapshot["feed"]]
-    c.print(table("Feed sockets", ("account", "socket", "connected", "last frame", "ticks/s", "ticks", "reconnects"),
-                  feeds or [("-",) * 7]))  # fmt: skip
+    print_table("Feed sockets", ("account", "socket", "connected", "last frame", "ticks/s", "ticks", "reconnects"),
+                feeds or [("-",) * 7], c)  # fmt: skip
 
     rc, beat = snapshot["receiver"], snapshot["beat"]
     rc_text = (
@@ -347,16 +348,15 @@ def cmd_orders(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    from rich.console import Console
 
     def cells(o: dict[str, Any]) -> list[Any]:
         sym = f"{o['exchange']}:{o['symbol']}" if o["exchange"] else o["symbol"] or "-"
         return [o["id"], o["account"] or "-", o["state"] or "-", sym,
                 *(o[k] or "-" for k in ("side", "quantity", "filled_quantity", "fill_price", "broker_order_id"))]
 
-    Console().print(table(f"Orders ({len(rows)} most recent)",
-                          ("id", "account", "state", "symbol", "side", "qty", "filled", "fill price", "broker id"),
-                          map(cells, rows)))  # fmt: skip
+    print_table(f"Orders ({len(rows)} most recent)",
+                ("id", "account", "state", "symbol", "side", "qty", "filled", "fill price", "broker id"),
+                map(cells, rows))  # fmt: skip
     return EXIT_OK
 
 

@@ -72,16 +72,14 @@ def _doc(scope: str, r: Any) -> dict[str, Any]:
 
 
 def _print(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-
-    from brokergate.cli import table
+    from brokergate.cli import print_table
     from common.risklimits import LIMITS, MEANING
 
     extra = f"; {doc['open_orders']} open orders" if "open_orders" in doc else ""
-    Console().print(table(f"Risk limits of {doc['scope']} ({doc['orders_last_minute']} orders in the last minute{extra})",
-                          ("limit", "file", "run time", "in force", "meaning"),
-                          ((k, doc["file"].get(k, "-"), doc["run_time"].get(k, ""), doc["in_force"].get(k, "-"), MEANING[k])
-                           for k in LIMITS)))  # fmt: skip
+    print_table(f"Risk limits of {doc['scope']} ({doc['orders_last_minute']} orders in the last minute{extra})",
+                ("limit", "file", "run time", "in force", "meaning"),
+                ((k, doc["file"].get(k, "-"), doc["run_time"].get(k, ""), doc["in_force"].get(k, "-"), MEANING[k])
+                 for k in LIMITS))  # fmt: skip
     if doc.get("refusals"):
         print("  refused: " + ", ".join(f"{k.removeprefix('risk_refused:')} {v}" for k, v in sorted(doc["refusals"].items())
                                         if k.startswith("risk_refused:")))
