@@ -24,6 +24,7 @@ from bench.procstat import ProcTree
 from bench.report import Progress, max_in_window, noop
 from bench.scalestats import account_burst, fanout_signal, merge_repeats, order_class, row_summary
 from bench.stack import Stack
+from common.orderstate import TERMINAL_STATES, OrderState
 from devtools.workerprocs import WorkerProc
 
 NS = 1_000_000_000
@@ -42,7 +43,7 @@ FANOUT_SIGNALS = 20
 ANCHOR_FANOUT_SIGNALS = 10  # the dedicated workers' fan-out, beside: ~2 s a signal on this machine
 FANOUT_GAP_S = 0.2  # between one signal settling and the next: the cap is never what paces them
 RSS_EVERY_S = 0.25
-SETTLED = frozenset({"OPEN", "COMPLETE", "REJECTED", "CANCELLED", "FAILED", "EXPIRED"})
+SETTLED = TERMINAL_STATES | {OrderState.OPEN}  # at the broker: done with, or resting there
 
 
 def _order(account: str, **kw: Any) -> dict[str, Any]:
