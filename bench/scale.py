@@ -13,6 +13,7 @@ request log is read once after each burst.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -93,8 +94,6 @@ def _start(workers: list[WorkerProc], timeout_s: float = 180.0) -> float:
 def _stop(workers: list[WorkerProc]) -> None:
     """SIGTERM every one first (a warm shutdown takes about a second: one after another, a hundred
     would take minutes), then reap each."""
-    import signal
-
     for w in workers:
         if w.alive:
             w._signal_group(signal.SIGTERM)
