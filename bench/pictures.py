@@ -99,30 +99,31 @@ def plot_reconnect_gaps(gaps_ms: Sequence[float], path: Path, target_ms: float =
     return _save(fig, path, ax)
 
 
-def plot_scale_cost(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+def plot_scale_cost(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """The scale suite's cost curve (bench/scale.py): per mode (pooled, dedicated), against the
     number of accounts, total worker RSS and worker processes; cap use per account (min and
     median) and enqueue -> broker p99 and p50 of each account's first window."""
+    from bench.scalerecords import GOAL_CAP_USE_PCT, GOAL_PROCESSES, GOAL_RSS_MB, curve
+
     plt = _plt()
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), dpi=110)
     styles = {"pooled": ("tab:blue", "o"), "dedicated": ("tab:orange", "s")}
-    # (axes, title, [(label suffix, value, line style)], goal line, log y)
+    # (axes, title, [(label suffix, value (scalerecords.curve's key), line style)], goal line, log y)
     panels: list[tuple[Any, str, list[tuple[str, Any, str]], tuple[float, str] | None, bool]] = [
-        (axes[0][0], "total worker RSS (MB, peak in the burst)", [("", lambda r: r["rss_mb_peak"], "-")],
-         (1024, "goal <= 1 GB at 100"), True),
-        (axes[0][1], "worker processes", [("", lambda r: r["processes"], "-")], (4, "goal <= 4 at 100"), True),
-        (axes[1][0], "cap use per account (% of 10/s)", [(" min", lambda r: r["cap_use_min_pct"], "-"),
-                                                          (" median", lambda r: r["cap_use_median_pct"], ":")],
-         (95, "goal 95%"), False),
+        (axes[0][0], "total worker RSS (MB, peak in the burst)", [("", "rss_mb_peak", "-")],
+         (GOAL_RSS_MB, "goal <= 1 GB at 100"), True),
+        (axes[0][1], "worker processes", [("", "processes", "-")], (GOAL_PROCESSES, "goal <= 4 at 100"), True),
+        (axes[1][0], "cap use per account (% of 10/s)", [(" min", "cap_use_min_pct", "-"),
+                                                          (" median", "cap_use_median_pct", ":")],
+         (GOAL_CAP_USE_PCT, f"goal {GOAL_CAP_USE_PCT}%"), False),
         (axes[1][1], "enqueue -> broker (ms, each account's first window)",
          [(" p99", lambda r: r["latency_first_window_ms"]["p99"], "-"),
           (" p50", lambda r: r["latency_first_window_ms"]["p50"], ":")], None, False),
     ]
     for ax, title, series, goal, log in panels:
         for mode, (color, marker) in styles.items():
-            mine = [r for r in rows if r.get("mode") == mode and "failed" not in r]
             for suffix, key, style in series:
-                pts = [(r["accounts"], key(r)) for r in mine if key(r) is not None]
+                pts = [(n, v) for n, v in curve(rows, mode, key).items() if v is not None]
                 if pts:
                     ax.plot(*zip(*pts, strict=True), color=color, marker=marker, linestyle=style,
                             label=f"{mode}{suffix}")
