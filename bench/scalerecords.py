@@ -12,6 +12,7 @@ from operator import itemgetter
 from typing import Any
 
 from bench.report import Record, percentile
+from bench.scale import CAP
 from bench.scalestats import pcts
 
 __all__ = ["curve", "records"]
@@ -21,7 +22,6 @@ GOAL_RSS_MB = 1024
 GOAL_CAP_USE_PCT = 95
 GOAL_BEHIND = 2
 GOAL_FANOUT_MS = 250
-CAP = 10
 PAPER_BUSY_PCT = 80  # a single-threaded server near a whole core is the bottleneck
 DEDICATED = "dedicated per-account workers"
 Row = dict[str, Any]
