@@ -60,7 +60,8 @@ def _ratio(v: float | None, a: float | None) -> float | None:
 def _versus(rows: Sequence[Row], key: Key, ok: Callable[[Any, Any], bool], *,
             pick: Callable[[Sequence[Row], str, Key], Any] = _top, spread: str = "", **fields: Any) -> Record:
     """The pooled workers' ``key`` (``pick``: at the top row, or the worst over the rows) against
-    the dedicated workers' as the anchor; passed when there is a value and ``ok(value, anchor)``."""
+    the dedicated workers' as the anchor; passed when there is a value and ``ok(value, anchor)``.
+    ``fields`` are the rest of the record and override any of these (the cancel's has no ratio)."""
     v, a = pick(rows, "pooled", key), pick(rows, "dedicated", key)
     return Record(**{"value": v, "passed": v is not None and ok(v, a), "anchor": DEDICATED, "anchor_value": a,
                      "ratio": _ratio(v, a), "spread": spread + _spread(rows, key), **fields})
