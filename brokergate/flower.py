@@ -78,10 +78,6 @@ def flower_command(address: str, port: int, extra: Sequence[str] = (), app: str 
     return [sys.executable, "-m", "celery", "-A", app, "flower", f"--address={address}", f"--port={port}", *extra]
 
 
-def _truthy(v: str | None) -> bool:
-    return (v or "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from common.logs import setup_logging
     from common.settings import load_settings
@@ -99,10 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     user, password = settings.flower_user, settings.flower_password.get()
     if not (user or password) and os.environ.get("FLOWER_BASIC_AUTH"):
         user, _, password = os.environ["FLOWER_BASIC_AUTH"].split(",")[0].partition(":")
+    open_api = os.environ.get("FLOWER_UNAUTHENTICATED_API", "").strip().lower() in ("1", "true", "yes", "on")
     try:
-        has_creds = check_exposure(
-            args.address, user, password, unauthenticated_api=_truthy(os.environ.get("FLOWER_UNAUTHENTICATED_API"))
-        )
+        has_creds = check_exposure(args.address, user, password, unauthenticated_api=open_api)
     except FlowerExposed as e:
         log.error("%s", e)
         return 2
