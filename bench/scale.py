@@ -38,7 +38,6 @@ SIZES = tuple(int(x) for x in os.environ.get("BENCH_SCALE_SIZES", "1,10,50,100")
 # 100 accounts, where one burst takes 10-30 s on this machine.
 REPEATS = {1: 3, 10: 3}
 MAX_CANCELS = 10  # accounts per row with an urgent cancel behind their burst
-OBSERVE_S = 10.0  # bench/orders.py UTIL_OBSERVE_S: a starving account is judged over this long
 SETTLE_TIMEOUT_S = 120.0
 FANOUT_SIGNALS = 20
 ANCHOR_FANOUT_SIGNALS = 10  # the dedicated workers' fan-out, beside: ~2 s a signal on this machine
@@ -221,7 +220,7 @@ def measure_row(s: Stack, mode: str, names: list[str], workers: list[WorkerProc]
     peak_kb = max(peak.stop(), end.rss_kb)
     log = s.requests(since_ns=burst.t0_ns)
     per_account = {n: account_burst(order_class(log, s.user_id(n)), burst.enqueued[n], cap=CAP,
-                                    cancel_enqueued_ns=burst.cancels.get(n, (None, None))[1], observe_s=OBSERVE_S)
+                                    cancel_enqueued_ns=burst.cancels.get(n, (None, None))[1])
                    for n in names}  # fmt: skip
     orders = sum(len(v) for v in burst.enqueued.values()) + len(burst.cancels)
     row = {"mode": mode, "processes": idle.processes, "rss_mb_peak": round(peak_kb / 1024, 1),

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bench.orders import _utilization
+from bench.orders import UTIL_OBSERVE_S, _utilization
 from bench.report import max_in_window, percentile
 from bench.stack import order_requests
 
@@ -68,12 +68,12 @@ def latencies_ms(enqueued_ns: Mapping[str, int], requests: Sequence[Mapping[str,
 
 
 def account_burst(requests: Sequence[Mapping[str, Any]], enqueued_ns: Mapping[str, int], *, cap: int,
-                  cancel_enqueued_ns: int | None = None, observe_s: float = 10.0) -> dict[str, Any]:
+                  cancel_enqueued_ns: int | None = None) -> dict[str, Any]:
     """One account's burst, from its order-class requests since the burst began: ``expected`` is
     what the bench sent (its placements plus the cancel, when it sent one)."""
     expected = len(enqueued_ns) + (1 if cancel_enqueued_ns is not None else 0)
     arrivals = [int(e["arrival_ns"]) for e in requests]
-    use, details = _utilization(arrivals, expected, cap, observe_s)
+    use, details = _utilization(arrivals, expected, cap, UTIL_OBSERVE_S)
     tags = [e["tag"] for e in requests if e["method"] == "POST" and e.get("tag") in enqueued_ns]
     return {
         "expected": expected,
