@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -128,7 +127,7 @@ class HANode:
     def kill(self) -> None:
         """SIGKILL: no shutdown, no last fsync, no goodbye to the sentinels (as a crashed host)."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            self.proc.kill()
             self.proc.wait(10)
 
     def stop(self) -> None:
