@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TypeVar
 import redis
 
 from devtools.processes import stop_process
+from devtools.waiting import until
 
 T = TypeVar("T")
 
@@ -70,12 +70,9 @@ def wait_answering(proc: subprocess.Popen[bytes], answers: Callable[[], bool], l
                    timeout_s: float) -> None:  # fmt: skip
     """Return once ``answers()``; RuntimeError with the tail of ``log`` when ``proc`` exits or
     ``timeout_s`` passes first."""
-    deadline = time.monotonic() + timeout_s
-    while not answers():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            raise RuntimeError(f"{who} did not start:\n{text[-3000:]}")
-        time.sleep(0.02)
+    if not until(lambda: answers() or proc.poll() is not None, timeout_s) or proc.poll() is not None:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        raise RuntimeError(f"{who} did not start:\n{text[-3000:]}")
 
 
 @dataclass
