@@ -33,6 +33,7 @@ import redis
 
 from bench.report import Progress, Record, noop, percentile, timed_ms
 from bench.stack import Listener, Stack
+from common.redis import as_text
 
 ACCOUNT = "kite1"  # AccountsWriter names a broker's first account <broker>1
 SYMBOLS = ("INFY", "SBIN", "TCS", "RELIANCE", "HDFCBANK")
@@ -59,8 +60,7 @@ class _Channel(Listener):
 
     def __init__(self, r: redis.Redis, channel: str) -> None:
         self.got: queue.Queue[tuple[int, str]] = queue.Queue()
-        super().__init__(r, channel, time.time_ns, lambda at, data: self.got.put(
-            (at, data.decode() if isinstance(data, bytes) else str(data))))
+        super().__init__(r, channel, time.time_ns, lambda at, data: self.got.put((at, as_text(data))))
 
     def next_positions(self) -> int:
         """The arrival time of the next ``positions`` message (``trades`` ones follow every fill too)."""
