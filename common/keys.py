@@ -224,6 +224,7 @@ RECONCILE_TASK = "brokergate.reconcile_account"
 # --- kombu's Redis transport (kombu writes these; the sweeper only reads them) -------------------
 # Checked against kombu.transport.redis.Channel by tests/orders/test_redrive.py.
 KOMBU_UNACKED = "unacked"  # hash delivery tag -> JSON [message, exchange, routing key] of messages workers hold
+KOMBU_UNACKED_INDEX = "unacked_index"  # sorted set delivery tag -> when a consumer recorded it (epoch s, its clock)
 KOMBU_PRIORITY_SEP = "\x06\x16"  # a priority-N message of queue Q sits in the list "Q" + SEP + "N" (N > 0)
 KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
 

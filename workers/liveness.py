@@ -32,9 +32,10 @@ from celery.signals import task_postrun, task_received, worker_ready, worker_shu
 
 from common import keys
 from common.queued import place_client_order_id
+from common.redis import as_text
 
-__all__ = ["HELD_FOR_S", "INSTANCE", "RENEW_S", "TTL_S", "add_held", "alive", "claimer", "dead_workers", "forget",
-           "mark", "start"]
+__all__ = ["HELD_FOR_S", "INSTANCE", "RENEW_S", "TTL_S", "add_held", "alive", "claimer", "forget", "held_by",
+           "mark", "registered", "start"]
 
 log = logging.getLogger(__name__)
 
@@ -123,17 +124,21 @@ def alive(r: redis.Redis, names: Iterable[str]) -> set[str]:
     return {n for n, m in zip(ordered, marks, strict=True) if m is not None}
 
 
-def dead_workers(r: redis.Redis) -> dict[str, set[str]]:
-    """Registered workers whose alive mark has gone, with the orders whose message each held."""
-    names = {n.decode() if isinstance(n, bytes) else str(n) for n in r.smembers(keys.WORKERS)}
-    dead = sorted(names - alive(r, names))
-    if not dead:
+def registered(r: redis.Redis) -> set[str]:
+    """Every worker that keeps marks (alive or not), by the name it claims under."""
+    return {as_text(n) for n in r.smembers(keys.WORKERS)}
+
+
+def held_by(r: redis.Redis, names: Iterable[str]) -> dict[str, set[str]]:
+    """The orders each of ``names`` lists as held (one round trip)."""
+    ordered = sorted(set(names))
+    if not ordered:
         return {}
     with r.pipeline(transaction=False) as p:
-        for n in dead:
+        for n in ordered:
             p.smembers(keys.worker_held(n))
         sets = p.execute()
-    return {n: {c.decode() if isinstance(c, bytes) else str(c) for c in s} for n, s in zip(dead, sets, strict=True)}
+    return {n: {as_text(c) for c in s} for n, s in zip(ordered, sets, strict=True)}
 
 
 def forget(r: redis.Redis, name: str) -> None:

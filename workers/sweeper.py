@@ -5,8 +5,9 @@
   against the order book: adopted when the book has it; FAILED (or CANCELLED, when a cancel was
   requested) when its send window has passed and the book does not.
 * A NEW order whose Celery message was lost (kombu pops it, then records it as unacked: Redis
-  gone between the two) -> sent again once it is in no queue and held by no worker
-  (:func:`redrive_lost`); a copy too many is a no-op by the order's claim.
+  gone between the two, or before it answered the record) -> sent again once it is in no queue
+  and held by no live worker (:func:`redrive_lost`); a copy too many is a no-op by the order's
+  claim.
 * An order claimed by a worker whose liveness mark has gone (a whole host crashed) and never
   sent -> sent again before its deadline, instead of waiting out kombu's visibility timeout
   past it; the new delivery's claim fences the dead one off.
@@ -34,7 +35,7 @@ from common.client import send_task_by_name
 from common.errors import BrokerError, ConfigError, DeadlineExceeded
 from common.models import OrderState
 from common.queued import place_of
-from common.redis import get_redis, server_time_ms
+from common.redis import as_text, get_redis, server_time_ms
 from workers import brokercall as bc
 from workers import liveness
 
@@ -46,6 +47,7 @@ S = OrderState
 REDRIVE_AFTER_S = 3.0  # a NEW order this old whose message is nowhere in Redis is sent again by the sweeper
 REDRIVE_CONFIRM_S = 0.5  # ... when its message is still nowhere this long after the first look
 REDRIVE_MAX = 3  # at most this many redrives per order (bounds the copies if messages were misread)
+LISTED_WITHIN_S = 2.0  # a live worker lists a message it received in its held set within this long
 ORPHAN_AFTER_S = 1.0  # a claim this old whose worker has no liveness mark is taken over
 BOOK_READ_S = 10.0  # how long one reconcile may wait for the book's slot and answer
 STALE_MESSAGE = "not in the broker's book at the next trading day's login"
@@ -148,21 +150,25 @@ def _place_order_id(raw: Any, unacked: bool = False) -> str | None:
     return got.client_order_id if got else None
 
 
-def _enqueued_ids(r: redis.Redis, account_names: Iterable[str]) -> tuple[set[str], set[str]]:
+def _enqueued_ids(r: redis.Redis, account_names: Iterable[str]) -> tuple[set[str], dict[str, int]]:
     """client_order_ids of every place_order message waiting in these accounts' queues (each
-    priority list kombu keeps), and of those held by any worker (kombu's unacked hash: reserved,
-    in a rate-limit bucket, or running), read in one MULTI so a message moving from a queue to a
-    worker (or restored back) is seen in one place or the other. O(messages): call it only
-    when there is a candidate."""
+    priority list kombu keeps), and of those a consumer recorded as held (kombu's unacked hash:
+    reserved, in a rate-limit bucket, or running), each with when it was recorded (epoch ms, the
+    consumer's clock), read in one MULTI so a message moving from a queue to a worker (or
+    restored back) is seen in one place or the other. O(messages): call it only when there is a
+    candidate."""
     names = [lst for a in sorted(set(account_names))
              for q in (keys.urgent_queue(a), keys.orders_queue(a)) for lst in keys.queue_lists(q)]
     with r.pipeline(transaction=True) as p:
         for name in names:
             p.lrange(name, 0, -1)
-        p.hvals(keys.KOMBU_UNACKED)
-        *waiting, held = p.execute()
+        p.hgetall(keys.KOMBU_UNACKED)
+        p.zrange(keys.KOMBU_UNACKED_INDEX, 0, -1, withscores=True)
+        *waiting, held, recorded_at = p.execute()
     queued = {coid for lst in waiting for raw in lst if (coid := _place_order_id(raw))}
-    unacked = {coid for raw in held if (coid := _place_order_id(raw, unacked=True))}
+    at_ms = {as_text(tag): int(score * 1000) for tag, score in recorded_at}
+    unacked = {coid: at_ms.get(as_text(tag), 0) for tag, raw in held.items()
+               if (coid := _place_order_id(raw, unacked=True))}
     return queued, unacked
 
 
@@ -194,7 +200,11 @@ def redrive_lost(r: redis.Redis, now_ms: int | None = None, confirm_s: float = R
     succeeded) whose message is in no queue of the account and held by no worker, at two looks
     ``confirm_s`` apart: kombu's Redis transport pops a message (BRPOP) and only then records it
     as unacked (a second command), and a Redis crash, or a lost reply, between the two loses it.
-    A message merely queued behind a burst is found and left alone. And an order claimed more
+    Recorded as unacked is not held either when no live worker lists it (:mod:`workers.liveness`)
+    :data:`LISTED_WITHIN_S` after the record: Redis stopping after it ran the record but before
+    it answered makes the consumer's append raise, and the message never reaches Celery (it would
+    wait out the visibility timeout). A message merely queued behind a burst, or received by a
+    live worker, is found and left alone. And an order claimed more
     than :data:`ORPHAN_AFTER_S` ago by a worker with no liveness mark, nothing sent: its message
     sits in kombu's unacked hash until the visibility timeout, past the deadline. A copy sent in
     a race anyway is a no-op by the order's claim. Returns how many were sent again."""
@@ -205,17 +215,25 @@ def redrive_lost(r: redis.Redis, now_ms: int | None = None, confirm_s: float = R
     live = liveness.alive(r, {u.claimed_by for u in claimed})
     redriven = sum(_redrive(r, u, "redriven: its worker is gone", dead_attempt=u.attempt)
                    for u in claimed if u.claimed_by not in live)
-    dead = liveness.dead_workers(r)
-    held_by_dead = set().union(*dead.values()) if dead else set()
+    workers = liveness.registered(r)
+    live_workers = liveness.alive(r, workers)
+    dead = liveness.held_by(r, workers - live_workers)
+    held_by_dead = set().union(*dead.values())
     candidates = {u.client_order_id: u for u in rows if u.state is S.NEW and u.enqueued
                   and u.created_ms < now_ms - int(REDRIVE_AFTER_S * 1000)}
     if candidates:
         accts = {u.account for u in candidates.values()}
 
         def nowhere() -> set[str]:
-            # Held by a worker counts as somewhere, unless that worker is known dead.
             queued, unacked = _enqueued_ids(r, accts)
-            return set(candidates) - queued - (unacked - held_by_dead)
+            # Read after the unacked hash: a worker lists a message before it can ack it.
+            listed = set().union(*liveness.held_by(r, live_workers).values())
+            # Recorded as held counts as somewhere while a live worker lists it, or while it is too
+            # young to be listed yet (unless a dead worker listed it): a record whose reply was
+            # lost (Redis gone between running kombu's append and answering it) reached no worker.
+            held_live = {coid for coid, at_ms in unacked.items() if coid in listed
+                         or (coid not in held_by_dead and at_ms > now_ms - int(LISTED_WITHIN_S * 1000))}
+            return set(candidates) - queued - held_live
 
         lost = nowhere()
         if lost and confirm_s > 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 
 import pytest
 from kombu import Connection
@@ -17,7 +18,9 @@ from kombu.transport.redis import Channel
 
 from common import keys, orderstore
 from common.models import Order
+from common.queued import place_of
 from common.redis import server_time_ms
+from workers import liveness
 from workers.sweeper import _enqueued_ids, _send_place, redrive_lost
 
 QUEUE = keys.orders_queue("kite1")
@@ -54,6 +57,7 @@ def _queued(r, queue: str) -> list[str]:
 
 def test_kombu_names_match_keys() -> None:
     assert Channel.unacked_key == keys.KOMBU_UNACKED
+    assert Channel.unacked_index_key == keys.KOMBU_UNACKED_INDEX
     assert Channel.sep == keys.KOMBU_PRIORITY_SEP
     assert list(keys.KOMBU_PRIORITY_STEPS) == list(Channel.priority_steps)
     ch = Channel.__new__(Channel)  # _q_for_pri needs only the class attributes
@@ -103,6 +107,83 @@ def test_a_message_anywhere_kombu_keeps_it_is_not_redriven(r, redis_url) -> None
     assert redrive_lost(r, confirm_s=0) == 1  # acked while still NEW: lost for the sweeper's purpose
 
 
+def _recorded_held(r, o: Order, age_s: float) -> str:
+    """Take ``o``'s message off its queue and record it in kombu's unacked hash and index, as
+    kombu's QoS.append does, ``age_s`` ago; no consumer has it. Returns its delivery tag."""
+    raw = r.rpop(QUEUE)
+    tag = f"tag-{o.client_order_id}"
+    r.hset(keys.KOMBU_UNACKED, tag, json.dumps([json.loads(raw), "", QUEUE]))
+    r.zadd(keys.KOMBU_UNACKED_INDEX, {tag: time.time() - age_s})
+    return tag
+
+
+def test_a_message_recorded_held_that_no_live_worker_received_is_redriven(r) -> None:
+    """Given NEW orders whose messages kombu recorded as unacked although no worker got them (the
+    record ran in Redis, its reply was lost when Redis stopped: the consumer's append raised and
+    the message never reached Celery; tests/orders/test_pooled.py's Redis restart ran into it),
+    and a live worker whose held set lists one of them, When the sweeper looks, Then the one no
+    live worker lists is sent again once its record is older than a worker takes to list what it
+    received; the listed one, and a record younger than that, are left alone."""
+    orphan, listed, young = _old_order(r), _old_order(r), _old_order(r)
+    for o, age_s in ((orphan, 10.0), (listed, 10.0), (young, 0.0)):
+        _send_place(o.to_dict())
+        _recorded_held(r, o, age_s)
+    worker = "worker:w1@host/0001"
+    liveness.mark(r, worker)  # alive, registered, nothing held
+    r.sadd(keys.worker_held(worker), listed.client_order_id)
+    assert redrive_lost(r, confirm_s=0) == 1
+    assert _queued_orders(r) == [orphan.client_order_id]
+    assert orderstore.get(r, orphan.client_order_id)["redrives"] == 1  # type: ignore[index]
+    assert redrive_lost(r, confirm_s=0) == 0  # queued now
+
+
+def _queued_orders(r) -> list[str]:
+    return [place_of(json.loads(m)).client_order_id for m in r.lrange(QUEUE, 0, -1)]  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_redis_stopping_before_the_unacked_record_is_answered_loses_nothing(redis_server, redis_url,
+                                                                             monkeypatch) -> None:
+    """In a real Redis (append-only file, fsync always): a consumer pops a message and records it
+    as unacked, and Redis stops before it answers: the consumer's append raises, the message is
+    never delivered, and after the restart it sits in the unacked hash that no worker reads.
+    The sweeper sends it again."""
+    import redis as redis_lib
+    from kombu import Queue
+    from kombu.transport import redis as kombu_redis
+
+    r = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    o = _old_order(r)
+    _send_place(o.to_dict())
+    append = kombu_redis.QoS.append
+
+    def record_then_crash(self, message, delivery_tag):  # type: ignore[no-untyped-def]
+        append(self, message, delivery_tag)
+        redis_server.kill()  # the record is in Redis; its answer never reaches the consumer
+        raise redis_lib.ConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(kombu_redis.QoS, "append", record_then_crash)
+    delivered: list[object] = []
+    conn = Connection(redis_url, transport_options={"socket_connect_timeout": 0.5})
+    try:
+        with (conn.Consumer(Queue(QUEUE, routing_key=QUEUE), callbacks=[lambda _b, m: delivered.append(m)]),
+              pytest.raises(conn.connection_errors)):
+            conn.drain_events(timeout=5)
+    finally:
+        monkeypatch.setattr(kombu_redis.QoS, "append", append)
+        # Closed while Redis is down, as a worker's lost connection is: its restore of what it
+        # recorded as held cannot reach Redis.
+        with contextlib.suppress(Exception):
+            conn.release()
+        redis_server.start()
+    r = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    assert not delivered
+    assert r.llen(QUEUE) == 0 and r.hlen(keys.KOMBU_UNACKED) == 1  # recorded as held; nobody holds it
+    assert orderstore.get(r, o.client_order_id)["state"] == "NEW"  # type: ignore[index]
+    assert redrive_lost(r, now_ms=server_time_ms(r) + 10_000, confirm_s=0) == 1  # its deadline is 25 s away
+    assert _queued_orders(r) == [o.client_order_id]
+
+
 def test_young_expired_and_claimed_orders_are_left_alone(r) -> None:
     """A NEW order younger than the threshold (its message may still be on its way), one past
     its deadline (the sweeper expires it instead), and a claimed one are never redriven."""
@@ -128,7 +209,7 @@ def test_redrives_are_bounded(r, monkeypatch) -> None:
     import workers.sweeper as wo
 
     o = _old_order(r)
-    monkeypatch.setattr(wo, "_enqueued_ids", lambda *_: (set(), set()))
+    monkeypatch.setattr(wo, "_enqueued_ids", lambda *_: (set(), {}))
     assert [redrive_lost(r, confirm_s=0) for _ in range(wo.REDRIVE_MAX + 2)] == [1] * wo.REDRIVE_MAX + [0, 0]
     assert r.llen(QUEUE) == wo.REDRIVE_MAX
     assert orderstore.get(r, o.client_order_id)["redrives"] == wo.REDRIVE_MAX  # type: ignore[index]
