@@ -141,49 +141,6 @@ def _queued_orders(r) -> list[str]:
     return [place_of(json.loads(m)).client_order_id for m in r.lrange(QUEUE, 0, -1)]  # type: ignore[union-attr]
 
 
-@pytest.mark.slow
-def test_redis_stopping_before_the_unacked_record_is_answered_loses_nothing(redis_server, redis_url,
-                                                                             monkeypatch) -> None:
-    """In a real Redis (append-only file, fsync always): a consumer pops a message and records it
-    as unacked, and Redis stops before it answers: the consumer's append raises, the message is
-    never delivered, and after the restart it sits in the unacked hash that no worker reads.
-    The sweeper sends it again."""
-    import redis as redis_lib
-    from kombu import Queue
-    from kombu.transport import redis as kombu_redis
-
-    r = redis_lib.Redis.from_url(redis_url, decode_responses=True)
-    o = _old_order(r)
-    _send_place(o.to_dict())
-    append = kombu_redis.QoS.append
-
-    def record_then_crash(self, message, delivery_tag):  # type: ignore[no-untyped-def]
-        append(self, message, delivery_tag)
-        redis_server.kill()  # the record is in Redis; its answer never reaches the consumer
-        raise redis_lib.ConnectionError("Connection closed by server.")
-
-    monkeypatch.setattr(kombu_redis.QoS, "append", record_then_crash)
-    delivered: list[object] = []
-    conn = Connection(redis_url, transport_options={"socket_connect_timeout": 0.5})
-    try:
-        with (conn.Consumer(Queue(QUEUE, routing_key=QUEUE), callbacks=[lambda _b, m: delivered.append(m)]),
-              pytest.raises(conn.connection_errors)):
-            conn.drain_events(timeout=5)
-    finally:
-        monkeypatch.setattr(kombu_redis.QoS, "append", append)
-        # Closed while Redis is down, as a worker's lost connection is: its restore of what it
-        # recorded as held cannot reach Redis.
-        with contextlib.suppress(Exception):
-            conn.release()
-        redis_server.start()
-    r = redis_lib.Redis.from_url(redis_url, decode_responses=True)
-    assert not delivered
-    assert r.llen(QUEUE) == 0 and r.hlen(keys.KOMBU_UNACKED) == 1  # recorded as held; nobody holds it
-    assert orderstore.get(r, o.client_order_id)["state"] == "NEW"  # type: ignore[index]
-    assert redrive_lost(r, now_ms=server_time_ms(r) + 10_000, confirm_s=0) == 1  # its deadline is 25 s away
-    assert _queued_orders(r) == [o.client_order_id]
-
-
 def test_young_expired_and_claimed_orders_are_left_alone(r) -> None:
     """A NEW order younger than the threshold (its message may still be on its way), one past
     its deadline (the sweeper expires it instead), and a claimed one are never redriven."""
@@ -240,11 +197,12 @@ def test_a_lost_message_is_placed_by_a_worker_once(make_accounts, celery_workers
     assert sweep()["redriven"] == 0
 
 
-@pytest.mark.slow
-def test_redis_dying_between_pop_and_unacked_loses_the_message(redis_server, redis_url, monkeypatch) -> None:
-    """The hypothesis, in a real Redis (append-only file, fsync always): a consumer pops a message
-    (BRPOP), Redis is killed before kombu records it in ``unacked``: after the restart the message
-    is in no queue and not unacked while the order is NEW. The sweeper sends it again."""
+def _redis_dies_in_kombus_append(redis_server, redis_url, monkeypatch, *, after_the_record: bool):  # type: ignore[no-untyped-def]
+    """A NEW order's message is popped by a consumer (BRPOP), and Redis (append-only file, fsync
+    always) is killed inside kombu's QoS.append: before it records the message as unacked, or
+    (``after_the_record``) after the record ran but before its answer reached the consumer. The
+    consumer's connection is closed while Redis is down, as a worker's lost connection is (its
+    restore cannot reach Redis); then Redis starts again. Returns a client and the order."""
     import redis as redis_lib
     from kombu import Queue
     from kombu.transport import redis as kombu_redis
@@ -255,11 +213,15 @@ def test_redis_dying_between_pop_and_unacked_loses_the_message(redis_server, red
     assert r.llen(QUEUE) == 1
     append = kombu_redis.QoS.append
 
-    def crash_first(self, message, delivery_tag):  # type: ignore[no-untyped-def]
-        redis_server.kill()  # the message is popped; its unacked record is not written yet
+    def dying(self, message, delivery_tag):  # type: ignore[no-untyped-def]
+        if after_the_record:
+            append(self, message, delivery_tag)
+            redis_server.kill()
+            raise redis_lib.ConnectionError("Connection closed by server.")
+        redis_server.kill()
         return append(self, message, delivery_tag)
 
-    monkeypatch.setattr(kombu_redis.QoS, "append", crash_first)
+    monkeypatch.setattr(kombu_redis.QoS, "append", dying)
     delivered: list[object] = []
     conn = Connection(redis_url, transport_options={"socket_connect_timeout": 0.5})
     try:
@@ -268,12 +230,33 @@ def test_redis_dying_between_pop_and_unacked_loses_the_message(redis_server, red
             conn.drain_events(timeout=5)
     finally:
         monkeypatch.setattr(kombu_redis.QoS, "append", append)
-        redis_server.start()
         with contextlib.suppress(Exception):
             conn.release()
-    r = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+        redis_server.start()
     assert not delivered
-    assert r.llen(QUEUE) == 0 and r.hlen(keys.KOMBU_UNACKED) == 0  # the message is nowhere
+    r = redis_lib.Redis.from_url(redis_url, decode_responses=True)
     assert orderstore.get(r, o.client_order_id)["state"] == "NEW"  # type: ignore[index]
+    return r, o
+
+
+@pytest.mark.slow
+def test_redis_dying_between_pop_and_unacked_loses_the_message(redis_server, redis_url, monkeypatch) -> None:
+    """The hypothesis, in a real Redis: a consumer pops a message (BRPOP), Redis is killed before
+    kombu records it in ``unacked``: after the restart the message is in no queue and not
+    unacked while the order is NEW. The sweeper sends it again."""
+    r, o = _redis_dies_in_kombus_append(redis_server, redis_url, monkeypatch, after_the_record=False)
+    assert r.llen(QUEUE) == 0 and r.hlen(keys.KOMBU_UNACKED) == 0  # the message is nowhere
     assert redrive_lost(r, confirm_s=0) == 1
     assert set().union(*_enqueued_ids(r, ["kite1"])) == {o.client_order_id}
+
+
+@pytest.mark.slow
+def test_redis_stopping_before_the_unacked_record_is_answered_loses_nothing(redis_server, redis_url,
+                                                                             monkeypatch) -> None:
+    """In a real Redis: a consumer pops a message and records it as unacked, and Redis stops
+    before it answers: the consumer's append raises, the message is never delivered, and after
+    the restart it sits in the unacked hash that no worker reads. The sweeper sends it again."""
+    r, o = _redis_dies_in_kombus_append(redis_server, redis_url, monkeypatch, after_the_record=True)
+    assert r.llen(QUEUE) == 0 and r.hlen(keys.KOMBU_UNACKED) == 1  # recorded as held; nobody holds it
+    assert redrive_lost(r, now_ms=server_time_ms(r) + 10_000, confirm_s=0) == 1  # its deadline is 25 s away
+    assert _queued_orders(r) == [o.client_order_id]
