@@ -237,6 +237,8 @@ class PaperState:
         self.prices.reset()
         self.kite_login_requests.clear()
         self.kite_web_sessions.clear()
+        for pending in self.fyers_login.values():
+            pending.clear()
         self._order_seq = itertools.count(1)
         self._trade_seq = itertools.count(1)
         config_keys = {(u.broker, u.user_id) for u in self._config_users}

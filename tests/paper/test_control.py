@@ -38,6 +38,18 @@ def test_starts_fast_with_config_users_that_survive_reset(tmp_path: Path) -> Non
         proc.wait(5)
 
 
+def test_reset_forgets_logins_half_done() -> None:
+    """A reset forgets every login under way, Fyers' request keys, sessions and auth codes as
+    Kite's login requests (a config user survives a reset: its old keys must not)."""
+    from paper.state import PaperState
+
+    state = PaperState(seed=1)
+    for kind in ("steps", "sessions", "codes"):
+        state.fyers_login[kind]["key"] = (object(), "otp", time.time() + 60)  # type: ignore[assignment]
+    state.reset()
+    assert state.fyers_login == {"steps": {}, "sessions": {}, "codes": {}}
+
+
 def test_keep_alive_round_trip_is_not_delayed_by_nagle(paper: PaperBroker) -> None:
     # 20 orders back to back: a registered algo, so the 2026 rule's 10/s does not stop the loop.
     user = paper.add_user(broker="kite", caps={"orders": ["1000/s"], "orderbook": ["1000/s"]}, registered_algo=True)
