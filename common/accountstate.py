@@ -49,7 +49,7 @@ from common import keys
 from common.brokers import spec_for
 from common.brokers.base import PORTFOLIO, BrokerAdapter, adapter_for
 from common.errors import BrokerGateError, TokenExpired
-from common.lua import LuaScript, script_text
+from common.lua import LuaScript, release_lock, script_text
 from common.models import Instrument, Order
 from common.portfolio import Funds, Holding, Margin, Position, Trade, position_key, with_fill
 from common.ratelimit import Limiter
@@ -253,8 +253,7 @@ def refresh(account_name: str, kind: Kind, r: redis.Redis | None = None, *, adap
                 try:
                     _read_from_broker(r, acct, kind, adapter, relogin)
                 finally:
-                    if as_text(r.get(lock) or b"") == me:
-                        r.delete(lock)
+                    release_lock(r, lock, me)
                 return read(r, account_name, kind)
             # Someone is reading: their answer is ours.
             while time.monotonic() < give_up:

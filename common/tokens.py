@@ -39,7 +39,7 @@ import redis
 from common import keys
 from common.errors import BrokerUnavailable, LoginFailed, RateLimited
 from common.logs import redact, register_secrets
-from common.lua import LuaScript, script_text
+from common.lua import LuaScript, release_lock, script_text
 from common.ratelimit import Limiter
 from common.redis import as_text, get_redis, server_time_ms, text_hash
 from common.settings import Account, account
@@ -64,9 +64,8 @@ LOGIN_FAILED_COOLDOWN_S = 300.0
 _WAIT_POLL_S = 0.25
 _CORE_FIELDS = ("access_token", "feed_token", "version", "issued_at_ms", "expires_at_ms", "user_id")
 
-# Both atomic (common/lua/token_store.lua, lock_release.lua).
+# Atomic (common/lua/token_store.lua).
 _STORE = LuaScript(script_text("token_store"), durable=True)  # a lost token is a lost login
-_RELEASE = LuaScript(script_text("lock_release"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +365,7 @@ def relogin(account_name: str, stale_version: int, timeout_s: float = 20, *, for
                         return cur
                     tok = login_and_store(acct, deadline_s=login_deadline_s, r=r)
                 finally:
-                    _RELEASE(r, [lock_key], [me])
+                    release_lock(r, lock_key, me)
                 if refresh_instruments:
                     _ask_for_instruments(account_name, r)
                 return tok

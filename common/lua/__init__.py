@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-__all__ = ["LuaScript", "script_text", "wait_settings"]
+__all__ = ["LuaScript", "release_lock", "script_text", "wait_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -233,3 +233,13 @@ class LuaScript:
                 if acked == 0:
                     _gate.learn(r)
         return got
+
+
+_RELEASE_LOCK = LuaScript(script_text("lock_release"))
+
+
+def release_lock(r: redis.Redis, key: str, owner: str) -> bool:
+    """Delete the lock ``key`` (taken with SET NX PX) only while ``owner`` holds it, in one step:
+    a holder whose lock lapsed and was taken by another must not delete the other's."""
+    return bool(_RELEASE_LOCK(r, [key], [owner]))
+

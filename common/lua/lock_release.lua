@@ -1,5 +1,5 @@
 -- Release a lock taken with SET NX PX, only by its owner: a holder whose lock lapsed and was
--- taken by someone else must not delete the new owner's lock (common/tokens.py: the login lock).
+-- taken by someone else must not delete the new owner's lock (common/lua/__init__.py: release_lock).
 -- KEYS[1] the lock
 -- ARGV[1] the owner's fence token (the value it set)
 -- Returns 1 when deleted, else 0

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from common import accountstate, orderstore
+from common import accountstate, keys, orderstore
 from common.models import Order, OrderState, OrderUpdate
 from common.portfolio import Funds, Position, Segment, Trade, with_fill
 
@@ -147,3 +147,26 @@ def test_an_order_update_that_adds_a_fill_moves_the_position_and_the_trade_book(
     trades: list[Trade] = accountstate.read(r, acct, "trades").items
     assert sorted((t.quantity, t.price) for t in trades) == [(2, D(103)), (3, D(100))]
     assert {t.client_order_id for t in trades} == {coid}
+
+
+def test_a_reader_releases_its_lock_only_while_it_holds_it(acct: str, r: Any, redis_url: str) -> None:
+    """Given a read whose single-flight lock another reader takes right after the first one
+    checked it still held it (it lapsed), When the first one releases it, Then the other's lock
+    stands: the check and the delete are one step (common/lua/lock_release.lua)."""
+    import redis as redis_lib
+
+    lock = keys.account_state_refreshing(acct, "positions")
+    handed_over: list[bool] = []
+
+    class HandsOverAfterTheCheck(redis_lib.Redis):
+        def get(self, name: Any) -> Any:
+            got = super().get(name)
+            if name == lock:
+                super().set(lock, "the next reader", px=10_000)
+                handed_over.append(True)
+            return got
+
+    client = HandsOverAfterTheCheck.from_url(redis_url, decode_responses=True)
+    accountstate.refresh(acct, "positions", client, adapter=Broker())
+    assert r.get(lock) == ("the next reader" if handed_over else None)
+
