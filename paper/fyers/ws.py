@@ -295,10 +295,11 @@ class FyersDataSocket(TickingSocket):
 
     async def send_ticks(self) -> None:
         ws = self.websocket
-        async for batch in self.batches():
-            if self.user is not None and self.faults.take_malformed():
+        # Faults are taken once authenticated (the user is known then), as Shoonya's socket does.
+        async for batch in self.batches(ready=lambda: self.user is not None):
+            if self.faults.take_malformed():
                 await ws.send_bytes(self._malformed_frame())
-            if batch is None or self.user is None:
+            if batch is None:
                 continue
             if self._message_no - self._acked_no >= MAX_UNACKED:
                 self.held += 1

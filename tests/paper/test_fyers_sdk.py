@@ -403,6 +403,32 @@ def test_data_socket_refuses_a_wrong_hsm_key_and_answers_pings(paper: PaperBroke
         ws.close()
 
 
+def test_a_data_socket_takes_no_socket_fault_before_it_authenticates(paper: PaperBroker, user: PaperUser,
+                                                                   sdk: None) -> None:  # fmt: skip
+    """Given a data socket open but not authenticated (the SDK's, between connect and auth), When a
+    drop_socket fault for every Fyers user is set, Then that socket does not use it up: it is
+    dropped once it has authenticated, and the fault is taken under its user."""
+    import websocket
+
+    from common.brokers.fyers import feed
+    from paper.sockets import POLL_S
+
+    token = sdk_login(paper, user)
+    ws = websocket.create_connection(paper.url.replace("http://", "ws://") + "/hsm/v1-5/prod", timeout=5)
+    try:
+        paper.fault(kind="drop_socket", broker="fyers", count=1)
+        time.sleep(3 * POLL_S)  # three wake-ups of the socket's sender loop (a fault is taken on one)
+        for m in feed.login_messages(user.api_key, user.user_id, token, token):
+            ws.send(m, websocket.ABNF.OPCODE_BINARY)
+        assert feed.binary_refusal(ws.recv()) is None  # authenticated
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            while True:
+                ws.recv()
+        assert requests.get(f"{paper.url}/_paper/faults", timeout=5).json() == []  # used up
+    finally:
+        ws.close()
+
+
 def test_data_socket_holds_data_until_acknowledged(paper: PaperBroker, user: PaperUser, ticks: Ticks,
                                                   sdk: None) -> None:  # fmt: skip
     import websocket
