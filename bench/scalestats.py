@@ -168,7 +168,8 @@ def merge_repeats(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         elif isinstance(first, bool | str) or key == "per_account":
             out[key] = runs[-1][key]
         elif isinstance(first, int | float):
-            out[key] = _median(vals)
+            # A number the same in every burst is the row's own (accounts, processes): as it is.
+            out[key] = first if all(v == first for v in vals) else _median(vals)
         elif isinstance(first, list):
             out[key] = [x for r in runs for x in r[key]]
         elif isinstance(first, dict):

@@ -129,6 +129,9 @@ def test_repeated_bursts_of_a_row_merge_to_totals_worsts_and_medians() -> None:
 
     got = merge_repeats([run(90.0, 10, 70.0, [1], 50.0), run(99.0, 9, 72.0, [0, 2], 30.0), run(95.0, 10, 71.0, [], 40.0)])
     assert got["repeats"] == 3 and got["expected"] == 630 and got["processes"] == 1
+    # the row's own numbers, the same in every burst, stay as they are: 10 accounts, not 10.0
+    two = merge_repeats([run(90.0, 10, 70.0, [1], 50.0), run(99.0, 9, 72.0, [0, 2], 30.0)])
+    assert type(two["accounts"]) is int and type(two["processes"]) is int and two["accounts"] == 10
     assert got["max_in_1s"] == 10 and got["rss_mb_peak"] == 72.0  # the worst
     assert got["cap_use_min_pct"] == 95.0 and got["latency_first_window_ms"] == {"p50": 10.0, "p99": 40.0}
     assert got["slots_behind"] == [1, 0, 2]
