@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from common import keys
@@ -33,6 +34,10 @@ log = logging.getLogger("brokergate.cli")
 EXIT_OK = 0
 EXIT_UNHEALTHY = 1
 EXIT_ERROR = 2
+# A status answers now (an operator before the open, a container's healthcheck within its
+# timeout): Redis unreachable through a second of retries is the answer, not the 10 s a
+# worker's client rides out a failover with.
+STATUS_REDIS_RETRY_S = 1.0
 
 
 class _LenientEnv(dict):  # type: ignore[type-arg]
@@ -207,14 +212,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     import redis as redis_lib
 
     from common.health import Thresholds, evaluate, gather
-    from common.redis import get_redis
+    from common.redis import connect, redis_conf
 
     accounts = load_accounts_for_reading()
     # A component check (a container's healthcheck) asks the workers only when it is about them.
     ask_workers = args.component is None or args.component.split(":")[0] in ("queue", "worker")
     app = celery_app() if ask_workers else None
+    r = connect(replace(redis_conf(), retry_s=STATUS_REDIS_RETRY_S))
     try:
-        snap = gather(get_redis(), accounts, app=app, inspect_timeout_s=args.timeout_s, ask_workers=ask_workers)
+        snap = gather(r, accounts, app=app, inspect_timeout_s=args.timeout_s, ask_workers=ask_workers)
     except redis_lib.RedisError as e:
         doc = {"healthy": False, "problems": [{"level": "error", "component": "redis", "message": str(e)}]}
         if args.json:
@@ -222,6 +228,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             print(f"UNHEALTHY: Redis unreachable: {e}", file=sys.stderr)
         return EXIT_UNHEALTHY
+    finally:
+        r.close()
     health = evaluate(snap, Thresholds(feed_stall_s=args.feed_stall_s))
     if args.component:
         return component_status(health, args.component, as_json=args.json)

@@ -19,9 +19,11 @@ and :meth:`RedisConf.secrets` lists them for the log redactor.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from redis.backoff import ExponentialBackoff
@@ -32,11 +34,12 @@ from redis.retry import Retry
 from common.errors import ConfigError
 
 __all__ = [
-    "DEFAULT_URL", "RedisConf", "celery_conf", "data_url", "parse", "redbeat_conf", "redis_kwargs", "retry", "retry_count",
+    "DEFAULT_URL", "BudgetRetry", "RedisConf", "celery_conf", "data_url", "parse", "redbeat_conf", "redis_kwargs", "retry", "retry_count",
     "sentinel_args", "ssl_kwargs", "url_parts",
 ]  # fmt: skip
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+T = TypeVar("T")
 _P = "BROKERGATE_REDIS_"
 # Backoff between attempts of one command over a lost connection: quick first (a restarted or
 # promoted server answers in well under a second), then at most a second apart.
@@ -200,13 +203,49 @@ def retry_count(retry_s: float) -> int:
     return n
 
 
+class BudgetRetry(Retry):
+    """redis-py's Retry whose nested uses in one thread share one time budget, counted from the
+    first failure: redis-py retries a command, and inside it the connection retries its own
+    connect and handshake with the same policy, so a server that accepts and hangs up (a proxy
+    before a Redis that is down, a Redis at ``maxclients``) cost the product of the two counts
+    (196 attempts, 158 s at a 10 s budget). Past the budget, no loop retries again."""
+
+    _chain = threading.local()  # this thread's nesting depth and the budget's end (monotonic s)
+
+    def __init__(self, budget_s: float) -> None:
+        super().__init__(ExponentialBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), retry_count(budget_s),
+                         supported_errors=(RedisConnectionError, RedisTimeoutError),
+                         is_retryable=self._within_budget)  # fmt: skip
+        self.budget_s = budget_s
+
+    def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any],
+                        is_retryable: Callable[[Exception], bool] | None = None,
+                        with_failure_count: bool = False) -> T:  # fmt: skip
+        chain = self._chain
+        depth = getattr(chain, "depth", 0)
+        chain.depth = depth + 1
+        try:
+            return super().call_with_retry(do, fail, is_retryable, with_failure_count)
+        finally:
+            chain.depth = depth
+            if depth == 0:
+                chain.ends = None
+
+    def _within_budget(self, _error: Exception) -> bool:
+        chain = self._chain
+        ends = getattr(chain, "ends", None)
+        if ends is None:
+            chain.ends = ends = time.monotonic() + self.budget_s
+        return time.monotonic() < ends
+
+
 def retry(conf: RedisConf) -> Retry:
-    """redis-py's retry of one command over a lost connection, bounded by ``retry_s`` of backoff.
+    """redis-py's retry of one command over a lost connection, bounded by ``retry_s`` in all
+    (:class:`BudgetRetry`).
 
     ConnectionError covers a demoted primary too: a Sentinel-managed connection turns its
     READONLY answer into one (redis-py ``SentinelManagedConnection.read_response``)."""
-    return Retry(ExponentialBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), retry_count(conf.retry_s),
-                 supported_errors=(RedisConnectionError, RedisTimeoutError))  # fmt: skip
+    return BudgetRetry(conf.retry_s)
 
 
 def ssl_kwargs(conf: RedisConf) -> dict[str, Any]:
