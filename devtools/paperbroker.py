@@ -87,6 +87,10 @@ class PaperBroker:
         """`fault(kind=..., broker=..., user_id=None, count=None, duration_s=None, delay_s=None)`."""
         return dict(self._post("faults", {k: v for k, v in kw.items() if v is not None}))
 
+    def faults(self) -> list[dict[str, Any]]:
+        """The faults still active (``GET /_paper/faults``): one with a count is gone once used up."""
+        return list(self._get("faults"))
+
     def ticks(self, **body: Any) -> None:
         """Pace the tick generator (``POST /_paper/ticks``: interval_ms, paused, steps, slices)."""
         self._post("ticks", body)

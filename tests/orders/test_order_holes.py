@@ -49,7 +49,9 @@ def test_a_cancel_during_a_place_that_then_fails_unsent_keeps_the_order_off_the_
     paper.fault(kind="delay", broker="kite", user_id=user, count=1, delay_s=1.0)
     paper.fault(kind="error_5xx", broker="kite", user_id=user, count=1, status=503)
     h = place_order(account=acct.name, exchange="NSE", symbol="INFY", side="BUY", quantity=1, deadline_s=20)
-    wait_for(lambda: (h.get() or {}).get("sent_at_ms"), 10, what="the place request in flight")
+    # At the broker, held by the delay (its fault used up). Waiting for sent_at_ms alone let a
+    # loaded host's request miss its send-by moment: never sent, so no 503 to wait for.
+    wait_for(lambda: not [f for f in paper.faults() if f["kind"] == "delay"], 10, what="the place request at the broker")
     h.cancel(deadline_s=0.3)
     got = h.wait(20, final=True)
     assert got["state"] == "CANCELLED" and not got.get("broker_order_id"), got

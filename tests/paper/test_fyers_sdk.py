@@ -424,7 +424,7 @@ def test_a_data_socket_takes_no_socket_fault_before_it_authenticates(paper: Pape
         with pytest.raises(websocket.WebSocketConnectionClosedException):
             while True:
                 ws.recv()
-        assert requests.get(f"{paper.url}/_paper/faults", timeout=5).json() == []  # used up
+        assert paper.faults() == []  # used up
     finally:
         ws.close()
 
