@@ -187,37 +187,19 @@ def test_status_on_an_unreachable_redis_is_unhealthy_not_a_traceback(accounts_fi
     assert rc == 1 and doc["problems"][0]["component"] == "redis"
 
 
-def test_status_gives_up_on_an_unreachable_redis_after_a_short_retry(accounts_file: Path,
+def test_status_gives_up_on_an_unreachable_redis_after_a_short_retry(accounts_file: Path, hangs_up: tuple[str, list[int]],
                                                                       monkeypatch: pytest.MonkeyPatch,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     """A status answers now (an operator before the open, a container's healthcheck with its
     timeout): a Redis that hangs up on every connection is reported after about a second of
     retries, not after the 10 s a worker's client keeps trying through a failover."""
-    import socket
-    import threading
-
     from common.redisconf import retry_count
 
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[int] = []
-
-    def hang_up() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            accepted.append(1)
-            conn.close()
-
-    threading.Thread(target=hang_up, daemon=True).start()
-    try:
-        monkeypatch.setenv("BROKERGATE_REDIS_URL", f"redis://127.0.0.1:{listener.getsockname()[1]}/0")
-        bg_settings.settings.cache_clear()
-        bg_redis.reset_clients()
-        rc, doc = run_status(monkeypatch, capsys, None)
-    finally:
-        listener.close()
+    url, accepted = hangs_up
+    monkeypatch.setenv("BROKERGATE_REDIS_URL", url)
+    bg_settings.settings.cache_clear()
+    bg_redis.reset_clients()
+    rc, doc = run_status(monkeypatch, capsys, None)
     assert rc == 1 and doc["problems"][0]["component"] == "redis"
     assert 1 <= len(accepted) <= 2 * (retry_count(cli.STATUS_REDIS_RETRY_S) + 1), len(accepted)
 

@@ -4,9 +4,6 @@ and the connection retries its own connect and handshake, each with the whole bu
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -14,30 +11,6 @@ import redis
 
 from common import redisconf
 from common.redis import connect
-
-
-@pytest.fixture
-def hangs_up() -> Iterator[tuple[str, list[int]]]:
-    """A server that accepts every connection and closes it at once, as a proxy in front of a
-    Redis that is down does, or a Redis at ``maxclients``: every connect succeeds, every
-    handshake fails. Yields its URL and the list of connections it took."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[int] = []
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            accepted.append(1)
-            conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0", accepted
-    finally:
-        listener.close()
 
 
 def test_a_server_that_hangs_up_on_every_handshake_is_given_up_on_within_the_budget(
