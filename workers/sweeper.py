@@ -204,19 +204,19 @@ def redrive_lost(r: redis.Redis, now_ms: int | None = None, confirm_s: float = R
     :data:`LISTED_WITHIN_S` after the record: Redis stopping after it ran the record but before
     it answered makes the consumer's append raise, and the message never reaches Celery (it would
     wait out the visibility timeout). A message merely queued behind a burst, or received by a
-    live worker, is found and left alone. And an order claimed more
-    than :data:`ORPHAN_AFTER_S` ago by a worker with no liveness mark, nothing sent: its message
-    sits in kombu's unacked hash until the visibility timeout, past the deadline. A copy sent in
-    a race anyway is a no-op by the order's claim. Returns how many were sent again."""
+    live worker, is found and left alone. And an order claimed more than :data:`ORPHAN_AFTER_S`
+    ago by a worker with no liveness mark, nothing sent: its message sits in kombu's unacked hash
+    until the visibility timeout, past the deadline. A copy sent in a race anyway is a no-op by
+    the order's claim. Returns how many were sent again."""
     now_ms = server_time_ms(r) if now_ms is None else now_ms
     rows = [u for u in orderstore.unsent(r, now_ms) if int(u.redrives or 0) < REDRIVE_MAX]
     claimed = [u for u in rows if u.state is S.SENDING and u.claimed_by
                and u.claimed_ms < now_ms - int(ORPHAN_AFTER_S * 1000)]
-    live = liveness.alive(r, {u.claimed_by for u in claimed})
-    redriven = sum(_redrive(r, u, "redriven: its worker is gone", dead_attempt=u.attempt)
-                   for u in claimed if u.claimed_by not in live)
     workers = liveness.registered(r)
-    live_workers = liveness.alive(r, workers)
+    # The alive marks read once, for the registered workers and the claimers alike.
+    live_workers = liveness.alive(r, workers | {u.claimed_by for u in claimed})
+    redriven = sum(_redrive(r, u, "redriven: its worker is gone", dead_attempt=u.attempt)
+                   for u in claimed if u.claimed_by not in live_workers)
     dead = liveness.held_by(r, workers - live_workers)
     held_by_dead = set().union(*dead.values())
     candidates = {u.client_order_id: u for u in rows if u.state is S.NEW and u.enqueued
