@@ -32,7 +32,7 @@ class Refused(Exception):
 
 def postback_modules() -> dict[str, Any]:
     """The updates module of every broker that sends postbacks, by broker name."""
-    return {name: broker(name).updates for name in BROKER_NAMES if broker(name).updates.HAS_POSTBACK}
+    return {name: updates for name in BROKER_NAMES if (updates := broker(name).updates).HAS_POSTBACK}
 
 
 async def read_capped(request: Request, cap: int) -> bytes:
