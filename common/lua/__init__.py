@@ -242,4 +242,3 @@ def release_lock(r: redis.Redis, key: str, owner: str) -> bool:
     """Delete the lock ``key`` (taken with SET NX PX) only while ``owner`` holds it, in one step:
     a holder whose lock lapsed and was taken by another must not delete the other's."""
     return bool(_RELEASE_LOCK(r, [key], [owner]))
-

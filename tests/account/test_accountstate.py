@@ -169,4 +169,3 @@ def test_a_reader_releases_its_lock_only_while_it_holds_it(acct: str, r: Any, re
     client = HandsOverAfterTheCheck.from_url(redis_url, decode_responses=True)
     accountstate.refresh(acct, "positions", client, adapter=Broker())
     assert r.get(lock) == ("the next reader" if handed_over else None)
-
